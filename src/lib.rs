@@ -1,0 +1,12 @@
+//! stilts: intermediate-task training (STILTs) for zero-shot cross-lingual
+//! transfer with the XLM-R family, on candle.
+//!
+//! Layers, top to bottom: front ends (`cli`), the model layer ([`model`]),
+//! shared helpers ([`util`]) and the one error type ([`Error`]).
+
+pub mod error;
+pub mod model;
+pub mod predict;
+pub mod util;
+
+pub use error::{Error, Result};

@@ -1,0 +1,294 @@
+//! `config.json` of the XLM-R family, read the way transformers reads it.
+//!
+//! Fields are read one by one (not through a derived struct) so a wrong type
+//! names the field; everything we do not model is kept in `raw` and written
+//! back unchanged when a model is saved.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::ops::Activation;
+use crate::error::{Error, Result};
+
+/// Where the LayerNorms sit: the two members of the XLM-R family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Variant {
+    /// XLM-R base/large (`XLMRobertaModel`): LayerNorm after each residual,
+    /// and on the embeddings.
+    PostLayerNorm,
+    /// XLM-R XL/XXL (`XLMRobertaXLModel`): LayerNorm before attention and
+    /// before the FFN, none on the embeddings, one after the last layer.
+    PreLayerNorm,
+}
+
+impl Variant {
+    /// `model_type` transformers expects for this variant.
+    pub fn model_type(&self) -> &'static str {
+        match self {
+            Variant::PostLayerNorm => "xlm-roberta",
+            Variant::PreLayerNorm => "xlm-roberta-xl",
+        }
+    }
+
+    /// Class-name prefix in transformers (`XLMRoberta` / `XLMRobertaXL`).
+    pub fn class_prefix(&self) -> &'static str {
+        match self {
+            Variant::PostLayerNorm => "XLMRoberta",
+            Variant::PreLayerNorm => "XLMRobertaXL",
+        }
+    }
+
+    /// The variant a set of tensor names proves, if any (checkpoint names
+    /// beat config fields: the XXL hub config says `xlm-roberta`).
+    pub fn from_tensor_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Option<Self> {
+        for n in names {
+            if n.ends_with("attention.self_attn_layer_norm.weight") || n.ends_with("encoder.LayerNorm.weight") {
+                return Some(Variant::PreLayerNorm);
+            }
+            if n.ends_with("embeddings.LayerNorm.weight") || n.ends_with("attention.output.LayerNorm.weight") {
+                return Some(Variant::PostLayerNorm);
+            }
+        }
+        None
+    }
+}
+
+/// The settings of an XLM-R encoder (and its labels, when it has a head).
+#[derive(Clone, Debug)]
+pub struct XlmrConfig {
+    pub variant: Variant,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: Activation,
+    pub hidden_dropout_prob: f64,
+    pub attention_probs_dropout_prob: f64,
+    pub classifier_dropout: Option<f64>,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub pad_token_id: u32,
+    pub initializer_range: f64,
+    /// Label names ordered by id (`id2label`); empty when the config has none.
+    pub labels: Vec<String>,
+    pub architectures: Vec<String>,
+    /// Every field of the file, for a faithful round trip.
+    pub raw: Map<String, Value>,
+}
+
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    path: &'a Path,
+}
+
+impl Fields<'_> {
+    fn err(&self, field: &str, want: &str, got: &Value) -> Error {
+        Error::config(
+            self.path,
+            format!("field `{field}` must be {want}, found {got}; fix config.json"),
+        )
+    }
+
+    fn usize(&self, field: &str, default: Option<usize>) -> Result<usize> {
+        match self.map.get(field) {
+            Some(v) => v
+                .as_u64()
+                .map(|x| x as usize)
+                .ok_or_else(|| self.err(field, "a non-negative integer", v)),
+            None => default.ok_or_else(|| {
+                Error::config(self.path, format!("missing field `{field}`; add it to config.json"))
+            }),
+        }
+    }
+
+    fn f64(&self, field: &str, default: f64) -> Result<f64> {
+        match self.map.get(field) {
+            Some(v) => v.as_f64().ok_or_else(|| self.err(field, "a number", v)),
+            None => Ok(default),
+        }
+    }
+
+    fn opt_f64(&self, field: &str) -> Result<Option<f64>> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.err(field, "a number or null", v)),
+        }
+    }
+
+    fn str(&self, field: &str, default: &str) -> Result<String> {
+        match self.map.get(field) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(v) => Err(self.err(field, "a string", v)),
+            None => Ok(default.to_string()),
+        }
+    }
+}
+
+impl XlmrConfig {
+    /// Reads `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let value: Value = crate::error::read_json(path)?;
+        Self::from_value(value, path)
+    }
+
+    /// Parses a config already in memory; `path` is only used in errors.
+    pub fn from_value(value: Value, path: &Path) -> Result<Self> {
+        let map = match value {
+            Value::Object(m) => m,
+            other => {
+                return Err(Error::config(
+                    path,
+                    format!("expected a JSON object, found {other}"),
+                ))
+            }
+        };
+        let f = Fields { map: &map, path };
+        let architectures = match map.get("architectures") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| f.err("architectures", "a list of strings", v)))
+                .collect::<Result<_>>()?,
+            Some(v) => return Err(f.err("architectures", "a list of strings", v)),
+        };
+        let model_type = f.str("model_type", "xlm-roberta")?;
+        let variant = if architectures.iter().any(|a| a.starts_with("XLMRobertaXL")) || model_type == "xlm-roberta-xl" {
+            Variant::PreLayerNorm
+        } else {
+            Variant::PostLayerNorm
+        };
+        let act_name = f.str("hidden_act", "gelu")?;
+        let hidden_act = Activation::parse(&act_name).ok_or_else(|| {
+            Error::config(path, format!("hidden_act `{act_name}` is not supported; use gelu, gelu_new or relu"))
+        })?;
+        let labels = Self::parse_labels(&f)?;
+        let cfg = XlmrConfig {
+            variant,
+            vocab_size: f.usize("vocab_size", None)?,
+            hidden_size: f.usize("hidden_size", None)?,
+            num_hidden_layers: f.usize("num_hidden_layers", None)?,
+            num_attention_heads: f.usize("num_attention_heads", None)?,
+            intermediate_size: f.usize("intermediate_size", None)?,
+            hidden_act,
+            hidden_dropout_prob: f.f64("hidden_dropout_prob", 0.1)?,
+            attention_probs_dropout_prob: f.f64("attention_probs_dropout_prob", 0.1)?,
+            classifier_dropout: f.opt_f64("classifier_dropout")?,
+            max_position_embeddings: f.usize("max_position_embeddings", Some(514))?,
+            type_vocab_size: f.usize("type_vocab_size", Some(1))?,
+            layer_norm_eps: f.f64("layer_norm_eps", 1e-5)?,
+            pad_token_id: f.usize("pad_token_id", Some(1))? as u32,
+            initializer_range: f.f64("initializer_range", 0.02)?,
+            labels,
+            architectures,
+            raw: map.clone(),
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn parse_labels(f: &Fields) -> Result<Vec<String>> {
+        let Some(v) = f.map.get("id2label") else { return Ok(vec![]) };
+        let Value::Object(m) = v else { return Err(f.err("id2label", "an object {\"0\": \"name\", ...}", v)) };
+        let mut pairs = Vec::with_capacity(m.len());
+        for (k, v) in m {
+            let id: usize = k.parse().map_err(|_| f.err("id2label", "keyed by integers", &Value::String(k.clone())))?;
+            let name = v.as_str().ok_or_else(|| f.err("id2label", "string-valued", v))?;
+            pairs.push((id, name.to_string()));
+        }
+        pairs.sort();
+        if pairs.iter().enumerate().any(|(i, (id, _))| *id != i) {
+            return Err(Error::config(f.path, "id2label ids must be 0..n-1 without gaps"));
+        }
+        Ok(pairs.into_iter().map(|(_, n)| n).collect())
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |m: String| Err(Error::config(path, m));
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return bad(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.pad_token_id as usize >= self.vocab_size {
+            return bad(format!("pad_token_id {} is outside the vocabulary ({})", self.pad_token_id, self.vocab_size));
+        }
+        if self.max_position_embeddings <= self.pad_token_id as usize + 1 {
+            return bad(format!("max_position_embeddings {} leaves no room for positions", self.max_position_embeddings));
+        }
+        for (name, p) in [("hidden_dropout_prob", self.hidden_dropout_prob), ("attention_probs_dropout_prob", self.attention_probs_dropout_prob)] {
+            if !(0.0..1.0).contains(&p) {
+                return bad(format!("{name} must be in [0, 1), found {p}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The longest input (in tokens, specials included) the position table allows.
+    pub fn max_sequence_length(&self) -> usize {
+        self.max_position_embeddings - self.pad_token_id as usize - 1
+    }
+
+    /// Dropout before classification layers (transformers' rule).
+    pub fn classifier_dropout(&self) -> f64 {
+        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+
+    /// A minimal config for a new model of the given shape.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(variant: Variant, vocab_size: usize, hidden_size: usize, num_hidden_layers: usize, num_attention_heads: usize, intermediate_size: usize, max_position_embeddings: usize) -> Result<Self> {
+        let value = serde_json::json!({
+            "architectures": [format!("{}ForMaskedLM", variant.class_prefix())],
+            "model_type": variant.model_type(),
+            "vocab_size": vocab_size,
+            "hidden_size": hidden_size,
+            "num_hidden_layers": num_hidden_layers,
+            "num_attention_heads": num_attention_heads,
+            "intermediate_size": intermediate_size,
+            "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "max_position_embeddings": max_position_embeddings,
+            "type_vocab_size": 1,
+            "initializer_range": 0.02,
+            "layer_norm_eps": 1e-5,
+            "pad_token_id": 1,
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+            "position_embedding_type": "absolute",
+        });
+        Self::from_value(value, &PathBuf::from("<new config>"))
+    }
+
+    /// The JSON transformers reads back, for a model whose head is the
+    /// transformers class `architecture` with the given labels.
+    pub fn to_json(&self, architecture: &str, labels: &[String]) -> Value {
+        let mut m = self.raw.clone();
+        m.insert("architectures".into(), serde_json::json!([architecture]));
+        m.insert("model_type".into(), Value::String(self.variant.model_type().into()));
+        for key in ["id2label", "label2id", "num_labels", "_name_or_path"] {
+            m.remove(key);
+        }
+        if !labels.is_empty() {
+            let id2label: Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), Value::String(l.clone()))).collect();
+            let label2id: Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i))).collect();
+            m.insert("id2label".into(), Value::Object(id2label));
+            m.insert("label2id".into(), Value::Object(label2id));
+        }
+        m.insert("stilts_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+        Value::Object(m)
+    }
+
+    /// Number of encoder parameters (embeddings and layers, no head).
+    pub fn encoder_parameters(&self) -> usize {
+        let h = self.hidden_size;
+        let f = self.intermediate_size;
+        let emb = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h;
+        let layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 2 * 2 * h;
+        let extra = 2 * h; // embeddings LayerNorm (post-LN) or final LayerNorm (pre-LN)
+        emb + self.num_hidden_layers * layer + extra
+    }
+}

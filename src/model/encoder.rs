@@ -1,0 +1,330 @@
+//! The XLM-R encoder family: post-LayerNorm (base, large) and pre-LayerNorm
+//! (XL, XXL), with transformers' parameter names under `roberta.`.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::config::{Variant, XlmrConfig};
+use super::ops::{attention_bias, dropout, layer_norm, softmax_last_dim, DropoutRng};
+use super::params::{Init, ParamBuilder, ParamStore};
+use crate::error::Result;
+
+type CResult<T> = candle_core::Result<T>;
+
+/// A dense layer `y = x W^T + b` (PyTorch's weight layout).
+#[derive(Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Linear {
+    /// Takes `{name}.weight` `[out, in]` and `{name}.bias` `[out]`.
+    pub fn build(pb: &mut ParamBuilder, store: &mut ParamStore, name: &str, inp: usize, out: usize) -> Result<Self> {
+        Ok(Linear {
+            weight: pb.take(store, &format!("{name}.weight"), &[out, inp], Init::Normal)?,
+            bias: pb.take(store, &format!("{name}.bias"), &[out], Init::Zeros)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let w = self.weight.t()?;
+        let y = match x.dims() {
+            [b, t, k] => x.reshape((b * t, *k))?.matmul(&w)?.reshape((*b, *t, ()))?,
+            _ => x.matmul(&w)?,
+        };
+        y.broadcast_add(&self.bias)
+    }
+}
+
+#[derive(Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn build(pb: &mut ParamBuilder, store: &mut ParamStore, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: pb.take(store, &format!("{name}.weight"), &[dim], Init::Ones)?,
+            bias: pb.take(store, &format!("{name}.bias"), &[dim], Init::Zeros)?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// Token ids of one batch on the device, padded, with their attention mask
+/// and RoBERTa position ids.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// `[B, T]` u32.
+    pub input_ids: Tensor,
+    /// `[B, T]` u32, 1 for real tokens and 0 for padding.
+    pub attention_mask: Tensor,
+    /// `[B, T]` u32: `pad + cumulative count of real tokens` (pad where padded).
+    pub position_ids: Tensor,
+    /// `[B, T]` u32, all zero for XLM-R (one segment type).
+    pub token_type_ids: Tensor,
+    /// Rows per example: 1, or the number of choices of a multiple-choice
+    /// batch (its rows are example-major: all choices of example 0 first).
+    pub choices: usize,
+}
+
+impl Inputs {
+    /// Pads `rows` to the longest one with `pad_id` (dynamic padding).
+    pub fn pad(rows: &[Vec<u32>], pad_id: u32, device: &Device) -> Result<Self> {
+        let t = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(rows.len() * t);
+        let mut mask = Vec::with_capacity(rows.len() * t);
+        for r in rows {
+            ids.extend_from_slice(r);
+            ids.extend(std::iter::repeat_n(pad_id, t - r.len()));
+            mask.extend(std::iter::repeat_n(1u32, r.len()));
+            mask.extend(std::iter::repeat_n(0u32, t - r.len()));
+        }
+        Self::from_flat(ids, mask, rows.len(), t, pad_id, device)
+    }
+
+    /// From given ids and mask (`[B, T]` each, row-major); positions follow
+    /// transformers' `create_position_ids_from_input_ids`, which looks at the
+    /// ids (not the mask): every non-pad id counts.
+    pub fn from_flat(ids: Vec<u32>, mask: Vec<u32>, b: usize, t: usize, pad_id: u32, device: &Device) -> Result<Self> {
+        let mut pos = Vec::with_capacity(ids.len());
+        for row in ids.chunks(t) {
+            let mut count = 0u32;
+            for &id in row {
+                if id != pad_id {
+                    count += 1;
+                    pos.push(pad_id + count);
+                } else {
+                    pos.push(pad_id);
+                }
+            }
+        }
+        Ok(Inputs {
+            input_ids: Tensor::from_vec(ids, (b, t), device)?,
+            attention_mask: Tensor::from_vec(mask, (b, t), device)?,
+            position_ids: Tensor::from_vec(pos, (b, t), device)?,
+            token_type_ids: Tensor::zeros((b, t), DType::U32, device)?,
+            choices: 1,
+        })
+    }
+
+    /// Marks the rows as `choices` candidates per example (multiple choice).
+    pub fn with_choices(mut self, choices: usize) -> Self {
+        self.choices = choices.max(1);
+        self
+    }
+
+    pub fn dims(&self) -> CResult<(usize, usize)> {
+        self.input_ids.dims2()
+    }
+
+    /// Largest position id used, for checking against the position table.
+    fn max_position(&self) -> CResult<u32> {
+        self.position_ids.flatten_all()?.max(0)?.to_scalar::<u32>()
+    }
+}
+
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    layer_norm: Option<LayerNorm>,
+}
+
+struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    heads: usize,
+}
+
+impl SelfAttention {
+    fn forward(&self, x: &Tensor, bias: &Tensor, p_attn: f64, rng: &mut Option<&mut DropoutRng>) -> CResult<Tensor> {
+        let (b, t, h) = x.dims3()?;
+        let hd = h / self.heads;
+        let split = |y: Tensor| -> CResult<Tensor> { y.reshape((b, t, self.heads, hd))?.transpose(1, 2)?.contiguous() };
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let probs = softmax_last_dim(&scores.broadcast_add(bias)?)?;
+        let probs = dropout(&probs, p_attn, rng.as_deref_mut())?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        self.output.forward(&ctx)
+    }
+}
+
+struct Layer {
+    attention: SelfAttention,
+    /// Post-LN: after attention + residual. Pre-LN: before attention.
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    /// Post-LN: after FFN + residual. Pre-LN: before the FFN.
+    ffn_norm: LayerNorm,
+}
+
+/// The shared body of every XLM-R model: what STILTs carries from one task
+/// to the next. Its parameters are named `roberta.*` as in transformers.
+#[derive(Clone)]
+pub struct Encoder {
+    pub config: XlmrConfig,
+    params: ParamStore,
+    inner: std::sync::Arc<EncoderInner>,
+}
+
+struct EncoderInner {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    final_norm: Option<LayerNorm>,
+}
+
+impl Encoder {
+    /// Builds the encoder from `pb` (checkpoint tensors or fresh init).
+    pub fn build(config: &XlmrConfig, pb: &mut ParamBuilder) -> Result<Self> {
+        let c = config;
+        let (h, eps) = (c.hidden_size, c.layer_norm_eps);
+        let mut st = ParamStore::new();
+        let s = &mut st;
+        let pre = c.variant == Variant::PreLayerNorm;
+        let e = "roberta.embeddings";
+        let embeddings = Embeddings {
+            word: pb.take(s, &format!("{e}.word_embeddings.weight"), &[c.vocab_size, h], Init::NormalPaddingRow(c.pad_token_id as usize))?,
+            position: pb.take(s, &format!("{e}.position_embeddings.weight"), &[c.max_position_embeddings, h], Init::NormalPaddingRow(c.pad_token_id as usize))?,
+            token_type: pb.take(s, &format!("{e}.token_type_embeddings.weight"), &[c.type_vocab_size, h], Init::Normal)?,
+            layer_norm: if pre { None } else { Some(LayerNorm::build(pb, s, &format!("{e}.LayerNorm"), h, eps)?) },
+        };
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let l = format!("roberta.encoder.layer.{i}");
+            let attention = SelfAttention {
+                query: Linear::build(pb, s, &format!("{l}.attention.self.query"), h, h)?,
+                key: Linear::build(pb, s, &format!("{l}.attention.self.key"), h, h)?,
+                value: Linear::build(pb, s, &format!("{l}.attention.self.value"), h, h)?,
+                output: Linear::build(pb, s, &format!("{l}.attention.output.dense"), h, h)?,
+                heads: c.num_attention_heads,
+            };
+            let (attn_norm, ffn_norm) = if pre {
+                (format!("{l}.attention.self_attn_layer_norm"), format!("{l}.LayerNorm"))
+            } else {
+                (format!("{l}.attention.output.LayerNorm"), format!("{l}.output.LayerNorm"))
+            };
+            layers.push(Layer {
+                attention,
+                attention_norm: LayerNorm::build(pb, s, &attn_norm, h, eps)?,
+                intermediate: Linear::build(pb, s, &format!("{l}.intermediate.dense"), h, c.intermediate_size)?,
+                output: Linear::build(pb, s, &format!("{l}.output.dense"), c.intermediate_size, h)?,
+                ffn_norm: LayerNorm::build(pb, s, &ffn_norm, h, eps)?,
+            });
+        }
+        let final_norm = if pre { Some(LayerNorm::build(pb, s, "roberta.encoder.LayerNorm", h, eps)?) } else { None };
+        Ok(Encoder {
+            config: config.clone(),
+            params: st,
+            inner: std::sync::Arc::new(EncoderInner { embeddings, layers, final_norm }),
+        })
+    }
+
+    /// The encoder's parameters (`roberta.*`).
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    pub fn device(&self) -> &Device {
+        self.inner.embeddings.word.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.inner.embeddings.word.dtype()
+    }
+
+    /// Hidden states `[B, T, H]` of the last layer. `rng` is `Some` in
+    /// training (dropout on) and `None` in evaluation.
+    pub fn forward(&self, inputs: &Inputs, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+        let c = &self.config;
+        let max_pos = inputs.max_position()? as usize;
+        if max_pos >= c.max_position_embeddings {
+            return Err(crate::error::Error::msg(format!(
+                "input of {} tokens is longer than this model allows ({} with max_position_embeddings {}); truncate to max_length <= {}",
+                max_pos - c.pad_token_id as usize,
+                c.max_sequence_length(),
+                c.max_position_embeddings,
+                c.max_sequence_length()
+            )));
+        }
+        let inner = &*self.inner;
+        let e = &inner.embeddings;
+        let (b, t) = inputs.dims()?;
+        let gather = |table: &Tensor, ids: &Tensor| -> CResult<Tensor> { table.embedding(&ids.flatten_all()?)?.reshape((b, t, ())) };
+        let mut x = gather(&e.word, &inputs.input_ids)?;
+        x = (x + gather(&e.token_type, &inputs.token_type_ids)?)?;
+        x = (x + gather(&e.position, &inputs.position_ids)?)?;
+        if let Some(ln) = &e.layer_norm {
+            x = ln.forward(&x)?;
+        }
+        let p = c.hidden_dropout_prob;
+        let pa = c.attention_probs_dropout_prob;
+        x = dropout(&x, p, rng.as_deref_mut())?;
+        let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
+        for layer in &inner.layers {
+            x = match c.variant {
+                Variant::PostLayerNorm => {
+                    let a = layer.attention.forward(&x, &bias, pa, &mut rng)?;
+                    let a = dropout(&a, p, rng.as_deref_mut())?;
+                    let x1 = layer.attention_norm.forward(&(a + &x)?)?;
+                    let f = c.hidden_act.apply(&layer.intermediate.forward(&x1)?)?;
+                    let f = dropout(&layer.output.forward(&f)?, p, rng.as_deref_mut())?;
+                    layer.ffn_norm.forward(&(f + &x1)?)?
+                }
+                Variant::PreLayerNorm => {
+                    let a = layer.attention.forward(&layer.attention_norm.forward(&x)?, &bias, pa, &mut rng)?;
+                    let x1 = (dropout(&a, p, rng.as_deref_mut())? + &x)?;
+                    let f = c.hidden_act.apply(&layer.intermediate.forward(&layer.ffn_norm.forward(&x1)?)?)?;
+                    (dropout(&layer.output.forward(&f)?, p, rng.as_deref_mut())? + x1)?
+                }
+            };
+        }
+        if let Some(ln) = &inner.final_norm {
+            x = ln.forward(&x)?;
+        }
+        Ok(x)
+    }
+
+    /// Zeroes the gradient of the padding row of the word and position
+    /// tables, as PyTorch's `nn.Embedding(padding_idx=...)` does: that row is
+    /// never trained. Call it between `backward` and the optimizer step.
+    pub fn mask_padding_grads(&self, grads: &mut candle_core::backprop::GradStore) -> Result<()> {
+        let pad = self.config.pad_token_id as usize;
+        for table in [&self.inner.embeddings.word, &self.inner.embeddings.position] {
+            if let Some(g) = grads.get(table) {
+                let (rows, width) = g.dims2()?;
+                let keep: Vec<f32> = (0..rows).map(|r| if r == pad { 0.0 } else { 1.0 }).collect();
+                let keep = Tensor::from_vec(keep, (rows, 1), g.device())?.to_dtype(g.dtype())?;
+                let masked = g.broadcast_mul(&keep)?;
+                debug_assert_eq!(masked.dims2()?, (rows, width));
+                grads.insert(table, masked);
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[B, H]` hidden state of the first token (`<s>`).
+    pub fn first_token(hidden: &Tensor) -> CResult<Tensor> {
+        hidden.narrow(1, 0, 1)?.squeeze(1)
+    }
+
+    /// Rebuilds the encoder with its current weights in another dtype or on
+    /// another device (a copy: training one does not move the other).
+    pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
+        let source = self.params.tensors().into_iter().collect();
+        let mut pb = ParamBuilder::new(source, "<in memory>", 0, self.config.initializer_range, device, dtype);
+        Encoder::build(&self.config, &mut pb)
+    }
+}

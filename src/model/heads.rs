@@ -1,0 +1,231 @@
+//! Task heads on top of the encoder, with transformers' names, so HF
+//! fine-tuned checkpoints load and ours load in HF.
+
+use candle_core::{DType, Tensor, D};
+
+use super::config::{Variant, XlmrConfig};
+use super::encoder::{Encoder, Inputs, Linear};
+use super::loss::cross_entropy;
+use super::ops::{dropout, DropoutRng};
+use super::params::{ParamBuilder, ParamStore};
+use crate::error::{Error, Result};
+
+/// What a head predicts. Labels are kept by name (`id2label`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum HeadKind {
+    /// One label per sequence or pair: `classifier.dense` -> tanh -> `classifier.out_proj`.
+    Classification { labels: Vec<String> },
+    /// One score per candidate: `roberta.pooler.dense` -> tanh -> `classifier` (1 logit).
+    MultipleChoice,
+    /// Start and end logits per token: `qa_outputs` (2 logits).
+    SpanQa,
+    /// One label per token: `classifier`.
+    Tagging { labels: Vec<String> },
+}
+
+impl HeadKind {
+    /// Short name used in messages and scripts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HeadKind::Classification { .. } => "classification",
+            HeadKind::MultipleChoice => "multiple_choice",
+            HeadKind::SpanQa => "span_qa",
+            HeadKind::Tagging { .. } => "tagging",
+        }
+    }
+
+    /// transformers' class for this head on `variant`.
+    pub fn architecture(&self, variant: Variant) -> String {
+        let suffix = match self {
+            HeadKind::Classification { .. } => "ForSequenceClassification",
+            HeadKind::MultipleChoice => "ForMultipleChoice",
+            HeadKind::SpanQa => "ForQuestionAnswering",
+            HeadKind::Tagging { .. } => "ForTokenClassification",
+        };
+        format!("{}{suffix}", variant.class_prefix())
+    }
+
+    /// The head a transformers class name stands for (labels from id2label).
+    pub fn from_architecture(arch: &str, labels: &[String]) -> Option<Self> {
+        let labels = labels.to_vec();
+        if arch.ends_with("ForSequenceClassification") {
+            Some(HeadKind::Classification { labels })
+        } else if arch.ends_with("ForMultipleChoice") {
+            Some(HeadKind::MultipleChoice)
+        } else if arch.ends_with("ForQuestionAnswering") {
+            Some(HeadKind::SpanQa)
+        } else if arch.ends_with("ForTokenClassification") {
+            Some(HeadKind::Tagging { labels })
+        } else {
+            None
+        }
+    }
+
+    pub fn labels(&self) -> &[String] {
+        match self {
+            HeadKind::Classification { labels } | HeadKind::Tagging { labels } => labels,
+            _ => &[],
+        }
+    }
+}
+
+enum Layers {
+    Classification { dense: Linear, out_proj: Linear },
+    MultipleChoice { pooler: Linear, classifier: Linear },
+    SpanQa { qa_outputs: Linear },
+    Tagging { classifier: Linear },
+}
+
+/// A head with its parameters.
+#[derive(Clone)]
+pub struct Head {
+    pub kind: HeadKind,
+    params: ParamStore,
+    layers: std::sync::Arc<Layers>,
+    dropout: f64,
+}
+
+/// What a head produced for a batch.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// `[B, labels]` for classification, `[B, choices]` for multiple choice,
+    /// `[B, T, labels]` for tagging.
+    Logits(Tensor),
+    /// `[B, T]` each.
+    Span { start: Tensor, end: Tensor },
+}
+
+impl Output {
+    /// The logits of a `Logits` output.
+    pub fn logits(&self) -> Result<&Tensor> {
+        match self {
+            Output::Logits(t) => Ok(t),
+            Output::Span { .. } => Err(Error::msg("this head predicts spans (start/end), not logits")),
+        }
+    }
+}
+
+/// Gold answers for a batch, matching the head.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// `[B]` class or choice index (i64, -100 skips).
+    Class(Tensor),
+    /// `[B]` start and end token positions (i64).
+    Span { start: Tensor, end: Tensor },
+    /// `[B, T]` label per token (i64, -100 skips).
+    Tags(Tensor),
+}
+
+impl Head {
+    /// Builds a head for `kind` from `pb` (checkpoint or fresh init).
+    pub fn build(config: &XlmrConfig, kind: HeadKind, pb: &mut ParamBuilder) -> Result<Self> {
+        let h = config.hidden_size;
+        let mut st = ParamStore::new();
+        let s = &mut st;
+        let need_labels = |labels: &Vec<String>| {
+            if labels.is_empty() {
+                Err(Error::msg(format!("a {} head needs at least one label name", kind.name())))
+            } else {
+                Ok(labels.len())
+            }
+        };
+        let (layers, p) = match &kind {
+            HeadKind::Classification { labels } => {
+                let n = need_labels(labels)?;
+                (
+                    Layers::Classification {
+                        dense: Linear::build(pb, s, "classifier.dense", h, h)?,
+                        out_proj: Linear::build(pb, s, "classifier.out_proj", h, n)?,
+                    },
+                    config.classifier_dropout(),
+                )
+            }
+            HeadKind::MultipleChoice => (
+                Layers::MultipleChoice {
+                    pooler: Linear::build(pb, s, "roberta.pooler.dense", h, h)?,
+                    classifier: Linear::build(pb, s, "classifier", h, 1)?,
+                },
+                config.hidden_dropout_prob,
+            ),
+            HeadKind::SpanQa => (Layers::SpanQa { qa_outputs: Linear::build(pb, s, "qa_outputs", h, 2)? }, 0.0),
+            HeadKind::Tagging { labels } => {
+                let n = need_labels(labels)?;
+                (Layers::Tagging { classifier: Linear::build(pb, s, "classifier", h, n)? }, config.classifier_dropout())
+            }
+        };
+        Ok(Head { kind, params: st, layers: std::sync::Arc::new(layers), dropout: p })
+    }
+
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// Applies the head to the encoder's hidden states `[B*choices, T, H]`.
+    pub fn forward(&self, hidden: &Tensor, inputs: &Inputs, mut rng: Option<&mut DropoutRng>) -> Result<Output> {
+        let p = self.dropout;
+        Ok(match &*self.layers {
+            Layers::Classification { dense, out_proj } => {
+                let x = dropout(&Encoder::first_token(hidden)?, p, rng.as_deref_mut())?;
+                let x = dense.forward(&x)?.tanh()?;
+                let x = dropout(&x, p, rng.as_deref_mut())?;
+                Output::Logits(out_proj.forward(&x)?)
+            }
+            Layers::MultipleChoice { pooler, classifier } => {
+                let pooled = pooler.forward(&Encoder::first_token(hidden)?)?.tanh()?;
+                let pooled = dropout(&pooled, p, rng.as_deref_mut())?;
+                let scores = classifier.forward(&pooled)?;
+                let rows = scores.dim(0)?;
+                if rows % inputs.choices != 0 {
+                    return Err(Error::msg(format!("{rows} rows do not split into groups of {} choices", inputs.choices)));
+                }
+                Output::Logits(scores.reshape((rows / inputs.choices, inputs.choices))?)
+            }
+            Layers::SpanQa { qa_outputs } => {
+                let logits = qa_outputs.forward(hidden)?;
+                Output::Span {
+                    start: logits.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?.contiguous()?,
+                    end: logits.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?.contiguous()?,
+                }
+            }
+            Layers::Tagging { classifier } => Output::Logits(classifier.forward(&dropout(hidden, p, rng.as_deref_mut())?)?),
+        })
+    }
+
+    /// transformers' loss for this head: cross-entropy over labels, choices,
+    /// tags (skipping -100), or the mean of start and end cross-entropies
+    /// (positions outside the sequence are skipped).
+    pub fn loss(&self, output: &Output, target: &Target) -> Result<Tensor> {
+        Ok(match (output, target) {
+            (Output::Logits(l), Target::Class(y)) if l.rank() == 2 => cross_entropy(l, y)?,
+            (Output::Logits(l), Target::Tags(y)) if l.rank() == 3 => {
+                let (b, t, c) = l.dims3()?;
+                cross_entropy(&l.reshape((b * t, c))?, &y.reshape(b * t)?)?
+            }
+            (Output::Span { start, end }, Target::Span { start: ys, end: ye }) => {
+                let t = start.dim(1)? as i64;
+                // transformers clamps to [0, T] and ignores T.
+                let fix = |y: &Tensor| -> candle_core::Result<Tensor> {
+                    let y = y.to_dtype(DType::I64)?.clamp(0i64, t)?;
+                    let outside = y.eq(t)?;
+                    outside.where_cond(&Tensor::full(super::loss::IGNORE_INDEX, y.shape(), y.device())?, &y)
+                };
+                let ls = cross_entropy(start, &fix(ys)?)?;
+                let le = cross_entropy(end, &fix(ye)?)?;
+                ((ls + le)? / 2.0)?
+            }
+            _ => {
+                return Err(Error::msg(format!(
+                    "the targets do not fit a {} head (classification needs class ids, span_qa start/end positions, tagging one label per token)",
+                    self.kind.name()
+                )))
+            }
+        })
+    }
+
+    /// A copy of the head in another dtype or on another device.
+    pub fn to(&self, config: &XlmrConfig, device: &candle_core::Device, dtype: DType) -> Result<Self> {
+        let source = self.params.tensors().into_iter().collect();
+        let mut pb = ParamBuilder::new(source, "<in memory>", 0, config.initializer_range, device, dtype);
+        Head::build(config, self.kind.clone(), &mut pb)
+    }
+}

@@ -1,0 +1,217 @@
+//! The model layer: the XLM-R encoder family, its heads, checkpoints in
+//! Hugging Face layout, the tokenizer, and tiny random models for tests.
+//!
+//! ```no_run
+//! use stilts::model::{HeadKind, LoadOptions, Model};
+//! // A directory, a hub id in the HF cache, or a size name.
+//! let model = Model::load("xlmr-large", &LoadOptions::with_head(HeadKind::Classification {
+//!     labels: vec!["entailment".into(), "neutral".into(), "contradiction".into()],
+//! }))?;
+//! // STILTs: keep the encoder, put a fresh head on it.
+//! let target = Model::with_head(model.encoder.clone(), HeadKind::MultipleChoice, 42)?;
+//! # Ok::<(), stilts::Error>(())
+//! ```
+
+pub mod config;
+pub mod encoder;
+pub mod heads;
+pub mod load;
+pub mod loss;
+pub mod ops;
+pub mod params;
+pub mod registry;
+pub mod tiny;
+pub mod tokenizer;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+pub use config::{Variant, XlmrConfig};
+pub use encoder::{Encoder, Inputs};
+pub use heads::{Head, HeadKind, Output, Target};
+pub use ops::DropoutRng;
+pub use params::{LoadReport, ParamBuilder, ParamStore};
+pub use tokenizer::Tokenizer;
+
+use crate::error::{Error, Result};
+use crate::util::write_atomic;
+
+/// How to load a checkpoint.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The head to put on the encoder; `None` takes the one the checkpoint's
+    /// `architectures` names (a fine-tuned model).
+    pub head: Option<HeadKind>,
+    /// Seed for initialising whatever the checkpoint lacks (a new head).
+    pub seed: u64,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { head: None, seed: 0, device: Device::Cpu, dtype: DType::F32 }
+    }
+}
+
+impl LoadOptions {
+    pub fn with_head(head: HeadKind) -> Self {
+        LoadOptions { head: Some(head), ..Default::default() }
+    }
+}
+
+/// An encoder with a head (and the tokenizer that goes with it).
+#[derive(Clone)]
+pub struct Model {
+    pub encoder: Encoder,
+    pub head: Head,
+    pub tokenizer: Option<Tokenizer>,
+    /// What loading initialised or left unused.
+    pub report: LoadReport,
+}
+
+impl Model {
+    /// Loads a directory, a cached hub id or a size name (see [`load::resolve`]).
+    pub fn load(spec: &str, opts: &LoadOptions) -> Result<Self> {
+        let dir = load::resolve(spec)?;
+        Self::from_dir(&dir, opts)
+    }
+
+    /// Loads a Hugging Face model directory.
+    pub fn from_dir(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let mut config = XlmrConfig::from_file(&cfg_path)?;
+        let (tensors, source) = load::read_weights(dir)?;
+        if let Some(v) = Variant::from_tensor_names(tensors.keys()) {
+            config.variant = v;
+        }
+        let head = match &opts.head {
+            Some(h) => h.clone(),
+            None => config
+                .architectures
+                .iter()
+                .find_map(|a| HeadKind::from_architecture(a, &config.labels))
+                .ok_or_else(|| {
+                    Error::config(
+                        &cfg_path,
+                        format!(
+                            "architectures {:?} names no task head; this is a pretrained (not fine-tuned) checkpoint: choose a head (classification, multiple_choice, span_qa, tagging)",
+                            config.architectures
+                        ),
+                    )
+                })?,
+        };
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = if tok_path.exists() { Some(Tokenizer::from_file(&tok_path)?) } else { None };
+        let mut pb = ParamBuilder::new(tensors, source, opts.seed, config.initializer_range, &opts.device, opts.dtype);
+        let encoder = Encoder::build(&config, &mut pb)?;
+        let head = Head::build(&config, head, &mut pb)?;
+        let report = pb.finish();
+        Ok(Model { encoder, head, tokenizer, report })
+    }
+
+    /// A randomly initialised model (transformers' init) of `config`.
+    pub fn random(config: &XlmrConfig, head: HeadKind, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
+        let mut pb = ParamBuilder::new(Default::default(), "<random init>", seed, config.initializer_range, device, dtype);
+        let encoder = Encoder::build(config, &mut pb)?;
+        let head = Head::build(config, head, &mut pb)?;
+        Ok(Model { encoder, head, tokenizer: None, report: LoadReport::default() })
+    }
+
+    /// The STILTs move: `encoder` as it is (weights shared, not copied) under
+    /// a freshly initialised `head` (normal(0, initializer_range), zero bias).
+    pub fn with_head(encoder: Encoder, head: HeadKind, seed: u64) -> Result<Self> {
+        let config = encoder.config.clone();
+        let mut pb = ParamBuilder::new(Default::default(), "<new head>", seed, config.initializer_range, &encoder.device().clone(), encoder.dtype());
+        let head = Head::build(&config, head, &mut pb)?;
+        let report = pb.finish();
+        Ok(Model { encoder, head, tokenizer: None, report })
+    }
+
+    pub fn config(&self) -> &XlmrConfig {
+        &self.encoder.config
+    }
+
+    /// transformers' class name of this model (`XLMRobertaForSequenceClassification`, ...).
+    pub fn architecture(&self) -> String {
+        self.head.kind.architecture(self.config().variant)
+    }
+
+    /// All trainable parameters, encoder and head, by name.
+    pub fn params(&self) -> ParamStore {
+        self.encoder.params().merged(self.head.params())
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.encoder.params().num_parameters() + self.head.params().num_parameters()
+    }
+
+    /// Encoder then head. `rng` is `Some` in training (dropout on).
+    pub fn forward(&self, inputs: &Inputs, mut rng: Option<&mut DropoutRng>) -> Result<Output> {
+        let hidden = self.encoder.forward(inputs, rng.as_deref_mut())?;
+        self.head.forward(&hidden, inputs, rng)
+    }
+
+    pub fn loss(&self, output: &Output, target: &Target) -> Result<Tensor> {
+        self.head.loss(output, target)
+    }
+
+    /// A copy in another dtype or on another device.
+    pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
+        Ok(Model {
+            encoder: self.encoder.to(device, dtype)?,
+            head: self.head.to(self.config(), device, dtype)?,
+            tokenizer: self.tokenizer.clone(),
+            report: self.report.clone(),
+        })
+    }
+
+    /// Writes the model in Hugging Face layout (config.json with
+    /// `architectures` and `id2label`, model.safetensors, and the tokenizer
+    /// files) so `transformers` loads it unchanged. Each file is written
+    /// atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let config = self.config().to_json(&self.architecture(), self.head.kind.labels());
+        let text = serde_json::to_string_pretty(&config).map_err(|e| Error::msg(e.to_string()))?;
+        write_atomic(&dir.join("config.json"), text.as_bytes())?;
+        let tensors: std::collections::HashMap<String, Tensor> = self.params().tensors().into_iter().map(|(k, v)| (k, v.to_device(&Device::Cpu).and_then(|t| t.contiguous()))).map(|(k, v)| v.map(|v| (k, v))).collect::<candle_core::Result<_>>()?;
+        let tmp = dir.join(".model.safetensors.tmp");
+        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Weights { path: tmp.clone(), msg: e.to_string() })?;
+        let path = dir.join("model.safetensors");
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        if let Some(tok) = &self.tokenizer {
+            tok.save(&dir.join("tokenizer.json"))?;
+            let tc = serde_json::json!({
+                "tokenizer_class": "XLMRobertaTokenizer",
+                "model_max_length": self.config().max_sequence_length(),
+                "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                "sep_token": "</s>", "cls_token": "<s>", "pad_token": "<pad>", "mask_token": "<mask>",
+            });
+            write_atomic(&dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&tc).unwrap_or_default().as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.config();
+        write!(
+            f,
+            "{} ({} layers, hidden {}, {} heads, ffn {}, vocab {}): {:.1}M parameters, head {}{}, {:?} on {:?}",
+            self.architecture(),
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.intermediate_size,
+            c.vocab_size,
+            self.num_parameters() as f64 / 1e6,
+            self.head.kind.name(),
+            if self.head.kind.labels().is_empty() { String::new() } else { format!(" [{}]", self.head.kind.labels().join(", ")) },
+            self.encoder.dtype(),
+            self.encoder.device().location(),
+        )
+    }
+}

@@ -1,0 +1,352 @@
+//! Differentiable building blocks that candle lacks.
+//!
+//! candle-nn's fused `softmax_last_dim` and `layer_norm` are applied with
+//! `apply_op*_no_bwd`: gradients stop at them without an error. Ours keep a
+//! fused single-pass CPU forward and add the analytic backward, expressed in
+//! ordinary tensor ops so it runs on any device. On other devices the forward
+//! falls back to candle's composed (differentiable) ops.
+
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, D,
+};
+use half::{bf16, f16};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+type CResult<T> = candle_core::Result<T>;
+
+fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> CResult<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{what}: input must be contiguous"),
+    }
+}
+
+/// Applies `f` to every row of `dim` elements, converting through f32 so that
+/// bf16/f16 inputs are reduced in f32 like PyTorch does.
+fn map_rows<T, F>(src: &[T], dim: usize, f: F) -> Vec<T>
+where
+    T: Copy + Send + Sync + Into<f64> + FromF32,
+    F: Fn(&[f32], &mut [f32]) + Sync,
+{
+    let mut dst: Vec<T> = vec![T::from_f32(0.0); src.len()];
+    dst.par_chunks_mut(dim)
+        .zip(src.par_chunks(dim))
+        .for_each_init(
+            || (vec![0f32; dim], vec![0f32; dim]),
+            |(inb, outb), (out, row)| {
+                for (i, v) in row.iter().enumerate() {
+                    inb[i] = (*v).into() as f32;
+                }
+                f(inb, outb);
+                for (o, v) in out.iter_mut().zip(outb.iter()) {
+                    *o = T::from_f32(*v);
+                }
+            },
+        );
+    dst
+}
+
+trait FromF32 {
+    fn from_f32(v: f32) -> Self;
+}
+impl FromF32 for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+}
+impl FromF32 for f64 {
+    fn from_f32(v: f32) -> Self {
+        v as f64
+    }
+}
+impl FromF32 for bf16 {
+    fn from_f32(v: f32) -> Self {
+        bf16::from_f32(v)
+    }
+}
+impl FromF32 for f16 {
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+}
+
+// ---------------------------------------------------------------- softmax
+
+struct SoftmaxLastDim;
+
+fn softmax_row(x: &[f32], y: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for (o, v) in y.iter_mut().zip(x) {
+        *o = (*v - max).exp();
+        sum += *o;
+    }
+    let inv = 1.0 / sum;
+    y.iter_mut().for_each(|o| *o *= inv);
+}
+
+fn softmax_row_f64(x: &[f64], y: &mut [f64]) {
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0f64;
+    for (o, v) in y.iter_mut().zip(x) {
+        *o = (*v - max).exp();
+        sum += *o;
+    }
+    y.iter_mut().for_each(|o| *o /= sum);
+}
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "stilts-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let dim = layout.dims()[layout.dims().len() - 1];
+        let out = match storage {
+            CpuStorage::F32(v) => {
+                CpuStorage::F32(map_rows(contiguous(v, layout, "softmax")?, dim, softmax_row))
+            }
+            CpuStorage::BF16(v) => {
+                CpuStorage::BF16(map_rows(contiguous(v, layout, "softmax")?, dim, softmax_row))
+            }
+            CpuStorage::F16(v) => {
+                CpuStorage::F16(map_rows(contiguous(v, layout, "softmax")?, dim, softmax_row))
+            }
+            CpuStorage::F64(v) => {
+                // f64 stays f64 end to end: gradient checks rely on it.
+                let src = contiguous(v, layout, "softmax")?;
+                let mut dst = vec![0f64; src.len()];
+                dst.par_chunks_mut(dim)
+                    .zip(src.par_chunks(dim))
+                    .for_each(|(o, x)| softmax_row_f64(x, o));
+                CpuStorage::F64(dst)
+            }
+            other => candle_core::bail!("softmax: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        // dx = y * (g - sum(g * y))
+        let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((res * grad.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Softmax over the last dimension, with a backward pass.
+pub fn softmax_last_dim(x: &Tensor) -> CResult<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1(SoftmaxLastDim)
+    } else {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+// ---------------------------------------------------------------- layer norm
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let rstd = 1.0 / (var + eps).sqrt();
+    for i in 0..x.len() {
+        y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+    }
+}
+
+fn to_f32_vec<T: Copy + Into<f64>>(v: &[T]) -> Vec<f32> {
+    v.iter().map(|x| (*x).into() as f32).collect()
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "stilts-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let dim = l1.dims()[l1.dims().len() - 1];
+        let eps = self.eps;
+        macro_rules! run {
+            ($x:expr, $w:expr, $b:expr, $variant:ident) => {{
+                let w = to_f32_vec(contiguous($w, l2, "layer_norm")?);
+                let b = to_f32_vec(contiguous($b, l3, "layer_norm")?);
+                CpuStorage::$variant(map_rows(
+                    contiguous($x, l1, "layer_norm")?,
+                    dim,
+                    |x, y| layer_norm_row(x, &w, &b, eps, y),
+                ))
+            }};
+        }
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => run!(x, w, b, F32),
+            (CpuStorage::BF16(x), CpuStorage::BF16(w), CpuStorage::BF16(b)) => {
+                run!(x, w, b, BF16)
+            }
+            (CpuStorage::F16(x), CpuStorage::F16(w), CpuStorage::F16(b)) => run!(x, w, b, F16),
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                let x = contiguous(x, l1, "layer_norm")?;
+                let w = contiguous(w, l2, "layer_norm")?;
+                let b = contiguous(b, l3, "layer_norm")?;
+                let eps = eps as f64;
+                let mut dst = vec![0f64; x.len()];
+                dst.par_chunks_mut(dim)
+                    .zip(x.par_chunks(dim))
+                    .for_each(|(y, x)| {
+                        let n = x.len() as f64;
+                        let mean = x.iter().sum::<f64>() / n;
+                        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                        let rstd = 1.0 / (var + eps).sqrt();
+                        for i in 0..x.len() {
+                            y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                        }
+                    });
+                CpuStorage::F64(dst)
+            }
+            _ => candle_core::bail!(
+                "layer_norm: input, weight and bias must share one float dtype, got {:?}/{:?}/{:?}",
+                s1.dtype(),
+                s2.dtype(),
+                s3.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let hidden = x.dim(D::Minus1)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let rstd = (var + self.eps as f64)?.sqrt()?.recip()?;
+        let xhat = xc.broadcast_mul(&rstd)?;
+        let rows = g.elem_count() / hidden;
+        let dw = (g * &xhat)?.reshape((rows, hidden))?.sum(0)?;
+        let db = g.reshape((rows, hidden))?.sum(0)?;
+        let gw = g.broadcast_mul(w)?;
+        let m1 = gw.mean_keepdim(D::Minus1)?;
+        let m2 = (&gw * &xhat)?.mean_keepdim(D::Minus1)?;
+        let dx = gw
+            .broadcast_sub(&m1)?
+            .sub(&xhat.broadcast_mul(&m2)?)?
+            .broadcast_mul(&rstd)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// LayerNorm over the last dimension (`(x - mean) / sqrt(var + eps) * w + b`,
+/// biased variance as in PyTorch), with a backward pass.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> CResult<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?
+            .apply_op3(w, b, LayerNormOp { eps: eps as f32 })
+    } else {
+        candle_nn::ops::layer_norm_slow(x, w, b, eps as f32)
+    }
+}
+
+// ---------------------------------------------------------------- dropout
+
+/// The random source of dropout. Masks are drawn on the host from a seeded
+/// ChaCha stream, not from candle's device RNG (unseedable on CPU), so a run
+/// is reproducible and its position can be saved in a checkpoint.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DropoutRng(pub ChaCha8Rng);
+
+impl DropoutRng {
+    pub fn new(seed: u64) -> Self {
+        use rand::SeedableRng;
+        DropoutRng(ChaCha8Rng::seed_from_u64(seed))
+    }
+}
+
+/// Inverted dropout: zeroes each element with probability `p` and scales the
+/// rest by `1/(1-p)`. With no RNG (evaluation) it is the identity.
+pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut DropoutRng>) -> CResult<Tensor> {
+    let rng = match rng {
+        Some(r) if p > 0.0 => r,
+        _ => return Ok(x.clone()),
+    };
+    if !(0.0..1.0).contains(&p) {
+        candle_core::bail!("dropout probability must be in [0, 1), got {p}")
+    }
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let p = p as f32;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.0.random::<f32>() < p { 0.0 } else { scale })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x * mask
+}
+
+/// The activation named by `hidden_act` in config.json.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU (erf), what XLM-R uses.
+    Gelu,
+    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_new",
+            Activation::Relu => "relu",
+        }
+    }
+
+    pub fn apply(&self, x: &Tensor) -> CResult<Tensor> {
+        match self {
+            Activation::Gelu => x.gelu_erf(),
+            Activation::GeluTanh => x.gelu(),
+            Activation::Relu => x.relu(),
+        }
+    }
+}
+
+/// The additive attention bias for a `[B, T]` 0/1 mask: 0 where attended and
+/// the dtype's most negative value where masked, shaped `[B, 1, 1, T]`
+/// (what transformers' `get_extended_attention_mask` builds).
+pub fn attention_bias(mask: &Tensor, dtype: DType) -> CResult<Tensor> {
+    let min = match dtype {
+        DType::F64 => f64::MIN,
+        DType::BF16 => bf16::MIN.to_f64(),
+        DType::F16 => f16::MIN.to_f64(),
+        _ => f32::MIN as f64,
+    };
+    let (b, t) = mask.dims2()?;
+    // (1 - m) * min, as m * (-min) + min in the target dtype (no overflow).
+    mask.to_dtype(dtype)?.affine(-min, min)?.reshape((b, 1, 1, t))
+}

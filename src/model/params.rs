@@ -1,0 +1,220 @@
+//! Named parameters: where they come from (a checkpoint, or a fresh
+//! initialisation) and where they live (a sorted map of candle `Var`s).
+//!
+//! candle-nn's `VarMap` is a `HashMap`: its iteration order changes from run
+//! to run, which breaks bit-for-bit determinism of anything that sums over
+//! parameters (gradient clipping). `ParamStore` keeps names sorted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::error::{Error, Result};
+
+/// Trainable parameters by Hugging Face name, in name order.
+#[derive(Clone, Default)]
+pub struct ParamStore {
+    vars: BTreeMap<String, Var>,
+}
+
+impl ParamStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, var: Var) {
+        self.vars.insert(name.into(), var);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Var> {
+        self.vars.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Var)> {
+        self.vars.iter()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.vars.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// Total number of scalars.
+    pub fn num_parameters(&self) -> usize {
+        self.vars.values().map(|v| v.elem_count()).sum()
+    }
+
+    /// All parameters of `self` and `other` (names must not clash).
+    pub fn merged(&self, other: &ParamStore) -> ParamStore {
+        let mut vars = self.vars.clone();
+        vars.extend(other.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        ParamStore { vars }
+    }
+
+    /// Plain tensors by name, e.g. for saving.
+    pub fn tensors(&self) -> BTreeMap<String, Tensor> {
+        self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    }
+}
+
+/// How a parameter absent from the checkpoint is initialised (transformers'
+/// `_init_weights` for this model family).
+#[derive(Clone, Copy, Debug)]
+pub enum Init {
+    /// Normal(0, initializer_range): Linear and Embedding weights.
+    Normal,
+    /// Like `Normal`, with the row of `padding_idx` zeroed (word embeddings).
+    NormalPaddingRow(usize),
+    Zeros,
+    Ones,
+}
+
+/// Builds a model's parameters from a checkpoint's tensors, initialising the
+/// ones it lacks and remembering both lists for the load report.
+pub struct ParamBuilder {
+    source: HashMap<String, Tensor>,
+    source_path: PathBuf,
+    used: BTreeSet<String>,
+    initialized: Vec<String>,
+    rng: ChaCha8Rng,
+    std: f64,
+    device: Device,
+    dtype: DType,
+}
+
+impl ParamBuilder {
+    /// `source` are the checkpoint's tensors (may be empty), `seed` drives the
+    /// initialisation of whatever is missing.
+    pub fn new(source: HashMap<String, Tensor>, source_path: impl Into<PathBuf>, seed: u64, std: f64, device: &Device, dtype: DType) -> Self {
+        ParamBuilder {
+            source,
+            source_path: source_path.into(),
+            used: BTreeSet::new(),
+            initialized: vec![],
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            std,
+            device: device.clone(),
+            dtype,
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Continues initialisation from another seed (e.g. a fresh head).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.source.contains_key(name)
+    }
+
+    /// The parameter `name` of shape `shape`: from the checkpoint (shape
+    /// checked) or initialised with `init`. Registers it in `store`.
+    pub fn take(&mut self, store: &mut ParamStore, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        let tensor = match self.source.get(name) {
+            Some(t) => {
+                if t.dims() != shape {
+                    return Err(Error::Shape {
+                        path: self.source_path.clone(),
+                        name: name.to_string(),
+                        expected: shape.to_vec(),
+                        got: t.dims().to_vec(),
+                    });
+                }
+                self.used.insert(name.to_string());
+                t.to_device(&self.device)?.to_dtype(self.dtype)?
+            }
+            None => {
+                self.initialized.push(name.to_string());
+                self.init(shape, init)?
+            }
+        };
+        let var = Var::from_tensor(&tensor)?;
+        let t = var.as_tensor().clone();
+        store.insert(name, var);
+        Ok(t)
+    }
+
+    fn init(&mut self, shape: &[usize], init: Init) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = match init {
+            Init::Zeros => vec![0.0; n],
+            Init::Ones => vec![1.0; n],
+            Init::Normal | Init::NormalPaddingRow(_) => {
+                let normal = Normal::new(0.0f32, self.std as f32).map_err(|e| Error::msg(format!("initializer_range: {e}")))?;
+                let mut v: Vec<f32> = (0..n).map(|_| normal.sample(&mut self.rng)).collect();
+                if let Init::NormalPaddingRow(row) = init {
+                    let width = shape[1];
+                    v[row * width..(row + 1) * width].iter_mut().for_each(|x| *x = 0.0);
+                }
+                v
+            }
+        };
+        Ok(Tensor::from_vec(data, shape, &self.device)?.to_dtype(self.dtype)?)
+    }
+
+    /// What the checkpoint did not provide, and what it had that nobody used.
+    pub fn finish(self) -> LoadReport {
+        let unexpected = self.source.keys().filter(|k| !self.used.contains(*k)).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        LoadReport {
+            source: self.source_path,
+            initialized: self.initialized,
+            unexpected,
+        }
+    }
+}
+
+/// What happened when a checkpoint met a model: transformers' "missing" and
+/// "unexpected" keys. Neither is fatal; both are shown to the user.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    pub source: PathBuf,
+    /// Parameters the checkpoint lacked, freshly initialised (e.g. a new head).
+    pub initialized: Vec<String>,
+    /// Checkpoint tensors the model did not use (e.g. `lm_head.*`).
+    pub unexpected: Vec<String>,
+}
+
+impl LoadReport {
+    /// One human line per non-empty list, grouping names by prefix.
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = vec![];
+        if !self.initialized.is_empty() {
+            out.push(format!("newly initialised (not in {}): {}", self.source.display(), group_names(&self.initialized)));
+        }
+        if !self.unexpected.is_empty() {
+            out.push(format!("unused weights in {}: {}", self.source.display(), group_names(&self.unexpected)));
+        }
+        out
+    }
+}
+
+/// `a.b.weight, a.b.bias, a.c.weight` -> `a.b.{bias,weight}, a.c.weight` style, short.
+fn group_names(names: &[String]) -> String {
+    let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in names {
+        let prefix = n.rsplit_once('.').map(|(p, _)| p).unwrap_or(n);
+        *groups.entry(prefix).or_default() += 1;
+    }
+    let shown: Vec<String> = groups.keys().take(8).map(|s| s.to_string()).collect();
+    let more = groups.len().saturating_sub(8);
+    if more > 0 {
+        format!("{} (+{more} more)", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}

@@ -1,0 +1,144 @@
+//! The model's tokenizer: Hugging Face `tokenizer.json` through the
+//! `tokenizers` crate, encoding pairs exactly like transformers'
+//! `XLMRobertaTokenizerFast` (`<s> A </s></s> B </s>`, longest-first
+//! truncation including the special tokens).
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::models::unigram::{Unigram, UnigramTrainer};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::normalizers::unicode::NFKC;
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, EncodeInput, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+
+/// A tokenizer and the file it came from.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+}
+
+fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer { path: path.to_path_buf(), msg: e.to_string() }
+}
+
+impl Tokenizer {
+    /// Loads a `tokenizer.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::Tokenizer { path: path.to_path_buf(), msg: "file not found".into() });
+        }
+        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path, e))?;
+        // We pad per batch ourselves; a saved padding setting must not interfere.
+        inner.with_padding(None);
+        Ok(Tokenizer { inner, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Vocabulary size including added tokens (`<mask>`).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The id of `<pad>` (1 for XLM-R).
+    pub fn pad_id(&self) -> u32 {
+        self.token_id("<pad>").unwrap_or(1)
+    }
+
+    fn truncating(&self, max_length: usize) -> Result<tokenizers::Tokenizer> {
+        let mut t = self.inner.clone();
+        t.with_truncation(Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(|e| tok_err(&self.path, e))?;
+        Ok(t)
+    }
+
+    /// Ids of one text or pair, with special tokens, at most `max_length`.
+    pub fn encode(&self, first: &str, second: Option<&str>, max_length: usize) -> Result<Vec<u32>> {
+        let t = self.truncating(max_length)?;
+        let input: EncodeInput = match second {
+            Some(b) => (first, b).into(),
+            None => first.into(),
+        };
+        let enc = t.encode(input, true).map_err(|e| tok_err(&self.path, e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes many texts or pairs on all cores.
+    pub fn encode_batch(&self, items: &[(String, Option<String>)], max_length: usize) -> Result<Vec<Vec<u32>>> {
+        let t = self.truncating(max_length)?;
+        let inputs: Vec<EncodeInput> = items
+            .iter()
+            .map(|(a, b)| match b {
+                Some(b) => (a.as_str(), b.as_str()).into(),
+                None => a.as_str().into(),
+            })
+            .collect();
+        let encs = t.encode_batch(inputs, true).map_err(|e| tok_err(&self.path, e))?;
+        Ok(encs.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// Writes `tokenizer.json`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.inner.save(path, false).map_err(|e| tok_err(path, e))
+    }
+
+    /// A SHA-256 of the tokenizer's JSON (identifies it in caches and run records).
+    pub fn fingerprint(&self) -> Result<String> {
+        let json = self.inner.to_string(false).map_err(|e| tok_err(&self.path, e))?;
+        Ok(crate::util::sha256_hex(json.as_bytes()))
+    }
+
+    /// Trains a small SentencePiece-style Unigram tokenizer laid out like
+    /// XLM-R's: `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, `<mask>` last,
+    /// Metaspace pre-tokenization and XLM-R's pair template.
+    pub fn train_unigram(texts: &[String], vocab_size: usize) -> Result<Self> {
+        let path = PathBuf::from("<trained tokenizer>");
+        let specials = ["<s>", "<pad>", "</s>", "<unk>"];
+        let trainer = UnigramTrainer::builder()
+            .vocab_size(vocab_size.saturating_sub(1) as u32)
+            .special_tokens(specials.iter().map(|s| AddedToken::from(*s, true)).collect())
+            .unk_token(Some("<unk>".into()))
+            .show_progress(false)
+            .build()
+            .map_err(|e| tok_err(&path, e))?;
+        let mut trainer = TrainerWrapper::UnigramTrainer(trainer);
+        let template = TemplateProcessing::builder()
+            .try_single("<s> $A </s>")
+            .and_then(|b| b.try_pair("<s> $A </s> </s> $B </s>"))
+            .map_err(|e| tok_err(&path, e))?
+            .special_tokens(vec![("<s>", 0), ("</s>", 2)])
+            .build()
+            .map_err(|e| tok_err(&path, e))?;
+        let mut inner = tokenizers::Tokenizer::new(Unigram::default());
+        inner.with_normalizer(Some(NFKC)).map_err(|e| tok_err(&path, e))?;
+        inner.with_pre_tokenizer(Some(Metaspace::new('▁', PrependScheme::Always, true)));
+        inner.with_decoder(Some(Metaspace::new('▁', PrependScheme::Always, true)));
+        inner.with_post_processor(Some(template));
+        inner
+            .train(&mut trainer, texts.iter())
+            .map_err(|e| tok_err(&path, e))?;
+        inner.add_special_tokens(vec![AddedToken::from("<mask>", true)]).map_err(|e| tok_err(&path, e))?;
+        let tok = Tokenizer { inner, path };
+        for (i, s) in specials.iter().enumerate() {
+            if tok.token_id(s) != Some(i as u32) {
+                return Err(Error::msg(format!("trained tokenizer put {s} at {:?}, not {i}", tok.token_id(s))));
+            }
+        }
+        Ok(tok)
+    }
+}
