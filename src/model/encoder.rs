@@ -26,13 +26,16 @@ impl Linear {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        let w = self.weight.t()?;
-        let y = match x.dims() {
-            [b, t, k] => x.reshape((b * t, *k))?.matmul(&w)?.reshape((*b, *t, ()))?,
-            _ => x.matmul(&w)?,
+    /// `compute` is the dtype of the matmul (bf16 under mixed precision);
+    /// the result comes back in `x`'s dtype.
+    pub fn forward(&self, x: &Tensor, compute: DType) -> CResult<Tensor> {
+        let w = self.weight.to_dtype(compute)?.t()?;
+        let xc = x.to_dtype(compute)?;
+        let y = match xc.dims() {
+            [b, t, k] => xc.reshape((b * t, *k))?.matmul(&w)?.reshape((*b, *t, ()))?,
+            _ => xc.matmul(&w)?,
         };
-        y.broadcast_add(&self.bias)
+        y.to_dtype(x.dtype())?.broadcast_add(&self.bias)
     }
 }
 
@@ -146,18 +149,18 @@ struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn forward(&self, x: &Tensor, bias: &Tensor, p_attn: f64, rng: &mut Option<&mut DropoutRng>) -> CResult<Tensor> {
+    fn forward(&self, x: &Tensor, bias: &Tensor, p_attn: f64, cdt: DType, rng: &mut Option<&mut DropoutRng>) -> CResult<Tensor> {
         let (b, t, h) = x.dims3()?;
         let hd = h / self.heads;
-        let split = |y: Tensor| -> CResult<Tensor> { y.reshape((b, t, self.heads, hd))?.transpose(1, 2)?.contiguous() };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let split = |y: Tensor| -> CResult<Tensor> { y.to_dtype(cdt)?.reshape((b, t, self.heads, hd))?.transpose(1, 2)?.contiguous() };
+        let q = split(self.query.forward(x, cdt)?)?;
+        let k = split(self.key.forward(x, cdt)?)?;
+        let v = split(self.value.forward(x, cdt)?)?;
+        let scores = (q.matmul(&k.t()?)?.to_dtype(x.dtype())? * (1.0 / (hd as f64).sqrt()))?;
         let probs = softmax_last_dim(&scores.broadcast_add(bias)?)?;
         let probs = dropout(&probs, p_attn, rng.as_deref_mut())?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        self.output.forward(&ctx)
+        let ctx = probs.to_dtype(cdt)?.matmul(&v)?.to_dtype(x.dtype())?.transpose(1, 2)?.reshape((b, t, h))?;
+        self.output.forward(&ctx, cdt)
     }
 }
 
@@ -176,6 +179,9 @@ struct Layer {
 #[derive(Clone)]
 pub struct Encoder {
     pub config: XlmrConfig,
+    /// dtype of the matmuls: the parameters' dtype, or bf16 for mixed
+    /// precision (f32 weights, LayerNorm, softmax and residuals; bf16 matmuls).
+    pub compute_dtype: DType,
     params: ParamStore,
     inner: std::sync::Arc<EncoderInner>,
 }
@@ -225,8 +231,10 @@ impl Encoder {
             });
         }
         let final_norm = if pre { Some(LayerNorm::build(pb, s, "roberta.encoder.LayerNorm", h, eps)?) } else { None };
+        let compute_dtype = embeddings.word.dtype();
         Ok(Encoder {
             config: config.clone(),
+            compute_dtype,
             params: st,
             inner: std::sync::Arc::new(EncoderInner { embeddings, layers, final_norm }),
         })
@@ -271,23 +279,24 @@ impl Encoder {
         }
         let p = c.hidden_dropout_prob;
         let pa = c.attention_probs_dropout_prob;
+        let cdt = self.compute_dtype;
         x = dropout(&x, p, rng.as_deref_mut())?;
         let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
         for layer in &inner.layers {
             x = match c.variant {
                 Variant::PostLayerNorm => {
-                    let a = layer.attention.forward(&x, &bias, pa, &mut rng)?;
+                    let a = layer.attention.forward(&x, &bias, pa, cdt, &mut rng)?;
                     let a = dropout(&a, p, rng.as_deref_mut())?;
                     let x1 = layer.attention_norm.forward(&(a + &x)?)?;
-                    let f = c.hidden_act.apply(&layer.intermediate.forward(&x1)?)?;
-                    let f = dropout(&layer.output.forward(&f)?, p, rng.as_deref_mut())?;
+                    let f = c.hidden_act.apply(&layer.intermediate.forward(&x1, cdt)?)?;
+                    let f = dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())?;
                     layer.ffn_norm.forward(&(f + &x1)?)?
                 }
                 Variant::PreLayerNorm => {
-                    let a = layer.attention.forward(&layer.attention_norm.forward(&x)?, &bias, pa, &mut rng)?;
+                    let a = layer.attention.forward(&layer.attention_norm.forward(&x)?, &bias, pa, cdt, &mut rng)?;
                     let x1 = (dropout(&a, p, rng.as_deref_mut())? + &x)?;
-                    let f = c.hidden_act.apply(&layer.intermediate.forward(&layer.ffn_norm.forward(&x1)?)?)?;
-                    (dropout(&layer.output.forward(&f)?, p, rng.as_deref_mut())? + x1)?
+                    let f = c.hidden_act.apply(&layer.intermediate.forward(&layer.ffn_norm.forward(&x1)?, cdt)?)?;
+                    (dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())? + x1)?
                 }
             };
         }

@@ -83,6 +83,8 @@ pub struct Head {
     params: ParamStore,
     layers: std::sync::Arc<Layers>,
     dropout: f64,
+    /// dtype of the matmuls (see `Encoder::compute_dtype`).
+    pub compute_dtype: DType,
 }
 
 /// What a head produced for a batch.
@@ -153,7 +155,10 @@ impl Head {
                 (Layers::Tagging { classifier: Linear::build(pb, s, "classifier", h, n)? }, config.classifier_dropout())
             }
         };
-        Ok(Head { kind, params: st, layers: std::sync::Arc::new(layers), dropout: p })
+        let compute_dtype = match &layers {
+            Layers::Classification { dense: l, .. } | Layers::MultipleChoice { pooler: l, .. } | Layers::SpanQa { qa_outputs: l } | Layers::Tagging { classifier: l } => l.weight.dtype(),
+        };
+        Ok(Head { kind, params: st, layers: std::sync::Arc::new(layers), dropout: p, compute_dtype })
     }
 
     pub fn params(&self) -> &ParamStore {
@@ -163,17 +168,18 @@ impl Head {
     /// Applies the head to the encoder's hidden states `[B*choices, T, H]`.
     pub fn forward(&self, hidden: &Tensor, inputs: &Inputs, mut rng: Option<&mut DropoutRng>) -> Result<Output> {
         let p = self.dropout;
+        let cdt = self.compute_dtype;
         Ok(match &*self.layers {
             Layers::Classification { dense, out_proj } => {
                 let x = dropout(&Encoder::first_token(hidden)?, p, rng.as_deref_mut())?;
-                let x = dense.forward(&x)?.tanh()?;
+                let x = dense.forward(&x, cdt)?.tanh()?;
                 let x = dropout(&x, p, rng.as_deref_mut())?;
-                Output::Logits(out_proj.forward(&x)?)
+                Output::Logits(out_proj.forward(&x, cdt)?)
             }
             Layers::MultipleChoice { pooler, classifier } => {
-                let pooled = pooler.forward(&Encoder::first_token(hidden)?)?.tanh()?;
+                let pooled = pooler.forward(&Encoder::first_token(hidden)?, cdt)?.tanh()?;
                 let pooled = dropout(&pooled, p, rng.as_deref_mut())?;
-                let scores = classifier.forward(&pooled)?;
+                let scores = classifier.forward(&pooled, cdt)?;
                 let rows = scores.dim(0)?;
                 if rows % inputs.choices != 0 {
                     return Err(Error::msg(format!("{rows} rows do not split into groups of {} choices", inputs.choices)));
@@ -181,13 +187,13 @@ impl Head {
                 Output::Logits(scores.reshape((rows / inputs.choices, inputs.choices))?)
             }
             Layers::SpanQa { qa_outputs } => {
-                let logits = qa_outputs.forward(hidden)?;
+                let logits = qa_outputs.forward(hidden, cdt)?;
                 Output::Span {
                     start: logits.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?.contiguous()?,
                     end: logits.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?.contiguous()?,
                 }
             }
-            Layers::Tagging { classifier } => Output::Logits(classifier.forward(&dropout(hidden, p, rng.as_deref_mut())?)?),
+            Layers::Tagging { classifier } => Output::Logits(classifier.forward(&dropout(hidden, p, rng.as_deref_mut())?, cdt)?),
         })
     }
 

@@ -157,6 +157,14 @@ impl Model {
         self.head.loss(output, target)
     }
 
+    /// Mixed precision: keep the parameters as they are (f32 master
+    /// weights) and run the matmuls in `dtype` (bf16), like PyTorch autocast.
+    pub fn with_compute_dtype(mut self, dtype: DType) -> Self {
+        self.encoder.compute_dtype = dtype;
+        self.head.compute_dtype = dtype;
+        self
+    }
+
     /// A copy in another dtype or on another device.
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
         Ok(Model {
