@@ -7,6 +7,7 @@
 pub mod error;
 pub mod model;
 pub mod predict;
+pub mod protocol;
 pub mod util;
 
 pub use error::{Error, Result};

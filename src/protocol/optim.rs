@@ -1,0 +1,154 @@
+//! AdamW as transformers/PyTorch use it for fine-tuning, with what candle-nn's
+//! `AdamW` lacks: no weight decay on biases and LayerNorm weights, global
+//! gradient-norm clipping, a learning-rate schedule, and a state that can be
+//! saved and restored (for resume).
+
+use std::collections::BTreeMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor};
+
+use crate::error::{Error, Result};
+use crate::model::ParamStore;
+
+/// AdamW settings (PyTorch's names and defaults, HF's eps).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamWConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+    }
+}
+
+/// transformers' rule: biases and LayerNorm weights are not decayed.
+pub fn decays(name: &str) -> bool {
+    !(name.ends_with(".bias") || name.contains("LayerNorm.") || name.contains("layer_norm."))
+}
+
+/// First and second moments of one parameter.
+#[derive(Clone)]
+pub struct Moments {
+    pub m: Tensor,
+    pub v: Tensor,
+}
+
+/// AdamW over a model's named parameters.
+pub struct AdamW {
+    pub config: AdamWConfig,
+    params: ParamStore,
+    pub moments: BTreeMap<String, Moments>,
+    /// Number of updates done so far.
+    pub step: u64,
+}
+
+impl AdamW {
+    pub fn new(params: ParamStore, config: AdamWConfig) -> Result<Self> {
+        let mut moments = BTreeMap::new();
+        for (name, var) in params.iter() {
+            let z = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
+            moments.insert(name.clone(), Moments { m: z.clone(), v: z });
+        }
+        Ok(AdamW { config, params, moments, step: 0 })
+    }
+
+    /// One update with learning rate `lr` (the schedule's value for this step).
+    /// Parameters without a gradient (not used by the loss) are left alone.
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.step += 1;
+        let c = &self.config;
+        let t = self.step as i32;
+        let bc1 = 1.0 - c.beta1.powi(t);
+        let bc2 = 1.0 - c.beta2.powi(t);
+        let step_size = lr / bc1;
+        let bc2_sqrt = bc2.sqrt();
+        for (name, var) in self.params.iter() {
+            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let g = g.to_dtype(DType::F32)?;
+            let mo = self.moments.get_mut(name).ok_or_else(|| Error::msg(format!("optimizer has no state for {name}")))?;
+            let p = var.as_tensor().to_dtype(DType::F32)?;
+            // PyTorch order: decay, then moments, then the Adam update.
+            let p = if decays(name) && c.weight_decay != 0.0 { (p * (1.0 - lr * c.weight_decay))? } else { p };
+            mo.m = ((&mo.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+            mo.v = ((&mo.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let denom = ((mo.v.sqrt()? / bc2_sqrt)? + c.eps)?;
+            let p = (p - ((&mo.m / denom)? * step_size)?)?;
+            var.set(&p.to_dtype(var.dtype())?)?;
+        }
+        Ok(())
+    }
+
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+}
+
+/// The global L2 norm of all gradients, summed in name order (deterministic).
+pub fn grad_norm(params: &ParamStore, grads: &GradStore) -> Result<f64> {
+    let mut total = 0f64;
+    for (_, var) in params.iter() {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            total += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    Ok(total.sqrt())
+}
+
+/// Scales all gradients so their global norm is at most `max_norm`
+/// (`torch.nn.utils.clip_grad_norm_`: factor `max_norm / (norm + 1e-6)`).
+/// Returns the norm before clipping.
+pub fn clip_grad_norm(params: &ParamStore, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
+    let norm = grad_norm(params, grads)?;
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for (_, var) in params.iter() {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                let scaled = (g * coef)?;
+                grads.insert(var.as_tensor(), scaled);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Warm-up length: a number of steps or a fraction of all steps.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Warmup {
+    Steps(u64),
+    Fraction(f64),
+}
+
+/// Linear warm-up from 0 to `peak`, then linear decay to 0 at `total`
+/// (transformers' `get_linear_schedule_with_warmup`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearSchedule {
+    pub peak: f64,
+    pub warmup: u64,
+    pub total: u64,
+}
+
+impl LinearSchedule {
+    pub fn new(peak: f64, warmup: Warmup, total: u64) -> Self {
+        let warmup = match warmup {
+            Warmup::Steps(n) => n,
+            Warmup::Fraction(f) => (f * total as f64).ceil() as u64,
+        };
+        LinearSchedule { peak, warmup, total }
+    }
+
+    /// Learning rate for update number `step` (0-based, as the LambdaLR sees it).
+    pub fn lr(&self, step: u64) -> f64 {
+        if step < self.warmup {
+            return self.peak * step as f64 / self.warmup.max(1) as f64;
+        }
+        let left = self.total.saturating_sub(step) as f64;
+        let span = self.total.saturating_sub(self.warmup).max(1) as f64;
+        self.peak * (left / span).max(0.0)
+    }
+}
