@@ -7,7 +7,9 @@
 pub mod error;
 pub mod model;
 pub mod predict;
+pub mod progress;
 pub mod protocol;
+pub mod quickstart;
 pub mod util;
 
 pub use error::{Error, Result};

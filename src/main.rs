@@ -18,6 +18,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The STILTs protocol on an embedded default (tiny model, bundled
+    /// data): with and without an intermediate task, zero-shot in six
+    /// languages. Writes a report under OUT.
+    Quickstart {
+        #[arg(long, default_value = "target/quickstart")]
+        out: PathBuf,
+    },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
     Predict {
@@ -62,6 +69,17 @@ fn run(cli: Cli) -> stilts::Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().ok();
     }
     match cli.command {
+        Command::Quickstart { out } => {
+            let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = cancel.clone();
+            // Ctrl-C: finish the current step, then stop (finished files stay).
+            ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed)).ok();
+            let mut bars = |what: &str| -> Box<dyn stilts::protocol::train::Progress> { Box::new(stilts::progress::Bar::new(what)) };
+            let result = stilts::quickstart::run(&out, &mut bars, &cancel)?;
+            println!("{}", result.table());
+            println!("report: {}", out.join("report.md").display());
+            Ok(())
+        }
         Command::Predict { model, file, batch_size, max_length } => {
             let model = Model::load(&model, &LoadOptions::default())?;
             for line in model.report.summary() {

@@ -332,8 +332,11 @@ impl Encoder {
     /// Rebuilds the encoder with its current weights in another dtype or on
     /// another device (a copy: training one does not move the other).
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
-        let source = self.params.tensors().into_iter().collect();
+        // detach: a Var built from a detached tensor owns a fresh copy.
+        let source = self.params.tensors().into_iter().map(|(k, v)| (k, v.detach())).collect();
         let mut pb = ParamBuilder::new(source, "<in memory>", 0, self.config.initializer_range, device, dtype);
-        Encoder::build(&self.config, &mut pb)
+        let mut enc = Encoder::build(&self.config, &mut pb)?;
+        enc.compute_dtype = if self.compute_dtype == self.dtype() { dtype } else { self.compute_dtype };
+        Ok(enc)
     }
 }

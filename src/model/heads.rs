@@ -230,7 +230,7 @@ impl Head {
 
     /// A copy of the head in another dtype or on another device.
     pub fn to(&self, config: &XlmrConfig, device: &candle_core::Device, dtype: DType) -> Result<Self> {
-        let source = self.params.tensors().into_iter().collect();
+        let source = self.params.tensors().into_iter().map(|(k, v)| (k, v.detach())).collect();
         let mut pb = ParamBuilder::new(source, "<in memory>", 0, config.initializer_range, device, dtype);
         Head::build(config, self.kind.clone(), &mut pb)
     }

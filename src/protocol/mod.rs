@@ -1,4 +1,6 @@
 //! The experiment engine: optimisation, training and evaluation loops, the
-//! STILTs transfer. It knows nothing about rhai or the terminal.
+//! STILTs transfer. It knows nothing about rhai or the terminal: progress
+//! and cancellation come in through [`train::Progress`] and a flag.
 
 pub mod optim;
+pub mod train;
