@@ -3,7 +3,9 @@
 //! `XLMRobertaTokenizerFast` (`<s> A </s></s> B </s>`, longest-first
 //! truncation including the special tokens).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tokenizers::models::unigram::{Unigram, UnigramTrainer};
 use tokenizers::models::TrainerWrapper;
@@ -17,8 +19,13 @@ use crate::error::{Error, Result};
 /// A tokenizer and the file it came from.
 #[derive(Clone)]
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    /// Shared: cloning a model must not copy a 250k-entry vocabulary.
+    inner: Arc<tokenizers::Tokenizer>,
     path: PathBuf,
+    /// Copies of `inner` with truncation set, by max length: truncation is
+    /// tokenizer state in the `tokenizers` crate, and cloning a 250k-entry
+    /// vocabulary per call would dominate encoding time.
+    truncating: Arc<Mutex<HashMap<usize, Arc<tokenizers::Tokenizer>>>>,
 }
 
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -34,7 +41,7 @@ impl Tokenizer {
         let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path, e))?;
         // We pad per batch ourselves; a saved padding setting must not interfere.
         inner.with_padding(None);
-        Ok(Tokenizer { inner, path: path.to_path_buf() })
+        Ok(Tokenizer { inner: Arc::new(inner), path: path.to_path_buf(), truncating: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -55,8 +62,12 @@ impl Tokenizer {
         self.token_id("<pad>").unwrap_or(1)
     }
 
-    fn truncating(&self, max_length: usize) -> Result<tokenizers::Tokenizer> {
-        let mut t = self.inner.clone();
+    fn truncating(&self, max_length: usize) -> Result<Arc<tokenizers::Tokenizer>> {
+        let mut cache = self.truncating.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = cache.get(&max_length) {
+            return Ok(t.clone());
+        }
+        let mut t = (*self.inner).clone();
         t.with_truncation(Some(TruncationParams {
             direction: TruncationDirection::Right,
             max_length,
@@ -64,6 +75,8 @@ impl Tokenizer {
             stride: 0,
         }))
         .map_err(|e| tok_err(&self.path, e))?;
+        let t = Arc::new(t);
+        cache.insert(max_length, t.clone());
         Ok(t)
     }
 
@@ -133,7 +146,7 @@ impl Tokenizer {
             .train(&mut trainer, texts.iter())
             .map_err(|e| tok_err(&path, e))?;
         inner.add_special_tokens(vec![AddedToken::from("<mask>", true)]).map_err(|e| tok_err(&path, e))?;
-        let tok = Tokenizer { inner, path };
+        let tok = Tokenizer { inner: Arc::new(inner), path, truncating: Default::default() };
         for (i, s) in specials.iter().enumerate() {
             if tok.token_id(s) != Some(i as u32) {
                 return Err(Error::msg(format!("trained tokenizer put {s} at {:?}, not {i}", tok.token_id(s))));
