@@ -4,3 +4,4 @@
 
 pub mod optim;
 pub mod train;
+pub mod stats;
