@@ -2,6 +2,7 @@
 //! STILTs transfer. It knows nothing about rhai or the terminal: progress
 //! and cancellation come in through [`train::Progress`] and a flag.
 
+pub mod checkpoint;
 pub mod optim;
 pub mod train;
 pub mod stats;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Tensor};
 
+use super::checkpoint::{self, LoopState};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig, LinearSchedule, Warmup};
 use crate::error::{Error, Result};
 use crate::model::{DropoutRng, Inputs, Model, Output, Target};
@@ -24,11 +25,44 @@ pub struct TrainOptions {
     pub seed: u64,
     /// `bf16` for mixed precision (f32 master weights, bf16 matmuls).
     pub bf16: bool,
+    /// Evaluate with the caller's evaluator every N updates (and at the end);
+    /// the best weights are kept and restored at the end.
+    pub eval_every: Option<u64>,
+    /// Stop after this many evaluations without improvement.
+    pub patience: Option<usize>,
+    /// Write a checkpoint every N updates (and at the end) under
+    /// `checkpoint_dir`; a run started again with the same settings resumes.
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { adamw: AdamWConfig::default(), warmup: Warmup::Fraction(0.1), epochs: 2, max_steps: None, grad_accum: 1, max_grad_norm: 1.0, seed: 0, bf16: false }
+        TrainOptions {
+            adamw: AdamWConfig::default(),
+            warmup: Warmup::Fraction(0.1),
+            epochs: 2,
+            max_steps: None,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            seed: 0,
+            bf16: false,
+            eval_every: None,
+            patience: None,
+            checkpoint_every: None,
+            checkpoint_dir: None,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// A stable id of the settings that change the numbers (not where
+    /// checkpoints go): a checkpoint is only resumed by the same settings.
+    pub fn fingerprint(&self) -> String {
+        let mut o = self.clone();
+        o.checkpoint_dir = None;
+        o.checkpoint_every = None;
+        crate::util::sha256_hex(serde_json::to_string(&o).unwrap_or_default().as_bytes())
     }
 }
 
@@ -36,6 +70,7 @@ impl Default for TrainOptions {
 pub trait Progress {
     fn start(&mut self, _what: &str, _total: u64) {}
     fn step(&mut self, _done: u64, _loss: f64, _lr: f64) {}
+    fn message(&mut self, _text: &str) {}
     fn finish(&mut self) {}
 }
 
@@ -49,15 +84,43 @@ pub struct TrainReport {
     pub steps: u64,
     /// Mean loss of each update.
     pub losses: Vec<f64>,
-    /// True when stopped early by the cancel flag.
+    /// (update, dev score) of each evaluation.
+    pub scores: Vec<(u64, f64)>,
+    pub best_score: Option<f64>,
+    pub best_step: Option<u64>,
+    /// True when stopped early by the cancel flag (a checkpoint was written
+    /// if checkpointing is on).
     pub cancelled: bool,
+    pub early_stopped: bool,
+    /// True when the run continued from a checkpoint.
+    pub resumed_from: Option<u64>,
 }
 
+/// Scores a model on a dev set (higher is better).
+pub type Evaluator<'a> = dyn FnMut(&Model) -> Result<f64> + 'a;
+
 /// Fine-tunes `model` in place. `epoch_batches(e)` returns the batches of
-/// epoch `e` in training order (the caller shuffles, from its seed).
+/// epoch `e` in training order (the caller shuffles, from its seed, so the
+/// same epoch always gives the same order: resume depends on it).
 pub fn fine_tune(
     model: &Model,
     epoch_batches: &mut dyn FnMut(usize) -> Result<Vec<(Inputs, Target)>>,
+    opts: &TrainOptions,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<TrainReport> {
+    fine_tune_with_eval(model, epoch_batches, None, opts, progress, cancel)
+}
+
+fn snapshot(params: &crate::model::ParamStore) -> Result<std::collections::BTreeMap<String, Tensor>> {
+    params.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+}
+
+/// [`fine_tune`] with model selection on a dev set (`opts.eval_every`).
+pub fn fine_tune_with_eval(
+    model: &Model,
+    epoch_batches: &mut dyn FnMut(usize) -> Result<Vec<(Inputs, Target)>>,
+    mut evaluator: Option<&mut Evaluator<'_>>,
     opts: &TrainOptions,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
@@ -68,39 +131,82 @@ pub fn fine_tune(
         return Err(Error::msg("no training batches: the training set is empty"));
     }
     let per_epoch = first.len().div_ceil(accum) as u64;
-    let mut total = per_epoch * opts.epochs as u64;
+    let mut total = per_epoch * opts.epochs.max(1) as u64;
     if let Some(m) = opts.max_steps {
         total = total.min(m);
     }
     let schedule = LinearSchedule::new(opts.adamw.lr, opts.warmup, total);
     let params = model.params();
     let mut opt = AdamW::new(params.clone(), opts.adamw.clone())?;
-    let mut rng = DropoutRng::new(opts.seed);
     let runner = if opts.bf16 { model.clone().with_compute_dtype(DType::BF16) } else { model.clone() };
+    let fingerprint = opts.fingerprint();
+    let mut st = LoopState {
+        step: 0,
+        epoch: 0,
+        group: 0,
+        rng: DropoutRng::new(opts.seed),
+        losses: vec![],
+        best_score: None,
+        best_step: None,
+        evals_since_best: 0,
+        scores: vec![],
+        finished: false,
+        fingerprint: fingerprint.clone(),
+    };
+    let mut best: Option<std::collections::BTreeMap<String, Tensor>> = None;
     let mut report = TrainReport::default();
+    if let Some(dir) = &opts.checkpoint_dir {
+        if let Some(ck) = checkpoint::load(dir)? {
+            if ck.state.fingerprint != fingerprint {
+                return Err(Error::msg(format!(
+                    "{} holds a checkpoint of a run with other settings; use another output folder or delete it",
+                    dir.display()
+                )));
+            }
+            checkpoint::restore(&ck, &params, &mut opt)?;
+            best = ck.best.map(|b| b.into_iter().collect());
+            report.resumed_from = Some(ck.state.step);
+            progress.message(&format!("resuming from update {}", ck.state.step));
+            st = ck.state;
+        }
+    }
+    let save = |st: &LoopState, opt: &AdamW, best: &Option<std::collections::BTreeMap<String, Tensor>>| -> Result<()> {
+        match &opts.checkpoint_dir {
+            Some(dir) => checkpoint::save(dir, &params, opt, best.as_ref(), st),
+            None => Ok(()),
+        }
+    };
     progress.start("train", total);
+    progress.step(st.step, st.losses.last().copied().unwrap_or(f64::NAN), schedule.lr(st.step));
     let mut batches = Some(first);
-    'epochs: for epoch in 0..opts.epochs.max(1) {
+    'epochs: while !st.finished && st.epoch < opts.epochs.max(1) {
         let list = match batches.take() {
-            Some(b) => b,
-            None => epoch_batches(epoch)?,
+            Some(b) if st.epoch == 0 => b,
+            _ => epoch_batches(st.epoch)?,
         };
-        for group in list.chunks(accum) {
-            if report.steps >= total {
+        let groups: Vec<&[(Inputs, Target)]> = list.chunks(accum).collect();
+        while st.group < groups.len() {
+            if st.step >= total {
                 break 'epochs;
             }
             if cancel.load(Ordering::Relaxed) {
                 report.cancelled = true;
+                save(&st, &opt, &best)?;
                 break 'epochs;
             }
+            let group = groups[st.group];
             let mut grads: Option<candle_core::backprop::GradStore> = None;
             let mut loss_sum = 0.0;
             for (inputs, target) in group {
-                let out: Output = runner.forward(inputs, Some(&mut rng))?;
+                let out: Output = runner.forward(inputs, Some(&mut st.rng))?;
                 let loss = (runner.loss(&out, target)? / group.len() as f64)?;
                 let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
-                    return Err(Error::msg(format!("loss is {value} at update {}: stopping (lower the learning rate or use f32)", report.steps + 1)));
+                    return Err(Error::msg(format!(
+                        "loss is {value} at update {}: stopping{} (lower the learning rate or train in f32)",
+                        st.step + 1,
+                        if opts.checkpoint_dir.is_some() { "; the last good checkpoint is kept" } else { "" }
+                    )));
                 }
                 loss_sum += value;
                 let g = loss.backward()?;
@@ -124,16 +230,66 @@ pub fn fine_tune(
             model.encoder.mask_padding_grads(&mut grads)?;
             let norm = clip_grad_norm(&params, &mut grads, opts.max_grad_norm)?;
             if !norm.is_finite() {
-                return Err(Error::msg(format!("gradient norm is {norm} at update {}: stopping", report.steps + 1)));
+                return Err(Error::msg(format!("gradient norm is {norm} at update {}: stopping; the last good checkpoint is kept", st.step + 1)));
             }
-            let lr = schedule.lr(report.steps);
+            let lr = schedule.lr(st.step);
             opt.step(&grads, lr)?;
-            report.steps += 1;
-            report.losses.push(loss_sum);
-            progress.step(report.steps, loss_sum, lr);
+            st.step += 1;
+            st.group += 1;
+            st.losses.push(loss_sum);
+            progress.step(st.step, loss_sum, lr);
+            let last = st.step >= total;
+            if let (Some(every), Some(eval)) = (opts.eval_every, evaluator.as_deref_mut()) {
+                if st.step % every.max(1) == 0 || last {
+                    let score = eval(model)?;
+                    st.scores.push((st.step, score));
+                    progress.message(&format!("update {}: dev {score:.2}", st.step));
+                    if st.best_score.is_none_or(|b| score > b) {
+                        st.best_score = Some(score);
+                        st.best_step = Some(st.step);
+                        st.evals_since_best = 0;
+                        best = Some(snapshot(&params)?);
+                    } else {
+                        st.evals_since_best += 1;
+                        if opts.patience.is_some_and(|p| st.evals_since_best >= p) {
+                            report.early_stopped = true;
+                            st.finished = true;
+                        }
+                    }
+                }
+            }
+            if let Some(every) = opts.checkpoint_every {
+                if st.step % every.max(1) == 0 && !last && !st.finished {
+                    save(&st, &opt, &best)?;
+                }
+            }
+            if st.finished {
+                break 'epochs;
+            }
+        }
+        if st.group >= groups.len() {
+            st.epoch += 1;
+            st.group = 0;
         }
     }
+    if !report.cancelled {
+        st.finished = true;
+        // Model selection: end on the best weights seen.
+        if let Some(b) = &best {
+            for (name, var) in params.iter() {
+                if let Some(t) = b.get(name) {
+                    var.set(t)?;
+                }
+            }
+        }
+        save(&st, &opt, &best)?;
+    }
     progress.finish();
+    report.steps = st.step;
+    report.losses = st.losses;
+    report.scores = st.scores;
+    report.best_score = st.best_score;
+    report.best_step = st.best_step;
     Ok(report)
 }
 
