@@ -10,6 +10,7 @@ pub mod predict;
 pub mod progress;
 pub mod protocol;
 pub mod quickstart;
+pub mod store;
 pub mod util;
 
 pub use error::{Error, Result};
