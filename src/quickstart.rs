@@ -16,7 +16,7 @@ use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::model::{Encoder, HeadKind, Inputs, Model, Target, Tokenizer, Variant, XlmrConfig};
-use crate::protocol::train::{fine_tune, predict_classes, Progress, TrainOptions};
+use crate::protocol::train::{fine_tune, predict_classes, Progress, TrainBatch, TrainOptions};
 
 const NLI_TRAIN: &str = include_str!("../data/quickstart/nli_train_en.tsv");
 const SENTIMENT: &str = include_str!("../data/quickstart/sentiment_en.tsv");
@@ -52,13 +52,13 @@ fn encode(tok: &Tokenizer, data: &[&Labelled]) -> Result<Vec<Vec<u32>>> {
     tok.encode_batch(&items, MAX_LEN)
 }
 
-fn batches(tok: &Tokenizer, ids: &[Vec<u32>], labels: &[usize], order: &[usize], size: usize) -> Result<Vec<(Inputs, Target)>> {
+fn batches(tok: &Tokenizer, ids: &[Vec<u32>], labels: &[usize], order: &[usize], size: usize) -> Result<Vec<TrainBatch>> {
     order
         .chunks(size)
         .map(|c| {
             let rows: Vec<Vec<u32>> = c.iter().map(|&i| ids[i].clone()).collect();
             let y: Vec<i64> = c.iter().map(|&i| labels[i] as i64).collect();
-            Ok((Inputs::pad(&rows, tok.pad_id(), &Device::Cpu)?, Target::Class(Tensor::new(y, &Device::Cpu)?)))
+            Ok((Inputs::pad(&rows, tok.pad_id(), &Device::Cpu)?, Target::Class(Tensor::new(y, &Device::Cpu)?)).into())
         })
         .collect()
 }
@@ -84,7 +84,7 @@ fn accuracy_by_language(model: &Model, tok: &Tokenizer, eval: &[(String, Labelle
     let data: Vec<&Labelled> = eval.iter().map(|(_, e)| e).collect();
     let ids = encode(tok, &data)?;
     let order: Vec<usize> = (0..ids.len()).collect();
-    let inputs: Vec<Inputs> = batches(tok, &ids, &vec![0; ids.len()], &order, 64)?.into_iter().map(|(i, _)| i).collect();
+    let inputs: Vec<Inputs> = batches(tok, &ids, &vec![0; ids.len()], &order, 64)?.into_iter().map(|b| b.inputs).collect();
     let pred = predict_classes(model, &inputs)?;
     let mut hits: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for ((lang, ex), p) in eval.iter().zip(pred) {

@@ -43,11 +43,11 @@ fn child(dir: &Path) {
     };
     // Dev score: a deterministic function of the weights, so model
     // selection state is exercised across the restart too.
-    let mut eval = |m: &Model| -> stilts::Result<f64> {
-        let w = m.params().tensors()["classifier.out_proj.bias"].to_vec1::<f32>()?;
+    let mut eval = || -> stilts::Result<f64> {
+        let w = model.params().tensors()["classifier.out_proj.bias"].to_vec1::<f32>()?;
         Ok((w[0] - w[1]) as f64)
     };
-    let report = fine_tune_with_eval(&model, &mut |e| Ok(batches(e)), Some(&mut eval), &opts, &mut Silent, &AtomicBool::new(false)).unwrap();
+    let report = fine_tune_with_eval(&model, &mut |e| Ok(batches(e).into_iter().map(Into::into).collect()), Some(&mut eval), &opts, &mut Silent, &AtomicBool::new(false)).unwrap();
     println!("resumed_from={:?} steps={}", report.resumed_from, report.steps);
     candle_core::safetensors::save(&model.params().tensors().into_iter().collect(), dir.join("final.safetensors")).unwrap();
 }

@@ -46,7 +46,7 @@ fn opts(epochs: usize) -> TrainOptions {
 fn a_tiny_model_learns_a_separable_task() {
     let (rows, labels) = data();
     let m = model(3);
-    let report = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels)), &opts(15), &mut Silent, &AtomicBool::new(false)).unwrap();
+    let report = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &opts(15), &mut Silent, &AtomicBool::new(false)).unwrap();
     assert_eq!(report.steps, 8 * 15);
     let first: f64 = report.losses[..8].iter().sum::<f64>() / 8.0;
     let last: f64 = report.losses[report.losses.len() - 8..].iter().sum::<f64>() / 8.0;
@@ -63,7 +63,7 @@ fn same_seed_same_weights_and_bf16_mixed_precision_trains() {
     let run = |bf16: bool| {
         let m = model(3);
         let o = TrainOptions { bf16, ..opts(2) };
-        fine_tune(&m, &mut |_| Ok(batches(&rows, &labels)), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
+        fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
         m.params().tensors()
     };
     let (a, b) = (run(false), run(false));
@@ -81,11 +81,11 @@ fn gradient_accumulation_counts_updates_and_cancel_stops() {
     let (rows, labels) = data();
     let m = model(4);
     let o = TrainOptions { grad_accum: 4, ..opts(2) };
-    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels)), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
+    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
     assert_eq!(r.steps, 4, "8 batches / accumulation 4 x 2 epochs");
     let o = TrainOptions { max_steps: Some(3), ..opts(5) };
-    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels)), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
+    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
     assert_eq!(r.steps, 3);
-    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels)), &opts(1), &mut Silent, &AtomicBool::new(true)).unwrap();
+    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &opts(1), &mut Silent, &AtomicBool::new(true)).unwrap();
     assert!(r.cancelled && r.steps == 0);
 }

@@ -8,7 +8,7 @@ use candle_core::{DType, Tensor};
 use super::checkpoint::{self, LoopState};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig, LinearSchedule, Warmup};
 use crate::error::{Error, Result};
-use crate::model::{DropoutRng, Inputs, Model, Output, Target};
+use crate::model::{DropoutRng, Encoder, Inputs, Model, Output, ParamStore, Target};
 
 /// Settings of one fine-tuning run.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -96,15 +96,59 @@ pub struct TrainReport {
     pub resumed_from: Option<u64>,
 }
 
+/// One training batch; `task` picks the head of a multi-task model (0 for
+/// a single-task model).
+#[derive(Clone, Debug)]
+pub struct TrainBatch {
+    pub task: usize,
+    pub inputs: Inputs,
+    pub target: Target,
+}
+
+impl From<(Inputs, Target)> for TrainBatch {
+    fn from((inputs, target): (Inputs, Target)) -> Self {
+        TrainBatch { task: 0, inputs, target }
+    }
+}
+
+/// What the loop trains: a model with one head, or a shared encoder with a
+/// head per task.
+pub trait Trainable {
+    /// Every trainable parameter, by name.
+    fn params(&self) -> ParamStore;
+    /// The shared encoder (its padding rows are never trained).
+    fn encoder(&self) -> &Encoder;
+    /// The loss of one batch (`rng`: dropout on).
+    fn batch_loss(&self, batch: &TrainBatch, rng: Option<&mut DropoutRng>) -> Result<Tensor>;
+    /// The same model computing its matmuls in `dtype` (mixed precision).
+    fn with_compute(&self, dtype: DType) -> Box<dyn Trainable>;
+}
+
+impl Trainable for Model {
+    fn params(&self) -> ParamStore {
+        Model::params(self)
+    }
+    fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+    fn batch_loss(&self, batch: &TrainBatch, rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+        let out: Output = self.forward(&batch.inputs, rng)?;
+        self.loss(&out, &batch.target)
+    }
+    fn with_compute(&self, dtype: DType) -> Box<dyn Trainable> {
+        Box::new(self.clone().with_compute_dtype(dtype))
+    }
+}
+
 /// Scores a model on a dev set (higher is better).
-pub type Evaluator<'a> = dyn FnMut(&Model) -> Result<f64> + 'a;
+pub type Evaluator<'a> = dyn FnMut() -> Result<f64> + 'a;
 
 /// Fine-tunes `model` in place. `epoch_batches(e)` returns the batches of
 /// epoch `e` in training order (the caller shuffles, from its seed, so the
 /// same epoch always gives the same order: resume depends on it).
 pub fn fine_tune(
-    model: &Model,
-    epoch_batches: &mut dyn FnMut(usize) -> Result<Vec<(Inputs, Target)>>,
+    model: &dyn Trainable,
+    epoch_batches: &mut dyn FnMut(usize) -> Result<Vec<TrainBatch>>,
     opts: &TrainOptions,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
@@ -118,8 +162,8 @@ fn snapshot(params: &crate::model::ParamStore) -> Result<std::collections::BTree
 
 /// [`fine_tune`] with model selection on a dev set (`opts.eval_every`).
 pub fn fine_tune_with_eval(
-    model: &Model,
-    epoch_batches: &mut dyn FnMut(usize) -> Result<Vec<(Inputs, Target)>>,
+    model: &dyn Trainable,
+    epoch_batches: &mut dyn FnMut(usize) -> Result<Vec<TrainBatch>>,
     mut evaluator: Option<&mut Evaluator<'_>>,
     opts: &TrainOptions,
     progress: &mut dyn Progress,
@@ -138,7 +182,7 @@ pub fn fine_tune_with_eval(
     let schedule = LinearSchedule::new(opts.adamw.lr, opts.warmup, total);
     let params = model.params();
     let mut opt = AdamW::new(params.clone(), opts.adamw.clone())?;
-    let runner = if opts.bf16 { model.clone().with_compute_dtype(DType::BF16) } else { model.clone() };
+    let runner = model.with_compute(if opts.bf16 { DType::BF16 } else { model.encoder().dtype() });
     let fingerprint = opts.fingerprint();
     let mut st = LoopState {
         step: 0,
@@ -184,7 +228,7 @@ pub fn fine_tune_with_eval(
             Some(b) if st.epoch == 0 => b,
             _ => epoch_batches(st.epoch)?,
         };
-        let groups: Vec<&[(Inputs, Target)]> = list.chunks(accum).collect();
+        let groups: Vec<&[TrainBatch]> = list.chunks(accum).collect();
         while st.group < groups.len() {
             if st.step >= total {
                 break 'epochs;
@@ -197,9 +241,8 @@ pub fn fine_tune_with_eval(
             let group = groups[st.group];
             let mut grads: Option<candle_core::backprop::GradStore> = None;
             let mut loss_sum = 0.0;
-            for (inputs, target) in group {
-                let out: Output = runner.forward(inputs, Some(&mut st.rng))?;
-                let loss = (runner.loss(&out, target)? / group.len() as f64)?;
+            for batch in group {
+                let loss = (runner.batch_loss(batch, Some(&mut st.rng))? / group.len() as f64)?;
                 let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
                     return Err(Error::msg(format!(
@@ -227,7 +270,7 @@ pub fn fine_tune_with_eval(
                 });
             }
             let mut grads = grads.ok_or_else(|| Error::msg("empty batch group"))?;
-            model.encoder.mask_padding_grads(&mut grads)?;
+            model.encoder().mask_padding_grads(&mut grads)?;
             let norm = clip_grad_norm(&params, &mut grads, opts.max_grad_norm)?;
             if !norm.is_finite() {
                 return Err(Error::msg(format!("gradient norm is {norm} at update {}: stopping; the last good checkpoint is kept", st.step + 1)));
@@ -241,7 +284,7 @@ pub fn fine_tune_with_eval(
             let last = st.step >= total;
             if let (Some(every), Some(eval)) = (opts.eval_every, evaluator.as_deref_mut()) {
                 if st.step % every.max(1) == 0 || last {
-                    let score = eval(model)?;
+                    let score = eval()?;
                     st.scores.push((st.step, score));
                     progress.message(&format!("update {}: dev {score:.2}", st.step));
                     if st.best_score.is_none_or(|b| score > b) {
