@@ -240,6 +240,11 @@ impl Encoder {
         })
     }
 
+    /// The word embedding matrix `[vocab, hidden]` (tied to the MLM decoder).
+    pub fn word_embeddings(&self) -> &Tensor {
+        &self.inner.embeddings.word
+    }
+
     /// The encoder's parameters (`roberta.*`).
     pub fn params(&self) -> &ParamStore {
         &self.params
@@ -271,9 +276,20 @@ impl Encoder {
         let e = &inner.embeddings;
         let (b, t) = inputs.dims()?;
         let gather = |table: &Tensor, ids: &Tensor| -> CResult<Tensor> { table.embedding(&ids.flatten_all()?)?.reshape((b, t, ())) };
-        let mut x = gather(&e.word, &inputs.input_ids)?;
+        // `nn.Embedding(padding_idx=pad)`: the pad row is looked up but never
+        // trained. Pad positions take a detached copy of the row, so no
+        // gradient reaches it through the lookup (it still may through the
+        // tied MLM decoder, as in PyTorch). Values are unchanged.
+        let pad = c.pad_token_id;
+        let gather_padded = |table: &Tensor, ids: &Tensor| -> CResult<Tensor> {
+            let x = gather(table, ids)?;
+            let is_pad = ids.eq(pad)?.to_dtype(x.dtype())?.unsqueeze(2)?;
+            let row = table.narrow(0, pad as usize, 1)?.detach().unsqueeze(0)?;
+            x.broadcast_mul(&(1.0 - &is_pad)?)?.add(&row.broadcast_mul(&is_pad)?)
+        };
+        let mut x = gather_padded(&e.word, &inputs.input_ids)?;
         x = (x + gather(&e.token_type, &inputs.token_type_ids)?)?;
-        x = (x + gather(&e.position, &inputs.position_ids)?)?;
+        x = (x + gather_padded(&e.position, &inputs.position_ids)?)?;
         if let Some(ln) = &e.layer_norm {
             x = ln.forward(&x)?;
         }
@@ -304,24 +320,6 @@ impl Encoder {
             x = ln.forward(&x)?;
         }
         Ok(x)
-    }
-
-    /// Zeroes the gradient of the padding row of the word and position
-    /// tables, as PyTorch's `nn.Embedding(padding_idx=...)` does: that row is
-    /// never trained. Call it between `backward` and the optimizer step.
-    pub fn mask_padding_grads(&self, grads: &mut candle_core::backprop::GradStore) -> Result<()> {
-        let pad = self.config.pad_token_id as usize;
-        for table in [&self.inner.embeddings.word, &self.inner.embeddings.position] {
-            if let Some(g) = grads.get(table) {
-                let (rows, width) = g.dims2()?;
-                let keep: Vec<f32> = (0..rows).map(|r| if r == pad { 0.0 } else { 1.0 }).collect();
-                let keep = Tensor::from_vec(keep, (rows, 1), g.device())?.to_dtype(g.dtype())?;
-                let masked = g.broadcast_mul(&keep)?;
-                debug_assert_eq!(masked.dims2()?, (rows, width));
-                grads.insert(table, masked);
-            }
-        }
-        Ok(())
     }
 
     /// The `[B, H]` hidden state of the first token (`<s>`).

@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor, D};
 
 use super::config::{Variant, XlmrConfig};
-use super::encoder::{Encoder, Inputs, Linear};
+use super::encoder::{Encoder, Inputs, LayerNorm, Linear};
 use super::loss::cross_entropy;
 use super::ops::{dropout, DropoutRng};
 use super::params::{ParamBuilder, ParamStore};
@@ -21,6 +21,9 @@ pub enum HeadKind {
     SpanQa,
     /// One label per token: `classifier`.
     Tagging { labels: Vec<String> },
+    /// Masked language modelling: `lm_head.dense` -> GELU ->
+    /// `lm_head.layer_norm` -> the word embeddings (tied) + `lm_head.bias`.
+    MaskedLm,
 }
 
 impl HeadKind {
@@ -31,6 +34,7 @@ impl HeadKind {
             HeadKind::MultipleChoice => "multiple_choice",
             HeadKind::SpanQa => "span_qa",
             HeadKind::Tagging { .. } => "tagging",
+            HeadKind::MaskedLm => "masked_lm",
         }
     }
 
@@ -41,11 +45,14 @@ impl HeadKind {
             HeadKind::MultipleChoice => "ForMultipleChoice",
             HeadKind::SpanQa => "ForQuestionAnswering",
             HeadKind::Tagging { .. } => "ForTokenClassification",
+            HeadKind::MaskedLm => "ForMaskedLM",
         };
         format!("{}{suffix}", variant.class_prefix())
     }
 
-    /// The head a transformers class name stands for (labels from id2label).
+    /// The task head a transformers class name stands for (labels from
+    /// id2label). `...ForMaskedLM` is a pretrained checkpoint, not a task
+    /// model: it gives `None`, and the caller chooses a head.
     pub fn from_architecture(arch: &str, labels: &[String]) -> Option<Self> {
         let labels = labels.to_vec();
         if arch.ends_with("ForSequenceClassification") {
@@ -74,6 +81,7 @@ enum Layers {
     MultipleChoice { pooler: Linear, classifier: Linear },
     SpanQa { qa_outputs: Linear },
     Tagging { classifier: Linear },
+    MaskedLm { dense: Linear, layer_norm: LayerNorm, decoder: Tensor, bias: Tensor, act: super::ops::Activation },
 }
 
 /// A head with its parameters.
@@ -119,8 +127,10 @@ pub enum Target {
 }
 
 impl Head {
-    /// Builds a head for `kind` from `pb` (checkpoint or fresh init).
-    pub fn build(config: &XlmrConfig, kind: HeadKind, pb: &mut ParamBuilder) -> Result<Self> {
+    /// Builds a head for `kind` on `encoder` from `pb` (checkpoint or fresh
+    /// init). The MLM decoder is the encoder's word embedding matrix (tied,
+    /// as in transformers), so it is not a parameter of its own.
+    pub fn build(config: &XlmrConfig, kind: HeadKind, pb: &mut ParamBuilder, encoder: &Encoder) -> Result<Self> {
         let h = config.hidden_size;
         let mut st = ParamStore::new();
         let s = &mut st;
@@ -154,9 +164,24 @@ impl Head {
                 let n = need_labels(labels)?;
                 (Layers::Tagging { classifier: Linear::build(pb, s, "classifier", h, n)? }, config.classifier_dropout())
             }
+            HeadKind::MaskedLm => {
+                // Tied copies in some checkpoints: the same values as the embeddings / bias.
+                pb.mark_tied("lm_head.decoder.weight");
+                pb.mark_tied("lm_head.decoder.bias");
+                (
+                    Layers::MaskedLm {
+                        dense: Linear::build(pb, s, "lm_head.dense", h, h)?,
+                        layer_norm: LayerNorm::build(pb, s, "lm_head.layer_norm", h, config.layer_norm_eps)?,
+                        decoder: encoder.word_embeddings().clone(),
+                        bias: pb.take(s, "lm_head.bias", &[config.vocab_size], super::params::Init::Zeros)?,
+                        act: config.hidden_act,
+                    },
+                    0.0,
+                )
+            }
         };
         let compute_dtype = match &layers {
-            Layers::Classification { dense: l, .. } | Layers::MultipleChoice { pooler: l, .. } | Layers::SpanQa { qa_outputs: l } | Layers::Tagging { classifier: l } => l.weight.dtype(),
+            Layers::Classification { dense: l, .. } | Layers::MultipleChoice { pooler: l, .. } | Layers::SpanQa { qa_outputs: l } | Layers::Tagging { classifier: l } | Layers::MaskedLm { dense: l, .. } => l.weight.dtype(),
         };
         Ok(Head { kind, params: st, layers: std::sync::Arc::new(layers), dropout: p, compute_dtype })
     }
@@ -194,6 +219,12 @@ impl Head {
                 }
             }
             Layers::Tagging { classifier } => Output::Logits(classifier.forward(&dropout(hidden, p, rng.as_deref_mut())?, cdt)?),
+            Layers::MaskedLm { dense, layer_norm, decoder, bias, act } => {
+                let x = layer_norm.forward(&act.apply(&dense.forward(hidden, cdt)?)?)?;
+                let (b, t, hd) = x.dims3()?;
+                let logits = x.to_dtype(cdt)?.reshape((b * t, hd))?.matmul(&decoder.to_dtype(cdt)?.t()?)?.to_dtype(x.dtype())?;
+                Output::Logits(logits.broadcast_add(bias)?.reshape((b, t, ()))?)
+            }
         })
     }
 
@@ -229,9 +260,10 @@ impl Head {
     }
 
     /// A copy of the head in another dtype or on another device.
-    pub fn to(&self, config: &XlmrConfig, device: &candle_core::Device, dtype: DType) -> Result<Self> {
+    /// (`encoder` is the copy the head will sit on.)
+    pub fn to(&self, config: &XlmrConfig, encoder: &Encoder, device: &candle_core::Device, dtype: DType) -> Result<Self> {
         let source = self.params.tensors().into_iter().map(|(k, v)| (k, v.detach())).collect();
         let mut pb = ParamBuilder::new(source, "<in memory>", 0, config.initializer_range, device, dtype);
-        Head::build(config, self.kind.clone(), &mut pb)
+        Head::build(config, self.kind.clone(), &mut pb, encoder)
     }
 }

@@ -54,6 +54,14 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         }
         return Err(Error::config(as_path.join("config.json"), "not found: a model directory needs config.json and its weights (model.safetensors or pytorch_model.bin)"));
     }
+    let looks_like_path = spec.starts_with('/') || spec.starts_with('.') || spec.starts_with('~') || spec.matches('/').count() > 1;
+    if looks_like_path {
+        return Err(Error::ModelNotFound {
+            spec: spec.to_string(),
+            tried: vec![format!("{} (as a directory)", as_path.display())],
+            hint: "The directory does not exist: check the path.".into(),
+        });
+    }
     let cache = hf_hub_cache();
     let mut ids: Vec<String> = vec![];
     if let Some(size) = registry::size(spec) {

@@ -106,7 +106,7 @@ impl Model {
         let tokenizer = if tok_path.exists() { Some(Tokenizer::from_file(&tok_path)?) } else { None };
         let mut pb = ParamBuilder::new(tensors, source, opts.seed, config.initializer_range, &opts.device, opts.dtype);
         let encoder = Encoder::build(&config, &mut pb)?;
-        let head = Head::build(&config, head, &mut pb)?;
+        let head = Head::build(&config, head, &mut pb, &encoder)?;
         let report = pb.finish();
         Ok(Model { encoder, head, tokenizer, report })
     }
@@ -115,7 +115,7 @@ impl Model {
     pub fn random(config: &XlmrConfig, head: HeadKind, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
         let mut pb = ParamBuilder::new(Default::default(), "<random init>", seed, config.initializer_range, device, dtype);
         let encoder = Encoder::build(config, &mut pb)?;
-        let head = Head::build(config, head, &mut pb)?;
+        let head = Head::build(config, head, &mut pb, &encoder)?;
         Ok(Model { encoder, head, tokenizer: None, report: LoadReport::default() })
     }
 
@@ -124,7 +124,7 @@ impl Model {
     pub fn with_head(encoder: Encoder, head: HeadKind, seed: u64) -> Result<Self> {
         let config = encoder.config.clone();
         let mut pb = ParamBuilder::new(Default::default(), "<new head>", seed, config.initializer_range, &encoder.device().clone(), encoder.dtype());
-        let head = Head::build(&config, head, &mut pb)?;
+        let head = Head::build(&config, head, &mut pb, &encoder)?;
         let report = pb.finish();
         Ok(Model { encoder, head, tokenizer: None, report })
     }
@@ -167,9 +167,10 @@ impl Model {
 
     /// A copy in another dtype or on another device.
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
+        let encoder = self.encoder.to(device, dtype)?;
         Ok(Model {
-            encoder: self.encoder.to(device, dtype)?,
-            head: self.head.to(self.config(), device, dtype)?,
+            head: self.head.to(self.config(), &encoder, device, dtype)?,
+            encoder,
             tokenizer: self.tokenizer.clone(),
             report: self.report.clone(),
         })

@@ -118,6 +118,13 @@ impl ParamBuilder {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
+    /// Counts `name` as used without making it a parameter (a tied copy).
+    pub fn mark_tied(&mut self, name: &str) {
+        if self.source.contains_key(name) {
+            self.used.insert(name.to_string());
+        }
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.source.contains_key(name)
     }

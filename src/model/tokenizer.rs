@@ -12,7 +12,7 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::normalizers::unicode::NFKC;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, EncodeInput, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{AddedToken, EncodeInput, PostProcessor, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{Error, Result};
 
@@ -63,6 +63,12 @@ impl Tokenizer {
     }
 
     fn truncating(&self, max_length: usize) -> Result<Arc<tokenizers::Tokenizer>> {
+        // tokenizers panics (subtract with overflow) when the special
+        // tokens alone exceed the limit.
+        let specials = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(true));
+        if max_length <= specials {
+            return Err(Error::msg(format!("max_length {max_length} leaves no room for text: a pair already takes {specials} special tokens")));
+        }
         let mut cache = self.truncating.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = cache.get(&max_length) {
             return Ok(t.clone());
@@ -145,6 +151,8 @@ impl Tokenizer {
         inner
             .train(&mut trainer, texts.iter())
             .map_err(|e| tok_err(&path, e))?;
+        let canonical = canonical_vocab(inner.get_model(), &specials).map_err(|e| tok_err(&path, e))?;
+        inner.with_model(canonical);
         inner.add_special_tokens(vec![AddedToken::from("<mask>", true)]).map_err(|e| tok_err(&path, e))?;
         let tok = Tokenizer { inner: Arc::new(inner), path, truncating: Default::default() };
         for (i, s) in specials.iter().enumerate() {
@@ -154,4 +162,30 @@ impl Tokenizer {
         }
         Ok(tok)
     }
+}
+
+/// The trained vocabulary in a canonical order: the specials first, then by
+/// score (rounded: the trainer's last digits vary between runs) and piece.
+/// The `tokenizers` Unigram trainer iterates hash maps, so the same text can
+/// give pieces in another order, hence other ids; this makes `stilts tiny`
+/// and the quick start reproducible.
+fn canonical_vocab(model: &tokenizers::models::ModelWrapper, specials: &[&str]) -> std::result::Result<Unigram, String> {
+    let tokenizers::models::ModelWrapper::Unigram(u) = model else {
+        return Err("the trainer did not produce a Unigram model".into());
+    };
+    let mut head: Vec<(String, f64)> = vec![];
+    let mut rest: Vec<(String, f64)> = vec![];
+    for (piece, score) in u.iter() {
+        let rounded = (score * 1e6).round() / 1e6;
+        if specials.contains(&piece.as_str()) {
+            head.push((piece.clone(), 0.0));
+        } else {
+            rest.push((piece.clone(), rounded));
+        }
+    }
+    head.sort_by_key(|(p, _)| specials.iter().position(|s| s == p));
+    rest.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let unk = specials.iter().position(|s| *s == "<unk>");
+    head.extend(rest);
+    Unigram::from(head, unk, false).map_err(|e| e.to_string())
 }

@@ -270,7 +270,6 @@ pub fn fine_tune_with_eval(
                 });
             }
             let mut grads = grads.ok_or_else(|| Error::msg("empty batch group"))?;
-            model.encoder().mask_padding_grads(&mut grads)?;
             let norm = clip_grad_norm(&params, &mut grads, opts.max_grad_norm)?;
             if !norm.is_finite() {
                 return Err(Error::msg(format!("gradient norm is {norm} at update {}: stopping; the last good checkpoint is kept", st.step + 1)));

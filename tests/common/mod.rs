@@ -58,3 +58,58 @@ pub fn sample_texts() -> Vec<String> {
     ];
     (0..6).flat_map(|k| base.iter().map(move |s| format!("{s} {k}"))).collect()
 }
+
+/// The labels of the tiny NLI classifiers the tests build.
+pub fn nli_labels() -> Vec<String> {
+    ["entailment", "neutral", "contradiction"].iter().map(|s| s.to_string()).collect()
+}
+
+/// Writes a tiny model of `variant` (tokenizer trained on [`sample_texts`],
+/// 3-label classification head) into `dir` and returns it.
+pub fn write_tiny(variant: stilts::model::Variant, dir: &std::path::Path) -> stilts::model::Model {
+    let spec = stilts::model::tiny::TinySpec { variant, ..Default::default() };
+    stilts::model::tiny::write(&spec, &sample_texts(), stilts::model::HeadKind::Classification { labels: nli_labels() }, dir)
+        .unwrap_or_else(|e| panic!("tiny::write into {}: {e}", dir.display()))
+}
+
+/// A python with torch and transformers for cross-checks: `$STILTS_PYTHON`,
+/// else `<repo>/.venv/bin/python` if it exists, provided it imports them.
+pub fn python() -> Option<PathBuf> {
+    static PYTHON: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let candidate = std::env::var_os("STILTS_PYTHON")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv").join("bin").join("python")).filter(|p| p.exists()))?;
+            let ok = std::process::Command::new(&candidate)
+                .args(["-c", "import torch, transformers, safetensors"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                Some(candidate)
+            } else {
+                eprintln!("{} cannot import torch, transformers and safetensors", candidate.display());
+                None
+            }
+        })
+        .clone()
+}
+
+/// [`python`], or `None` after printing that `test` is skipped; panics
+/// instead when `STILTS_REQUIRE_PYTHON=1` (CI).
+pub fn python_or_skip(test: &str) -> Option<PathBuf> {
+    let p = python();
+    if p.is_none() {
+        if std::env::var("STILTS_REQUIRE_PYTHON").as_deref() == Ok("1") {
+            panic!(
+                "{test}: STILTS_REQUIRE_PYTHON=1 but no python with torch + transformers was found (set STILTS_PYTHON, or create the venv: `python3 -m venv .venv && .venv/bin/pip install -r tests/fixtures/requirements.txt`)"
+            );
+        }
+        eprintln!("{test}: skipped: no python with transformers (set STILTS_PYTHON or create .venv: python3 -m venv .venv && .venv/bin/pip install -r tests/fixtures/requirements.txt)");
+    }
+    p
+}
