@@ -3,6 +3,7 @@
 //! and cancellation come in through [`train::Progress`] and a flag.
 
 pub mod checkpoint;
+pub mod mlm;
 pub mod multitask;
 pub mod optim;
 pub mod train;
