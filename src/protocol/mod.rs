@@ -6,5 +6,6 @@ pub mod checkpoint;
 pub mod mlm;
 pub mod multitask;
 pub mod optim;
+pub mod presets;
 pub mod train;
 pub mod stats;
