@@ -4,13 +4,18 @@
 //! Layers, top to bottom: front ends (`cli`), the model layer ([`model`]),
 //! shared helpers ([`util`]) and the one error type ([`Error`]).
 
+pub mod bench;
+pub mod cli;
 pub mod error;
 pub mod model;
 pub mod predict;
 pub mod progress;
 pub mod protocol;
 pub mod quickstart;
+pub mod repl;
+pub mod script;
 pub mod store;
+pub mod tasks;
 pub mod util;
 
 pub use error::{Error, Result};

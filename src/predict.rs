@@ -29,17 +29,33 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
             continue;
         }
         let fields: Vec<&str> = line.split('\t').collect();
-        let bad = |msg: &str| Error::Data { path: path.to_path_buf(), line: line_no, msg: msg.to_string() };
-        let ex = match fields.as_slice() {
-            [a] => Example { line: line_no, first: a.to_string(), second: None },
-            [a, b] => {
-                if a.trim().is_empty() || b.trim().is_empty() {
-                    return Err(bad("empty premise or hypothesis"));
-                }
-                Example { line: line_no, first: a.to_string(), second: Some(b.to_string()) }
-            }
-            _ => return Err(bad(&format!("expected `text` or `premise<TAB>hypothesis`, found {} tab-separated fields", fields.len()))),
+        let bad = |msg: &str| Error::Data {
+            path: path.to_path_buf(),
+            line: line_no,
+            msg: msg.to_string(),
         };
+        let ex =
+            match fields.as_slice() {
+                [a] => Example {
+                    line: line_no,
+                    first: a.to_string(),
+                    second: None,
+                },
+                [a, b] => {
+                    if a.trim().is_empty() || b.trim().is_empty() {
+                        return Err(bad("empty premise or hypothesis"));
+                    }
+                    Example {
+                        line: line_no,
+                        first: a.to_string(),
+                        second: Some(b.to_string()),
+                    }
+                }
+                _ => return Err(bad(&format!(
+                    "expected `text` or `premise<TAB>hypothesis`, found {} tab-separated fields",
+                    fields.len()
+                ))),
+            };
         out.push(ex);
     }
     Ok(out)
@@ -56,14 +72,27 @@ pub struct Prediction {
 
 /// Predicts every example with dynamic padding over length-sorted batches;
 /// results come back in input order.
-pub fn predict(model: &Model, examples: &[Example], batch_size: usize, max_length: usize) -> Result<Vec<Prediction>> {
-    let tok = model.tokenizer.as_ref().ok_or_else(|| Error::msg("this model has no tokenizer.json; save it with its tokenizer"))?;
+pub fn predict(
+    model: &Model,
+    examples: &[Example],
+    batch_size: usize,
+    max_length: usize,
+) -> Result<Vec<Prediction>> {
+    let tok = model.tokenizer.as_ref().ok_or_else(|| {
+        Error::msg("this model has no tokenizer.json; save it with its tokenizer")
+    })?;
     let labels = model.head.kind.labels().to_vec();
     if labels.is_empty() {
-        return Err(Error::msg(format!("predict needs a classification model; this one has a {} head", model.head.kind.name())));
+        return Err(Error::msg(format!(
+            "predict needs a classification model; this one has a {} head",
+            model.head.kind.name()
+        )));
     }
     let max_length = max_length.min(model.config().max_sequence_length());
-    let items: Vec<(String, Option<String>)> = examples.iter().map(|e| (e.first.clone(), e.second.clone())).collect();
+    let items: Vec<(String, Option<String>)> = examples
+        .iter()
+        .map(|e| (e.first.clone(), e.second.clone()))
+        .collect();
     let ids = tok.encode_batch(&items, max_length)?;
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
@@ -80,8 +109,16 @@ pub fn predict(model: &Model, examples: &[Example], batch_size: usize, max_lengt
         let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
         let (logits, probs) = (logits.to_vec2::<f32>()?, probs.to_vec2::<f32>()?);
         for (k, &i) in chunk.iter().enumerate() {
-            let best = probs[k].iter().enumerate().fold(0, |b, (j, p)| if *p > probs[k][b] { j } else { b });
-            results[i] = Some(Prediction { line: examples[i].line, logits: logits[k].clone(), probs: probs[k].clone(), label: labels[best].clone() });
+            let best = probs[k]
+                .iter()
+                .enumerate()
+                .fold(0, |b, (j, p)| if *p > probs[k][b] { j } else { b });
+            results[i] = Some(Prediction {
+                line: examples[i].line,
+                logits: logits[k].clone(),
+                probs: probs[k].clone(),
+                label: labels[best].clone(),
+            });
         }
     }
     Ok(results.into_iter().flatten().collect())

@@ -13,16 +13,21 @@ pub struct Bar {
 
 impl Bar {
     pub fn new(label: impl Into<String>) -> Self {
-        Bar { label: label.into(), bar: None }
+        Bar {
+            label: label.into(),
+            bar: None,
+        }
     }
 }
 
 impl Progress for Bar {
     fn start(&mut self, what: &str, total: u64) {
         let bar = ProgressBar::new(total);
-        let style = ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{prefix:>24} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(format!("{} {what}", self.label));
         self.bar = Some(bar);

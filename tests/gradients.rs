@@ -13,7 +13,9 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
     use rand_distr::{Distribution, Normal};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| Normal::new(0.0, 1.0).unwrap().sample(&mut rng)).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|_| Normal::new(0.0, 1.0).unwrap().sample(&mut rng))
+        .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
@@ -25,7 +27,12 @@ fn check_direction(vars: &[&Var], f: &dyn Fn() -> Tensor, seed: u64) -> (f64, f6
     check_direction_frozen(vars, f, seed, &|_| None)
 }
 
-fn check_direction_frozen(vars: &[&Var], f: &dyn Fn() -> Tensor, seed: u64, frozen_row: &dyn Fn(usize) -> Option<usize>) -> (f64, f64) {
+fn check_direction_frozen(
+    vars: &[&Var],
+    f: &dyn Fn() -> Tensor,
+    seed: u64,
+    frozen_row: &dyn Fn(usize) -> Option<usize>,
+) -> (f64, f64) {
     let loss = f();
     let grads = loss.backward().unwrap();
     let eps = 1e-5;
@@ -37,17 +44,30 @@ fn check_direction_frozen(vars: &[&Var], f: &dyn Fn() -> Tensor, seed: u64, froz
             match frozen_row(i) {
                 Some(r) => {
                     let rows = v.dims()[0];
-                    let keep: Vec<f64> = (0..rows).map(|k| if k == r { 0.0 } else { 1.0 }).collect();
-                    d.broadcast_mul(&Tensor::from_vec(keep, (rows, 1), &Device::Cpu).unwrap()).unwrap()
+                    let keep: Vec<f64> =
+                        (0..rows).map(|k| if k == r { 0.0 } else { 1.0 }).collect();
+                    d.broadcast_mul(&Tensor::from_vec(keep, (rows, 1), &Device::Cpu).unwrap())
+                        .unwrap()
                 }
                 None => d,
             }
         })
         .collect();
-    let analytic: f64 = vars.iter().zip(&dirs).map(|(v, d)| {
-        let g = grads.get(v.as_tensor()).expect("a parameter got no gradient");
-        (g * d).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
-    }).sum();
+    let analytic: f64 = vars
+        .iter()
+        .zip(&dirs)
+        .map(|(v, d)| {
+            let g = grads
+                .get(v.as_tensor())
+                .expect("a parameter got no gradient");
+            (g * d)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        })
+        .sum();
     let orig: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().copy().unwrap()).collect();
     let shift = |s: f64| {
         for ((v, o), d) in vars.iter().zip(&orig).zip(&dirs) {
@@ -64,7 +84,10 @@ fn check_direction_frozen(vars: &[&Var], f: &dyn Fn() -> Tensor, seed: u64, froz
 
 fn assert_close(name: &str, (a, n): (f64, f64), tol: f64) {
     let err = (a - n).abs() / n.abs().max(1e-3);
-    assert!(err < tol, "{name}: analytic {a} vs numeric {n} (relative {err:e})");
+    assert!(
+        err < tol,
+        "{name}: analytic {a} vs numeric {n} (relative {err:e})"
+    );
 }
 
 #[test]
@@ -74,7 +97,12 @@ fn softmax_forward_matches_candle_and_backward_matches_finite_differences() {
     let reference = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
     assert!(common::max_abs_diff(&ours, &reference) < 1e-12);
     let w = randn(&[3, 4, 7], 2);
-    let f = || (softmax_last_dim(x.as_tensor()).unwrap() * &w).unwrap().sum_all().unwrap();
+    let f = || {
+        (softmax_last_dim(x.as_tensor()).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
     assert_close("softmax", check_direction(&[&x], &f, 10), 1e-6);
     // f32 path too (the one training uses).
     let x32 = x.as_tensor().to_dtype(DType::F32).unwrap();
@@ -88,12 +116,25 @@ fn layer_norm_forward_matches_candle_and_backward_matches_finite_differences() {
     let w = Var::from_tensor(&randn(&[6], 4)).unwrap();
     let b = Var::from_tensor(&randn(&[6], 5)).unwrap();
     let ours = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
-    let reference = candle_nn::ops::layer_norm_slow(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+    let reference =
+        candle_nn::ops::layer_norm_slow(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
     assert!(common::max_abs_diff(&ours, &reference) < 1e-10);
     let proj = randn(&[2, 5, 6], 6);
-    let f = || (layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap() * &proj).unwrap().sum_all().unwrap();
-    for (i, vars) in [vec![&x], vec![&w], vec![&b], vec![&x, &w, &b]].iter().enumerate() {
-        assert_close(&format!("layer_norm #{i}"), check_direction(vars, &f, 20 + i as u64 * 7), 1e-6);
+    let f = || {
+        (layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap() * &proj)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    for (i, vars) in [vec![&x], vec![&w], vec![&b], vec![&x, &w, &b]]
+        .iter()
+        .enumerate()
+    {
+        assert_close(
+            &format!("layer_norm #{i}"),
+            check_direction(vars, &f, 20 + i as u64 * 7),
+            1e-6,
+        );
     }
 }
 
@@ -102,7 +143,11 @@ fn tiny_config(variant: Variant) -> XlmrConfig {
 }
 
 fn batch() -> Inputs {
-    let rows = vec![vec![0, 5, 9, 12, 2, 2, 7, 8, 2], vec![0, 11, 13, 2, 2, 6, 2], vec![0, 30, 2]];
+    let rows = vec![
+        vec![0, 5, 9, 12, 2, 2, 7, 8, 2],
+        vec![0, 11, 13, 2, 2, 6, 2],
+        vec![0, 30, 2],
+    ];
     Inputs::pad(&rows, 1, &Device::Cpu).unwrap()
 }
 
@@ -111,65 +156,175 @@ fn batch() -> Inputs {
 #[test]
 fn whole_model_gradients_match_finite_differences() {
     let heads = [
-        (HeadKind::Classification { labels: vec!["a".into(), "b".into(), "c".into()] }, 1usize),
+        (
+            HeadKind::Classification {
+                labels: vec!["a".into(), "b".into(), "c".into()],
+            },
+            1usize,
+        ),
         (HeadKind::MultipleChoice, 3),
         (HeadKind::SpanQa, 1),
-        (HeadKind::Tagging { labels: vec!["x".into(), "y".into()] }, 1),
+        (
+            HeadKind::Tagging {
+                labels: vec!["x".into(), "y".into()],
+            },
+            1,
+        ),
         (HeadKind::MaskedLm, 1),
     ];
     for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm] {
         for (k, (head, choices)) in heads.iter().enumerate() {
-            let model = Model::random(&tiny_config(variant), head.clone(), 11 + k as u64, &Device::Cpu, DType::F64).unwrap();
+            let model = Model::random(
+                &tiny_config(variant),
+                head.clone(),
+                11 + k as u64,
+                &Device::Cpu,
+                DType::F64,
+            )
+            .unwrap();
             let inputs = batch().with_choices(*choices);
             let dev = Device::Cpu;
             let target = match head {
-                HeadKind::Classification { .. } => Target::Class(Tensor::new(&[0i64, 2, 1], &dev).unwrap()),
+                HeadKind::Classification { .. } => {
+                    Target::Class(Tensor::new(&[0i64, 2, 1], &dev).unwrap())
+                }
                 HeadKind::MultipleChoice => Target::Class(Tensor::new(&[1i64], &dev).unwrap()),
-                HeadKind::SpanQa => Target::Span { start: Tensor::new(&[1i64, 2, 1], &dev).unwrap(), end: Tensor::new(&[3i64, 5, 1], &dev).unwrap() },
-                HeadKind::Tagging { .. } => Target::Tags(Tensor::new(&[[-100i64, 0, 1, 1, -100, -100, 0, 1, -100], [-100, 1, 0, -100, -100, 1, -100, -100, -100], [-100, 0, -100, -100, -100, -100, -100, -100, -100]], &dev).unwrap()),
-                HeadKind::MaskedLm => Target::Tags(Tensor::new(&[[-100i64, 5, -100, 12, -100, -100, 7, -100, -100], [-100, -100, 13, -100, -100, 6, -100, -100, -100], [-100, 30, -100, -100, -100, -100, -100, -100, -100]], &dev).unwrap()),
+                HeadKind::SpanQa => Target::Span {
+                    start: Tensor::new(&[1i64, 2, 1], &dev).unwrap(),
+                    end: Tensor::new(&[3i64, 5, 1], &dev).unwrap(),
+                },
+                HeadKind::Tagging { .. } => Target::Tags(
+                    Tensor::new(
+                        &[
+                            [-100i64, 0, 1, 1, -100, -100, 0, 1, -100],
+                            [-100, 1, 0, -100, -100, 1, -100, -100, -100],
+                            [-100, 0, -100, -100, -100, -100, -100, -100, -100],
+                        ],
+                        &dev,
+                    )
+                    .unwrap(),
+                ),
+                HeadKind::MaskedLm => Target::Tags(
+                    Tensor::new(
+                        &[
+                            [-100i64, 5, -100, 12, -100, -100, 7, -100, -100],
+                            [-100, -100, 13, -100, -100, 6, -100, -100, -100],
+                            [-100, 30, -100, -100, -100, -100, -100, -100, -100],
+                        ],
+                        &dev,
+                    )
+                    .unwrap(),
+                ),
             };
-            let f = || { let out = model.forward(&inputs, None).unwrap(); model.loss(&out, &target).unwrap() };
+            let f = || {
+                let out = model.forward(&inputs, None).unwrap();
+                model.loss(&out, &target).unwrap()
+            };
             let params = model.params();
             let grads = f().backward().unwrap();
             for (name, var) in params.iter() {
-                let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{variant:?}/{}: no gradient reached {name}", head.name()));
-                let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+                let g = grads.get(var.as_tensor()).unwrap_or_else(|| {
+                    panic!("{variant:?}/{}: no gradient reached {name}", head.name())
+                });
+                let norm = g
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
                 // The key bias is the one parameter whose gradient is zero in
                 // exact arithmetic (softmax ignores a per-row shift).
-                if !name.ends_with("key.bias") && !(matches!(head, HeadKind::MultipleChoice) && name == "classifier.bias") {
-                    assert!(norm > 0.0, "{variant:?}/{}: zero gradient for {name}", head.name());
+                if !name.ends_with("key.bias")
+                    && !(matches!(head, HeadKind::MultipleChoice) && name == "classifier.bias")
+                {
+                    assert!(
+                        norm > 0.0,
+                        "{variant:?}/{}: zero gradient for {name}",
+                        head.name()
+                    );
                 }
             }
             let vars: Vec<&Var> = params.iter().map(|(_, v)| v).collect();
             let names: Vec<&String> = params.names().collect();
             // The padding rows of the word and position tables are looked up
             // but never trained (PyTorch's padding_idx).
-            let frozen = |i: usize| (names[i].ends_with("word_embeddings.weight") || names[i].ends_with("position_embeddings.weight")).then_some(1usize);
+            let frozen = |i: usize| {
+                (names[i].ends_with("word_embeddings.weight")
+                    || names[i].ends_with("position_embeddings.weight"))
+                .then_some(1usize)
+            };
             // candle's f64 erf (exact GELU) is a polynomial fit: its finite
             // differences wobble around 1e-5, far below any missing term.
-            assert_close(&format!("{variant:?}/{}", head.name()), check_direction_frozen(&vars, &f, 100 + k as u64, &frozen), 1e-4);
+            assert_close(
+                &format!("{variant:?}/{}", head.name()),
+                check_direction_frozen(&vars, &f, 100 + k as u64, &frozen),
+                1e-4,
+            );
         }
     }
 }
 
 #[test]
 fn dropout_is_on_in_training_off_in_evaluation_and_seeded() {
-    let model = Model::random(&tiny_config(Variant::PostLayerNorm), HeadKind::SpanQa, 1, &Device::Cpu, DType::F32).unwrap();
+    let model = Model::random(
+        &tiny_config(Variant::PostLayerNorm),
+        HeadKind::SpanQa,
+        1,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
     let inputs = batch();
-    let eval = |m: &Model| match m.forward(&inputs, None).unwrap() { stilts::model::Output::Span { start, .. } => start, _ => unreachable!() };
-    let train = |seed: u64| { let mut rng = DropoutRng::new(seed); match model.forward(&inputs, Some(&mut rng)).unwrap() { stilts::model::Output::Span { start, .. } => start, _ => unreachable!() } };
-    assert_eq!(common::max_abs_diff(&eval(&model), &eval(&model)), 0.0, "evaluation must be deterministic");
-    assert!(common::max_abs_diff(&train(1), &eval(&model)) > 1e-4, "dropout had no effect in training");
-    assert_eq!(common::max_abs_diff(&train(1), &train(1)), 0.0, "same seed, different dropout");
-    assert!(common::max_abs_diff(&train(1), &train(2)) > 1e-4, "different seeds, same dropout");
+    let eval = |m: &Model| match m.forward(&inputs, None).unwrap() {
+        stilts::model::Output::Span { start, .. } => start,
+        _ => unreachable!(),
+    };
+    let train = |seed: u64| {
+        let mut rng = DropoutRng::new(seed);
+        match model.forward(&inputs, Some(&mut rng)).unwrap() {
+            stilts::model::Output::Span { start, .. } => start,
+            _ => unreachable!(),
+        }
+    };
+    assert_eq!(
+        common::max_abs_diff(&eval(&model), &eval(&model)),
+        0.0,
+        "evaluation must be deterministic"
+    );
+    assert!(
+        common::max_abs_diff(&train(1), &eval(&model)) > 1e-4,
+        "dropout had no effect in training"
+    );
+    assert_eq!(
+        common::max_abs_diff(&train(1), &train(1)),
+        0.0,
+        "same seed, different dropout"
+    );
+    assert!(
+        common::max_abs_diff(&train(1), &train(2)) > 1e-4,
+        "different seeds, same dropout"
+    );
 
     // The mask keeps about 1-p of the elements and rescales them.
     let ones = Tensor::ones((200, 100), DType::F32, &Device::Cpu).unwrap();
     let mut rng = DropoutRng::new(3);
-    let y = dropout(&ones, 0.1, Some(&mut rng)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let y = dropout(&ones, 0.1, Some(&mut rng))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let kept = y.iter().filter(|v| **v > 0.0).count() as f64 / y.len() as f64;
     assert!((kept - 0.9).abs() < 0.01, "kept fraction {kept}");
     assert!(y.iter().all(|v| *v == 0.0 || (*v - 1.0 / 0.9).abs() < 1e-6));
-    assert_eq!(dropout(&ones, 0.1, None).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 20000.0);
+    assert_eq!(
+        dropout(&ones, 0.1, None)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        20000.0
+    );
 }

@@ -20,11 +20,17 @@ const PAIRS: &[(&str, &str)] = &[
     ("the cat sat on the mat", "a cat is sitting"),
     ("people walk to the market every morning", "nobody walks"),
     ("le chien mange une pomme", "the dog eats"),
-    ("the river flows into the sea", "the weather is cold and rainy today and the children are singing"),
+    (
+        "the river flows into the sea",
+        "the weather is cold and rainy today and the children are singing",
+    ),
 ];
 
 fn encode_pairs(tok: &Tokenizer) -> Vec<Vec<u32>> {
-    PAIRS.iter().map(|(a, b)| tok.encode(a, Some(b), 64).unwrap()).collect()
+    PAIRS
+        .iter()
+        .map(|(a, b)| tok.encode(a, Some(b), 64).unwrap())
+        .collect()
 }
 
 fn logits(model: &Model, rows: &[Vec<u32>]) -> Tensor {
@@ -47,20 +53,31 @@ fn load_err(dir: &Path, opts: &LoadOptions) -> Error {
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
-    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
 }
 
 fn read_st(path: &Path) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn write_st(tensors: &HashMap<String, Tensor>, path: &Path) {
-    candle_core::safetensors::save(tensors, path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    candle_core::safetensors::save(tensors, path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
     let path = dir.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     f(v.as_object_mut().unwrap());
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
@@ -80,42 +97,102 @@ fn saved(variant: Variant) -> (tempfile::TempDir, Model, Vec<Vec<u32>>, Tensor) 
 fn save_then_load_gives_identical_model() {
     for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm] {
         let (tmp, model, rows, want) = saved(variant);
-        for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
-            assert!(tmp.path().join(f).is_file(), "{variant:?}: save wrote no {f}");
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ] {
+            assert!(
+                tmp.path().join(f).is_file(),
+                "{variant:?}: save wrote no {f}"
+            );
         }
-        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("config.json")).unwrap()).unwrap();
-        let prefix = if variant == Variant::PostLayerNorm { "XLMRoberta" } else { "XLMRobertaXL" };
-        assert_eq!(config["architectures"], serde_json::json!([format!("{prefix}ForSequenceClassification")]));
-        assert_eq!(config["id2label"], serde_json::json!({"0": "entailment", "1": "neutral", "2": "contradiction"}));
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tmp.path().join("config.json")).unwrap())
+                .unwrap();
+        let prefix = if variant == Variant::PostLayerNorm {
+            "XLMRoberta"
+        } else {
+            "XLMRobertaXL"
+        };
+        assert_eq!(
+            config["architectures"],
+            serde_json::json!([format!("{prefix}ForSequenceClassification")])
+        );
+        assert_eq!(
+            config["id2label"],
+            serde_json::json!({"0": "entailment", "1": "neutral", "2": "contradiction"})
+        );
 
         let loaded = load(tmp.path(), &LoadOptions::default());
-        assert!(loaded.report.initialized.is_empty(), "{variant:?}: initialised {:?}", loaded.report.initialized);
-        assert!(loaded.report.unexpected.is_empty(), "{variant:?}: unexpected {:?}", loaded.report.unexpected);
+        assert!(
+            loaded.report.initialized.is_empty(),
+            "{variant:?}: initialised {:?}",
+            loaded.report.initialized
+        );
+        assert!(
+            loaded.report.unexpected.is_empty(),
+            "{variant:?}: unexpected {:?}",
+            loaded.report.unexpected
+        );
         assert!(loaded.report.summary().is_empty());
         assert_eq!(loaded.config().variant, variant);
-        assert_eq!(loaded.head.kind, HeadKind::Classification { labels: nli_labels() });
+        assert_eq!(
+            loaded.head.kind,
+            HeadKind::Classification {
+                labels: nli_labels()
+            }
+        );
 
         let (a, b) = (model.params().tensors(), loaded.params().tensors());
-        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{variant:?}: parameter names differ");
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>(),
+            "{variant:?}: parameter names differ"
+        );
         for (name, t) in &a {
             assert_eq!(t.dims(), b[name].dims(), "{name}");
-            assert!(bits(t) == bits(&b[name]), "{variant:?}: {name} changed in the round trip");
+            assert!(
+                bits(t) == bits(&b[name]),
+                "{variant:?}: {name} changed in the round trip"
+            );
         }
 
-        let tok = loaded.tokenizer.as_ref().expect("tokenizer.json not loaded");
-        assert_eq!(encode_pairs(tok), rows, "{variant:?}: saved tokenizer encodes differently");
+        let tok = loaded
+            .tokenizer
+            .as_ref()
+            .expect("tokenizer.json not loaded");
+        assert_eq!(
+            encode_pairs(tok),
+            rows,
+            "{variant:?}: saved tokenizer encodes differently"
+        );
         let got = logits(&loaded, &rows);
         assert_eq!(got.dims(), &[PAIRS.len(), 3]);
-        assert_eq!(max_abs_diff(&got, &want), 0.0, "{variant:?}: logits changed in the round trip");
+        assert_eq!(
+            max_abs_diff(&got, &want),
+            0.0,
+            "{variant:?}: logits changed in the round trip"
+        );
     }
 }
 
 // ------------------------------------------------- transformers loads our files
 
 /// Runs hf_load_check.py on `dir` with `ids` ([B,T] or [B,C,T]), returns its JSON.
-fn hf_check(python: &Path, dir: &Path, ids: serde_json::Value, mask: serde_json::Value) -> serde_json::Value {
+fn hf_check(
+    python: &Path,
+    dir: &Path,
+    ids: serde_json::Value,
+    mask: serde_json::Value,
+) -> serde_json::Value {
     let inputs = dir.join("hf_inputs.json");
-    std::fs::write(&inputs, serde_json::json!({"input_ids": ids, "attention_mask": mask}).to_string()).unwrap();
+    std::fs::write(
+        &inputs,
+        serde_json::json!({"input_ids": ids, "attention_mask": mask}).to_string(),
+    )
+    .unwrap();
     let script = common::fixtures().join("hf_load_check.py");
     let out = Command::new(python)
         .arg(&script)
@@ -126,10 +203,18 @@ fn hf_check(python: &Path, dir: &Path, ids: serde_json::Value, mask: serde_json:
         .output()
         .expect("running python");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "hf_load_check.py failed on {}:\n{stderr}", dir.display());
+    assert!(
+        out.status.success(),
+        "hf_load_check.py failed on {}:\n{stderr}",
+        dir.display()
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "hf_load_check.py printed {stdout:?}\nstderr: {stderr}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "hf_load_check.py printed {stdout:?}\nstderr: {stderr}"
+    );
     serde_json::from_str(lines[0]).unwrap()
 }
 
@@ -154,27 +239,60 @@ fn assert_close(hf: &serde_json::Value, ours: &Tensor, what: &str) {
     let d = max_abs_diff(ours, &theirs);
     let scale = max_abs_diff(ours, &theirs.zeros_like().unwrap());
     eprintln!("{what}: max |stilts - transformers| = {d:.2e} (max |value| {scale:.2e})");
-    assert!(scale > 1e-4, "{what}: outputs are all ~0, the comparison proves nothing");
-    assert!(d < 1e-3 * scale, "{what}: transformers and stilts differ by {d:e} on values of size {scale:e}");
+    assert!(
+        scale > 1e-4,
+        "{what}: outputs are all ~0, the comparison proves nothing"
+    );
+    assert!(
+        d < 1e-3 * scale,
+        "{what}: transformers and stilts differ by {d:e} on values of size {scale:e}"
+    );
     assert!(d < 1e-5, "{what}: transformers and stilts differ by {d:e}");
 }
 
 fn padded(rows: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
     let t = rows.iter().map(Vec::len).max().unwrap();
-    let ids = rows.iter().map(|r| r.iter().copied().chain(std::iter::repeat(1)).take(t).collect()).collect();
-    let mask = rows.iter().map(|r| (0..t).map(|i| (i < r.len()) as u32).collect()).collect();
+    let ids = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .copied()
+                .chain(std::iter::repeat(1))
+                .take(t)
+                .collect()
+        })
+        .collect();
+    let mask = rows
+        .iter()
+        .map(|r| (0..t).map(|i| (i < r.len()) as u32).collect())
+        .collect();
     (ids, mask)
 }
 
 fn check_classifier_in_transformers(variant: Variant) {
-    let Some(python) = python_or_skip(&format!("transformers_loads_saved_classifier({variant:?})")) else { return };
+    let Some(python) = python_or_skip(&format!("transformers_loads_saved_classifier({variant:?})"))
+    else {
+        return;
+    };
     let (tmp, model, rows, want) = saved(variant);
     let (ids, mask) = padded(&rows);
-    let out = hf_check(&python, tmp.path(), serde_json::json!(ids), serde_json::json!(mask));
+    let out = hf_check(
+        &python,
+        tmp.path(),
+        serde_json::json!(ids),
+        serde_json::json!(mask),
+    );
     assert_eq!(out["architecture"], serde_json::json!(model.architecture()));
     assert_eq!(out["num_labels"], serde_json::json!(3));
-    assert_eq!(out["id2label"], serde_json::json!({"0": "entailment", "1": "neutral", "2": "contradiction"}));
-    assert_close(&out["outputs"]["logits"], &want, &format!("{variant:?} classification logits"));
+    assert_eq!(
+        out["id2label"],
+        serde_json::json!({"0": "entailment", "1": "neutral", "2": "contradiction"})
+    );
+    assert_close(
+        &out["outputs"]["logits"],
+        &want,
+        &format!("{variant:?} classification logits"),
+    );
 }
 
 #[test]
@@ -200,33 +318,64 @@ fn random_saved(variant: Variant, head: HeadKind, seed: u64) -> (tempfile::TempD
 
 #[test]
 fn transformers_loads_saved_multiple_choice() {
-    let Some(python) = python_or_skip("transformers_loads_saved_multiple_choice") else { return };
+    let Some(python) = python_or_skip("transformers_loads_saved_multiple_choice") else {
+        return;
+    };
     let (tmp, model) = random_saved(Variant::PostLayerNorm, HeadKind::MultipleChoice, 3);
     let tok = model.tokenizer.as_ref().unwrap();
     // 2 examples x 3 choices, example-major.
     let contexts = ["the cat sat on the mat", "they play football after school"];
-    let choices = ["a dog runs", "the weather is cold", "no one came to the meeting"];
-    let rows: Vec<Vec<u32>> = contexts.iter().flat_map(|c| choices.iter().map(move |x| (c, x))).map(|(c, x)| tok.encode(c, Some(*x), 64).unwrap()).collect();
+    let choices = [
+        "a dog runs",
+        "the weather is cold",
+        "no one came to the meeting",
+    ];
+    let rows: Vec<Vec<u32>> = contexts
+        .iter()
+        .flat_map(|c| choices.iter().map(move |x| (c, x)))
+        .map(|(c, x)| tok.encode(c, Some(*x), 64).unwrap())
+        .collect();
     let inputs = Inputs::pad(&rows, 1, &Device::Cpu).unwrap().with_choices(3);
-    let ours = model.forward(&inputs, None).unwrap().logits().unwrap().clone();
+    let ours = model
+        .forward(&inputs, None)
+        .unwrap()
+        .logits()
+        .unwrap()
+        .clone();
     assert_eq!(ours.dims(), &[2, 3]);
     let (ids, mask) = padded(&rows);
-    let nest = |m: Vec<Vec<u32>>| serde_json::json!(m.chunks(3).map(|c| c.to_vec()).collect::<Vec<_>>());
+    let nest =
+        |m: Vec<Vec<u32>>| serde_json::json!(m.chunks(3).map(|c| c.to_vec()).collect::<Vec<_>>());
     let out = hf_check(&python, tmp.path(), nest(ids), nest(mask));
-    assert_eq!(out["architecture"], serde_json::json!("XLMRobertaForMultipleChoice"));
+    assert_eq!(
+        out["architecture"],
+        serde_json::json!("XLMRobertaForMultipleChoice")
+    );
     assert_close(&out["outputs"]["logits"], &ours, "multiple-choice logits");
 }
 
 #[test]
 fn transformers_loads_saved_span_qa() {
-    let Some(python) = python_or_skip("transformers_loads_saved_span_qa") else { return };
+    let Some(python) = python_or_skip("transformers_loads_saved_span_qa") else {
+        return;
+    };
     let (tmp, model) = random_saved(Variant::PreLayerNorm, HeadKind::SpanQa, 4);
     let rows = encode_pairs(model.tokenizer.as_ref().unwrap());
     let inputs = Inputs::pad(&rows, 1, &Device::Cpu).unwrap();
-    let Output::Span { start, end } = model.forward(&inputs, None).unwrap() else { panic!("expected spans") };
+    let Output::Span { start, end } = model.forward(&inputs, None).unwrap() else {
+        panic!("expected spans")
+    };
     let (ids, mask) = padded(&rows);
-    let out = hf_check(&python, tmp.path(), serde_json::json!(ids), serde_json::json!(mask));
-    assert_eq!(out["architecture"], serde_json::json!("XLMRobertaXLForQuestionAnswering"));
+    let out = hf_check(
+        &python,
+        tmp.path(),
+        serde_json::json!(ids),
+        serde_json::json!(mask),
+    );
+    assert_eq!(
+        out["architecture"],
+        serde_json::json!("XLMRobertaXLForQuestionAnswering")
+    );
     assert_close(&out["outputs"]["start_logits"], &start, "start logits");
     assert_close(&out["outputs"]["end_logits"], &end, "end logits");
 }
@@ -236,22 +385,57 @@ fn transformers_loads_saved_span_qa() {
 #[test]
 fn with_head_keeps_the_encoder_and_adds_a_fresh_head() {
     let (_tmp, model, rows, _) = saved(Variant::PostLayerNorm);
-    let before: BTreeMap<String, Vec<u32>> = model.encoder.params().tensors().iter().map(|(k, v)| (k.clone(), bits(v))).collect();
+    let before: BTreeMap<String, Vec<u32>> = model
+        .encoder
+        .params()
+        .tensors()
+        .iter()
+        .map(|(k, v)| (k.clone(), bits(v)))
+        .collect();
     let target = Model::with_head(model.encoder.clone(), HeadKind::MultipleChoice, 7).unwrap();
 
-    let after: BTreeMap<String, Vec<u32>> = target.encoder.params().tensors().iter().map(|(k, v)| (k.clone(), bits(v))).collect();
+    let after: BTreeMap<String, Vec<u32>> = target
+        .encoder
+        .params()
+        .tensors()
+        .iter()
+        .map(|(k, v)| (k.clone(), bits(v)))
+        .collect();
     assert!(before.len() > 10);
     assert!(before == after, "the encoder changed under the new head");
     // The source model is untouched too.
-    let source_now: BTreeMap<String, Vec<u32>> = model.encoder.params().tensors().iter().map(|(k, v)| (k.clone(), bits(v))).collect();
+    let source_now: BTreeMap<String, Vec<u32>> = model
+        .encoder
+        .params()
+        .tensors()
+        .iter()
+        .map(|(k, v)| (k.clone(), bits(v)))
+        .collect();
     assert!(source_now == before);
 
     let head = target.head.params().tensors();
     let names: BTreeSet<&str> = head.keys().map(String::as_str).collect();
-    let want: BTreeSet<&str> = ["classifier.bias", "classifier.weight", "roberta.pooler.dense.bias", "roberta.pooler.dense.weight"].into();
+    let want: BTreeSet<&str> = [
+        "classifier.bias",
+        "classifier.weight",
+        "roberta.pooler.dense.bias",
+        "roberta.pooler.dense.weight",
+    ]
+    .into();
     assert_eq!(names, want);
-    assert!(names.iter().all(|n| !before.contains_key(*n)), "head names clash with the encoder");
-    assert_eq!(target.report.initialized.iter().map(String::as_str).collect::<BTreeSet<_>>(), want);
+    assert!(
+        names.iter().all(|n| !before.contains_key(*n)),
+        "head names clash with the encoder"
+    );
+    assert_eq!(
+        target
+            .report
+            .initialized
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        want
+    );
     assert_eq!(target.params().len(), before.len() + 4);
 
     let h = model.config().hidden_size;
@@ -270,21 +454,38 @@ fn with_head_keeps_the_encoder_and_adds_a_fresh_head() {
     };
     let (mean, std) = stats(&head["roberta.pooler.dense.weight"]);
     assert!(mean.abs() < 0.2 * range, "pooler mean {mean}");
-    assert!((std / range - 1.0).abs() < 0.1, "pooler std {std}, initializer_range {range}");
+    assert!(
+        (std / range - 1.0).abs() < 0.1,
+        "pooler std {std}, initializer_range {range}"
+    );
     let (_, std) = stats(&head["classifier.weight"]);
-    assert!(std > 0.5 * range && std < 1.5 * range, "classifier std {std}");
+    assert!(
+        std > 0.5 * range && std < 1.5 * range,
+        "classifier std {std}"
+    );
 
     // Seeds: same seed, same head; another seed, another head.
     let same = Model::with_head(model.encoder.clone(), HeadKind::MultipleChoice, 7).unwrap();
     let other = Model::with_head(model.encoder.clone(), HeadKind::MultipleChoice, 8).unwrap();
     for name in ["roberta.pooler.dense.weight", "classifier.weight"] {
-        assert!(bits(&head[name]) == bits(&same.head.params().tensors()[name]), "seed 7 twice gave different {name}");
-        assert!(bits(&head[name]) != bits(&other.head.params().tensors()[name]), "seeds 7 and 8 gave the same {name}");
+        assert!(
+            bits(&head[name]) == bits(&same.head.params().tensors()[name]),
+            "seed 7 twice gave different {name}"
+        );
+        assert!(
+            bits(&head[name]) != bits(&other.head.params().tensors()[name]),
+            "seeds 7 and 8 gave the same {name}"
+        );
     }
 
     // The new model runs: 2 examples x 2 choices.
     let inputs = Inputs::pad(&rows, 1, &Device::Cpu).unwrap().with_choices(2);
-    let scores = target.forward(&inputs, None).unwrap().logits().unwrap().clone();
+    let scores = target
+        .forward(&inputs, None)
+        .unwrap()
+        .logits()
+        .unwrap()
+        .clone();
     assert_eq!(scores.dims(), &[2, 2]);
 }
 
@@ -295,31 +496,72 @@ fn pretrained_checkpoint_takes_a_new_head() {
     let (tmp, model, rows, _) = saved(Variant::PostLayerNorm);
     let dir = tmp.path();
     edit_config(dir, |c| {
-        c.insert("architectures".into(), serde_json::json!(["XLMRobertaForMaskedLM"]));
+        c.insert(
+            "architectures".into(),
+            serde_json::json!(["XLMRobertaForMaskedLM"]),
+        );
     });
     let st = dir.join("model.safetensors");
     let mut tensors = read_st(&st);
     let vocab = model.config().vocab_size;
-    tensors.insert("lm_head.bias".into(), Tensor::zeros(vocab, DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        "lm_head.bias".into(),
+        Tensor::zeros(vocab, DType::F32, &Device::Cpu).unwrap(),
+    );
     write_st(&tensors, &st);
 
-    let labels: Vec<String> = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"].iter().map(|s| s.to_string()).collect();
-    let tagger = load(dir, &LoadOptions::with_head(HeadKind::Tagging { labels: labels.clone() }));
-    let init: BTreeSet<&str> = tagger.report.initialized.iter().map(String::as_str).collect();
+    let labels: Vec<String> = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let tagger = load(
+        dir,
+        &LoadOptions::with_head(HeadKind::Tagging {
+            labels: labels.clone(),
+        }),
+    );
+    let init: BTreeSet<&str> = tagger
+        .report
+        .initialized
+        .iter()
+        .map(String::as_str)
+        .collect();
     assert_eq!(init, ["classifier.bias", "classifier.weight"].into());
-    let unexpected: BTreeSet<&str> = tagger.report.unexpected.iter().map(String::as_str).collect();
-    let want: BTreeSet<&str> =
-        ["lm_head.bias", "classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias"].into();
+    let unexpected: BTreeSet<&str> = tagger
+        .report
+        .unexpected
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let want: BTreeSet<&str> = [
+        "lm_head.bias",
+        "classifier.dense.weight",
+        "classifier.dense.bias",
+        "classifier.out_proj.weight",
+        "classifier.out_proj.bias",
+    ]
+    .into();
     assert_eq!(unexpected, want);
     let summary = tagger.report.summary().join("\n");
-    assert!(summary.contains("classifier") && summary.contains("lm_head"), "{summary}");
+    assert!(
+        summary.contains("classifier") && summary.contains("lm_head"),
+        "{summary}"
+    );
     // The encoder came from the checkpoint, unchanged.
     let enc = tagger.encoder.params().tensors();
     for (name, t) in model.encoder.params().tensors() {
-        assert!(bits(&t) == bits(&enc[&name]), "{name} not taken from the checkpoint");
+        assert!(
+            bits(&t) == bits(&enc[&name]),
+            "{name} not taken from the checkpoint"
+        );
     }
     let inputs = Inputs::pad(&rows, 1, &Device::Cpu).unwrap();
-    let tags = tagger.forward(&inputs, None).unwrap().logits().unwrap().clone();
+    let tags = tagger
+        .forward(&inputs, None)
+        .unwrap()
+        .logits()
+        .unwrap()
+        .clone();
     let t = rows.iter().map(Vec::len).max().unwrap();
     assert_eq!(tags.dims(), &[PAIRS.len(), t, labels.len()]);
 
@@ -336,13 +578,29 @@ fn pretrained_checkpoint_takes_a_new_head() {
 fn bare_xlmroberta_model_names_load() {
     let (tmp, _, rows, want) = saved(Variant::PostLayerNorm);
     let st = tmp.path().join("model.safetensors");
-    let tensors: HashMap<String, Tensor> = read_st(&st).into_iter().map(|(k, v)| (k.strip_prefix("roberta.").map(str::to_string).unwrap_or(k), v)).collect();
+    let tensors: HashMap<String, Tensor> = read_st(&st)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.strip_prefix("roberta.").map(str::to_string).unwrap_or(k),
+                v,
+            )
+        })
+        .collect();
     assert!(tensors.keys().all(|k| !k.starts_with("roberta.")));
     assert!(tensors.contains_key("embeddings.word_embeddings.weight"));
     write_st(&tensors, &st);
     let loaded = load(tmp.path(), &LoadOptions::default());
-    assert!(loaded.report.initialized.is_empty(), "{:?}", loaded.report.initialized);
-    assert!(loaded.report.unexpected.is_empty(), "{:?}", loaded.report.unexpected);
+    assert!(
+        loaded.report.initialized.is_empty(),
+        "{:?}",
+        loaded.report.initialized
+    );
+    assert!(
+        loaded.report.unexpected.is_empty(),
+        "{:?}",
+        loaded.report.unexpected
+    );
     assert_eq!(max_abs_diff(&logits(&loaded, &rows), &want), 0.0);
 }
 
@@ -356,10 +614,16 @@ fn sharded_safetensors_load_and_a_missing_shard_is_named() {
         let mut names: Vec<&String> = tensors.keys().collect();
         names.sort();
         let half = names.len() / 2;
-        let files = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
+        let files = [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ];
         let mut weight_map = serde_json::Map::new();
         for (i, chunk) in [&names[..half], &names[half..]].iter().enumerate() {
-            let part: HashMap<String, Tensor> = chunk.iter().map(|n| ((*n).clone(), tensors[*n].clone())).collect();
+            let part: HashMap<String, Tensor> = chunk
+                .iter()
+                .map(|n| ((*n).clone(), tensors[*n].clone()))
+                .collect();
             assert!(!part.is_empty());
             write_st(&part, &dir.join(files[i]));
             for n in chunk.iter() {
@@ -367,12 +631,20 @@ fn sharded_safetensors_load_and_a_missing_shard_is_named() {
             }
         }
         let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
-        std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::to_string_pretty(&index).unwrap(),
+        )
+        .unwrap();
         std::fs::remove_file(&st).unwrap();
 
         let loaded = load(dir, &LoadOptions::default());
         assert!(loaded.report.initialized.is_empty() && loaded.report.unexpected.is_empty());
-        assert_eq!(max_abs_diff(&logits(&loaded, &rows), &want), 0.0, "{variant:?}: sharded logits differ");
+        assert_eq!(
+            max_abs_diff(&logits(&loaded, &rows), &want),
+            0.0,
+            "{variant:?}: sharded logits differ"
+        );
 
         std::fs::remove_file(dir.join(files[1])).unwrap();
         let msg = load_err(dir, &LoadOptions::default()).to_string();
@@ -383,19 +655,42 @@ fn sharded_safetensors_load_and_a_missing_shard_is_named() {
 
 #[test]
 fn pytorch_model_bin_loads() {
-    let Some(python) = python_or_skip("pytorch_model_bin_loads") else { return };
+    let Some(python) = python_or_skip("pytorch_model_bin_loads") else {
+        return;
+    };
     let (tmp, _, rows, want) = saved(Variant::PostLayerNorm);
     let dir = tmp.path();
     let st = dir.join("model.safetensors");
     let bin = dir.join("pytorch_model.bin");
     let script = "import sys, torch\nfrom safetensors.torch import load_file\ntorch.save(load_file(sys.argv[1]), sys.argv[2])\n";
-    let out = Command::new(&python).args(["-c", script]).arg(&st).arg(&bin).output().expect("running python");
-    assert!(out.status.success(), "converting to pytorch_model.bin failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .arg(&st)
+        .arg(&bin)
+        .output()
+        .expect("running python");
+    assert!(
+        out.status.success(),
+        "converting to pytorch_model.bin failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_file(&st).unwrap();
     let loaded = load(dir, &LoadOptions::default());
-    assert!(loaded.report.initialized.is_empty(), "{:?}", loaded.report.initialized);
-    assert!(loaded.report.unexpected.is_empty(), "{:?}", loaded.report.unexpected);
-    assert!(loaded.report.source.ends_with("pytorch_model.bin"), "{}", loaded.report.source.display());
+    assert!(
+        loaded.report.initialized.is_empty(),
+        "{:?}",
+        loaded.report.initialized
+    );
+    assert!(
+        loaded.report.unexpected.is_empty(),
+        "{:?}",
+        loaded.report.unexpected
+    );
+    assert!(
+        loaded.report.source.ends_with("pytorch_model.bin"),
+        "{}",
+        loaded.report.source.display()
+    );
     assert_eq!(max_abs_diff(&logits(&loaded, &rows), &want), 0.0);
 }
 
@@ -411,27 +706,57 @@ fn hf_cache_snapshots_are_found() {
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs").join("main"), format!("{commit}\n")).unwrap();
 
-    let found = cached_snapshot(cache.path(), "FacebookAI/xlm-roberta-base").expect("snapshot not found");
+    let found =
+        cached_snapshot(cache.path(), "FacebookAI/xlm-roberta-base").expect("snapshot not found");
     assert_eq!(found, repo.join("snapshots").join(commit));
     let loaded = load(&found, &LoadOptions::default());
     let rows = encode_pairs(model.tokenizer.as_ref().unwrap());
-    assert_eq!(max_abs_diff(&logits(&loaded, &rows), &logits(&model, &rows)), 0.0);
+    assert_eq!(
+        max_abs_diff(&logits(&loaded, &rows), &logits(&model, &rows)),
+        0.0
+    );
 
     // Without refs/main: some snapshot holding a config.json.
     std::fs::remove_file(repo.join("refs").join("main")).unwrap();
-    let found = cached_snapshot(cache.path(), "FacebookAI/xlm-roberta-base").expect("snapshot not found without refs/main");
-    assert!(found == repo.join("snapshots").join(commit) || found == repo.join("snapshots").join(other), "{}", found.display());
+    let found = cached_snapshot(cache.path(), "FacebookAI/xlm-roberta-base")
+        .expect("snapshot not found without refs/main");
+    assert!(
+        found == repo.join("snapshots").join(commit) || found == repo.join("snapshots").join(other),
+        "{}",
+        found.display()
+    );
 
     // The legacy folder of an id without an organisation.
-    let legacy = cache.path().join("models--xlm-roberta-large").join("snapshots").join(commit);
+    let legacy = cache
+        .path()
+        .join("models--xlm-roberta-large")
+        .join("snapshots")
+        .join(commit);
     write_tiny(Variant::PostLayerNorm, &legacy);
     std::fs::create_dir_all(cache.path().join("models--xlm-roberta-large").join("refs")).unwrap();
-    std::fs::write(cache.path().join("models--xlm-roberta-large").join("refs").join("main"), commit).unwrap();
-    assert_eq!(cached_snapshot(cache.path(), "xlm-roberta-large"), Some(legacy));
+    std::fs::write(
+        cache
+            .path()
+            .join("models--xlm-roberta-large")
+            .join("refs")
+            .join("main"),
+        commit,
+    )
+    .unwrap();
+    assert_eq!(
+        cached_snapshot(cache.path(), "xlm-roberta-large"),
+        Some(legacy)
+    );
 
     // Not there: None, not a panic.
-    assert_eq!(cached_snapshot(cache.path(), "facebook/xlm-roberta-xl"), None);
-    assert_eq!(cached_snapshot(&cache.path().join("nope"), "FacebookAI/xlm-roberta-base"), None);
+    assert_eq!(
+        cached_snapshot(cache.path(), "facebook/xlm-roberta-xl"),
+        None
+    );
+    assert_eq!(
+        cached_snapshot(&cache.path().join("nope"), "FacebookAI/xlm-roberta-base"),
+        None
+    );
 }
 
 // ------------------------------------------------------------------- bad input
@@ -456,11 +781,19 @@ fn missing_directory_is_model_not_found() {
     // A directory without config.json names the missing file.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let Err(e) = Model::load(empty.to_str().unwrap(), &LoadOptions::default()) else { panic!("loaded an empty directory") };
-    assert!(message(&e).contains(&empty.join("config.json").display().to_string()), "{e}");
+    let Err(e) = Model::load(empty.to_str().unwrap(), &LoadOptions::default()) else {
+        panic!("loaded an empty directory")
+    };
+    assert!(
+        message(&e).contains(&empty.join("config.json").display().to_string()),
+        "{e}"
+    );
     // from_dir on a missing directory names config.json there.
     let msg = message(&load_err(&missing, &LoadOptions::default()));
-    assert!(msg.contains(&missing.join("config.json").display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&missing.join("config.json").display().to_string()),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -472,17 +805,27 @@ fn config_with_a_wrongly_typed_field_names_it() {
     let msg = message(&load_err(tmp.path(), &LoadOptions::default()));
     assert!(msg.contains("hidden_size"), "{msg}");
     assert!(msg.contains("big"), "{msg}");
-    assert!(msg.contains(&tmp.path().join("config.json").display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&tmp.path().join("config.json").display().to_string()),
+        "{msg}"
+    );
 }
 
 #[test]
 fn config_that_is_not_json_is_named() {
     let (tmp, ..) = saved(Variant::PostLayerNorm);
-    std::fs::write(tmp.path().join("config.json"), "{\"hidden_size\": 32,, oops").unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        "{\"hidden_size\": 32,, oops",
+    )
+    .unwrap();
     let e = load_err(tmp.path(), &LoadOptions::default());
     assert!(matches!(e, Error::Json { .. }), "{e}");
     let msg = message(&e);
-    assert!(msg.contains(&tmp.path().join("config.json").display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&tmp.path().join("config.json").display().to_string()),
+        "{msg}"
+    );
     assert!(msg.contains("not valid JSON"), "{msg}");
 }
 
@@ -494,7 +837,10 @@ fn truncated_weights_are_named() {
     std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
     let msg = message(&load_err(tmp.path(), &LoadOptions::default()));
     assert!(msg.contains(&st.display().to_string()), "{msg}");
-    assert!(msg.contains("truncated") || msg.contains("corrupt"), "{msg}");
+    assert!(
+        msg.contains("truncated") || msg.contains("corrupt"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -503,7 +849,10 @@ fn wrongly_shaped_tensor_is_named_with_both_shapes() {
     let h = model.config().hidden_size;
     let st = tmp.path().join("model.safetensors");
     let mut tensors = read_st(&st);
-    tensors.insert("classifier.out_proj.weight".into(), Tensor::zeros((4, h), DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        "classifier.out_proj.weight".into(),
+        Tensor::zeros((4, h), DType::F32, &Device::Cpu).unwrap(),
+    );
     write_st(&tensors, &st);
     let e = load_err(tmp.path(), &LoadOptions::default());
     assert!(matches!(e, Error::Shape { .. }), "{e}");

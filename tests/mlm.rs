@@ -14,7 +14,10 @@ use stilts::protocol::train::{fine_tune, Silent, TrainOptions};
 #[test]
 fn masking_rates_follow_the_recipe() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let ids: Vec<u32> = std::iter::once(0).chain((0..20_000).map(|i| 10 + i % 50)).chain(std::iter::once(2)).collect();
+    let ids: Vec<u32> = std::iter::once(0)
+        .chain((0..20_000).map(|i| 10 + i % 50))
+        .chain(std::iter::once(2))
+        .collect();
     let (input, labels) = mask_row(&ids, &[0, 1, 2], 99, 100, 0.15, &mut rng);
     assert_eq!(labels[0], -100);
     assert_eq!(*labels.last().unwrap(), -100);
@@ -43,13 +46,42 @@ fn mlm_loss_falls_on_repetitive_text() {
     let model = Model::random(&cfg, HeadKind::MaskedLm, 1, &Device::Cpu, DType::F32).unwrap();
     let items: Vec<(String, Option<String>)> = texts.iter().map(|t| (t.clone(), None)).collect();
     let encoded = tok.encode_batch(&items, 38).unwrap();
-    let opts = MlmOptions { probability: 0.3, max_length: 38, batch_size: 16 };
+    let opts = MlmOptions {
+        probability: 0.3,
+        max_length: 38,
+        batch_size: 16,
+    };
     let a = epoch_batches(&tok, &encoded, &opts, 5, 0, &Device::Cpu).unwrap();
     let b = epoch_batches(&tok, &encoded, &opts, 5, 0, &Device::Cpu).unwrap();
-    let ids = |x: &stilts::protocol::train::TrainBatch| x.inputs.input_ids.flatten_all().unwrap().to_vec1::<u32>().unwrap();
-    assert_eq!(ids(&a[0]), ids(&b[0]), "an epoch must be rebuilt identically");
-    let train = TrainOptions { adamw: AdamWConfig { lr: 2e-3, ..Default::default() }, epochs: 12, ..Default::default() };
-    let report = fine_tune(&model, &mut |e| epoch_batches(&tok, &encoded, &opts, 5, e, &Device::Cpu), &train, &mut Silent, &AtomicBool::new(false)).unwrap();
+    let ids = |x: &stilts::protocol::train::TrainBatch| {
+        x.inputs
+            .input_ids
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()
+    };
+    assert_eq!(
+        ids(&a[0]),
+        ids(&b[0]),
+        "an epoch must be rebuilt identically"
+    );
+    let train = TrainOptions {
+        adamw: AdamWConfig {
+            lr: 2e-3,
+            ..Default::default()
+        },
+        epochs: 12,
+        ..Default::default()
+    };
+    let report = fine_tune(
+        &model,
+        &mut |e| epoch_batches(&tok, &encoded, &opts, 5, e, &Device::Cpu),
+        &train,
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     let n = a.len();
     let first: f64 = report.losses[..n].iter().sum::<f64>() / n as f64;
     let last: f64 = report.losses[report.losses.len() - n..].iter().sum::<f64>() / n as f64;

@@ -7,24 +7,40 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use common::{fixtures, max_abs_diff};
 use stilts::model::{LoadOptions, Model};
-use stilts::protocol::optim::{clip_grad_norm, decays, grad_norm, AdamW, AdamWConfig, LinearSchedule, Warmup};
+use stilts::protocol::optim::{
+    clip_grad_norm, decays, grad_norm, AdamW, AdamWConfig, LinearSchedule, Warmup,
+};
 
 #[test]
 fn adamw_steps_and_schedule_match_torch() {
     let dir = fixtures().join("parity").join("xlmr_seqcls");
     let model = Model::from_dir(&dir, &LoadOptions::default()).unwrap();
     let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
-    let want = candle_core::safetensors::load(fixtures().join("adamw_steps.safetensors"), &Device::Cpu).unwrap();
+    let want =
+        candle_core::safetensors::load(fixtures().join("adamw_steps.safetensors"), &Device::Cpu)
+            .unwrap();
     let params = model.params();
     let mut grads = GradStore::default();
     for (name, var) in params.iter() {
         grads.insert(var.as_tensor(), io[&format!("grad.{name}")].clone());
     }
     let sched = LinearSchedule::new(1e-3, Warmup::Steps(2), 10);
-    let mut opt = AdamW::new(params.clone(), AdamWConfig { lr: 1e-3, weight_decay: 0.01, ..Default::default() }).unwrap();
+    let mut opt = AdamW::new(
+        params.clone(),
+        AdamWConfig {
+            lr: 1e-3,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for k in 0..4u64 {
         let lr_torch = want[&format!("lr.{k}")].to_vec1::<f64>().unwrap()[0];
-        assert!((sched.lr(k) - lr_torch).abs() < 1e-12, "lr at step {k}: {} vs {lr_torch}", sched.lr(k));
+        assert!(
+            (sched.lr(k) - lr_torch).abs() < 1e-12,
+            "lr at step {k}: {} vs {lr_torch}",
+            sched.lr(k)
+        );
         if k < 3 {
             opt.step(&grads, sched.lr(k)).unwrap();
         }
@@ -33,19 +49,30 @@ fn adamw_steps_and_schedule_match_torch() {
     for (name, var) in params.iter() {
         let d = max_abs_diff(var.as_tensor(), &want[&format!("after.{name}")]);
         worst = worst.max(d);
-        assert!(d < 1e-6, "{name} after 3 AdamW steps differs from torch by {d:e}");
+        assert!(
+            d < 1e-6,
+            "{name} after 3 AdamW steps differs from torch by {d:e}"
+        );
     }
     assert!(worst > 0.0 || params.len() == 0);
-    assert!(decays("classifier.dense.weight") && !decays("classifier.dense.bias") && !decays("roberta.embeddings.LayerNorm.weight"));
+    assert!(
+        decays("classifier.dense.weight")
+            && !decays("classifier.dense.bias")
+            && !decays("roberta.embeddings.LayerNorm.weight")
+    );
 }
 
 #[test]
 fn clipping_scales_to_the_max_norm() {
-    let a = candle_core::Var::from_tensor(&Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap()).unwrap();
+    let a =
+        candle_core::Var::from_tensor(&Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap()).unwrap();
     let mut ps = stilts::model::ParamStore::new();
     ps.insert("a.weight", a.clone());
     let mut grads = GradStore::default();
-    grads.insert(a.as_tensor(), Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap());
+    grads.insert(
+        a.as_tensor(),
+        Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap(),
+    );
     let before = clip_grad_norm(&ps, &mut grads, 1.0).unwrap();
     assert!((before - 5.0).abs() < 1e-6);
     let after = grad_norm(&ps, &grads).unwrap();

@@ -12,8 +12,16 @@ use common::{device_tol, devices, fixtures, max_abs_diff, rel_diff};
 use stilts::model::{Inputs, LoadOptions, Model, Output, Target};
 
 const CASES: &[&str] = &[
-    "xlmr_seqcls", "xlmr_mc", "xlmr_qa", "xlmr_tokcls", "xlmr_mlm",
-    "xlmr_xl_seqcls", "xlmr_xl_mc", "xlmr_xl_qa", "xlmr_xl_tokcls", "xlmr_xl_mlm",
+    "xlmr_seqcls",
+    "xlmr_mc",
+    "xlmr_qa",
+    "xlmr_tokcls",
+    "xlmr_mlm",
+    "xlmr_xl_seqcls",
+    "xlmr_xl_mc",
+    "xlmr_xl_qa",
+    "xlmr_xl_tokcls",
+    "xlmr_xl_mlm",
 ];
 
 struct Case {
@@ -26,11 +34,26 @@ struct Case {
 fn load_case(name: &str, device: &Device, dtype: DType) -> Case {
     let dir = fixtures().join("parity").join(name);
     // A `...ForMaskedLM` checkpoint is a pretrained model: ask for its head.
-    let head = name.ends_with("_mlm").then_some(stilts::model::HeadKind::MaskedLm);
-    let opts = LoadOptions { device: device.clone(), dtype, head, ..Default::default() };
+    let head = name
+        .ends_with("_mlm")
+        .then_some(stilts::model::HeadKind::MaskedLm);
+    let opts = LoadOptions {
+        device: device.clone(),
+        dtype,
+        head,
+        ..Default::default()
+    };
     let model = Model::from_dir(&dir, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert!(model.report.initialized.is_empty(), "{name}: missing weights {:?}", model.report.initialized);
-    assert!(model.report.unexpected.is_empty(), "{name}: unexpected weights {:?}", model.report.unexpected);
+    assert!(
+        model.report.initialized.is_empty(),
+        "{name}: missing weights {:?}",
+        model.report.initialized
+    );
+    assert!(
+        model.report.unexpected.is_empty(),
+        "{name}: unexpected weights {:?}",
+        model.report.unexpected
+    );
     let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
     let ids = &io["input_ids"];
     let mask = &io["attention_mask"];
@@ -39,23 +62,42 @@ fn load_case(name: &str, device: &Device, dtype: DType) -> Case {
         [b, t] => (*b, 1, *t),
         d => panic!("unexpected input shape {d:?}"),
     };
-    let flat = |x: &Tensor| x.flatten_all().unwrap().to_dtype(DType::U32).unwrap().to_vec1::<u32>().unwrap();
-    let inputs = Inputs::from_flat(flat(ids), flat(mask), rows, t, 1, device).unwrap().with_choices(choices);
+    let flat = |x: &Tensor| {
+        x.flatten_all()
+            .unwrap()
+            .to_dtype(DType::U32)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()
+    };
+    let inputs = Inputs::from_flat(flat(ids), flat(mask), rows, t, 1, device)
+        .unwrap()
+        .with_choices(choices);
     let dev = |k: &str| io[k].to_device(device).unwrap();
     let target = if io.contains_key("start_positions") {
-        Target::Span { start: dev("start_positions"), end: dev("end_positions") }
+        Target::Span {
+            start: dev("start_positions"),
+            end: dev("end_positions"),
+        }
     } else if io["labels"].rank() == 2 {
         Target::Tags(dev("labels"))
     } else {
         Target::Class(dev("labels"))
     };
-    Case { model, io, inputs, target }
+    Case {
+        model,
+        io,
+        inputs,
+        target,
+    }
 }
 
 fn outputs(out: &Output) -> Vec<(&'static str, Tensor)> {
     match out {
         Output::Logits(l) => vec![("logits", l.clone())],
-        Output::Span { start, end } => vec![("start_logits", start.clone()), ("end_logits", end.clone())],
+        Output::Span { start, end } => {
+            vec![("start_logits", start.clone()), ("end_logits", end.clone())]
+        }
     }
 }
 
@@ -88,17 +130,30 @@ fn forward_loss_and_gradients_match_transformers() {
                 let want = case
                     .io
                     .get(&format!("grad.{pname}"))
-                    .or_else(|| (pname == "roberta.embeddings.word_embeddings.weight").then(|| case.io.get("grad.lm_head.decoder.weight")).flatten())
+                    .or_else(|| {
+                        (pname == "roberta.embeddings.word_embeddings.weight")
+                            .then(|| case.io.get("grad.lm_head.decoder.weight"))
+                            .flatten()
+                    })
                     .unwrap_or_else(|| panic!("{name}: no reference gradient for {pname}"));
-                let got = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient reached {pname}"));
+                let got = grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{name}: no gradient reached {pname}"));
                 // Gradients that are zero in exact arithmetic (key biases,
                 // a bias before a shift-invariant softmax) are f32 noise in
                 // both: compare those absolutely.
                 let r = rel_diff(got, want, 1e-3);
-                assert!(r < 1e-4 * tol, "{name}: gradient of {pname} differs (relative {r:e})");
+                assert!(
+                    r < 1e-4 * tol,
+                    "{name}: gradient of {pname} differs (relative {r:e})"
+                );
                 checked += 1;
             }
-            assert_eq!(checked, case.io.keys().filter(|k| k.starts_with("grad.")).count(), "{name}: parameter sets differ");
+            assert_eq!(
+                checked,
+                case.io.keys().filter(|k| k.starts_with("grad.")).count(),
+                "{name}: parameter sets differ"
+            );
         }
     }
 }
@@ -118,12 +173,24 @@ fn bf16_forward_is_close_to_f32() {
             let got_stored = outputs(&stored.model.forward(&stored.inputs, None).unwrap());
             for (((key, x), (_, y)), (_, z)) in reference.iter().zip(&got_mixed).zip(&got_stored) {
                 let r = rel_diff(y, x, 1e-6);
-                eprintln!("{name} {key}: mixed {r:.2e}, bf16 {:.2e}", rel_diff(z, x, 1e-6));
-                assert!(r > 0.0, "{name}: bf16 compute changed nothing: is it really used?");
-                assert!(r < 2e-2, "{name}: mixed-precision {key} is {r:e} away from f32 (relative)");
+                eprintln!(
+                    "{name} {key}: mixed {r:.2e}, bf16 {:.2e}",
+                    rel_diff(z, x, 1e-6)
+                );
+                assert!(
+                    r > 0.0,
+                    "{name}: bf16 compute changed nothing: is it really used?"
+                );
+                assert!(
+                    r < 2e-2,
+                    "{name}: mixed-precision {key} is {r:e} away from f32 (relative)"
+                );
                 assert_eq!(z.dtype(), DType::BF16);
                 let r = rel_diff(z, x, 1e-6);
-                assert!(r < 6e-2, "{name}: bf16 {key} is {r:e} away from f32 (relative)");
+                assert!(
+                    r < 6e-2,
+                    "{name}: bf16 {key} is {r:e} away from f32 (relative)"
+                );
             }
         }
     }

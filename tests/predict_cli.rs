@@ -11,7 +11,10 @@ use common::{nli_labels, sample_texts};
 use stilts::model::{LoadOptions, Model};
 
 fn stilts(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stilts")).args(args).output().expect("running the stilts binary")
+    Command::new(env!("CARGO_BIN_EXE_stilts"))
+        .args(args)
+        .output()
+        .expect("running the stilts binary")
 }
 
 fn text(b: &[u8]) -> String {
@@ -23,8 +26,17 @@ fn tiny(root: &Path) -> std::path::PathBuf {
     let corpus = root.join("corpus.txt");
     std::fs::write(&corpus, sample_texts().join("\n")).unwrap();
     let dir = root.join("model");
-    let out = stilts(&["tiny".as_ref(), dir.as_os_str(), "--text".as_ref(), corpus.as_os_str()]);
-    assert!(out.status.success(), "stilts tiny failed:\n{}", text(&out.stderr));
+    let out = stilts(&[
+        "tiny".as_ref(),
+        dir.as_os_str(),
+        "--text".as_ref(),
+        corpus.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "stilts tiny failed:\n{}",
+        text(&out.stderr)
+    );
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(dir.join(f).is_file(), "stilts tiny wrote no {f}");
     }
@@ -47,20 +59,44 @@ fn predict_prints_one_json_line_per_example_in_order() {
     std::fs::write(&input, INPUT).unwrap();
 
     // batch size 2 so that length-sorted batching has to restore the order.
-    let out = stilts(&["predict".as_ref(), dir.as_os_str(), input.as_os_str(), "--batch-size".as_ref(), "2".as_ref()]);
+    let out = stilts(&[
+        "predict".as_ref(),
+        dir.as_os_str(),
+        input.as_os_str(),
+        "--batch-size".as_ref(),
+        "2".as_ref(),
+    ]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "stilts predict failed:\n{stderr}");
     let stdout = text(&out.stdout);
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
 
-    let want_lines: Vec<u64> = INPUT.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, _)| i as u64 + 1).collect();
+    let want_lines: Vec<u64> = INPUT
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, _)| i as u64 + 1)
+        .collect();
     assert_eq!(want_lines, vec![1, 2, 4, 5, 6, 7]);
     assert_eq!(lines.len(), want_lines.len(), "stdout:\n{stdout}");
     let labels = nli_labels();
     for (v, want) in lines.iter().zip(&want_lines) {
         assert_eq!(v["line"].as_u64(), Some(*want), "{v}");
-        let logits: Vec<f64> = v["logits"].as_array().expect("logits").iter().map(|x| x.as_f64().unwrap()).collect();
-        let probs: Vec<f64> = v["probs"].as_array().expect("probs").iter().map(|x| x.as_f64().unwrap()).collect();
+        let logits: Vec<f64> = v["logits"]
+            .as_array()
+            .expect("logits")
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let probs: Vec<f64> = v["probs"]
+            .as_array()
+            .expect("probs")
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
         assert_eq!(logits.len(), 3, "{v}");
         assert_eq!(probs.len(), 3, "{v}");
         let sum: f64 = probs.iter().sum();
@@ -73,8 +109,14 @@ fn predict_prints_one_json_line_per_example_in_order() {
             assert!(((l - m).exp() / z - p).abs() < 1e-5, "{v}");
         }
         let label = v["label"].as_str().expect("label");
-        assert!(labels.iter().any(|l| l == label), "label {label} not in {labels:?}");
-        let best = probs.iter().enumerate().fold(0, |b, (j, p)| if *p > probs[b] { j } else { b });
+        assert!(
+            labels.iter().any(|l| l == label),
+            "label {label} not in {labels:?}"
+        );
+        let best = probs
+            .iter()
+            .enumerate()
+            .fold(0, |b, (j, p)| if *p > probs[b] { j } else { b });
         assert_eq!(label, labels[best], "{v}");
     }
 
@@ -83,16 +125,34 @@ fn predict_prints_one_json_line_per_example_in_order() {
     let examples = stilts::predict::read_examples(&input).unwrap();
     assert_eq!(examples.len(), 6);
     assert_eq!(examples[1].second, None);
-    assert_eq!(examples[4].second.as_deref(), Some("die katze schläft"), "the \\r of a CRLF line must not reach the text");
+    assert_eq!(
+        examples[4].second.as_deref(),
+        Some("die katze schläft"),
+        "the \\r of a CRLF line must not reach the text"
+    );
     let preds = stilts::predict::predict(&model, &examples, 32, 128).unwrap();
     assert_eq!(preds.len(), lines.len());
     for (p, v) in preds.iter().zip(&lines) {
         assert_eq!(v["line"].as_u64(), Some(p.line as u64));
-        assert_eq!(v["label"].as_str(), Some(p.label.as_str()), "line {}", p.line);
+        assert_eq!(
+            v["label"].as_str(),
+            Some(p.label.as_str()),
+            "line {}",
+            p.line
+        );
         for (key, ours) in [("probs", &p.probs), ("logits", &p.logits)] {
-            let cli: Vec<f64> = v[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            let cli: Vec<f64> = v[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
             for (a, b) in cli.iter().zip(ours.iter()) {
-                assert!((a - *b as f64).abs() < 1e-6, "line {}: {key} {cli:?} vs {ours:?}", p.line);
+                assert!(
+                    (a - *b as f64).abs() < 1e-6,
+                    "line {}: {key} {cli:?} vs {ours:?}",
+                    p.line
+                );
             }
         }
     }
@@ -105,12 +165,23 @@ fn predict_rejects_a_line_with_three_fields() {
     let root = tempfile::tempdir().unwrap();
     let dir = tiny(root.path());
     let input = root.path().join("bad.tsv");
-    std::fs::write(&input, "the cat sat\ta cat\n\nthe dog\truns\tentailment\nfine line\n").unwrap();
+    std::fs::write(
+        &input,
+        "the cat sat\ta cat\n\nthe dog\truns\tentailment\nfine line\n",
+    )
+    .unwrap();
     let out = stilts(&["predict".as_ref(), dir.as_os_str(), input.as_os_str()]);
     let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "accepted a 3-field line; stdout:\n{}", text(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "accepted a 3-field line; stdout:\n{}",
+        text(&out.stdout)
+    );
     let want = format!("{}:3:", input.display());
-    assert!(stderr.contains(&want), "stderr does not contain {want:?}:\n{stderr}");
+    assert!(
+        stderr.contains(&want),
+        "stderr does not contain {want:?}:\n{stderr}"
+    );
     assert!(stderr.contains("3 tab-separated fields"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -125,7 +196,11 @@ fn predict_with_a_missing_model_dir_names_it() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
-    assert!(stderr.contains(&missing.display().to_string()), "stderr does not name {}:\n{stderr}", missing.display());
+    assert!(
+        stderr.contains(&missing.display().to_string()),
+        "stderr does not name {}:\n{stderr}",
+        missing.display()
+    );
     assert!(stderr.contains("not found"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -20,9 +20,19 @@ fn batches(epoch: usize) -> Vec<(Inputs, Target)> {
     // A fixed, epoch-dependent order (what a seeded shuffle gives).
     let mut out = vec![];
     for b in 0..12u32 {
-        let rows: Vec<Vec<u32>> = (0..8u32).map(|i| { let k = (b * 8 + i + epoch as u32 * 5) % 97; vec![0, 4 + k % 20, 5 + k % 17, 6 + k % 13, 2] }).collect();
-        let labels: Vec<i64> = (0..8u32).map(|i| ((b * 8 + i + epoch as u32 * 5) % 97 % 2) as i64).collect();
-        out.push((Inputs::pad(&rows, 1, &Device::Cpu).unwrap(), Target::Class(Tensor::new(labels, &Device::Cpu).unwrap())));
+        let rows: Vec<Vec<u32>> = (0..8u32)
+            .map(|i| {
+                let k = (b * 8 + i + epoch as u32 * 5) % 97;
+                vec![0, 4 + k % 20, 5 + k % 17, 6 + k % 13, 2]
+            })
+            .collect();
+        let labels: Vec<i64> = (0..8u32)
+            .map(|i| ((b * 8 + i + epoch as u32 * 5) % 97 % 2) as i64)
+            .collect();
+        out.push((
+            Inputs::pad(&rows, 1, &Device::Cpu).unwrap(),
+            Target::Class(Tensor::new(labels, &Device::Cpu).unwrap()),
+        ));
     }
     out
 }
@@ -31,9 +41,21 @@ fn batches(epoch: usize) -> Vec<(Inputs, Target)> {
 /// final weights.
 fn child(dir: &Path) {
     let cfg = XlmrConfig::new(Variant::PostLayerNorm, 30, 32, 2, 4, 64, 12).unwrap();
-    let model = Model::random(&cfg, HeadKind::Classification { labels: vec!["a".into(), "b".into()] }, 9, &Device::Cpu, DType::F32).unwrap();
+    let model = Model::random(
+        &cfg,
+        HeadKind::Classification {
+            labels: vec!["a".into(), "b".into()],
+        },
+        9,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
     let opts = TrainOptions {
-        adamw: AdamWConfig { lr: 1e-3, ..Default::default() },
+        adamw: AdamWConfig {
+            lr: 1e-3,
+            ..Default::default()
+        },
         epochs: 6,
         seed: 4,
         eval_every: Some(10),
@@ -47,14 +69,35 @@ fn child(dir: &Path) {
         let w = model.params().tensors()["classifier.out_proj.bias"].to_vec1::<f32>()?;
         Ok((w[0] - w[1]) as f64)
     };
-    let report = fine_tune_with_eval(&model, &mut |e| Ok(batches(e).into_iter().map(Into::into).collect()), Some(&mut eval), &opts, &mut Silent, &AtomicBool::new(false)).unwrap();
-    println!("resumed_from={:?} steps={}", report.resumed_from, report.steps);
-    candle_core::safetensors::save(&model.params().tensors().into_iter().collect(), dir.join("final.safetensors")).unwrap();
+    let report = fine_tune_with_eval(
+        &model,
+        &mut |e| Ok(batches(e).into_iter().map(Into::into).collect()),
+        Some(&mut eval),
+        &opts,
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    println!(
+        "resumed_from={:?} steps={}",
+        report.resumed_from, report.steps
+    );
+    candle_core::safetensors::save(
+        &model.params().tensors().into_iter().collect(),
+        dir.join("final.safetensors"),
+    )
+    .unwrap();
 }
 
 fn spawn(dir: &Path) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "killed_run_resumes_bit_identically", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "killed_run_resumes_bit_identically",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -86,24 +129,37 @@ fn killed_run_resumes_bit_identically() {
         if state_step(&b).is_some_and(|s| s >= 15) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "child never wrote a checkpoint");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "child never wrote a checkpoint"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     c.kill().unwrap();
     c.wait().unwrap();
-    assert!(!b.join("final.safetensors").exists(), "the child finished before it was killed");
+    assert!(
+        !b.join("final.safetensors").exists(),
+        "the child finished before it was killed"
+    );
     let killed_at = state_step(&b).unwrap();
     assert!(killed_at < 72, "killed too late ({killed_at})");
 
     let out = spawn(&b).wait_with_output().unwrap();
     assert!(out.status.success(), "resumed child failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("resumed_from=Some({killed_at})")), "did not resume from {killed_at}: {stdout}");
+    assert!(
+        stdout.contains(&format!("resumed_from=Some({killed_at})")),
+        "did not resume from {killed_at}: {stdout}"
+    );
 
     let wa = candle_core::safetensors::load(a.join("final.safetensors"), &Device::Cpu).unwrap();
     let wb = candle_core::safetensors::load(b.join("final.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(wa.len(), wb.len());
     for (name, t) in &wa {
-        assert_eq!(common::max_abs_diff(t, &wb[name]), 0.0, "{name} differs after resume");
+        assert_eq!(
+            common::max_abs_diff(t, &wb[name]),
+            0.0,
+            "{name} differs after resume"
+        );
     }
 }

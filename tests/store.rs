@@ -38,7 +38,12 @@ fn parallel_writers_lose_no_record() {
     let children: Vec<_> = (0..4)
         .map(|w| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "parallel_writers_lose_no_record", "--test-threads", "1"])
+                .args([
+                    "--exact",
+                    "parallel_writers_lose_no_record",
+                    "--test-threads",
+                    "1",
+                ])
                 .env(CHILD_ENV, format!("{}|{w}", path.display()))
                 .stdout(std::process::Stdio::null())
                 .spawn()
@@ -50,7 +55,15 @@ fn parallel_writers_lose_no_record() {
     }
     let records = Store::new(&path).records().unwrap();
     assert_eq!(records.len(), 400);
-    let mut seen: Vec<(u64, u64)> = records.iter().map(|r| (r.config["writer"].as_u64().unwrap(), r.config["i"].as_u64().unwrap())).collect();
+    let mut seen: Vec<(u64, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.config["writer"].as_u64().unwrap(),
+                r.config["i"].as_u64().unwrap(),
+            )
+        })
+        .collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 400, "some records were lost or duplicated");
@@ -65,15 +78,33 @@ fn memoisation_finds_the_exact_configuration_and_torn_lines_are_skipped() {
     store.append(&a).unwrap();
     store.append(&record(0, 2)).unwrap();
     assert_eq!(store.find(&a.key).unwrap(), Some(a.clone()));
-    assert!(store.find(&config_key(&serde_json::json!({"writer": 0, "i": 1, "lr": 2e-5}))).unwrap().is_none());
+    assert!(store
+        .find(&config_key(
+            &serde_json::json!({"writer": 0, "i": 1, "lr": 2e-5})
+        ))
+        .unwrap()
+        .is_none());
     // A crash mid-append leaves an unterminated line: ignored.
     use std::io::Write;
-    std::fs::OpenOptions::new().append(true).open(store.path()).unwrap().write_all(b"{\"key\": \"tor").unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(store.path())
+        .unwrap()
+        .write_all(b"{\"key\": \"tor")
+        .unwrap();
     assert_eq!(store.records().unwrap().len(), 2);
     // A complete but malformed line is an error naming the line.
-    std::fs::OpenOptions::new().append(true).open(store.path()).unwrap().write_all(b"n\nnot json\n").unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(store.path())
+        .unwrap()
+        .write_all(b"n\nnot json\n")
+        .unwrap();
     let err = store.records().unwrap_err().to_string();
-    assert!(err.contains("r.jsonl:3") || err.contains("r.jsonl:4"), "{err}");
+    assert!(
+        err.contains("r.jsonl:3") || err.contains("r.jsonl:4"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use common::{fixtures, sample_texts, shared_data};
 use stilts::model::Tokenizer;
 
-const LANGS: &[&str] = &["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"];
+const LANGS: &[&str] = &[
+    "ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh",
+];
 
 #[derive(serde::Deserialize)]
 struct Record {
@@ -51,7 +53,13 @@ fn xnli_rows(lang: &str) -> Vec<(String, String)> {
         .enumerate()
         .map(|(i, l)| {
             let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 3, "{}:{}: expected 3 fields", path.display(), i + 1);
+            assert_eq!(
+                f.len(),
+                3,
+                "{}:{}: expected 3 fields",
+                path.display(),
+                i + 1
+            );
             (f[0].to_string(), f[1].to_string())
         })
         .collect()
@@ -65,8 +73,13 @@ fn records_with_text() -> Vec<(Record, String, String)> {
         .records
         .into_iter()
         .map(|r| {
-            let rows = rows.entry(r.lang.clone()).or_insert_with(|| xnli_rows(&r.lang));
-            let (a, b) = rows.get(r.line - 1).unwrap_or_else(|| panic!("{}: no line {}", r.lang, r.line)).clone();
+            let rows = rows
+                .entry(r.lang.clone())
+                .or_insert_with(|| xnli_rows(&r.lang));
+            let (a, b) = rows
+                .get(r.line - 1)
+                .unwrap_or_else(|| panic!("{}: no line {}", r.lang, r.line))
+                .clone();
             (r, a, b)
         })
         .collect()
@@ -76,7 +89,11 @@ fn records_with_text() -> Vec<(Record, String, String)> {
 fn fixture_is_for_this_tokenizer_and_covers_all_languages() {
     let fixture = load_fixture();
     let bytes = std::fs::read(xlmr_tokenizer_path()).unwrap();
-    assert_eq!(stilts::util::sha256_hex(&bytes), fixture.tokenizer_sha256, "tokenizer.json changed since the fixture was written");
+    assert_eq!(
+        stilts::util::sha256_hex(&bytes),
+        fixture.tokenizer_sha256,
+        "tokenizer.json changed since the fixture was written"
+    );
     assert_eq!(fixture.records.len(), 270);
     let langs: BTreeSet<&str> = fixture.records.iter().map(|r| r.lang.as_str()).collect();
     assert_eq!(langs, LANGS.iter().copied().collect::<BTreeSet<_>>());
@@ -85,7 +102,10 @@ fn fixture_is_for_this_tokenizer_and_covers_all_languages() {
         assert_eq!(n, 18, "{lang}: expected 9 rows x 2 lengths");
     }
     // The short length really truncates somewhere (longest-first is exercised).
-    assert!(fixture.records.iter().any(|r| r.max_length == 24 && r.ids.len() == 24));
+    assert!(fixture
+        .records
+        .iter()
+        .any(|r| r.max_length == 24 && r.ids.len() == 24));
 }
 
 #[test]
@@ -98,7 +118,11 @@ fn xlmr_tokenizer_matches_transformers_one_by_one() {
     let mut langs = BTreeSet::new();
     for (r, premise, hypothesis) in &records {
         let ids = tok.encode(premise, Some(hypothesis), r.max_length).unwrap();
-        assert_eq!(ids, r.ids, "{} line {} max_length {}", r.lang, r.line, r.max_length);
+        assert_eq!(
+            ids, r.ids,
+            "{} line {} max_length {}",
+            r.lang, r.line, r.max_length
+        );
         assert!(ids.len() <= r.max_length);
         langs.insert(r.lang.clone());
     }
@@ -111,13 +135,23 @@ fn xlmr_tokenizer_matches_transformers_in_batches() {
     let records = records_with_text();
     let mut checked = 0;
     for max_length in [128, 24] {
-        let chosen: Vec<&(Record, String, String)> = records.iter().filter(|(r, _, _)| r.max_length == max_length).collect();
+        let chosen: Vec<&(Record, String, String)> = records
+            .iter()
+            .filter(|(r, _, _)| r.max_length == max_length)
+            .collect();
         assert_eq!(chosen.len(), 135);
-        let items: Vec<(String, Option<String>)> = chosen.iter().map(|(_, a, b)| (a.clone(), Some(b.clone()))).collect();
+        let items: Vec<(String, Option<String>)> = chosen
+            .iter()
+            .map(|(_, a, b)| (a.clone(), Some(b.clone())))
+            .collect();
         let got = tok.encode_batch(&items, max_length).unwrap();
         assert_eq!(got.len(), chosen.len());
         for ((r, _, _), ids) in chosen.iter().zip(&got) {
-            assert_eq!(ids, &r.ids, "batch: {} line {} max_length {}", r.lang, r.line, r.max_length);
+            assert_eq!(
+                ids, &r.ids,
+                "batch: {} line {} max_length {}",
+                r.lang, r.line, r.max_length
+            );
             checked += 1;
         }
     }
@@ -127,8 +161,13 @@ fn xlmr_tokenizer_matches_transformers_in_batches() {
 #[test]
 fn missing_tokenizer_file_is_an_error_naming_it() {
     let path = PathBuf::from("/nonexistent/dir/tokenizer.json");
-    let Err(e) = Tokenizer::from_file(&path) else { panic!("loaded a missing file") };
-    assert!(e.to_string().contains("/nonexistent/dir/tokenizer.json"), "{e}");
+    let Err(e) = Tokenizer::from_file(&path) else {
+        panic!("loaded a missing file")
+    };
+    assert!(
+        e.to_string().contains("/nonexistent/dir/tokenizer.json"),
+        "{e}"
+    );
 }
 
 fn trained() -> Tokenizer {
@@ -145,7 +184,11 @@ fn trained_unigram_has_xlmr_special_tokens() {
     assert_eq!(tok.pad_id(), 1);
     let n = tok.vocab_size();
     assert!(n > 50 && n <= 300, "vocab size {n}");
-    assert_eq!(tok.token_id("<mask>"), Some(n as u32 - 1), "<mask> must be the last id");
+    assert_eq!(
+        tok.token_id("<mask>"),
+        Some(n as u32 - 1),
+        "<mask> must be the last id"
+    );
 }
 
 #[test]
@@ -161,7 +204,10 @@ fn trained_unigram_single_and_pair_layout() {
     let body_a = &single_a[1..single_a.len() - 1];
     let body_b = &single_b[1..single_b.len() - 1];
     assert!(!body_a.is_empty() && !body_b.is_empty());
-    assert!(body_a.iter().chain(body_b).all(|i| !specials.contains(i)), "special ids inside text: {body_a:?} {body_b:?}");
+    assert!(
+        body_a.iter().chain(body_b).all(|i| !specials.contains(i)),
+        "special ids inside text: {body_a:?} {body_b:?}"
+    );
     // Known words of the training text are not <unk>.
     assert!(!body_a.contains(&3));
 
@@ -188,21 +234,41 @@ fn trained_unigram_truncates_pairs_longest_first() {
     let sep = full.windows(2).position(|w| w == [2, 2]).unwrap();
     let (fa, fb) = (&full[1..sep], &full[sep + 2..full.len() - 1]);
     let max_length = 24;
-    assert!(fa.len() > max_length && fb.len() > max_length / 2, "test texts too short: {} {}", fa.len(), fb.len());
+    assert!(
+        fa.len() > max_length && fb.len() > max_length / 2,
+        "test texts too short: {} {}",
+        fa.len(),
+        fb.len()
+    );
 
     let cut = tok.encode(&a, Some(&b), max_length).unwrap();
     assert_eq!(cut.len(), max_length);
     assert_eq!(cut[0], 0);
     assert_eq!(*cut.last().unwrap(), 2);
-    let sep = cut.windows(2).position(|w| w == [2, 2]).expect("no </s></s> in truncated pair");
+    let sep = cut
+        .windows(2)
+        .position(|w| w == [2, 2])
+        .expect("no </s></s> in truncated pair");
     let (ca, cb) = (&cut[1..sep], &cut[sep + 2..cut.len() - 1]);
     // Both sides shrink, each keeps its beginning, and longest-first leaves
     // them (nearly) equal when both were longer than half the budget.
-    assert!(ca.len() < fa.len() && cb.len() < fb.len(), "{} {} from {} {}", ca.len(), cb.len(), fa.len(), fb.len());
+    assert!(
+        ca.len() < fa.len() && cb.len() < fb.len(),
+        "{} {} from {} {}",
+        ca.len(),
+        cb.len(),
+        fa.len(),
+        fb.len()
+    );
     assert_eq!(ca, &fa[..ca.len()]);
     assert_eq!(cb, &fb[..cb.len()]);
     assert_eq!(ca.len() + cb.len() + 4, max_length);
-    assert!(ca.len().abs_diff(cb.len()) <= 1, "{} vs {}", ca.len(), cb.len());
+    assert!(
+        ca.len().abs_diff(cb.len()) <= 1,
+        "{} vs {}",
+        ca.len(),
+        cb.len()
+    );
 
     // A single text truncates to max_length with its specials.
     let single = tok.encode(&a, None, max_length).unwrap();
@@ -215,15 +281,24 @@ fn trained_unigram_truncates_pairs_longest_first() {
     let cut = tok.encode(&a, Some(short), max_length).unwrap();
     let short_ids = tok.encode(short, None, 64).unwrap();
     assert_eq!(cut.len(), max_length);
-    assert!(cut.ends_with(&[&[2, 2][..], &short_ids[1..]].concat()), "{cut:?} should end with {short_ids:?}");
+    assert!(
+        cut.ends_with(&[&[2, 2][..], &short_ids[1..]].concat()),
+        "{cut:?} should end with {short_ids:?}"
+    );
 }
 
 #[test]
 fn unigram_training_is_reproducible() {
     let texts = common::sample_texts();
-    let first = stilts::model::Tokenizer::train_unigram(&texts, 300).unwrap().fingerprint().unwrap();
+    let first = stilts::model::Tokenizer::train_unigram(&texts, 300)
+        .unwrap()
+        .fingerprint()
+        .unwrap();
     for _ in 0..3 {
-        let again = stilts::model::Tokenizer::train_unigram(&texts, 300).unwrap().fingerprint().unwrap();
+        let again = stilts::model::Tokenizer::train_unigram(&texts, 300)
+            .unwrap()
+            .fingerprint()
+            .unwrap();
         assert_eq!(first, again, "the same text gave another tokenizer");
     }
 }
@@ -231,7 +306,10 @@ fn unigram_training_is_reproducible() {
 #[test]
 fn max_length_below_the_special_tokens_is_an_error_not_a_panic() {
     let tok = stilts::model::Tokenizer::train_unigram(&common::sample_texts(), 300).unwrap();
-    let err = tok.encode("a b c", Some("d e f"), 3).unwrap_err().to_string();
+    let err = tok
+        .encode("a b c", Some("d e f"), 3)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("max_length 3"), "{err}");
     assert!(tok.encode("a b c", Some("d e f"), 5).unwrap().len() <= 5);
 }

@@ -30,30 +30,75 @@ fn data() -> (Vec<Vec<u32>>, Vec<i64>) {
 }
 
 fn batches(rows: &[Vec<u32>], labels: &[i64]) -> Vec<(Inputs, Target)> {
-    rows.chunks(8).zip(labels.chunks(8)).map(|(r, l)| (Inputs::pad(r, 1, &Device::Cpu).unwrap(), Target::Class(Tensor::new(l, &Device::Cpu).unwrap()))).collect()
+    rows.chunks(8)
+        .zip(labels.chunks(8))
+        .map(|(r, l)| {
+            (
+                Inputs::pad(r, 1, &Device::Cpu).unwrap(),
+                Target::Class(Tensor::new(l, &Device::Cpu).unwrap()),
+            )
+        })
+        .collect()
 }
 
 fn model(seed: u64) -> Model {
     let cfg = XlmrConfig::new(Variant::PostLayerNorm, 30, 32, 2, 4, 64, 20).unwrap();
-    Model::random(&cfg, HeadKind::Classification { labels: vec!["no".into(), "yes".into()] }, seed, &Device::Cpu, DType::F32).unwrap()
+    Model::random(
+        &cfg,
+        HeadKind::Classification {
+            labels: vec!["no".into(), "yes".into()],
+        },
+        seed,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap()
 }
 
 fn opts(epochs: usize) -> TrainOptions {
-    TrainOptions { adamw: AdamWConfig { lr: 2e-3, ..Default::default() }, epochs, seed: 5, ..Default::default() }
+    TrainOptions {
+        adamw: AdamWConfig {
+            lr: 2e-3,
+            ..Default::default()
+        },
+        epochs,
+        seed: 5,
+        ..Default::default()
+    }
 }
 
 #[test]
 fn a_tiny_model_learns_a_separable_task() {
     let (rows, labels) = data();
     let m = model(3);
-    let report = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &opts(15), &mut Silent, &AtomicBool::new(false)).unwrap();
+    let report = fine_tune(
+        &m,
+        &mut |_| {
+            Ok(batches(&rows, &labels)
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        },
+        &opts(15),
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     assert_eq!(report.steps, 8 * 15);
     let first: f64 = report.losses[..8].iter().sum::<f64>() / 8.0;
     let last: f64 = report.losses[report.losses.len() - 8..].iter().sum::<f64>() / 8.0;
     assert!(last < first * 0.5, "loss did not fall: {first} -> {last}");
-    let inputs: Vec<Inputs> = batches(&rows, &labels).into_iter().map(|(i, _)| i).collect();
+    let inputs: Vec<Inputs> = batches(&rows, &labels)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     let pred = predict_classes(&m, &inputs).unwrap();
-    let acc = pred.iter().zip(&labels).filter(|(p, l)| **p as i64 == **l).count() as f64 / labels.len() as f64;
+    let acc = pred
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| **p as i64 == **l)
+        .count() as f64
+        / labels.len() as f64;
     assert!(acc >= 0.95, "training accuracy {acc}");
 }
 
@@ -63,29 +108,93 @@ fn same_seed_same_weights_and_bf16_mixed_precision_trains() {
     let run = |bf16: bool| {
         let m = model(3);
         let o = TrainOptions { bf16, ..opts(2) };
-        fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
+        fine_tune(
+            &m,
+            &mut |_| {
+                Ok(batches(&rows, &labels)
+                    .into_iter()
+                    .map(Into::into)
+                    .collect())
+            },
+            &o,
+            &mut Silent,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         m.params().tensors()
     };
     let (a, b) = (run(false), run(false));
     for (name, t) in &a {
-        assert_eq!(common::max_abs_diff(t, &b[name]), 0.0, "{name} differs between identical runs");
+        assert_eq!(
+            common::max_abs_diff(t, &b[name]),
+            0.0,
+            "{name} differs between identical runs"
+        );
     }
     let c = run(true);
     let moved = c.iter().any(|(n, t)| common::max_abs_diff(t, &a[n]) > 0.0);
-    assert!(moved, "bf16 compute gave bit-identical weights to f32: is it used?");
-    assert!(c.values().all(|t| t.dtype() == DType::F32), "master weights must stay f32");
+    assert!(
+        moved,
+        "bf16 compute gave bit-identical weights to f32: is it used?"
+    );
+    assert!(
+        c.values().all(|t| t.dtype() == DType::F32),
+        "master weights must stay f32"
+    );
 }
 
 #[test]
 fn gradient_accumulation_counts_updates_and_cancel_stops() {
     let (rows, labels) = data();
     let m = model(4);
-    let o = TrainOptions { grad_accum: 4, ..opts(2) };
-    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
+    let o = TrainOptions {
+        grad_accum: 4,
+        ..opts(2)
+    };
+    let r = fine_tune(
+        &m,
+        &mut |_| {
+            Ok(batches(&rows, &labels)
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        },
+        &o,
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     assert_eq!(r.steps, 4, "8 batches / accumulation 4 x 2 epochs");
-    let o = TrainOptions { max_steps: Some(3), ..opts(5) };
-    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &o, &mut Silent, &AtomicBool::new(false)).unwrap();
+    let o = TrainOptions {
+        max_steps: Some(3),
+        ..opts(5)
+    };
+    let r = fine_tune(
+        &m,
+        &mut |_| {
+            Ok(batches(&rows, &labels)
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        },
+        &o,
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     assert_eq!(r.steps, 3);
-    let r = fine_tune(&m, &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()), &opts(1), &mut Silent, &AtomicBool::new(true)).unwrap();
+    let r = fine_tune(
+        &m,
+        &mut |_| {
+            Ok(batches(&rows, &labels)
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        },
+        &opts(1),
+        &mut Silent,
+        &AtomicBool::new(true),
+    )
+    .unwrap();
     assert!(r.cancelled && r.steps == 0);
 }

@@ -43,10 +43,14 @@ impl Variant {
     /// beat config fields: the XXL hub config says `xlm-roberta`).
     pub fn from_tensor_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Option<Self> {
         for n in names {
-            if n.ends_with("attention.self_attn_layer_norm.weight") || n.ends_with("encoder.LayerNorm.weight") {
+            if n.ends_with("attention.self_attn_layer_norm.weight")
+                || n.ends_with("encoder.LayerNorm.weight")
+            {
                 return Some(Variant::PreLayerNorm);
             }
-            if n.ends_with("embeddings.LayerNorm.weight") || n.ends_with("attention.output.LayerNorm.weight") {
+            if n.ends_with("embeddings.LayerNorm.weight")
+                || n.ends_with("attention.output.LayerNorm.weight")
+            {
                 return Some(Variant::PostLayerNorm);
             }
         }
@@ -99,7 +103,10 @@ impl Fields<'_> {
                 .map(|x| x as usize)
                 .ok_or_else(|| self.err(field, "a non-negative integer", v)),
             None => default.ok_or_else(|| {
-                Error::config(self.path, format!("missing field `{field}`; add it to config.json"))
+                Error::config(
+                    self.path,
+                    format!("missing field `{field}`; add it to config.json"),
+                )
             }),
         }
     }
@@ -114,7 +121,10 @@ impl Fields<'_> {
     fn opt_f64(&self, field: &str) -> Result<Option<f64>> {
         match self.map.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.err(field, "a number or null", v)),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.err(field, "a number or null", v)),
         }
     }
 
@@ -150,19 +160,28 @@ impl XlmrConfig {
             None | Some(Value::Null) => vec![],
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| f.err("architectures", "a list of strings", v)))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| f.err("architectures", "a list of strings", v))
+                })
                 .collect::<Result<_>>()?,
             Some(v) => return Err(f.err("architectures", "a list of strings", v)),
         };
         let model_type = f.str("model_type", "xlm-roberta")?;
-        let variant = if architectures.iter().any(|a| a.starts_with("XLMRobertaXL")) || model_type == "xlm-roberta-xl" {
+        let variant = if architectures.iter().any(|a| a.starts_with("XLMRobertaXL"))
+            || model_type == "xlm-roberta-xl"
+        {
             Variant::PreLayerNorm
         } else {
             Variant::PostLayerNorm
         };
         let act_name = f.str("hidden_act", "gelu")?;
         let hidden_act = Activation::parse(&act_name).ok_or_else(|| {
-            Error::config(path, format!("hidden_act `{act_name}` is not supported; use gelu, gelu_new or relu"))
+            Error::config(
+                path,
+                format!("hidden_act `{act_name}` is not supported; use gelu, gelu_new or relu"),
+            )
         })?;
         let labels = Self::parse_labels(&f)?;
         let cfg = XlmrConfig {
@@ -190,17 +209,28 @@ impl XlmrConfig {
     }
 
     fn parse_labels(f: &Fields) -> Result<Vec<String>> {
-        let Some(v) = f.map.get("id2label") else { return Ok(vec![]) };
-        let Value::Object(m) = v else { return Err(f.err("id2label", "an object {\"0\": \"name\", ...}", v)) };
+        let Some(v) = f.map.get("id2label") else {
+            return Ok(vec![]);
+        };
+        let Value::Object(m) = v else {
+            return Err(f.err("id2label", "an object {\"0\": \"name\", ...}", v));
+        };
         let mut pairs = Vec::with_capacity(m.len());
         for (k, v) in m {
-            let id: usize = k.parse().map_err(|_| f.err("id2label", "keyed by integers", &Value::String(k.clone())))?;
-            let name = v.as_str().ok_or_else(|| f.err("id2label", "string-valued", v))?;
+            let id: usize = k
+                .parse()
+                .map_err(|_| f.err("id2label", "keyed by integers", &Value::String(k.clone())))?;
+            let name = v
+                .as_str()
+                .ok_or_else(|| f.err("id2label", "string-valued", v))?;
             pairs.push((id, name.to_string()));
         }
         pairs.sort();
         if pairs.iter().enumerate().any(|(i, (id, _))| *id != i) {
-            return Err(Error::config(f.path, "id2label ids must be 0..n-1 without gaps"));
+            return Err(Error::config(
+                f.path,
+                "id2label ids must be 0..n-1 without gaps",
+            ));
         }
         Ok(pairs.into_iter().map(|(_, n)| n).collect())
     }
@@ -214,12 +244,24 @@ impl XlmrConfig {
             ));
         }
         if self.pad_token_id as usize >= self.vocab_size {
-            return bad(format!("pad_token_id {} is outside the vocabulary ({})", self.pad_token_id, self.vocab_size));
+            return bad(format!(
+                "pad_token_id {} is outside the vocabulary ({})",
+                self.pad_token_id, self.vocab_size
+            ));
         }
         if self.max_position_embeddings <= self.pad_token_id as usize + 1 {
-            return bad(format!("max_position_embeddings {} leaves no room for positions", self.max_position_embeddings));
+            return bad(format!(
+                "max_position_embeddings {} leaves no room for positions",
+                self.max_position_embeddings
+            ));
         }
-        for (name, p) in [("hidden_dropout_prob", self.hidden_dropout_prob), ("attention_probs_dropout_prob", self.attention_probs_dropout_prob)] {
+        for (name, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ] {
             if !(0.0..1.0).contains(&p) {
                 return bad(format!("{name} must be in [0, 1), found {p}"));
             }
@@ -239,7 +281,15 @@ impl XlmrConfig {
 
     /// A minimal config for a new model of the given shape.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(variant: Variant, vocab_size: usize, hidden_size: usize, num_hidden_layers: usize, num_attention_heads: usize, intermediate_size: usize, max_position_embeddings: usize) -> Result<Self> {
+    pub fn new(
+        variant: Variant,
+        vocab_size: usize,
+        hidden_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        intermediate_size: usize,
+        max_position_embeddings: usize,
+    ) -> Result<Self> {
         let value = serde_json::json!({
             "architectures": [format!("{}ForMaskedLM", variant.class_prefix())],
             "model_type": variant.model_type(),
@@ -268,17 +318,31 @@ impl XlmrConfig {
     pub fn to_json(&self, architecture: &str, labels: &[String]) -> Value {
         let mut m = self.raw.clone();
         m.insert("architectures".into(), serde_json::json!([architecture]));
-        m.insert("model_type".into(), Value::String(self.variant.model_type().into()));
+        m.insert(
+            "model_type".into(),
+            Value::String(self.variant.model_type().into()),
+        );
         for key in ["id2label", "label2id", "num_labels", "_name_or_path"] {
             m.remove(key);
         }
         if !labels.is_empty() {
-            let id2label: Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), Value::String(l.clone()))).collect();
-            let label2id: Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i))).collect();
+            let id2label: Map<String, Value> = labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i.to_string(), Value::String(l.clone())))
+                .collect();
+            let label2id: Map<String, Value> = labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), Value::from(i)))
+                .collect();
             m.insert("id2label".into(), Value::Object(id2label));
             m.insert("label2id".into(), Value::Object(label2id));
         }
-        m.insert("stilts_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+        m.insert(
+            "stilts_version".into(),
+            Value::String(env!("CARGO_PKG_VERSION").into()),
+        );
         Value::Object(m)
     }
 

@@ -19,7 +19,13 @@ pub struct Linear {
 
 impl Linear {
     /// Takes `{name}.weight` `[out, in]` and `{name}.bias` `[out]`.
-    pub fn build(pb: &mut ParamBuilder, store: &mut ParamStore, name: &str, inp: usize, out: usize) -> Result<Self> {
+    pub fn build(
+        pb: &mut ParamBuilder,
+        store: &mut ParamStore,
+        name: &str,
+        inp: usize,
+        out: usize,
+    ) -> Result<Self> {
         Ok(Linear {
             weight: pb.take(store, &format!("{name}.weight"), &[out, inp], Init::Normal)?,
             bias: pb.take(store, &format!("{name}.bias"), &[out], Init::Zeros)?,
@@ -47,7 +53,13 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn build(pb: &mut ParamBuilder, store: &mut ParamStore, name: &str, dim: usize, eps: f64) -> Result<Self> {
+    pub fn build(
+        pb: &mut ParamBuilder,
+        store: &mut ParamStore,
+        name: &str,
+        dim: usize,
+        eps: f64,
+    ) -> Result<Self> {
         Ok(LayerNorm {
             weight: pb.take(store, &format!("{name}.weight"), &[dim], Init::Ones)?,
             bias: pb.take(store, &format!("{name}.bias"), &[dim], Init::Zeros)?,
@@ -95,7 +107,14 @@ impl Inputs {
     /// From given ids and mask (`[B, T]` each, row-major); positions follow
     /// transformers' `create_position_ids_from_input_ids`, which looks at the
     /// ids (not the mask): every non-pad id counts.
-    pub fn from_flat(ids: Vec<u32>, mask: Vec<u32>, b: usize, t: usize, pad_id: u32, device: &Device) -> Result<Self> {
+    pub fn from_flat(
+        ids: Vec<u32>,
+        mask: Vec<u32>,
+        b: usize,
+        t: usize,
+        pad_id: u32,
+        device: &Device,
+    ) -> Result<Self> {
         let mut pos = Vec::with_capacity(ids.len());
         for row in ids.chunks(t) {
             let mut count = 0u32;
@@ -149,17 +168,34 @@ struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn forward(&self, x: &Tensor, bias: &Tensor, p_attn: f64, cdt: DType, rng: &mut Option<&mut DropoutRng>) -> CResult<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        p_attn: f64,
+        cdt: DType,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> CResult<Tensor> {
         let (b, t, h) = x.dims3()?;
         let hd = h / self.heads;
-        let split = |y: Tensor| -> CResult<Tensor> { y.to_dtype(cdt)?.reshape((b, t, self.heads, hd))?.transpose(1, 2)?.contiguous() };
+        let split = |y: Tensor| -> CResult<Tensor> {
+            y.to_dtype(cdt)?
+                .reshape((b, t, self.heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
         let q = split(self.query.forward(x, cdt)?)?;
         let k = split(self.key.forward(x, cdt)?)?;
         let v = split(self.value.forward(x, cdt)?)?;
         let scores = (q.matmul(&k.t()?)?.to_dtype(x.dtype())? * (1.0 / (hd as f64).sqrt()))?;
         let probs = softmax_last_dim(&scores.broadcast_add(bias)?)?;
         let probs = dropout(&probs, p_attn, rng.as_deref_mut())?;
-        let ctx = probs.to_dtype(cdt)?.matmul(&v)?.to_dtype(x.dtype())?.transpose(1, 2)?.reshape((b, t, h))?;
+        let ctx = probs
+            .to_dtype(cdt)?
+            .matmul(&v)?
+            .to_dtype(x.dtype())?
+            .transpose(1, 2)?
+            .reshape((b, t, h))?;
         self.output.forward(&ctx, cdt)
     }
 }
@@ -202,10 +238,29 @@ impl Encoder {
         let pre = c.variant == Variant::PreLayerNorm;
         let e = "roberta.embeddings";
         let embeddings = Embeddings {
-            word: pb.take(s, &format!("{e}.word_embeddings.weight"), &[c.vocab_size, h], Init::NormalPaddingRow(c.pad_token_id as usize))?,
-            position: pb.take(s, &format!("{e}.position_embeddings.weight"), &[c.max_position_embeddings, h], Init::NormalPaddingRow(c.pad_token_id as usize))?,
-            token_type: pb.take(s, &format!("{e}.token_type_embeddings.weight"), &[c.type_vocab_size, h], Init::Normal)?,
-            layer_norm: if pre { None } else { Some(LayerNorm::build(pb, s, &format!("{e}.LayerNorm"), h, eps)?) },
+            word: pb.take(
+                s,
+                &format!("{e}.word_embeddings.weight"),
+                &[c.vocab_size, h],
+                Init::NormalPaddingRow(c.pad_token_id as usize),
+            )?,
+            position: pb.take(
+                s,
+                &format!("{e}.position_embeddings.weight"),
+                &[c.max_position_embeddings, h],
+                Init::NormalPaddingRow(c.pad_token_id as usize),
+            )?,
+            token_type: pb.take(
+                s,
+                &format!("{e}.token_type_embeddings.weight"),
+                &[c.type_vocab_size, h],
+                Init::Normal,
+            )?,
+            layer_norm: if pre {
+                None
+            } else {
+                Some(LayerNorm::build(pb, s, &format!("{e}.LayerNorm"), h, eps)?)
+            },
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -218,25 +273,51 @@ impl Encoder {
                 heads: c.num_attention_heads,
             };
             let (attn_norm, ffn_norm) = if pre {
-                (format!("{l}.attention.self_attn_layer_norm"), format!("{l}.LayerNorm"))
+                (
+                    format!("{l}.attention.self_attn_layer_norm"),
+                    format!("{l}.LayerNorm"),
+                )
             } else {
-                (format!("{l}.attention.output.LayerNorm"), format!("{l}.output.LayerNorm"))
+                (
+                    format!("{l}.attention.output.LayerNorm"),
+                    format!("{l}.output.LayerNorm"),
+                )
             };
             layers.push(Layer {
                 attention,
                 attention_norm: LayerNorm::build(pb, s, &attn_norm, h, eps)?,
-                intermediate: Linear::build(pb, s, &format!("{l}.intermediate.dense"), h, c.intermediate_size)?,
+                intermediate: Linear::build(
+                    pb,
+                    s,
+                    &format!("{l}.intermediate.dense"),
+                    h,
+                    c.intermediate_size,
+                )?,
                 output: Linear::build(pb, s, &format!("{l}.output.dense"), c.intermediate_size, h)?,
                 ffn_norm: LayerNorm::build(pb, s, &ffn_norm, h, eps)?,
             });
         }
-        let final_norm = if pre { Some(LayerNorm::build(pb, s, "roberta.encoder.LayerNorm", h, eps)?) } else { None };
+        let final_norm = if pre {
+            Some(LayerNorm::build(
+                pb,
+                s,
+                "roberta.encoder.LayerNorm",
+                h,
+                eps,
+            )?)
+        } else {
+            None
+        };
         let compute_dtype = embeddings.word.dtype();
         Ok(Encoder {
             config: config.clone(),
             compute_dtype,
             params: st,
-            inner: std::sync::Arc::new(EncoderInner { embeddings, layers, final_norm }),
+            inner: std::sync::Arc::new(EncoderInner {
+                embeddings,
+                layers,
+                final_norm,
+            }),
         })
     }
 
@@ -275,7 +356,9 @@ impl Encoder {
         let inner = &*self.inner;
         let e = &inner.embeddings;
         let (b, t) = inputs.dims()?;
-        let gather = |table: &Tensor, ids: &Tensor| -> CResult<Tensor> { table.embedding(&ids.flatten_all()?)?.reshape((b, t, ())) };
+        let gather = |table: &Tensor, ids: &Tensor| -> CResult<Tensor> {
+            table.embedding(&ids.flatten_all()?)?.reshape((b, t, ()))
+        };
         // `nn.Embedding(padding_idx=pad)`: the pad row is looked up but never
         // trained. Pad positions take a detached copy of the row, so no
         // gradient reaches it through the lookup (it still may through the
@@ -285,7 +368,8 @@ impl Encoder {
             let x = gather(table, ids)?;
             let is_pad = ids.eq(pad)?.to_dtype(x.dtype())?.unsqueeze(2)?;
             let row = table.narrow(0, pad as usize, 1)?.detach().unsqueeze(0)?;
-            x.broadcast_mul(&(1.0 - &is_pad)?)?.add(&row.broadcast_mul(&is_pad)?)
+            x.broadcast_mul(&(1.0 - &is_pad)?)?
+                .add(&row.broadcast_mul(&is_pad)?)
         };
         let mut x = gather_padded(&e.word, &inputs.input_ids)?;
         x = (x + gather(&e.token_type, &inputs.token_type_ids)?)?;
@@ -309,9 +393,19 @@ impl Encoder {
                     layer.ffn_norm.forward(&(f + &x1)?)?
                 }
                 Variant::PreLayerNorm => {
-                    let a = layer.attention.forward(&layer.attention_norm.forward(&x)?, &bias, pa, cdt, &mut rng)?;
+                    let a = layer.attention.forward(
+                        &layer.attention_norm.forward(&x)?,
+                        &bias,
+                        pa,
+                        cdt,
+                        &mut rng,
+                    )?;
                     let x1 = (dropout(&a, p, rng.as_deref_mut())? + &x)?;
-                    let f = c.hidden_act.apply(&layer.intermediate.forward(&layer.ffn_norm.forward(&x1)?, cdt)?)?;
+                    let f = c.hidden_act.apply(
+                        &layer
+                            .intermediate
+                            .forward(&layer.ffn_norm.forward(&x1)?, cdt)?,
+                    )?;
                     (dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())? + x1)?
                 }
             };
@@ -331,10 +425,26 @@ impl Encoder {
     /// another device (a copy: training one does not move the other).
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
         // detach: a Var built from a detached tensor owns a fresh copy.
-        let source = self.params.tensors().into_iter().map(|(k, v)| (k, v.detach())).collect();
-        let mut pb = ParamBuilder::new(source, "<in memory>", 0, self.config.initializer_range, device, dtype);
+        let source = self
+            .params
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.detach()))
+            .collect();
+        let mut pb = ParamBuilder::new(
+            source,
+            "<in memory>",
+            0,
+            self.config.initializer_range,
+            device,
+            dtype,
+        );
         let mut enc = Encoder::build(&self.config, &mut pb)?;
-        enc.compute_dtype = if self.compute_dtype == self.dtype() { dtype } else { self.compute_dtype };
+        enc.compute_dtype = if self.compute_dtype == self.dtype() {
+            dtype
+        } else {
+            self.compute_dtype
+        };
         Ok(enc)
     }
 }

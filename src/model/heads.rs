@@ -77,11 +77,27 @@ impl HeadKind {
 }
 
 enum Layers {
-    Classification { dense: Linear, out_proj: Linear },
-    MultipleChoice { pooler: Linear, classifier: Linear },
-    SpanQa { qa_outputs: Linear },
-    Tagging { classifier: Linear },
-    MaskedLm { dense: Linear, layer_norm: LayerNorm, decoder: Tensor, bias: Tensor, act: super::ops::Activation },
+    Classification {
+        dense: Linear,
+        out_proj: Linear,
+    },
+    MultipleChoice {
+        pooler: Linear,
+        classifier: Linear,
+    },
+    SpanQa {
+        qa_outputs: Linear,
+    },
+    Tagging {
+        classifier: Linear,
+    },
+    MaskedLm {
+        dense: Linear,
+        layer_norm: LayerNorm,
+        decoder: Tensor,
+        bias: Tensor,
+        act: super::ops::Activation,
+    },
 }
 
 /// A head with its parameters.
@@ -110,7 +126,9 @@ impl Output {
     pub fn logits(&self) -> Result<&Tensor> {
         match self {
             Output::Logits(t) => Ok(t),
-            Output::Span { .. } => Err(Error::msg("this head predicts spans (start/end), not logits")),
+            Output::Span { .. } => Err(Error::msg(
+                "this head predicts spans (start/end), not logits",
+            )),
         }
     }
 }
@@ -130,13 +148,21 @@ impl Head {
     /// Builds a head for `kind` on `encoder` from `pb` (checkpoint or fresh
     /// init). The MLM decoder is the encoder's word embedding matrix (tied,
     /// as in transformers), so it is not a parameter of its own.
-    pub fn build(config: &XlmrConfig, kind: HeadKind, pb: &mut ParamBuilder, encoder: &Encoder) -> Result<Self> {
+    pub fn build(
+        config: &XlmrConfig,
+        kind: HeadKind,
+        pb: &mut ParamBuilder,
+        encoder: &Encoder,
+    ) -> Result<Self> {
         let h = config.hidden_size;
         let mut st = ParamStore::new();
         let s = &mut st;
         let need_labels = |labels: &Vec<String>| {
             if labels.is_empty() {
-                Err(Error::msg(format!("a {} head needs at least one label name", kind.name())))
+                Err(Error::msg(format!(
+                    "a {} head needs at least one label name",
+                    kind.name()
+                )))
             } else {
                 Ok(labels.len())
             }
@@ -159,10 +185,20 @@ impl Head {
                 },
                 config.hidden_dropout_prob,
             ),
-            HeadKind::SpanQa => (Layers::SpanQa { qa_outputs: Linear::build(pb, s, "qa_outputs", h, 2)? }, 0.0),
+            HeadKind::SpanQa => (
+                Layers::SpanQa {
+                    qa_outputs: Linear::build(pb, s, "qa_outputs", h, 2)?,
+                },
+                0.0,
+            ),
             HeadKind::Tagging { labels } => {
                 let n = need_labels(labels)?;
-                (Layers::Tagging { classifier: Linear::build(pb, s, "classifier", h, n)? }, config.classifier_dropout())
+                (
+                    Layers::Tagging {
+                        classifier: Linear::build(pb, s, "classifier", h, n)?,
+                    },
+                    config.classifier_dropout(),
+                )
             }
             HeadKind::MaskedLm => {
                 // Tied copies in some checkpoints: the same values as the embeddings / bias.
@@ -171,9 +207,20 @@ impl Head {
                 (
                     Layers::MaskedLm {
                         dense: Linear::build(pb, s, "lm_head.dense", h, h)?,
-                        layer_norm: LayerNorm::build(pb, s, "lm_head.layer_norm", h, config.layer_norm_eps)?,
+                        layer_norm: LayerNorm::build(
+                            pb,
+                            s,
+                            "lm_head.layer_norm",
+                            h,
+                            config.layer_norm_eps,
+                        )?,
                         decoder: encoder.word_embeddings().clone(),
-                        bias: pb.take(s, "lm_head.bias", &[config.vocab_size], super::params::Init::Zeros)?,
+                        bias: pb.take(
+                            s,
+                            "lm_head.bias",
+                            &[config.vocab_size],
+                            super::params::Init::Zeros,
+                        )?,
                         act: config.hidden_act,
                     },
                     0.0,
@@ -181,9 +228,19 @@ impl Head {
             }
         };
         let compute_dtype = match &layers {
-            Layers::Classification { dense: l, .. } | Layers::MultipleChoice { pooler: l, .. } | Layers::SpanQa { qa_outputs: l } | Layers::Tagging { classifier: l } | Layers::MaskedLm { dense: l, .. } => l.weight.dtype(),
+            Layers::Classification { dense: l, .. }
+            | Layers::MultipleChoice { pooler: l, .. }
+            | Layers::SpanQa { qa_outputs: l }
+            | Layers::Tagging { classifier: l }
+            | Layers::MaskedLm { dense: l, .. } => l.weight.dtype(),
         };
-        Ok(Head { kind, params: st, layers: std::sync::Arc::new(layers), dropout: p, compute_dtype })
+        Ok(Head {
+            kind,
+            params: st,
+            layers: std::sync::Arc::new(layers),
+            dropout: p,
+            compute_dtype,
+        })
     }
 
     pub fn params(&self) -> &ParamStore {
@@ -191,7 +248,12 @@ impl Head {
     }
 
     /// Applies the head to the encoder's hidden states `[B*choices, T, H]`.
-    pub fn forward(&self, hidden: &Tensor, inputs: &Inputs, mut rng: Option<&mut DropoutRng>) -> Result<Output> {
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        inputs: &Inputs,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> Result<Output> {
         let p = self.dropout;
         let cdt = self.compute_dtype;
         Ok(match &*self.layers {
@@ -202,27 +264,50 @@ impl Head {
                 Output::Logits(out_proj.forward(&x, cdt)?)
             }
             Layers::MultipleChoice { pooler, classifier } => {
-                let pooled = pooler.forward(&Encoder::first_token(hidden)?, cdt)?.tanh()?;
+                let pooled = pooler
+                    .forward(&Encoder::first_token(hidden)?, cdt)?
+                    .tanh()?;
                 let pooled = dropout(&pooled, p, rng.as_deref_mut())?;
                 let scores = classifier.forward(&pooled, cdt)?;
                 let rows = scores.dim(0)?;
                 if rows % inputs.choices != 0 {
-                    return Err(Error::msg(format!("{rows} rows do not split into groups of {} choices", inputs.choices)));
+                    return Err(Error::msg(format!(
+                        "{rows} rows do not split into groups of {} choices",
+                        inputs.choices
+                    )));
                 }
                 Output::Logits(scores.reshape((rows / inputs.choices, inputs.choices))?)
             }
             Layers::SpanQa { qa_outputs } => {
                 let logits = qa_outputs.forward(hidden, cdt)?;
                 Output::Span {
-                    start: logits.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?.contiguous()?,
-                    end: logits.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?.contiguous()?,
+                    start: logits
+                        .narrow(D::Minus1, 0, 1)?
+                        .squeeze(D::Minus1)?
+                        .contiguous()?,
+                    end: logits
+                        .narrow(D::Minus1, 1, 1)?
+                        .squeeze(D::Minus1)?
+                        .contiguous()?,
                 }
             }
-            Layers::Tagging { classifier } => Output::Logits(classifier.forward(&dropout(hidden, p, rng.as_deref_mut())?, cdt)?),
-            Layers::MaskedLm { dense, layer_norm, decoder, bias, act } => {
+            Layers::Tagging { classifier } => {
+                Output::Logits(classifier.forward(&dropout(hidden, p, rng.as_deref_mut())?, cdt)?)
+            }
+            Layers::MaskedLm {
+                dense,
+                layer_norm,
+                decoder,
+                bias,
+                act,
+            } => {
                 let x = layer_norm.forward(&act.apply(&dense.forward(hidden, cdt)?)?)?;
                 let (b, t, hd) = x.dims3()?;
-                let logits = x.to_dtype(cdt)?.reshape((b * t, hd))?.matmul(&decoder.to_dtype(cdt)?.t()?)?.to_dtype(x.dtype())?;
+                let logits = x
+                    .to_dtype(cdt)?
+                    .reshape((b * t, hd))?
+                    .matmul(&decoder.to_dtype(cdt)?.t()?)?
+                    .to_dtype(x.dtype())?;
                 Output::Logits(logits.broadcast_add(bias)?.reshape((b, t, ()))?)
             }
         })
@@ -261,9 +346,27 @@ impl Head {
 
     /// A copy of the head in another dtype or on another device.
     /// (`encoder` is the copy the head will sit on.)
-    pub fn to(&self, config: &XlmrConfig, encoder: &Encoder, device: &candle_core::Device, dtype: DType) -> Result<Self> {
-        let source = self.params.tensors().into_iter().map(|(k, v)| (k, v.detach())).collect();
-        let mut pb = ParamBuilder::new(source, "<in memory>", 0, config.initializer_range, device, dtype);
+    pub fn to(
+        &self,
+        config: &XlmrConfig,
+        encoder: &Encoder,
+        device: &candle_core::Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let source = self
+            .params
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.detach()))
+            .collect();
+        let mut pb = ParamBuilder::new(
+            source,
+            "<in memory>",
+            0,
+            config.initializer_range,
+            device,
+            dtype,
+        );
         Head::build(config, self.kind.clone(), &mut pb, encoder)
     }
 }

@@ -12,14 +12,19 @@ use crate::error::{read_json, Error, Result};
 /// The Hugging Face hub cache folder: `$HF_HUB_CACHE`, else `$HF_HOME/hub`,
 /// else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
 pub fn hf_hub_cache() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(p) = env("HF_HUB_CACHE").or_else(|| env("HUGGINGFACE_HUB_CACHE")) {
         return p;
     }
     if let Some(home) = env("HF_HOME") {
         return home.join("hub");
     }
-    let cache = env("XDG_CACHE_HOME").unwrap_or_else(|| dirs::home_dir().unwrap_or_default().join(".cache"));
+    let cache = env("XDG_CACHE_HOME")
+        .unwrap_or_else(|| dirs::home_dir().unwrap_or_default().join(".cache"));
     cache.join("huggingface").join("hub")
 }
 
@@ -38,7 +43,14 @@ pub fn cached_snapshot(cache: &Path, repo_id: &str) -> Option<PathBuf> {
         .ok()?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("config.json").exists())
-        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH),
+                e.path(),
+            )
+        })
         .collect();
     dirs.sort();
     dirs.pop().map(|(_, p)| p)
@@ -54,7 +66,10 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         }
         return Err(Error::config(as_path.join("config.json"), "not found: a model directory needs config.json and its weights (model.safetensors or pytorch_model.bin)"));
     }
-    let looks_like_path = spec.starts_with('/') || spec.starts_with('.') || spec.starts_with('~') || spec.matches('/').count() > 1;
+    let looks_like_path = spec.starts_with('/')
+        || spec.starts_with('.')
+        || spec.starts_with('~')
+        || spec.matches('/').count() > 1;
     if looks_like_path {
         return Err(Error::ModelNotFound {
             spec: spec.to_string(),
@@ -81,7 +96,12 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         if let Some(dir) = cached_snapshot(&cache, id) {
             return Ok(dir);
         }
-        tried.push(cache.join(format!("models--{}", id.replace('/', "--"))).display().to_string());
+        tried.push(
+            cache
+                .join(format!("models--{}", id.replace('/', "--")))
+                .display()
+                .to_string(),
+        );
     }
     Err(Error::ModelNotFound {
         spec: spec.to_string(),
@@ -119,15 +139,24 @@ pub fn read_weights(dir: &Path) -> Result<(HashMap<String, Tensor>, PathBuf)> {
 }
 
 fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Weights { path: path.to_path_buf(), msg: e.to_string() })
+    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
 }
 
 fn read_pickle(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let list = candle_core::pickle::read_all(path).map_err(|e| Error::Weights { path: path.to_path_buf(), msg: e.to_string() })?;
+    let list = candle_core::pickle::read_all(path).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
     Ok(list.into_iter().collect())
 }
 
-fn read_sharded(index: &Path, read: fn(&Path) -> Result<HashMap<String, Tensor>>) -> Result<HashMap<String, Tensor>> {
+fn read_sharded(
+    index: &Path,
+    read: fn(&Path) -> Result<HashMap<String, Tensor>>,
+) -> Result<HashMap<String, Tensor>> {
     #[derive(serde::Deserialize)]
     struct Index {
         weight_map: HashMap<String, String>,
@@ -139,13 +168,22 @@ fn read_sharded(index: &Path, read: fn(&Path) -> Result<HashMap<String, Tensor>>
     for f in files {
         let path = dir.join(f);
         if !path.exists() {
-            return Err(Error::config(&path, format!("shard listed in {} is missing; download it again", index.display())));
+            return Err(Error::config(
+                &path,
+                format!(
+                    "shard listed in {} is missing; download it again",
+                    index.display()
+                ),
+            ));
         }
         all.extend(read(&path)?);
     }
     for name in idx.weight_map.keys() {
         if !all.contains_key(name) {
-            return Err(Error::Weights { path: dir.join(&idx.weight_map[name]), msg: format!("tensor `{name}` listed in the index is not in its shard") });
+            return Err(Error::Weights {
+                path: dir.join(&idx.weight_map[name]),
+                msg: format!("tensor `{name}` listed in the index is not in its shard"),
+            });
         }
     }
     Ok(all)
@@ -154,7 +192,10 @@ fn read_sharded(index: &Path, read: fn(&Path) -> Result<HashMap<String, Tensor>>
 /// transformers' key fixes: `gamma`/`beta` of old LayerNorms, and the bare
 /// `XLMRobertaModel` layout (no `roberta.` prefix).
 fn normalise_names(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    let bare = !tensors.keys().any(|k| k.starts_with("roberta.")) && tensors.keys().any(|k| k.starts_with("embeddings.") || k.starts_with("encoder."));
+    let bare = !tensors.keys().any(|k| k.starts_with("roberta."))
+        && tensors
+            .keys()
+            .any(|k| k.starts_with("embeddings.") || k.starts_with("encoder."));
     tensors
         .into_iter()
         .map(|(k, v)| {
@@ -164,7 +205,11 @@ fn normalise_names(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> 
             } else if let Some(p) = k.strip_suffix(".beta") {
                 k = format!("{p}.bias");
             }
-            if bare && (k.starts_with("embeddings.") || k.starts_with("encoder.") || k.starts_with("pooler.")) {
+            if bare
+                && (k.starts_with("embeddings.")
+                    || k.starts_with("encoder.")
+                    || k.starts_with("pooler."))
+            {
                 k = format!("roberta.{k}");
             }
             (k, v)

@@ -11,7 +11,11 @@ pub const IGNORE_INDEX: i64 = -100;
 /// skipping targets equal to [`IGNORE_INDEX`] (or any negative value), like
 /// `torch.nn.CrossEntropyLoss`. Half-precision logits are promoted to f32.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> CResult<Tensor> {
-    let dtype = if logits.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+    let dtype = if logits.dtype() == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    };
     let logits = logits.to_dtype(dtype)?;
     let (n, c) = logits.dims2()?;
     let targets = targets.to_dtype(DType::I64)?;

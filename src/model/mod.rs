@@ -51,13 +51,21 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { head: None, seed: 0, device: Device::Cpu, dtype: DType::F32 }
+        LoadOptions {
+            head: None,
+            seed: 0,
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
     }
 }
 
 impl LoadOptions {
     pub fn with_head(head: HeadKind) -> Self {
-        LoadOptions { head: Some(head), ..Default::default() }
+        LoadOptions {
+            head: Some(head),
+            ..Default::default()
+        }
     }
 }
 
@@ -103,30 +111,76 @@ impl Model {
                 })?,
         };
         let tok_path = dir.join("tokenizer.json");
-        let tokenizer = if tok_path.exists() { Some(Tokenizer::from_file(&tok_path)?) } else { None };
-        let mut pb = ParamBuilder::new(tensors, source, opts.seed, config.initializer_range, &opts.device, opts.dtype);
+        let tokenizer = if tok_path.exists() {
+            Some(Tokenizer::from_file(&tok_path)?)
+        } else {
+            None
+        };
+        let mut pb = ParamBuilder::new(
+            tensors,
+            source,
+            opts.seed,
+            config.initializer_range,
+            &opts.device,
+            opts.dtype,
+        );
         let encoder = Encoder::build(&config, &mut pb)?;
         let head = Head::build(&config, head, &mut pb, &encoder)?;
         let report = pb.finish();
-        Ok(Model { encoder, head, tokenizer, report })
+        Ok(Model {
+            encoder,
+            head,
+            tokenizer,
+            report,
+        })
     }
 
     /// A randomly initialised model (transformers' init) of `config`.
-    pub fn random(config: &XlmrConfig, head: HeadKind, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
-        let mut pb = ParamBuilder::new(Default::default(), "<random init>", seed, config.initializer_range, device, dtype);
+    pub fn random(
+        config: &XlmrConfig,
+        head: HeadKind,
+        seed: u64,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let mut pb = ParamBuilder::new(
+            Default::default(),
+            "<random init>",
+            seed,
+            config.initializer_range,
+            device,
+            dtype,
+        );
         let encoder = Encoder::build(config, &mut pb)?;
         let head = Head::build(config, head, &mut pb, &encoder)?;
-        Ok(Model { encoder, head, tokenizer: None, report: LoadReport::default() })
+        Ok(Model {
+            encoder,
+            head,
+            tokenizer: None,
+            report: LoadReport::default(),
+        })
     }
 
     /// The STILTs move: `encoder` as it is (weights shared, not copied) under
     /// a freshly initialised `head` (normal(0, initializer_range), zero bias).
     pub fn with_head(encoder: Encoder, head: HeadKind, seed: u64) -> Result<Self> {
         let config = encoder.config.clone();
-        let mut pb = ParamBuilder::new(Default::default(), "<new head>", seed, config.initializer_range, &encoder.device().clone(), encoder.dtype());
+        let mut pb = ParamBuilder::new(
+            Default::default(),
+            "<new head>",
+            seed,
+            config.initializer_range,
+            &encoder.device().clone(),
+            encoder.dtype(),
+        );
         let head = Head::build(&config, head, &mut pb, &encoder)?;
         let report = pb.finish();
-        Ok(Model { encoder, head, tokenizer: None, report })
+        Ok(Model {
+            encoder,
+            head,
+            tokenizer: None,
+            report,
+        })
     }
 
     pub fn config(&self) -> &XlmrConfig {
@@ -182,12 +236,23 @@ impl Model {
     /// atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let config = self.config().to_json(&self.architecture(), self.head.kind.labels());
+        let config = self
+            .config()
+            .to_json(&self.architecture(), self.head.kind.labels());
         let text = serde_json::to_string_pretty(&config).map_err(|e| Error::msg(e.to_string()))?;
         write_atomic(&dir.join("config.json"), text.as_bytes())?;
-        let tensors: std::collections::HashMap<String, Tensor> = self.params().tensors().into_iter().map(|(k, v)| (k, v.to_device(&Device::Cpu).and_then(|t| t.contiguous()))).map(|(k, v)| v.map(|v| (k, v))).collect::<candle_core::Result<_>>()?;
+        let tensors: std::collections::HashMap<String, Tensor> = self
+            .params()
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_device(&Device::Cpu).and_then(|t| t.contiguous())))
+            .map(|(k, v)| v.map(|v| (k, v)))
+            .collect::<candle_core::Result<_>>()?;
         let tmp = dir.join(".model.safetensors.tmp");
-        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Weights { path: tmp.clone(), msg: e.to_string() })?;
+        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Weights {
+            path: tmp.clone(),
+            msg: e.to_string(),
+        })?;
         let path = dir.join("model.safetensors");
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         if let Some(tok) = &self.tokenizer {
@@ -198,7 +263,12 @@ impl Model {
                 "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
                 "sep_token": "</s>", "cls_token": "<s>", "pad_token": "<pad>", "mask_token": "<mask>",
             });
-            write_atomic(&dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&tc).unwrap_or_default().as_bytes())?;
+            write_atomic(
+                &dir.join("tokenizer_config.json"),
+                serde_json::to_string_pretty(&tc)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )?;
         }
         Ok(())
     }

@@ -105,15 +105,21 @@ impl CustomOp1 for SoftmaxLastDim {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CResult<(CpuStorage, Shape)> {
         let dim = layout.dims()[layout.dims().len() - 1];
         let out = match storage {
-            CpuStorage::F32(v) => {
-                CpuStorage::F32(map_rows(contiguous(v, layout, "softmax")?, dim, softmax_row))
-            }
-            CpuStorage::BF16(v) => {
-                CpuStorage::BF16(map_rows(contiguous(v, layout, "softmax")?, dim, softmax_row))
-            }
-            CpuStorage::F16(v) => {
-                CpuStorage::F16(map_rows(contiguous(v, layout, "softmax")?, dim, softmax_row))
-            }
+            CpuStorage::F32(v) => CpuStorage::F32(map_rows(
+                contiguous(v, layout, "softmax")?,
+                dim,
+                softmax_row,
+            )),
+            CpuStorage::BF16(v) => CpuStorage::BF16(map_rows(
+                contiguous(v, layout, "softmax")?,
+                dim,
+                softmax_row,
+            )),
+            CpuStorage::F16(v) => CpuStorage::F16(map_rows(
+                contiguous(v, layout, "softmax")?,
+                dim,
+                softmax_row,
+            )),
             CpuStorage::F64(v) => {
                 // f64 stays f64 end to end: gradient checks rely on it.
                 let src = contiguous(v, layout, "softmax")?;
@@ -184,11 +190,9 @@ impl CustomOp3 for LayerNormOp {
             ($x:expr, $w:expr, $b:expr, $variant:ident) => {{
                 let w = to_f32_vec(contiguous($w, l2, "layer_norm")?);
                 let b = to_f32_vec(contiguous($b, l3, "layer_norm")?);
-                CpuStorage::$variant(map_rows(
-                    contiguous($x, l1, "layer_norm")?,
-                    dim,
-                    |x, y| layer_norm_row(x, &w, &b, eps, y),
-                ))
+                CpuStorage::$variant(map_rows(contiguous($x, l1, "layer_norm")?, dim, |x, y| {
+                    layer_norm_row(x, &w, &b, eps, y)
+                }))
             }};
         }
         let out = match (s1, s2, s3) {
@@ -293,7 +297,13 @@ pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut DropoutRng>) -> CResult<Tens
     let scale = (1.0 / (1.0 - p)) as f32;
     let p = p as f32;
     let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.0.random::<f32>() < p { 0.0 } else { scale })
+        .map(|_| {
+            if rng.0.random::<f32>() < p {
+                0.0
+            } else {
+                scale
+            }
+        })
         .collect();
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
     x * mask
@@ -348,5 +358,7 @@ pub fn attention_bias(mask: &Tensor, dtype: DType) -> CResult<Tensor> {
     };
     let (b, t) = mask.dims2()?;
     // (1 - m) * min, as m * (-min) + min in the target dtype (no overflow).
-    mask.to_dtype(dtype)?.affine(-min, min)?.reshape((b, 1, 1, t))
+    mask.to_dtype(dtype)?
+        .affine(-min, min)?
+        .reshape((b, 1, 1, t))
 }

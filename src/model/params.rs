@@ -64,7 +64,10 @@ impl ParamStore {
 
     /// Plain tensors by name, e.g. for saving.
     pub fn tensors(&self) -> BTreeMap<String, Tensor> {
-        self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
     }
 }
 
@@ -96,7 +99,14 @@ pub struct ParamBuilder {
 impl ParamBuilder {
     /// `source` are the checkpoint's tensors (may be empty), `seed` drives the
     /// initialisation of whatever is missing.
-    pub fn new(source: HashMap<String, Tensor>, source_path: impl Into<PathBuf>, seed: u64, std: f64, device: &Device, dtype: DType) -> Self {
+    pub fn new(
+        source: HashMap<String, Tensor>,
+        source_path: impl Into<PathBuf>,
+        seed: u64,
+        std: f64,
+        device: &Device,
+        dtype: DType,
+    ) -> Self {
         ParamBuilder {
             source,
             source_path: source_path.into(),
@@ -131,7 +141,13 @@ impl ParamBuilder {
 
     /// The parameter `name` of shape `shape`: from the checkpoint (shape
     /// checked) or initialised with `init`. Registers it in `store`.
-    pub fn take(&mut self, store: &mut ParamStore, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+    pub fn take(
+        &mut self,
+        store: &mut ParamStore,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+    ) -> Result<Tensor> {
         let tensor = match self.source.get(name) {
             Some(t) => {
                 if t.dims() != shape {
@@ -162,11 +178,14 @@ impl ParamBuilder {
             Init::Zeros => vec![0.0; n],
             Init::Ones => vec![1.0; n],
             Init::Normal | Init::NormalPaddingRow(_) => {
-                let normal = Normal::new(0.0f32, self.std as f32).map_err(|e| Error::msg(format!("initializer_range: {e}")))?;
+                let normal = Normal::new(0.0f32, self.std as f32)
+                    .map_err(|e| Error::msg(format!("initializer_range: {e}")))?;
                 let mut v: Vec<f32> = (0..n).map(|_| normal.sample(&mut self.rng)).collect();
                 if let Init::NormalPaddingRow(row) = init {
                     let width = shape[1];
-                    v[row * width..(row + 1) * width].iter_mut().for_each(|x| *x = 0.0);
+                    v[row * width..(row + 1) * width]
+                        .iter_mut()
+                        .for_each(|x| *x = 0.0);
                 }
                 v
             }
@@ -176,7 +195,14 @@ impl ParamBuilder {
 
     /// What the checkpoint did not provide, and what it had that nobody used.
     pub fn finish(self) -> LoadReport {
-        let unexpected = self.source.keys().filter(|k| !self.used.contains(*k)).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let unexpected = self
+            .source
+            .keys()
+            .filter(|k| !self.used.contains(*k))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         LoadReport {
             source: self.source_path,
             initialized: self.initialized,
@@ -201,10 +227,18 @@ impl LoadReport {
     pub fn summary(&self) -> Vec<String> {
         let mut out = vec![];
         if !self.initialized.is_empty() {
-            out.push(format!("newly initialised (not in {}): {}", self.source.display(), group_names(&self.initialized)));
+            out.push(format!(
+                "newly initialised (not in {}): {}",
+                self.source.display(),
+                group_names(&self.initialized)
+            ));
         }
         if !self.unexpected.is_empty() {
-            out.push(format!("unused weights in {}: {}", self.source.display(), group_names(&self.unexpected)));
+            out.push(format!(
+                "unused weights in {}: {}",
+                self.source.display(),
+                group_names(&self.unexpected)
+            ));
         }
         out
     }

@@ -21,15 +21,61 @@ pub struct SizeSpec {
 
 /// The four sizes of the research question.
 pub const SIZES: &[SizeSpec] = &[
-    SizeSpec { name: "xlmr-base", hub_id: "FacebookAI/xlm-roberta-base", aliases: &["xlm-roberta-base"], variant: Variant::PostLayerNorm, layers: 12, hidden: 768, heads: 12, ffn: 3072, vocab: 250002, published_params_m: 270 },
-    SizeSpec { name: "xlmr-large", hub_id: "FacebookAI/xlm-roberta-large", aliases: &["xlm-roberta-large"], variant: Variant::PostLayerNorm, layers: 24, hidden: 1024, heads: 16, ffn: 4096, vocab: 250002, published_params_m: 550 },
-    SizeSpec { name: "xlmr-xl", hub_id: "facebook/xlm-roberta-xl", aliases: &[], variant: Variant::PreLayerNorm, layers: 36, hidden: 2560, heads: 32, ffn: 10240, vocab: 250880, published_params_m: 3500 },
-    SizeSpec { name: "xlmr-xxl", hub_id: "facebook/xlm-roberta-xxl", aliases: &[], variant: Variant::PreLayerNorm, layers: 48, hidden: 4096, heads: 32, ffn: 16384, vocab: 250880, published_params_m: 10700 },
+    SizeSpec {
+        name: "xlmr-base",
+        hub_id: "FacebookAI/xlm-roberta-base",
+        aliases: &["xlm-roberta-base"],
+        variant: Variant::PostLayerNorm,
+        layers: 12,
+        hidden: 768,
+        heads: 12,
+        ffn: 3072,
+        vocab: 250002,
+        published_params_m: 270,
+    },
+    SizeSpec {
+        name: "xlmr-large",
+        hub_id: "FacebookAI/xlm-roberta-large",
+        aliases: &["xlm-roberta-large"],
+        variant: Variant::PostLayerNorm,
+        layers: 24,
+        hidden: 1024,
+        heads: 16,
+        ffn: 4096,
+        vocab: 250002,
+        published_params_m: 550,
+    },
+    SizeSpec {
+        name: "xlmr-xl",
+        hub_id: "facebook/xlm-roberta-xl",
+        aliases: &[],
+        variant: Variant::PreLayerNorm,
+        layers: 36,
+        hidden: 2560,
+        heads: 32,
+        ffn: 10240,
+        vocab: 250880,
+        published_params_m: 3500,
+    },
+    SizeSpec {
+        name: "xlmr-xxl",
+        hub_id: "facebook/xlm-roberta-xxl",
+        aliases: &[],
+        variant: Variant::PreLayerNorm,
+        layers: 48,
+        hidden: 4096,
+        heads: 32,
+        ffn: 16384,
+        vocab: 250880,
+        published_params_m: 10700,
+    },
 ];
 
 /// The size called `name` (`xlmr-base`, ...), or whose hub id or alias is `name`.
 pub fn size(name: &str) -> Option<&'static SizeSpec> {
-    SIZES.iter().find(|s| s.name == name || s.hub_id == name || s.aliases.contains(&name))
+    SIZES
+        .iter()
+        .find(|s| s.name == name || s.hub_id == name || s.aliases.contains(&name))
 }
 
 /// Names accepted by [`size`], for messages.

@@ -28,7 +28,16 @@ pub struct TinySpec {
 
 impl Default for TinySpec {
     fn default() -> Self {
-        TinySpec { variant: Variant::PostLayerNorm, vocab_size: 500, hidden_size: 32, num_layers: 2, num_heads: 4, intermediate_size: 64, max_position_embeddings: 130, seed: 0 }
+        TinySpec {
+            variant: Variant::PostLayerNorm,
+            vocab_size: 500,
+            hidden_size: 32,
+            num_layers: 2,
+            num_heads: 4,
+            intermediate_size: 64,
+            max_position_embeddings: 130,
+            seed: 0,
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::normalizers::unicode::NFKC;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, EncodeInput, PostProcessor, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    AddedToken, EncodeInput, PostProcessor, TruncationDirection, TruncationParams,
+    TruncationStrategy,
+};
 
 use crate::error::{Error, Result};
 
@@ -29,19 +32,29 @@ pub struct Tokenizer {
 }
 
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Tokenizer { path: path.to_path_buf(), msg: e.to_string() }
+    Error::Tokenizer {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    }
 }
 
 impl Tokenizer {
     /// Loads a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         if !path.exists() {
-            return Err(Error::Tokenizer { path: path.to_path_buf(), msg: "file not found".into() });
+            return Err(Error::Tokenizer {
+                path: path.to_path_buf(),
+                msg: "file not found".into(),
+            });
         }
         let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path, e))?;
         // We pad per batch ourselves; a saved padding setting must not interfere.
         inner.with_padding(None);
-        Ok(Tokenizer { inner: Arc::new(inner), path: path.to_path_buf(), truncating: Default::default() })
+        Ok(Tokenizer {
+            inner: Arc::new(inner),
+            path: path.to_path_buf(),
+            truncating: Default::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -65,7 +78,10 @@ impl Tokenizer {
     fn truncating(&self, max_length: usize) -> Result<Arc<tokenizers::Tokenizer>> {
         // tokenizers panics (subtract with overflow) when the special
         // tokens alone exceed the limit.
-        let specials = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(true));
+        let specials = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
         if max_length <= specials {
             return Err(Error::msg(format!("max_length {max_length} leaves no room for text: a pair already takes {specials} special tokens")));
         }
@@ -98,7 +114,11 @@ impl Tokenizer {
     }
 
     /// Encodes many texts or pairs on all cores.
-    pub fn encode_batch(&self, items: &[(String, Option<String>)], max_length: usize) -> Result<Vec<Vec<u32>>> {
+    pub fn encode_batch(
+        &self,
+        items: &[(String, Option<String>)],
+        max_length: usize,
+    ) -> Result<Vec<Vec<u32>>> {
         let t = self.truncating(max_length)?;
         let inputs: Vec<EncodeInput> = items
             .iter()
@@ -107,7 +127,9 @@ impl Tokenizer {
                 None => a.as_str().into(),
             })
             .collect();
-        let encs = t.encode_batch(inputs, true).map_err(|e| tok_err(&self.path, e))?;
+        let encs = t
+            .encode_batch(inputs, true)
+            .map_err(|e| tok_err(&self.path, e))?;
         Ok(encs.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
@@ -118,7 +140,10 @@ impl Tokenizer {
 
     /// A SHA-256 of the tokenizer's JSON (identifies it in caches and run records).
     pub fn fingerprint(&self) -> Result<String> {
-        let json = self.inner.to_string(false).map_err(|e| tok_err(&self.path, e))?;
+        let json = self
+            .inner
+            .to_string(false)
+            .map_err(|e| tok_err(&self.path, e))?;
         Ok(crate::util::sha256_hex(json.as_bytes()))
     }
 
@@ -130,7 +155,12 @@ impl Tokenizer {
         let specials = ["<s>", "<pad>", "</s>", "<unk>"];
         let trainer = UnigramTrainer::builder()
             .vocab_size(vocab_size.saturating_sub(1) as u32)
-            .special_tokens(specials.iter().map(|s| AddedToken::from(*s, true)).collect())
+            .special_tokens(
+                specials
+                    .iter()
+                    .map(|s| AddedToken::from(*s, true))
+                    .collect(),
+            )
             .unk_token(Some("<unk>".into()))
             .show_progress(false)
             .build()
@@ -144,20 +174,32 @@ impl Tokenizer {
             .build()
             .map_err(|e| tok_err(&path, e))?;
         let mut inner = tokenizers::Tokenizer::new(Unigram::default());
-        inner.with_normalizer(Some(NFKC)).map_err(|e| tok_err(&path, e))?;
+        inner
+            .with_normalizer(Some(NFKC))
+            .map_err(|e| tok_err(&path, e))?;
         inner.with_pre_tokenizer(Some(Metaspace::new('▁', PrependScheme::Always, true)));
         inner.with_decoder(Some(Metaspace::new('▁', PrependScheme::Always, true)));
         inner.with_post_processor(Some(template));
         inner
             .train(&mut trainer, texts.iter())
             .map_err(|e| tok_err(&path, e))?;
-        let canonical = canonical_vocab(inner.get_model(), &specials).map_err(|e| tok_err(&path, e))?;
+        let canonical =
+            canonical_vocab(inner.get_model(), &specials).map_err(|e| tok_err(&path, e))?;
         inner.with_model(canonical);
-        inner.add_special_tokens(vec![AddedToken::from("<mask>", true)]).map_err(|e| tok_err(&path, e))?;
-        let tok = Tokenizer { inner: Arc::new(inner), path, truncating: Default::default() };
+        inner
+            .add_special_tokens(vec![AddedToken::from("<mask>", true)])
+            .map_err(|e| tok_err(&path, e))?;
+        let tok = Tokenizer {
+            inner: Arc::new(inner),
+            path,
+            truncating: Default::default(),
+        };
         for (i, s) in specials.iter().enumerate() {
             if tok.token_id(s) != Some(i as u32) {
-                return Err(Error::msg(format!("trained tokenizer put {s} at {:?}, not {i}", tok.token_id(s))));
+                return Err(Error::msg(format!(
+                    "trained tokenizer put {s} at {:?}, not {i}",
+                    tok.token_id(s)
+                )));
             }
         }
         Ok(tok)
@@ -169,7 +211,10 @@ impl Tokenizer {
 /// The `tokenizers` Unigram trainer iterates hash maps, so the same text can
 /// give pieces in another order, hence other ids; this makes `stilts tiny`
 /// and the quick start reproducible.
-fn canonical_vocab(model: &tokenizers::models::ModelWrapper, specials: &[&str]) -> std::result::Result<Unigram, String> {
+fn canonical_vocab(
+    model: &tokenizers::models::ModelWrapper,
+    specials: &[&str],
+) -> std::result::Result<Unigram, String> {
     let tokenizers::models::ModelWrapper::Unigram(u) = model else {
         return Err("the trainer did not produce a Unigram model".into());
     };

@@ -51,15 +51,27 @@ fn save_tensors(map: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
         .iter()
         .map(|(k, v)| Ok((k.clone(), v.to_device(&Device::Cpu)?.contiguous()?)))
         .collect::<candle_core::Result<_>>()?;
-    candle_core::safetensors::save(&cpu, path).map_err(|e| Error::Weights { path: path.to_path_buf(), msg: e.to_string() })
+    candle_core::safetensors::save(&cpu, path).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
 }
 
 fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Weights { path: path.to_path_buf(), msg: e.to_string() })
+    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
 }
 
 /// Writes a checkpoint of `params`, `opt` and `state` under `root`.
-pub fn save(root: &Path, params: &ParamStore, opt: &AdamW, best: Option<&BTreeMap<String, Tensor>>, state: &LoopState) -> Result<()> {
+pub fn save(
+    root: &Path,
+    params: &ParamStore,
+    opt: &AdamW,
+    best: Option<&BTreeMap<String, Tensor>>,
+    state: &LoopState,
+) -> Result<()> {
     let tmp = root.join("checkpoint.tmp");
     let old = root.join("checkpoint.old");
     let dst = dir_of(root);
@@ -78,7 +90,8 @@ pub fn save(root: &Path, params: &ParamStore, opt: &AdamW, best: Option<&BTreeMa
         save_tensors(b, &tmp.join("best.safetensors"))?;
     }
     let json = serde_json::to_string(state).map_err(|e| Error::msg(e.to_string()))?;
-    std::fs::write(tmp.join("state.json"), json).map_err(|e| Error::io(tmp.join("state.json"), e))?;
+    std::fs::write(tmp.join("state.json"), json)
+        .map_err(|e| Error::io(tmp.join("state.json"), e))?;
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
@@ -106,23 +119,46 @@ pub fn load(root: &Path) -> Result<Option<Checkpoint>> {
     let params = load_tensors(&dir.join("model.safetensors"))?;
     let moments = load_tensors(&dir.join("optimizer.safetensors"))?;
     let best_path = dir.join("best.safetensors");
-    let best = if best_path.exists() { Some(load_tensors(&best_path)?) } else { None };
-    Ok(Some(Checkpoint { state, params, moments, best }))
+    let best = if best_path.exists() {
+        Some(load_tensors(&best_path)?)
+    } else {
+        None
+    };
+    Ok(Some(Checkpoint {
+        state,
+        params,
+        moments,
+        best,
+    }))
 }
 
 /// Puts a checkpoint's weights and moments back into a live model/optimizer.
 pub fn restore(ck: &Checkpoint, params: &ParamStore, opt: &mut AdamW) -> Result<()> {
     for (name, var) in params.iter() {
-        let t = ck.params.get(name).ok_or_else(|| Error::msg(format!("checkpoint has no weights for {name}: it belongs to another model")))?;
+        let t = ck.params.get(name).ok_or_else(|| {
+            Error::msg(format!(
+                "checkpoint has no weights for {name}: it belongs to another model"
+            ))
+        })?;
         var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
         let m = ck.moments.get(&format!("m.{name}"));
         let v = ck.moments.get(&format!("v.{name}"));
         match (m, v) {
             (Some(m), Some(v)) => {
                 let dev = var.device();
-                opt.moments.insert(name.clone(), Moments { m: m.to_device(dev)?, v: v.to_device(dev)? });
+                opt.moments.insert(
+                    name.clone(),
+                    Moments {
+                        m: m.to_device(dev)?,
+                        v: v.to_device(dev)?,
+                    },
+                );
             }
-            _ => return Err(Error::msg(format!("checkpoint has no optimizer state for {name}"))),
+            _ => {
+                return Err(Error::msg(format!(
+                    "checkpoint has no optimizer state for {name}"
+                )))
+            }
         }
     }
     opt.step = ck.state.step;

@@ -3,9 +3,11 @@
 //! and cancellation come in through [`train::Progress`] and a flag.
 
 pub mod checkpoint;
+pub mod experiment;
 pub mod mlm;
 pub mod multitask;
 pub mod optim;
 pub mod presets;
-pub mod train;
+pub mod run;
 pub mod stats;
+pub mod train;

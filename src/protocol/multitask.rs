@@ -21,7 +21,10 @@ pub enum Sampling {
     ProportionalCapped { cap: usize },
     /// In proportion to `min(size, cap)^(1/T)`; T = 1 is proportional,
     /// large T tends to uniform.
-    Temperature { temperature: f64, cap: Option<usize> },
+    Temperature {
+        temperature: f64,
+        cap: Option<usize>,
+    },
 }
 
 impl Sampling {
@@ -33,12 +36,19 @@ impl Sampling {
         let w: Vec<f64> = match self {
             Sampling::Uniform => vec![1.0; sizes.len()],
             Sampling::Proportional => sizes.iter().map(|&n| n as f64).collect(),
-            Sampling::ProportionalCapped { cap } => sizes.iter().map(|&n| n.min(*cap) as f64).collect(),
+            Sampling::ProportionalCapped { cap } => {
+                sizes.iter().map(|&n| n.min(*cap) as f64).collect()
+            }
             Sampling::Temperature { temperature, cap } => {
                 if *temperature <= 0.0 {
-                    return Err(Error::msg(format!("sampling temperature must be > 0, got {temperature}")));
+                    return Err(Error::msg(format!(
+                        "sampling temperature must be > 0, got {temperature}"
+                    )));
                 }
-                sizes.iter().map(|&n| (n.min(cap.unwrap_or(usize::MAX)) as f64).powf(1.0 / temperature)).collect()
+                sizes
+                    .iter()
+                    .map(|&n| (n.min(cap.unwrap_or(usize::MAX)) as f64).powf(1.0 / temperature))
+                    .collect()
             }
         };
         let total: f64 = w.iter().sum();
@@ -58,13 +68,25 @@ pub struct TaskSampler {
 impl TaskSampler {
     pub fn new(probabilities: &[f64], seed: u64) -> Self {
         let mut acc = 0.0;
-        let cumulative = probabilities.iter().map(|p| { acc += p; acc }).collect();
-        TaskSampler { cumulative, rng: ChaCha8Rng::seed_from_u64(seed) }
+        let cumulative = probabilities
+            .iter()
+            .map(|p| {
+                acc += p;
+                acc
+            })
+            .collect();
+        TaskSampler {
+            cumulative,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     pub fn sample(&mut self) -> usize {
         let u: f64 = self.rng.random();
-        self.cumulative.iter().position(|&c| u < c).unwrap_or(self.cumulative.len() - 1)
+        self.cumulative
+            .iter()
+            .position(|&c| u < c)
+            .unwrap_or(self.cumulative.len() - 1)
     }
 }
 
@@ -90,7 +112,9 @@ pub fn interleave(
             None => {
                 epochs[t] += 1;
                 lists[t] = task_batches(t, epochs[t])?.into_iter();
-                lists[t].next().ok_or_else(|| Error::msg(format!("task {t} has no batches")))?
+                lists[t]
+                    .next()
+                    .ok_or_else(|| Error::msg(format!("task {t} has no batches")))?
             }
         };
         out.push(TrainBatch { task: t, ..next });
@@ -120,7 +144,12 @@ impl MultiTaskModel {
 
     /// The single-task model of task `i` (shares the encoder).
     pub fn model(&self, i: usize) -> Model {
-        Model { encoder: self.encoder.clone(), head: self.heads[i].1.clone(), tokenizer: None, report: Default::default() }
+        Model {
+            encoder: self.encoder.clone(),
+            head: self.heads[i].1.clone(),
+            tokenizer: None,
+            report: Default::default(),
+        }
     }
 }
 
@@ -140,7 +169,13 @@ impl Trainable for MultiTaskModel {
     }
 
     fn batch_loss(&self, batch: &TrainBatch, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
-        let (_, head) = self.heads.get(batch.task).ok_or_else(|| Error::msg(format!("batch of task {} but only {} heads", batch.task, self.heads.len())))?;
+        let (_, head) = self.heads.get(batch.task).ok_or_else(|| {
+            Error::msg(format!(
+                "batch of task {} but only {} heads",
+                batch.task,
+                self.heads.len()
+            ))
+        })?;
         let hidden = self.encoder.forward(&batch.inputs, rng.as_deref_mut())?;
         let out = head.forward(&hidden, &batch.inputs, rng)?;
         head.loss(&out, &batch.target)
@@ -155,4 +190,3 @@ impl Trainable for MultiTaskModel {
         Box::new(m)
     }
 }
-

@@ -23,7 +23,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        AdamWConfig {
+            lr: 1e-5,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
     }
 }
 
@@ -52,10 +58,22 @@ impl AdamW {
     pub fn new(params: ParamStore, config: AdamWConfig) -> Result<Self> {
         let mut moments = BTreeMap::new();
         for (name, var) in params.iter() {
-            let z = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
-            moments.insert(name.clone(), Moments { m: z.clone(), v: z });
+            // Two separate buffers: the fused update writes them in place.
+            let zeros = || var.as_tensor().zeros_like()?.to_dtype(DType::F32);
+            moments.insert(
+                name.clone(),
+                Moments {
+                    m: zeros()?,
+                    v: zeros()?,
+                },
+            );
         }
-        Ok(AdamW { config, params, moments, step: 0 })
+        Ok(AdamW {
+            config,
+            params,
+            moments,
+            step: 0,
+        })
     }
 
     /// One update with learning rate `lr` (the schedule's value for this step).
@@ -69,12 +87,47 @@ impl AdamW {
         let step_size = lr / bc1;
         let bc2_sqrt = bc2.sqrt();
         for (name, var) in self.params.iter() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let g = g.to_dtype(DType::F32)?;
-            let mo = self.moments.get_mut(name).ok_or_else(|| Error::msg(format!("optimizer has no state for {name}")))?;
+            let mo = self
+                .moments
+                .get_mut(name)
+                .ok_or_else(|| Error::msg(format!("optimizer has no state for {name}")))?;
+            let wd = if decays(name) { c.weight_decay } else { 0.0 };
+            if var.device().is_cpu() && var.dtype() == DType::F32 && g.is_contiguous() {
+                // One streaming pass per buffer instead of a dozen
+                // temporaries: the 250k x H embedding dominates otherwise.
+                mo.m.inplace_op2(
+                    &g,
+                    &fused::Moment {
+                        beta: c.beta1,
+                        square: false,
+                    },
+                )?;
+                mo.v.inplace_op2(
+                    &g,
+                    &fused::Moment {
+                        beta: c.beta2,
+                        square: true,
+                    },
+                )?;
+                var.as_tensor().inplace_op3(
+                    &mo.m,
+                    &mo.v,
+                    &fused::Apply {
+                        decay: 1.0 - lr * wd,
+                        step_size,
+                        bc2_sqrt,
+                        eps: c.eps,
+                    },
+                )?;
+                continue;
+            }
             let p = var.as_tensor().to_dtype(DType::F32)?;
             // PyTorch order: decay, then moments, then the Adam update.
-            let p = if decays(name) && c.weight_decay != 0.0 { (p * (1.0 - lr * c.weight_decay))? } else { p };
+            let p = if wd != 0.0 { (p * (1.0 - lr * wd))? } else { p };
             mo.m = ((&mo.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             mo.v = ((&mo.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let denom = ((mo.v.sqrt()? / bc2_sqrt)? + c.eps)?;
@@ -94,7 +147,11 @@ pub fn grad_norm(params: &ParamStore, grads: &GradStore) -> Result<f64> {
     let mut total = 0f64;
     for (_, var) in params.iter() {
         if let Some(g) = grads.get(var.as_tensor()) {
-            total += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            total += g
+                .to_dtype(DType::F32)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f32>()? as f64;
         }
     }
     Ok(total.sqrt())
@@ -139,7 +196,11 @@ impl LinearSchedule {
             Warmup::Steps(n) => n,
             Warmup::Fraction(f) => (f * total as f64).ceil() as u64,
         };
-        LinearSchedule { peak, warmup, total }
+        LinearSchedule {
+            peak,
+            warmup,
+            total,
+        }
     }
 
     /// Learning rate for update number `step` (0-based, as the LambdaLR sees it).
@@ -150,5 +211,112 @@ impl LinearSchedule {
         let left = self.total.saturating_sub(step) as f64;
         let span = self.total.saturating_sub(self.warmup).max(1) as f64;
         self.peak * (left / span).max(0.0)
+    }
+}
+
+/// Fused CPU kernels of the AdamW update (in place, parallel over chunks).
+mod fused {
+    use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout};
+    use rayon::prelude::*;
+
+    type CResult<T> = candle_core::Result<T>;
+    const CHUNK: usize = 1 << 14;
+
+    fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+            _ => candle_core::bail!("{what}: needs contiguous f32"),
+        }
+    }
+
+    fn f32s_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> CResult<&'a mut [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+            _ => candle_core::bail!("{what}: needs contiguous f32"),
+        }
+    }
+
+    /// `m = beta * m + (1 - beta) * g` (or `g * g` for the second moment).
+    pub struct Moment {
+        pub beta: f64,
+        pub square: bool,
+    }
+
+    impl InplaceOp2 for Moment {
+        fn name(&self) -> &'static str {
+            "adamw-moment"
+        }
+        fn cpu_fwd(
+            &self,
+            s1: &mut CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+        ) -> CResult<()> {
+            let m = f32s_mut(s1, l1, "adamw moment")?;
+            let g = f32s(s2, l2, "adamw gradient")?;
+            if m.len() != g.len() {
+                candle_core::bail!("adamw: moment and gradient sizes differ");
+            }
+            let (b, a) = (self.beta as f32, (1.0 - self.beta) as f32);
+            let square = self.square;
+            m.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .for_each(|(m, g)| {
+                    if square {
+                        m.iter_mut()
+                            .zip(g)
+                            .for_each(|(m, g)| *m = b * *m + a * (g * g));
+                    } else {
+                        m.iter_mut().zip(g).for_each(|(m, g)| *m = b * *m + a * g);
+                    }
+                });
+            Ok(())
+        }
+    }
+
+    /// `p = p * decay - step_size * m / (sqrt(v) / bc2_sqrt + eps)`.
+    pub struct Apply {
+        pub decay: f64,
+        pub step_size: f64,
+        pub bc2_sqrt: f64,
+        pub eps: f64,
+    }
+
+    impl InplaceOp3 for Apply {
+        fn name(&self) -> &'static str {
+            "adamw-apply"
+        }
+        fn cpu_fwd(
+            &self,
+            s1: &mut CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+            s3: &CpuStorage,
+            l3: &Layout,
+        ) -> CResult<()> {
+            let p = f32s_mut(s1, l1, "adamw parameter")?;
+            let m = f32s(s2, l2, "adamw moment")?;
+            let v = f32s(s3, l3, "adamw moment")?;
+            if p.len() != m.len() || p.len() != v.len() {
+                candle_core::bail!("adamw: parameter and moment sizes differ");
+            }
+            let (decay, step, bc2, eps) = (
+                self.decay as f32,
+                self.step_size as f32,
+                self.bc2_sqrt as f32,
+                self.eps as f32,
+            );
+            p.par_chunks_mut(CHUNK)
+                .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
+                .for_each(|(p, (m, v))| {
+                    for i in 0..p.len() {
+                        let denom = v[i].sqrt() / bc2 + eps;
+                        p[i] = p[i] * decay - step * (m[i] / denom);
+                    }
+                });
+            Ok(())
+        }
     }
 }

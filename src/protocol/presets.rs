@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub patience: Option<usize>,
     /// Checkpoint every N updates (resume after a crash).
     pub checkpoint_every: Option<u64>,
+    /// Use only the first N examples of each dataset (quick runs).
+    pub limit: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -74,32 +76,55 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         eval_every: None,
         patience: None,
         checkpoint_every: None,
+        limit: None,
     };
     match name {
         "jiant" => Ok(base),
-        "xtreme" => Ok(RunOptions { lr: 3e-5, epochs: 5, max_length: 128, warmup: 0.0, weight_decay: 0.0, ..base }),
-        other => Err(Error::msg(format!("unknown preset `{other}`; presets: {}", PRESETS.join(", ")))),
+        "xtreme" => Ok(RunOptions {
+            lr: 3e-5,
+            epochs: 5,
+            max_length: 128,
+            warmup: 0.0,
+            weight_decay: 0.0,
+            ..base
+        }),
+        other => Err(Error::msg(format!(
+            "unknown preset `{other}`; presets: {}",
+            PRESETS.join(", ")
+        ))),
     }
 }
 
 impl RunOptions {
     /// `preset` (default `jiant`) with the keys of `overrides` (a JSON
     /// object) replaced. An unknown key is an error that lists the valid ones.
-    pub fn from_overrides(preset_name: Option<&str>, overrides: &serde_json::Value) -> Result<Self> {
+    pub fn from_overrides(
+        preset_name: Option<&str>,
+        overrides: &serde_json::Value,
+    ) -> Result<Self> {
         let base = preset(preset_name.unwrap_or("jiant"))?;
         let mut value = serde_json::to_value(&base).map_err(|e| Error::msg(e.to_string()))?;
         match overrides {
             serde_json::Value::Object(m) => {
-                let obj = value.as_object_mut().expect("options serialise to an object");
+                let obj = value
+                    .as_object_mut()
+                    .expect("options serialise to an object");
                 for (k, v) in m {
                     if !obj.contains_key(k) {
-                        return Err(Error::msg(format!("unknown training option `{k}`; valid options: {}", Self::keys().join(", "))));
+                        return Err(Error::msg(format!(
+                            "unknown training option `{k}`; valid options: {}",
+                            Self::keys().join(", ")
+                        )));
                     }
                     obj.insert(k.clone(), v.clone());
                 }
             }
             serde_json::Value::Null => {}
-            other => return Err(Error::msg(format!("training options must be a map, got {other}"))),
+            other => {
+                return Err(Error::msg(format!(
+                    "training options must be a map, got {other}"
+                )))
+            }
         }
         serde_json::from_value(value).map_err(|e| Error::msg(format!("training options: {e}")))
     }
@@ -116,7 +141,11 @@ impl RunOptions {
     /// when a dev set is given and `eval_every` is not set.
     pub fn train_options(&self, eval_every_default: Option<u64>) -> TrainOptions {
         TrainOptions {
-            adamw: AdamWConfig { lr: self.lr, weight_decay: self.weight_decay, ..Default::default() },
+            adamw: AdamWConfig {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                ..Default::default()
+            },
             warmup: match self.warmup_steps {
                 Some(n) => Warmup::Steps(n),
                 None => Warmup::Fraction(self.warmup),

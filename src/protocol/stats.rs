@@ -51,7 +51,11 @@ pub fn bootstrap_accuracy(correct: &[Vec<bool>], resamples: usize, seed: u64) ->
     };
     let value = acc(&mut (0..n));
     if n == 0 {
-        return Estimate { value: f64::NAN, low: f64::NAN, high: f64::NAN };
+        return Estimate {
+            value: f64::NAN,
+            low: f64::NAN,
+            high: f64::NAN,
+        };
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut samples: Vec<f64> = (0..resamples)
@@ -61,7 +65,11 @@ pub fn bootstrap_accuracy(correct: &[Vec<bool>], resamples: usize, seed: u64) ->
         })
         .collect();
     samples.sort_by(|a, b| a.total_cmp(b));
-    Estimate { value, low: percentile(&samples, 0.025), high: percentile(&samples, 0.975) }
+    Estimate {
+        value,
+        low: percentile(&samples, 0.025),
+        high: percentile(&samples, 0.975),
+    }
 }
 
 /// The difference `b - a` in accuracy (points, averaged over seeds) of two
@@ -71,7 +79,10 @@ pub fn paired_delta(a: &[Vec<bool>], b: &[Vec<bool>], resamples: usize, seed: u6
     let n = a.first().map(Vec::len).unwrap_or(0);
     let diff = |idx: &[usize]| -> f64 {
         let mean = |c: &[Vec<bool>]| {
-            let hits: usize = c.iter().map(|row| idx.iter().filter(|&&i| row[i]).count()).sum();
+            let hits: usize = c
+                .iter()
+                .map(|row| idx.iter().filter(|&&i| row[i]).count())
+                .sum();
             100.0 * hits as f64 / (idx.len() * c.len()).max(1) as f64
         };
         mean(b) - mean(a)
@@ -79,7 +90,11 @@ pub fn paired_delta(a: &[Vec<bool>], b: &[Vec<bool>], resamples: usize, seed: u6
     let all: Vec<usize> = (0..n).collect();
     let value = diff(&all);
     if n == 0 {
-        return Estimate { value: f64::NAN, low: f64::NAN, high: f64::NAN };
+        return Estimate {
+            value: f64::NAN,
+            low: f64::NAN,
+            high: f64::NAN,
+        };
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut samples: Vec<f64> = (0..resamples)
@@ -89,5 +104,9 @@ pub fn paired_delta(a: &[Vec<bool>], b: &[Vec<bool>], resamples: usize, seed: u6
         })
         .collect();
     samples.sort_by(|x, y| x.total_cmp(y));
-    Estimate { value, low: percentile(&samples, 0.025), high: percentile(&samples, 0.975) }
+    Estimate {
+        value,
+        low: percentile(&samples, 0.025),
+        high: percentile(&samples, 0.975),
+    }
 }

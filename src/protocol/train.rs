@@ -107,7 +107,11 @@ pub struct TrainBatch {
 
 impl From<(Inputs, Target)> for TrainBatch {
     fn from((inputs, target): (Inputs, Target)) -> Self {
-        TrainBatch { task: 0, inputs, target }
+        TrainBatch {
+            task: 0,
+            inputs,
+            target,
+        }
     }
 }
 
@@ -156,8 +160,13 @@ pub fn fine_tune(
     fine_tune_with_eval(model, epoch_batches, None, opts, progress, cancel)
 }
 
-fn snapshot(params: &crate::model::ParamStore) -> Result<std::collections::BTreeMap<String, Tensor>> {
-    params.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+fn snapshot(
+    params: &crate::model::ParamStore,
+) -> Result<std::collections::BTreeMap<String, Tensor>> {
+    params
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+        .collect()
 }
 
 /// [`fine_tune`] with model selection on a dev set (`opts.eval_every`).
@@ -182,7 +191,11 @@ pub fn fine_tune_with_eval(
     let schedule = LinearSchedule::new(opts.adamw.lr, opts.warmup, total);
     let params = model.params();
     let mut opt = AdamW::new(params.clone(), opts.adamw.clone())?;
-    let runner = model.with_compute(if opts.bf16 { DType::BF16 } else { model.encoder().dtype() });
+    let runner = model.with_compute(if opts.bf16 {
+        DType::BF16
+    } else {
+        model.encoder().dtype()
+    });
     let fingerprint = opts.fingerprint();
     let mut st = LoopState {
         step: 0,
@@ -214,14 +227,21 @@ pub fn fine_tune_with_eval(
             st = ck.state;
         }
     }
-    let save = |st: &LoopState, opt: &AdamW, best: &Option<std::collections::BTreeMap<String, Tensor>>| -> Result<()> {
+    let save = |st: &LoopState,
+                opt: &AdamW,
+                best: &Option<std::collections::BTreeMap<String, Tensor>>|
+     -> Result<()> {
         match &opts.checkpoint_dir {
             Some(dir) => checkpoint::save(dir, &params, opt, best.as_ref(), st),
             None => Ok(()),
         }
     };
     progress.start("train", total);
-    progress.step(st.step, st.losses.last().copied().unwrap_or(f64::NAN), schedule.lr(st.step));
+    progress.step(
+        st.step,
+        st.losses.last().copied().unwrap_or(f64::NAN),
+        schedule.lr(st.step),
+    );
     let mut batches = Some(first);
     'epochs: while !st.finished && st.epoch < opts.epochs.max(1) {
         let list = match batches.take() {
@@ -341,7 +361,10 @@ pub fn predict_classes(model: &Model, batches: &[Inputs]) -> Result<Vec<usize>> 
     let mut out = vec![];
     for inputs in batches {
         let logits: Tensor = model.forward(inputs, None)?.logits()?.detach();
-        let best = logits.argmax(candle_core::D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let best = logits
+            .argmax(candle_core::D::Minus1)?
+            .to_dtype(DType::U32)?
+            .to_vec1::<u32>()?;
         out.extend(best.into_iter().map(|b| b as usize));
     }
     Ok(out)

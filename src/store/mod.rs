@@ -89,7 +89,9 @@ impl Store {
 
     /// The default location: `$STILTS_RESULTS`, else `results/runs.jsonl`.
     pub fn default_path() -> PathBuf {
-        std::env::var_os("STILTS_RESULTS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("results").join("runs.jsonl"))
+        std::env::var_os("STILTS_RESULTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("results").join("runs.jsonl"))
     }
 
     pub fn path(&self) -> &Path {
@@ -103,7 +105,11 @@ impl Store {
         }
         let mut line = serde_json::to_string(record).map_err(|e| Error::msg(e.to_string()))?;
         line.push('\n');
-        let mut f = OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?;
         f.lock().map_err(|e| Error::io(&self.path, e))?;
         let res = f.write_all(line.as_bytes()).and_then(|_| f.sync_data());
         let _ = f.unlock();
@@ -125,7 +131,9 @@ impl Store {
         let mut line_no = 0;
         loop {
             buf.clear();
-            let n = reader.read_line(&mut buf).map_err(|e| Error::io(&self.path, e))?;
+            let n = reader
+                .read_line(&mut buf)
+                .map_err(|e| Error::io(&self.path, e))?;
             if n == 0 {
                 break;
             }
@@ -136,7 +144,11 @@ impl Store {
             if buf.trim().is_empty() {
                 continue;
             }
-            let rec: RunRecord = serde_json::from_str(&buf).map_err(|e| Error::Data { path: self.path.clone(), line: line_no, msg: format!("not a run record ({e}); fix or remove the line") })?;
+            let rec: RunRecord = serde_json::from_str(&buf).map_err(|e| Error::Data {
+                path: self.path.clone(),
+                line: line_no,
+                msg: format!("not a run record ({e}); fix or remove the line"),
+            })?;
             out.push(rec);
         }
         let _ = f.unlock();

@@ -7,11 +7,16 @@ use candle_core::{Device, Tensor};
 
 /// `../shared/data` beside the repository (never copied into it).
 pub fn shared_data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("data")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+        .join("data")
 }
 
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// The devices a numeric test runs on: the CPU, and CUDA when built with
@@ -28,21 +33,65 @@ pub fn devices() -> Vec<Device> {
 
 /// Tolerance scale for a device: CUDA's reductions reorder sums.
 pub fn device_tol(device: &Device) -> f64 {
-    if device.is_cpu() { 1.0 } else { 10.0 }
+    if device.is_cpu() {
+        1.0
+    } else {
+        10.0
+    }
 }
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(candle_core::DType::F64).unwrap().to_device(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let b = b.to_dtype(candle_core::DType::F64).unwrap().to_device(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let a = a
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = b
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
     assert_eq!(a.len(), b.len(), "element counts differ");
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// `||a - b|| / ||b||` (with `||b||` floored at `floor`).
 pub fn rel_diff(a: &Tensor, b: &Tensor, floor: f64) -> f64 {
-    let a = a.to_dtype(candle_core::DType::F64).unwrap().to_device(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let b = b.to_dtype(candle_core::DType::F64).unwrap().to_device(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let num: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let a = a
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = b
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let num: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     num / den.max(floor)
 }
@@ -50,26 +99,50 @@ pub fn rel_diff(a: &Tensor, b: &Tensor, floor: f64) -> f64 {
 /// A few hundred words of text to train tiny tokenizers on.
 pub fn sample_texts() -> Vec<String> {
     let base = [
-        "the cat sat on the mat", "a dog runs in the park", "people walk to the market every morning",
-        "she reads a book about the history of science", "they play football after school",
-        "the weather is cold and rainy today", "he does not like green tea", "we will travel to the mountains",
-        "el gato duerme en la casa", "le chien mange une pomme", "die katze schläft auf dem sofa",
-        "the children are singing a song", "no one came to the meeting", "the river flows into the sea",
+        "the cat sat on the mat",
+        "a dog runs in the park",
+        "people walk to the market every morning",
+        "she reads a book about the history of science",
+        "they play football after school",
+        "the weather is cold and rainy today",
+        "he does not like green tea",
+        "we will travel to the mountains",
+        "el gato duerme en la casa",
+        "le chien mange une pomme",
+        "die katze schläft auf dem sofa",
+        "the children are singing a song",
+        "no one came to the meeting",
+        "the river flows into the sea",
     ];
-    (0..6).flat_map(|k| base.iter().map(move |s| format!("{s} {k}"))).collect()
+    (0..6)
+        .flat_map(|k| base.iter().map(move |s| format!("{s} {k}")))
+        .collect()
 }
 
 /// The labels of the tiny NLI classifiers the tests build.
 pub fn nli_labels() -> Vec<String> {
-    ["entailment", "neutral", "contradiction"].iter().map(|s| s.to_string()).collect()
+    ["entailment", "neutral", "contradiction"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Writes a tiny model of `variant` (tokenizer trained on [`sample_texts`],
 /// 3-label classification head) into `dir` and returns it.
 pub fn write_tiny(variant: stilts::model::Variant, dir: &std::path::Path) -> stilts::model::Model {
-    let spec = stilts::model::tiny::TinySpec { variant, ..Default::default() };
-    stilts::model::tiny::write(&spec, &sample_texts(), stilts::model::HeadKind::Classification { labels: nli_labels() }, dir)
-        .unwrap_or_else(|e| panic!("tiny::write into {}: {e}", dir.display()))
+    let spec = stilts::model::tiny::TinySpec {
+        variant,
+        ..Default::default()
+    };
+    stilts::model::tiny::write(
+        &spec,
+        &sample_texts(),
+        stilts::model::HeadKind::Classification {
+            labels: nli_labels(),
+        },
+        dir,
+    )
+    .unwrap_or_else(|e| panic!("tiny::write into {}: {e}", dir.display()))
 }
 
 /// A python with torch and transformers for cross-checks: `$STILTS_PYTHON`,
@@ -81,7 +154,15 @@ pub fn python() -> Option<PathBuf> {
             let candidate = std::env::var_os("STILTS_PYTHON")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
-                .or_else(|| Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv").join("bin").join("python")).filter(|p| p.exists()))?;
+                .or_else(|| {
+                    Some(
+                        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                            .join(".venv")
+                            .join("bin")
+                            .join("python"),
+                    )
+                    .filter(|p| p.exists())
+                })?;
             let ok = std::process::Command::new(&candidate)
                 .args(["-c", "import torch, transformers, safetensors"])
                 .stdout(std::process::Stdio::null())
@@ -92,7 +173,10 @@ pub fn python() -> Option<PathBuf> {
             if ok {
                 Some(candidate)
             } else {
-                eprintln!("{} cannot import torch, transformers and safetensors", candidate.display());
+                eprintln!(
+                    "{} cannot import torch, transformers and safetensors",
+                    candidate.display()
+                );
                 None
             }
         })

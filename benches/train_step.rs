@@ -1,0 +1,38 @@
+//! `cargo bench --bench train_step -- [--size xlmr-base | --vocab V --hidden H --layers L --heads A --ffn F] --batch B --seq T --steps N [--bf16]`
+//! prints one JSON object (see `stilts::bench::BenchResult`).
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let num = |n: &str, d: usize| {
+        arg(&args, n)
+            .map(|v| v.parse().expect("a number"))
+            .unwrap_or(d)
+    };
+    let (batch, seq) = (num("--batch", 16), num("--seq", 128));
+    let mut spec = match arg(&args, "--size") {
+        Some(s) => stilts::bench::BenchSpec::from_size(&s, batch, seq).expect("size"),
+        None => stilts::bench::BenchSpec {
+            vocab: num("--vocab", 250002),
+            hidden: num("--hidden", 256),
+            layers: num("--layers", 4),
+            heads: num("--heads", 4),
+            ffn: num("--ffn", 1024),
+            variant: stilts::model::Variant::PostLayerNorm,
+            batch,
+            seq,
+            steps: 5,
+            warmup: 1,
+            bf16: false,
+        },
+    };
+    spec.steps = num("--steps", spec.steps);
+    spec.bf16 = args.iter().any(|a| a == "--bf16");
+    let r = stilts::bench::run(&spec, &candle_core::Device::Cpu).expect("bench");
+    println!("{}", serde_json::to_string(&r).unwrap());
+}

@@ -1,0 +1,178 @@
+//! The performance harness behind `stilts bench`: times a training step
+//! (forward, backward, clipping, AdamW) and an evaluation forward for an
+//! XLM-R shape, median of several after warm-up. `benches/torch_reference.py`
+//! does the same in PyTorch + transformers.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::model::{registry, DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use crate::protocol::optim::{clip_grad_norm, AdamW, AdamWConfig};
+
+/// What to time.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BenchSpec {
+    pub vocab: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    pub variant: Variant,
+    pub batch: usize,
+    pub seq: usize,
+    /// Timed repetitions (after `warmup` untimed ones).
+    pub steps: usize,
+    pub warmup: usize,
+    /// `bf16`: mixed precision (bf16 matmuls, f32 weights).
+    pub bf16: bool,
+}
+
+impl BenchSpec {
+    /// The shape of a named size (`xlmr-base`, ...).
+    pub fn from_size(name: &str, batch: usize, seq: usize) -> Result<Self> {
+        let s = registry::size(name).ok_or_else(|| {
+            Error::msg(format!(
+                "unknown size `{name}`; sizes: {}",
+                registry::size_names().join(", ")
+            ))
+        })?;
+        Ok(BenchSpec {
+            vocab: s.vocab,
+            hidden: s.hidden,
+            layers: s.layers,
+            heads: s.heads,
+            ffn: s.ffn,
+            variant: s.variant,
+            batch,
+            seq,
+            steps: 5,
+            warmup: 1,
+            bf16: false,
+        })
+    }
+}
+
+/// Medians in milliseconds, and what was measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub spec: BenchSpec,
+    pub device: String,
+    pub parameters: usize,
+    pub train_ms: f64,
+    pub eval_ms: f64,
+    /// Training step split: forward+loss, backward, optimizer (incl. clipping).
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub optimizer_ms: f64,
+    pub train_samples: Vec<f64>,
+    pub eval_samples: Vec<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+fn sync(device: &Device) -> Result<()> {
+    device.synchronize()?;
+    Ok(())
+}
+
+/// Runs the benchmark on `device`.
+pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
+    let max_pos = spec.seq + 2;
+    let cfg = XlmrConfig::new(
+        spec.variant,
+        spec.vocab,
+        spec.hidden,
+        spec.layers,
+        spec.heads,
+        spec.ffn,
+        max_pos.max(514),
+    )?;
+    let head = HeadKind::Classification {
+        labels: vec![
+            "entailment".into(),
+            "neutral".into(),
+            "contradiction".into(),
+        ],
+    };
+    let mut model = Model::random(&cfg, head, 0, device, DType::F32)?;
+    if spec.bf16 {
+        model = model.with_compute_dtype(DType::BF16);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let rows: Vec<Vec<u32>> = (0..spec.batch)
+        .map(|_| {
+            std::iter::once(0)
+                .chain(
+                    (0..spec.seq.saturating_sub(2)).map(|_| rng.random_range(3..spec.vocab as u32)),
+                )
+                .chain(std::iter::once(2))
+                .collect()
+        })
+        .collect();
+    let inputs = Inputs::pad(&rows, 1, device)?;
+    let labels: Vec<i64> = (0..spec.batch).map(|i| (i % 3) as i64).collect();
+    let target = Target::Class(Tensor::new(labels, device)?);
+    let params = model.params();
+    let mut opt = AdamW::new(
+        params.clone(),
+        AdamWConfig {
+            lr: 1e-5,
+            ..Default::default()
+        },
+    )?;
+    let mut dropout = DropoutRng::new(0);
+    let (mut fw, mut bw, mut op, mut total) = (vec![], vec![], vec![], vec![]);
+    for i in 0..spec.warmup + spec.steps {
+        sync(device)?;
+        let t0 = Instant::now();
+        let out = model.forward(&inputs, Some(&mut dropout))?;
+        let loss = model.loss(&out, &target)?;
+        let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let t1 = Instant::now();
+        let mut grads = loss.backward()?;
+        sync(device)?;
+        let t2 = Instant::now();
+        clip_grad_norm(&params, &mut grads, 1.0)?;
+        opt.step(&grads, 1e-5)?;
+        sync(device)?;
+        let t3 = Instant::now();
+        if i >= spec.warmup {
+            fw.push((t1 - t0).as_secs_f64() * 1e3);
+            bw.push((t2 - t1).as_secs_f64() * 1e3);
+            op.push((t3 - t2).as_secs_f64() * 1e3);
+            total.push((t3 - t0).as_secs_f64() * 1e3);
+        }
+    }
+    let mut eval = vec![];
+    for i in 0..spec.warmup + spec.steps {
+        sync(device)?;
+        let t0 = Instant::now();
+        let logits = model.forward(&inputs, None)?.logits()?.detach();
+        let _ = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        if i >= spec.warmup {
+            eval.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(BenchResult {
+        spec: spec.clone(),
+        device: format!("{:?}", device.location()),
+        parameters: model.num_parameters(),
+        train_ms: median(total.clone()),
+        eval_ms: median(eval.clone()),
+        forward_ms: median(fw),
+        backward_ms: median(bw),
+        optimizer_ms: median(op),
+        train_samples: total,
+        eval_samples: eval,
+    })
+}

@@ -1,0 +1,304 @@
+//! The `stilts` command line: the REPL (no argument), `run` and `check`
+//! for scripts, and the model-layer commands `predict`, `tiny`,
+//! `quickstart`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::model::{LoadOptions, Model};
+use crate::script::{context, parse_param, Runtime, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stilts",
+    version,
+    about = "STILTs for zero-shot cross-lingual transfer with XLM-R, scripted in rhai.\n\nWithout a command: the REPL."
+)]
+pub struct Cli {
+    /// Where models go: cpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: String,
+    /// Number of CPU threads (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// No progress bars or notes (results and errors still print).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Interpreter operations before a script is stopped as runaway (0: no limit).
+    #[arg(long, global = true, default_value_t = 2_000_000_000)]
+    pub max_operations: u64,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Runs a rhai script in batch and writes its report (Markdown, tables as
+    /// CSV, plots, results.json).
+    Run {
+        file: PathBuf,
+        /// A value for the script, as a rhai literal (`seeds=[1,2,3]`,
+        /// `lr=2e-5`, `data="dir"`; a value that is not a literal is a string).
+        /// The script reads it with `param("NAME", default)`; it is also a constant.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Run the cells up to and including this one (`// %% TITLE`; a title, its prefix or a number).
+        #[arg(long)]
+        cell: Option<String>,
+        /// The report folder (default: reports/SCRIPT).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write no report.
+        #[arg(long)]
+        no_report: bool,
+    },
+    /// Compiles a script without running it and reports every error found.
+    Check {
+        file: PathBuf,
+        /// Names given with --set at run time (so the script may use them as constants).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// The interactive shell (also what `stilts` alone opens).
+    Repl,
+    /// Prints the rhai API reference (Markdown).
+    Api,
+    /// The STILTs protocol on an embedded default (tiny model, bundled
+    /// data): with and without an intermediate task, zero-shot in six
+    /// languages. Writes a report under OUT.
+    Quickstart {
+        #[arg(long, default_value = "target/quickstart")]
+        out: PathBuf,
+    },
+    /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
+    /// fine-tuned model; prints one JSON line per example.
+    Predict {
+        /// A model directory, a hub id in the Hugging Face cache, or a size name.
+        model: String,
+        file: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 128)]
+        max_length: usize,
+    },
+    /// Writes a tiny random XLM-R with a tokenizer trained on TEXT (one
+    /// sentence a line) into DIR, in Hugging Face layout.
+    Tiny {
+        dir: PathBuf,
+        /// Text to train the tokenizer on.
+        #[arg(long)]
+        text: PathBuf,
+        /// `xlmr` (post-LayerNorm) or `xlmr-xl` (pre-LayerNorm).
+        #[arg(long, default_value = "xlmr")]
+        arch: String,
+        #[arg(long, default_value_t = 500)]
+        vocab: usize,
+        #[arg(long, default_value_t = 32)]
+        hidden: usize,
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 64)]
+        ffn: usize,
+        /// Comma-separated label names of the classification head.
+        #[arg(long, default_value = "entailment,neutral,contradiction")]
+        labels: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+fn settings(cli: &Cli, set: &[String]) -> crate::Result<Settings> {
+    let mut s = Settings {
+        device: context::parse_device(&cli.device)?,
+        quiet: cli.quiet,
+        max_operations: cli.max_operations,
+        ..Default::default()
+    };
+    for kv in set {
+        let (k, v) = parse_param(kv).map_err(crate::Error::msg)?;
+        s.params.insert(k, v);
+    }
+    Ok(s)
+}
+
+/// Runs the command line; the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .ok();
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_script(
+    cli: &Cli,
+    file: &Path,
+    set: &[String],
+    cell: Option<&str>,
+    out: Option<&Path>,
+    no_report: bool,
+) -> crate::Result<ExitCode> {
+    let mut rt = Runtime::new(settings(cli, set)?);
+    context::install_ctrlc();
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "script".into());
+    let dir = (!no_report).then(|| {
+        out.map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("reports").join(&stem))
+    });
+    *rt.ctx.report_dir.borrow_mut() = dir.clone();
+    let result = rt.run_file(file, cell);
+    if let Some(dir) = &dir {
+        match rt.write_report(dir, &file.display().to_string()) {
+            Ok(p) => rt.ctx.note(&format!("report: {}", p.display())),
+            Err(e) => eprintln!("warning: the report could not be written: {e}"),
+        }
+    }
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(d) => {
+            eprint!("{d}");
+            Ok(ExitCode::from(if context::cancelled() { 130 } else { 1 }))
+        }
+    }
+}
+
+fn check_script(cli: &Cli, file: &Path, set: &[String]) -> crate::Result<ExitCode> {
+    let rt = Runtime::new(settings(cli, set)?);
+    let text = crate::error::read_to_string(file)?;
+    *rt.ctx.script_dir.borrow_mut() = file
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let diags = rt.check(&file.display().to_string(), &text);
+    for d in &diags {
+        eprint!("{d}");
+    }
+    if diags.is_empty() {
+        if !cli.quiet {
+            println!("{}: ok", file.display());
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} error{} in {}",
+            diags.len(),
+            if diags.len() == 1 { "" } else { "s" },
+            file.display()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn run(cli: Cli) -> crate::Result<ExitCode> {
+    match &cli.command {
+        None | Some(Command::Repl) => crate::repl::run(settings(&cli, &[])?),
+        Some(Command::Run {
+            file,
+            set,
+            cell,
+            out,
+            no_report,
+        }) => run_script(&cli, file, set, cell.as_deref(), out.as_deref(), *no_report),
+        Some(Command::Check { file, set }) => check_script(&cli, file, set),
+        Some(Command::Api) => {
+            println!("{}", crate::script::docs::markdown());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Quickstart { out }) => {
+            context::install_ctrlc();
+            let mut bars = |what: &str| -> Box<dyn crate::protocol::train::Progress> {
+                Box::new(crate::progress::Bar::new(what))
+            };
+            let result = crate::quickstart::run(out, &mut bars, &context::CANCEL)?;
+            println!("{}", result.table());
+            println!("report: {}", out.join("report.md").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Predict {
+            model,
+            file,
+            batch_size,
+            max_length,
+        }) => {
+            let opts = LoadOptions {
+                device: context::parse_device(&cli.device)?,
+                ..Default::default()
+            };
+            let model = Model::load(model, &opts)?;
+            for line in model.report.summary() {
+                eprintln!("note: {line}");
+            }
+            let examples = crate::predict::read_examples(file)?;
+            let preds = crate::predict::predict(&model, &examples, *batch_size, *max_length)?;
+            crate::predict::write_jsonl(&preds, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Tiny {
+            dir,
+            text,
+            arch,
+            vocab,
+            hidden,
+            layers,
+            heads,
+            ffn,
+            labels,
+            seed,
+        }) => {
+            let variant = match arch.as_str() {
+                "xlmr" => crate::model::Variant::PostLayerNorm,
+                "xlmr-xl" => crate::model::Variant::PreLayerNorm,
+                other => {
+                    return Err(crate::Error::msg(format!(
+                        "--arch `{other}`: use xlmr or xlmr-xl"
+                    )))
+                }
+            };
+            let texts: Vec<String> = crate::error::read_to_string(text)?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect();
+            let spec = crate::model::tiny::TinySpec {
+                variant,
+                vocab_size: *vocab,
+                hidden_size: *hidden,
+                num_layers: *layers,
+                num_heads: *heads,
+                intermediate_size: *ffn,
+                seed: *seed,
+                ..Default::default()
+            };
+            let labels = labels
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let model = crate::model::tiny::write(
+                &spec,
+                &texts,
+                crate::model::HeadKind::Classification { labels },
+                dir,
+            )?;
+            eprintln!("wrote {model}\n  to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The rustyline helper: completion of API functions, methods, variables
+//! and `:commands`; multi-line input while braces or strings are open
+//! (rhai's parser decides).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Helper};
+
+use super::commands::COMMANDS;
+use crate::script::docs;
+
+const KEYWORDS: &[&str] = &[
+    "let", "const", "fn", "if", "else", "for", "in", "while", "loop", "break", "continue",
+    "return", "throw", "try", "catch", "import", "export", "as", "true", "false", "print", "debug",
+    "type_of",
+];
+/// Common methods of rhai's own types.
+const BUILTIN_METHODS: &[&str] = &[
+    "len",
+    "push",
+    "pop",
+    "keys",
+    "values",
+    "contains",
+    "map",
+    "filter",
+    "reduce",
+    "sort",
+    "join",
+    "split",
+    "to_string",
+    "round",
+    "abs",
+    "sum",
+];
+
+pub struct StiltsHelper {
+    /// The variables in scope, refreshed after each input.
+    pub vars: Rc<RefCell<Vec<String>>>,
+}
+
+/// Is `input` unfinished (an open brace, bracket, parenthesis or string)?
+pub fn incomplete(input: &str) -> bool {
+    if input.trim().is_empty() || input.trim_start().starts_with(':') {
+        return false;
+    }
+    let engine = rhai::Engine::new_raw();
+    match engine.compile(input) {
+        Ok(_) => false,
+        Err(e) => match &*e.0 {
+            rhai::ParseErrorType::UnexpectedEOF => true,
+            rhai::ParseErrorType::BadInput(rhai::LexError::UnterminatedString) => true,
+            // While brackets are open the parser's complaint is about the
+            // end of the text: wait for more.
+            _ => open_count(input) > 0,
+        },
+    }
+}
+
+/// Open brackets minus closed ones, outside strings and comments.
+fn open_count(s: &str) -> i64 {
+    let mut n = 0i64;
+    let mut chars = s.chars().peekable();
+    let mut in_str: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match in_str {
+            Some(q) => {
+                if c == '\\' {
+                    chars.next();
+                } else if c == q {
+                    in_str = None;
+                }
+            }
+            None => match c {
+                '"' | '`' => in_str = Some(c),
+                '/' if chars.peek() == Some(&'/') => {
+                    for d in chars.by_ref() {
+                        if d == '\n' {
+                            break;
+                        }
+                    }
+                }
+                '{' | '(' | '[' => n += 1,
+                '}' | ')' | ']' => n -= 1,
+                _ => {}
+            },
+        }
+    }
+    n
+}
+
+impl StiltsHelper {
+    /// Candidates for the word that ends at `pos`: (start of the word, candidates).
+    pub fn candidates(&self, line: &str, pos: usize) -> (usize, Vec<String>) {
+        let before = &line[..pos];
+        if let Some(rest) = before.strip_prefix(':') {
+            if let Some((cmd, arg)) = rest.split_once(' ') {
+                if cmd == "help" || cmd == "h" {
+                    let start = pos - arg.len();
+                    let mut c: Vec<String> = docs::names()
+                        .into_iter()
+                        .filter(|n| n.starts_with(arg))
+                        .map(str::to_string)
+                        .collect();
+                    c.dedup();
+                    return (start, c);
+                }
+                return (pos, vec![]);
+            }
+            return (
+                1,
+                COMMANDS
+                    .iter()
+                    .filter(|c| c.name.starts_with(rest))
+                    .map(|c| c.name.to_string())
+                    .collect(),
+            );
+        }
+        let start = before
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+            .last()
+            .map(|(i, _)| i)
+            .unwrap_or(pos);
+        let word = &before[start..];
+        let method = before[..start].ends_with('.');
+        let mut out: Vec<String> = if method {
+            docs::member_names()
+                .into_iter()
+                .chain(BUILTIN_METHODS.iter().copied())
+                .filter(|n| n.starts_with(word))
+                .map(str::to_string)
+                .collect()
+        } else {
+            let vars = self.vars.borrow();
+            vars.iter()
+                .map(String::as_str)
+                .chain(docs::function_names())
+                .chain(KEYWORDS.iter().copied())
+                .filter(|n| n.starts_with(word))
+                .map(str::to_string)
+                .collect()
+        };
+        out.sort();
+        out.dedup();
+        (start, out)
+    }
+}
+
+impl Completer for StiltsHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let (start, c) = self.candidates(line, pos);
+        Ok((
+            start,
+            c.into_iter()
+                .map(|s| Pair {
+                    display: s.clone(),
+                    replacement: s,
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl Hinter for StiltsHelper {
+    type Hint = String;
+}
+
+impl Highlighter for StiltsHelper {}
+
+impl Validator for StiltsHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(if incomplete(ctx.input()) {
+            ValidationResult::Incomplete
+        } else {
+            ValidationResult::Valid(None)
+        })
+    }
+}
+
+impl Helper for StiltsHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn helper(vars: &[&str]) -> StiltsHelper {
+        StiltsHelper {
+            vars: Rc::new(RefCell::new(vars.iter().map(|s| s.to_string()).collect())),
+        }
+    }
+
+    #[test]
+    fn completes_functions_methods_variables_and_commands() {
+        let h = helper(&["xnli_test", "base"]);
+        assert_eq!(
+            h.candidates("let m = tiny", 12),
+            (8, vec!["tiny_model".to_string()])
+        );
+        assert!(h
+            .candidates("evaluate(m, xnli", 16)
+            .1
+            .contains(&"xnli_test".to_string()));
+        assert_eq!(h.candidates("m.sa", 4), (2, vec!["save".to_string()]));
+        assert_eq!(h.candidates(":he", 3), (1, vec!["help".to_string()]));
+        assert_eq!(h.candidates(":help tra", 9), (6, vec!["train".to_string()]));
+    }
+
+    #[test]
+    fn open_braces_and_strings_continue() {
+        assert!(incomplete("fn f(x) {"));
+        assert!(incomplete("let a = [1,\n2,"));
+        assert!(incomplete("let s = \"abc"));
+        assert!(!incomplete("let a = 1;"));
+        assert!(!incomplete("let a = ;"));
+        assert!(!incomplete(":help"));
+    }
+}

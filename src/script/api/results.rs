@@ -1,0 +1,360 @@
+//! Results: indexing, means over seeds, comparisons with intervals, tables,
+//! `show`, and saving/loading as JSON.
+
+use std::rc::Rc;
+
+use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};
+
+use super::{rerr, RResult};
+use crate::script::context::{Ctx, Item};
+use crate::script::values::{Comparison, ModelValue, Scores, TableValue, TaskValue};
+
+impl CustomType for Scores {
+    fn build(mut b: TypeBuilder<Self>) {
+        b.with_name("Result")
+            .with_get("avg", |r: &mut Self| r.avg())
+            .with_get("languages", |r: &mut Self| {
+                r.by_lang
+                    .keys()
+                    .cloned()
+                    .map(Dynamic::from)
+                    .collect::<Array>()
+            })
+            .with_get("label", |r: &mut Self| r.label.clone())
+            .with_get("metric", |r: &mut Self| r.metric.clone())
+            .with_indexer_get(|r: &mut Self, lang: &str| -> RResult<f64> {
+                if lang == "avg" {
+                    return Ok(r.avg());
+                }
+                r.by_lang.get(lang).map(|s| s.value).ok_or_else(|| {
+                    rerr(format!(
+                        "no score for `{lang}`; this result has: {}",
+                        r.by_lang.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ))
+                })
+            });
+    }
+}
+
+impl CustomType for Comparison {
+    fn build(mut b: TypeBuilder<Self>) {
+        b.with_name("Comparison")
+            .with_get("avg", |c: &mut Self| c.avg.delta)
+            .with_get("languages", |c: &mut Self| {
+                c.by_lang
+                    .keys()
+                    .cloned()
+                    .map(Dynamic::from)
+                    .collect::<Array>()
+            })
+            .with_indexer_get(|c: &mut Self, lang: &str| -> RResult<f64> {
+                if lang == "avg" {
+                    return Ok(c.avg.delta);
+                }
+                c.by_lang.get(lang).map(|d| d.delta).ok_or_else(|| {
+                    rerr(format!(
+                        "no delta for `{lang}`; this comparison has: {}",
+                        c.by_lang.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ))
+                })
+            });
+    }
+}
+
+impl CustomType for TableValue {
+    fn build(mut b: TypeBuilder<Self>) {
+        b.with_name("Table");
+    }
+}
+
+/// A table from a Result, Comparison, Table, map of label → Result, or array of maps.
+pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
+    if let Some(r) = v.clone().try_cast::<Scores>() {
+        return Ok(r.table());
+    }
+    if let Some(c) = v.clone().try_cast::<Comparison>() {
+        return Ok(c.table());
+    }
+    if let Some(t) = v.clone().try_cast::<TableValue>() {
+        return Ok(t);
+    }
+    if let Some(m) = v.clone().try_cast::<Map>() {
+        let mut cols: Vec<(String, Scores)> = vec![];
+        for (k, x) in &m {
+            match x.clone().try_cast::<Scores>() {
+                Some(s) => cols.push((k.to_string(), s)),
+                None => return Err(rerr(format!("table(map): `{k}` is {}, not a Result; a map makes a table of Results, one column each", x.type_name()))),
+            }
+        }
+        let mut langs: Vec<String> = vec![];
+        for (_, s) in &cols {
+            for l in s.by_lang.keys() {
+                if !langs.contains(l) {
+                    langs.push(l.clone());
+                }
+            }
+        }
+        langs.sort();
+        let mut header = vec!["language".to_string()];
+        header.extend(cols.iter().map(|(k, _)| k.clone()));
+        let mut rows: Vec<Vec<String>> = langs
+            .iter()
+            .map(|l| {
+                std::iter::once(l.clone())
+                    .chain(cols.iter().map(|(_, s)| {
+                        s.by_lang
+                            .get(l)
+                            .map(|x| format!("{:.1}", x.value))
+                            .unwrap_or_else(|| "—".into())
+                    }))
+                    .collect()
+            })
+            .collect();
+        rows.push(
+            std::iter::once("avg".to_string())
+                .chain(cols.iter().map(|(_, s)| format!("{:.1}", s.avg())))
+                .collect(),
+        );
+        let metric = cols
+            .first()
+            .map(|(_, s)| s.metric.clone())
+            .unwrap_or_default();
+        return Ok(TableValue {
+            title: metric,
+            header,
+            rows,
+        });
+    }
+    if let Some(a) = v.clone().try_cast::<Array>() {
+        let mut header: Vec<String> = vec![];
+        let mut maps = vec![];
+        for x in &a {
+            let m = x.clone().try_cast::<Map>().ok_or_else(|| {
+                rerr(format!(
+                    "table(array): rows must be maps, not {}",
+                    x.type_name()
+                ))
+            })?;
+            for k in m.keys() {
+                if !header.iter().any(|h| h == k.as_str()) {
+                    header.push(k.to_string());
+                }
+            }
+            maps.push(m);
+        }
+        let cell = |d: Option<&Dynamic>| match d {
+            None => String::new(),
+            Some(d) if d.is_float() => format!("{:.2}", d.as_float().unwrap_or(f64::NAN)),
+            Some(d) => d.to_string(),
+        };
+        let rows = maps
+            .iter()
+            .map(|m| header.iter().map(|h| cell(m.get(h.as_str()))).collect())
+            .collect();
+        return Ok(TableValue {
+            title: String::new(),
+            header,
+            rows,
+        });
+    }
+    Err(rerr(format!("table: cannot make a table of {}; give a Result, Comparison, map of Results or array of maps", v.type_name())))
+}
+
+/// A readable summary of any value (what the REPL prints and `show` shows).
+pub fn summary(v: &Dynamic) -> String {
+    if let Ok(t) = to_table(v) {
+        if !v.is::<Map>() && !v.is::<Array>() {
+            return t.to_string();
+        }
+    }
+    if let Some(m) = v.clone().try_cast::<ModelValue>() {
+        return m.to_string();
+    }
+    if let Some(t) = v.clone().try_cast::<TaskValue>() {
+        return t.to_string();
+    }
+    if v.is_string() {
+        return v.clone().into_string().unwrap_or_default();
+    }
+    v.to_string()
+}
+
+/// Values as JSON (results, comparisons, tables, plain data), tagged so
+/// [`from_json`] restores the type.
+pub fn to_json(v: &Dynamic) -> RResult<serde_json::Value> {
+    use serde_json::json;
+    if let Some(r) = v.clone().try_cast::<Scores>() {
+        return Ok(json!({"$type": "Result", "value": r}));
+    }
+    if let Some(c) = v.clone().try_cast::<Comparison>() {
+        return Ok(json!({"$type": "Comparison", "value": c}));
+    }
+    if let Some(t) = v.clone().try_cast::<TableValue>() {
+        return Ok(json!({"$type": "Table", "value": t}));
+    }
+    if v.is::<ModelValue>() {
+        return Err(rerr("a model cannot be stored as JSON: save it with m.save(dir) and load it with model(dir)"));
+    }
+    if v.is::<TaskValue>() {
+        return Err(rerr(
+            "a task cannot be stored as JSON: load it again with task(...)",
+        ));
+    }
+    if let Some(a) = v.clone().try_cast::<Array>() {
+        return Ok(serde_json::Value::Array(
+            a.iter().map(to_json).collect::<RResult<_>>()?,
+        ));
+    }
+    if let Some(m) = v.clone().try_cast::<Map>() {
+        let mut o = serde_json::Map::new();
+        for (k, x) in &m {
+            o.insert(k.to_string(), to_json(x)?);
+        }
+        return Ok(serde_json::Value::Object(o));
+    }
+    serde_json::to_value(v).map_err(rerr)
+}
+
+pub fn from_json(j: &serde_json::Value) -> RResult<Dynamic> {
+    use serde_json::Value;
+    match j {
+        Value::Object(o) if o.get("$type").is_some() => {
+            let ty = o["$type"].as_str().unwrap_or("");
+            let val = o.get("value").cloned().unwrap_or(Value::Null);
+            match ty {
+                "Result" => Ok(Dynamic::from(
+                    serde_json::from_value::<Scores>(val).map_err(rerr)?,
+                )),
+                "Comparison" => Ok(Dynamic::from(
+                    serde_json::from_value::<Comparison>(val).map_err(rerr)?,
+                )),
+                "Table" => Ok(Dynamic::from(
+                    serde_json::from_value::<TableValue>(val).map_err(rerr)?,
+                )),
+                other => Err(rerr(format!("unknown stored type `{other}`"))),
+            }
+        }
+        Value::Object(o) => {
+            let mut m = Map::new();
+            for (k, v) in o {
+                m.insert(k.into(), from_json(v)?);
+            }
+            Ok(Dynamic::from(m))
+        }
+        Value::Array(a) => Ok(Dynamic::from(
+            a.iter().map(from_json).collect::<RResult<Array>>()?,
+        )),
+        Value::Number(n) if n.is_i64() => Ok(Dynamic::from(n.as_i64().unwrap_or(0))),
+        Value::Number(n) => Ok(Dynamic::from(n.as_f64().unwrap_or(f64::NAN))),
+        Value::String(s) => Ok(Dynamic::from(s.clone())),
+        Value::Bool(b) => Ok(Dynamic::from(*b)),
+        Value::Null => Ok(Dynamic::UNIT),
+    }
+}
+
+/// `show(value)`: print and record.
+pub fn show(ctx: &Ctx, v: &Dynamic) -> RResult<()> {
+    let text = summary(v);
+    println!("{text}");
+    let mut rec = ctx.recorder.borrow_mut();
+    match to_table(v) {
+        Ok(t) if !v.is::<Map>() && !v.is::<Array>() || v.is::<TableValue>() => {
+            rec.push(Item::Table(t));
+            if let Ok(j) = to_json(v) {
+                if v.is::<Scores>() || v.is::<Comparison>() {
+                    rec.push(Item::Data(String::new(), j));
+                }
+            }
+        }
+        _ => rec.text(&text),
+    }
+    Ok(())
+}
+
+fn write_value(v: &Dynamic, path: &str) -> RResult<()> {
+    let p = std::path::Path::new(path);
+    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| rerr(format!("{}: {e}", dir.display())))?;
+    }
+    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let text = match ext {
+        "csv" => to_table(v)?.csv(),
+        "md" => to_table(v)?.markdown(),
+        "json" => serde_json::to_string_pretty(&to_json(v)?).map_err(rerr)?,
+        other => {
+            return Err(rerr(format!(
+                "{path}: unknown extension `{other}`; use .json, .csv or .md"
+            )))
+        }
+    };
+    crate::util::write_atomic(p, text.as_bytes()).map_err(rerr)
+}
+
+pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    engine
+        .build_type::<Scores>()
+        .build_type::<Comparison>()
+        .build_type::<TableValue>();
+    engine.register_fn("mean", |a: Array| -> RResult<Scores> {
+        let rs: Vec<Scores> = a
+            .iter()
+            .map(|v| {
+                v.clone()
+                    .try_cast::<Scores>()
+                    .ok_or_else(|| rerr(format!("mean: expected Results, got {}", v.type_name())))
+            })
+            .collect::<RResult<_>>()?;
+        Scores::mean_of(&rs).map_err(rerr)
+    });
+    engine.register_fn("compare", |a: Scores, b: Scores| {
+        Comparison::new(&a, &b).map_err(rerr)
+    });
+    engine.register_fn("named", |r: &mut Scores, label: &str| {
+        let mut r = r.clone();
+        r.label = label.to_string();
+        r
+    });
+    engine.register_fn("to_map", |r: &mut Scores| -> Map {
+        r.by_lang
+            .iter()
+            .map(|(k, v)| (k.into(), Dynamic::from(v.value)))
+            .collect()
+    });
+    engine.register_fn("ci", |c: &mut Comparison, lang: &str| -> RResult<Array> {
+        let d = if lang == "avg" {
+            Some(&c.avg)
+        } else {
+            c.by_lang.get(lang)
+        };
+        let d = d.ok_or_else(|| rerr(format!("no delta for `{lang}`")))?;
+        Ok(d.ci
+            .map(|(l, h)| vec![Dynamic::from(l), Dynamic::from(h)])
+            .unwrap_or_default())
+    });
+    engine.register_fn("table", |v: Dynamic| to_table(&v));
+    engine.register_fn("markdown", |t: &mut TableValue| t.markdown());
+    engine.register_fn("csv", |t: &mut TableValue| t.csv());
+    engine.register_fn("save", |t: &mut TableValue, path: &str| {
+        write_value(&Dynamic::from(t.clone()), path)
+    });
+    let c = ctx.clone();
+    engine.register_fn("show", move |v: Dynamic| show(&c, &v));
+    engine.register_fn("save_results", |v: Dynamic, path: &str| {
+        write_value(&v, path)
+    });
+    engine.register_fn("load_results", |path: &str| -> RResult<Dynamic> {
+        let text = std::fs::read_to_string(path).map_err(|e| rerr(format!("{path}: {e}")))?;
+        let j: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| rerr(format!("{path}: not JSON ({e})")))?;
+        from_json(&j)
+    });
+    for ty in ["Result", "Comparison", "Table"] {
+        let _ = ty;
+    }
+    engine.register_fn("to_string", |r: &mut Scores| r.table().to_string());
+    engine.register_fn("to_debug", |r: &mut Scores| r.table().to_string());
+    engine.register_fn("to_string", |r: &mut Comparison| r.table().to_string());
+    engine.register_fn("to_debug", |r: &mut Comparison| r.table().to_string());
+    engine.register_fn("to_string", |r: &mut TableValue| r.to_string());
+    engine.register_fn("to_debug", |r: &mut TableValue| r.to_string());
+}

@@ -1,0 +1,138 @@
+//! Running experiments: `--set` parameters, early checks, grids, the
+//! memo store that lets a grid reuse finished runs, the report.
+
+use std::rc::Rc;
+
+use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};
+
+use super::results::{from_json, to_json};
+use super::{rerr, RResult};
+use crate::script::context::{Ctx, Item};
+
+/// All combinations of the axes (a map of name → array), as maps; the
+/// first axis varies slowest.
+pub fn grid(axes: &Map) -> RResult<Array> {
+    let mut out: Vec<Map> = vec![Map::new()];
+    for (k, v) in axes {
+        let vals = match v.clone().try_cast::<Array>() {
+            Some(a) => a,
+            None => vec![v.clone()],
+        };
+        let mut next = vec![];
+        for m in &out {
+            for x in &vals {
+                let mut m = m.clone();
+                m.insert(k.clone(), x.clone());
+                next.push(m);
+            }
+        }
+        out = next;
+    }
+    Ok(out.into_iter().map(Dynamic::from).collect())
+}
+
+/// The store file of a memo key.
+pub fn memo_path(ctx: &Ctx, key: &Dynamic) -> RResult<(std::path::PathBuf, serde_json::Value)> {
+    let k = to_json(key)?;
+    let canon = serde_json::to_string(&k).map_err(rerr)?;
+    let h = crate::util::sha256_hex(canon.as_bytes());
+    Ok((ctx.store_dir.borrow().join(format!("{}.json", &h[..16])), k))
+}
+
+fn memo(ctx: &Ctx, nctx: &NativeCallContext, key: Dynamic, f: FnPtr) -> RResult<Dynamic> {
+    let (path, k) = memo_path(ctx, &key)?;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(j) = serde_json::from_str::<serde_json::Value>(&text) {
+            if j.get("key") == Some(&k) {
+                ctx.note(&format!(
+                    "memo: reusing {} ({})",
+                    path.display(),
+                    serde_json::to_string(&k).unwrap_or_default()
+                ));
+                return from_json(&j["value"]);
+            }
+        }
+    }
+    let v: Dynamic = f.call_within_context(nctx, ())?;
+    let j = serde_json::json!({"key": k, "value": to_json(&v)?});
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| rerr(format!("{}: {e}", dir.display())))?;
+    }
+    crate::util::write_atomic(
+        &path,
+        serde_json::to_string_pretty(&j).map_err(rerr)?.as_bytes(),
+    )
+    .map_err(rerr)?;
+    Ok(v)
+}
+
+pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    let c = ctx.clone();
+    engine.register_fn("param", move |name: &str, default: Dynamic| {
+        c.settings.params.get(name).cloned().unwrap_or(default)
+    });
+    let c = ctx.clone();
+    engine.register_fn("params", move || -> Map {
+        c.settings
+            .params
+            .iter()
+            .map(|(k, v)| (k.into(), v.clone()))
+            .collect()
+    });
+    let c = ctx.clone();
+    engine.register_fn("exists", move |p: &str| c.path(p).exists());
+    let c = ctx.clone();
+    engine.register_fn("require", move |paths: Map| -> RResult<()> {
+        let missing: Vec<String> = paths
+            .iter()
+            .filter_map(|(k, v)| {
+                let p = v.clone().into_string().unwrap_or_default();
+                (!c.path(&p).exists()).then(|| format!("  {k}: {p}"))
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(rerr(format!(
+                "missing inputs ({} of {}):\n{}\ngive their locations with --set NAME=PATH",
+                missing.len(),
+                paths.len(),
+                missing.join("\n")
+            )))
+        }
+    });
+    engine.register_fn("grid", |axes: Map| grid(&axes));
+    let c = ctx.clone();
+    engine.register_fn("model_available", move |spec: &str| {
+        c.path(spec).join("config.json").is_file() || crate::model::load::resolve(spec).is_ok()
+    });
+    let c = ctx.clone();
+    engine.register_fn(
+        "memo",
+        move |nctx: NativeCallContext, key: Dynamic, f: FnPtr| memo(&c, &nctx, key, f),
+    );
+    let c = ctx.clone();
+    engine.register_fn("store", move |dir: &str| {
+        *c.store_dir.borrow_mut() = std::path::PathBuf::from(dir);
+    });
+    let c = ctx.clone();
+    engine.register_fn("report_dir", move || {
+        c.report_dir
+            .borrow()
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    });
+    let c = ctx.clone();
+    engine.register_fn("note", move |md: &str| {
+        println!("{md}");
+        c.recorder.borrow_mut().push(Item::Text(format!("{md}\n")));
+    });
+    let c = ctx.clone();
+    engine.register_fn("device", move || c.device_name());
+    // Cell markers (`// %% title`) become calls of this; not part of the API.
+    let c = ctx.clone();
+    engine.register_fn("stilts_cell", move |title: &str| {
+        c.recorder.borrow_mut().start_cell(title)
+    });
+}

@@ -1,0 +1,284 @@
+//! Tasks: loading splits (built-in tasks, headerless TSVs, generic files).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};
+
+use super::{rerr, RResult};
+use crate::script::context::Ctx;
+use crate::script::engine_bridge;
+use crate::script::options::{from_map, TaskArgs};
+use crate::script::values::TaskValue;
+use crate::tasks::{self, BadLines, Example, GenericSpec, ReadOptions};
+
+impl CustomType for TaskValue {
+    fn build(mut b: TypeBuilder<Self>) {
+        b.with_name("Task")
+            .with_get("name", |t: &mut Self| t.name.clone())
+            .with_get("split", |t: &mut Self| t.split.clone())
+            .with_get("len", |t: &mut Self| t.len() as i64)
+            .with_get("languages", |t: &mut Self| {
+                t.languages()
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect::<Array>()
+            })
+            .with_get("labels", |t: &mut Self| {
+                t.parts
+                    .first()
+                    .map(|d| {
+                        d.labels
+                            .iter()
+                            .cloned()
+                            .map(Dynamic::from)
+                            .collect::<Array>()
+                    })
+                    .unwrap_or_default()
+            })
+            .with_get("metric", |t: &mut Self| {
+                t.parts
+                    .first()
+                    .map(|d| d.metric.name().to_string())
+                    .unwrap_or_default()
+            });
+    }
+}
+
+fn example_map(e: &Example, labels: &[String]) -> Map {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Dynamic| {
+        m.insert(k.into(), v);
+    };
+    put("id", e.id().to_string().into());
+    match e {
+        Example::Text { a, b, label, .. } => {
+            put("a", a.clone().into());
+            if let Some(b) = b {
+                put("b", b.clone().into());
+            }
+            if let Some(l) = label {
+                put(
+                    "label",
+                    labels
+                        .get(*l)
+                        .cloned()
+                        .unwrap_or_else(|| l.to_string())
+                        .into(),
+                );
+            }
+        }
+        Example::Choice {
+            prompt,
+            choices,
+            label,
+            ..
+        } => {
+            put("prompt", prompt.clone().into());
+            put(
+                "choices",
+                choices
+                    .iter()
+                    .cloned()
+                    .map(Dynamic::from)
+                    .collect::<Array>()
+                    .into(),
+            );
+            if let Some(l) = label {
+                put("label", (*l as i64).into());
+            }
+        }
+        Example::Span {
+            question,
+            context,
+            answers,
+            ..
+        } => {
+            put("question", question.clone().into());
+            put("context", context.clone().into());
+            put(
+                "answers",
+                answers
+                    .iter()
+                    .map(|a| Dynamic::from(a.text.clone()))
+                    .collect::<Array>()
+                    .into(),
+            );
+        }
+        Example::Words { words, tags, .. } => {
+            put(
+                "words",
+                words
+                    .iter()
+                    .cloned()
+                    .map(Dynamic::from)
+                    .collect::<Array>()
+                    .into(),
+            );
+            if let Some(t) = tags {
+                put(
+                    "tags",
+                    t.iter()
+                        .map(|&i| Dynamic::from(labels.get(i).cloned().unwrap_or_default()))
+                        .collect::<Array>()
+                        .into(),
+                );
+            }
+        }
+    }
+    m
+}
+
+/// `task(name, opts)`.
+pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
+    let read = ReadOptions {
+        on_error: if a.skip_bad_lines.unwrap_or(false) {
+            BadLines::Skip
+        } else {
+            BadLines::Fail
+        },
+        limit: a.limit,
+    };
+    let split = a.split.clone().unwrap_or_else(|| "train".into());
+    if name == "tsv" {
+        let file = a
+            .file
+            .as_deref()
+            .ok_or_else(|| rerr("task(\"tsv\", ...): `file` is missing (a headerless TSV file)"))?;
+        let columns = a.columns.clone().ok_or_else(|| rerr("task(\"tsv\", ...): `columns` is missing, e.g. [\"language\", \"premise\", \"hypothesis\", \"label\"]"))?;
+        let labels = a.labels.clone().ok_or_else(|| rerr("task(\"tsv\", ...): `labels` is missing (the label set, in the classifier's order)"))?;
+        let path = ctx.path(file);
+        let tname = a.name.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| "tsv".into())
+        });
+        let mut parts =
+            engine_bridge::read_tsv(&path, &tname, &columns, &labels, a.limit).map_err(rerr)?;
+        for p in &mut parts {
+            p.split = split.clone();
+        }
+        if let Some(langs) = &a.languages {
+            parts.retain(|p| p.subset.as_ref().is_some_and(|s| langs.contains(s)));
+            if parts.is_empty() {
+                return Err(rerr(format!(
+                    "{}: none of the languages {langs:?} is in the file",
+                    path.display()
+                )));
+            }
+        }
+        return Ok(TaskValue {
+            name: tname,
+            split,
+            parts: Arc::new(parts),
+        });
+    }
+    let data = a.data.as_deref().ok_or_else(|| {
+        let layout = tasks::task(name).map(|t| t.layout()).unwrap_or_default();
+        rerr(format!("task(\"{name}\", ...): `data` is missing: give the task's folder, e.g. task(\"{name}\", #{{data: \"path/to/{name}\"}})\n{layout}"))
+    })?;
+    let root = ctx.path(data);
+    if !root.is_dir() {
+        return Err(rerr(format!(
+            "task(\"{name}\"): data folder {} does not exist",
+            root.display()
+        )));
+    }
+    let spec = if name == "generic" {
+        let text_columns = a.text_columns.clone().ok_or_else(|| {
+            rerr("task(\"generic\", ...): `text_columns` is missing (one or two column names)")
+        })?;
+        let label_column = a.label_column.clone().unwrap_or_else(|| "label".into());
+        let labels = a
+            .labels
+            .clone()
+            .ok_or_else(|| rerr("task(\"generic\", ...): `labels` is missing (the label set)"))?;
+        let tc: Vec<&str> = text_columns.iter().map(String::as_str).collect();
+        let lb: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let g = GenericSpec::new(&tc, &label_column, &lb);
+        g.check().map_err(rerr)?;
+        tasks::generic(a.name.as_deref().unwrap_or("generic"), g)
+    } else {
+        tasks::task(name).map_err(rerr)?
+    };
+    let subsets: Vec<Option<String>> = match &a.languages {
+        Some(l) => l.iter().map(|s| Some(s.clone())).collect(),
+        None if !spec.subsets.is_empty() && spec.default_subset.is_none() => {
+            spec.subsets.iter().map(|s| Some(s.clone())).collect()
+        }
+        None => vec![None],
+    };
+    let mut parts = vec![];
+    for s in &subsets {
+        parts.push(
+            spec.load(&root, &split, s.as_deref(), &read)
+                .map_err(rerr)?,
+        );
+    }
+    Ok(TaskValue {
+        name: spec.name.clone(),
+        split,
+        parts: Arc::new(parts),
+    })
+}
+
+pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    engine.build_type::<TaskValue>();
+    let c = ctx.clone();
+    engine.register_fn("task", move |name: &str, opts: Map| {
+        let args: TaskArgs = from_map(&format!("task(\"{name}\") options"), &opts)?;
+        load(&c, name, args)
+    });
+    let c = ctx.clone();
+    engine.register_fn("task", move |name: &str| {
+        load(&c, name, TaskArgs::default())
+    });
+    engine.register_fn("tasks", || {
+        tasks::TASK_NAMES
+            .iter()
+            .map(|s| Dynamic::from(s.to_string()))
+            .chain([Dynamic::from("tsv".to_string())])
+            .collect::<Array>()
+    });
+    engine.register_fn("layout", |name: &str| -> RResult<String> {
+        Ok(tasks::task(name).map_err(rerr)?.layout())
+    });
+    engine.register_fn(
+        "language",
+        |t: &mut TaskValue, lang: &str| -> RResult<TaskValue> {
+            let parts: Vec<_> = t
+                .parts
+                .iter()
+                .filter(|d| t.key(d) == lang)
+                .cloned()
+                .collect();
+            if parts.is_empty() {
+                return Err(rerr(format!(
+                    "task `{}` has no language `{lang}`; it has: {}",
+                    t.name,
+                    t.languages().join(", ")
+                )));
+            }
+            Ok(TaskValue {
+                name: t.name.clone(),
+                split: t.split.clone(),
+                parts: Arc::new(parts),
+            })
+        },
+    );
+    engine.register_fn("peek", |t: &mut TaskValue, n: i64| -> Array {
+        let mut out = Array::new();
+        for d in t.parts.iter() {
+            for e in d
+                .examples
+                .iter()
+                .take((n.max(0) as usize).saturating_sub(out.len()))
+            {
+                out.push(Dynamic::from(example_map(e, &d.labels)));
+            }
+        }
+        out
+    });
+    engine.register_fn("to_string", |t: &mut TaskValue| t.to_string());
+    engine.register_fn("to_debug", |t: &mut TaskValue| t.to_string());
+}

@@ -1,0 +1,183 @@
+//! The rhai API's documentation: one table that `:help`, tab completion,
+//! `check`'s "did you mean" and the README's API reference all read. A
+//! test checks that every registered function has an entry and every entry
+//! is registered.
+
+/// One function, method or property of the API.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiDoc {
+    pub name: &'static str,
+    pub group: &'static str,
+    pub signature: &'static str,
+    pub doc: &'static str,
+    pub example: &'static str,
+}
+
+macro_rules! api {
+    ($( $group:literal $name:literal $sig:literal $doc:literal $ex:literal ;)*) => {
+        &[ $( ApiDoc { name: $name, group: $group, signature: $sig, doc: $doc, example: $ex } ),* ]
+    };
+}
+
+/// The API, grouped. Methods are written `Type.name`; properties `Type.name` without parentheses.
+pub const API: &[ApiDoc] = api! {
+    "models" "model" "model(spec: string) -> Model" "Loads a model: a directory in Hugging Face layout, a hub id from the local HF cache, or a size name (xlmr-base, xlmr-large, xlmr-xl, xlmr-xxl). A pretrained checkpoint gets the task's head when trained." "let m = model(\"xlmr-large\");";
+    "models" "model" "model(spec: string, opts: map) -> Model" "Loads a model with a head: opts `head` (classification, multiple_choice, span_qa, tagging), `labels`, `seed` (head init), `dtype` (f32, bf16)." "let m = model(\"runs/mnli\", #{dtype: \"bf16\"});";
+    "models" "tiny_model" "tiny_model(opts: map) -> Model" "A tiny random XLM-R built on the spot, its tokenizer trained on `text` (strings, file paths or tasks). Keys: text, arch (xlmr, xlmr-xl), hidden, layers, heads, ffn, vocab, max_length, labels, seed." "let m = tiny_model(#{text: [train], hidden: 64, layers: 2});";
+    "models" "sizes" "sizes() -> array" "The XLM-R size names, smallest first." "for s in sizes() { print(s); }";
+    "models" "save" "Model.save(dir: string)" "Writes the model (config.json, model.safetensors, tokenizer) in Hugging Face layout." "m.save(\"runs/xnli-large\");";
+    "models" "predict" "Model.predict(text: string) -> map" "Classifies one text: #{label, probs}." "m.predict(\"a fine film\")";
+    "models" "predict" "Model.predict(premise: string, hypothesis: string) -> map" "Classifies one pair: #{label, probs}." "m.predict(\"It rains.\", \"It is wet.\")";
+    "models" "name" "Model.name" "What the model was loaded or trained from." "m.name";
+    "models" "arch" "Model.arch" "transformers' class name, e.g. XLMRobertaForSequenceClassification." "m.arch";
+    "models" "head" "Model.head" "The head: classification, multiple_choice, span_qa or tagging." "m.head";
+    "models" "labels" "Model.labels" "The head's label names." "m.labels";
+    "models" "params" "Model.params" "Number of parameters." "m.params";
+    "models" "layers" "Model.layers" "Number of encoder layers." "m.layers";
+    "models" "hidden" "Model.hidden" "Hidden size." "m.hidden";
+    "models" "device" "Model.device" "Where the weights are (cpu, cuda:N)." "m.device";
+
+    "tasks" "task" "task(name: string, opts: map) -> Task" "Loads a split of a task. Built-in tasks (see tasks()): opts `data` (the task folder), `split` (train, dev, test), `languages`, `limit`, `skip_bad_lines`. `task(\"tsv\", #{file, columns, labels})` reads a headerless TSV (columns: language, id, label and one or two texts); `task(\"generic\", #{data, text_columns, label_column, labels, split})` your own TSV/CSV/JSONL with a header." "let x = task(\"xnli\", #{data: \"data/xnli\", split: \"test\", languages: [\"de\", \"sw\"]});";
+    "tasks" "tasks" "tasks() -> array" "The names of the built-in tasks." "tasks()";
+    "tasks" "layout" "layout(name: string) -> string" "The files a built-in task expects in its folder." "print(layout(\"hellaswag\"));";
+    "tasks" "language" "Task.language(lang: string) -> Task" "One language (or round) of a task." "x.language(\"sw\")";
+    "tasks" "peek" "Task.peek(n: int) -> array" "The first n examples, as maps." "x.peek(3)";
+    "tasks" "name" "Task.name" "The task's name." "x.name";
+    "tasks" "split" "Task.split" "The split loaded." "x.split";
+    "tasks" "len" "Task.len" "Number of examples (all languages)." "x.len";
+    "tasks" "languages" "Task.languages" "The languages (or rounds) loaded." "x.languages";
+    "tasks" "labels" "Task.labels" "The label set (classification, tagging)." "x.labels";
+    "tasks" "metric" "Task.metric" "How the task is scored." "x.metric";
+
+    "training" "train" "train(model: Model, task: Task) -> Model" "Fine-tunes a copy of the model on the task with the `jiant` preset; a model whose head does not fit the task gets a fresh one." "let ft = train(m, mnli);";
+    "training" "train" "train(model: Model, task: Task, opts: map) -> Model" "Fine-tunes with options over a preset: preset (jiant, xtreme, quick), lr, epochs, batch_size, grad_accum, max_steps, warmup, weight_decay, max_grad_norm, seed, bf16, max_length, limit, new_head. An unknown key is an error." "train(m, mnli, #{preset: \"xtreme\", lr: 1e-5, seed: 2})";
+    "training" "stilts" "stilts(model: Model, intermediate: Task, target: Task) -> Model" "The STILTs step: train on the intermediate task, put a fresh head on the encoder, train on the target task." "let s = stilts(m, hellaswag, mnli);";
+    "training" "stilts" "stilts(model: Model, intermediate: Task, target: Task, opts: map) -> Model" "STILTs with options: training keys for both phases, and `intermediate: #{...}` / `target: #{...}` for one phase." "stilts(m, squad, mnli, #{seed: 1, intermediate: #{epochs: 2}})";
+    "training" "multitask" "multitask(model: Model, tasks: array, opts: map) -> Model" "Multi-task training of one encoder on several tasks (a head each, jiant's sampler); returns the encoder under the last task's head." "multitask(m, [mnli, squad, hellaswag], #{seed: 1})";
+    "training" "preset" "preset(name: string) -> map" "The settings of a training preset (jiant, xtreme, quick)." "preset(\"xtreme\")";
+
+    "results" "evaluate" "evaluate(model: Model, task: Task) -> Result" "Scores the model on each language of the task (dropout off)." "let r = evaluate(ft, xnli);";
+    "results" "evaluate" "evaluate(model: Model, task: Task, opts: map) -> Result" "Evaluation with options: batch_size, max_length, limit." "evaluate(ft, xnli, #{batch_size: 128})";
+    "results" "mean" "mean(results: array) -> Result" "The mean of several runs (seeds) per language; tables then show 95% intervals." "let r = mean([r1, r2, r3]);";
+    "results" "compare" "compare(base: Result, new: Result) -> Comparison" "The gain of `new` over `base` per language and on average, with a 95% interval (t over seeds, or a paired bootstrap over examples)." "let c = compare(base, stilts); c[\"sw\"]";
+    "results" "named" "Result.named(label: string) -> Result" "A copy with another label (the column name in tables)." "r.named(\"MNLI only\")";
+    "results" "avg" "Result.avg" "The mean over languages." "r.avg";
+    "results" "languages" "Result.languages" "The languages scored." "r.languages";
+    "results" "label" "Result.label" "What was evaluated." "r.label";
+    "results" "metric" "Result.metric" "The metric's name." "r.metric";
+    "results" "to_map" "Result.to_map() -> map" "Language → score." "r.to_map()";
+    "results" "ci" "Comparison.ci(lang: string) -> array" "The 95% interval of the delta [lo, hi] (empty when it cannot be estimated); `avg` for the average." "c.ci(\"sw\")";
+    "results" "save_results" "save_results(value, path: string)" "Writes a Result, Comparison, Table or any map/array as JSON (or a table as .csv/.md)." "save_results(r, \"runs/xnli.json\");";
+    "results" "load_results" "load_results(path: string) -> Result" "Reads what save_results wrote." "let r = load_results(\"runs/xnli.json\");";
+
+    "tables and plots" "table" "table(value) -> Table" "A table of a Result, a Comparison, a map of label → Result (a column each), or an array of maps (a row each)." "table(#{base: r0, stilts: r1})";
+    "tables and plots" "show" "show(value)" "Prints a readable summary (tables for results) and adds it to the run's report." "show(compare(base, s));";
+    "tables and plots" "markdown" "Table.markdown() -> string" "The table in Markdown." "t.markdown()";
+    "tables and plots" "csv" "Table.csv() -> string" "The table as CSV." "t.csv()";
+    "tables and plots" "save" "Table.save(path: string)" "Writes the table as .csv, .md or .json (by extension)." "t.save(\"table.csv\");";
+    "tables and plots" "plot_languages" "plot_languages(results: map, path: string) -> string" "Bars of the score per language for each labelled Result; writes SVG or PNG (by extension), adds it to the report, returns the path." "plot_languages(#{base: r0, stilts: r1}, \"acc.svg\")";
+    "tables and plots" "plot_gain" "plot_gain(gains: map, path: string) -> string" "Gain vs model size: `gains` maps a size name to a Comparison (or a map of name → Comparison for several intermediate tasks: one panel line each, on average); one line per language, CIs as error bars." "plot_gain(#{\"xlmr-base\": c0, \"xlmr-large\": c1}, \"gain.png\")";
+
+    "runs" "param" "param(name: string, default) -> any" "The value given with `--set name=value`, else `default`." "let seeds = param(\"seeds\", [1, 2, 3]);";
+    "runs" "params" "params() -> map" "All `--set` values." "params()";
+    "runs" "exists" "exists(path: string) -> bool" "Does the file or folder exist?" "exists(\"data/xnli\")";
+    "runs" "require" "require(paths: map)" "Fails early, listing every entry of name → path that does not exist." "require(#{xnli: xnli_dir, mnli: mnli_dir});";
+    "runs" "model_available" "model_available(spec: string) -> bool" "Can model(spec) find the model (a directory, or the HF cache), without loading it?" "model_available(\"xlmr-xl\")";
+    "runs" "grid" "grid(axes: map) -> array" "All combinations of the axes' values, as maps (sizes × tasks × seeds)." "for g in grid(#{size: [\"xlmr-base\"], seed: [1, 2]}) { print(g.size); }";
+    "runs" "memo" "memo(key, f: Fn) -> any" "Runs f() once per key and keeps its result (a Result, Comparison, number, map...) in the store; later runs reuse it." "let r = memo(#{size: s, seed: 1}, || evaluate(train(m, mnli), xnli));";
+    "runs" "store" "store(dir: string)" "Where memo keeps finished runs (default: runs/)." "store(\"runs/size_sweep\");";
+    "runs" "report_dir" "report_dir() -> string" "The report folder of this run (empty when none is written)." "report_dir()";
+    "runs" "note" "note(markdown: string)" "Adds Markdown text to the report (printed too)." "note(\"Three seeds per cell.\");";
+    "runs" "device" "device() -> string" "The device models go to (--device)." "device()";
+};
+
+/// Entries called `name`.
+pub fn lookup(name: &str) -> Vec<&'static ApiDoc> {
+    let name = name.trim().trim_end_matches("()");
+    let name = name.rsplit('.').next().unwrap_or(name);
+    API.iter().filter(|d| d.name == name).collect()
+}
+
+/// Distinct names, in table order.
+pub fn names() -> Vec<&'static str> {
+    let mut out: Vec<&str> = vec![];
+    for d in API {
+        if !out.contains(&d.name) {
+            out.push(d.name);
+        }
+    }
+    out
+}
+
+/// Free functions (not methods or properties).
+pub fn function_names() -> Vec<&'static str> {
+    let mut out: Vec<&str> = vec![];
+    for d in API.iter().filter(|d| !d.signature.contains('.')) {
+        if !out.contains(&d.name) {
+            out.push(d.name);
+        }
+    }
+    out
+}
+
+/// Methods and properties (`Type.name`).
+pub fn member_names() -> Vec<&'static str> {
+    let mut out: Vec<&str> = vec![];
+    for d in API.iter().filter(|d| d.signature.contains('.')) {
+        if !out.contains(&d.name) {
+            out.push(d.name);
+        }
+    }
+    out
+}
+
+/// `:help NAME`.
+pub fn help(name: &str) -> Option<String> {
+    let hits = lookup(name);
+    if hits.is_empty() {
+        return None;
+    }
+    let mut s = String::new();
+    for d in hits {
+        s.push_str(&format!(
+            "{}\n    {}\n    e.g. {}\n",
+            d.signature, d.doc, d.example
+        ));
+    }
+    Some(s)
+}
+
+/// `:help` without a name: every signature, by group.
+pub fn overview() -> String {
+    let mut s = String::new();
+    let mut group = "";
+    for d in API {
+        if d.group != group {
+            group = d.group;
+            s.push_str(&format!("{group}:\n"));
+        }
+        s.push_str(&format!("  {}\n", d.signature));
+    }
+    s
+}
+
+/// The README's API reference (Markdown).
+pub fn markdown() -> String {
+    let mut s = String::new();
+    let mut group = "";
+    for d in API {
+        if d.group != group {
+            group = d.group;
+            s.push_str(&format!(
+                "\n#### {group}\n\n| signature | what it does | example |\n|---|---|---|\n"
+            ));
+        }
+        s.push_str(&format!(
+            "| `{}` | {} | `{}` |\n",
+            d.signature.replace('|', "\\|"),
+            d.doc.replace('|', "\\|"),
+            d.example.replace('|', "\\|")
+        ));
+    }
+    s
+}

@@ -1,0 +1,189 @@
+//! ADAPTER between the rhai bindings and the experiment engine.
+//!
+//! Every binding that trains, evaluates or reads data calls a function of
+//! this module, and nothing else in `src/script` computes. Each function is
+//! a thin call into `src/protocol` (or `src/tasks`); what the engine does
+//! not offer yet is marked WANTED with the signature the binding needs.
+//! Nothing here knows about rhai.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use crate::error::{Error, Result};
+use crate::model::{HeadKind, Model};
+use crate::protocol::multitask::Sampling;
+use crate::protocol::presets::RunOptions;
+use crate::protocol::run;
+use crate::protocol::train::{Progress, TrainReport};
+use crate::tasks::{Dataset, Example, Metric};
+
+pub use crate::protocol::run::Evaluation;
+
+/// The first `limit` examples of each part (quick runs); the parts as they
+/// are without a limit.
+/// WANTED (nice to have): `RunOptions::limit: Option<usize>` in the engine.
+fn limited(data: &[Dataset], limit: Option<usize>) -> Vec<Dataset> {
+    data.iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if let Some(n) = limit {
+                d.examples.truncate(n);
+            }
+            d
+        })
+        .collect()
+}
+
+/// Fine-tunes a copy of `model` on the parts of one task pooled; a fresh
+/// head when `fresh` or when the model's does not fit.
+pub fn train(
+    model: &Model,
+    data: &[Dataset],
+    opts: &RunOptions,
+    limit: Option<usize>,
+    fresh: bool,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<(Model, TrainReport)> {
+    run::train(
+        model,
+        &limited(data, limit),
+        None,
+        opts,
+        fresh,
+        None,
+        progress,
+        cancel,
+    )
+}
+
+/// Scores `model` on one dataset (dropout off).
+pub fn evaluate(
+    model: &Model,
+    ds: &Dataset,
+    opts: &RunOptions,
+    limit: Option<usize>,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<Evaluation> {
+    let ds = limited(std::slice::from_ref(ds), limit).remove(0);
+    run::evaluate(model, &ds, opts, progress, cancel)
+}
+
+/// Multi-task training of one encoder on several tasks; the encoder under
+/// the last task's head.
+pub fn multitask(
+    model: &Model,
+    tasks: &[(String, Vec<Dataset>)],
+    sampling: &Sampling,
+    opts: &RunOptions,
+    limit: Option<usize>,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<(Model, TrainReport)> {
+    let data: Vec<(String, Vec<Dataset>)> = tasks
+        .iter()
+        .map(|(n, d)| (n.clone(), limited(d, limit)))
+        .collect();
+    let (mut models, report) =
+        run::multitask(model, &data, sampling, opts, None, progress, cancel)?;
+    let last = models
+        .pop()
+        .ok_or_else(|| Error::msg("multitask: no tasks"))?;
+    Ok((last, report))
+}
+
+/// Reads a headerless TSV: `columns` names each column (`language`, `id`,
+/// `label`, and one or two text columns in order). With a `language`
+/// column the file gives one dataset per language, in first-seen order.
+/// WANTED in src/tasks: a registered reader for headerless TSVs
+/// (`tasks::tsv(path: &Path, spec: &TsvSpec, opts: &ReadOptions) -> Result<Vec<Dataset>>`).
+pub fn read_tsv(
+    path: &Path,
+    name: &str,
+    columns: &[String],
+    labels: &[String],
+    limit: Option<usize>,
+) -> Result<Vec<Dataset>> {
+    let text = crate::error::read_to_string(path)?;
+    let col = |n: &str| columns.iter().position(|c| c == n);
+    let (lang_c, id_c) = (col("language"), col("id"));
+    let label_c = col("label").ok_or_else(|| {
+        Error::msg(format!(
+            "{}: `columns` must name a `label` column, got {columns:?}",
+            path.display()
+        ))
+    })?;
+    let text_cs: Vec<usize> = (0..columns.len())
+        .filter(|&i| Some(i) != lang_c && Some(i) != id_c && i != label_c)
+        .collect();
+    if text_cs.is_empty() || text_cs.len() > 2 {
+        return Err(Error::msg(format!("{}: `columns` must have one or two text columns besides language/id/label, got {columns:?}", path.display())));
+    }
+    let mut order: Vec<String> = vec![];
+    let mut by: std::collections::HashMap<String, Vec<Example>> = Default::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        let bad = |m: String| Error::Data {
+            path: path.to_path_buf(),
+            line: i + 1,
+            msg: m,
+        };
+        if f.len() != columns.len() {
+            return Err(bad(format!(
+                "{} fields, but `columns` names {} ({})",
+                f.len(),
+                columns.len(),
+                columns.join(", ")
+            )));
+        }
+        let label = labels
+            .iter()
+            .position(|l| l == f[label_c])
+            .ok_or_else(|| bad(format!("label `{}` is not one of {labels:?}", f[label_c])))?;
+        let lang = lang_c.map(|c| f[c].to_string()).unwrap_or_default();
+        let id = id_c
+            .map(|c| f[c].to_string())
+            .unwrap_or_else(|| format!("{}:{}", name, i + 1));
+        let ex = Example::Text {
+            id,
+            line: i + 1,
+            a: f[text_cs[0]].to_string(),
+            b: text_cs.get(1).map(|&c| f[c].to_string()),
+            label: Some(label),
+        };
+        if !by.contains_key(&lang) {
+            order.push(lang.clone());
+        }
+        let v = by.entry(lang).or_default();
+        if limit.is_none_or(|l| v.len() < l) {
+            v.push(ex);
+        }
+    }
+    if order.is_empty() {
+        return Err(Error::msg(format!("{}: no examples", path.display())));
+    }
+    Ok(order
+        .into_iter()
+        .map(|lang| Dataset {
+            task: name.to_string(),
+            split: "train".into(),
+            subset: if lang_c.is_some() {
+                Some(lang.clone())
+            } else {
+                None
+            },
+            files: vec![path.to_path_buf()],
+            labels: labels.to_vec(),
+            head: HeadKind::Classification {
+                labels: labels.to_vec(),
+            },
+            metric: Metric::Accuracy,
+            examples: by.remove(&lang).unwrap_or_default(),
+            skipped: Default::default(),
+        })
+        .collect())
+}

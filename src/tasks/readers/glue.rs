@@ -1,0 +1,88 @@
+//! GLUE TSVs other than MNLI: QQP and SST-2. GLUE's files have a header row
+//! and no quoting: a row is split on tabs (pandas `quoting=QUOTE_NONE`),
+//! and a row with another number of fields than the header is malformed.
+
+use std::path::Path;
+
+use super::{label_index, nonempty, read_tsv, Row};
+use crate::error::Result;
+use crate::tasks::example::Example;
+use crate::tasks::io::{ReadOptions, SkipReport};
+
+/// GLUE's label names for the binary tasks.
+pub fn binary_labels() -> Vec<String> {
+    vec!["0".into(), "1".into()]
+}
+
+/// QQP: header `id qid1 qid2 question1 question2 is_duplicate` (train, dev)
+/// or `id question1 question2` (test, no labels).
+pub fn read_qqp(path: &Path, opts: &ReadOptions, report: &mut SkipReport) -> Result<Vec<Example>> {
+    let labels = binary_labels();
+    read_tsv(
+        path,
+        opts,
+        report,
+        true,
+        None,
+        |t| {
+            Ok((
+                t.col(&["id"]),
+                t.need(path, &["question1"])?,
+                t.need(path, &["question2"])?,
+                t.col(&["is_duplicate"]),
+            ))
+        },
+        |&(idc, a, b, l), f, line| {
+            let id = idc
+                .map(|i| f[i].to_string())
+                .unwrap_or_else(|| format!("qqp:{line}"));
+            let label = match l {
+                Some(l) => Some(label_index(&labels, f[l].trim())?),
+                None => None,
+            };
+            Ok(Row::Keep(Example::Text {
+                id,
+                line,
+                a: nonempty(f[a], "question1")?,
+                b: Some(nonempty(f[b], "question2")?),
+                label,
+            }))
+        },
+    )
+}
+
+/// SST-2: header `sentence label` (some copies say `text label`, as the one in
+/// shared does) or `index sentence` (test, no labels).
+pub fn read_sst2(path: &Path, opts: &ReadOptions, report: &mut SkipReport) -> Result<Vec<Example>> {
+    let labels = binary_labels();
+    read_tsv(
+        path,
+        opts,
+        report,
+        true,
+        None,
+        |t| {
+            Ok((
+                t.col(&["index", "id"]),
+                t.need(path, &["sentence", "text"])?,
+                t.col(&["label"]),
+            ))
+        },
+        |&(idc, a, l), f, line| {
+            let id = idc
+                .map(|i| f[i].to_string())
+                .unwrap_or_else(|| format!("sst2:{line}"));
+            let label = match l {
+                Some(l) => Some(label_index(&labels, f[l].trim())?),
+                None => None,
+            };
+            Ok(Row::Keep(Example::Text {
+                id,
+                line,
+                a: nonempty(f[a], "sentence")?,
+                b: None,
+                label,
+            }))
+        },
+    )
+}

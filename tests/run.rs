@@ -1,0 +1,172 @@
+//! Task-level training and evaluation on real files from ../shared/data:
+//! a tiny model fine-tuned on SST-2 with model selection on its dev set,
+//! evaluated; a multi-task mix of SST-2 and HellaSwag; XNLI per language.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+
+use stilts::model::tiny::{build, TinySpec};
+use stilts::model::HeadKind;
+use stilts::protocol::multitask::Sampling;
+use stilts::protocol::presets::RunOptions;
+use stilts::protocol::run::{evaluate, multitask, train, transfer};
+use stilts::protocol::train::Silent;
+use stilts::tasks::{self, ReadOptions};
+
+fn data(task: &str, split: &str, sub: Option<&str>, n: usize) -> stilts::tasks::Dataset {
+    let root = common::shared_data().join(match task {
+        "xnli" => "xnli".to_string(),
+        t => format!("intermediate/{t}"),
+    });
+    tasks::load(
+        task,
+        &root,
+        split,
+        sub,
+        &ReadOptions::default().with_limit(n),
+    )
+    .unwrap()
+}
+
+fn opts(extra: serde_json::Value) -> RunOptions {
+    let mut o = serde_json::json!({"lr": 2e-3, "batch_size": 16, "max_length": 48, "epochs": 2, "warmup": 0.0});
+    o.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    RunOptions::from_overrides(None, &o).unwrap()
+}
+
+fn tiny(texts: Vec<String>) -> stilts::model::Model {
+    let spec = TinySpec {
+        vocab_size: 400,
+        hidden_size: 32,
+        num_layers: 1,
+        num_heads: 2,
+        intermediate_size: 64,
+        max_position_embeddings: 50,
+        ..Default::default()
+    };
+    build(&spec, &texts, HeadKind::SpanQa).unwrap()
+}
+
+fn texts_of(ds: &stilts::tasks::Dataset) -> Vec<String> {
+    ds.examples
+        .iter()
+        .flat_map(|e| match e {
+            stilts::tasks::Example::Text { a, b, .. } => vec![a.clone()]
+                .into_iter()
+                .chain(b.clone())
+                .collect::<Vec<_>>(),
+            stilts::tasks::Example::Choice {
+                prompt, choices, ..
+            } => std::iter::once(prompt.clone())
+                .chain(choices.clone())
+                .collect(),
+            _ => vec![],
+        })
+        .collect()
+}
+
+#[test]
+fn train_with_dev_selection_then_evaluate_and_transfer() {
+    let train_ds = data("sst2", "train", None, 256);
+    let dev = data("sst2", "dev", None, 64);
+    let base = tiny(texts_of(&train_ds));
+    let before: Vec<f32> = base.encoder.params().tensors()
+        ["roberta.embeddings.word_embeddings.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let cancel = AtomicBool::new(false);
+    let (model, report) = train(
+        &base,
+        &[train_ds],
+        Some(&dev),
+        &opts(serde_json::json!({"eval_every": 8})),
+        true,
+        None,
+        &mut Silent,
+        &cancel,
+    )
+    .unwrap();
+    assert_eq!(report.steps, 32);
+    assert_eq!(report.scores.len(), 4, "dev evaluated every 8 updates");
+    let best = report.best_score.unwrap();
+    assert_eq!(
+        best,
+        report.scores.iter().map(|s| s.1).fold(f64::MIN, f64::max)
+    );
+    // The returned model carries the best weights: evaluating it gives the best score.
+    let e = evaluate(
+        &model,
+        &dev,
+        &opts(serde_json::json!({})),
+        &mut Silent,
+        &cancel,
+    )
+    .unwrap();
+    assert_eq!(e.n, 64);
+    assert_eq!(e.per_example.len(), 64);
+    assert!((e.score - best).abs() < 1e-9, "{} vs best {best}", e.score);
+    // Training worked on a copy: the base model is untouched.
+    let after: Vec<f32> = base.encoder.params().tensors()
+        ["roberta.embeddings.word_embeddings.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(before, after);
+    // The wrong head is a clear error, and a transfer fixes it.
+    let xnli = data("xnli", "dev", Some("de"), 20);
+    let err = evaluate(
+        &model,
+        &xnli,
+        &opts(serde_json::json!({})),
+        &mut Silent,
+        &cancel,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("train it on this task first"), "{err}");
+    let nli = transfer(&model, &xnli.head, 1, true).unwrap();
+    let e = evaluate(
+        &nli,
+        &xnli,
+        &opts(serde_json::json!({})),
+        &mut Silent,
+        &cancel,
+    )
+    .unwrap();
+    assert_eq!(e.n, 20);
+}
+
+#[test]
+fn multitask_mix_of_classification_and_multiple_choice() {
+    let sst = data("sst2", "train", None, 96);
+    let hs = data("hellaswag", "dev", None, 24);
+    let mut texts = texts_of(&sst);
+    texts.extend(texts_of(&hs));
+    let base = tiny(texts);
+    let o = opts(serde_json::json!({"batch_size": 8, "epochs": 1}));
+    let (models, report) = multitask(
+        &base,
+        &[
+            ("sst2".into(), vec![sst.clone()]),
+            ("hellaswag".into(), vec![hs.clone()]),
+        ],
+        &Sampling::Proportional,
+        &o,
+        None,
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(report.steps, 12 + 3);
+    assert_eq!(models[1].head.kind, HeadKind::MultipleChoice);
+    let e = evaluate(&models[1], &hs, &o, &mut Silent, &AtomicBool::new(false)).unwrap();
+    assert_eq!(e.n, 24);
+    assert!((0.0..=100.0).contains(&e.score));
+}

@@ -1,0 +1,165 @@
+//! The recipes in batch: the quick start end to end on the bundled data
+//! (one epoch), the real recipes in their dry mode and with missing inputs.
+
+use std::process::Command;
+
+fn stilts(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn quickstart_recipe_runs_and_writes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rep");
+    let (code, stdout, err) = stilts(
+        &[
+            "--quiet",
+            "run",
+            "scripts/quickstart.rhai",
+            "--set",
+            "epochs=1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.contains("average gain from the intermediate task"),
+        "{stdout}"
+    );
+    for lang in ["de", "en", "tr", "vi"] {
+        assert!(stdout.contains(lang), "{stdout}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Protocol") && md.contains("## Results") && md.contains("accuracy.svg"),
+        "{md}"
+    );
+    assert!(
+        out.join("accuracy.svg").exists()
+            && out.join("gain.json").exists()
+            && out.join("results.json").exists()
+    );
+    // Deterministic: the same gain again (the tokenizer, init and data order are seeded).
+    let out2 = dir.path().join("rep2");
+    let (code, stdout2, err) = stilts(
+        &[
+            "--quiet",
+            "run",
+            "scripts/quickstart.rhai",
+            "--set",
+            "epochs=1",
+            "--out",
+            out2.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let gain = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("average gain"))
+            .map(str::to_string)
+    };
+    assert_eq!(gain(&stdout), gain(&stdout2));
+}
+
+#[test]
+fn real_recipes_fail_early_listing_missing_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    for s in ["xstilts_xnli", "size_sweep"] {
+        let script = root().join(format!("scripts/{s}.rhai"));
+        let (code, _, err) = stilts(
+            &[
+                "--quiet",
+                "run",
+                script.to_str().unwrap(),
+                "--no-report",
+                "--set",
+                "data=nowhere",
+            ],
+            dir.path(),
+        );
+        assert_eq!(code, 1, "{s}: {err}");
+        assert!(
+            err.contains("missing inputs")
+                && err.contains("nowhere/xnli")
+                && err.contains("nowhere/mnli"),
+            "{s}: {err}"
+        );
+    }
+}
+
+#[test]
+fn real_recipes_dry_runs_print_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    for t in [
+        "xnli",
+        "mnli",
+        "squad_v2",
+        "hellaswag",
+        "anli_plus",
+        "qqp",
+        "sst2",
+        "cosmosqa",
+        "commonsenseqa",
+        "ccg",
+    ] {
+        std::fs::create_dir_all(dir.path().join("data").join(t)).unwrap();
+    }
+    let script = root().join("scripts/size_sweep.rhai");
+    let (code, out, err) = stilts(
+        &[
+            "--quiet",
+            "run",
+            script.to_str().unwrap(),
+            "--no-report",
+            "--set",
+            "data=data",
+            "--set",
+            "dry=true",
+            "--set",
+            "seeds=[1, 2]",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("30 runs: 3 sizes × 5 conditions × 2 seeds")
+            && out.contains("xlmr-xl")
+            && out.contains("multi-task"),
+        "{out}"
+    );
+    let script = root().join("scripts/xstilts_xnli.rhai");
+    let (code, out, err) = stilts(
+        &[
+            "--quiet",
+            "run",
+            script.to_str().unwrap(),
+            "--no-report",
+            "--set",
+            "data=data",
+            "--set",
+            "dry=true",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("33 runs: 11 conditions × 3 seeds on xlmr-large") && out.contains("dry run"),
+        "{out}"
+    );
+}
