@@ -1,6 +1,10 @@
 //! `cargo bench --bench train_step -- [--size xlmr-base | --vocab V --hidden H --layers L --heads A --ffn F] --batch B --seq T --steps N [--bf16]`
 //! prints one JSON object (see `stilts::bench::BenchResult`).
 
+// Same allocator as the `stilts` binary (see src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -8,6 +12,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn main() {
+    stilts::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let num = |n: &str, d: usize| {
         arg(&args, n)

@@ -1,6 +1,6 @@
 //! The `stilts` command line: the REPL (no argument), `run` and `check`
 //! for scripts, and the model-layer commands `predict`, `tiny`,
-//! `quickstart`.
+//! `bench`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,12 +65,32 @@ pub enum Command {
     Repl,
     /// Prints the rhai API reference (Markdown).
     Api,
-    /// The STILTs protocol on an embedded default (tiny model, bundled
-    /// data): with and without an intermediate task, zero-shot in six
-    /// languages. Writes a report under OUT.
-    Quickstart {
-        #[arg(long, default_value = "target/quickstart")]
-        out: PathBuf,
+    /// Times a training step (forward, backward, AdamW) and an evaluation
+    /// forward for an XLM-R shape; prints one JSON object (`train_ms`, `eval_ms`, ...).
+    Bench {
+        /// A named size (`xlmr-base`, ...) instead of explicit shapes.
+        #[arg(long)]
+        size: Option<String>,
+        #[arg(long, default_value_t = 250002)]
+        vocab: usize,
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 1024)]
+        ffn: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        /// Timed repetitions (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// `f32`, or `bf16` (bf16 matmuls, f32 master weights).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -221,14 +241,50 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             println!("{}", crate::script::docs::markdown());
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Quickstart { out }) => {
-            context::install_ctrlc();
-            let mut bars = |what: &str| -> Box<dyn crate::protocol::train::Progress> {
-                Box::new(crate::progress::Bar::new(what))
+        Some(Command::Bench {
+            size,
+            vocab,
+            hidden,
+            layers,
+            heads,
+            ffn,
+            batch,
+            seq,
+            steps,
+            dtype,
+        }) => {
+            let mut spec = match size {
+                Some(name) => crate::bench::BenchSpec::from_size(name, *batch, *seq)?,
+                None => crate::bench::BenchSpec {
+                    vocab: *vocab,
+                    hidden: *hidden,
+                    layers: *layers,
+                    heads: *heads,
+                    ffn: *ffn,
+                    variant: crate::model::Variant::PostLayerNorm,
+                    batch: *batch,
+                    seq: *seq,
+                    steps: 5,
+                    warmup: 1,
+                    bf16: false,
+                },
             };
-            let result = crate::quickstart::run(out, &mut bars, &context::CANCEL)?;
-            println!("{}", result.table());
-            println!("report: {}", out.join("report.md").display());
+            spec.steps = (*steps).max(1);
+            spec.bf16 = match dtype.as_str() {
+                "f32" => false,
+                "bf16" => true,
+                other => {
+                    return Err(crate::Error::msg(format!(
+                        "--dtype `{other}`: use f32 or bf16"
+                    )))
+                }
+            };
+            let device = context::parse_device(&cli.device)?;
+            let result = crate::bench::run(&spec, &device)?;
+            println!(
+                "{}",
+                serde_json::to_string(&result).map_err(|e| crate::Error::msg(e.to_string()))?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Predict {

@@ -4,6 +4,7 @@
 //! Layers, top to bottom: front ends (`cli`), the model layer ([`model`]),
 //! shared helpers ([`util`]) and the one error type ([`Error`]).
 
+pub mod alloc;
 pub mod bench;
 pub mod cli;
 pub mod error;
@@ -11,7 +12,6 @@ pub mod model;
 pub mod predict;
 pub mod progress;
 pub mod protocol;
-pub mod quickstart;
 pub mod repl;
 pub mod script;
 pub mod store;

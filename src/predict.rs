@@ -34,28 +34,29 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
             line: line_no,
             msg: msg.to_string(),
         };
-        let ex =
-            match fields.as_slice() {
-                [a] => Example {
+        let ex = match fields.as_slice() {
+            [a] => Example {
+                line: line_no,
+                first: a.to_string(),
+                second: None,
+            },
+            [a, b] => {
+                if a.trim().is_empty() || b.trim().is_empty() {
+                    return Err(bad("empty premise or hypothesis"));
+                }
+                Example {
                     line: line_no,
                     first: a.to_string(),
-                    second: None,
-                },
-                [a, b] => {
-                    if a.trim().is_empty() || b.trim().is_empty() {
-                        return Err(bad("empty premise or hypothesis"));
-                    }
-                    Example {
-                        line: line_no,
-                        first: a.to_string(),
-                        second: Some(b.to_string()),
-                    }
+                    second: Some(b.to_string()),
                 }
-                _ => return Err(bad(&format!(
+            }
+            _ => {
+                return Err(bad(&format!(
                     "expected `text` or `premise<TAB>hypothesis`, found {} tab-separated fields",
                     fields.len()
-                ))),
-            };
+                )))
+            }
+        };
         out.push(ex);
     }
     Ok(out)

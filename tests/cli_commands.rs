@@ -39,7 +39,7 @@ fn help_lists_subcommands() {
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    for c in ["run", "check", "repl", "quickstart", "predict", "tiny"] {
+    for c in ["run", "check", "repl", "bench", "predict", "tiny"] {
         assert!(s.contains(c), "{c}");
     }
 }

@@ -61,6 +61,12 @@ impl Tokenizer {
         &self.path
     }
 
+    /// The `tokenizers` tokenizer itself (no padding or truncation set),
+    /// for what needs offsets or word ids (the task layer's features).
+    pub fn inner(&self) -> &Arc<tokenizers::Tokenizer> {
+        &self.inner
+    }
+
     /// Vocabulary size including added tokens (`<mask>`).
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

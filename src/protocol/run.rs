@@ -20,21 +20,10 @@ use crate::tasks::{
     Metric, ReadOptions, TextEncoder,
 };
 
-/// The tokenizer of a model for feature building. A tokenizer that only
-/// lives in memory (trained for a tiny model) is saved once to the temp
-/// folder, named by its fingerprint.
+/// The tokenizer of a model for feature building (in memory; a tokenizer
+/// trained for a tiny model needs no file).
 pub fn text_encoder(tok: &Tokenizer) -> Result<TextEncoder> {
-    if tok.path().is_file() {
-        return TextEncoder::from_tokenizer(tok);
-    }
-    let fp = tok.fingerprint()?;
-    let path = std::env::temp_dir().join(format!("stilts-tokenizer-{}.json", &fp[..16]));
-    if !path.exists() {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        tok.save(&tmp)?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    }
-    TextEncoder::from_file(&path)
+    TextEncoder::from_tokenizer(tok)
 }
 
 fn encoder_of(model: &Model) -> Result<TextEncoder> {

@@ -19,19 +19,12 @@ use crate::tasks::{Dataset, Example, Metric};
 
 pub use crate::protocol::run::Evaluation;
 
-/// The first `limit` examples of each part (quick runs); the parts as they
-/// are without a limit.
-/// WANTED (nice to have): `RunOptions::limit: Option<usize>` in the engine.
-fn limited(data: &[Dataset], limit: Option<usize>) -> Vec<Dataset> {
-    data.iter()
-        .map(|d| {
-            let mut d = d.clone();
-            if let Some(n) = limit {
-                d.examples.truncate(n);
-            }
-            d
-        })
-        .collect()
+/// The options with the script's `limit` (first N examples of each part).
+fn with_limit(opts: &RunOptions, limit: Option<usize>) -> RunOptions {
+    RunOptions {
+        limit: limit.or(opts.limit),
+        ..opts.clone()
+    }
 }
 
 /// Fine-tunes a copy of `model` on the parts of one task pooled; a fresh
@@ -47,9 +40,9 @@ pub fn train(
 ) -> Result<(Model, TrainReport)> {
     run::train(
         model,
-        &limited(data, limit),
+        data,
         None,
-        opts,
+        &with_limit(opts, limit),
         fresh,
         None,
         progress,
@@ -66,8 +59,7 @@ pub fn evaluate(
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Evaluation> {
-    let ds = limited(std::slice::from_ref(ds), limit).remove(0);
-    run::evaluate(model, &ds, opts, progress, cancel)
+    run::evaluate(model, ds, &with_limit(opts, limit), progress, cancel)
 }
 
 /// Multi-task training of one encoder on several tasks; the encoder under
@@ -81,12 +73,15 @@ pub fn multitask(
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(Model, TrainReport)> {
-    let data: Vec<(String, Vec<Dataset>)> = tasks
-        .iter()
-        .map(|(n, d)| (n.clone(), limited(d, limit)))
-        .collect();
-    let (mut models, report) =
-        run::multitask(model, &data, sampling, opts, None, progress, cancel)?;
+    let (mut models, report) = run::multitask(
+        model,
+        tasks,
+        sampling,
+        &with_limit(opts, limit),
+        None,
+        progress,
+        cancel,
+    )?;
     let last = models
         .pop()
         .ok_or_else(|| Error::msg("multitask: no tasks"))?;

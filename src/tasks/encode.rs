@@ -37,7 +37,8 @@ pub type WordEncoding = (Vec<u32>, Vec<Option<u32>>);
 
 /// The tokenizer of the features.
 pub struct TextEncoder {
-    inner: tokenizers::Tokenizer,
+    /// Shared with the model's tokenizer (cloned only to set truncation).
+    inner: Arc<tokenizers::Tokenizer>,
     path: PathBuf,
     fingerprint: std::sync::OnceLock<String>,
     configured: Mutex<HashMap<(Mode, usize, usize), Arc<tokenizers::Tokenizer>>>,
@@ -51,29 +52,22 @@ fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 impl TextEncoder {
-    /// Loads a `tokenizer.json`; its fingerprint is the one
+    /// Loads a `tokenizer.json` (through [`Tokenizer::from_file`], which
+    /// names the file in its errors); its fingerprint is the one
     /// [`Tokenizer::fingerprint`] gives for the same file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::Tokenizer {
-                path: path.to_path_buf(),
-                msg: "file not found".into(),
-            });
-        }
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path, e))?;
-        inner.with_padding(None);
+        Self::from_tokenizer(&Tokenizer::from_file(path)?)
+    }
+
+    /// The encoder for a model's tokenizer, in memory (no second load of
+    /// the file, which takes seconds for XLM-R's 250k pieces).
+    pub fn from_tokenizer(tok: &Tokenizer) -> Result<Self> {
         Ok(TextEncoder {
-            inner,
-            path: path.to_path_buf(),
+            inner: tok.inner().clone(),
+            path: tok.path().to_path_buf(),
             fingerprint: Default::default(),
             configured: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The encoder for a model's tokenizer: the file it was loaded from,
-    /// loaded again (a trained tokenizer must be saved first).
-    pub fn from_tokenizer(tok: &Tokenizer) -> Result<Self> {
-        Self::from_file(tok.path())
     }
 
     pub fn path(&self) -> &Path {
@@ -116,7 +110,7 @@ impl TextEncoder {
         if let Some(t) = map.get(&(mode, max_length, stride)) {
             return Ok(t.clone());
         }
-        let mut t = self.inner.clone();
+        let mut t = (*self.inner).clone();
         let strategy = match mode {
             Mode::None => None,
             Mode::LongestFirst => Some(TruncationStrategy::LongestFirst),
