@@ -154,6 +154,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         }
     }
     let mut eval = vec![];
+    let model = model.for_inference()?;
     for i in 0..spec.warmup + spec.steps {
         sync(device)?;
         let t0 = Instant::now();

@@ -99,6 +99,7 @@ pub fn predict(
     order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
     let mut results: Vec<Option<Prediction>> = vec![None; ids.len()];
     let device = model.encoder.device().clone();
+    let model = &model.for_inference()?;
     for chunk in order.chunks(batch_size.max(1)) {
         let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
         let inputs = Inputs::pad(&rows, tok.pad_id(), &device)?;

@@ -328,3 +328,58 @@ fn dropout_is_on_in_training_off_in_evaluation_and_seeded() {
         20000.0
     );
 }
+
+/// The inference view shares the weights (no copy), gives the same logits,
+/// and records no graph.
+#[test]
+fn inference_view_shares_weights_and_keeps_no_graph() {
+    let model = Model::random(
+        &tiny_config(Variant::PreLayerNorm),
+        HeadKind::Classification {
+            labels: vec!["a".into(), "b".into()],
+        },
+        2,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
+    let view = model.for_inference().unwrap();
+    assert!(
+        view.params().is_empty(),
+        "an inference view must have no trainable parameters"
+    );
+    let inputs = batch();
+    let a = model
+        .forward(&inputs, None)
+        .unwrap()
+        .logits()
+        .unwrap()
+        .clone();
+    let b = view
+        .forward(&inputs, None)
+        .unwrap()
+        .logits()
+        .unwrap()
+        .clone();
+    assert_eq!(common::max_abs_diff(&a, &b), 0.0);
+    // Backward from the logits reaches nothing but the logits themselves.
+    assert!(
+        b.backward().is_ok_and(|g| g.get_ids().count() <= 1),
+        "no graph should reach any weight"
+    );
+    // Shared storage: updating the model's weights shows in the view.
+    let (_, bias) = model
+        .params()
+        .iter()
+        .find(|(n, _)| n.as_str() == "classifier.out_proj.bias")
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .unwrap();
+    bias.set(&(bias.as_tensor() + 1.0).unwrap()).unwrap();
+    let c = view
+        .forward(&inputs, None)
+        .unwrap()
+        .logits()
+        .unwrap()
+        .clone();
+    assert!((common::max_abs_diff(&c, &b) - 1.0).abs() < 1e-5);
+}

@@ -168,6 +168,17 @@ fn shared_encoder_trains_with_a_head_per_task() {
     };
     let report = fine_tune(&mt, &mut next, &opts, &mut Silent, &AtomicBool::new(false)).unwrap();
     assert_eq!(report.steps, 24);
+    // Per-task losses are logged, each batch under its own task.
+    assert_eq!(report.task_losses.len(), 24);
+    for t in 0..2 {
+        assert!(
+            report
+                .task_losses
+                .iter()
+                .any(|(k, l)| *k == t && l.is_finite()),
+            "no loss logged for task {t}"
+        );
+    }
     let after = mt.encoder.params().tensors();
     assert!(
         before.iter().any(|(n, t)| stilts_diff(t, &after[n]) > 0.0),

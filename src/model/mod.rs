@@ -219,6 +219,40 @@ impl Model {
         self
     }
 
+    /// A view for evaluation (PyTorch's `inference_mode`): the same weights,
+    /// shared not copied, as plain tensors, so a forward pass records no
+    /// autograd graph and frees activations as it goes. Not for training:
+    /// it has no parameters.
+    pub fn for_inference(&self) -> Result<Self> {
+        let c = self.config();
+        let (device, dtype) = (self.encoder.device().clone(), self.encoder.dtype());
+        let source = self
+            .params()
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.detach()))
+            .collect();
+        let mut pb = ParamBuilder::new(
+            source,
+            "<in memory>",
+            0,
+            c.initializer_range,
+            &device,
+            dtype,
+        )
+        .for_inference();
+        let mut encoder = Encoder::build(c, &mut pb)?;
+        encoder.compute_dtype = self.encoder.compute_dtype;
+        let mut head = Head::build(c, self.head.kind.clone(), &mut pb, &encoder)?;
+        head.compute_dtype = self.head.compute_dtype;
+        Ok(Model {
+            encoder,
+            head,
+            tokenizer: self.tokenizer.clone(),
+            report: self.report.clone(),
+        })
+    }
+
     /// A copy in another dtype or on another device.
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
         let encoder = self.encoder.to(device, dtype)?;

@@ -94,6 +94,7 @@ pub struct ParamBuilder {
     std: f64,
     device: Device,
     dtype: DType,
+    inference: bool,
 }
 
 impl ParamBuilder {
@@ -116,6 +117,7 @@ impl ParamBuilder {
             std,
             device: device.clone(),
             dtype,
+            inference: false,
         }
     }
 
@@ -166,10 +168,23 @@ impl ParamBuilder {
                 self.init(shape, init)?
             }
         };
+        if self.inference {
+            // Plain tensors sharing the weights' storage: no copy, and no
+            // autograd graph is recorded through them.
+            return Ok(tensor.detach());
+        }
         let var = Var::from_tensor(&tensor)?;
         let t = var.as_tensor().clone();
         store.insert(name, var);
         Ok(t)
+    }
+
+    /// Builds an inference view instead of parameters: `take` hands back
+    /// the source tensors detached (shared storage, not copied, not
+    /// registered), so a forward pass keeps no graph.
+    pub fn for_inference(mut self) -> Self {
+        self.inference = true;
+        self
     }
 
     fn init(&mut self, shape: &[usize], init: Init) -> Result<Tensor> {

@@ -26,6 +26,9 @@ pub struct LoopState {
     pub group: usize,
     pub rng: DropoutRng,
     pub losses: Vec<f64>,
+    /// (task, loss) of every batch: per-task curves of a multi-task run.
+    #[serde(default)]
+    pub task_losses: Vec<(usize, f64)>,
     pub best_score: Option<f64>,
     pub best_step: Option<u64>,
     pub evals_since_best: usize,

@@ -216,6 +216,17 @@ pub fn run_condition(
                 cancel,
             )?;
             curves.insert("intermediate.multitask".to_string(), phase_curve(&rep));
+            // One curve per task of the mix: (batch number, loss).
+            for (t, (name, _)) in mix.iter().enumerate() {
+                let curve = rep
+                    .task_losses
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (k, _))| *k == t)
+                    .map(|(i, (_, l))| (i as u64 + 1, *l))
+                    .collect();
+                curves.insert(format!("intermediate.multitask.{name}"), curve);
+            }
             if rep.cancelled {
                 return Err(Error::msg(
                     "interrupted during multi-task training; nothing was recorded",

@@ -332,6 +332,8 @@ fn evaluate_features(
     }
     let n_examples = opts.limit.map_or(ds.len(), |l| l.min(ds.len()));
     let examples = &ds.examples[..n_examples];
+    // No autograd graph during evaluation.
+    let model = &model.for_inference()?;
     let plan = EvalPlan::new(&tasks::batch::lengths(feats), batch_size(opts));
     let device = model.encoder.device().clone();
     progress.start(&format!("eval {}", ds.name()), plan.batches.len() as u64);

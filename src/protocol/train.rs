@@ -84,6 +84,8 @@ pub struct TrainReport {
     pub steps: u64,
     /// Mean loss of each update.
     pub losses: Vec<f64>,
+    /// Loss of each batch by task index (multi-task runs: per-task curves).
+    pub task_losses: Vec<(usize, f64)>,
     /// (update, dev score) of each evaluation.
     pub scores: Vec<(u64, f64)>,
     pub best_score: Option<f64>,
@@ -203,6 +205,7 @@ pub fn fine_tune_with_eval(
         group: 0,
         rng: DropoutRng::new(opts.seed),
         losses: vec![],
+        task_losses: vec![],
         best_score: None,
         best_step: None,
         evals_since_best: 0,
@@ -272,6 +275,8 @@ pub fn fine_tune_with_eval(
                     )));
                 }
                 loss_sum += value;
+                st.task_losses
+                    .push((batch.task, value * group.len() as f64));
                 let g = loss.backward()?;
                 grads = Some(match grads {
                     None => g,
@@ -349,6 +354,7 @@ pub fn fine_tune_with_eval(
     progress.finish();
     report.steps = st.step;
     report.losses = st.losses;
+    report.task_losses = st.task_losses;
     report.scores = st.scores;
     report.best_score = st.best_score;
     report.best_step = st.best_step;
@@ -358,6 +364,7 @@ pub fn fine_tune_with_eval(
 /// Predicted class (argmax) of each row, in batch order, with dropout off
 /// and no graph kept.
 pub fn predict_classes(model: &Model, batches: &[Inputs]) -> Result<Vec<usize>> {
+    let model = &model.for_inference()?;
     let mut out = vec![];
     for inputs in batches {
         let logits: Tensor = model.forward(inputs, None)?.logits()?.detach();
