@@ -93,3 +93,53 @@ fn warmup_fraction_and_decay_to_zero() {
     assert_eq!(s.lr(100), 0.0);
     assert_eq!(s.lr(150), 0.0);
 }
+
+/// STILTs without resetting the optimizer: the encoder's moments carry into
+/// the next phase, a new head's start at zero.
+#[test]
+fn optimizer_state_carries_over_for_shared_parameters() {
+    let dir = fixtures().join("parity").join("xlmr_seqcls");
+    let model = Model::from_dir(&dir, &LoadOptions::default()).unwrap();
+    let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
+    let params = model.params();
+    let mut grads = GradStore::default();
+    for (name, var) in params.iter() {
+        grads.insert(var.as_tensor(), io[&format!("grad.{name}")].clone());
+    }
+    let mut first = AdamW::new(params.clone(), AdamWConfig::default()).unwrap();
+    first.step(&grads, 1e-3).unwrap();
+    let state = first.state().unwrap();
+    let next = Model::with_head(
+        model.encoder.clone(),
+        stilts::model::HeadKind::MultipleChoice,
+        1,
+    )
+    .unwrap();
+    let mut second = AdamW::new(next.params(), AdamWConfig::default()).unwrap();
+    let carried = second.continue_from(&state).unwrap();
+    assert_eq!(
+        carried,
+        model.encoder.params().len(),
+        "every encoder parameter carries over, no head parameter"
+    );
+    assert_eq!(second.step, 1);
+    let enc = "roberta.encoder.layer.0.attention.self.query.weight";
+    assert_eq!(
+        max_abs_diff(&second.moments[enc].m, &state.moments[enc].m),
+        0.0
+    );
+    assert!(
+        max_abs_diff(
+            &second.moments[enc].m,
+            &second.moments[enc].m.zeros_like().unwrap()
+        ) > 0.0
+    );
+    let head = "roberta.pooler.dense.weight";
+    assert_eq!(
+        max_abs_diff(
+            &second.moments[head].v,
+            &second.moments[head].v.zeros_like().unwrap()
+        ),
+        0.0
+    );
+}

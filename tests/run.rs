@@ -87,6 +87,7 @@ fn train_with_dev_selection_then_evaluate_and_transfer() {
         &opts(serde_json::json!({"eval_every": 8})),
         true,
         None,
+        None,
         &mut Silent,
         &cancel,
     )

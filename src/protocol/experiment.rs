@@ -177,6 +177,7 @@ pub fn run_condition(
     )?;
     let mut curves = BTreeMap::new();
     // Phase 2: intermediate training (or none).
+    let mut optimizer = None;
     let encoder_source = match c.intermediate.len() {
         0 => base,
         1 => {
@@ -189,9 +190,11 @@ pub fn run_condition(
                 &c.intermediate_options,
                 true,
                 None,
+                None,
                 &mut *progress(&format!("{} (intermediate)", r.task)),
                 cancel,
             )?;
+            optimizer = rep.optimizer.clone();
             curves.insert(format!("intermediate.{}", r.task), phase_curve(&rep));
             if rep.cancelled {
                 return Err(Error::msg(
@@ -215,6 +218,7 @@ pub fn run_condition(
                 &mut *progress("multi-task (intermediate)"),
                 cancel,
             )?;
+            optimizer = rep.optimizer.clone();
             curves.insert("intermediate.multitask".to_string(), phase_curve(&rep));
             // One curve per task of the mix: (batch number, loss).
             for (t, (name, _)) in mix.iter().enumerate() {
@@ -244,6 +248,12 @@ pub fn run_condition(
         Some(r) => r.load()?.into_iter().next(),
         None => None,
     };
+    // STILTs keeps the encoder; its AdamW moments only when asked.
+    let carry = if c.target_options.reset_optimizer {
+        None
+    } else {
+        optimizer
+    };
     let (target, rep) = train(
         &fresh,
         &target_data,
@@ -251,6 +261,7 @@ pub fn run_condition(
         &c.target_options,
         false,
         None,
+        carry,
         &mut *progress(&format!("{} (target)", c.target.task)),
         cancel,
     )?;

@@ -39,10 +39,18 @@ pub fn decays(name: &str) -> bool {
 }
 
 /// First and second moments of one parameter.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Moments {
     pub m: Tensor,
     pub v: Tensor,
+}
+
+/// The optimizer state a run ends with, to carry into the next phase
+/// (STILTs without resetting the optimizer).
+#[derive(Clone, Debug)]
+pub struct OptimizerState {
+    pub moments: BTreeMap<String, Moments>,
+    pub step: u64,
 }
 
 /// AdamW over a model's named parameters.
@@ -139,6 +147,47 @@ impl AdamW {
 
     pub fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    /// A copy of the moments and step count.
+    pub fn state(&self) -> Result<OptimizerState> {
+        let moments = self
+            .moments
+            .iter()
+            .map(|(k, m)| {
+                Ok((
+                    k.clone(),
+                    Moments {
+                        m: m.m.copy()?,
+                        v: m.v.copy()?,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(OptimizerState {
+            moments,
+            step: self.step,
+        })
+    }
+
+    /// Starts from `state` for every parameter it has with the same name and
+    /// shape (the shared encoder); the others (a new head) start at zero.
+    /// Returns how many parameters were carried over.
+    pub fn continue_from(&mut self, state: &OptimizerState) -> Result<usize> {
+        let mut carried = 0;
+        for (name, mine) in self.moments.iter_mut() {
+            if let Some(theirs) = state.moments.get(name) {
+                if theirs.m.dims() == mine.m.dims() {
+                    *mine = Moments {
+                        m: theirs.m.to_device(mine.m.device())?.copy()?,
+                        v: theirs.v.to_device(mine.v.device())?.copy()?,
+                    };
+                    carried += 1;
+                }
+            }
+        }
+        self.step = state.step;
+        Ok(carried)
     }
 }
 

@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub checkpoint_every: Option<u64>,
     /// Use only the first N examples of each dataset (quick runs).
     pub limit: Option<usize>,
+    /// STILTs: start the target phase with fresh AdamW moments (true, the
+    /// default) or carry the intermediate phase's over (false).
+    pub reset_optimizer: bool,
 }
 
 impl Default for RunOptions {
@@ -77,6 +80,7 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         patience: None,
         checkpoint_every: None,
         limit: None,
+        reset_optimizer: true,
     };
     match name {
         "jiant" => Ok(base),
@@ -160,6 +164,7 @@ impl RunOptions {
             patience: self.patience,
             checkpoint_every: self.checkpoint_every,
             checkpoint_dir: None,
+            initial_optimizer: None,
         }
     }
 }

@@ -7,10 +7,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, D};
 
 use super::multitask::{interleave, MultiTaskModel, Sampling, TaskSampler};
+use super::optim::OptimizerState;
 use super::presets::RunOptions;
 use super::train::{fine_tune_with_eval, Progress, Silent, TrainBatch, TrainReport};
 use crate::error::{Error, Result};
@@ -113,6 +115,7 @@ fn epoch_batches(
 /// does not fit. With `dev`, the model is evaluated every `eval_every`
 /// updates (default: each epoch) and the best weights are kept.
 /// Checkpoints go to `checkpoint_dir` when `opts.checkpoint_every` is set.
+/// `optimizer`: AdamW state to start from (a previous phase's), or fresh.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &Model,
@@ -121,6 +124,7 @@ pub fn train(
     opts: &RunOptions,
     fresh: bool,
     checkpoint_dir: Option<&Path>,
+    optimizer: Option<Arc<OptimizerState>>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(Model, TrainReport)> {
@@ -169,6 +173,7 @@ pub fn train(
     let mut train_opts =
         opts.train_options(dev.map(|_| per_epoch.div_ceil(opts.grad_accum.max(1) as u64)));
     train_opts.checkpoint_dir = checkpoint_dir.map(Path::to_path_buf);
+    train_opts.initial_optimizer = optimizer;
     if dev.is_none() {
         train_opts.eval_every = None;
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{DType, Tensor};
 
 use super::checkpoint::{self, LoopState};
-use super::optim::{clip_grad_norm, AdamW, AdamWConfig, LinearSchedule, Warmup};
+use super::optim::{clip_grad_norm, AdamW, AdamWConfig, LinearSchedule, OptimizerState, Warmup};
 use crate::error::{Error, Result};
 use crate::model::{DropoutRng, Encoder, Inputs, Model, Output, ParamStore, Target};
 
@@ -34,6 +34,10 @@ pub struct TrainOptions {
     /// `checkpoint_dir`; a run started again with the same settings resumes.
     pub checkpoint_every: Option<u64>,
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Start AdamW from this state (the previous phase's) instead of zero:
+    /// STILTs without resetting the optimizer. `None` resets (the default).
+    #[serde(skip)]
+    pub initial_optimizer: Option<std::sync::Arc<OptimizerState>>,
 }
 
 impl Default for TrainOptions {
@@ -51,6 +55,7 @@ impl Default for TrainOptions {
             patience: None,
             checkpoint_every: None,
             checkpoint_dir: None,
+            initial_optimizer: None,
         }
     }
 }
@@ -96,6 +101,9 @@ pub struct TrainReport {
     pub early_stopped: bool,
     /// True when the run continued from a checkpoint.
     pub resumed_from: Option<u64>,
+    /// The optimizer state at the end (to carry into a next phase).
+    #[serde(skip)]
+    pub optimizer: Option<std::sync::Arc<OptimizerState>>,
 }
 
 /// One training batch; `task` picks the head of a multi-task model (0 for
@@ -193,6 +201,13 @@ pub fn fine_tune_with_eval(
     let schedule = LinearSchedule::new(opts.adamw.lr, opts.warmup, total);
     let params = model.params();
     let mut opt = AdamW::new(params.clone(), opts.adamw.clone())?;
+    if let Some(state) = &opts.initial_optimizer {
+        let carried = opt.continue_from(state)?;
+        progress.message(&format!(
+            "optimizer state carried over for {carried} of {} parameters",
+            params.len()
+        ));
+    }
     let runner = model.with_compute(if opts.bf16 {
         DType::BF16
     } else {
@@ -355,6 +370,7 @@ pub fn fine_tune_with_eval(
     report.steps = st.step;
     report.losses = st.losses;
     report.task_losses = st.task_losses;
+    report.optimizer = Some(std::sync::Arc::new(opt.state()?));
     report.scores = st.scores;
     report.best_score = st.best_score;
     report.best_step = st.best_step;

@@ -45,6 +45,7 @@ pub fn train(
         &with_limit(opts, limit),
         fresh,
         None,
+        None,
         progress,
         cancel,
     )
