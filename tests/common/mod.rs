@@ -40,25 +40,21 @@ pub fn device_tol(device: &Device) -> f64 {
     }
 }
 
+/// All elements as f64 on the host, flattened.
+pub fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a
-        .to_dtype(candle_core::DType::F64)
-        .unwrap()
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    let b = b
-        .to_dtype(candle_core::DType::F64)
-        .unwrap()
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
+    let a = values(a);
+    let b = values(b);
     assert_eq!(a.len(), b.len(), "element counts differ");
     a.iter()
         .zip(&b)
@@ -68,24 +64,8 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// `||a - b|| / ||b||` (with `||b||` floored at `floor`).
 pub fn rel_diff(a: &Tensor, b: &Tensor, floor: f64) -> f64 {
-    let a = a
-        .to_dtype(candle_core::DType::F64)
-        .unwrap()
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    let b = b
-        .to_dtype(candle_core::DType::F64)
-        .unwrap()
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
+    let a = values(a);
+    let b = values(b);
     let num: f64 = a
         .iter()
         .zip(&b)
