@@ -191,6 +191,20 @@ fn stdlib_imports_and_memo_reuses_results() {
     let (code, out, err) = run_in(dir.path(), src, &["--no-report"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "8\n42\n42\n");
+    // memo keeps its value as a record of the results store.
+    let store = stilts::store::Store::new(dir.path().join("st").join("runs.jsonl"));
+    let records = store.records().unwrap();
+    assert_eq!(
+        records.len(),
+        1,
+        "the second memo call must reuse, not append"
+    );
+    assert_eq!(
+        store
+            .get_value(&serde_json::json!({"memo": {"k": 1}}))
+            .unwrap(),
+        Some(serde_json::json!(42))
+    );
     let (code, _, err) = run("import \"stilts/nothing\" as n;\n", &[]);
     assert_eq!(code, 1);
     assert!(

@@ -20,6 +20,7 @@ fn record(writer: usize, i: usize) -> RunRecord {
         seconds: 0.5,
         device: "cpu".into(),
         finished_at: 0,
+        value: None,
     }
 }
 

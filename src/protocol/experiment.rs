@@ -306,6 +306,7 @@ pub fn run_condition(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        value: None,
     };
     if let Some(s) = store {
         s.append(&record)?;

@@ -38,6 +38,9 @@ pub struct RunRecord {
     pub device: String,
     /// Unix time the run finished.
     pub finished_at: u64,
+    /// A script-level result kept under its key (rhai's `memo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
 }
 
 /// The memoisation key of a configuration.
@@ -153,6 +156,32 @@ impl Store {
         }
         let _ = f.unlock();
         Ok(out)
+    }
+
+    /// Keeps `value` under the configuration `config` (rhai's `memo`): a
+    /// record with that key, no metrics, and the value.
+    pub fn put_value(&self, config: &serde_json::Value, value: &serde_json::Value) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.append(&RunRecord {
+            key: config_key(config),
+            config: config.clone(),
+            code_version: format!("stilts {}", env!("CARGO_PKG_VERSION")),
+            metrics: BTreeMap::new(),
+            correct: BTreeMap::new(),
+            curves: BTreeMap::new(),
+            seconds: 0.0,
+            device: String::new(),
+            finished_at: now,
+            value: Some(value.clone()),
+        })
+    }
+
+    /// The value last kept under `config`, if any.
+    pub fn get_value(&self, config: &serde_json::Value) -> Result<Option<serde_json::Value>> {
+        Ok(self.find(&config_key(config))?.and_then(|r| r.value))
     }
 
     /// The latest finished run with exactly this configuration.

@@ -32,37 +32,25 @@ pub fn grid(axes: &Map) -> RResult<Array> {
 }
 
 /// The store file of a memo key.
-pub fn memo_path(ctx: &Ctx, key: &Dynamic) -> RResult<(std::path::PathBuf, serde_json::Value)> {
-    let k = to_json(key)?;
-    let canon = serde_json::to_string(&k).map_err(rerr)?;
-    let h = crate::util::sha256_hex(canon.as_bytes());
-    Ok((ctx.store_dir.borrow().join(format!("{}.json", &h[..16])), k))
+/// The results store of this script: `STORE/runs.jsonl` (`store(dir)`
+/// sets STORE, default `runs/`).
+fn results_store(ctx: &Ctx) -> crate::store::Store {
+    crate::store::Store::new(ctx.store_dir.borrow().join("runs.jsonl"))
 }
 
 fn memo(ctx: &Ctx, nctx: &NativeCallContext, key: Dynamic, f: FnPtr) -> RResult<Dynamic> {
-    let (path, k) = memo_path(ctx, &key)?;
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(j) = serde_json::from_str::<serde_json::Value>(&text) {
-            if j.get("key") == Some(&k) {
-                ctx.note(&format!(
-                    "memo: reusing {} ({})",
-                    path.display(),
-                    serde_json::to_string(&k).unwrap_or_default()
-                ));
-                return from_json(&j["value"]);
-            }
-        }
+    let k = serde_json::json!({ "memo": to_json(&key)? });
+    let store = results_store(ctx);
+    if let Some(v) = store.get_value(&k).map_err(rerr)? {
+        ctx.note(&format!(
+            "memo: reusing {} from {}",
+            serde_json::to_string(&k["memo"]).unwrap_or_default(),
+            store.path().display()
+        ));
+        return from_json(&v);
     }
     let v: Dynamic = f.call_within_context(nctx, ())?;
-    let j = serde_json::json!({"key": k, "value": to_json(&v)?});
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| rerr(format!("{}: {e}", dir.display())))?;
-    }
-    crate::util::write_atomic(
-        &path,
-        serde_json::to_string_pretty(&j).map_err(rerr)?.as_bytes(),
-    )
-    .map_err(rerr)?;
+    store.put_value(&k, &to_json(&v)?).map_err(rerr)?;
     Ok(v)
 }
 
