@@ -35,6 +35,7 @@ pub fn train(
     opts: &RunOptions,
     limit: Option<usize>,
     fresh: bool,
+    optimizer: Option<std::sync::Arc<crate::protocol::optim::OptimizerState>>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(Model, TrainReport)> {
@@ -45,7 +46,7 @@ pub fn train(
         &with_limit(opts, limit),
         fresh,
         None,
-        None,
+        optimizer,
         progress,
         cancel,
     )

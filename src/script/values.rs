@@ -17,6 +17,9 @@ pub struct ModelValue {
     /// True for a pretrained checkpoint whose head is a placeholder: training
     /// puts the task's head on it.
     pub pretrained: bool,
+    /// The AdamW state its training ended with (for `reset_optimizer: false`
+    /// in the next phase); `None` for loaded or new models.
+    pub optimizer: Option<Arc<crate::protocol::optim::OptimizerState>>,
 }
 
 impl std::fmt::Display for ModelValue {

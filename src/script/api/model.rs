@@ -109,6 +109,7 @@ pub fn load(ctx: &Ctx, spec: &str, args: ModelArgs) -> RResult<ModelValue> {
         model: Arc::new(m),
         name: spec.to_string(),
         pretrained,
+        optimizer: None,
     })
 }
 
@@ -207,6 +208,7 @@ pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
         model: Arc::new(m),
         name: format!("tiny-{}x{}", args.layers, args.hidden),
         pretrained: false,
+        optimizer: None,
     })
 }
 

@@ -32,12 +32,20 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
     let what = format!("train on {}", t.name);
     let r = settings(&format!("{what}: options"), m, opts)?;
     let mut bar = ctx.progress(&what);
+    // `reset_optimizer: false`: continue from the AdamW state of the phase
+    // that produced this model (STILTs without resetting the optimizer).
+    let carry = if r.run.reset_optimizer {
+        None
+    } else {
+        m.optimizer.clone()
+    };
     let (model, report) = engine_bridge::train(
         &m.model,
         &t.parts,
         &r.run,
         r.limit,
         r.new_head || m.pretrained,
+        carry,
         &mut *bar,
         &CANCEL,
     )
@@ -54,6 +62,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         model: Arc::new(model),
         name: format!("{}+{}", m.name, t.name),
         pretrained: false,
+        optimizer: report.optimizer.clone(),
     })
 }
 
@@ -175,6 +184,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         model: Arc::new(model),
         name: format!("{}+mix({})", m.name, names.join(",")),
         pretrained: false,
+        optimizer: report.optimizer.clone(),
     })
 }
 
