@@ -58,36 +58,21 @@ pub fn read_nli_jsonl(
         let id = id_of(v, &["pairID", "uid", "id", "idx"], || {
             format!("{st}:{line}")
         });
-        if v.get("sentence1").is_some() || v.get("gold_label").is_some() {
-            let gold = nli_gold_json(v.get("gold_label"), "gold_label")?;
+        // (field that identifies the layout, premise, hypothesis, label)
+        const LAYOUTS: [(&str, &str, &str, &str); 3] = [
+            ("sentence1", "sentence1", "sentence2", "gold_label"),
+            ("context", "context", "hypothesis", "label"),
+            ("premise", "premise", "hypothesis", "label"),
+        ];
+        let layout = LAYOUTS.iter().find(|(key, .., label)| {
+            v.get(*key).is_some() || (*label == "gold_label" && v.get(*label).is_some())
+        });
+        if let Some((_, a, b, label)) = layout {
+            let gold = nli_gold_json(v.get(*label), label)?;
             if gold == Gold::None {
                 return Ok(Row::NoGold);
             }
-            Ok(row(
-                id,
-                line,
-                json_text(v, "sentence1")?,
-                json_text(v, "sentence2")?,
-                gold,
-            ))
-        } else if v.get("context").is_some() {
-            let gold = nli_gold_json(v.get("label"), "label")?;
-            Ok(row(
-                id,
-                line,
-                json_text(v, "context")?,
-                json_text(v, "hypothesis")?,
-                gold,
-            ))
-        } else if v.get("premise").is_some() {
-            let gold = nli_gold_json(v.get("label"), "label")?;
-            Ok(row(
-                id,
-                line,
-                json_text(v, "premise")?,
-                json_text(v, "hypothesis")?,
-                gold,
-            ))
+            Ok(row(id, line, json_text(v, a)?, json_text(v, b)?, gold))
         } else {
             let keys: Vec<&str> = v
                 .as_object()
