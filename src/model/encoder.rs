@@ -218,6 +218,11 @@ pub struct Encoder {
     /// dtype of the matmuls: the parameters' dtype, or bf16 for mixed
     /// precision (f32 weights, LayerNorm, softmax and residuals; bf16 matmuls).
     pub compute_dtype: DType,
+    /// Training keeps only each layer's input and recomputes the layer's
+    /// activations in backward: activation memory of one layer instead of
+    /// all, for about one extra forward pass (transformers'
+    /// `gradient_checkpointing_enable`).
+    pub gradient_checkpointing: bool,
     params: ParamStore,
     inner: std::sync::Arc<EncoderInner>,
 }
@@ -312,6 +317,7 @@ impl Encoder {
         Ok(Encoder {
             config: config.clone(),
             compute_dtype,
+            gradient_checkpointing: false,
             params: st,
             inner: std::sync::Arc::new(EncoderInner {
                 embeddings,
@@ -342,6 +348,37 @@ impl Encoder {
     /// Hidden states `[B, T, H]` of the last layer. `rng` is `Some` in
     /// training (dropout on) and `None` in evaluation.
     pub fn forward(&self, inputs: &Inputs, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+        let mut x = self.embed(inputs, rng.as_deref_mut())?;
+        let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
+        for i in 0..self.num_layers() {
+            x = self.layer(i, &x, &bias, rng.as_deref_mut())?;
+        }
+        Ok(self.final_norm(&x)?)
+    }
+
+    /// Training forward: as [`Encoder::forward`], or, with
+    /// `gradient_checkpointing` on, keeping only each layer's input and
+    /// recomputing the layer in backward (see [`super::recompute`]).
+    pub fn forward_train(
+        &self,
+        inputs: &Inputs,
+        rng: Option<&mut DropoutRng>,
+    ) -> Result<(Tensor, Option<super::recompute::Recompute>)> {
+        if self.gradient_checkpointing {
+            let (hidden, r) = super::recompute::Recompute::forward(self, inputs, rng)?;
+            Ok((hidden, Some(r)))
+        } else {
+            Ok((self.forward(inputs, rng)?, None))
+        }
+    }
+
+    pub(crate) fn num_layers(&self) -> usize {
+        self.inner.layers.len()
+    }
+
+    /// Embeddings (word + token type + position), their LayerNorm (post-LN)
+    /// and dropout: the input of layer 0.
+    pub(crate) fn embed(&self, inputs: &Inputs, rng: Option<&mut DropoutRng>) -> Result<Tensor> {
         let c = &self.config;
         let max_pos = inputs.max_position()? as usize;
         if max_pos >= c.max_position_embeddings {
@@ -353,8 +390,7 @@ impl Encoder {
                 c.max_sequence_length()
             )));
         }
-        let inner = &*self.inner;
-        let e = &inner.embeddings;
+        let e = &self.inner.embeddings;
         let (b, t) = inputs.dims()?;
         let gather = |table: &Tensor, ids: &Tensor| -> CResult<Tensor> {
             table.embedding(&ids.flatten_all()?)?.reshape((b, t, ()))
@@ -377,43 +413,56 @@ impl Encoder {
         if let Some(ln) = &e.layer_norm {
             x = ln.forward(&x)?;
         }
+        Ok(dropout(&x, c.hidden_dropout_prob, rng)?)
+    }
+
+    /// Layer `i` on hidden states `x`; `bias` is [`attention_bias`] of the mask.
+    pub(crate) fn layer(
+        &self,
+        i: usize,
+        x: &Tensor,
+        bias: &Tensor,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> CResult<Tensor> {
+        let c = &self.config;
+        let layer = &self.inner.layers[i];
         let p = c.hidden_dropout_prob;
         let pa = c.attention_probs_dropout_prob;
         let cdt = self.compute_dtype;
-        x = dropout(&x, p, rng.as_deref_mut())?;
-        let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
-        for layer in &inner.layers {
-            x = match c.variant {
-                Variant::PostLayerNorm => {
-                    let a = layer.attention.forward(&x, &bias, pa, cdt, &mut rng)?;
-                    let a = dropout(&a, p, rng.as_deref_mut())?;
-                    let x1 = layer.attention_norm.forward(&(a + &x)?)?;
-                    let f = c.hidden_act.apply(&layer.intermediate.forward(&x1, cdt)?)?;
-                    let f = dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())?;
-                    layer.ffn_norm.forward(&(f + &x1)?)?
-                }
-                Variant::PreLayerNorm => {
-                    let a = layer.attention.forward(
-                        &layer.attention_norm.forward(&x)?,
-                        &bias,
-                        pa,
-                        cdt,
-                        &mut rng,
-                    )?;
-                    let x1 = (dropout(&a, p, rng.as_deref_mut())? + &x)?;
-                    let f = c.hidden_act.apply(
-                        &layer
-                            .intermediate
-                            .forward(&layer.ffn_norm.forward(&x1)?, cdt)?,
-                    )?;
-                    (dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())? + x1)?
-                }
-            };
+        match c.variant {
+            Variant::PostLayerNorm => {
+                let a = layer.attention.forward(x, bias, pa, cdt, &mut rng)?;
+                let a = dropout(&a, p, rng.as_deref_mut())?;
+                let x1 = layer.attention_norm.forward(&(a + x)?)?;
+                let f = c.hidden_act.apply(&layer.intermediate.forward(&x1, cdt)?)?;
+                let f = dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())?;
+                layer.ffn_norm.forward(&(f + &x1)?)
+            }
+            Variant::PreLayerNorm => {
+                let a = layer.attention.forward(
+                    &layer.attention_norm.forward(x)?,
+                    bias,
+                    pa,
+                    cdt,
+                    &mut rng,
+                )?;
+                let x1 = (dropout(&a, p, rng.as_deref_mut())? + x)?;
+                let f = c.hidden_act.apply(
+                    &layer
+                        .intermediate
+                        .forward(&layer.ffn_norm.forward(&x1)?, cdt)?,
+                )?;
+                dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())? + x1
+            }
         }
-        if let Some(ln) = &inner.final_norm {
-            x = ln.forward(&x)?;
+    }
+
+    /// The final LayerNorm of pre-LN encoders (identity for post-LN).
+    pub(crate) fn final_norm(&self, x: &Tensor) -> CResult<Tensor> {
+        match &self.inner.final_norm {
+            Some(ln) => ln.forward(x),
+            None => Ok(x.clone()),
         }
-        Ok(x)
     }
 
     /// The `[B, H]` hidden state of the first token (`<s>`).
@@ -440,6 +489,7 @@ impl Encoder {
             dtype,
         );
         let mut enc = Encoder::build(&self.config, &mut pb)?;
+        enc.gradient_checkpointing = self.gradient_checkpointing;
         enc.compute_dtype = if self.compute_dtype == self.dtype() {
             dtype
         } else {

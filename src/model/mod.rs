@@ -19,6 +19,7 @@ pub mod load;
 pub mod loss;
 pub mod ops;
 pub mod params;
+pub mod recompute;
 pub mod registry;
 pub mod tiny;
 pub mod tokenizer;
@@ -32,6 +33,7 @@ pub use encoder::{Encoder, Inputs};
 pub use heads::{Head, HeadKind, Output, Target};
 pub use ops::DropoutRng;
 pub use params::{LoadReport, ParamBuilder, ParamStore};
+pub use recompute::Loss;
 pub use tokenizer::Tokenizer;
 
 use crate::error::{Error, Result};
@@ -209,6 +211,27 @@ impl Model {
 
     pub fn loss(&self, output: &Output, target: &Target) -> Result<Tensor> {
         self.head.loss(output, target)
+    }
+
+    /// The training loss of one batch (dropout on when `rng` is `Some`),
+    /// ready for [`Loss::backward`]; under gradient checkpointing the
+    /// encoder's activations are recomputed there.
+    pub fn train_loss(
+        &self,
+        inputs: &Inputs,
+        target: &Target,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> Result<Loss> {
+        let (hidden, recompute) = self.encoder.forward_train(inputs, rng.as_deref_mut())?;
+        let out = self.head.forward(&hidden, inputs, rng)?;
+        Ok(Loss::new(self.head.loss(&out, target)?, recompute))
+    }
+
+    /// Gradient checkpointing on or off for training (same gradients, less
+    /// activation memory, about one more forward pass per step).
+    pub fn with_gradient_checkpointing(mut self, on: bool) -> Self {
+        self.encoder.gradient_checkpointing = on;
+        self
     }
 
     /// Mixed precision: keep the parameters as they are (f32 master

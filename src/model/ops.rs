@@ -135,7 +135,8 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
-        // dx = y * (g - sum(g * y))
+        // dx = y * (g - sum(g * y)). Detached: backward records no graph.
+        let (res, grad) = (&res.detach(), &grad.detach());
         let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
         Ok(Some((res * grad.broadcast_sub(&dot)?)?))
     }
@@ -238,6 +239,9 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         g: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Detached: the backward computation records no graph of its own
+        // (gradient checkpointing backpropagates through segments again).
+        let (x, w, g) = (&x.detach(), &w.detach(), &g.detach());
         let hidden = x.dim(D::Minus1)?;
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;

@@ -2,13 +2,13 @@
 //! and a sampler that picks which task each update trains on (jiant's
 //! `task_sampler.py` strategies).
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::train::{TrainBatch, Trainable};
 use crate::error::{Error, Result};
-use crate::model::{DropoutRng, Encoder, Head, HeadKind, Model, ParamStore};
+use crate::model::{DropoutRng, Encoder, Head, HeadKind, Loss, Model, ParamStore};
 
 /// How often each task is trained on.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -168,7 +168,7 @@ impl Trainable for MultiTaskModel {
         &self.encoder
     }
 
-    fn batch_loss(&self, batch: &TrainBatch, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+    fn batch_loss(&self, batch: &TrainBatch, mut rng: Option<&mut DropoutRng>) -> Result<Loss> {
         let (_, head) = self.heads.get(batch.task).ok_or_else(|| {
             Error::msg(format!(
                 "batch of task {} but only {} heads",
@@ -176,14 +176,17 @@ impl Trainable for MultiTaskModel {
                 self.heads.len()
             ))
         })?;
-        let hidden = self.encoder.forward(&batch.inputs, rng.as_deref_mut())?;
+        let (hidden, recompute) = self
+            .encoder
+            .forward_train(&batch.inputs, rng.as_deref_mut())?;
         let out = head.forward(&hidden, &batch.inputs, rng)?;
-        head.loss(&out, &batch.target)
+        Ok(Loss::new(head.loss(&out, &batch.target)?, recompute))
     }
 
-    fn with_compute(&self, dtype: DType) -> Box<dyn Trainable> {
+    fn for_training(&self, dtype: DType, checkpointing: bool) -> Box<dyn Trainable> {
         let mut m = self.clone();
         m.encoder.compute_dtype = dtype;
+        m.encoder.gradient_checkpointing = checkpointing;
         for (_, h) in &mut m.heads {
             h.compute_dtype = dtype;
         }

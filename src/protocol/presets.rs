@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub seed: u64,
     /// Mixed precision: bf16 matmuls, f32 weights.
     pub bf16: bool,
+    /// Recompute activations in backward (large models on one GPU).
+    pub gradient_checkpointing: bool,
     /// Evaluate on the dev set every N updates (default: once per epoch
     /// when a dev set is given) and keep the best weights.
     pub eval_every: Option<u64>,
@@ -76,6 +78,7 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         max_grad_norm: 1.0,
         seed: 0,
         bf16: false,
+        gradient_checkpointing: false,
         eval_every: None,
         patience: None,
         checkpoint_every: None,
@@ -160,6 +163,7 @@ impl RunOptions {
             max_grad_norm: self.max_grad_norm,
             seed: self.seed,
             bf16: self.bf16,
+            gradient_checkpointing: self.gradient_checkpointing,
             eval_every: self.eval_every.or(eval_every_default),
             patience: self.patience,
             checkpoint_every: self.checkpoint_every,

@@ -1,0 +1,167 @@
+//! Gradient checkpointing (activation recomputation). candle has none built
+//! in, and its autograd graph keeps every intermediate tensor alive until
+//! backward, so a 36-layer XL run holds all layers' activations at once. With
+//! checkpointing the training forward keeps only each layer's input
+//! (`[B, T, H]`, detached); backward walks the layers top-down, recomputes
+//! one layer's forward with its graph from the saved input and the dropout
+//! stream it saw, and backpropagates through it alone:
+//!
+//! ```text
+//! forward:  x0 = embed(ids)   x1 = L0(x0)  ...  h = final_norm(xN)   (graphs dropped)
+//! backward: g = dLoss/dh  →  [final_norm]  →  LN-1 (recomputed) → ... → L0 → embed
+//!           each step: y = segment(x_in as a leaf); grads of (y · g).sum(); g = grad of x_in
+//! ```
+//!
+//! The gradients equal those of the plain backward (same ops, same dropout
+//! masks; `tests/checkpointing.rs`), for about one extra forward pass.
+
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+
+use super::encoder::{Encoder, Inputs};
+use super::ops::{attention_bias, DropoutRng};
+use crate::error::{Error, Result};
+
+/// What a checkpointed forward saved for its backward.
+pub struct Recompute {
+    encoder: Encoder,
+    inputs: Inputs,
+    /// The dropout stream at the start of the embeddings (`None`: no dropout).
+    embed_rng: Option<DropoutRng>,
+    /// Per layer: its input (detached) and the dropout stream at its start.
+    layers: Vec<(Tensor, Option<DropoutRng>)>,
+    /// The input of the final LayerNorm (pre-LN encoders).
+    last: Tensor,
+    /// The encoder output handed to the head: a leaf whose gradient starts
+    /// the recomputation.
+    output: Var,
+}
+
+impl Recompute {
+    /// The checkpointed training forward: hidden states `[B, T, H]` (a leaf
+    /// variable) and what backward needs.
+    pub fn forward(
+        encoder: &Encoder,
+        inputs: &Inputs,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> Result<(Tensor, Self)> {
+        let embed_rng = rng.as_deref().cloned();
+        let mut x = encoder.embed(inputs, rng.as_deref_mut())?.detach();
+        let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
+        let mut layers = Vec::with_capacity(encoder.num_layers());
+        for i in 0..encoder.num_layers() {
+            layers.push((x.clone(), rng.as_deref().cloned()));
+            x = encoder.layer(i, &x, &bias, rng.as_deref_mut())?.detach();
+        }
+        let output = Var::from_tensor(&encoder.final_norm(&x)?.detach())?;
+        let hidden = output.as_tensor().clone();
+        Ok((
+            hidden,
+            Recompute {
+                encoder: encoder.clone(),
+                inputs: inputs.clone(),
+                embed_rng,
+                layers,
+                last: x,
+                output,
+            },
+        ))
+    }
+
+    /// Adds the encoder's parameter gradients to `grads`, which holds the
+    /// gradients of the part above the encoder (the head's backward), the
+    /// gradient of the encoder output included.
+    pub fn backward(self, grads: &mut GradStore) -> Result<()> {
+        let Some(mut g) = grads.remove(self.output.as_tensor()) else {
+            // The loss does not depend on the encoder output.
+            return Ok(());
+        };
+        let enc = &self.encoder;
+        let bias = attention_bias(&self.inputs.attention_mask, self.last.dtype())?;
+        let x = Var::from_tensor(&self.last)?;
+        let y = enc.final_norm(x.as_tensor())?;
+        g = self.segment_backward(&y, &g, Some(&x), grads)?;
+        for (i, (input, rng)) in self.layers.iter().enumerate().rev() {
+            let x = Var::from_tensor(input)?;
+            let mut rng = rng.clone();
+            let y = enc.layer(i, x.as_tensor(), &bias, rng.as_mut())?;
+            g = self.segment_backward(&y, &g, Some(&x), grads)?;
+        }
+        let mut rng = self.embed_rng.clone();
+        let y = enc.embed(&self.inputs, rng.as_mut())?;
+        self.segment_backward(&y, &g, None, grads)?;
+        Ok(())
+    }
+
+    /// Backpropagates `g` (the gradient of `y`) through the graph of `y`:
+    /// parameter gradients are added to `grads`; returns the gradient of the
+    /// segment's input.
+    fn segment_backward(
+        &self,
+        y: &Tensor,
+        g: &Tensor,
+        input: Option<&Var>,
+        grads: &mut GradStore,
+    ) -> Result<Tensor> {
+        // d/dy of sum(y * g) is exactly g. Gradients that custom backward
+        // ops computed from variables carry a graph of their own: detach
+        // them, or the next segment's backward would run through it.
+        let local = (y * g.detach())?.sum_all()?.backward()?;
+        for (_, var) in self.encoder.params().iter() {
+            if let Some(new) = local.get(var.as_tensor()) {
+                let new = new.detach();
+                let sum = match grads.get(var.as_tensor()) {
+                    Some(old) => (old + new)?,
+                    None => new,
+                };
+                grads.insert(var.as_tensor(), sum);
+            }
+        }
+        match input {
+            Some(x) => local.get(x.as_tensor()).map(Tensor::detach).ok_or_else(|| {
+                Error::msg("gradient checkpointing: a layer's output does not depend on its input")
+            }),
+            None => Ok(g.clone()),
+        }
+    }
+}
+
+/// A training loss, with what its backward needs beyond candle's graph (the
+/// encoder's recomputation under gradient checkpointing).
+pub struct Loss {
+    pub value: Tensor,
+    recompute: Option<Recompute>,
+}
+
+impl Loss {
+    pub fn new(value: Tensor, recompute: Option<Recompute>) -> Self {
+        Loss { value, recompute }
+    }
+
+    /// The loss times `factor` (gradient accumulation averages batches).
+    pub fn scale(self, factor: f64) -> Result<Self> {
+        Ok(Loss {
+            value: (self.value * factor)?,
+            recompute: self.recompute,
+        })
+    }
+
+    /// The loss as a number.
+    pub fn to_f64(&self) -> Result<f64> {
+        Ok(self
+            .value
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?)
+    }
+
+    /// Gradients of every parameter the loss depends on.
+    pub fn backward(self) -> Result<GradStore> {
+        let mut grads = self.value.backward()?;
+        // The head's graph is no longer needed while the encoder recomputes.
+        drop(self.value);
+        if let Some(r) = self.recompute {
+            r.backward(&mut grads)?;
+        }
+        Ok(grads)
+    }
+}
