@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::model::{registry, DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use crate::protocol::memory::{self, MemoryEstimate, Precision, RunShape};
 use crate::protocol::optim::{clip_grad_norm, AdamW, AdamWConfig};
 
 /// What to time.
@@ -29,6 +30,9 @@ pub struct BenchSpec {
     pub warmup: usize,
     /// `bf16`: mixed precision (bf16 matmuls, f32 weights).
     pub bf16: bool,
+    /// Gradient checkpointing in the training step.
+    #[serde(default)]
+    pub checkpointing: bool,
 }
 
 impl BenchSpec {
@@ -52,6 +56,7 @@ impl BenchSpec {
             steps: 5,
             warmup: 1,
             bf16: false,
+            checkpointing: false,
         })
     }
 }
@@ -70,6 +75,12 @@ pub struct BenchResult {
     pub optimizer_ms: f64,
     pub train_samples: Vec<f64>,
     pub eval_samples: Vec<f64>,
+    /// What the training step should need ([`memory::estimate`]).
+    pub memory_estimate: MemoryEstimate,
+    /// Resident memory before the first training step and its peak after
+    /// the timed steps (CPU; on a GPU these are host memory only).
+    pub resident_before_train: Option<u64>,
+    pub peak_resident_train: Option<u64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -108,6 +119,21 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
     if spec.bf16 {
         model = model.with_compute_dtype(DType::BF16);
     }
+    model = model.with_gradient_checkpointing(spec.checkpointing);
+    let memory_estimate = memory::estimate(
+        &cfg,
+        model.num_parameters() as u64,
+        &RunShape {
+            batch: spec.batch,
+            seq: spec.seq,
+            precision: if spec.bf16 {
+                Precision::MixedBf16
+            } else {
+                Precision::F32
+            },
+            checkpointing: spec.checkpointing,
+        },
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let rows: Vec<Vec<u32>> = (0..spec.batch)
         .map(|_| {
@@ -131,13 +157,13 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         },
     )?;
     let mut dropout = DropoutRng::new(0);
+    let resident_before_train = memory::resident_bytes();
     let (mut fw, mut bw, mut op, mut total) = (vec![], vec![], vec![], vec![]);
     for i in 0..spec.warmup + spec.steps {
         sync(device)?;
         let t0 = Instant::now();
-        let out = model.forward(&inputs, Some(&mut dropout))?;
-        let loss = model.loss(&out, &target)?;
-        let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let loss = model.train_loss(&inputs, &target, Some(&mut dropout))?;
+        let _ = loss.to_f64()?;
         let t1 = Instant::now();
         let mut grads = loss.backward()?;
         sync(device)?;
@@ -153,6 +179,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
             total.push((t3 - t0).as_secs_f64() * 1e3);
         }
     }
+    let peak_resident_train = memory::peak_resident_bytes();
     let mut eval = vec![];
     let model = model.for_inference()?;
     for i in 0..spec.warmup + spec.steps {
@@ -175,5 +202,8 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         optimizer_ms: median(op),
         train_samples: total,
         eval_samples: eval,
+        memory_estimate,
+        resident_before_train,
+        peak_resident_train,
     })
 }

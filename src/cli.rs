@@ -91,6 +91,9 @@ pub enum Command {
         /// `f32`, or `bf16` (bf16 matmuls, f32 master weights).
         #[arg(long, default_value = "f32")]
         dtype: String,
+        /// Gradient checkpointing in the training step.
+        #[arg(long)]
+        checkpointing: bool,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -102,6 +105,25 @@ pub enum Command {
         batch_size: usize,
         #[arg(long, default_value_t = 128)]
         max_length: usize,
+    },
+    /// Estimates the memory a fine-tuning run needs (parameters, gradients,
+    /// AdamW state, activations) for a named size, and whether it fits.
+    Memory {
+        /// `xlmr-base`, `xlmr-large`, `xlmr-xl`, `xlmr-xxl`.
+        #[arg(long, default_value = "xlmr-large")]
+        size: String,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        /// `f32`, `bf16` (bf16 matmuls, f32 master weights) or `bf16-weights`.
+        #[arg(long, default_value = "bf16")]
+        dtype: String,
+        #[arg(long)]
+        checkpointing: bool,
+        /// The accelerator's memory in GiB, to say whether the run fits.
+        #[arg(long, default_value_t = 80.0)]
+        gib: f64,
     },
     /// Writes a tiny random XLM-R with a tokenizer trained on TEXT (one
     /// sentence a line) into DIR, in Hugging Face layout.
@@ -252,6 +274,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             seq,
             steps,
             dtype,
+            checkpointing,
         }) => {
             let mut spec = match size {
                 Some(name) => crate::bench::BenchSpec::from_size(name, *batch, *seq)?,
@@ -267,8 +290,10 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                     steps: 5,
                     warmup: 1,
                     bf16: false,
+                    checkpointing: false,
                 },
             };
+            spec.checkpointing = *checkpointing;
             spec.steps = (*steps).max(1);
             spec.bf16 = match dtype.as_str() {
                 "f32" => false,
@@ -304,6 +329,62 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             let examples = crate::predict::read_examples(file)?;
             let preds = crate::predict::predict(&model, &examples, *batch_size, *max_length)?;
             crate::predict::write_jsonl(&preds, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Memory {
+            size,
+            batch,
+            seq,
+            dtype,
+            checkpointing,
+            gib,
+        }) => {
+            use crate::protocol::memory::{self, Precision, RunShape};
+            let s = crate::model::registry::size(size).ok_or_else(|| {
+                crate::Error::msg(format!(
+                    "unknown size `{size}`; sizes: {}",
+                    crate::model::registry::size_names().join(", ")
+                ))
+            })?;
+            let cfg = crate::model::XlmrConfig::new(
+                s.variant, s.vocab, s.hidden, s.layers, s.heads, s.ffn, 514,
+            )?;
+            let precision = match dtype.as_str() {
+                "f32" => Precision::F32,
+                "bf16" => Precision::MixedBf16,
+                "bf16-weights" => Precision::Bf16,
+                other => {
+                    return Err(crate::Error::msg(format!(
+                        "--dtype `{other}`: use f32, bf16 or bf16-weights"
+                    )))
+                }
+            };
+            let shape = RunShape {
+                batch: *batch,
+                seq: *seq,
+                precision,
+                checkpointing: *checkpointing,
+            };
+            let params = memory::count_parameters(&cfg, 3);
+            let m = memory::estimate(&cfg, params, &shape);
+            println!(
+                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}:",
+                params as f64 / 1e9,
+                if *checkpointing {
+                    ", gradient checkpointing"
+                } else {
+                    ""
+                }
+            );
+            println!("{}", m.summary());
+            println!(
+                "{} in {gib} GiB",
+                if m.total_gib() <= *gib {
+                    "fits"
+                } else {
+                    "does not fit"
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Tiny {

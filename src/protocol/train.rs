@@ -189,6 +189,37 @@ fn snapshot(
         .collect()
 }
 
+/// What training `model` on batches like `batches` should need in memory.
+fn memory_estimate(
+    model: &dyn Trainable,
+    params: &ParamStore,
+    batches: &[TrainBatch],
+    opts: &TrainOptions,
+) -> super::memory::MemoryEstimate {
+    use super::memory::{estimate, Precision, RunShape};
+    let (batch, seq) = batches
+        .iter()
+        .filter_map(|b| b.inputs.dims().ok())
+        .max_by_key(|(b, t)| b * t)
+        .unwrap_or((1, 1));
+    let precision = match (model.encoder().dtype(), opts.bf16) {
+        (DType::BF16, _) => Precision::Bf16,
+        (_, true) => Precision::MixedBf16,
+        _ => Precision::F32,
+    };
+    let shape = RunShape {
+        batch,
+        seq,
+        precision,
+        checkpointing: opts.gradient_checkpointing,
+    };
+    estimate(
+        &model.encoder().config,
+        params.num_parameters() as u64,
+        &shape,
+    )
+}
+
 /// [`fine_tune`] with model selection on a dev set (`opts.eval_every`).
 pub fn fine_tune_with_eval(
     model: &dyn Trainable,
@@ -210,6 +241,10 @@ pub fn fine_tune_with_eval(
     }
     let schedule = LinearSchedule::new(opts.adamw.lr, opts.warmup, total);
     let params = model.params();
+    progress.message(&format!(
+        "memory estimate (largest batch): {}",
+        memory_estimate(model, &params, &first, opts).summary()
+    ));
     let mut opt = AdamW::new(params.clone(), opts.adamw.clone())?;
     if let Some(state) = &opts.initial_optimizer {
         let carried = opt.continue_from(state)?;

@@ -1,0 +1,192 @@
+//! What a training run needs in memory: parameters, gradients, AdamW state
+//! and activations, estimated from the shape before the run starts (so a
+//! researcher learns that XL needs gradient checkpointing before a GPU runs
+//! out of memory an hour in).
+//!
+//! Activations are counted the way candle keeps them: its autograd graph
+//! holds every intermediate tensor of the forward until backward (PyTorch
+//! keeps only what each backward needs), so the count is per op of
+//! `model/encoder.rs`. `stilts bench` prints this estimate beside the
+//! measured peak resident memory (CPU) so the two can be compared.
+//!
+//! ```
+//! use stilts::model::{registry, XlmrConfig};
+//! use stilts::protocol::memory::{estimate, Precision, RunShape};
+//! let s = registry::size("xlmr-xl").unwrap();
+//! let cfg = XlmrConfig::new(s.variant, s.vocab, s.hidden, s.layers, s.heads, s.ffn, 514).unwrap();
+//! let shape = RunShape { batch: 32, seq: 128, precision: Precision::MixedBf16, checkpointing: true };
+//! let m = estimate(&cfg, 3_500_000_000, &shape);
+//! assert!(m.total_gib() < 80.0);
+//! ```
+
+use crate::model::XlmrConfig;
+
+/// How parameters and matmuls are stored and run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f32 weights, f32 compute.
+    F32,
+    /// f32 master weights, bf16 matmuls (`bf16: true`).
+    MixedBf16,
+    /// Weights stored in bf16 (`dtype: "bf16"`), bf16 compute.
+    Bf16,
+}
+
+/// The shape of one training step.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct RunShape {
+    pub batch: usize,
+    /// Padded tokens per row.
+    pub seq: usize,
+    pub precision: Precision,
+    pub checkpointing: bool,
+}
+
+/// Bytes, by what holds them.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct MemoryEstimate {
+    pub parameters: u64,
+    pub gradients: u64,
+    /// AdamW's two moments (f32).
+    pub optimizer: u64,
+    /// Kept by the forward for backward (with checkpointing: the layer
+    /// inputs plus one layer recomputed at a time).
+    pub activations: u64,
+    /// Transient during backward and clipping: one layer's activation
+    /// gradients and one more copy of the gradients (clipping rescales them
+    /// into new tensors).
+    pub workspace: u64,
+    pub total: u64,
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+impl MemoryEstimate {
+    pub fn total_gib(&self) -> f64 {
+        self.total as f64 / GIB
+    }
+
+    /// One line for logs: `params 1.0 GiB, grads ..., total ...`.
+    pub fn summary(&self) -> String {
+        let g = |b: u64| format!("{:.2} GiB", b as f64 / GIB);
+        format!(
+            "parameters {}, gradients {}, optimizer {}, activations {}, workspace {}: total {}",
+            g(self.parameters),
+            g(self.gradients),
+            g(self.optimizer),
+            g(self.activations),
+            g(self.workspace),
+            g(self.total)
+        )
+    }
+}
+
+/// Elements the autograd graph keeps per token for one encoder layer, and
+/// per layer for weight copies, following the ops of `Encoder::layer`:
+/// `e` bytes per activation element (the residual stream's dtype), `c` per
+/// compute element (the matmuls'), `mixed` when the two differ (casts are
+/// then extra tensors).
+fn layer_bytes_per_token(cfg: &XlmrConfig, seq: usize, e: u64, c: u64, mixed: bool) -> u64 {
+    let h = cfg.hidden_size as u64;
+    let f = cfg.intermediate_size as u64;
+    let at = (cfg.num_attention_heads * seq) as u64;
+    // Linear: [cast of the input], matmul output, [cast back], + bias.
+    let linear = |inp: u64, out: u64| {
+        if mixed {
+            inp * c + out * c + 2 * out * e
+        } else {
+            2 * out * e
+        }
+    };
+    let split = if mixed { 2 * h * c } else { h * e };
+    let attention = 3 * linear(h, h)
+        + 3 * split
+        // scores (+ cast back), scaled, masked, softmax, dropout mask, dropped
+        + at * c + if mixed { at * e } else { 0 } + 5 * at * e
+        + if mixed { at * c } else { 0 }
+        // context (+ cast back) and its [B, T, H] copy
+        + h * c + if mixed { h * e } else { 0 } + h * e
+        + linear(h, h);
+    // dropout (mask + output), residual add, LayerNorm; twice.
+    let residuals = 2 * (4 * h * e);
+    let ffn = linear(h, f) + f * e + linear(f, h);
+    // (Pre-LN moves the two LayerNorms before their blocks: same count.)
+    attention + residuals + ffn
+}
+
+/// bf16 copies of one layer's weights that the graph keeps under mixed
+/// precision (each matmul casts its f32 weight).
+fn layer_weight_copies(cfg: &XlmrConfig, c: u64, mixed: bool) -> u64 {
+    if !mixed {
+        return 0;
+    }
+    let h = cfg.hidden_size as u64;
+    let f = cfg.intermediate_size as u64;
+    (4 * h * h + 2 * h * f) * c
+}
+
+/// Parameters of `cfg` with a `labels`-way classification head, counted
+/// from the shape (what [`crate::model::Model::num_parameters`] reports,
+/// without building the model).
+pub fn count_parameters(cfg: &XlmrConfig, labels: usize) -> u64 {
+    let h = cfg.hidden_size as u64;
+    let f = cfg.intermediate_size as u64;
+    let tables = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) as u64 * h;
+    let norm = 2 * h;
+    let layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 2 * norm;
+    // Post-LN normalises the embeddings, pre-LN the last layer's output.
+    let head = (h * h + h) + (h * labels as u64 + labels as u64);
+    tables + norm + cfg.num_hidden_layers as u64 * layer + head
+}
+
+/// The estimate for training `cfg` (with `parameters` in all, head
+/// included) at `shape`.
+pub fn estimate(cfg: &XlmrConfig, parameters: u64, shape: &RunShape) -> MemoryEstimate {
+    let (e, c, mixed) = match shape.precision {
+        Precision::F32 => (4u64, 4u64, false),
+        Precision::MixedBf16 => (4, 2, true),
+        Precision::Bf16 => (2, 2, false),
+    };
+    let tokens = (shape.batch * shape.seq) as u64;
+    let h = cfg.hidden_size as u64;
+    let layers = cfg.num_hidden_layers as u64;
+    let per_layer = tokens * layer_bytes_per_token(cfg, shape.seq, e, c, mixed)
+        + layer_weight_copies(cfg, c, mixed);
+    // Three gathers with their padding masks, two sums, LayerNorm, dropout.
+    let embeddings = tokens * 14 * h * e;
+    let activations = if shape.checkpointing {
+        // Saved layer inputs and output, then one segment at a time.
+        (layers + 1) * tokens * h * e + per_layer.max(embeddings)
+    } else {
+        embeddings + layers * per_layer
+    };
+    let param_bytes = parameters * e;
+    let optimizer = parameters * 8;
+    let workspace = per_layer + param_bytes;
+    MemoryEstimate {
+        parameters: param_bytes,
+        gradients: param_bytes,
+        optimizer,
+        activations,
+        workspace,
+        total: 2 * param_bytes + optimizer + activations + workspace,
+    }
+}
+
+fn proc_status_bytes(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), if known.
+pub fn peak_resident_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// Resident memory of this process now (Linux `VmRSS`), if known.
+pub fn resident_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}

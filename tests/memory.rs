@@ -1,0 +1,67 @@
+//! The memory estimate: parameter counts equal the built model's, and each
+//! option moves the terms it should.
+
+use candle_core::{DType, Device};
+use stilts::model::{HeadKind, Model, Variant, XlmrConfig};
+use stilts::protocol::memory::{count_parameters, estimate, Precision, RunShape};
+
+fn shape(precision: Precision, checkpointing: bool) -> RunShape {
+    RunShape {
+        batch: 8,
+        seq: 64,
+        precision,
+        checkpointing,
+    }
+}
+
+#[test]
+fn parameter_count_matches_the_model() {
+    for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm] {
+        let cfg = XlmrConfig::new(variant, 300, 32, 3, 4, 80, 40).unwrap();
+        let labels: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let m = Model::random(
+            &cfg,
+            HeadKind::Classification { labels },
+            0,
+            &Device::Cpu,
+            DType::F32,
+        )
+        .unwrap();
+        assert_eq!(
+            count_parameters(&cfg, 4),
+            m.num_parameters() as u64,
+            "{variant:?}"
+        );
+    }
+}
+
+#[test]
+fn options_move_the_right_terms() {
+    let cfg = XlmrConfig::new(Variant::PostLayerNorm, 1000, 64, 6, 4, 256, 130).unwrap();
+    let n = count_parameters(&cfg, 3);
+    let full = estimate(&cfg, n, &shape(Precision::F32, false));
+    let ck = estimate(&cfg, n, &shape(Precision::F32, true));
+    assert_eq!(full.parameters, n * 4);
+    assert_eq!(full.optimizer, n * 8);
+    assert_eq!(
+        (ck.parameters, ck.optimizer),
+        (full.parameters, full.optimizer)
+    );
+    assert!(ck.activations * 3 < full.activations, "{ck:?} vs {full:?}");
+    let bf16 = estimate(&cfg, n, &shape(Precision::Bf16, false));
+    assert_eq!(bf16.parameters * 2, full.parameters);
+    assert!(bf16.activations < full.activations);
+    let total =
+        full.parameters + full.gradients + full.optimizer + full.activations + full.workspace;
+    assert_eq!(full.total, total);
+    // Twice the batch, about twice the activations.
+    let big = estimate(
+        &cfg,
+        n,
+        &RunShape {
+            batch: 16,
+            ..shape(Precision::F32, false)
+        },
+    );
+    assert_eq!(big.activations, 2 * full.activations);
+}
