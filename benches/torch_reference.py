@@ -5,18 +5,27 @@ N after one warm-up. Prints one JSON object with train_ms and eval_ms.
 
   python benches/torch_reference.py --vocab 250002 --hidden 256 --layers 4 \
       --heads 4 --ffn 1024 --batch 16 --seq 128 --steps 5 [--device cuda --dtype bf16]
+      [--size xlmr-base|xlmr-large|xlmr-xl|xlmr-xxl] [--checkpointing]
+
+Also reports peak memory: torch.cuda.max_memory_allocated on a GPU, the
+process's peak resident set (ru_maxrss) on the CPU.
 """
 import argparse
 import json
+import resource
 import statistics
 import time
 
 import torch
-from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+from transformers import (XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaXLConfig,
+                          XLMRobertaXLForSequenceClassification)
 
+# The shapes of stilts' size registry (src/model/registry.rs); XL/XXL are pre-LayerNorm.
 SIZES = {
-    "xlmr-base": dict(vocab=250002, hidden=768, layers=12, heads=12, ffn=3072),
-    "xlmr-large": dict(vocab=250002, hidden=1024, layers=24, heads=16, ffn=4096),
+    "xlmr-base": dict(vocab=250002, hidden=768, layers=12, heads=12, ffn=3072, xl=False),
+    "xlmr-large": dict(vocab=250002, hidden=1024, layers=24, heads=16, ffn=4096, xl=False),
+    "xlmr-xl": dict(vocab=250880, hidden=2560, layers=36, heads=32, ffn=10240, xl=True),
+    "xlmr-xxl": dict(vocab=250880, hidden=4096, layers=48, heads=32, ffn=16384, xl=True),
 }
 
 
@@ -34,6 +43,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
+    ap.add_argument("--xl", action="store_true", help="pre-LayerNorm (XLM-R XL) architecture")
     a = ap.parse_args()
     if a.size:
         for k, v in SIZES[a.size].items():
@@ -41,11 +52,15 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
-    cfg = XLMRobertaConfig(vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
-                           num_attention_heads=a.heads, intermediate_size=a.ffn,
-                           max_position_embeddings=max(514, a.seq + 2), num_labels=3)
+    config_cls, model_cls = ((XLMRobertaXLConfig, XLMRobertaXLForSequenceClassification) if a.xl
+                             else (XLMRobertaConfig, XLMRobertaForSequenceClassification))
+    cfg = config_cls(vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
+                     num_attention_heads=a.heads, intermediate_size=a.ffn,
+                     max_position_embeddings=max(514, a.seq + 2), num_labels=3)
     torch.manual_seed(0)
-    model = XLMRobertaForSequenceClassification(cfg).to(dev)
+    model = model_cls(cfg).to(dev)
+    if a.checkpointing:
+        model.gradient_checkpointing_enable()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, a.vocab, (a.batch, a.seq), generator=g)
     ids[:, 0], ids[:, -1] = 0, 2
@@ -62,6 +77,8 @@ def main():
             torch.cuda.synchronize()
 
     train, evals = [], []
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     model.train()
     for i in range(1 + a.steps):
         sync()
@@ -75,6 +92,8 @@ def main():
         sync()
         if i > 0:
             train.append((time.perf_counter() - t0) * 1e3)
+    peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     model.eval()
     with torch.inference_mode():
         for i in range(1 + a.steps):
@@ -87,6 +106,7 @@ def main():
                 evals.append((time.perf_counter() - t0) * 1e3)
     print(json.dumps({"train_ms": statistics.median(train), "eval_ms": statistics.median(evals),
                       "train_samples": train, "eval_samples": evals, "device": str(dev),
+                      "peak_train_bytes": peak, "parameters": sum(p.numel() for p in model.parameters()),
                       "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 

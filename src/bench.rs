@@ -207,3 +207,95 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         peak_resident_train,
     })
 }
+
+/// XNLI test evaluation throughput of one language.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct XnliLanguage {
+    pub language: String,
+    pub pairs: usize,
+    pub accuracy: f64,
+    /// Tokenization and features alone (the evaluation includes them too).
+    pub tokenize_s: f64,
+    /// Reading aside: features, batching, forward passes, scoring.
+    pub evaluate_s: f64,
+}
+
+/// XNLI test evaluation throughput over the 15 languages.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct XnliThroughput {
+    pub model: String,
+    pub device: String,
+    pub batch_size: usize,
+    pub max_length: usize,
+    pub pairs: usize,
+    pub evaluate_s: f64,
+    pub pairs_per_s: f64,
+    pub languages: Vec<XnliLanguage>,
+}
+
+/// The 15 XNLI languages.
+pub const XNLI_LANGUAGES: [&str; 15] = [
+    "ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh",
+];
+
+/// Evaluates `model` on the XNLI test files under `data` (`test-{lang}.tsv`)
+/// the way `evaluate()` in a recipe does (length-sorted batches of
+/// `batch_size`, truncation to `max_length`), timing each language.
+/// `limit`: the first N pairs of each language (quick runs on a CPU).
+pub fn xnli_throughput(
+    model: &Model,
+    model_name: &str,
+    data: &std::path::Path,
+    batch_size: usize,
+    max_length: usize,
+    limit: Option<usize>,
+) -> Result<XnliThroughput> {
+    use crate::protocol::presets::RunOptions;
+    use crate::protocol::run;
+    use crate::tasks::{cache::FeatureCache, io::ReadOptions, registry};
+    let opts = RunOptions {
+        batch_size,
+        max_length,
+        limit,
+        ..Default::default()
+    };
+    let read = ReadOptions {
+        limit,
+        ..Default::default()
+    };
+    let tokenizer = model.tokenizer.as_ref().ok_or_else(|| {
+        Error::msg(format!(
+            "{model_name} has no tokenizer.json: XNLI evaluation needs the model's tokenizer"
+        ))
+    })?;
+    let encoder = run::text_encoder(tokenizer)?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut languages = vec![];
+    for lang in XNLI_LANGUAGES {
+        let ds = registry::load("xnli", data, "test", Some(lang), &read)?;
+        let t0 = Instant::now();
+        let _ = run::features(&ds, &encoder, &opts, &FeatureCache::default())?;
+        let tokenize_s = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let e = run::evaluate(model, &ds, &opts, &mut crate::protocol::train::Silent, &never)?;
+        languages.push(XnliLanguage {
+            language: lang.to_string(),
+            pairs: e.n,
+            accuracy: e.score,
+            tokenize_s,
+            evaluate_s: t0.elapsed().as_secs_f64(),
+        });
+    }
+    let pairs = languages.iter().map(|l| l.pairs).sum();
+    let evaluate_s = languages.iter().map(|l| l.evaluate_s).sum();
+    Ok(XnliThroughput {
+        model: model_name.to_string(),
+        device: format!("{:?}", model.encoder.device().location()),
+        batch_size,
+        max_length,
+        pairs,
+        evaluate_s,
+        pairs_per_s: pairs as f64 / evaluate_s,
+        languages,
+    })
+}

@@ -125,6 +125,47 @@ pub enum Command {
         #[arg(long, default_value_t = 80.0)]
         gib: f64,
     },
+    /// Writes a randomly initialised XLM-R of a named size or shape that
+    /// uses an existing tokenizer.json (e.g. the real XLM-R one) into DIR,
+    /// in Hugging Face layout: a model at real scale for benchmarks.
+    Init {
+        dir: PathBuf,
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// A named size (`xlmr-base`, ...) instead of the shape flags.
+        #[arg(long)]
+        size: Option<String>,
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 1024)]
+        ffn: usize,
+        #[arg(long, default_value = "entailment,neutral,contradiction")]
+        labels: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// XNLI test evaluation throughput (15 languages, 75,150 pairs) of
+    /// MODEL on DATA (the `test-{lang}.tsv` files); prints one JSON object.
+    /// `benches/xnli_eval.py` does the same with transformers.
+    BenchXnli {
+        model: String,
+        #[arg(long, default_value = "../shared/data/xnli")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 128)]
+        max_length: usize,
+        /// Only the first N pairs of each language.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// `f32`, or `bf16` (bf16 matmuls).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
     /// Writes a tiny random XLM-R with a tokenizer trained on TEXT (one
     /// sentence a line) into DIR, in Hugging Face layout.
     Tiny {
@@ -165,6 +206,15 @@ fn settings(cli: &Cli, set: &[String]) -> crate::Result<Settings> {
         s.params.insert(k, v);
     }
     Ok(s)
+}
+
+/// `a,b,c` to label names.
+fn split_labels(labels: &str) -> Vec<String> {
+    labels
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Runs the command line; the process's exit code.
@@ -387,6 +437,80 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Init {
+            dir,
+            tokenizer,
+            size,
+            hidden,
+            layers,
+            heads,
+            ffn,
+            labels,
+            seed,
+        }) => {
+            let tokenizer = crate::model::Tokenizer::from_file(tokenizer)?;
+            let vocab = tokenizer.vocab_size();
+            let config = match size {
+                Some(name) => {
+                    let s = crate::model::registry::size(name).ok_or_else(|| {
+                        crate::Error::msg(format!(
+                            "unknown size `{name}`; sizes: {}",
+                            crate::model::registry::size_names().join(", ")
+                        ))
+                    })?;
+                    crate::model::XlmrConfig::new(s.variant, vocab, s.hidden, s.layers, s.heads, s.ffn, 514)?
+                }
+                None => crate::model::XlmrConfig::new(
+                    crate::model::Variant::PostLayerNorm,
+                    vocab,
+                    *hidden,
+                    *layers,
+                    *heads,
+                    *ffn,
+                    514,
+                )?,
+            };
+            let labels = split_labels(labels);
+            let model = crate::model::tiny::random_with_tokenizer(
+                config,
+                tokenizer,
+                crate::model::HeadKind::Classification { labels },
+                *seed,
+            )?;
+            model.save(dir)?;
+            eprintln!("wrote {model}\n  to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::BenchXnli {
+            model,
+            data,
+            batch_size,
+            max_length,
+            limit,
+            dtype,
+        }) => {
+            let opts = LoadOptions {
+                device: context::parse_device(&cli.device)?,
+                ..Default::default()
+            };
+            let mut m = Model::load(model, &opts)?;
+            m = match dtype.as_str() {
+                "f32" => m,
+                "bf16" => m.with_compute_dtype(candle_core::DType::BF16),
+                other => {
+                    return Err(crate::Error::msg(format!(
+                        "--dtype `{other}`: use f32 or bf16"
+                    )))
+                }
+            };
+            let result =
+                crate::bench::xnli_throughput(&m, model, data, *batch_size, *max_length, *limit)?;
+            println!(
+                "{}",
+                serde_json::to_string(&result).map_err(|e| crate::Error::msg(e.to_string()))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Tiny {
             dir,
             text,
@@ -423,11 +547,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 seed: *seed,
                 ..Default::default()
             };
-            let labels = labels
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            let labels = split_labels(labels);
             let model = crate::model::tiny::write(
                 &spec,
                 &texts,

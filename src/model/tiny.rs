@@ -66,3 +66,19 @@ pub fn write(spec: &TinySpec, texts: &[String], head: HeadKind, dir: &Path) -> R
     model.save(dir)?;
     Ok(model)
 }
+
+/// A randomly initialised model of any shape (a named size included) that
+/// uses an existing tokenizer, e.g. the real XLM-R `tokenizer.json`: the
+/// vocabulary size comes from the tokenizer. For benchmarks at real sizes
+/// with real text lengths (`stilts init`).
+pub fn random_with_tokenizer(
+    mut config: XlmrConfig,
+    tokenizer: Tokenizer,
+    head: HeadKind,
+    seed: u64,
+) -> Result<Model> {
+    config.vocab_size = tokenizer.vocab_size();
+    let mut model = Model::random(&config, head, seed, &Device::Cpu, DType::F32)?;
+    model.tokenizer = Some(tokenizer);
+    Ok(model)
+}
