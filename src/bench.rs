@@ -33,6 +33,9 @@ pub struct BenchSpec {
     /// Gradient checkpointing in the training step.
     #[serde(default)]
     pub checkpointing: bool,
+    /// Time only the evaluation forward (no gradients, no optimizer state).
+    #[serde(default)]
+    pub eval_only: bool,
 }
 
 impl BenchSpec {
@@ -57,6 +60,7 @@ impl BenchSpec {
             warmup: 1,
             bf16: false,
             checkpointing: false,
+            eval_only: false,
         })
     }
 }
@@ -149,17 +153,30 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
     let labels: Vec<i64> = (0..spec.batch).map(|i| (i % 3) as i64).collect();
     let target = Target::Class(Tensor::new(labels, device)?);
     let params = model.params();
-    let mut opt = AdamW::new(
-        params.clone(),
-        AdamWConfig {
-            lr: 1e-5,
-            ..Default::default()
-        },
-    )?;
+    if spec.eval_only {
+        model = model.for_inference()?;
+    }
+    // No optimizer state when only evaluating (big models).
+    let mut opt = if spec.eval_only {
+        None
+    } else {
+        Some(AdamW::new(
+            params.clone(),
+            AdamWConfig {
+                lr: 1e-5,
+                ..Default::default()
+            },
+        )?)
+    };
     let mut dropout = DropoutRng::new(0);
     let resident_before_train = memory::resident_bytes();
     let (mut fw, mut bw, mut op, mut total) = (vec![], vec![], vec![], vec![]);
-    for i in 0..spec.warmup + spec.steps {
+    let train_steps = if spec.eval_only {
+        0
+    } else {
+        spec.warmup + spec.steps
+    };
+    for i in 0..train_steps {
         sync(device)?;
         let t0 = Instant::now();
         let loss = model.train_loss(&inputs, &target, Some(&mut dropout))?;
@@ -169,7 +186,9 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         sync(device)?;
         let t2 = Instant::now();
         clip_grad_norm(&params, &mut grads, 1.0)?;
-        opt.step(&grads, 1e-5)?;
+        if let Some(opt) = opt.as_mut() {
+            opt.step(&grads, 1e-5)?;
+        }
         sync(device)?;
         let t3 = Instant::now();
         if i >= spec.warmup {
@@ -277,7 +296,13 @@ pub fn xnli_throughput(
         let _ = run::features(&ds, &encoder, &opts, &FeatureCache::default())?;
         let tokenize_s = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
-        let e = run::evaluate(model, &ds, &opts, &mut crate::protocol::train::Silent, &never)?;
+        let e = run::evaluate(
+            model,
+            &ds,
+            &opts,
+            &mut crate::protocol::train::Silent,
+            &never,
+        )?;
         languages.push(XnliLanguage {
             language: lang.to_string(),
             pairs: e.n,

@@ -94,6 +94,9 @@ pub enum Command {
         /// Gradient checkpointing in the training step.
         #[arg(long)]
         checkpointing: bool,
+        /// Only the evaluation forward (train figures come out null).
+        #[arg(long)]
+        eval_only: bool,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -325,6 +328,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             steps,
             dtype,
             checkpointing,
+            eval_only,
         }) => {
             let mut spec = match size {
                 Some(name) => crate::bench::BenchSpec::from_size(name, *batch, *seq)?,
@@ -341,9 +345,11 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                     warmup: 1,
                     bf16: false,
                     checkpointing: false,
+                    eval_only: false,
                 },
             };
             spec.checkpointing = *checkpointing;
+            spec.eval_only = *eval_only;
             spec.steps = (*steps).max(1);
             spec.bf16 = match dtype.as_str() {
                 "f32" => false,
@@ -458,7 +464,9 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                             crate::model::registry::size_names().join(", ")
                         ))
                     })?;
-                    crate::model::XlmrConfig::new(s.variant, vocab, s.hidden, s.layers, s.heads, s.ffn, 514)?
+                    crate::model::XlmrConfig::new(
+                        s.variant, vocab, s.hidden, s.layers, s.heads, s.ffn, 514,
+                    )?
                 }
                 None => crate::model::XlmrConfig::new(
                     crate::model::Variant::PostLayerNorm,

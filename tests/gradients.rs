@@ -5,7 +5,9 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use stilts::model::ops::{dropout, layer_norm, softmax_last_dim, DropoutRng};
+use stilts::model::ops::{
+    attention_bias, dropout, gelu_erf, layer_norm, masked_softmax, softmax_last_dim, DropoutRng,
+};
 use stilts::model::{HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
@@ -108,6 +110,83 @@ fn softmax_forward_matches_candle_and_backward_matches_finite_differences() {
     let x32 = x.as_tensor().to_dtype(DType::F32).unwrap();
     let ours32 = softmax_last_dim(&x32).unwrap();
     assert!(common::max_abs_diff(&ours32, &reference) < 1e-6);
+}
+
+#[test]
+fn masked_softmax_matches_the_composed_ops_and_backward_matches_finite_differences() {
+    // [B=2, heads=3, Tq=4, T=5]; the second example masks its last two keys.
+    let x = Var::from_tensor(&randn(&[2, 3, 4, 5], 21)).unwrap();
+    let mask = Tensor::new(&[[1u32, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &Device::Cpu).unwrap();
+    let bias = attention_bias(&mask, DType::F64).unwrap();
+    let scale = 0.37;
+    let ours = masked_softmax(x.as_tensor(), &bias, scale).unwrap();
+    let composed = candle_nn::ops::softmax(
+        &(x.as_tensor() * scale)
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap(),
+        D::Minus1,
+    )
+    .unwrap();
+    assert!(common::max_abs_diff(&ours, &composed) < 1e-12);
+    // Masked keys get exactly zero.
+    let masked = ours.narrow(0, 1, 1).unwrap().narrow(3, 3, 2).unwrap();
+    assert_eq!(
+        common::values(&masked)
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs())),
+        0.0
+    );
+    let w = randn(&[2, 3, 4, 5], 22);
+    let f = || {
+        (masked_softmax(x.as_tensor(), &bias, scale).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    assert_close("masked softmax", check_direction(&[&x], &f, 23), 1e-6);
+    // The f32 path (what evaluation and training use) against f64.
+    let x32 = x.as_tensor().to_dtype(DType::F32).unwrap();
+    let b32 = attention_bias(&mask, DType::F32).unwrap();
+    let ours32 = masked_softmax(&x32, &b32, scale).unwrap();
+    assert!(common::max_abs_diff(&ours32, &composed) < 1e-6);
+}
+
+#[test]
+fn gelu_matches_candle_and_backward_matches_finite_differences() {
+    let x = Var::from_tensor(&(randn(&[4, 50], 31) * 3.0).unwrap()).unwrap();
+    let reference = x.as_tensor().gelu_erf().unwrap();
+    assert!(common::max_abs_diff(&gelu_erf(x.as_tensor()).unwrap(), &reference) < 1e-12);
+    let x32 = x.as_tensor().to_dtype(DType::F32).unwrap();
+    assert!(common::max_abs_diff(&gelu_erf(&x32).unwrap(), &reference) < 1e-6);
+    let w = randn(&[4, 50], 32);
+    let f = || {
+        (gelu_erf(x.as_tensor()).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    assert_close("gelu", check_direction(&[&x], &f, 33), 1e-6);
+    // The f32 backward against candle's composed one.
+    let v32 = Var::from_tensor(&x32).unwrap();
+    let w32 = w.to_dtype(DType::F32).unwrap();
+    let ours = (gelu_erf(v32.as_tensor()).unwrap() * &w32)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let theirs = (v32.as_tensor().gelu_erf().unwrap() * &w32)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let d = common::max_abs_diff(
+        ours.get(v32.as_tensor()).unwrap(),
+        theirs.get(v32.as_tensor()).unwrap(),
+    );
+    assert!(d < 1e-5, "f32 gelu backward differs by {d:e}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{Variant, XlmrConfig};
-use super::ops::{attention_bias, dropout, layer_norm, softmax_last_dim, DropoutRng};
+use super::ops::{attention_bias, dropout, layer_norm, masked_softmax, DropoutRng};
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::error::Result;
 
@@ -187,8 +187,8 @@ impl SelfAttention {
         let q = split(self.query.forward(x, cdt)?)?;
         let k = split(self.key.forward(x, cdt)?)?;
         let v = split(self.value.forward(x, cdt)?)?;
-        let scores = (q.matmul(&k.t()?)?.to_dtype(x.dtype())? * (1.0 / (hd as f64).sqrt()))?;
-        let probs = softmax_last_dim(&scores.broadcast_add(bias)?)?;
+        let scores = q.matmul(&k.t()?)?.to_dtype(x.dtype())?;
+        let probs = masked_softmax(&scores, bias, 1.0 / (hd as f64).sqrt())?;
         let probs = dropout(&probs, p_attn, rng.as_deref_mut())?;
         let ctx = probs
             .to_dtype(cdt)?

@@ -7,7 +7,8 @@
 //! falls back to candle's composed (differentiable) ops.
 
 use candle_core::{
-    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, D,
+    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape,
+    Tensor, D,
 };
 use half::{bf16, f16};
 use rand::Rng;
@@ -148,6 +149,237 @@ pub fn softmax_last_dim(x: &Tensor) -> CResult<Tensor> {
         x.contiguous()?.apply_op1(SoftmaxLastDim)
     } else {
         candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+// ------------------------------------------------- attention softmax
+
+/// `softmax(scores * scale + bias)` over the last dimension in one pass:
+/// the attention probabilities, with the `[B, 1, 1, T]` mask bias of
+/// [`attention_bias`] broadcast over heads and query positions. Fused on the
+/// CPU (three full passes over `[B, heads, T, T]` become one).
+struct MaskedSoftmax {
+    scale: f64,
+}
+
+impl MaskedSoftmax {
+    /// Rows of `[B, heads, Tq, T]` that share one bias row.
+    fn run<T: Copy + Send + Sync + num_traits::Float>(
+        &self,
+        scores: &[T],
+        bias: &[T],
+        t: usize,
+    ) -> Vec<T> {
+        let rows_per_bias = scores.len() / bias.len();
+        let scale = T::from(self.scale).unwrap_or_else(T::one);
+        let mut out = vec![T::zero(); scores.len()];
+        out.par_chunks_mut(t)
+            .zip(scores.par_chunks(t))
+            .enumerate()
+            .for_each(|(r, (y, x))| {
+                let b = &bias[(r / rows_per_bias) * t..][..t];
+                let mut max = T::neg_infinity();
+                for i in 0..t {
+                    y[i] = x[i] * scale + b[i];
+                    max = max.max(y[i]);
+                }
+                let mut sum = T::zero();
+                for v in y.iter_mut() {
+                    *v = (*v - max).exp();
+                    sum = sum + *v;
+                }
+                let inv = T::one() / sum;
+                y.iter_mut().for_each(|v| *v = *v * inv);
+            });
+        out
+    }
+}
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "stilts-masked-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let t = l1.dims()[l1.dims().len() - 1];
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(self.run(
+                contiguous(x, l1, "attention softmax")?,
+                contiguous(b, l2, "attention softmax")?,
+                t,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(self.run(
+                contiguous(x, l1, "attention softmax")?,
+                contiguous(b, l2, "attention softmax")?,
+                t,
+            )),
+            _ => candle_core::bail!(
+                "attention softmax: f32 or f64 scores and bias, got {:?}/{:?}",
+                s1.dtype(),
+                s2.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        // d scores = scale * y * (g - sum(g * y)); the mask gets none.
+        let (res, grad) = (&res.detach(), &grad.detach());
+        let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
+        let ds = ((res * grad.broadcast_sub(&dot)?)? * self.scale)?;
+        Ok((Some(ds), None))
+    }
+}
+
+/// Attention probabilities `softmax(scores * scale + bias)` for scores
+/// `[B, heads, Tq, T]` and a mask bias `[B, 1, 1, T]`, with a backward pass
+/// (to the scores; the mask is constant).
+pub fn masked_softmax(scores: &Tensor, bias: &Tensor, scale: f64) -> CResult<Tensor> {
+    let fused = scores.device().is_cpu()
+        && matches!(scores.dtype(), DType::F32 | DType::F64)
+        && bias.dtype() == scores.dtype()
+        && match (scores.dims(), bias.dims()) {
+            ([b, _, _, t], [bb, 1, 1, bt]) => b == bb && t == bt,
+            _ => false,
+        };
+    if fused {
+        scores
+            .contiguous()?
+            .apply_op2(&bias.contiguous()?, MaskedSoftmax { scale })
+    } else {
+        softmax_last_dim(&(scores * scale)?.broadcast_add(bias)?)
+    }
+}
+
+// ---------------------------------------------------------------- GELU
+
+/// erf in f32 (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7): one exp and a
+/// polynomial, against libm's `erff` which candle's `gelu_erf` calls per
+/// element and which showed up at ~5% of an evaluation forward.
+fn erf_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * (-a * a).exp();
+    y.copysign(x)
+}
+
+const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+/// Exact GELU `0.5 x (1 + erf(x / sqrt 2))` (what XLM-R uses), one pass on
+/// the CPU; the backward is one fused pass too.
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "stilts-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let out = match storage {
+            CpuStorage::F32(v) => {
+                let x = contiguous(v, layout, "gelu")?;
+                let mut y = vec![0f32; x.len()];
+                y.par_chunks_mut(4096)
+                    .zip(x.par_chunks(4096))
+                    .for_each(|(y, x)| {
+                        for (o, &v) in y.iter_mut().zip(x) {
+                            *o = 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
+                        }
+                    });
+                CpuStorage::F32(y)
+            }
+            CpuStorage::F64(v) => CpuStorage::F64(
+                contiguous(v, layout, "gelu")?
+                    .iter()
+                    .map(|&v| 0.5 * v * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2)))
+                    .collect(),
+            ),
+            other => candle_core::bail!("gelu: f32 or f64, got {:?}", other.dtype()),
+        };
+        Ok((out, layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        Ok(Some(arg.detach().contiguous()?.apply_op2_no_bwd(
+            &grad.detach().contiguous()?,
+            &GeluErfGrad,
+        )?))
+    }
+}
+
+/// `g * (Phi(x) + x phi(x))`, the GELU backward, in one pass.
+struct GeluErfGrad;
+
+impl CustomOp2 for GeluErfGrad {
+    fn name(&self) -> &'static str {
+        "stilts-gelu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => {
+                let x = contiguous(x, l1, "gelu backward")?;
+                let g = contiguous(g, l2, "gelu backward")?;
+                let mut d = vec![0f32; x.len()];
+                let c = FRAC_1_SQRT_2PI as f32;
+                d.par_chunks_mut(4096)
+                    .zip(x.par_chunks(4096).zip(g.par_chunks(4096)))
+                    .for_each(|(d, (x, g))| {
+                        for i in 0..d.len() {
+                            let v = x[i];
+                            let cdf = 0.5 * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
+                            d[i] = g[i] * (cdf + v * c * (-0.5 * v * v).exp());
+                        }
+                    });
+                CpuStorage::F32(d)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => {
+                let x = contiguous(x, l1, "gelu backward")?;
+                let g = contiguous(g, l2, "gelu backward")?;
+                CpuStorage::F64(
+                    x.iter()
+                        .zip(g)
+                        .map(|(&v, &g)| {
+                            let cdf = 0.5 * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2));
+                            g * (cdf + v * FRAC_1_SQRT_2PI * (-0.5 * v * v).exp())
+                        })
+                        .collect(),
+                )
+            }
+            _ => candle_core::bail!("gelu backward: f32 or f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Exact (erf) GELU with a backward pass: fused on the CPU in f32/f64,
+/// candle's `gelu_erf` elsewhere.
+pub fn gelu_erf(x: &Tensor) -> CResult<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(GeluErf)
+    } else {
+        x.gelu_erf()
     }
 }
 
@@ -343,7 +575,7 @@ impl Activation {
 
     pub fn apply(&self, x: &Tensor) -> CResult<Tensor> {
         match self {
-            Activation::Gelu => x.gelu_erf(),
+            Activation::Gelu => gelu_erf(x),
             Activation::GeluTanh => x.gelu(),
             Activation::Relu => x.relu(),
         }
