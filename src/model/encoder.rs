@@ -87,6 +87,9 @@ pub struct Inputs {
     /// Rows per example: 1, or the number of choices of a multiple-choice
     /// batch (its rows are example-major: all choices of example 0 first).
     pub choices: usize,
+    /// The largest position id, known on the host (checking it against the
+    /// position table must not read back from the device: no sync).
+    max_position: u32,
 }
 
 impl Inputs {
@@ -127,7 +130,9 @@ impl Inputs {
                 }
             }
         }
+        let max_position = pos.iter().copied().max().unwrap_or(pad_id);
         Ok(Inputs {
+            max_position,
             input_ids: Tensor::from_vec(ids, (b, t), device)?,
             attention_mask: Tensor::from_vec(mask, (b, t), device)?,
             position_ids: Tensor::from_vec(pos, (b, t), device)?,
@@ -147,8 +152,8 @@ impl Inputs {
     }
 
     /// Largest position id used, for checking against the position table.
-    fn max_position(&self) -> CResult<u32> {
-        self.position_ids.flatten_all()?.max(0)?.to_scalar::<u32>()
+    fn max_position(&self) -> u32 {
+        self.max_position
     }
 }
 
@@ -380,7 +385,7 @@ impl Encoder {
     /// and dropout: the input of layer 0.
     pub(crate) fn embed(&self, inputs: &Inputs, rng: Option<&mut DropoutRng>) -> Result<Tensor> {
         let c = &self.config;
-        let max_pos = inputs.max_position()? as usize;
+        let max_pos = inputs.max_position() as usize;
         if max_pos >= c.max_position_embeddings {
             return Err(crate::error::Error::msg(format!(
                 "input of {} tokens is longer than this model allows ({} with max_position_embeddings {}); truncate to max_length <= {}",

@@ -192,18 +192,27 @@ impl AdamW {
 }
 
 /// The global L2 norm of all gradients, summed in name order (deterministic).
+/// The per-parameter sums stay on the device and are read back once (one
+/// host-device sync per step, not one per parameter).
 pub fn grad_norm(params: &ParamStore, grads: &GradStore) -> Result<f64> {
-    let mut total = 0f64;
+    let mut total: Option<Tensor> = None;
     for (_, var) in params.iter() {
         if let Some(g) = grads.get(var.as_tensor()) {
-            total += g
+            let sq = g
                 .to_dtype(DType::F32)?
                 .sqr()?
                 .sum_all()?
-                .to_scalar::<f32>()? as f64;
+                .to_dtype(DType::F64)?;
+            total = Some(match total {
+                Some(t) => (t + sq)?,
+                None => sq,
+            });
         }
     }
-    Ok(total.sqrt())
+    Ok(match total {
+        Some(t) => t.to_scalar::<f64>()?.sqrt(),
+        None => 0.0,
+    })
 }
 
 /// Scales all gradients so their global norm is at most `max_norm`
