@@ -198,3 +198,21 @@ fn gradient_accumulation_counts_updates_and_cancel_stops() {
     .unwrap();
     assert!(r.cancelled && r.steps == 0);
 }
+
+#[test]
+fn an_input_longer_than_the_position_table_is_a_clear_error() {
+    // max_position_embeddings 20 with pad id 1: at most 18 tokens.
+    let m = model(0);
+    let ok = Inputs::pad(&[vec![5u32; 18]], 1, &Device::Cpu).unwrap();
+    assert!(m.forward(&ok, None).is_ok());
+    let long = Inputs::pad(&[vec![5u32; 19]], 1, &Device::Cpu).unwrap();
+    let err = m
+        .forward(&long, None)
+        .err()
+        .expect("19 tokens must not fit")
+        .to_string();
+    assert!(
+        err.contains("longer than this model allows") && err.contains("max_length <= 18"),
+        "{err}"
+    );
+}
