@@ -136,6 +136,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
                 Precision::F32
             },
             checkpointing: spec.checkpointing,
+            factored_optimizer: false,
         },
     );
     let mut rng = ChaCha8Rng::seed_from_u64(0);

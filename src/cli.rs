@@ -124,6 +124,9 @@ pub enum Command {
         dtype: String,
         #[arg(long)]
         checkpointing: bool,
+        /// AdamW with a factored second moment (`factored_optimizer`).
+        #[arg(long)]
+        factored_optimizer: bool,
         /// The accelerator's memory in GiB, to say whether the run fits.
         #[arg(long, default_value_t = 80.0)]
         gib: f64,
@@ -393,6 +396,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             seq,
             dtype,
             checkpointing,
+            factored_optimizer,
             gib,
         }) => {
             use crate::protocol::memory::{self, Precision, RunShape};
@@ -420,6 +424,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 seq: *seq,
                 precision,
                 checkpointing: *checkpointing,
+                factored_optimizer: *factored_optimizer,
             };
             let params = memory::count_parameters(&cfg, 3);
             let m = memory::estimate(&cfg, params, &shape);

@@ -11,6 +11,7 @@ fn shape(precision: Precision, checkpointing: bool) -> RunShape {
         seq: 64,
         precision,
         checkpointing,
+        factored_optimizer: false,
     }
 }
 
@@ -48,6 +49,15 @@ fn options_move_the_right_terms() {
         (full.parameters, full.optimizer)
     );
     assert!(ck.activations * 3 < full.activations, "{ck:?} vs {full:?}");
+    let factored = estimate(
+        &cfg,
+        n,
+        &RunShape {
+            factored_optimizer: true,
+            ..shape(Precision::F32, false)
+        },
+    );
+    assert_eq!(factored.optimizer * 2, full.optimizer);
     let bf16 = estimate(&cfg, n, &shape(Precision::Bf16, false));
     assert_eq!(bf16.parameters * 2, full.parameters);
     assert!(bf16.activations < full.activations);

@@ -143,3 +143,105 @@ fn optimizer_state_carries_over_for_shared_parameters() {
         0.0
     );
 }
+
+/// A parameter store with one `[rows, cols]` matrix and one bias.
+fn matrix_and_bias(rows: usize, cols: usize) -> stilts::model::ParamStore {
+    let mut ps = stilts::model::ParamStore::new();
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let w = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+    ps.insert("dense.weight", candle_core::Var::from_tensor(&w).unwrap());
+    let b = Tensor::new(&[0.1f32, -0.2, 0.3], &Device::Cpu).unwrap();
+    ps.insert("dense.bias", candle_core::Var::from_tensor(&b).unwrap());
+    ps
+}
+
+#[test]
+fn factored_adamw_equals_adamw_on_rank_one_squared_gradients_and_keeps_less_state() {
+    let (rows, cols) = (6, 3);
+    // g = u v^T, so g^2 = (u^2)(v^2)^T is rank one: the factored second
+    // moment is then exact.
+    let u = Tensor::new(&[0.5f32, -1.0, 2.0, 0.1, -0.3, 1.5], &Device::Cpu).unwrap();
+    let v = Tensor::new(&[1.0f32, -0.2, 0.7], &Device::Cpu).unwrap();
+    let g = u
+        .unsqueeze(1)
+        .unwrap()
+        .matmul(&v.unsqueeze(0).unwrap())
+        .unwrap();
+    let gb = Tensor::new(&[0.3f32, 0.01, -0.5], &Device::Cpu).unwrap();
+    let run = |factored: bool| {
+        let params = matrix_and_bias(rows, cols);
+        let mut opt = AdamW::new(
+            params.clone(),
+            AdamWConfig {
+                lr: 1e-2,
+                factored,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for step in 0..5 {
+            let mut grads = GradStore::default();
+            // A different scale each step: still rank one.
+            grads.insert(
+                params.get("dense.weight").unwrap().as_tensor(),
+                (&g * (1.0 + step as f64)).unwrap(),
+            );
+            grads.insert(params.get("dense.bias").unwrap().as_tensor(), gb.clone());
+            opt.step(&grads, 1e-2).unwrap();
+        }
+        let state: usize = opt.moments.values().map(|m| m.v.elem_count()).sum();
+        (params, state)
+    };
+    let (full, full_state) = run(false);
+    let (fact, fact_state) = run(true);
+    for name in ["dense.weight", "dense.bias"] {
+        let d = max_abs_diff(
+            full.get(name).unwrap().as_tensor(),
+            fact.get(name).unwrap().as_tensor(),
+        );
+        assert!(d < 1e-6, "{name}: factored differs from AdamW by {d:e}");
+    }
+    // v: 6x3 + 3 full, 6 + 3 (factored matrix) + 3 (bias stays full).
+    assert_eq!(full_state, rows * cols + 3);
+    assert_eq!(fact_state, rows + cols + 3);
+}
+
+#[test]
+fn factored_adamw_differs_from_adamw_when_squared_gradients_are_not_rank_one() {
+    // The test above could pass if the option did nothing; here it must not.
+    let g = Tensor::new(
+        &[
+            [1.0f32, 0.0, 0.5],
+            [0.0, 2.0, 0.1],
+            [0.3, 0.0, 1.0],
+            [1.0, 1.0, 0.0],
+            [0.2, 0.0, 0.0],
+            [0.0, 0.4, 3.0],
+        ],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let run = |factored: bool| {
+        let params = matrix_and_bias(6, 3);
+        let mut opt = AdamW::new(
+            params.clone(),
+            AdamWConfig {
+                lr: 1e-2,
+                factored,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut grads = GradStore::default();
+        grads.insert(params.get("dense.weight").unwrap().as_tensor(), g.clone());
+        opt.step(&grads, 1e-2).unwrap();
+        params.get("dense.weight").unwrap().as_tensor().clone()
+    };
+    let d = max_abs_diff(&run(false), &run(true));
+    assert!(
+        d > 1e-4,
+        "factored and full AdamW agree ({d:e}) on a full-rank g^2"
+    );
+}

@@ -216,3 +216,27 @@ fn an_input_longer_than_the_position_table_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_tiny_model_learns_with_the_factored_optimizer() {
+    let (rows, labels) = data();
+    let m = model(3);
+    let mut o = opts(15);
+    o.adamw.factored = true;
+    let report = fine_tune(
+        &m,
+        &mut |_| {
+            Ok(batches(&rows, &labels)
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        },
+        &o,
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let first: f64 = report.losses[..8].iter().sum::<f64>() / 8.0;
+    let last: f64 = report.losses[report.losses.len() - 8..].iter().sum::<f64>() / 8.0;
+    assert!(last < first * 0.5, "loss did not fall: {first} -> {last}");
+}

@@ -14,7 +14,13 @@
 //! use stilts::protocol::memory::{estimate, Precision, RunShape};
 //! let s = registry::size("xlmr-xl").unwrap();
 //! let cfg = XlmrConfig::new(s.variant, s.vocab, s.hidden, s.layers, s.heads, s.ffn, 514).unwrap();
-//! let shape = RunShape { batch: 32, seq: 128, precision: Precision::MixedBf16, checkpointing: true };
+//! let shape = RunShape {
+//!     batch: 32,
+//!     seq: 128,
+//!     precision: Precision::MixedBf16,
+//!     checkpointing: true,
+//!     factored_optimizer: false,
+//! };
 //! let m = estimate(&cfg, 3_500_000_000, &shape);
 //! assert!(m.total_gib() < 80.0);
 //! ```
@@ -41,6 +47,8 @@ pub struct RunShape {
     pub seq: usize,
     pub precision: Precision,
     pub checkpointing: bool,
+    /// AdamW with a factored second moment (`factored_optimizer`).
+    pub factored_optimizer: bool,
 }
 
 /// Bytes, by what holds them.
@@ -48,7 +56,8 @@ pub struct RunShape {
 pub struct MemoryEstimate {
     pub parameters: u64,
     pub gradients: u64,
-    /// AdamW's two moments (f32).
+    /// AdamW's two moments (f32); factored: the first moment and the
+    /// row/column accumulators (counted as the first moment alone).
     pub optimizer: u64,
     /// Kept by the forward for backward (with checkpointing: the layer
     /// inputs plus one layer recomputed at a time).
@@ -162,7 +171,11 @@ pub fn estimate(cfg: &XlmrConfig, parameters: u64, shape: &RunShape) -> MemoryEs
         embeddings + layers * per_layer
     };
     let param_bytes = parameters * e;
-    let optimizer = parameters * 8;
+    let optimizer = if shape.factored_optimizer {
+        parameters * 4
+    } else {
+        parameters * 8
+    };
     let workspace = per_layer + param_bytes;
     MemoryEstimate {
         parameters: param_bytes,

@@ -19,6 +19,15 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Factored second moment for matrices (Adafactor's, with Adam's first
+    /// moment and bias correction): a row and a column accumulator instead
+    /// of a full `v`, so the state of a `[rows, cols]` weight is
+    /// `rows * cols + rows + cols` floats instead of `2 * rows * cols`. Cuts
+    /// the optimizer memory almost in half (XL: 26 to 13 GiB); the update
+    /// equals AdamW's when the squared gradients are rank one, and
+    /// approximates it otherwise.
+    #[serde(default)]
+    pub factored: bool,
 }
 
 impl Default for AdamWConfig {
@@ -29,6 +38,7 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            factored: false,
         }
     }
 }
@@ -38,11 +48,21 @@ pub fn decays(name: &str) -> bool {
     !(name.ends_with(".bias") || name.contains("LayerNorm.") || name.contains("layer_norm."))
 }
 
-/// First and second moments of one parameter.
+/// First and second moments of one parameter. With a factored second
+/// moment, `v` holds the row accumulator then the column accumulator
+/// (`rows + cols` values).
 #[derive(Clone, Debug)]
 pub struct Moments {
     pub m: Tensor,
     pub v: Tensor,
+}
+
+/// `(rows, cols)` of a parameter whose second moment is factored.
+fn factored_shape(config: &AdamWConfig, dims: &[usize]) -> Option<(usize, usize)> {
+    match dims {
+        [r, c] if config.factored && *r > 1 && *c > 1 => Some((*r, *c)),
+        _ => None,
+    }
 }
 
 /// The optimizer state a run ends with, to carry into the next phase
@@ -68,13 +88,11 @@ impl AdamW {
         for (name, var) in params.iter() {
             // Two separate buffers: the fused update writes them in place.
             let zeros = || var.as_tensor().zeros_like()?.to_dtype(DType::F32);
-            moments.insert(
-                name.clone(),
-                Moments {
-                    m: zeros()?,
-                    v: zeros()?,
-                },
-            );
+            let v = match factored_shape(&config, var.dims()) {
+                Some((r, c)) => Tensor::zeros(r + c, DType::F32, var.device())?,
+                None => zeros()?,
+            };
+            moments.insert(name.clone(), Moments { m: zeros()?, v });
         }
         Ok(AdamW {
             config,
@@ -104,6 +122,27 @@ impl AdamW {
                 .get_mut(name)
                 .ok_or_else(|| Error::msg(format!("optimizer has no state for {name}")))?;
             let wd = if decays(name) { c.weight_decay } else { 0.0 };
+            if let Some((r, cols)) = factored_shape(c, var.dims()) {
+                let p = var.as_tensor().to_dtype(DType::F32)?;
+                let p = if wd != 0.0 { (p * (1.0 - lr * wd))? } else { p };
+                mo.m = ((&mo.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+                // Adafactor's eps1 keeps the accumulators positive.
+                let g2 = (g.sqr()? + 1e-30)?;
+                let fresh = Tensor::cat(&[g2.mean(1)?, g2.mean(0)?], 0)?;
+                mo.v = ((&mo.v * c.beta2)? + (fresh * (1.0 - c.beta2))?)?;
+                let row = mo.v.narrow(0, 0, r)?;
+                let col = mo.v.narrow(0, r, cols)?;
+                // v ~ row col^T / mean(row): exact for rank-one g^2.
+                // (Divided on the device: no read-back, no sync.)
+                let v = row
+                    .unsqueeze(1)?
+                    .matmul(&col.unsqueeze(0)?)?
+                    .broadcast_div(&row.mean_keepdim(0)?.unsqueeze(1)?)?;
+                let denom = ((v.sqrt()? / bc2_sqrt)? + c.eps)?;
+                let p = (p - ((&mo.m / denom)? * step_size)?)?;
+                var.set(&p.to_dtype(var.dtype())?)?;
+                continue;
+            }
             if var.device().is_cpu() && var.dtype() == DType::F32 && g.is_contiguous() {
                 // One streaming pass per buffer instead of a dozen
                 // temporaries: the 250k x H embedding dominates otherwise.
@@ -177,7 +216,8 @@ impl AdamW {
         let mut carried = 0;
         for (name, mine) in self.moments.iter_mut() {
             if let Some(theirs) = state.moments.get(name) {
-                if theirs.m.dims() == mine.m.dims() {
+                // (A factored and a full second moment do not mix.)
+                if theirs.m.dims() == mine.m.dims() && theirs.v.dims() == mine.v.dims() {
                     *mine = Moments {
                         m: theirs.m.to_device(mine.m.device())?.copy()?,
                         v: theirs.v.to_device(mine.v.device())?.copy()?,

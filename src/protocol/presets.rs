@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub bf16: bool,
     /// Recompute activations in backward (large models on one GPU).
     pub gradient_checkpointing: bool,
+    /// AdamW with a factored second moment (about half the optimizer memory).
+    pub factored_optimizer: bool,
     /// Evaluate on the dev set every N updates (default: once per epoch
     /// when a dev set is given) and keep the best weights.
     pub eval_every: Option<u64>,
@@ -79,6 +81,7 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         seed: 0,
         bf16: false,
         gradient_checkpointing: false,
+        factored_optimizer: false,
         eval_every: None,
         patience: None,
         checkpoint_every: None,
@@ -151,6 +154,7 @@ impl RunOptions {
             adamw: AdamWConfig {
                 lr: self.lr,
                 weight_decay: self.weight_decay,
+                factored: self.factored_optimizer,
                 ..Default::default()
             },
             warmup: match self.warmup_steps {

@@ -212,6 +212,7 @@ fn memory_estimate(
         seq,
         precision,
         checkpointing: opts.gradient_checkpointing,
+        factored_optimizer: opts.adamw.factored,
     };
     estimate(
         &model.encoder().config,
