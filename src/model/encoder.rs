@@ -4,7 +4,9 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{Variant, XlmrConfig};
-use super::ops::{attention_bias, dropout, layer_norm, masked_softmax, DropoutRng};
+use super::ops::{
+    attention_bias, begin_dropout_block, dropout, layer_norm, masked_softmax, DropoutRng,
+};
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::error::Result;
 
@@ -395,6 +397,8 @@ impl Encoder {
                 c.max_sequence_length()
             )));
         }
+        let mut rng = rng;
+        begin_dropout_block(rng.as_deref_mut(), self.device())?;
         let e = &self.inner.embeddings;
         let (b, t) = inputs.dims()?;
         let gather = |table: &Tensor, ids: &Tensor| -> CResult<Tensor> {
@@ -430,6 +434,7 @@ impl Encoder {
         mut rng: Option<&mut DropoutRng>,
     ) -> CResult<Tensor> {
         let c = &self.config;
+        begin_dropout_block(rng.as_deref_mut(), self.device())?;
         let layer = &self.inner.layers[i];
         let p = c.hidden_dropout_prob;
         let pa = c.attention_probs_dropout_prob;

@@ -256,6 +256,7 @@ impl Head {
     ) -> Result<Output> {
         let p = self.dropout;
         let cdt = self.compute_dtype;
+        super::ops::begin_dropout_block(rng.as_deref_mut(), hidden.device())?;
         Ok(match &*self.layers {
             Layers::Classification { dense, out_proj } => {
                 let x = dropout(&Encoder::first_token(hidden)?, p, rng.as_deref_mut())?;

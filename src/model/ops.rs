@@ -520,6 +520,24 @@ impl DropoutRng {
     }
 }
 
+/// Starts a block of dropout calls (an encoder layer, the embeddings, a
+/// head). On the CPU masks come from the ChaCha stream itself. On a GPU,
+/// drawing and uploading masks from the host would cost more than the step,
+/// so masks come from the device's generator, reseeded here from the ChaCha
+/// stream: the run stays reproducible per seed, and a layer recomputed under
+/// gradient checkpointing (which replays the stream) sees the same masks.
+pub fn begin_dropout_block(
+    rng: Option<&mut DropoutRng>,
+    device: &candle_core::Device,
+) -> CResult<()> {
+    if let Some(r) = rng {
+        if !device.is_cpu() {
+            device.set_seed(r.0.random::<u64>())?;
+        }
+    }
+    Ok(())
+}
+
 /// Inverted dropout: zeroes each element with probability `p` and scales the
 /// rest by `1/(1-p)`. With no RNG (evaluation) it is the identity.
 pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut DropoutRng>) -> CResult<Tensor> {
@@ -529,6 +547,11 @@ pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut DropoutRng>) -> CResult<Tens
     };
     if !(0.0..1.0).contains(&p) {
         candle_core::bail!("dropout probability must be in [0, 1), got {p}")
+    }
+    if !x.device().is_cpu() {
+        // The device's generator, seeded by `begin_dropout_block`.
+        let keep = Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p)?;
+        return x * (keep.to_dtype(x.dtype())? * (1.0 / (1.0 - p)))?;
     }
     let scale = (1.0 / (1.0 - p)) as f32;
     let p = p as f32;
