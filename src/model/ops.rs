@@ -146,10 +146,18 @@ impl CustomOp1 for SoftmaxLastDim {
 /// Softmax over the last dimension, with a backward pass.
 pub fn softmax_last_dim(x: &Tensor) -> CResult<Tensor> {
     if x.device().is_cpu() {
-        x.contiguous()?.apply_op1(SoftmaxLastDim)
-    } else {
-        candle_nn::ops::softmax(x, D::Minus1)
+        return x.contiguous()?.apply_op1(SoftmaxLastDim);
     }
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        let x = x.contiguous()?;
+        let value = candle_nn::ops::softmax_last_dim(&x.detach())?;
+        return x.apply_op1(on_device::Fused1 {
+            value,
+            backward: SoftmaxLastDim,
+        });
+    }
+    candle_nn::ops::softmax(x, D::Minus1)
 }
 
 // ------------------------------------------------- attention softmax
@@ -497,11 +505,98 @@ impl CustomOp3 for LayerNormOp {
 /// LayerNorm over the last dimension (`(x - mean) / sqrt(var + eps) * w + b`,
 /// biased variance as in PyTorch), with a backward pass.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> CResult<Tensor> {
+    let op = LayerNormOp { eps: eps as f32 };
     if x.device().is_cpu() {
-        x.contiguous()?
-            .apply_op3(w, b, LayerNormOp { eps: eps as f32 })
-    } else {
-        candle_nn::ops::layer_norm_slow(x, w, b, eps as f32)
+        return x.contiguous()?.apply_op3(w, b, op);
+    }
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        let x = x.contiguous()?;
+        let value = candle_nn::ops::layer_norm(&x.detach(), &w.detach(), &b.detach(), op.eps)?;
+        return x.apply_op3(w, b, on_device::Fused3 { value, backward: op });
+    }
+    candle_nn::ops::layer_norm_slow(x, w, b, eps as f32)
+}
+
+/// GPU forwards: candle-nn's fused CUDA kernels compute the value but have
+/// no backward (gradients would stop silently), so these ops hand that value
+/// back as their forward (one device copy) and carry our backward.
+#[cfg(feature = "cuda")]
+mod on_device {
+    use candle_core::backend::BackendStorage;
+    use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+
+    type CResult<T> = candle_core::Result<T>;
+
+    fn copy_of(value: &Tensor) -> CResult<(CudaStorage, Shape)> {
+        let (storage, layout) = value.storage_and_layout();
+        match &*storage {
+            candle_core::Storage::Cuda(s) => Ok((s.try_clone(layout)?, layout.shape().clone())),
+            _ => candle_core::bail!("fused GPU op: the value is not on the GPU"),
+        }
+    }
+
+    pub(super) struct Fused1<B> {
+        pub value: Tensor,
+        pub backward: B,
+    }
+
+    impl<B: CustomOp1> CustomOp1 for Fused1<B> {
+        fn name(&self) -> &'static str {
+            self.backward.name()
+        }
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> CResult<(CpuStorage, Shape)> {
+            candle_core::bail!("{}: GPU op called on the CPU", self.name())
+        }
+        fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> CResult<(CudaStorage, Shape)> {
+            copy_of(&self.value)
+        }
+        fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+            self.backward.bwd(arg, res, grad)
+        }
+    }
+
+    pub(super) struct Fused3<B> {
+        pub value: Tensor,
+        pub backward: B,
+    }
+
+    impl<B: CustomOp3> CustomOp3 for Fused3<B> {
+        fn name(&self) -> &'static str {
+            self.backward.name()
+        }
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> CResult<(CpuStorage, Shape)> {
+            candle_core::bail!("{}: GPU op called on the CPU", self.name())
+        }
+        fn cuda_fwd(
+            &self,
+            _: &CudaStorage,
+            _: &Layout,
+            _: &CudaStorage,
+            _: &Layout,
+            _: &CudaStorage,
+            _: &Layout,
+        ) -> CResult<(CudaStorage, Shape)> {
+            copy_of(&self.value)
+        }
+        fn bwd(
+            &self,
+            a: &Tensor,
+            b: &Tensor,
+            c: &Tensor,
+            res: &Tensor,
+            grad: &Tensor,
+        ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+            self.backward.bwd(a, b, c, res, grad)
+        }
     }
 }
 
