@@ -190,6 +190,65 @@ fn gelu_matches_candle_and_backward_matches_finite_differences() {
 }
 
 #[test]
+fn cpu_linear_and_batched_matmul_match_candle_and_backward_matches_finite_differences() {
+    use stilts::model::cpu_matmul::{batched_matmul, linear};
+    let x = Var::from_tensor(&randn(&[5, 4], 41)).unwrap();
+    let w = Var::from_tensor(&randn(&[3, 4], 42)).unwrap();
+    let b = Var::from_tensor(&randn(&[3], 43)).unwrap();
+    let ours = linear(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+    let reference = x
+        .as_tensor()
+        .matmul(&w.as_tensor().t().unwrap())
+        .unwrap()
+        .broadcast_add(b.as_tensor())
+        .unwrap();
+    assert!(common::max_abs_diff(&ours, &reference) < 1e-12);
+    let proj = randn(&[5, 3], 44);
+    let f = || {
+        (linear(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap() * &proj)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    assert_close("linear", check_direction(&[&x, &w, &b], &f, 45), 1e-6);
+
+    // Strided views, as attention uses them: [B, T, heads, hd] -> [B, heads, T, hd].
+    let qv = Var::from_tensor(&randn(&[2, 5, 3, 4], 46)).unwrap();
+    let kv = Var::from_tensor(&randn(&[2, 6, 3, 4], 47)).unwrap();
+    let q = || qv.as_tensor().transpose(1, 2).unwrap();
+    let kt = || {
+        kv.as_tensor()
+            .transpose(1, 2)
+            .unwrap()
+            .transpose(2, 3)
+            .unwrap()
+    };
+    let ours = batched_matmul(&q(), &kt()).unwrap();
+    let reference = q()
+        .contiguous()
+        .unwrap()
+        .matmul(&kt().contiguous().unwrap())
+        .unwrap();
+    assert_eq!(ours.dims(), &[2, 3, 5, 6]);
+    assert!(common::max_abs_diff(&ours, &reference) < 1e-12);
+    let proj = randn(&[2, 3, 5, 6], 48);
+    let f = || {
+        (batched_matmul(&q(), &kt()).unwrap() * &proj)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    assert_close("batched matmul", check_direction(&[&qv, &kv], &f, 49), 1e-6);
+    // f32, the path training and evaluation take.
+    let ours32 = batched_matmul(
+        &q().to_dtype(DType::F32).unwrap(),
+        &kt().to_dtype(DType::F32).unwrap(),
+    )
+    .unwrap();
+    assert!(common::max_abs_diff(&ours32, &reference) < 1e-5);
+}
+
+#[test]
 fn layer_norm_forward_matches_candle_and_backward_matches_finite_differences() {
     let x = Var::from_tensor(&randn(&[2, 5, 6], 3)).unwrap();
     let w = Var::from_tensor(&randn(&[6], 4)).unwrap();

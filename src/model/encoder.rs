@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{Variant, XlmrConfig};
+use super::cpu_matmul::batched_matmul;
 use super::ops::{
     attention_bias, begin_dropout_block, dropout, layer_norm, masked_softmax, DropoutRng,
 };
@@ -37,6 +38,16 @@ impl Linear {
     /// `compute` is the dtype of the matmul (bf16 under mixed precision);
     /// the result comes back in `x`'s dtype.
     pub fn forward(&self, x: &Tensor, compute: DType) -> CResult<Tensor> {
+        if compute == x.dtype() && self.weight.dtype() == compute {
+            // One op: the bias goes in with the product (fused on the CPU).
+            return match x.dims() {
+                [b, t, k] => {
+                    super::cpu_matmul::linear(&x.reshape((b * t, *k))?, &self.weight, &self.bias)?
+                        .reshape((*b, *t, ()))
+                }
+                _ => super::cpu_matmul::linear(x, &self.weight, &self.bias),
+            };
+        }
         let w = self.weight.to_dtype(compute)?.t()?;
         let xc = x.to_dtype(compute)?;
         let y = match xc.dims() {
@@ -185,21 +196,20 @@ impl SelfAttention {
     ) -> CResult<Tensor> {
         let (b, t, h) = x.dims3()?;
         let hd = h / self.heads;
+        // [B, T, H] -> [B, heads, T, hd] as a view: `batched_matmul` reads
+        // any strides (candle's matmul needs a contiguous copy).
         let split = |y: Tensor| -> CResult<Tensor> {
             y.to_dtype(cdt)?
                 .reshape((b, t, self.heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
+                .transpose(1, 2)
         };
         let q = split(self.query.forward(x, cdt)?)?;
         let k = split(self.key.forward(x, cdt)?)?;
         let v = split(self.value.forward(x, cdt)?)?;
-        let scores = q.matmul(&k.t()?)?.to_dtype(x.dtype())?;
+        let scores = batched_matmul(&q, &k.transpose(2, 3)?)?.to_dtype(x.dtype())?;
         let probs = masked_softmax(&scores, bias, 1.0 / (hd as f64).sqrt())?;
         let probs = dropout(&probs, p_attn, rng.as_deref_mut())?;
-        let ctx = probs
-            .to_dtype(cdt)?
-            .matmul(&v)?
+        let ctx = batched_matmul(&probs.to_dtype(cdt)?, &v)?
             .to_dtype(x.dtype())?
             .transpose(1, 2)?
             .reshape((b, t, h))?;

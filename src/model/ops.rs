@@ -513,7 +513,14 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> CResult<Tenso
     if x.device().is_cuda() {
         let x = x.contiguous()?;
         let value = candle_nn::ops::layer_norm(&x.detach(), &w.detach(), &b.detach(), op.eps)?;
-        return x.apply_op3(w, b, on_device::Fused3 { value, backward: op });
+        return x.apply_op3(
+            w,
+            b,
+            on_device::Fused3 {
+                value,
+                backward: op,
+            },
+        );
     }
     candle_nn::ops::layer_norm_slow(x, w, b, eps as f32)
 }

@@ -1,0 +1,34 @@
+//! The matmuls of one encoder layer at the CPU shape (batch 16 x 128
+//! tokens, hidden 256, FFN 1024, 4 heads) through candle's CPU backend (the
+//! `gemm` crate), median of 20 after a warm-up. `benches/matmul.py` times the
+//! same products in PyTorch. Run: `cargo bench --bench matmul`.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+
+fn time(label: &str, f: &dyn Fn() -> candle_core::Result<Tensor>) -> candle_core::Result<()> {
+    f()?;
+    let mut v = Vec::with_capacity(20);
+    for _ in 0..20 {
+        let s = Instant::now();
+        f()?;
+        v.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    println!("{label:40} {:7.2} ms", v[v.len() / 2]);
+    Ok(())
+}
+
+fn main() -> candle_core::Result<()> {
+    let d = Device::Cpu;
+    let x = Tensor::randn(0f32, 1., (2048, 256), &d)?;
+    let w = Tensor::randn(0f32, 1., (1024, 256), &d)?;
+    let w2 = Tensor::randn(0f32, 1., (256, 256), &d)?;
+    let q = Tensor::randn(0f32, 1., (16, 4, 128, 64), &d)?;
+    let k = Tensor::randn(0f32, 1., (16, 4, 128, 64), &d)?;
+    time("x @ w^T    [2048x256] x [256x1024]", &|| x.matmul(&w.t()?))?;
+    time("x @ w2^T   [2048x256] x [256x256]", &|| x.matmul(&w2.t()?))?;
+    time("q @ k^T    64 x [128x64] x [64x128]", &|| q.matmul(&k.t()?))?;
+    Ok(())
+}
