@@ -60,7 +60,7 @@ def main():
     torch.manual_seed(0)
     model = model_cls(cfg).to(dev)
     if a.checkpointing:
-        model.gradient_checkpointing_enable()
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, a.vocab, (a.batch, a.seq), generator=g)
     ids[:, 0], ids[:, -1] = 0, 2
