@@ -2,11 +2,13 @@
 # Runs `stilts bench` and the PyTorch reference on the same shape, one after
 # the other on the same machine, and prints both and the ratio stilts/PyTorch.
 #   bash benches/compare.sh [shape flags, e.g. --hidden 256 --layers 4 --batch 16 --seq 128 --steps 5]
-# Uses target/release/stilts (cargo build --release) and $PYTHON (default .venv/bin/python).
+# Uses $STILTS (default target/release/stilts, from cargo build --release; the
+# GPU build is target/cuda/release/stilts) and $PYTHON (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
-ours=$(target/release/stilts bench "$@")
+STILTS=${STILTS:-target/release/stilts}
+ours=$("$STILTS" bench "$@")
 theirs=$("$PYTHON" benches/torch_reference.py "$@")
 python3 - "$ours" "$theirs" <<'PY'
 import json, sys
