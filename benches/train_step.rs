@@ -22,19 +22,19 @@ fn main() {
     let (batch, seq) = (num("--batch", 16), num("--seq", 128));
     let mut spec = match arg(&args, "--size") {
         Some(s) => stilts::bench::BenchSpec::from_size(&s, batch, seq).expect("size"),
-        None => stilts::bench::BenchSpec {
-            vocab: num("--vocab", 250002),
-            hidden: num("--hidden", 256),
-            layers: num("--layers", 4),
-            heads: num("--heads", 4),
-            ffn: num("--ffn", 1024),
-            variant: stilts::model::Variant::PostLayerNorm,
-            batch,
-            seq,
-            steps: 5,
-            warmup: 1,
-            bf16: false,
-        },
+        None => {
+            let config = stilts::model::XlmrConfig::new(
+                stilts::model::Variant::PostLayerNorm,
+                num("--vocab", 250002),
+                num("--hidden", 256),
+                num("--layers", 4),
+                num("--heads", 4),
+                num("--ffn", 1024),
+                514,
+            )
+            .expect("a valid shape");
+            stilts::bench::BenchSpec::new(&config, batch, seq)
+        }
     };
     spec.steps = num("--steps", spec.steps);
     spec.bf16 = args.iter().any(|a| a == "--bf16");

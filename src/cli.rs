@@ -68,19 +68,11 @@ pub enum Command {
     /// Times a training step (forward, backward, AdamW) and an evaluation
     /// forward for an XLM-R shape; prints one JSON object (`train_ms`, `eval_ms`, ...).
     Bench {
-        /// A named size (`xlmr-base`, ...) instead of explicit shapes.
-        #[arg(long)]
-        size: Option<String>,
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Vocabulary of an explicit shape (a named size has its own).
         #[arg(long, default_value_t = 250002)]
         vocab: usize,
-        #[arg(long, default_value_t = 256)]
-        hidden: usize,
-        #[arg(long, default_value_t = 4)]
-        layers: usize,
-        #[arg(long, default_value_t = 4)]
-        heads: usize,
-        #[arg(long, default_value_t = 1024)]
-        ffn: usize,
         #[arg(long, default_value_t = 16)]
         batch: usize,
         #[arg(long, default_value_t = 128)]
@@ -138,17 +130,8 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long)]
         tokenizer: PathBuf,
-        /// A named size (`xlmr-base`, ...) instead of the shape flags.
-        #[arg(long)]
-        size: Option<String>,
-        #[arg(long, default_value_t = 256)]
-        hidden: usize,
-        #[arg(long, default_value_t = 4)]
-        layers: usize,
-        #[arg(long, default_value_t = 4)]
-        heads: usize,
-        #[arg(long, default_value_t = 1024)]
-        ffn: usize,
+        #[command(flatten)]
+        shape: ShapeArgs,
         #[arg(long, default_value = "entailment,neutral,contradiction")]
         labels: String,
         #[arg(long, default_value_t = 0)]
@@ -198,6 +181,46 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+}
+
+/// An XLM-R shape for `bench` and `init`: a named size, or explicit
+/// dimensions (default: the CPU benchmark shape of the issue).
+#[derive(clap::Args, Debug)]
+pub struct ShapeArgs {
+    /// A named size (`xlmr-base`, `xlmr-large`, `xlmr-xl`, `xlmr-xxl`)
+    /// instead of the shape flags.
+    #[arg(long)]
+    size: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 1024)]
+    ffn: usize,
+}
+
+impl ShapeArgs {
+    /// The architecture; `vocab` overrides the named size's vocabulary and
+    /// is needed for an explicit shape.
+    fn config(&self, vocab: Option<usize>) -> crate::Result<crate::model::XlmrConfig> {
+        match &self.size {
+            Some(name) => {
+                let s = crate::model::registry::size_or_error(name)?;
+                s.config_with_vocab(vocab.unwrap_or(s.vocab))
+            }
+            None => crate::model::XlmrConfig::new(
+                crate::model::Variant::PostLayerNorm,
+                vocab.unwrap_or(250002),
+                self.hidden,
+                self.layers,
+                self.heads,
+                self.ffn,
+                514,
+            ),
+        }
+    }
 }
 
 fn settings(cli: &Cli, set: &[String]) -> crate::Result<Settings> {
@@ -320,12 +343,8 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench {
-            size,
+            shape,
             vocab,
-            hidden,
-            layers,
-            heads,
-            ffn,
             batch,
             seq,
             steps,
@@ -333,24 +352,8 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             checkpointing,
             eval_only,
         }) => {
-            let mut spec = match size {
-                Some(name) => crate::bench::BenchSpec::from_size(name, *batch, *seq)?,
-                None => crate::bench::BenchSpec {
-                    vocab: *vocab,
-                    hidden: *hidden,
-                    layers: *layers,
-                    heads: *heads,
-                    ffn: *ffn,
-                    variant: crate::model::Variant::PostLayerNorm,
-                    batch: *batch,
-                    seq: *seq,
-                    steps: 5,
-                    warmup: 1,
-                    bf16: false,
-                    checkpointing: false,
-                    eval_only: false,
-                },
-            };
+            let config = shape.config(shape.size.is_none().then_some(*vocab))?;
+            let mut spec = crate::bench::BenchSpec::new(&config, *batch, *seq);
             spec.checkpointing = *checkpointing;
             spec.eval_only = *eval_only;
             spec.steps = (*steps).max(1);
@@ -400,15 +403,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             gib,
         }) => {
             use crate::protocol::memory::{self, Precision, RunShape};
-            let s = crate::model::registry::size(size).ok_or_else(|| {
-                crate::Error::msg(format!(
-                    "unknown size `{size}`; sizes: {}",
-                    crate::model::registry::size_names().join(", ")
-                ))
-            })?;
-            let cfg = crate::model::XlmrConfig::new(
-                s.variant, s.vocab, s.hidden, s.layers, s.heads, s.ffn, 514,
-            )?;
+            let cfg = crate::model::registry::size_or_error(size)?.config()?;
             let precision = match dtype.as_str() {
                 "f32" => Precision::F32,
                 "bf16" => Precision::MixedBf16,
@@ -451,38 +446,12 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
         Some(Command::Init {
             dir,
             tokenizer,
-            size,
-            hidden,
-            layers,
-            heads,
-            ffn,
+            shape,
             labels,
             seed,
         }) => {
             let tokenizer = crate::model::Tokenizer::from_file(tokenizer)?;
-            let vocab = tokenizer.vocab_size();
-            let config = match size {
-                Some(name) => {
-                    let s = crate::model::registry::size(name).ok_or_else(|| {
-                        crate::Error::msg(format!(
-                            "unknown size `{name}`; sizes: {}",
-                            crate::model::registry::size_names().join(", ")
-                        ))
-                    })?;
-                    crate::model::XlmrConfig::new(
-                        s.variant, vocab, s.hidden, s.layers, s.heads, s.ffn, 514,
-                    )?
-                }
-                None => crate::model::XlmrConfig::new(
-                    crate::model::Variant::PostLayerNorm,
-                    vocab,
-                    *hidden,
-                    *layers,
-                    *heads,
-                    *ffn,
-                    514,
-                )?,
-            };
+            let config = shape.config(Some(tokenizer.vocab_size()))?;
             let labels = split_labels(labels);
             let model = crate::model::tiny::random_with_tokenizer(
                 config,

@@ -55,6 +55,24 @@ fn model(seed: u64) -> Model {
     .unwrap()
 }
 
+/// Trains `m` on the toy task with `o` (no progress, never cancelled).
+fn train_toy(m: &Model, o: &TrainOptions) -> stilts::protocol::train::TrainReport {
+    let (rows, labels) = data();
+    fine_tune(
+        m,
+        &mut |_| {
+            Ok(batches(&rows, &labels)
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        },
+        o,
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
 fn opts(epochs: usize) -> TrainOptions {
     TrainOptions {
         adamw: AdamWConfig {
@@ -71,19 +89,7 @@ fn opts(epochs: usize) -> TrainOptions {
 fn a_tiny_model_learns_a_separable_task() {
     let (rows, labels) = data();
     let m = model(3);
-    let report = fine_tune(
-        &m,
-        &mut |_| {
-            Ok(batches(&rows, &labels)
-                .into_iter()
-                .map(Into::into)
-                .collect())
-        },
-        &opts(15),
-        &mut Silent,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let report = train_toy(&m, &opts(15));
     assert_eq!(report.steps, 8 * 15);
     let first: f64 = report.losses[..8].iter().sum::<f64>() / 8.0;
     let last: f64 = report.losses[report.losses.len() - 8..].iter().sum::<f64>() / 8.0;
@@ -104,23 +110,9 @@ fn a_tiny_model_learns_a_separable_task() {
 
 #[test]
 fn same_seed_same_weights_and_bf16_mixed_precision_trains() {
-    let (rows, labels) = data();
     let run = |bf16: bool| {
         let m = model(3);
-        let o = TrainOptions { bf16, ..opts(2) };
-        fine_tune(
-            &m,
-            &mut |_| {
-                Ok(batches(&rows, &labels)
-                    .into_iter()
-                    .map(Into::into)
-                    .collect())
-            },
-            &o,
-            &mut Silent,
-            &AtomicBool::new(false),
-        )
-        .unwrap();
+        train_toy(&m, &TrainOptions { bf16, ..opts(2) });
         m.params().tensors()
     };
     let (a, b) = (run(false), run(false));
@@ -151,37 +143,13 @@ fn gradient_accumulation_counts_updates_and_cancel_stops() {
         grad_accum: 4,
         ..opts(2)
     };
-    let r = fine_tune(
-        &m,
-        &mut |_| {
-            Ok(batches(&rows, &labels)
-                .into_iter()
-                .map(Into::into)
-                .collect())
-        },
-        &o,
-        &mut Silent,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let r = train_toy(&m, &o);
     assert_eq!(r.steps, 4, "8 batches / accumulation 4 x 2 epochs");
     let o = TrainOptions {
         max_steps: Some(3),
         ..opts(5)
     };
-    let r = fine_tune(
-        &m,
-        &mut |_| {
-            Ok(batches(&rows, &labels)
-                .into_iter()
-                .map(Into::into)
-                .collect())
-        },
-        &o,
-        &mut Silent,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let r = train_toy(&m, &o);
     assert_eq!(r.steps, 3);
     let r = fine_tune(
         &m,
@@ -219,23 +187,10 @@ fn an_input_longer_than_the_position_table_is_a_clear_error() {
 
 #[test]
 fn a_tiny_model_learns_with_the_factored_optimizer() {
-    let (rows, labels) = data();
     let m = model(3);
     let mut o = opts(15);
     o.adamw.factored = true;
-    let report = fine_tune(
-        &m,
-        &mut |_| {
-            Ok(batches(&rows, &labels)
-                .into_iter()
-                .map(Into::into)
-                .collect())
-        },
-        &o,
-        &mut Silent,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let report = train_toy(&m, &o);
     let first: f64 = report.losses[..8].iter().sum::<f64>() / 8.0;
     let last: f64 = report.losses[report.losses.len() - 8..].iter().sum::<f64>() / 8.0;
     assert!(last < first * 0.5, "loss did not fall: {first} -> {last}");

@@ -16,6 +16,8 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use super::ops::contiguous;
+
 type CResult<T> = candle_core::Result<T>;
 
 fn threads() -> gemm::Parallelism {
@@ -65,13 +67,6 @@ impl Linear {
     }
 }
 
-fn slice<'a, T>(v: &'a [T], l: &Layout, what: &str) -> CResult<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{what}: needs a contiguous input"),
-    }
-}
-
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
         "stilts-linear"
@@ -91,9 +86,9 @@ impl CustomOp3 for Linear {
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
                 CpuStorage::F32(Self::run(
-                    slice(x, l1, "linear")?,
-                    slice(w, l2, "linear")?,
-                    slice(b, l3, "linear")?,
+                    contiguous(x, l1, "linear")?,
+                    contiguous(w, l2, "linear")?,
+                    contiguous(b, l3, "linear")?,
                     m,
                     k,
                     n,
@@ -101,9 +96,9 @@ impl CustomOp3 for Linear {
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
                 CpuStorage::F64(Self::run(
-                    slice(x, l1, "linear")?,
-                    slice(w, l2, "linear")?,
-                    slice(b, l3, "linear")?,
+                    contiguous(x, l1, "linear")?,
+                    contiguous(w, l2, "linear")?,
+                    contiguous(b, l3, "linear")?,
                     m,
                     k,
                     n,

@@ -17,7 +17,8 @@ use rayon::prelude::*;
 
 type CResult<T> = candle_core::Result<T>;
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> CResult<&'a [T]> {
+/// The elements a contiguous layout addresses, or an error naming `what`.
+pub(crate) fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> CResult<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("{what}: input must be contiguous"),

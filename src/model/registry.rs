@@ -78,6 +78,36 @@ pub fn size(name: &str) -> Option<&'static SizeSpec> {
         .find(|s| s.name == name || s.hub_id == name || s.aliases.contains(&name))
 }
 
+impl SizeSpec {
+    /// The architecture of this size (its own vocabulary, 514 positions).
+    pub fn config(&self) -> crate::error::Result<super::XlmrConfig> {
+        self.config_with_vocab(self.vocab)
+    }
+
+    /// The architecture with another vocabulary (a given tokenizer's).
+    pub fn config_with_vocab(&self, vocab: usize) -> crate::error::Result<super::XlmrConfig> {
+        super::XlmrConfig::new(
+            self.variant,
+            vocab,
+            self.hidden,
+            self.layers,
+            self.heads,
+            self.ffn,
+            514,
+        )
+    }
+}
+
+/// [`size`], or an error that lists the known sizes.
+pub fn size_or_error(name: &str) -> crate::error::Result<&'static SizeSpec> {
+    size(name).ok_or_else(|| {
+        crate::error::Error::msg(format!(
+            "unknown size `{name}`; sizes: {}",
+            size_names().join(", ")
+        ))
+    })
+}
+
 /// Names accepted by [`size`], for messages.
 pub fn size_names() -> Vec<&'static str> {
     SIZES.iter().map(|s| s.name).collect()
