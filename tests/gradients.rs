@@ -249,6 +249,47 @@ fn cpu_linear_and_batched_matmul_match_candle_and_backward_matches_finite_differ
 }
 
 #[test]
+fn fused_evaluation_attention_matches_the_general_path_and_stays_out_of_training() {
+    use stilts::model::cpu_matmul::attention_inference;
+    // [B=2, T=5, heads=3, hd=4] projections viewed as [B, heads, T, hd].
+    let view = |seed| {
+        randn(&[2, 5, 3, 4], seed)
+            .to_dtype(DType::F32)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+    };
+    let (q, k, v) = (view(51), view(52), view(53));
+    let mask = Tensor::new(&[[1u32, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &Device::Cpu).unwrap();
+    let bias = attention_bias(&mask, DType::F32).unwrap();
+    let fused = attention_inference(&q, &k, &v, &bias, 0.5)
+        .unwrap()
+        .expect("f32 CPU tensors without a graph take the fused path");
+    let probs = masked_softmax(
+        &q.contiguous()
+            .unwrap()
+            .matmul(&k.t().unwrap().contiguous().unwrap())
+            .unwrap(),
+        &bias,
+        0.5,
+    )
+    .unwrap();
+    let general = probs
+        .matmul(&v.contiguous().unwrap())
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((2, 5, 12))
+        .unwrap();
+    assert!(common::max_abs_diff(&fused, &general) < 1e-6);
+    // A tensor that records a graph (training) must take the general path.
+    let tracked = Var::from_tensor(&q).unwrap();
+    assert!(attention_inference(tracked.as_tensor(), &k, &v, &bias, 0.5)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
 fn layer_norm_forward_matches_candle_and_backward_matches_finite_differences() {
     let x = Var::from_tensor(&randn(&[2, 5, 6], 3)).unwrap();
     let w = Var::from_tensor(&randn(&[6], 4)).unwrap();

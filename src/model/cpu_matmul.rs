@@ -261,3 +261,133 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor) -> CResult<Tensor> {
         a.contiguous()?.matmul(&b.contiguous()?)
     }
 }
+
+/// Evaluation-only attention on the CPU (f32, no autograd graph): for each
+/// (batch, head), in parallel, `softmax(q k^T * scale + mask) v` through a
+/// block-local score buffer, written straight into the `[B, T, H]` layout.
+/// The `[B, heads, T, T]` scores and probabilities and the context transpose
+/// copy of the general path never exist. `None` when it does not apply
+/// (another dtype or device, or inputs that record a graph: training).
+pub fn attention_inference(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    scale: f64,
+) -> CResult<Option<Tensor>> {
+    let eligible = q.device().is_cpu()
+        && [q, k, v, bias]
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && !t.track_op())
+        && q.rank() == 4;
+    if !eligible {
+        return Ok(None);
+    }
+    let (b, heads, t, hd) = q.dims4()?;
+    if k.dims() != q.dims() || v.dims() != q.dims() || bias.dims() != [b, 1, 1, t] {
+        return Ok(None);
+    }
+    let bias = bias.contiguous()?;
+    let (sq, lq) = q.storage_and_layout();
+    let (sk, lk) = k.storage_and_layout();
+    let (sv, lv) = v.storage_and_layout();
+    let (sb, lb) = bias.storage_and_layout();
+    let f32s = |s: &candle_core::Storage| -> CResult<*const f32> {
+        match s {
+            candle_core::Storage::Cpu(CpuStorage::F32(v)) => Ok(v.as_ptr()),
+            _ => candle_core::bail!("attention: f32 CPU tensors expected"),
+        }
+    };
+    let (pq, pk, pv) = (
+        f32s(&sq)? as usize,
+        f32s(&sk)? as usize,
+        f32s(&sv)? as usize,
+    );
+    let mask = match &*sb {
+        candle_core::Storage::Cpu(CpuStorage::F32(v)) => contiguous(v, lb, "attention mask")?,
+        _ => candle_core::bail!("attention: f32 CPU mask expected"),
+    };
+    let (_, sq4, oq) = strides4(lq)?;
+    let (_, sk4, ok) = strides4(lk)?;
+    let (_, sv4, ov) = strides4(lv)?;
+    let h = heads * hd;
+    let mut out = vec![0f32; b * t * h];
+    let po = out.as_mut_ptr() as usize;
+    let scale = scale as f32;
+    (0..b * heads).into_par_iter().for_each_init(
+        || vec![0f32; t * t],
+        |scores, i| {
+            let (bi, hi) = (i / heads, i % heads);
+            let at = |p: usize, o: usize, s: &[usize; 4]| {
+                (p as *const f32).wrapping_add(o + bi * s[0] + hi * s[1])
+            };
+            // SAFETY: pointers and strides come from the layouts of q, k, v
+            // (whose storages are held by the read guards above); each task
+            // writes only the columns [hi*hd, (hi+1)*hd) of its batch rows.
+            unsafe {
+                gemm::gemm(
+                    t,
+                    t,
+                    hd,
+                    scores.as_mut_ptr(),
+                    1,
+                    t as isize,
+                    false,
+                    at(pq, oq, &sq4),
+                    sq4[3] as isize,
+                    sq4[2] as isize,
+                    at(pk, ok, &sk4),
+                    sk4[2] as isize,
+                    sk4[3] as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let m = &mask[bi * t..(bi + 1) * t];
+            for row in scores.chunks_mut(t) {
+                let mut max = f32::NEG_INFINITY;
+                for (x, &mb) in row.iter_mut().zip(m) {
+                    *x = *x * scale + mb;
+                    max = max.max(*x);
+                }
+                let mut sum = 0f32;
+                for x in row.iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                }
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|x| *x *= inv);
+            }
+            unsafe {
+                let dst = (po as *mut f32).wrapping_add(bi * t * h + hi * hd);
+                gemm::gemm(
+                    t,
+                    hd,
+                    t,
+                    dst,
+                    1,
+                    h as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    t as isize,
+                    at(pv, ov, &sv4),
+                    sv4[3] as isize,
+                    sv4[2] as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        },
+    );
+    drop((sq, sk, sv, sb));
+    Ok(Some(Tensor::from_vec(out, (b, t, h), q.device())?))
+}

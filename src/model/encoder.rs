@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{Variant, XlmrConfig};
-use super::cpu_matmul::batched_matmul;
+use super::cpu_matmul::{attention_inference, batched_matmul};
 use super::ops::{
     attention_bias, begin_dropout_block, dropout, layer_norm, masked_softmax, DropoutRng,
 };
@@ -206,8 +206,15 @@ impl SelfAttention {
         let q = split(self.query.forward(x, cdt)?)?;
         let k = split(self.key.forward(x, cdt)?)?;
         let v = split(self.value.forward(x, cdt)?)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        if rng.is_none() {
+            // Evaluation: one fused pass per (batch, head) where it applies.
+            if let Some(ctx) = attention_inference(&q, &k, &v, bias, scale)? {
+                return self.output.forward(&ctx, cdt);
+            }
+        }
         let scores = batched_matmul(&q, &k.transpose(2, 3)?)?.to_dtype(x.dtype())?;
-        let probs = masked_softmax(&scores, bias, 1.0 / (hd as f64).sqrt())?;
+        let probs = masked_softmax(&scores, bias, scale)?;
         let probs = dropout(&probs, p_attn, rng.as_deref_mut())?;
         let ctx = batched_matmul(&probs.to_dtype(cdt)?, &v)?
             .to_dtype(x.dtype())?
