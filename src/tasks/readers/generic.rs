@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{kind, label_index, nonempty, read_jsonl, read_tsv, Row};
+use super::{kind, label_index, nonempty, optional_label, read_jsonl, read_tsv, row_id, Row};
 use crate::error::{Error, Result};
 use crate::tasks::example::Example;
 use crate::tasks::io::{data_err, data_ext, open, ReadOptions, Sink, SkipReport};
@@ -109,12 +109,9 @@ pub fn read_generic(
                 Ok((texts, t.col(&[spec.label_column.as_str()]), spec.id_column.as_ref().and_then(|c| t.col(&[c.as_str()]))))
             },
             |(texts, l, idc), f, line| {
-                let id = idc.map(|i| f[i].to_string()).unwrap_or_else(|| format!("{}:{line}", path.display()));
+                let id = row_id(f, *idc, &path.display().to_string(), line);
                 let t = texts.iter().zip(&spec.text_columns).map(|(&i, c)| nonempty(f[i], &format!("`{c}`"))).collect::<std::result::Result<Vec<_>, _>>()?;
-                let label = match l {
-                    Some(l) => Some(label_index(&spec.labels, f[*l].trim())?),
-                    None => None,
-                };
+                let label = optional_label(&spec.labels, f, *l)?;
                 Ok(make(id, line, t, label))
             },
         ),

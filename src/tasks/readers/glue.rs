@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{label_index, nonempty, read_tsv, Row};
+use super::{nonempty, optional_label, read_tsv, row_id, Row};
 use crate::error::Result;
 use crate::tasks::example::Example;
 use crate::tasks::io::{ReadOptions, SkipReport};
@@ -33,13 +33,8 @@ pub fn read_qqp(path: &Path, opts: &ReadOptions, report: &mut SkipReport) -> Res
             ))
         },
         |&(idc, a, b, l), f, line| {
-            let id = idc
-                .map(|i| f[i].to_string())
-                .unwrap_or_else(|| format!("qqp:{line}"));
-            let label = match l {
-                Some(l) => Some(label_index(&labels, f[l].trim())?),
-                None => None,
-            };
+            let id = row_id(f, idc, "qqp", line);
+            let label = optional_label(&labels, f, l)?;
             Ok(Row::Keep(Example::Text {
                 id,
                 line,
@@ -69,13 +64,8 @@ pub fn read_sst2(path: &Path, opts: &ReadOptions, report: &mut SkipReport) -> Re
             ))
         },
         |&(idc, a, l), f, line| {
-            let id = idc
-                .map(|i| f[i].to_string())
-                .unwrap_or_else(|| format!("sst2:{line}"));
-            let label = match l {
-                Some(l) => Some(label_index(&labels, f[l].trim())?),
-                None => None,
-            };
+            let id = row_id(f, idc, "sst2", line);
+            let label = optional_label(&labels, f, l)?;
             Ok(Row::Keep(Example::Text {
                 id,
                 line,

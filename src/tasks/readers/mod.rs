@@ -187,6 +187,26 @@ impl Tsv {
     }
 }
 
+/// A row's id: its id column when the file has one, else `{prefix}:{line}`.
+pub fn row_id(fields: &[&str], column: Option<usize>, prefix: &str, line: usize) -> String {
+    match column {
+        Some(i) => fields[i].to_string(),
+        None => format!("{prefix}:{line}"),
+    }
+}
+
+/// A row's label from its label column, if the file has one (test files
+/// often do not).
+pub fn optional_label(
+    labels: &[String],
+    fields: &[&str],
+    column: Option<usize>,
+) -> std::result::Result<Option<usize>, String> {
+    column
+        .map(|l| label_index(labels, fields[l].trim()))
+        .transpose()
+}
+
 /// Reads a TSV file. With `header`, the first line names the columns and
 /// `setup` sees it (to find columns, or fail); rows with another number of
 /// fields are malformed. Without a header, `columns` fixes the count

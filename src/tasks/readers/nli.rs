@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{json_text, nli_gold, nli_gold_json, nonempty, read_jsonl, read_tsv, Gold, Row};
+use super::{
+    json_text, nli_gold, nli_gold_json, nonempty, read_jsonl, read_tsv, row_id, Gold, Row,
+};
 use crate::error::Result;
 use crate::tasks::example::Example;
 use crate::tasks::io::{plain_name, ReadOptions, SkipReport};
@@ -108,9 +110,7 @@ pub fn read_glue_nli_tsv(
             Ok((a, b, l, id))
         },
         |&(a, b, l, idc), f, line| {
-            let id = idc
-                .map(|i| f[i].to_string())
-                .unwrap_or_else(|| format!("{st}:{line}"));
+            let id = row_id(f, idc, &st, line);
             let pa = nonempty(f[a], "sentence1")?;
             let pb = nonempty(f[b], "sentence2")?;
             match l {
@@ -248,9 +248,7 @@ pub fn read_americasnli(
                     return Ok(Row::Other);
                 }
             }
-            let id = idc
-                .map(|i| f[i].to_string())
-                .unwrap_or_else(|| format!("{st}:{line}"));
+            let id = row_id(f, idc, &st, line);
             let a = f[ac].trim().to_string();
             let b = nonempty(f[bc], "hypothesis")?;
             match gc {
