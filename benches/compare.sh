@@ -14,5 +14,7 @@ python3 - "$ours" "$theirs" <<'PY'
 import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 for k in ("train_ms", "eval_ms"):
+    if a.get(k) is None or b.get(k) is None:
+        continue
     print(f"{k:9s} stilts {a[k]:9.1f}  pytorch {b[k]:9.1f}  ratio {a[k] / b[k]:.2f}")
 PY

@@ -5,7 +5,7 @@ N after one warm-up. Prints one JSON object with train_ms and eval_ms.
 
   python benches/torch_reference.py --vocab 250002 --hidden 256 --layers 4 \
       --heads 4 --ffn 1024 --batch 16 --seq 128 --steps 5 [--device cuda --dtype bf16]
-      [--size xlmr-base|xlmr-large|xlmr-xl|xlmr-xxl] [--checkpointing]
+      [--size xlmr-base|xlmr-large|xlmr-xl|xlmr-xxl] [--checkpointing] [--eval-only]
 
 Also reports peak memory: torch.cuda.max_memory_allocated on a GPU, the
 process's peak resident set (ru_maxrss) on the CPU.
@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
     ap.add_argument("--xl", action="store_true", help="pre-LayerNorm (XLM-R XL) architecture")
+    ap.add_argument("--eval-only", action="store_true", help="time only the evaluation forward")
     a = ap.parse_args()
     if a.size:
         for k, v in SIZES[a.size].items():
@@ -80,7 +81,7 @@ def main():
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     model.train()
-    for i in range(1 + a.steps):
+    for i in range(0 if a.eval_only else 1 + a.steps):
         sync()
         t0 = time.perf_counter()
         with autocast:
@@ -104,7 +105,7 @@ def main():
             sync()
             if i > 0:
                 evals.append((time.perf_counter() - t0) * 1e3)
-    print(json.dumps({"train_ms": statistics.median(train), "eval_ms": statistics.median(evals),
+    print(json.dumps({"train_ms": statistics.median(train) if train else None, "eval_ms": statistics.median(evals),
                       "train_samples": train, "eval_samples": evals, "device": str(dev),
                       "peak_train_bytes": peak, "parameters": sum(p.numel() for p in model.parameters()),
                       "torch": torch.__version__, "threads": torch.get_num_threads()}))

@@ -116,6 +116,22 @@ fn forward_loss_and_gradients_match_transformers() {
                 let d = max_abs_diff(&got, &case.io[key]);
                 assert!(d < 1e-5 * tol, "{name}: {key} differs by {d:e}");
             }
+            // The evaluation view takes the fused no-graph kernels (one-pass
+            // attention, residual + LayerNorm, linear + GELU): same numbers.
+            let view = case.model.clone().for_inference().unwrap();
+            let hidden = view.encoder.forward(&case.inputs, None).unwrap();
+            let d = max_abs_diff(&hidden, &case.io["last_hidden_state"]);
+            assert!(
+                d < 1e-5 * tol,
+                "{name}: inference view: last_hidden_state differs by {d:e}"
+            );
+            for (key, got) in outputs(&view.forward(&case.inputs, None).unwrap()) {
+                let d = max_abs_diff(&got, &case.io[key]);
+                assert!(
+                    d < 1e-5 * tol,
+                    "{name}: inference view: {key} differs by {d:e}"
+                );
+            }
 
             let loss = case.model.loss(&out, &case.target).unwrap();
             let d = max_abs_diff(&loss.reshape(1).unwrap(), &case.io["loss"]);

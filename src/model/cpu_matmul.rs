@@ -16,6 +16,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use super::cpu_kernels;
 use super::ops::contiguous;
 
 type CResult<T> = candle_core::Result<T>;
@@ -24,8 +25,12 @@ fn threads() -> gemm::Parallelism {
     gemm::Parallelism::Rayon(rayon::current_num_threads().max(1))
 }
 
-/// `y = x W^T + b` for `x: [M, K]`, `W: [N, K]`, `b: [N]`.
-struct Linear;
+/// `y = x W^T + b` for `x: [M, K]`, `W: [N, K]`, `b: [N]`; with `gelu`,
+/// `GELU(y)` applied to the fresh output before it leaves the op (evaluation
+/// only: that variant has no backward).
+struct Linear {
+    gelu: bool,
+}
 
 impl Linear {
     fn run<T: Copy + Default + Send + Sync + 'static + num_traits::One>(
@@ -36,8 +41,18 @@ impl Linear {
         k: usize,
         n: usize,
     ) -> Vec<T> {
-        let mut y = vec![T::default(); m * n];
-        y.par_chunks_mut(n).for_each(|row| row.copy_from_slice(b));
+        // Every row starts as the bias (written once, no zero fill first);
+        // the product then accumulates onto it.
+        let mut y: Vec<T> = Vec::with_capacity(m * n);
+        y.spare_capacity_mut()[..m * n]
+            .par_chunks_mut(n)
+            .for_each(|row| {
+                for (o, v) in row.iter_mut().zip(b) {
+                    o.write(*v);
+                }
+            });
+        // SAFETY: all m*n elements were just written.
+        unsafe { y.set_len(m * n) };
         // SAFETY: the slices hold m*k, n*k and m*n elements laid out with the
         // strides given (row-major x and y; W read as W^T).
         unsafe {
@@ -85,14 +100,18 @@ impl CustomOp3 for Linear {
         let (n, _) = l2.shape().dims2()?;
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(Self::run(
+                let mut y = Self::run(
                     contiguous(x, l1, "linear")?,
                     contiguous(w, l2, "linear")?,
                     contiguous(b, l3, "linear")?,
                     m,
                     k,
                     n,
-                ))
+                );
+                if self.gelu {
+                    y.par_chunks_mut(4096).for_each(cpu_kernels::gelu_in_place);
+                }
+                CpuStorage::F32(y)
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
                 CpuStorage::F64(Self::run(
@@ -106,6 +125,9 @@ impl CustomOp3 for Linear {
             }
             _ => candle_core::bail!("linear: f32 or f64 input, weight and bias"),
         };
+        if self.gelu && !matches!(out, CpuStorage::F32(_)) {
+            candle_core::bail!("linear with GELU: f32 only");
+        };
         Ok((out, Shape::from((m, n))))
     }
 
@@ -117,6 +139,9 @@ impl CustomOp3 for Linear {
         _res: &Tensor,
         g: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.gelu {
+            candle_core::bail!("linear with GELU is evaluation-only: it has no backward");
+        }
         let (x, w, g) = (x.detach(), w.detach(), g.detach());
         let dx = g.matmul(&w)?;
         let dw = g.t()?.matmul(&x)?;
@@ -134,10 +159,28 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> CResult<Tensor> {
         && b.dtype() == x.dtype()
     {
         x.contiguous()?
-            .apply_op3(&w.contiguous()?, &b.contiguous()?, Linear)
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, Linear { gelu: false })
     } else {
         x.matmul(&w.t()?)?.broadcast_add(b)
     }
+}
+
+/// `GELU(x W^T + b)` in one op on the CPU in evaluation (f32, no input
+/// records a graph): the activation runs over the product's fresh output
+/// instead of a second tensor. `None` where it does not apply.
+pub fn linear_gelu_inference(x: &Tensor, w: &Tensor, b: &Tensor) -> CResult<Option<Tensor>> {
+    let eligible = x.device().is_cpu()
+        && [x, w, b]
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && !t.track_op());
+    if !eligible {
+        return Ok(None);
+    }
+    Ok(Some(x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        &Linear { gelu: true },
+    )?))
 }
 
 /// `[B, H, M, K] x [B, H, K, N] -> [B, H, M, N]`, inputs with any strides.
@@ -311,7 +354,9 @@ pub fn attention_inference(
     let (_, sk4, ok) = strides4(lk)?;
     let (_, sv4, ov) = strides4(lv)?;
     let h = heads * hd;
-    let mut out = vec![0f32; b * t * h];
+    // Written in full by the context products below (gemm with alpha 0
+    // does not read its destination), so it starts uninitialised.
+    let mut out: Vec<f32> = Vec::with_capacity(b * t * h);
     let po = out.as_mut_ptr() as usize;
     let scale = scale as f32;
     (0..b * heads).into_par_iter().for_each_init(
@@ -349,18 +394,7 @@ pub fn attention_inference(
             }
             let m = &mask[bi * t..(bi + 1) * t];
             for row in scores.chunks_mut(t) {
-                let mut max = f32::NEG_INFINITY;
-                for (x, &mb) in row.iter_mut().zip(m) {
-                    *x = *x * scale + mb;
-                    max = max.max(*x);
-                }
-                let mut sum = 0f32;
-                for x in row.iter_mut() {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                row.iter_mut().for_each(|x| *x *= inv);
+                cpu_kernels::masked_softmax_in_place(row, m, scale);
             }
             unsafe {
                 let dst = (po as *mut f32).wrapping_add(bi * t * h + hi * hd);
@@ -389,5 +423,7 @@ pub fn attention_inference(
         },
     );
     drop((sq, sk, sv, sb));
+    // SAFETY: the (batch, head) tasks together wrote every element.
+    unsafe { out.set_len(b * t * h) };
     Ok(Some(Tensor::from_vec(out, (b, t, h), q.device())?))
 }

@@ -4,9 +4,10 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{Variant, XlmrConfig};
-use super::cpu_matmul::{attention_inference, batched_matmul};
+use super::cpu_matmul::{attention_inference, batched_matmul, linear_gelu_inference};
 use super::ops::{
-    attention_bias, begin_dropout_block, dropout, layer_norm, masked_softmax, DropoutRng,
+    add_layer_norm, attention_bias, begin_dropout_block, dropout, layer_norm, masked_softmax,
+    Activation, DropoutRng,
 };
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::error::Result;
@@ -56,6 +57,25 @@ impl Linear {
         };
         y.to_dtype(x.dtype())?.broadcast_add(&self.bias)
     }
+
+    /// `act(x W^T + b)`; in evaluation on the CPU the GELU runs inside the
+    /// product's op (no second pass over a new tensor).
+    pub fn forward_activated(
+        &self,
+        x: &Tensor,
+        compute: DType,
+        act: Activation,
+    ) -> CResult<Tensor> {
+        if act == Activation::Gelu && compute == x.dtype() && self.weight.dtype() == compute {
+            if let [b, t, k] = x.dims() {
+                let flat = x.reshape((b * t, *k))?;
+                if let Some(y) = linear_gelu_inference(&flat, &self.weight, &self.bias)? {
+                    return y.reshape((*b, *t, ()));
+                }
+            }
+        }
+        act.apply(&self.forward(x, compute)?)
+    }
 }
 
 #[derive(Clone)]
@@ -82,6 +102,11 @@ impl LayerNorm {
 
     pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
         layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+
+    /// `LayerNorm(x + residual)`, one pass in evaluation on the CPU.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> CResult<Tensor> {
+        add_layer_norm(x, residual, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -428,6 +453,9 @@ impl Encoder {
         let pad = c.pad_token_id;
         let gather_padded = |table: &Tensor, ids: &Tensor| -> CResult<Tensor> {
             let x = gather(table, ids)?;
+            if !table.track_op() {
+                return Ok(x); // no gradient to keep away (evaluation)
+            }
             let is_pad = ids.eq(pad)?.to_dtype(x.dtype())?.unsqueeze(2)?;
             let row = table.narrow(0, pad as usize, 1)?.detach().unsqueeze(0)?;
             x.broadcast_mul(&(1.0 - &is_pad)?)?
@@ -460,10 +488,12 @@ impl Encoder {
             Variant::PostLayerNorm => {
                 let a = layer.attention.forward(x, bias, pa, cdt, &mut rng)?;
                 let a = dropout(&a, p, rng.as_deref_mut())?;
-                let x1 = layer.attention_norm.forward(&(a + x)?)?;
-                let f = c.hidden_act.apply(&layer.intermediate.forward(&x1, cdt)?)?;
+                let x1 = layer.attention_norm.forward_residual(&a, x)?;
+                let f = layer
+                    .intermediate
+                    .forward_activated(&x1, cdt, c.hidden_act)?;
                 let f = dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())?;
-                layer.ffn_norm.forward(&(f + &x1)?)
+                layer.ffn_norm.forward_residual(&f, &x1)
             }
             Variant::PreLayerNorm => {
                 let a = layer.attention.forward(
@@ -474,10 +504,10 @@ impl Encoder {
                     &mut rng,
                 )?;
                 let x1 = (dropout(&a, p, rng.as_deref_mut())? + x)?;
-                let f = c.hidden_act.apply(
-                    &layer
-                        .intermediate
-                        .forward(&layer.ffn_norm.forward(&x1)?, cdt)?,
+                let f = layer.intermediate.forward_activated(
+                    &layer.ffn_norm.forward(&x1)?,
+                    cdt,
+                    c.hidden_act,
                 )?;
                 dropout(&layer.output.forward(&f, cdt)?, p, rng.as_deref_mut())? + x1
             }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod config;
+pub mod cpu_kernels;
 pub mod cpu_matmul;
 pub mod encoder;
 pub mod heads;

@@ -15,6 +15,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::cpu_kernels;
+
 type CResult<T> = candle_core::Result<T>;
 
 /// The elements a contiguous layout addresses, or an error naming `what`.
@@ -79,14 +81,8 @@ impl FromF32 for f16 {
 struct SoftmaxLastDim;
 
 fn softmax_row(x: &[f32], y: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for (o, v) in y.iter_mut().zip(x) {
-        *o = (*v - max).exp();
-        sum += *o;
-    }
-    let inv = 1.0 / sum;
-    y.iter_mut().for_each(|o| *o *= inv);
+    y.copy_from_slice(x);
+    cpu_kernels::softmax_in_place(y);
 }
 
 fn softmax_row_f64(x: &[f64], y: &mut [f64]) {
@@ -107,11 +103,14 @@ impl CustomOp1 for SoftmaxLastDim {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CResult<(CpuStorage, Shape)> {
         let dim = layout.dims()[layout.dims().len() - 1];
         let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(map_rows(
-                contiguous(v, layout, "softmax")?,
-                dim,
-                softmax_row,
-            )),
+            CpuStorage::F32(v) => {
+                let src = contiguous(v, layout, "softmax")?;
+                let mut dst = vec![0f32; src.len()];
+                dst.par_chunks_mut(dim)
+                    .zip(src.par_chunks(dim))
+                    .for_each(|(o, x)| softmax_row(x, o));
+                CpuStorage::F32(dst)
+            }
             CpuStorage::BF16(v) => CpuStorage::BF16(map_rows(
                 contiguous(v, layout, "softmax")?,
                 dim,
@@ -172,6 +171,17 @@ struct MaskedSoftmax {
 }
 
 impl MaskedSoftmax {
+    /// [`Self::run`] through the vectorised row kernel.
+    fn run_f32(&self, scores: &[f32], bias: &[f32], t: usize) -> Vec<f32> {
+        let rows_per_bias = scores.len() / bias.len();
+        let mut out = scores.to_vec();
+        out.par_chunks_mut(t).enumerate().for_each(|(r, y)| {
+            let b = &bias[(r / rows_per_bias) * t..][..t];
+            cpu_kernels::masked_softmax_in_place(y, b, self.scale as f32);
+        });
+        out
+    }
+
     /// Rows of `[B, heads, Tq, T]` that share one bias row.
     fn run<T: Copy + Send + Sync + num_traits::Float>(
         &self,
@@ -218,7 +228,7 @@ impl CustomOp2 for MaskedSoftmax {
     ) -> CResult<(CpuStorage, Shape)> {
         let t = l1.dims()[l1.dims().len() - 1];
         let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(self.run(
+            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(self.run_f32(
                 contiguous(x, l1, "attention softmax")?,
                 contiguous(b, l2, "attention softmax")?,
                 t,
@@ -274,19 +284,6 @@ pub fn masked_softmax(scores: &Tensor, bias: &Tensor, scale: f64) -> CResult<Ten
 
 // ---------------------------------------------------------------- GELU
 
-/// erf in f32 (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7): one exp and a
-/// polynomial, against libm's `erff` which candle's `gelu_erf` calls per
-/// element and which showed up at ~5% of an evaluation forward.
-fn erf_f32(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    let y = 1.0 - poly * (-a * a).exp();
-    y.copysign(x)
-}
-
 const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
 /// Exact GELU `0.5 x (1 + erf(x / sqrt 2))` (what XLM-R uses), one pass on
@@ -305,11 +302,7 @@ impl CustomOp1 for GeluErf {
                 let mut y = vec![0f32; x.len()];
                 y.par_chunks_mut(4096)
                     .zip(x.par_chunks(4096))
-                    .for_each(|(y, x)| {
-                        for (o, &v) in y.iter_mut().zip(x) {
-                            *o = 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
-                        }
-                    });
+                    .for_each(|(y, x)| cpu_kernels::gelu(x, y));
                 CpuStorage::F32(y)
             }
             CpuStorage::F64(v) => CpuStorage::F64(
@@ -351,16 +344,9 @@ impl CustomOp2 for GeluErfGrad {
                 let x = contiguous(x, l1, "gelu backward")?;
                 let g = contiguous(g, l2, "gelu backward")?;
                 let mut d = vec![0f32; x.len()];
-                let c = FRAC_1_SQRT_2PI as f32;
                 d.par_chunks_mut(4096)
                     .zip(x.par_chunks(4096).zip(g.par_chunks(4096)))
-                    .for_each(|(d, (x, g))| {
-                        for i in 0..d.len() {
-                            let v = x[i];
-                            let cdf = 0.5 * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
-                            d[i] = g[i] * (cdf + v * c * (-0.5 * v * v).exp());
-                        }
-                    });
+                    .for_each(|(d, (x, g))| cpu_kernels::gelu_backward(x, g, d));
                 CpuStorage::F32(d)
             }
             (CpuStorage::F64(x), CpuStorage::F64(g)) => {
@@ -398,16 +384,6 @@ struct LayerNormOp {
     eps: f32,
 }
 
-fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let rstd = 1.0 / (var + eps).sqrt();
-    for i in 0..x.len() {
-        y[i] = (x[i] - mean) * rstd * w[i] + b[i];
-    }
-}
-
 fn to_f32_vec<T: Copy + Into<f64>>(v: &[T]) -> Vec<f32> {
     v.iter().map(|x| (*x).into() as f32).collect()
 }
@@ -433,12 +409,23 @@ impl CustomOp3 for LayerNormOp {
                 let w = to_f32_vec(contiguous($w, l2, "layer_norm")?);
                 let b = to_f32_vec(contiguous($b, l3, "layer_norm")?);
                 CpuStorage::$variant(map_rows(contiguous($x, l1, "layer_norm")?, dim, |x, y| {
-                    layer_norm_row(x, &w, &b, eps, y)
+                    cpu_kernels::layer_norm_row(x, None, &w, &b, eps, y)
                 }))
             }};
         }
         let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => run!(x, w, b, F32),
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                let (w, b) = (
+                    contiguous(w, l2, "layer_norm")?,
+                    contiguous(b, l3, "layer_norm")?,
+                );
+                let x = contiguous(x, l1, "layer_norm")?;
+                let mut y = vec![0f32; x.len()];
+                y.par_chunks_mut(dim)
+                    .zip(x.par_chunks(dim))
+                    .for_each(|(y, x)| cpu_kernels::layer_norm_row(x, None, w, b, eps, y));
+                CpuStorage::F32(y)
+            }
             (CpuStorage::BF16(x), CpuStorage::BF16(w), CpuStorage::BF16(b)) => {
                 run!(x, w, b, BF16)
             }
@@ -524,6 +511,58 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> CResult<Tenso
         );
     }
     candle_nn::ops::layer_norm_slow(x, w, b, eps as f32)
+}
+
+/// `layer_norm(x + residual)`, the post-LN residual step. In evaluation on
+/// the CPU (f32, nothing records a graph) the add and the norm are one pass
+/// over the rows; otherwise the two ops, with their backward.
+pub fn add_layer_norm(
+    x: &Tensor,
+    residual: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f64,
+) -> CResult<Tensor> {
+    let fused = x.device().is_cpu()
+        && x.dims() == residual.dims()
+        && [x, residual, w, b]
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && !t.track_op());
+    if !fused {
+        return layer_norm(&(x + residual)?, w, b, eps);
+    }
+    let (x, residual) = (x.contiguous()?, residual.contiguous()?);
+    let (w, b) = (w.contiguous()?, b.contiguous()?);
+    let dim = x.dim(D::Minus1)?;
+    let mut y = vec![0f32; x.elem_count()];
+    {
+        let (sx, lx) = x.storage_and_layout();
+        let (sr, lr) = residual.storage_and_layout();
+        let (sw, lw) = w.storage_and_layout();
+        let (sb, lb) = b.storage_and_layout();
+        fn slice(s: &candle_core::Storage) -> Option<&[f32]> {
+            match s {
+                candle_core::Storage::Cpu(CpuStorage::F32(v)) => Some(v.as_slice()),
+                _ => None,
+            }
+        }
+        let (Some(xs), Some(rs), Some(ws), Some(bs)) =
+            (slice(&sx), slice(&sr), slice(&sw), slice(&sb))
+        else {
+            candle_core::bail!("add_layer_norm: f32 CPU tensors expected");
+        };
+        let xs = contiguous(xs, lx, "layer_norm")?;
+        let rs = contiguous(rs, lr, "layer_norm")?;
+        let (ws, bs) = (
+            contiguous(ws, lw, "layer_norm")?,
+            contiguous(bs, lb, "layer_norm")?,
+        );
+        let eps = eps as f32;
+        y.par_chunks_mut(dim)
+            .zip(xs.par_chunks(dim).zip(rs.par_chunks(dim)))
+            .for_each(|(y, (x, r))| cpu_kernels::layer_norm_row(x, Some(r), ws, bs, eps, y));
+    }
+    Tensor::from_vec(y, x.shape(), x.device())
 }
 
 /// GPU forwards: candle-nn's fused CUDA kernels compute the value but have
