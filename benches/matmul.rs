@@ -45,6 +45,17 @@ fn main() -> candle_core::Result<()> {
         x.matmul(&w2.t()?)?.broadcast_add(&b2)
     })?;
     time("stilts linear(x, w2, b)", &|| linear(&x, &w2, &b2))?;
+    let w3 = Tensor::randn(0f32, 1., (768, 256), &d)?;
+    let b3 = Tensor::randn(0f32, 1., 768, &d)?;
+    time(
+        "stilts linear(x, w3, b) [..]x[256x768] (q, k, v in one)",
+        &|| linear(&x, &w3, &b3),
+    )?;
+    let h = Tensor::randn(0f32, 1., (2048, 1024), &d)?;
+    let w4 = Tensor::randn(0f32, 1., (256, 1024), &d)?;
+    time("stilts linear(h, w4, b) [2048x1024]x[1024x256]", &|| {
+        linear(&h, &w4, &b2)
+    })?;
     time("candle q @ k^T    64 x [128x64]x[64x128]", &|| {
         q.matmul(&k.t()?)
     })?;
