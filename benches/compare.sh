@@ -4,17 +4,29 @@
 #   bash benches/compare.sh [shape flags, e.g. --hidden 256 --layers 4 --batch 16 --seq 128 --steps 5]
 # Uses $STILTS (default target/release/stilts, from cargo build --release; the
 # GPU build is target/cuda/release/stilts) and $PYTHON (default .venv/bin/python).
+# REPEAT=N runs N alternating pairs and ends with the median of each side and
+# of the ratios (a shared machine's speed drifts between runs; pairs that
+# alternate see the same drift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 STILTS=${STILTS:-target/release/stilts}
-ours=$("$STILTS" bench "$@")
-theirs=$("$PYTHON" benches/torch_reference.py "$@")
-python3 - "$ours" "$theirs" <<'PY'
-import json, sys
-a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+runs=()
+for _ in $(seq "${REPEAT:-1}"); do
+  ours=$("$STILTS" bench "$@")
+  theirs=$("$PYTHON" benches/torch_reference.py "$@")
+  runs+=("$ours" "$theirs")
+done
+python3 - "${runs[@]}" <<'PY'
+import json, statistics, sys
+docs = [json.loads(a) for a in sys.argv[1:]]
+pairs = list(zip(docs[0::2], docs[1::2]))
 for k in ("train_ms", "eval_ms"):
-    if a.get(k) is None or b.get(k) is None:
-        continue
-    print(f"{k:9s} stilts {a[k]:9.1f}  pytorch {b[k]:9.1f}  ratio {a[k] / b[k]:.2f}")
+    got = [(a[k], b[k]) for a, b in pairs if a.get(k) is not None and b.get(k) is not None]
+    for a, b in got:
+        print(f"{k:9s} stilts {a:9.1f}  pytorch {b:9.1f}  ratio {a / b:.2f}")
+    if len(got) > 1:
+        med = lambda v: statistics.median(v)
+        print(f"{k:9s} median of {len(got)}: stilts {med([a for a, _ in got]):.1f}  "
+              f"pytorch {med([b for _, b in got]):.1f}  ratio {med([a / b for a, b in got]):.2f}")
 PY
