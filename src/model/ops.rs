@@ -27,6 +27,20 @@ pub(crate) fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> C
     }
 }
 
+/// `f(src chunk, dst chunk)` over chunks of `chunk` elements, in parallel,
+/// into a new vector of `src`'s length.
+fn map_chunks<T, F>(src: &[T], chunk: usize, f: F) -> Vec<T>
+where
+    T: Copy + Default + Send + Sync,
+    F: Fn(&[T], &mut [T]) + Sync,
+{
+    let mut dst = vec![T::default(); src.len()];
+    dst.par_chunks_mut(chunk)
+        .zip(src.par_chunks(chunk))
+        .for_each(|(o, x)| f(x, o));
+    dst
+}
+
 /// Applies `f` to every row of `dim` elements, converting through f32 so that
 /// bf16/f16 inputs are reduced in f32 like PyTorch does.
 fn map_rows<T, F>(src: &[T], dim: usize, f: F) -> Vec<T>
@@ -103,14 +117,11 @@ impl CustomOp1 for SoftmaxLastDim {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CResult<(CpuStorage, Shape)> {
         let dim = layout.dims()[layout.dims().len() - 1];
         let out = match storage {
-            CpuStorage::F32(v) => {
-                let src = contiguous(v, layout, "softmax")?;
-                let mut dst = vec![0f32; src.len()];
-                dst.par_chunks_mut(dim)
-                    .zip(src.par_chunks(dim))
-                    .for_each(|(o, x)| softmax_row(x, o));
-                CpuStorage::F32(dst)
-            }
+            CpuStorage::F32(v) => CpuStorage::F32(map_chunks(
+                contiguous(v, layout, "softmax")?,
+                dim,
+                softmax_row,
+            )),
             CpuStorage::BF16(v) => CpuStorage::BF16(map_rows(
                 contiguous(v, layout, "softmax")?,
                 dim,
@@ -124,11 +135,7 @@ impl CustomOp1 for SoftmaxLastDim {
             CpuStorage::F64(v) => {
                 // f64 stays f64 end to end: gradient checks rely on it.
                 let src = contiguous(v, layout, "softmax")?;
-                let mut dst = vec![0f64; src.len()];
-                dst.par_chunks_mut(dim)
-                    .zip(src.par_chunks(dim))
-                    .for_each(|(o, x)| softmax_row_f64(x, o));
-                CpuStorage::F64(dst)
+                CpuStorage::F64(map_chunks(src, dim, softmax_row_f64))
             }
             other => candle_core::bail!("softmax: unsupported dtype {:?}", other.dtype()),
         };
@@ -299,11 +306,7 @@ impl CustomOp1 for GeluErf {
         let out = match storage {
             CpuStorage::F32(v) => {
                 let x = contiguous(v, layout, "gelu")?;
-                let mut y = vec![0f32; x.len()];
-                y.par_chunks_mut(4096)
-                    .zip(x.par_chunks(4096))
-                    .for_each(|(y, x)| cpu_kernels::gelu(x, y));
-                CpuStorage::F32(y)
+                CpuStorage::F32(map_chunks(x, 4096, cpu_kernels::gelu))
             }
             CpuStorage::F64(v) => CpuStorage::F64(
                 contiguous(v, layout, "gelu")?
@@ -420,11 +423,9 @@ impl CustomOp3 for LayerNormOp {
                     contiguous(b, l3, "layer_norm")?,
                 );
                 let x = contiguous(x, l1, "layer_norm")?;
-                let mut y = vec![0f32; x.len()];
-                y.par_chunks_mut(dim)
-                    .zip(x.par_chunks(dim))
-                    .for_each(|(y, x)| cpu_kernels::layer_norm_row(x, None, w, b, eps, y));
-                CpuStorage::F32(y)
+                CpuStorage::F32(map_chunks(x, dim, |x, y| {
+                    cpu_kernels::layer_norm_row(x, None, w, b, eps, y)
+                }))
             }
             (CpuStorage::BF16(x), CpuStorage::BF16(w), CpuStorage::BF16(b)) => {
                 run!(x, w, b, BF16)
@@ -435,19 +436,15 @@ impl CustomOp3 for LayerNormOp {
                 let w = contiguous(w, l2, "layer_norm")?;
                 let b = contiguous(b, l3, "layer_norm")?;
                 let eps = eps as f64;
-                let mut dst = vec![0f64; x.len()];
-                dst.par_chunks_mut(dim)
-                    .zip(x.par_chunks(dim))
-                    .for_each(|(y, x)| {
-                        let n = x.len() as f64;
-                        let mean = x.iter().sum::<f64>() / n;
-                        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-                        let rstd = 1.0 / (var + eps).sqrt();
-                        for i in 0..x.len() {
-                            y[i] = (x[i] - mean) * rstd * w[i] + b[i];
-                        }
-                    });
-                CpuStorage::F64(dst)
+                CpuStorage::F64(map_chunks(x, dim, |x, y| {
+                    let n = x.len() as f64;
+                    let mean = x.iter().sum::<f64>() / n;
+                    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                    let rstd = 1.0 / (var + eps).sqrt();
+                    for i in 0..x.len() {
+                        y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                    }
+                }))
             }
             _ => candle_core::bail!(
                 "layer_norm: input, weight and bias must share one float dtype, got {:?}/{:?}/{:?}",
