@@ -36,6 +36,9 @@ pub struct BenchSpec {
     /// Time only the evaluation forward (no gradients, no optimizer state).
     #[serde(default)]
     pub eval_only: bool,
+    /// AdamW with a factored second moment (`factored_optimizer`).
+    #[serde(default)]
+    pub factored_optimizer: bool,
 }
 
 impl BenchSpec {
@@ -56,6 +59,7 @@ impl BenchSpec {
             bf16: false,
             checkpointing: false,
             eval_only: false,
+            factored_optimizer: false,
         }
     }
 
@@ -128,9 +132,11 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         model = model.with_compute_dtype(DType::BF16);
     }
     model = model.with_gradient_checkpointing(spec.checkpointing);
+    // Counted before any inference view (which holds no trainable parameters).
+    let parameters = model.num_parameters();
     let memory_estimate = memory::estimate(
         &cfg,
-        model.num_parameters() as u64,
+        parameters as u64,
         &RunShape {
             batch: spec.batch,
             seq: spec.seq,
@@ -140,7 +146,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
                 Precision::F32
             },
             checkpointing: spec.checkpointing,
-            factored_optimizer: false,
+            factored_optimizer: spec.factored_optimizer,
         },
     );
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -169,6 +175,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
             params.clone(),
             AdamWConfig {
                 lr: 1e-5,
+                factored: spec.factored_optimizer,
                 ..Default::default()
             },
         )?)
@@ -218,7 +225,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
     Ok(BenchResult {
         spec: spec.clone(),
         device: format!("{:?}", device.location()),
-        parameters: model.num_parameters(),
+        parameters,
         train_ms: median(total.clone()),
         eval_ms: median(eval.clone()),
         forward_ms: median(fw),

@@ -89,6 +89,9 @@ pub enum Command {
         /// Only the evaluation forward (train figures come out null).
         #[arg(long)]
         eval_only: bool,
+        /// AdamW with a factored second moment (`factored_optimizer`).
+        #[arg(long)]
+        factored_optimizer: bool,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -351,11 +354,13 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             dtype,
             checkpointing,
             eval_only,
+            factored_optimizer,
         }) => {
             let config = shape.config(shape.size.is_none().then_some(*vocab))?;
             let mut spec = crate::bench::BenchSpec::new(&config, *batch, *seq);
             spec.checkpointing = *checkpointing;
             spec.eval_only = *eval_only;
+            spec.factored_optimizer = *factored_optimizer;
             spec.steps = (*steps).max(1);
             spec.bf16 = match dtype.as_str() {
                 "f32" => false,

@@ -43,3 +43,58 @@ fn help_lists_subcommands() {
         assert!(s.contains(c), "{c}");
     }
 }
+
+/// `stilts bench` on a tiny shape: one JSON object with the timings the
+/// harness promises, the parameter count of that shape, and the options
+/// reaching the run (the memory estimate follows them).
+#[test]
+fn bench_prints_timings_parameters_and_estimate() {
+    let bench = |extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
+            .args([
+                "bench", "--vocab", "1000", "--hidden", "32", "--layers", "2",
+            ])
+            .args(["--heads", "2", "--ffn", "64", "--batch", "2", "--seq", "16"])
+            .args(["--steps", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+    };
+    let plain = bench(&[]);
+    for key in [
+        "train_ms",
+        "eval_ms",
+        "forward_ms",
+        "backward_ms",
+        "optimizer_ms",
+    ] {
+        assert!(
+            plain[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {plain}"
+        );
+    }
+    // Embeddings (1000 + 514 + 1) x 32 + their LayerNorm, 2 layers of
+    // 4 (32x32 + 32) + 32x64 + 64 + 64x32 + 32 + 2 x 2 x 32, head 32x32 + 32 + 32x3 + 3.
+    let layer = 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32) + 4 * 32;
+    let want = (1000 + 514 + 1) * 32 + 2 * 32 + 2 * layer + (32 * 32 + 32) + (32 * 3 + 3);
+    assert_eq!(plain["parameters"].as_u64(), Some(want as u64));
+
+    let eval_only = bench(&["--eval-only"]);
+    assert!(eval_only["train_ms"].is_null());
+    assert!(eval_only["eval_ms"].as_f64().is_some_and(|v| v > 0.0));
+    assert_eq!(eval_only["parameters"], plain["parameters"]);
+
+    let factored = bench(&["--factored-optimizer"]);
+    assert_eq!(factored["spec"]["factored_optimizer"], true);
+    let opt = |v: &serde_json::Value| v["memory_estimate"]["optimizer"].as_u64().unwrap();
+    assert!(
+        opt(&factored) < opt(&plain),
+        "a factored second moment must need less optimizer memory"
+    );
+}

@@ -5,7 +5,8 @@
 #
 #   tools/build_cuda.sh            # -> target/cuda/release/stilts
 #   tools/build_cuda.sh --tests    # also the test binaries (cargo test --no-run)
-#   tools/build_cuda.sh --bundle   # also target/cuda/gpu-bundle.tar.xz: stripped
+#   tools/build_cuda.sh --bundle   # also target/cuda/gpu-bundle.tar.xz (and gpu-data.tar.xz,
+#                                  # the tokenizer and XNLI test files for benches/gpu_suite.sh): stripped
 #                                  # binaries (with --tests: the tests too), small
 #                                  # enough to carry to a GPU machine
 #   tools/build_cuda.sh --toolkit-only   # only steps 1-2 below
@@ -206,6 +207,17 @@ if [[ "$MAKE_BUNDLE" == 1 ]]; then
   tar -C "$STAGE" -cf - . | xz -T1 --lzma2=preset=3,dict=192MiB > "$BUNDLE"
   rm -rf "$STAGE"
   echo "$(du -h "$BUNDLE" | cut -f1) $BUNDLE" >&2
+  # ../shared does not travel to the GPU machine: the XLM-R tokenizer and the
+  # XNLI test files that benches/gpu_suite.sh needs go beside the bundle (in
+  # target/, ignored: never committed), about 5 MB.
+  SHARED_DATA="$ROOT/../shared/data"
+  if [[ -f "$SHARED_DATA/xlmr/tokenizer.json" ]]; then
+    (cd "$SHARED_DATA/.." && tar -cf - data/xlmr/tokenizer.json data/xnli/test-*.tsv) \
+      | xz -T2 -6 > "$CARGO_TARGET_DIR/gpu-data.tar.xz"
+    echo "$(du -h "$CARGO_TARGET_DIR/gpu-data.tar.xz" | cut -f1) $CARGO_TARGET_DIR/gpu-data.tar.xz" >&2
+  else
+    echo "warning: no $SHARED_DATA/xlmr/tokenizer.json: gpu-data.tar.xz not made" >&2
+  fi
 fi
 
 # ------------------------------------------------------------ 5. report ----
