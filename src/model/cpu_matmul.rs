@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor
 use rayon::prelude::*;
 
 use super::cpu_kernels;
-use super::ops::contiguous;
+use super::ops::{contiguous, cpu_f32_without_graph};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -98,6 +98,9 @@ impl CustomOp3 for Linear {
     ) -> CResult<(CpuStorage, Shape)> {
         let (m, k) = l1.shape().dims2()?;
         let (n, _) = l2.shape().dims2()?;
+        if self.gelu && !matches!(s1, CpuStorage::F32(_)) {
+            candle_core::bail!("linear with GELU: f32 only");
+        }
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
                 let mut y = Self::run(
@@ -124,9 +127,6 @@ impl CustomOp3 for Linear {
                 ))
             }
             _ => candle_core::bail!("linear: f32 or f64 input, weight and bias"),
-        };
-        if self.gelu && !matches!(out, CpuStorage::F32(_)) {
-            candle_core::bail!("linear with GELU: f32 only");
         };
         Ok((out, Shape::from((m, n))))
     }
@@ -169,11 +169,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> CResult<Tensor> {
 /// records a graph): the activation runs over the product's fresh output
 /// instead of a second tensor. `None` where it does not apply.
 pub fn linear_gelu_inference(x: &Tensor, w: &Tensor, b: &Tensor) -> CResult<Option<Tensor>> {
-    let eligible = x.device().is_cpu()
-        && [x, w, b]
-            .iter()
-            .all(|t| t.dtype() == DType::F32 && !t.track_op());
-    if !eligible {
+    if !cpu_f32_without_graph(&[x, w, b]) {
         return Ok(None);
     }
     Ok(Some(x.contiguous()?.apply_op3_no_bwd(
@@ -318,12 +314,7 @@ pub fn attention_inference(
     bias: &Tensor,
     scale: f64,
 ) -> CResult<Option<Tensor>> {
-    let eligible = q.device().is_cpu()
-        && [q, k, v, bias]
-            .iter()
-            .all(|t| t.dtype() == DType::F32 && !t.track_op())
-        && q.rank() == 4;
-    if !eligible {
+    if !(cpu_f32_without_graph(&[q, k, v, bias]) && q.rank() == 4) {
         return Ok(None);
     }
     let (b, heads, t, hd) = q.dims4()?;

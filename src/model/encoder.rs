@@ -6,8 +6,8 @@ use candle_core::{DType, Device, Tensor};
 use super::config::{Variant, XlmrConfig};
 use super::cpu_matmul::{attention_inference, batched_matmul, linear_gelu_inference};
 use super::ops::{
-    add_layer_norm, attention_bias, begin_dropout_block, dropout, layer_norm, masked_softmax,
-    Activation, DropoutRng,
+    add_layer_norm, attention_bias, begin_dropout_block, cpu_f32_without_graph, dropout,
+    layer_norm, masked_softmax, Activation, DropoutRng,
 };
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::error::Result;
@@ -229,16 +229,18 @@ impl SelfAttention {
                 .transpose(1, 2)
         };
         let scale = 1.0 / (hd as f64).sqrt();
-        if rng.is_none() {
-            if let Some((q, k, v)) = self.packed_qkv(x, cdt)? {
-                if let Some(ctx) = attention_inference(&q, &k, &v, bias, scale)? {
-                    return self.output.forward(&ctx, cdt);
-                }
-            }
-        }
-        let q = split(self.query.forward(x, cdt)?)?;
-        let k = split(self.key.forward(x, cdt)?)?;
-        let v = split(self.value.forward(x, cdt)?)?;
+        let packed = match rng {
+            None => self.packed_qkv(x, cdt)?,
+            Some(_) => None,
+        };
+        let (q, k, v) = match packed {
+            Some(qkv) => qkv,
+            None => (
+                split(self.query.forward(x, cdt)?)?,
+                split(self.key.forward(x, cdt)?)?,
+                split(self.value.forward(x, cdt)?)?,
+            ),
+        };
         if rng.is_none() {
             // Evaluation: one fused pass per (batch, head) where it applies.
             if let Some(ctx) = attention_inference(&q, &k, &v, bias, scale)? {
@@ -254,9 +256,7 @@ impl SelfAttention {
             .reshape((b, t, h))?;
         self.output.forward(&ctx, cdt)
     }
-}
 
-impl SelfAttention {
     /// Evaluation on the CPU (f32, nothing records a graph): q, k and v
     /// from one product with the three weights stacked (`[3H, H]`, stacked
     /// per call so the view keeps sharing the model's weights), returned
@@ -265,14 +265,9 @@ impl SelfAttention {
     /// --bench matmul`). `None` where it does not apply.
     fn packed_qkv(&self, x: &Tensor, cdt: DType) -> CResult<Option<(Tensor, Tensor, Tensor)>> {
         let parts = [&self.query, &self.key, &self.value];
-        let eligible = x.device().is_cpu()
-            && cdt == DType::F32
-            && x.dtype() == DType::F32
-            && !x.track_op()
-            && parts.iter().all(|l| {
-                l.weight.dtype() == DType::F32 && !l.weight.track_op() && !l.bias.track_op()
-            });
-        if !eligible {
+        let mut tensors = vec![x];
+        tensors.extend(parts.iter().flat_map(|l| [&l.weight, &l.bias]));
+        if cdt != DType::F32 || !cpu_f32_without_graph(&tensors) {
             return Ok(None);
         }
         let (b, t, h) = x.dims3()?;

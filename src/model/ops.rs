@@ -510,6 +510,14 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> CResult<Tenso
     candle_nn::ops::layer_norm_slow(x, w, b, eps as f32)
 }
 
+/// Whether the fused evaluation paths apply: every tensor f32 on the CPU and
+/// none recording an autograd graph (an inference view; never training).
+pub(crate) fn cpu_f32_without_graph(tensors: &[&Tensor]) -> bool {
+    tensors
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op())
+}
+
 /// `layer_norm(x + residual)`, the post-LN residual step. In evaluation on
 /// the CPU (f32, nothing records a graph) the add and the norm are one pass
 /// over the rows; otherwise the two ops, with their backward.
@@ -520,11 +528,7 @@ pub fn add_layer_norm(
     b: &Tensor,
     eps: f64,
 ) -> CResult<Tensor> {
-    let fused = x.device().is_cpu()
-        && x.dims() == residual.dims()
-        && [x, residual, w, b]
-            .iter()
-            .all(|t| t.dtype() == DType::F32 && !t.track_op());
+    let fused = x.dims() == residual.dims() && cpu_f32_without_graph(&[x, residual, w, b]);
     if !fused {
         return layer_norm(&(x + residual)?, w, b, eps);
     }
