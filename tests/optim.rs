@@ -145,6 +145,19 @@ fn optimizer_state_carries_over_for_shared_parameters() {
 }
 
 /// A parameter store with one `[rows, cols]` matrix and one bias.
+/// AdamW at lr 1e-2, plain or with a factored second moment.
+fn adamw_at_1e2(params: &stilts::model::ParamStore, factored: bool) -> AdamW {
+    AdamW::new(
+        params.clone(),
+        AdamWConfig {
+            lr: 1e-2,
+            factored,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn matrix_and_bias(rows: usize, cols: usize) -> stilts::model::ParamStore {
     let mut ps = stilts::model::ParamStore::new();
     let w: Vec<f32> = (0..rows * cols)
@@ -172,15 +185,7 @@ fn factored_adamw_equals_adamw_on_rank_one_squared_gradients_and_keeps_less_stat
     let gb = Tensor::new(&[0.3f32, 0.01, -0.5], &Device::Cpu).unwrap();
     let run = |factored: bool| {
         let params = matrix_and_bias(rows, cols);
-        let mut opt = AdamW::new(
-            params.clone(),
-            AdamWConfig {
-                lr: 1e-2,
-                factored,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let mut opt = adamw_at_1e2(&params, factored);
         for step in 0..5 {
             let mut grads = GradStore::default();
             // A different scale each step: still rank one.
@@ -225,15 +230,7 @@ fn factored_adamw_differs_from_adamw_when_squared_gradients_are_not_rank_one() {
     .unwrap();
     let run = |factored: bool| {
         let params = matrix_and_bias(6, 3);
-        let mut opt = AdamW::new(
-            params.clone(),
-            AdamWConfig {
-                lr: 1e-2,
-                factored,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let mut opt = adamw_at_1e2(&params, factored);
         let mut grads = GradStore::default();
         grads.insert(params.get("dense.weight").unwrap().as_tensor(), g.clone());
         opt.step(&grads, 1e-2).unwrap();
