@@ -24,6 +24,7 @@ fn frequencies(p: &[f64], draws: usize) -> Vec<f64> {
 #[test]
 fn sampler_proportions_match_their_definitions() {
     let sizes = [393_000usize, 88_000, 10_000, 1_000];
+    let names: Vec<String> = ["mnli", "squad", "sst2", "ccg"].iter().map(|s| s.to_string()).collect();
     let cases: Vec<(Sampling, Vec<f64>)> = vec![
         (Sampling::Uniform, vec![0.25; 4]),
         (
@@ -47,7 +48,7 @@ fn sampler_proportions_match_their_definitions() {
         ),
     ];
     for (sampling, want) in cases {
-        let p = sampling.probabilities(&sizes).unwrap();
+        let p = sampling.probabilities(&names, &sizes).unwrap();
         for (a, b) in p.iter().zip(&want) {
             assert!((a - b).abs() < 1e-12, "{sampling:?}: {p:?} vs {want:?}");
         }
@@ -63,7 +64,7 @@ fn sampler_proportions_match_their_definitions() {
         temperature: 0.0,
         cap: None
     }
-    .probabilities(&sizes)
+    .probabilities(&names, &sizes)
     .is_err());
 }
 
@@ -135,11 +136,14 @@ fn shared_encoder_trains_with_a_head_per_task() {
     // The multiple-choice task reads [8] rows as 8 examples of 1 choice: fine for a smoke test.
     let mut next = |epoch: usize| {
         let mut sampler = TaskSampler::new(
-            &Sampling::Uniform.probabilities(&[4, 4]).unwrap(),
+            &Sampling::Uniform
+                .probabilities(&["a".into(), "b".into()], &[4, 4])
+                .unwrap(),
             epoch as u64,
         );
         interleave(
             8,
+            1,
             &mut sampler,
             &mut |t, e| {
                 Ok(task_batches(t, e)
@@ -206,4 +210,56 @@ fn stilts_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+#[test]
+fn specified_probabilities_name_every_task() {
+    let names: Vec<String> = ["mnli", "squad"].iter().map(|s| s.to_string()).collect();
+    let probs = |pairs: &[(&str, f64)]| Sampling::Specified {
+        probs: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    };
+    let p = probs(&[("mnli", 3.0), ("squad", 1.0)])
+        .probabilities(&names, &[10, 1000])
+        .unwrap();
+    assert_eq!(p, vec![0.75, 0.25], "normalised, sizes ignored");
+    let e = probs(&[("mnli", 1.0)])
+        .probabilities(&names, &[10, 10])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`squad`"), "{e}");
+    let e = probs(&[("mnli", 1.0), ("squad", 1.0), ("qqp", 1.0)])
+        .probabilities(&names, &[10, 10])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`qqp`") && e.contains("not a task of the mix"), "{e}");
+}
+
+#[test]
+fn the_task_is_drawn_per_update_not_per_batch() {
+    let p = Sampling::Uniform
+        .probabilities(&["a".into(), "b".into(), "c".into()], &[1, 1, 1])
+        .unwrap();
+    let mut sampler = TaskSampler::new(&p, 3);
+    let order = interleave(
+        50,
+        4,
+        &mut sampler,
+        &mut |t, e| Ok(task_batches(t, e)),
+        3,
+    )
+    .unwrap();
+    assert_eq!(order.len(), 200);
+    let mut switches_inside = 0;
+    let mut switches_between = 0;
+    for (i, w) in order.windows(2).enumerate() {
+        if w[0].task != w[1].task {
+            if (i + 1) % 4 == 0 {
+                switches_between += 1;
+            } else {
+                switches_inside += 1;
+            }
+        }
+    }
+    assert_eq!(switches_inside, 0, "an update's 4 batches come from one task");
+    assert!(switches_between > 10, "tasks do change between updates");
 }

@@ -10,7 +10,7 @@ use stilts::model::tiny::{build, TinySpec};
 use stilts::model::HeadKind;
 use stilts::protocol::multitask::Sampling;
 use stilts::protocol::presets::RunOptions;
-use stilts::protocol::run::{evaluate, multitask, train, transfer};
+use stilts::protocol::run::{evaluate, multitask, train, transfer, MultitaskJob, TrainJob};
 use stilts::protocol::train::Silent;
 use stilts::tasks::{self, ReadOptions};
 
@@ -80,18 +80,14 @@ fn train_with_dev_selection_then_evaluate_and_transfer() {
         .to_vec1()
         .unwrap();
     let cancel = AtomicBool::new(false);
-    let (model, report) = train(
-        &base,
-        &[train_ds],
-        Some(&dev),
-        &opts(serde_json::json!({"eval_every": 8})),
-        true,
-        None,
-        None,
-        &mut Silent,
-        &cancel,
-    )
-    .unwrap();
+    let train_data = [train_ds];
+    let o = opts(serde_json::json!({"eval_every": 8}));
+    let job = TrainJob {
+        dev: Some(&dev),
+        fresh: true,
+        ..TrainJob::new(&base, &train_data, &o)
+    };
+    let (model, report) = train(&job, &mut Silent, &cancel).unwrap();
     assert_eq!(report.steps, 32);
     assert_eq!(report.scores.len(), 4, "dev evaluated every 8 updates");
     let best = report.best_score.unwrap();
@@ -151,19 +147,19 @@ fn multitask_mix_of_classification_and_multiple_choice() {
     texts.extend(texts_of(&hs));
     let base = tiny(texts);
     let o = opts(serde_json::json!({"batch_size": 8, "epochs": 1}));
-    let (models, report) = multitask(
-        &base,
-        &[
-            ("sst2".into(), vec![sst.clone()]),
-            ("hellaswag".into(), vec![hs.clone()]),
-        ],
-        &Sampling::Proportional,
-        &o,
-        None,
-        &mut Silent,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let mix = [
+        ("sst2".to_string(), vec![sst.clone()]),
+        ("hellaswag".to_string(), vec![hs.clone()]),
+    ];
+    let job = MultitaskJob {
+        model: &base,
+        tasks: &mix,
+        sampling: &Sampling::Proportional,
+        dev: None,
+        options: &o,
+        checkpoint_dir: None,
+    };
+    let (models, report) = multitask(&job, &mut Silent, &AtomicBool::new(false)).unwrap();
     assert_eq!(models.len(), 2);
     assert_eq!(report.steps, 12 + 3);
     assert_eq!(models[1].head.kind, HeadKind::MultipleChoice);

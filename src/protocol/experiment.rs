@@ -1,140 +1,180 @@
 //! One condition of the research question, end to end and memoised: a
 //! pretrained model, an intermediate phase (none, one task, or a multi-task
-//! mix), target training with a fresh head, zero-shot evaluation per
-//! language; and the statistics that compare conditions across seeds.
+//! mix, MLM included), target training under a fresh head with model
+//! selection on a dev set, zero-shot evaluation per language on one or
+//! more evaluation sets (e.g. XNLI dev and test).
+//!
+//! This is the one experiment engine: recipes reach it through rhai's
+//! `condition(#{...})`. A condition's fingerprint hashes everything its
+//! numbers depend on (model files or weights, every data file and the
+//! examples read, options, seed, the evaluation sets); a finished condition
+//! with the same fingerprint is reused from the store, and the
+//! intermediate-phase model of (model, intermediate task(s), options, seed)
+//! is trained once, saved in Hugging Face layout under the store, and
+//! reused by every condition that needs it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::fingerprint;
 use super::multitask::Sampling;
 use super::presets::RunOptions;
-use super::run::{evaluate, multitask, train, transfer};
-use super::stats::{bootstrap_accuracy, mean_std, paired_delta, Estimate};
-use super::train::Progress;
+use super::run::{evaluate, multitask, train, transfer, MultitaskJob, TrainJob};
+use super::train::{Progress, TrainReport};
 use crate::error::{Error, Result};
-use crate::model::{load, LoadOptions, Model};
-use crate::store::{config_key, pack_bits, unpack_bits, RunRecord, Store};
-use crate::tasks::{self, Dataset, ReadOptions};
+use crate::model::{LoadOptions, Model};
+use crate::store::{pack_bits, RunRecord, Store};
+use crate::tasks::Dataset;
 
-/// A task split on disk: `task` read from `root`, `split`, and the subsets
-/// (languages, rounds) to take; empty means the task's default (all).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TaskRef {
-    pub task: String,
-    pub root: PathBuf,
-    pub split: String,
-    #[serde(default)]
-    pub subsets: Vec<String>,
+/// A task as a condition uses it: its name and parts (languages, rounds),
+/// and their fingerprint.
+#[derive(Clone, Debug)]
+pub struct TaskData {
+    pub name: String,
+    pub parts: Arc<Vec<Dataset>>,
+    pub fingerprint: String,
 }
 
-impl TaskRef {
-    /// The datasets of this reference, one per subset.
-    pub fn load(&self) -> Result<Vec<Dataset>> {
-        let read = ReadOptions::default();
-        if self.subsets.is_empty() {
-            return Ok(vec![tasks::load(
-                &self.task,
-                &self.root,
-                &self.split,
-                None,
-                &read,
-            )?]);
-        }
-        self.subsets
-            .iter()
-            .map(|s| tasks::load(&self.task, &self.root, &self.split, Some(s), &read))
-            .collect()
+impl TaskData {
+    /// Fingerprints the parts (hashing their files once per process).
+    pub fn new(name: &str, parts: Arc<Vec<Dataset>>) -> Result<Self> {
+        let fingerprint = fingerprint::datasets(&parts)?;
+        Ok(TaskData {
+            name: name.to_string(),
+            parts,
+            fingerprint,
+        })
     }
 }
 
-/// One cell of the grid: model × intermediate task(s) × seed.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Where a condition's model comes from.
+#[derive(Clone)]
+pub enum ModelSource {
+    /// A directory, hub id in the HF cache or size name: loaded (with the
+    /// target's head) when the condition runs, fingerprinted from its files.
+    Spec(String),
+    /// A model in memory (e.g. a tiny random model), with its fingerprint.
+    Loaded {
+        model: Arc<Model>,
+        fingerprint: String,
+    },
+}
+
+impl ModelSource {
+    fn fingerprint(&self) -> Result<String> {
+        match self {
+            ModelSource::Spec(s) => fingerprint::model_spec(s),
+            ModelSource::Loaded { fingerprint, .. } => Ok(fingerprint.clone()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ModelSource::Spec(s) => s.clone(),
+            ModelSource::Loaded { model, .. } => format!("{model}"),
+        }
+    }
+}
+
+/// One cell of the grid.
+#[derive(Clone)]
 pub struct Condition {
-    /// A size name, hub id in the HF cache, or directory.
-    pub model: String,
+    /// The label of its results (e.g. `squad`, `none`).
+    pub name: String,
+    pub model: ModelSource,
     /// No task: the baseline; one: STILTs; several: a multi-task mix.
-    pub intermediate: Vec<TaskRef>,
+    pub intermediate: Vec<TaskData>,
     pub sampling: Sampling,
+    /// Model selection in the intermediate phase (a split of one of its tasks).
+    pub intermediate_dev: Option<TaskData>,
     pub intermediate_options: RunOptions,
-    pub target: TaskRef,
-    /// Model selection for the target phase (e.g. MNLI dev matched).
-    pub target_dev: Option<TaskRef>,
+    pub target: TaskData,
+    /// Model selection in the target phase (e.g. MNLI dev, English XNLI dev).
+    pub target_dev: Option<TaskData>,
     pub target_options: RunOptions,
-    /// Zero-shot evaluation, one subset per language (e.g. XNLI test).
-    pub evaluation: TaskRef,
+    /// Zero-shot evaluations by name (e.g. `dev`, `test`), one subset per language.
+    pub evaluations: Vec<(String, TaskData)>,
+    /// Evaluation batch size.
+    pub eval_batch_size: usize,
     pub seed: u64,
 }
 
-/// A SHA-256 that identifies a file cheaply: its size and its first and
-/// last MiB (weights are gigabytes; this changes when any of them changes
-/// in practice, and reading it costs nothing).
-pub fn file_fingerprint(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = meta.len();
-    let mut buf = Vec::new();
-    buf.extend_from_slice(&len.to_le_bytes());
-    let mut head = vec![0u8; (1 << 20).min(len as usize)];
-    f.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
-    buf.extend_from_slice(&head);
-    if len > 2 << 20 {
-        use std::io::Seek;
-        f.seek(std::io::SeekFrom::End(-(1 << 20)))
-            .map_err(|e| Error::io(path, e))?;
-        let mut tail = vec![0u8; 1 << 20];
-        f.read_exact(&mut tail).map_err(|e| Error::io(path, e))?;
-        buf.extend_from_slice(&tail);
-    }
-    Ok(crate::util::sha256_hex(&buf))
+/// What a finished condition gives: per evaluation and language, the
+/// metric and each example's right/wrong.
+#[derive(Clone, Debug)]
+pub struct ConditionResult {
+    pub record: RunRecord,
+    /// True when it came from the store.
+    pub reused: bool,
+    /// True when its intermediate phase came from the store.
+    pub intermediate_reused: bool,
 }
 
-fn files_fingerprint(dir: &Path) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for name in [
-        "config.json",
-        "model.safetensors",
-        "model.safetensors.index.json",
-        "pytorch_model.bin",
-        "tokenizer.json",
-    ] {
-        let p = dir.join(name);
-        if p.exists() {
-            out.insert(name.to_string(), file_fingerprint(&p)?);
-        }
-    }
-    Ok(out)
+fn dev_fp(d: &Option<TaskData>) -> Option<&str> {
+    d.as_ref().map(|t| t.fingerprint.as_str())
 }
 
-/// The full configuration of a condition, with the fingerprints of its
-/// model and data files: what the memoisation key is computed from.
-pub fn configuration(c: &Condition) -> Result<serde_json::Value> {
-    let model_dir = load::resolve(&c.model)?;
-    let mut data = BTreeMap::new();
-    let mut refs: Vec<&TaskRef> = c.intermediate.iter().collect();
-    refs.push(&c.target);
-    refs.extend(c.target_dev.iter());
-    refs.push(&c.evaluation);
-    for r in refs {
-        for ds in r.load()? {
-            for f in &ds.files {
-                data.insert(f.display().to_string(), file_fingerprint(f)?);
-            }
-        }
+fn options_json(o: &RunOptions, seed: u64) -> serde_json::Value {
+    let mut o = o.clone();
+    o.seed = seed;
+    // Where checkpoints go does not change the numbers.
+    o.checkpoint_every = None;
+    serde_json::to_value(&o).unwrap_or_default()
+}
+
+impl Condition {
+    /// The configuration of the intermediate phase: what its saved model
+    /// depends on.
+    pub fn intermediate_config(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "model": self.model.fingerprint()?,
+            "intermediate": self.intermediate.iter().map(|t| (&t.name, &t.fingerprint)).collect::<Vec<_>>(),
+            "sampling": self.sampling,
+            "dev": dev_fp(&self.intermediate_dev),
+            "options": options_json(&self.intermediate_options, self.seed),
+            "keep_optimizer": !self.target_options.reset_optimizer,
+        }))
     }
-    Ok(serde_json::json!({
-        "condition": c,
-        "model_files": files_fingerprint(&model_dir)?,
-        "data_files": data,
-    }))
+
+    /// The full configuration (what the fingerprint hashes).
+    pub fn configuration(&self) -> Result<serde_json::Value> {
+        let mut all: Vec<&Dataset> = vec![];
+        for t in self
+            .intermediate
+            .iter()
+            .chain(self.intermediate_dev.iter())
+            .chain([&self.target])
+            .chain(self.target_dev.iter())
+            .chain(self.evaluations.iter().map(|(_, t)| t))
+        {
+            all.extend(t.parts.iter());
+        }
+        Ok(serde_json::json!({
+            "intermediate_phase": if self.intermediate.is_empty() { serde_json::Value::Null } else { self.intermediate_config()? },
+            "model": self.model.fingerprint()?,
+            "target": [&self.target.name, &self.target.fingerprint],
+            "target_dev": dev_fp(&self.target_dev),
+            "target_options": options_json(&self.target_options, self.seed),
+            "evaluations": self.evaluations.iter().map(|(n, t)| (n, &t.name, &t.fingerprint)).collect::<Vec<_>>(),
+            "eval_batch_size": self.eval_batch_size,
+            "seed": self.seed,
+            "data_files": fingerprint::data_files(&all)?,
+        }))
+    }
+
+    /// The condition's fingerprint: the SHA-256 of its configuration.
+    pub fn fingerprint(&self) -> Result<String> {
+        Ok(fingerprint::of_json(&self.configuration()?))
+    }
 }
 
 /// Where a long call reports: a progress bar per phase.
 pub type ProgressFactory<'a> = dyn FnMut(&str) -> Box<dyn Progress> + 'a;
 
-fn phase_curve(report: &super::train::TrainReport) -> Vec<(u64, f64)> {
+fn phase_curve(report: &TrainReport) -> Vec<(u64, f64)> {
     report
         .losses
         .iter()
@@ -143,160 +183,268 @@ fn phase_curve(report: &super::train::TrainReport) -> Vec<(u64, f64)> {
         .collect()
 }
 
-/// Runs one condition, or returns its record from `store` when the exact
-/// configuration already finished (unless `force`). The record is appended
-/// to the store only when the whole condition finished.
+/// The code that made a record: version and, when built from a git
+/// checkout, its commit.
+pub fn code_version() -> String {
+    match option_env!("STILTS_GIT_COMMIT") {
+        Some(c) if !c.is_empty() => format!("stilts {} ({c})", env!("CARGO_PKG_VERSION")),
+        _ => format!("stilts {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// What a phase did, as kept in a record and beside a saved model.
+fn phase_summary(rep: &TrainReport) -> serde_json::Value {
+    serde_json::json!({
+        "updates": rep.steps,
+        "dev": rep.scores,
+        "best_dev": rep.best_score,
+        "best_step": rep.best_step,
+        "early_stopped": rep.early_stopped,
+    })
+}
+
+/// The folder of an intermediate-phase model under the store.
+pub fn intermediate_dir(store_root: &Path, key: &str) -> PathBuf {
+    store_root.join("intermediate").join(&key[..16.min(key.len())])
+}
+
+fn interrupted(phase: &str) -> Error {
+    Error::msg(format!(
+        "interrupted during {phase}; nothing of this condition was recorded (finished conditions are kept)"
+    ))
+}
+
+/// The intermediate phase: trained, or loaded from the store when the same
+/// phase (model, task(s), options, seed) finished before. Returns the
+/// encoder's model, the optimizer state when the target phase keeps it,
+/// the phase's summary and whether it was reused.
+#[allow(clippy::type_complexity)]
+fn intermediate_phase(
+    c: &Condition,
+    base: &Model,
+    store_root: Option<&Path>,
+    curves: &mut BTreeMap<String, Vec<(u64, f64)>>,
+    progress: &mut ProgressFactory<'_>,
+    cancel: &AtomicBool,
+) -> Result<(Model, Option<Arc<super::optim::OptimizerState>>, serde_json::Value, bool)> {
+    let key = fingerprint::of_json(&c.intermediate_config()?);
+    let dir = store_root.map(|r| intermediate_dir(r, &key));
+    let keep_optimizer = !c.target_options.reset_optimizer;
+    if let Some(d) = &dir {
+        if d.join("phase.json").is_file() && !keep_optimizer {
+            let m = Model::load(
+                &d.display().to_string(),
+                &LoadOptions {
+                    device: base.encoder.device().clone(),
+                    dtype: base.encoder.dtype(),
+                    ..Default::default()
+                },
+            )?;
+            let summary: serde_json::Value = crate::error::read_json(&d.join("phase.json"))?;
+            if let Some(cv) = summary.get("curves") {
+                if let Ok(saved) = serde_json::from_value::<BTreeMap<String, Vec<(u64, f64)>>>(cv.clone()) {
+                    curves.extend(saved);
+                }
+            }
+            let mut m = m;
+            m.encoder.compute_dtype = base.encoder.compute_dtype;
+            return Ok((m, None, summary["phase"].clone(), true));
+        }
+    }
+    let mut opts = c.intermediate_options.clone();
+    opts.seed = c.seed;
+    let dev = c.intermediate_dev.as_ref().and_then(|t| t.parts.first());
+    let mut my_curves = BTreeMap::new();
+    let (model, rep) = if c.intermediate.len() == 1 {
+        let t = &c.intermediate[0];
+        let job = TrainJob {
+            dev,
+            fresh: true,
+            ..TrainJob::new(base, &t.parts, &opts)
+        };
+        let (m, rep) = train(&job, &mut *progress(&format!("{} (intermediate)", t.name)), cancel)?;
+        my_curves.insert(format!("intermediate.{}", t.name), phase_curve(&rep));
+        (m, rep)
+    } else {
+        let mix: Vec<(String, Vec<Dataset>)> = c
+            .intermediate
+            .iter()
+            .map(|t| (t.name.clone(), t.parts.as_ref().clone()))
+            .collect();
+        let job = MultitaskJob {
+            model: base,
+            tasks: &mix,
+            sampling: &c.sampling,
+            dev,
+            options: &opts,
+            checkpoint_dir: None,
+        };
+        let (models, rep) = multitask(&job, &mut *progress("multi-task (intermediate)"), cancel)?;
+        my_curves.insert("intermediate.multitask".to_string(), phase_curve(&rep));
+        for (t, (name, _)) in mix.iter().enumerate() {
+            let curve = rep
+                .task_losses
+                .iter()
+                .enumerate()
+                .filter(|(_, (k, _))| *k == t)
+                .map(|(i, (_, l))| (i as u64 + 1, *l))
+                .collect();
+            my_curves.insert(format!("intermediate.multitask.{name}"), curve);
+        }
+        let m = models
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::msg("multi-task training returned no model"))?;
+        (m, rep)
+    };
+    if rep.cancelled {
+        return Err(interrupted("intermediate training"));
+    }
+    let summary = phase_summary(&rep);
+    if let (Some(d), false) = (&dir, keep_optimizer) {
+        // Written to a temporary folder and renamed: a kill leaves either
+        // no saved phase or a whole one (phase.json is written last).
+        let tmp = d.with_extension("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        model.save(&tmp)?;
+        crate::util::write_atomic(
+            &tmp.join("phase.json"),
+            serde_json::to_string_pretty(&serde_json::json!({
+                "phase": summary,
+                "curves": my_curves,
+                "configuration": c.intermediate_config()?,
+                "code_version": code_version(),
+            }))
+            .unwrap_or_default()
+            .as_bytes(),
+        )?;
+        if d.exists() {
+            std::fs::remove_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        if let Some(p) = d.parent() {
+            std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+        }
+        std::fs::rename(&tmp, d).map_err(|e| Error::io(d, e))?;
+    }
+    curves.extend(my_curves);
+    Ok((model, rep.optimizer.clone(), summary, false))
+}
+
+/// Runs one condition, or returns its record from `store` when the same
+/// fingerprint finished before (unless `force`). The record is appended to
+/// the store only when the whole condition finished; intermediate-phase
+/// models are kept under the store's folder.
 pub fn run_condition(
     c: &Condition,
     store: Option<&Store>,
     force: bool,
     progress: &mut ProgressFactory<'_>,
     cancel: &AtomicBool,
-) -> Result<RunRecord> {
-    let config = configuration(c)?;
-    let key = config_key(&config);
+) -> Result<ConditionResult> {
+    let config = c.configuration()?;
+    let key = fingerprint::of_json(&config);
     if let (Some(s), false) = (store, force) {
         if let Some(r) = s.find(&key)? {
-            return Ok(r);
+            return Ok(ConditionResult {
+                record: r,
+                reused: true,
+                intermediate_reused: true,
+            });
         }
     }
     let started = Instant::now();
-    let target_data = c.target.load()?;
-    let target_head = target_data
+    let target_head = c
+        .target
+        .parts
         .first()
-        .ok_or_else(|| Error::msg("the target task has no data"))?
+        .ok_or_else(|| Error::msg(format!("the target task {} has no data", c.target.name)))?
         .head
         .clone();
-    let base = Model::load(
-        &c.model,
-        &LoadOptions {
-            head: Some(target_head.clone()),
-            seed: c.seed,
-            ..Default::default()
-        },
-    )?;
+    let base = match &c.model {
+        ModelSource::Spec(spec) => Model::load(
+            spec,
+            &LoadOptions {
+                head: Some(target_head.clone()),
+                seed: c.seed,
+                ..Default::default()
+            },
+        )?,
+        ModelSource::Loaded { model, .. } => model.as_ref().clone(),
+    };
     let mut curves = BTreeMap::new();
-    // Phase 2: intermediate training (or none).
-    let mut optimizer = None;
-    let encoder_source = match c.intermediate.len() {
-        0 => base,
-        1 => {
-            let r = &c.intermediate[0];
-            let parts = r.load()?;
-            let (m, rep) = train(
-                &base,
-                &parts,
-                None,
-                &c.intermediate_options,
-                true,
-                None,
-                None,
-                &mut *progress(&format!("{} (intermediate)", r.task)),
-                cancel,
-            )?;
-            optimizer = rep.optimizer.clone();
-            curves.insert(format!("intermediate.{}", r.task), phase_curve(&rep));
-            if rep.cancelled {
-                return Err(Error::msg(
-                    "interrupted during intermediate training; nothing was recorded",
-                ));
-            }
-            m
-        }
-        _ => {
-            let mix: Vec<(String, Vec<Dataset>)> = c
-                .intermediate
-                .iter()
-                .map(|r| Ok((r.task.clone(), r.load()?)))
-                .collect::<Result<_>>()?;
-            let (models, rep) = multitask(
-                &base,
-                &mix,
-                &c.sampling,
-                &c.intermediate_options,
-                None,
-                &mut *progress("multi-task (intermediate)"),
-                cancel,
-            )?;
-            optimizer = rep.optimizer.clone();
-            curves.insert("intermediate.multitask".to_string(), phase_curve(&rep));
-            // One curve per task of the mix: (batch number, loss).
-            for (t, (name, _)) in mix.iter().enumerate() {
-                let curve = rep
-                    .task_losses
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (k, _))| *k == t)
-                    .map(|(i, (_, l))| (i as u64 + 1, *l))
-                    .collect();
-                curves.insert(format!("intermediate.multitask.{name}"), curve);
-            }
-            if rep.cancelled {
-                return Err(Error::msg(
-                    "interrupted during multi-task training; nothing was recorded",
-                ));
-            }
-            models
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::msg("multi-task training returned no model"))?
-        }
-    };
-    // Phase 3: the target task under a fresh head.
-    let fresh = transfer(&encoder_source, &target_head, c.seed, true)?;
-    let dev = match &c.target_dev {
-        Some(r) => r.load()?.into_iter().next(),
-        None => None,
-    };
-    // STILTs keeps the encoder; its AdamW moments only when asked.
-    let carry = if c.target_options.reset_optimizer {
-        None
+    let mut phases = serde_json::Map::new();
+    let store_root = store.and_then(|s| s.path().parent().map(Path::to_path_buf));
+    let (encoder_source, carried, inter_reused) = if c.intermediate.is_empty() {
+        (base, None, false)
     } else {
-        optimizer
-    };
-    let (target, rep) = train(
-        &fresh,
-        &target_data,
-        dev.as_ref(),
-        &c.target_options,
-        false,
-        None,
-        carry,
-        &mut *progress(&format!("{} (target)", c.target.task)),
-        cancel,
-    )?;
-    curves.insert(format!("target.{}", c.target.task), phase_curve(&rep));
-    if rep.cancelled {
-        return Err(Error::msg(
-            "interrupted during target training; nothing was recorded",
-        ));
-    }
-    // Phase 4: zero-shot evaluation per language.
-    let mut metrics = BTreeMap::new();
-    let mut correct = BTreeMap::new();
-    let evals = c.evaluation.load()?;
-    for ds in &evals {
-        let e = evaluate(
-            &target,
-            ds,
-            &c.target_options,
-            &mut *progress(&format!("eval {}", ds.name())),
+        let (m, opt, summary, reused) = intermediate_phase(
+            c,
+            &base,
+            store_root.as_deref(),
+            &mut curves,
+            progress,
             cancel,
         )?;
-        let lang = ds.subset.clone().unwrap_or_else(|| ds.task.clone());
-        metrics.insert(lang.clone(), e.score);
-        correct.insert(lang, pack_bits(&e.correct()));
+        phases.insert("intermediate".into(), summary);
+        (m, opt, reused)
+    };
+    // The target task under a fresh head; the encoder's AdamW moments only
+    // when asked (`reset_optimizer: false`).
+    let fresh = transfer(&encoder_source, &target_head, c.seed, true)?;
+    let mut topts = c.target_options.clone();
+    topts.seed = c.seed;
+    let job = TrainJob {
+        dev: c.target_dev.as_ref().and_then(|t| t.parts.first()),
+        fresh: true,
+        optimizer: if topts.reset_optimizer { None } else { carried },
+        ..TrainJob::new(&fresh, &c.target.parts, &topts)
+    };
+    let (target, rep) = train(
+        &job,
+        &mut *progress(&format!("{} (target)", c.target.name)),
+        cancel,
+    )?;
+    if rep.cancelled {
+        return Err(interrupted("target training"));
     }
-    if !metrics.is_empty() {
-        metrics.insert(
-            "avg".into(),
-            metrics.values().sum::<f64>() / metrics.len() as f64,
-        );
+    curves.insert(format!("target.{}", c.target.name), phase_curve(&rep));
+    phases.insert("target".into(), phase_summary(&rep));
+    // Zero-shot evaluation per language, on every evaluation set.
+    let mut metrics = BTreeMap::new();
+    let mut correct = BTreeMap::new();
+    let mut eval_opts = topts.clone();
+    eval_opts.limit = None;
+    eval_opts.max_tokens = None;
+    eval_opts.batch_size = c.eval_batch_size.max(1);
+    for (name, t) in &c.evaluations {
+        for ds in t.parts.iter() {
+            let e = evaluate(
+                &target,
+                ds,
+                &eval_opts,
+                &mut *progress(&format!("eval {name} {}", ds.name())),
+                cancel,
+            )?;
+            let lang = ds.subset.clone().unwrap_or_else(|| ds.task.clone());
+            metrics.insert(format!("{name}/{lang}"), e.score);
+            metrics.insert(format!("{name}/{lang}#n"), e.n as f64);
+            if e.metric.contains("accuracy") {
+                correct.insert(format!("{name}/{lang}"), pack_bits(&e.correct()));
+            }
+            metrics.insert(format!("{name}#metric:{}", e.metric), 0.0);
+        }
     }
     let record = RunRecord {
         key,
-        config,
-        code_version: format!("stilts {}", env!("CARGO_PKG_VERSION")),
+        config: serde_json::json!({
+            "name": c.name,
+            "model": c.model.describe(),
+            "configuration": config,
+            "phases": phases,
+        }),
+        code_version: code_version(),
         metrics,
         correct,
         curves,
@@ -311,98 +459,48 @@ pub fn run_condition(
     if let Some(s) = store {
         s.append(&record)?;
     }
-    Ok(record)
-}
-
-/// Accuracy per language across the seeds of one condition.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Summary {
-    /// Mean over seeds, with the 95% bootstrap CI over examples.
-    pub per_language: BTreeMap<String, Estimate>,
-    /// Standard deviation across seeds.
-    pub seed_std: BTreeMap<String, f64>,
-    pub seeds: usize,
-}
-
-/// Per-seed correctness for `lang`; `avg` concatenates every language (the
-/// average over languages when they are the same size, as XNLI's are).
-fn bits_of(records: &[RunRecord], lang: &str) -> Result<Vec<Vec<bool>>> {
-    records
-        .iter()
-        .map(|r| {
-            let missing = || {
-                Error::msg(format!(
-                    "run {} has no per-example results for {lang}",
-                    &r.key[..12]
-                ))
-            };
-            if lang == "avg" {
-                let mut all = vec![];
-                for s in r.correct.values() {
-                    all.extend(unpack_bits(s).ok_or_else(missing)?);
-                }
-                Ok(all)
-            } else {
-                r.correct
-                    .get(lang)
-                    .and_then(|s| unpack_bits(s))
-                    .ok_or_else(missing)
-            }
-        })
-        .collect()
-}
-
-fn languages(r: &RunRecord) -> Vec<String> {
-    r.correct
-        .keys()
-        .cloned()
-        .chain(std::iter::once("avg".to_string()))
-        .collect()
-}
-
-/// Summarises the seeds of one condition (their records).
-pub fn summarise(records: &[RunRecord]) -> Result<Summary> {
-    let first = records
-        .first()
-        .ok_or_else(|| Error::msg("no runs to summarise"))?;
-    let mut per_language = BTreeMap::new();
-    let mut seed_std = BTreeMap::new();
-    for lang in languages(first) {
-        per_language.insert(
-            lang.clone(),
-            bootstrap_accuracy(&bits_of(records, &lang)?, 1000, 0),
-        );
-        let scores: Vec<f64> = records
-            .iter()
-            .filter_map(|r| r.metrics.get(&lang).copied())
-            .collect();
-        seed_std.insert(lang.clone(), mean_std(&scores).1);
-    }
-    Ok(Summary {
-        per_language,
-        seed_std,
-        seeds: records.len(),
+    Ok(ConditionResult {
+        record,
+        reused: false,
+        intermediate_reused: inter_reused,
     })
 }
 
-/// `treatment - baseline` per language, with the paired-bootstrap 95% CI
-/// (the same examples, all seeds of each condition).
-pub fn compare(
-    baseline: &[RunRecord],
-    treatment: &[RunRecord],
-) -> Result<BTreeMap<String, Estimate>> {
-    let first = baseline
-        .first()
-        .ok_or_else(|| Error::msg("no baseline runs"))?;
-    let mut out = BTreeMap::new();
-    for lang in languages(first) {
-        let d = paired_delta(
-            &bits_of(baseline, &lang)?,
-            &bits_of(treatment, &lang)?,
-            1000,
-            0,
-        );
-        out.insert(lang, d);
+/// One evaluation of a record: per language (in the order stored), the
+/// metric, the number of examples and the right/wrong bits.
+#[derive(Clone, Debug, Default)]
+pub struct RecordEvaluation {
+    pub metric: String,
+    pub languages: Vec<(String, f64, usize, Option<Vec<bool>>)>,
+}
+
+/// The evaluations a condition's record holds, by name.
+pub fn evaluations(record: &RunRecord) -> BTreeMap<String, RecordEvaluation> {
+    let mut out: BTreeMap<String, RecordEvaluation> = BTreeMap::new();
+    for (k, v) in &record.metrics {
+        if let Some((name, metric)) = k.split_once("#metric:") {
+            out.entry(name.to_string()).or_default().metric = metric.to_string();
+            continue;
+        }
+        if k.contains('#') {
+            continue;
+        }
+        let Some((name, lang)) = k.split_once('/') else {
+            continue;
+        };
+        let n = record
+            .metrics
+            .get(&format!("{k}#n"))
+            .copied()
+            .unwrap_or(0.0) as usize;
+        let bits = record
+            .correct
+            .get(k)
+            .and_then(|s| crate::store::unpack_bits(s));
+        out.entry(name.to_string())
+            .or_default()
+            .languages
+            .push((lang.to_string(), *v, n, bits));
     }
-    Ok(out)
+    out
 }

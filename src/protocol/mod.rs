@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod experiment;
+pub mod fingerprint;
 pub mod memory;
 pub mod mlm;
 pub mod multitask;

@@ -25,11 +25,15 @@ pub enum Sampling {
         temperature: f64,
         cap: Option<usize>,
     },
+    /// Fixed probabilities by task name (jiant's `SpecifiedProbMultiTaskSampler`);
+    /// normalised, every task of the mix must be named.
+    Specified { probs: std::collections::BTreeMap<String, f64> },
 }
 
 impl Sampling {
-    /// The probability of each task, from the tasks' sizes.
-    pub fn probabilities(&self, sizes: &[usize]) -> Result<Vec<f64>> {
+    /// The probability of each task (`names`, in mix order), from the
+    /// tasks' sizes.
+    pub fn probabilities(&self, names: &[String], sizes: &[usize]) -> Result<Vec<f64>> {
         if sizes.is_empty() {
             return Err(Error::msg("multi-task training needs at least one task"));
         }
@@ -49,6 +53,30 @@ impl Sampling {
                     .iter()
                     .map(|&n| (n.min(cap.unwrap_or(usize::MAX)) as f64).powf(1.0 / temperature))
                     .collect()
+            }
+            Sampling::Specified { probs } => {
+                if let Some(k) = probs.keys().find(|k| !names.contains(k)) {
+                    return Err(Error::msg(format!(
+                        "sampling probs name `{k}`, which is not a task of the mix ({})",
+                        names.join(", ")
+                    )));
+                }
+                let mut w = vec![];
+                for n in names {
+                    let p = *probs.get(n).ok_or_else(|| {
+                        Error::msg(format!(
+                            "sampling probs: no probability for task `{n}`; name every task of the mix ({})",
+                            names.join(", ")
+                        ))
+                    })?;
+                    if !(p >= 0.0 && p.is_finite()) {
+                        return Err(Error::msg(format!(
+                            "sampling probs: `{n}` has {p}; probabilities are numbers >= 0"
+                        )));
+                    }
+                    w.push(p);
+                }
+                w
             }
         };
         let total: f64 = w.iter().sum();
@@ -90,23 +118,31 @@ impl TaskSampler {
     }
 }
 
-/// Interleaves per-task batch lists into one training order: `steps`
-/// batches, each from a sampled task; a task that runs out starts its list
-/// again (its next epoch, from `task_batches(task, epoch)`).
+/// Interleaves per-task batch lists into one training order: `updates`
+/// groups of `accum` batches, the task drawn once per group (per optimizer
+/// update, as jiant does: gradient accumulation stays within one task); a
+/// task that runs out starts its list again (its next epoch, from
+/// `task_batches(task, epoch)`).
 pub fn interleave(
-    steps: usize,
+    updates: usize,
+    accum: usize,
     sampler: &mut TaskSampler,
     task_batches: &mut dyn FnMut(usize, usize) -> Result<Vec<TrainBatch>>,
     tasks: usize,
 ) -> Result<Vec<TrainBatch>> {
+    let accum = accum.max(1);
+    let steps = updates * accum;
     let mut lists: Vec<std::vec::IntoIter<TrainBatch>> = Vec::with_capacity(tasks);
     let mut epochs = vec![0usize; tasks];
     for t in 0..tasks {
         lists.push(task_batches(t, 0)?.into_iter());
     }
     let mut out = Vec::with_capacity(steps);
+    let mut t = 0;
     while out.len() < steps {
-        let t = sampler.sample();
+        if out.len() % accum == 0 {
+            t = sampler.sample();
+        }
         let next = match lists[t].next() {
             Some(b) => b,
             None => {

@@ -1,10 +1,16 @@
-//! Named recipes and the flat option map a researcher overrides key by key.
+//! The one training configuration: every key a training call can be told
+//! ([`RunOptions`]), the named presets as its constants, and the validation
+//! of a researcher's overrides. The rhai layer hands the map it was given
+//! to [`RunOptions::resolve`]; nothing else checks or fills options.
 //!
 //! - `jiant`: the X-STILTs recipe of Phang et al. 2020 as run in jiant
-//!   (lr 1e-5, effective batch 32, 2 epochs, max length 256, 10% warm-up).
-//! - `xtreme`: XTREME's XNLI fine-tuning for XLM-R large (lr 3e-5,
-//!   effective batch 32, 5 epochs, max length 128, no warm-up, the
-//!   checkpoint that is best on the English dev set).
+//!   (lr 1e-5, effective batch 32, 2 epochs, max length 256, 10% warm-up;
+//!   with a dev set: evaluate every 1000 updates on its first 500 examples,
+//!   keep the best, stop after 30 evaluations without gain).
+//! - `xtreme`: XTREME's XNLI fine-tuning (effective batch 32, 5 epochs,
+//!   length 128, no warm-up; lr 2e-5 for base-sized encoders and 3e-5 for
+//!   large and up: the preset is size-aware; with a dev set, English XNLI
+//!   dev in XTREME: evaluate every 100 updates and keep the best).
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +22,8 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunOptions {
+    /// The preset these options were laid over (jiant, xtreme).
+    pub preset: String,
     /// Peak learning rate.
     pub lr: f64,
     pub weight_decay: f64,
@@ -46,10 +54,15 @@ pub struct RunOptions {
     pub eval_every: Option<u64>,
     /// Early stopping after this many evaluations without improvement.
     pub patience: Option<usize>,
+    /// Score the dev set on its first N examples only (jiant: 500).
+    pub dev_limit: Option<usize>,
     /// Checkpoint every N updates (resume after a crash).
     pub checkpoint_every: Option<u64>,
     /// Use only the first N examples of each dataset (quick runs).
     pub limit: Option<usize>,
+    /// Multi-task: at most N training examples of each task (a seeded
+    /// sample), which also shortens training (jiant's `train_examples_cap`).
+    pub train_examples_cap: Option<usize>,
     /// STILTs: start the target phase with fresh AdamW moments (true, the
     /// default) or carry the intermediate phase's over (false).
     pub reset_optimizer: bool,
@@ -67,6 +80,7 @@ pub const PRESETS: &[&str] = &["jiant", "xtreme"];
 /// A built-in preset by name.
 pub fn preset(name: &str) -> Result<RunOptions> {
     let base = RunOptions {
+        preset: "jiant".into(),
         lr: 1e-5,
         weight_decay: 0.01,
         epochs: 2,
@@ -82,26 +96,71 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         bf16: false,
         gradient_checkpointing: false,
         factored_optimizer: false,
-        eval_every: None,
-        patience: None,
+        eval_every: Some(1000),
+        patience: Some(30),
+        dev_limit: Some(500),
         checkpoint_every: None,
         limit: None,
+        train_examples_cap: None,
         reset_optimizer: true,
     };
     match name {
         "jiant" => Ok(base),
         "xtreme" => Ok(RunOptions {
+            preset: "xtreme".into(),
             lr: 3e-5,
             epochs: 5,
             max_length: 128,
             warmup: 0.0,
             weight_decay: 0.0,
+            eval_every: Some(100),
+            patience: None,
+            dev_limit: None,
             ..base
         }),
         other => Err(Error::msg(format!(
             "unknown preset `{other}`; presets: {}",
             PRESETS.join(", ")
         ))),
+    }
+}
+
+/// The keys that only mean something with a dev set: set by hand on a
+/// call without one, they are an error (a preset's values are used only
+/// when a dev set is given).
+pub const SELECTION_KEYS: &[&str] = &["eval_every", "patience", "dev_limit"];
+
+/// Options resolved for one call: the values, and the keys the caller set
+/// by hand (over the preset).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    pub options: RunOptions,
+    pub explicit: Vec<String>,
+}
+
+impl Resolved {
+    /// Was `key` set by the caller (not only by the preset)?
+    pub fn is_explicit(&self, key: &str) -> bool {
+        self.explicit.iter().any(|k| k == key)
+    }
+
+    /// Fails when a model-selection key was set by hand but the call has no
+    /// dev set to honour it; `what` names the call or phase.
+    pub fn require_dev(&self, has_dev: bool, what: &str) -> Result<()> {
+        if has_dev {
+            return Ok(());
+        }
+        match SELECTION_KEYS.iter().find(|k| self.is_explicit(k)) {
+            Some(k) => Err(Error::msg(format!(
+                "{what}: `{k}` needs a dev set to evaluate on; give one with `dev: task(...)`{}",
+                if what.contains("stilts") || what.contains("intermediate") {
+                    " (for the intermediate phase inside `intermediate: #{...}`)"
+                } else {
+                    ""
+                }
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -112,31 +171,114 @@ impl RunOptions {
         preset_name: Option<&str>,
         overrides: &serde_json::Value,
     ) -> Result<Self> {
-        let base = preset(preset_name.unwrap_or("jiant"))?;
-        let mut value = serde_json::to_value(&base).map_err(|e| Error::msg(e.to_string()))?;
-        match overrides {
-            serde_json::Value::Object(m) => {
-                let obj = value
-                    .as_object_mut()
-                    .expect("options serialise to an object");
-                for (k, v) in m {
-                    if !obj.contains_key(k) {
-                        return Err(Error::msg(format!(
-                            "unknown training option `{k}`; valid options: {}",
-                            Self::keys().join(", ")
-                        )));
-                    }
-                    obj.insert(k.clone(), v.clone());
-                }
-            }
-            serde_json::Value::Null => {}
+        let mut o = overrides.clone();
+        if let (Some(p), serde_json::Value::Object(m)) = (preset_name, &mut o) {
+            m.entry("preset").or_insert_with(|| p.into());
+        }
+        Ok(Self::resolve(&o, None)?.options)
+    }
+
+    /// The options a call's map means: its `preset` key (default `jiant`),
+    /// made size-aware by `hidden` (the encoder's hidden size; xtreme's lr
+    /// is 2e-5 below 1024, 3e-5 from large up), then every other key laid
+    /// over it and the whole validated. An unknown key is an error that
+    /// names the closest valid key and lists them all.
+    ///
+    /// ```
+    /// use stilts::protocol::presets::RunOptions;
+    /// let r = RunOptions::resolve(&serde_json::json!({"preset": "xtreme", "seed": 2}), Some(768)).unwrap();
+    /// assert_eq!((r.options.lr, r.options.seed, r.options.eval_every), (2e-5, 2, Some(100)));
+    /// assert_eq!(r.explicit, vec!["seed".to_string()]);
+    /// assert!(RunOptions::resolve(&serde_json::json!({"lrr": 1.0}), None).is_err());
+    /// ```
+    pub fn resolve(overrides: &serde_json::Value, hidden: Option<usize>) -> Result<Resolved> {
+        let empty = serde_json::Map::new();
+        let map = match overrides {
+            serde_json::Value::Object(m) => m,
+            serde_json::Value::Null => &empty,
             other => {
                 return Err(Error::msg(format!(
                     "training options must be a map, got {other}"
                 )))
             }
+        };
+        let name = match map.get("preset") {
+            None => "jiant",
+            Some(serde_json::Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return Err(Error::msg(format!(
+                    "`preset` takes a name ({}), not {other}",
+                    PRESETS.join(", ")
+                )))
+            }
+        };
+        let mut base = preset(name)?;
+        if name == "xtreme" && hidden.is_some_and(|h| h < 1024) {
+            base.lr = 2e-5;
         }
-        serde_json::from_value(value).map_err(|e| Error::msg(format!("training options: {e}")))
+        let mut value = serde_json::to_value(&base).map_err(|e| Error::msg(e.to_string()))?;
+        let obj = value
+            .as_object_mut()
+            .expect("options serialise to an object");
+        let keys = Self::keys();
+        let mut explicit = vec![];
+        for (k, v) in map {
+            if !obj.contains_key(k) {
+                let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let hint = crate::util::closest(k, &names)
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
+                return Err(Error::msg(format!(
+                    "unknown training option `{k}`{hint}; valid options: {}",
+                    keys.join(", ")
+                )));
+            }
+            if k != "preset" {
+                explicit.push(k.clone());
+            }
+            obj.insert(k.clone(), v.clone());
+        }
+        let options: RunOptions = serde_json::from_value(value)
+            .map_err(|e| Error::msg(format!("training options: {e}")))?;
+        options.validate()?;
+        Ok(Resolved { options, explicit })
+    }
+
+    /// Checks values that parse but cannot be run.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::msg(format!("training options: {m}")));
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("lr must be a positive number, not {}", self.lr));
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1".into());
+        }
+        if self.grad_accum == 0 {
+            return bad("grad_accum must be at least 1".into());
+        }
+        if self.max_length < 8 {
+            return bad(format!("max_length {} is too short (at least 8)", self.max_length));
+        }
+        if !(0.0..1.0).contains(&self.warmup) {
+            return bad(format!("warmup is a fraction in [0, 1), not {}", self.warmup));
+        }
+        for (k, v) in [
+            ("eval_every", self.eval_every.map(|x| x as usize)),
+            ("patience", self.patience),
+            ("dev_limit", self.dev_limit),
+            ("checkpoint_every", self.checkpoint_every.map(|x| x as usize)),
+            ("limit", self.limit),
+            ("train_examples_cap", self.train_examples_cap),
+            ("max_steps", self.max_steps.map(|x| x as usize)),
+        ] {
+            if v == Some(0) {
+                return bad(format!("`{k}` must be at least 1 (leave it out for none)"));
+            }
+        }
+        if self.epochs == 0 && self.max_steps.is_none() {
+            return bad("epochs must be at least 1".into());
+        }
+        Ok(())
     }
 
     /// The option names, for messages and documentation.

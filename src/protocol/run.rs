@@ -5,7 +5,7 @@
 //! and a score per example (for bootstrap statistics).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -29,8 +29,7 @@ pub fn text_encoder(tok: &Tokenizer) -> Result<TextEncoder> {
 }
 
 fn encoder_of(model: &Model) -> Result<TextEncoder> {
-    let tok = model.tokenizer.as_ref().ok_or_else(|| Error::msg("the model has no tokenizer (no tokenizer.json in its directory): copy its base model's tokenizer files next to it"))?;
-    text_encoder(tok)
+    text_encoder(tokenizer_of(model)?)
 }
 
 /// Features of (the first `limit` examples of) a dataset, through the cache.
@@ -57,6 +56,77 @@ pub fn features(
     Ok(cache.features(ds, enc, &fo, &ReadOptions::default())?.0)
 }
 
+/// At most `cap` examples of `ds`: a sample drawn with `seed`, kept in
+/// file order (jiant's `train_examples_cap`).
+pub fn capped(ds: &Dataset, cap: usize, seed: u64) -> Dataset {
+    if ds.len() <= cap {
+        return ds.clone();
+    }
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut idx: Vec<usize> = (0..ds.len()).collect();
+    idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    idx.truncate(cap);
+    idx.sort_unstable();
+    let mut out = ds.clone();
+    out.examples = idx.into_iter().map(|i| ds.examples[i].clone()).collect();
+    out
+}
+
+/// The training data of one task, ready to batch: features for a
+/// supervised head, token ids for masked language modelling (masked anew
+/// each epoch).
+enum PhaseData {
+    Supervised(Vec<Feature>),
+    Mlm(Vec<Vec<u32>>),
+}
+
+impl PhaseData {
+    fn len(&self) -> usize {
+        match self {
+            PhaseData::Supervised(f) => f.len(),
+            PhaseData::Mlm(t) => t.len(),
+        }
+    }
+}
+
+fn phase_data(
+    parts: &[Dataset],
+    tok: &Tokenizer,
+    enc: &TextEncoder,
+    opts: &RunOptions,
+    cache: &FeatureCache,
+) -> Result<PhaseData> {
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::msg("the task has no data"))?;
+    if matches!(first.head, HeadKind::MaskedLm) {
+        let mut ids = vec![];
+        for ds in parts {
+            let n = opts.limit.map_or(ds.len(), |l| l.min(ds.len()));
+            let lines: Vec<(String, Option<String>)> = ds.examples[..n]
+                .iter()
+                .filter_map(|e| match e {
+                    Example::Text { a, .. } => Some((a.clone(), None)),
+                    _ => None,
+                })
+                .collect();
+            ids.extend(tok.encode_batch(&lines, opts.max_length)?);
+        }
+        return Ok(PhaseData::Mlm(ids));
+    }
+    let mut feats = vec![];
+    for ds in parts {
+        feats.extend(features(ds, enc, opts, cache)?);
+    }
+    Ok(PhaseData::Supervised(feats))
+}
+
+/// The tokenizer a model trains with.
+fn tokenizer_of(model: &Model) -> Result<&Tokenizer> {
+    model.tokenizer.as_ref().ok_or_else(|| Error::msg("the model has no tokenizer (no tokenizer.json in its directory): copy its base model's tokenizer files next to it"))
+}
+
 fn batch_size(opts: &RunOptions) -> BatchSize {
     match opts.max_tokens {
         Some(t) => BatchSize::Tokens(t),
@@ -81,20 +151,37 @@ pub fn transfer(model: &Model, head: &HeadKind, seed: u64, fresh: bool) -> Resul
 }
 
 /// Training data as per-epoch batch lists, reproducible per (seed, epoch).
+#[allow(clippy::too_many_arguments)]
 fn epoch_batches(
-    feats: &[Feature],
+    data: &PhaseData,
     head: &HeadKind,
+    tok: &Tokenizer,
     pad: u32,
     device: &Device,
-    size: BatchSize,
+    opts: &RunOptions,
     seed: u64,
     epoch: usize,
     task: usize,
 ) -> Result<Vec<TrainBatch>> {
+    let feats = match data {
+        PhaseData::Mlm(ids) => {
+            let mo = super::mlm::MlmOptions {
+                max_length: opts.max_length,
+                batch_size: opts.batch_size.max(1),
+                ..Default::default()
+            };
+            let mut b = super::mlm::epoch_batches(tok, ids, &mo, seed, epoch, device)?;
+            for x in &mut b {
+                x.task = task;
+            }
+            return Ok(b);
+        }
+        PhaseData::Supervised(f) => f,
+    };
     let lens = tasks::batch::lengths(feats);
     tasks::train_batches(
         &lens,
-        size,
+        batch_size(opts),
         seed.wrapping_mul(1000).wrapping_add(epoch as u64),
     )
     .iter()
@@ -110,24 +197,58 @@ fn epoch_batches(
     .collect()
 }
 
-/// Fine-tunes a copy of `model` on `data` (the parts of one task pooled,
-/// e.g. ANLI's rounds), with a fresh head when `fresh` or when the head
-/// does not fit. With `dev`, the model is evaluated every `eval_every`
-/// updates (default: each epoch) and the best weights are kept.
-/// Checkpoints go to `checkpoint_dir` when `opts.checkpoint_every` is set.
-/// `optimizer`: AdamW state to start from (a previous phase's), or fresh.
-#[allow(clippy::too_many_arguments)]
+/// One training call: what to train, on what, how, and where it starts.
+/// Built by the caller (a recipe's `train`, a condition's phase) and passed
+/// down whole.
+#[derive(Clone)]
+pub struct TrainJob<'a> {
+    pub model: &'a Model,
+    /// The parts of one task, pooled (e.g. ANLI's rounds).
+    pub data: &'a [Dataset],
+    /// Model selection: evaluated every `eval_every` updates (default: each
+    /// epoch), the best weights kept; `None` trains to the end.
+    pub dev: Option<&'a Dataset>,
+    pub options: &'a RunOptions,
+    /// A fresh head even when the model's fits the task.
+    pub fresh: bool,
+    /// Checkpoints go here when `options.checkpoint_every` is set.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// AdamW state to start from (a previous phase's), or fresh.
+    pub optimizer: Option<Arc<OptimizerState>>,
+}
+
+impl<'a> TrainJob<'a> {
+    /// A job with no dev set, no checkpoints and a fresh optimizer.
+    pub fn new(model: &'a Model, data: &'a [Dataset], options: &'a RunOptions) -> Self {
+        TrainJob {
+            model,
+            data,
+            dev: None,
+            options,
+            fresh: false,
+            checkpoint_dir: None,
+            optimizer: None,
+        }
+    }
+}
+
+/// The dev set's options: scored on its first `dev_limit` examples.
+fn dev_options(opts: &RunOptions) -> RunOptions {
+    RunOptions {
+        limit: opts.dev_limit,
+        ..opts.clone()
+    }
+}
+
+/// Fine-tunes a copy of the job's model on its data, with a fresh head when
+/// asked or when the head does not fit. With a dev set the model is
+/// evaluated every `eval_every` updates and ends on the best weights.
 pub fn train(
-    model: &Model,
-    data: &[Dataset],
-    dev: Option<&Dataset>,
-    opts: &RunOptions,
-    fresh: bool,
-    checkpoint_dir: Option<&Path>,
-    optimizer: Option<Arc<OptimizerState>>,
+    job: &TrainJob<'_>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(Model, TrainReport)> {
+    let (data, opts) = (job.data, job.options);
     let first = data
         .first()
         .ok_or_else(|| Error::msg("train: the task has no data"))?;
@@ -138,14 +259,23 @@ pub fn train(
             d.name()
         )));
     }
-    let m = transfer(model, &first.head, opts.seed, fresh)?;
-    let enc = encoder_of(&m)?;
-    let cache = FeatureCache::default();
-    let mut feats = vec![];
-    for ds in data {
-        feats.extend(features(ds, &enc, opts, &cache)?);
+    if let Some(d) = job.dev {
+        if d.head != first.head {
+            return Err(Error::msg(format!(
+                "train: the dev set {} needs a {} head, but {} trains a {} head; give a dev split of the task being trained",
+                d.name(), d.head.name(), first.name(), first.head.name()
+            )));
+        }
+        if matches!(d.head, HeadKind::MaskedLm) {
+            return Err(Error::msg("train: masked language modelling has no dev metric; leave `dev` out for MLM"));
+        }
     }
-    if feats.is_empty() {
+    let m = transfer(job.model, &first.head, opts.seed, job.fresh)?;
+    let tok = tokenizer_of(&m)?;
+    let enc = text_encoder(tok)?;
+    let cache = FeatureCache::default();
+    let pd = phase_data(data, tok, &enc, opts, &cache)?;
+    if pd.len() == 0 {
         return Err(Error::msg(format!(
             "train: no training examples in {}",
             first.name()
@@ -154,30 +284,33 @@ pub fn train(
     let device = m.encoder.device().clone();
     let head = first.head.clone();
     let pad = enc.pad_id();
-    let size = batch_size(opts);
-    let per_epoch = epoch_batches(&feats, &head, pad, &device, size, opts.seed, 0, 0)?.len() as u64;
+    let per_epoch =
+        epoch_batches(&pd, &head, tok, pad, &device, opts, opts.seed, 0, 0)?.len() as u64;
     let mut next =
-        |epoch: usize| epoch_batches(&feats, &head, pad, &device, size, opts.seed, epoch, 0);
-    let dev_eval = match dev {
-        Some(d) => Some((d, features(d, &enc, opts, &cache)?)),
+        |epoch: usize| epoch_batches(&pd, &head, tok, pad, &device, opts, opts.seed, epoch, 0);
+    let dev_opts = dev_options(opts);
+    let dev_eval = match job.dev {
+        Some(d) => Some((d, features(d, &enc, &dev_opts, &cache)?)),
         None => None,
     };
-    let evaluator = |mm: &Model| -> Result<f64> {
+    let m_ref = &m;
+    let mut eval_closure = || -> Result<f64> {
         let (d, f) = dev_eval
             .as_ref()
             .expect("evaluator only used with a dev set");
-        Ok(evaluate_features(mm, d, f, &enc, opts, &mut Silent, cancel)?.score)
+        Ok(evaluate_features(m_ref, d, f, &enc, &dev_opts, &mut Silent, cancel)?.score)
     };
-    let m_ref = &m;
-    let mut eval_closure = || evaluator(m_ref);
-    let mut train_opts =
-        opts.train_options(dev.map(|_| per_epoch.div_ceil(opts.grad_accum.max(1) as u64)));
-    train_opts.checkpoint_dir = checkpoint_dir.map(Path::to_path_buf);
-    train_opts.initial_optimizer = optimizer;
-    if dev.is_none() {
+    let mut train_opts = opts.train_options(
+        job.dev
+            .map(|_| per_epoch.div_ceil(opts.grad_accum.max(1) as u64)),
+    );
+    train_opts.checkpoint_dir = job.checkpoint_dir.clone();
+    train_opts.initial_optimizer = job.optimizer.clone();
+    if job.dev.is_none() {
         train_opts.eval_every = None;
+        train_opts.patience = None;
     }
-    let ev: Option<&mut super::train::Evaluator<'_>> = if dev.is_some() {
+    let ev: Option<&mut super::train::Evaluator<'_>> = if job.dev.is_some() {
         Some(&mut eval_closure)
     } else {
         None
@@ -186,71 +319,115 @@ pub fn train(
     Ok((m, report))
 }
 
-/// Multi-task intermediate training: one shared encoder (a copy of
-/// `model`'s), a fresh head per task, tasks drawn per update by `sampling`.
-/// `opts.epochs` counts passes over the combined data. Returns the model of
-/// each task (all sharing the trained encoder).
+/// A multi-task call: one shared encoder (a copy of `model`'s), a fresh
+/// head per task, a task drawn per update by `sampling`.
+#[derive(Clone)]
+pub struct MultitaskJob<'a> {
+    pub model: &'a Model,
+    /// (name, parts) of each task of the mix.
+    pub tasks: &'a [(String, Vec<Dataset>)],
+    pub sampling: &'a Sampling,
+    /// Model selection on one task of the mix (its head scores it).
+    pub dev: Option<&'a Dataset>,
+    pub options: &'a RunOptions,
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+/// Multi-task intermediate training. `options.epochs` counts passes over
+/// the combined data (each task capped at `train_examples_cap` examples
+/// when set); gradient accumulation stays within one task. Returns the
+/// model of each task (all sharing the trained encoder).
 pub fn multitask(
-    model: &Model,
-    tasks_data: &[(String, Vec<Dataset>)],
-    sampling: &Sampling,
-    opts: &RunOptions,
-    checkpoint_dir: Option<&Path>,
+    job: &MultitaskJob<'_>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(Vec<Model>, TrainReport)> {
+    let (model, tasks_data, opts) = (job.model, job.tasks, job.options);
     if tasks_data.is_empty() {
         return Err(Error::msg("multitask: no tasks given"));
     }
-    let enc = encoder_of(model)?;
+    let tok = tokenizer_of(model)?;
+    let enc = text_encoder(tok)?;
     let cache = FeatureCache::default();
     let device = model.encoder.device().clone();
     let mut heads = vec![];
-    let mut feats: Vec<Vec<Feature>> = vec![];
-    for (name, parts) in tasks_data {
+    let mut data: Vec<PhaseData> = vec![];
+    for (t, (name, parts)) in tasks_data.iter().enumerate() {
         let first = parts
             .first()
             .ok_or_else(|| Error::msg(format!("multitask: task {name} has no data")))?;
         heads.push((name.clone(), first.head.clone()));
-        let mut f = vec![];
-        for ds in parts {
-            f.extend(features(ds, &enc, opts, &cache)?);
-        }
-        if f.is_empty() {
+        let parts: Vec<Dataset> = match opts.train_examples_cap {
+            // The cap applies to the task as a whole: its parts pooled.
+            Some(cap) => {
+                let mut pooled = first.clone();
+                pooled.examples = parts.iter().flat_map(|p| p.examples.clone()).collect();
+                vec![capped(&pooled, cap, opts.seed.wrapping_add(t as u64))]
+            }
+            None => parts.clone(),
+        };
+        let pd = phase_data(&parts, tok, &enc, opts, &cache)?;
+        if pd.len() == 0 {
             return Err(Error::msg(format!(
                 "multitask: task {name} has no examples"
             )));
         }
-        feats.push(f);
+        data.push(pd);
     }
+    let dev_task = match job.dev {
+        None => None,
+        Some(d) => {
+            let i = tasks_data
+                .iter()
+                .position(|(n, p)| n == &d.task || p.first().is_some_and(|f| f.task == d.task))
+                .ok_or_else(|| {
+                    Error::msg(format!(
+                        "multitask: the dev set is of task `{}`, which is not in the mix ({}); give a dev split of one of its tasks",
+                        d.task,
+                        tasks_data.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                })?;
+            if heads[i].1 != d.head {
+                return Err(Error::msg(format!(
+                    "multitask: the dev set {} needs a {} head, but task {} trains a {} head",
+                    d.name(),
+                    d.head.name(),
+                    heads[i].0,
+                    heads[i].1.name()
+                )));
+            }
+            Some(i)
+        }
+    };
     let encoder = model.encoder.to(&device, model.encoder.dtype())?;
     let mt = MultiTaskModel::new(encoder, &heads, opts.seed)?;
-    let sizes: Vec<usize> = feats.iter().map(Vec::len).collect();
-    let probs = sampling.probabilities(&sizes)?;
-    let size = batch_size(opts);
+    let names: Vec<String> = heads.iter().map(|(n, _)| n.clone()).collect();
+    let sizes: Vec<usize> = data.iter().map(PhaseData::len).collect();
+    let probs = job.sampling.probabilities(&names, &sizes)?;
     let pad = enc.pad_id();
-    let batches_per_epoch: usize = feats
-        .iter()
-        .zip(&heads)
-        .map(|(f, (_, h))| {
-            epoch_batches(f, h, pad, &device, size, opts.seed, 0, 0).map(|b| b.len())
-        })
-        .sum::<Result<usize>>()?;
+    let accum = opts.grad_accum.max(1);
+    let mut batches_per_epoch = 0usize;
+    for (pd, (_, h)) in data.iter().zip(&heads) {
+        batches_per_epoch += epoch_batches(pd, h, tok, pad, &device, opts, opts.seed, 0, 0)?.len();
+    }
+    let updates_per_epoch = batches_per_epoch.div_ceil(accum).max(1);
     let mut next = |epoch: usize| {
         let mut sampler = TaskSampler::new(
             &probs,
             opts.seed.wrapping_mul(7919).wrapping_add(epoch as u64),
         );
         interleave(
-            batches_per_epoch,
+            updates_per_epoch,
+            accum,
             &mut sampler,
             &mut |t, e| {
                 epoch_batches(
-                    &feats[t],
+                    &data[t],
                     &heads[t].1,
+                    tok,
                     pad,
                     &device,
-                    size,
+                    opts,
                     opts.seed.wrapping_add(t as u64),
                     epoch * 1000 + e,
                     t,
@@ -259,9 +436,31 @@ pub fn multitask(
             heads.len(),
         )
     };
-    let mut train_opts = opts.train_options(None);
-    train_opts.checkpoint_dir = checkpoint_dir.map(Path::to_path_buf);
-    let report = fine_tune_with_eval(&mt, &mut next, None, &train_opts, progress, cancel)?;
+    let dev_opts = dev_options(opts);
+    let dev_eval = match (job.dev, dev_task) {
+        (Some(d), Some(i)) => Some((d, i, features(d, &enc, &dev_opts, &cache)?)),
+        _ => None,
+    };
+    let mt_ref = &mt;
+    let mut eval_closure = || -> Result<f64> {
+        let (d, i, f) = dev_eval
+            .as_ref()
+            .expect("evaluator only used with a dev set");
+        let m = mt_ref.model(*i);
+        Ok(evaluate_features(&m, d, f, &enc, &dev_opts, &mut Silent, cancel)?.score)
+    };
+    let mut train_opts = opts.train_options(job.dev.map(|_| updates_per_epoch as u64));
+    train_opts.checkpoint_dir = job.checkpoint_dir.clone();
+    if job.dev.is_none() {
+        train_opts.eval_every = None;
+        train_opts.patience = None;
+    }
+    let ev: Option<&mut super::train::Evaluator<'_>> = if job.dev.is_some() {
+        Some(&mut eval_closure)
+    } else {
+        None
+    };
+    let report = fine_tune_with_eval(&mt, &mut next, ev, &train_opts, progress, cancel)?;
     let models = (0..heads.len())
         .map(|i| {
             let mut m = mt.model(i);
@@ -333,6 +532,12 @@ fn evaluate_features(
             ds.name(),
             ds.head.name(),
             ds.head.labels()
+        )));
+    }
+    if matches!(ds.head, HeadKind::MaskedLm) {
+        return Err(Error::msg(format!(
+            "evaluate: {} is masked language modelling, which has no score here; evaluate on a labelled task",
+            ds.name()
         )));
     }
     let n_examples = opts.limit.map_or(ds.len(), |l| l.min(ds.len()));

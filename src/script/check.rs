@@ -19,6 +19,7 @@ fn option_keys(f: &str) -> Option<Vec<String>> {
             k.push("sampling".to_string());
             k
         }
+        "condition" => s(crate::script::api::condition::CONDITION_KEYS),
         "stilts" => {
             let mut k = train_keys();
             k.extend(["intermediate".to_string(), "target".to_string()]);
@@ -45,6 +46,7 @@ fn option_keys(f: &str) -> Option<Vec<String>> {
             "limit",
             "skip_bad_lines",
             "file",
+            "files",
             "columns",
             "labels",
             "name",

@@ -11,45 +11,23 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use crate::model::{HeadKind, Model};
-use crate::protocol::multitask::Sampling;
+use crate::protocol::experiment::{self, Condition, ConditionResult, ProgressFactory};
 use crate::protocol::presets::RunOptions;
-use crate::protocol::run;
+use crate::protocol::run::{self, MultitaskJob, TrainJob};
+use crate::store::Store;
 use crate::protocol::train::{Progress, TrainReport};
 use crate::tasks::{Dataset, Example, Metric};
 
 pub use crate::protocol::run::Evaluation;
 
-/// The options with the script's `limit` (first N examples of each part).
-fn with_limit(opts: &RunOptions, limit: Option<usize>) -> RunOptions {
-    RunOptions {
-        limit: limit.or(opts.limit),
-        ..opts.clone()
-    }
-}
-
-/// Fine-tunes a copy of `model` on the parts of one task pooled; a fresh
-/// head when `fresh` or when the model's does not fit.
+/// Fine-tunes a copy of the job's model (with model selection when the job
+/// has a dev set).
 pub fn train(
-    model: &Model,
-    data: &[Dataset],
-    opts: &RunOptions,
-    limit: Option<usize>,
-    fresh: bool,
-    optimizer: Option<std::sync::Arc<crate::protocol::optim::OptimizerState>>,
+    job: &TrainJob<'_>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(Model, TrainReport)> {
-    run::train(
-        model,
-        data,
-        None,
-        &with_limit(opts, limit),
-        fresh,
-        None,
-        optimizer,
-        progress,
-        cancel,
-    )
+    run::train(job, progress, cancel)
 }
 
 /// Scores `model` on one dataset (dropout off).
@@ -57,37 +35,34 @@ pub fn evaluate(
     model: &Model,
     ds: &Dataset,
     opts: &RunOptions,
-    limit: Option<usize>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Evaluation> {
-    run::evaluate(model, ds, &with_limit(opts, limit), progress, cancel)
+    run::evaluate(model, ds, opts, progress, cancel)
 }
 
 /// Multi-task training of one encoder on several tasks; the encoder under
 /// the last task's head.
 pub fn multitask(
-    model: &Model,
-    tasks: &[(String, Vec<Dataset>)],
-    sampling: &Sampling,
-    opts: &RunOptions,
-    limit: Option<usize>,
+    job: &MultitaskJob<'_>,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(Model, TrainReport)> {
-    let (mut models, report) = run::multitask(
-        model,
-        tasks,
-        sampling,
-        &with_limit(opts, limit),
-        None,
-        progress,
-        cancel,
-    )?;
+    let (mut models, report) = run::multitask(job, progress, cancel)?;
     let last = models
         .pop()
         .ok_or_else(|| Error::msg("multitask: no tasks"))?;
     Ok((last, report))
+}
+
+/// Runs one condition of the grid, or finds it finished in the store.
+pub fn condition(
+    c: &Condition,
+    store: &Store,
+    progress: &mut ProgressFactory<'_>,
+    cancel: &AtomicBool,
+) -> Result<ConditionResult> {
+    experiment::run_condition(c, Some(store), false, progress, cancel)
 }
 
 /// Reads a headerless TSV: `columns` names each column (`language`, `id`,

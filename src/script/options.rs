@@ -42,24 +42,14 @@ pub fn serde_message(e: &EvalAltResult) -> String {
     }
 }
 
-/// Keys a training call takes besides the engine's [`RunOptions`]:
-/// `preset`, `limit` (train on the first N examples) and `new_head` (a
-/// fresh head even when the model's fits the task).
-pub const EXTRA_TRAIN_KEYS: [&str; 3] = ["preset", "limit", "new_head"];
-
-/// A training call's options: the engine's run options (a preset with keys
-/// laid over it) and what the binding handles itself.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainRequest {
-    pub run: RunOptions,
-    pub preset: String,
-    pub limit: Option<usize>,
-    pub new_head: bool,
-}
+/// Keys a training map takes besides the engine's [`RunOptions`] (whose
+/// `RunOptions::resolve` checks the rest): the dev set (a Task value) and
+/// `new_head` (a fresh head even when the model's fits the task).
+pub const SCRIPT_TRAIN_KEYS: [&str; 2] = ["dev", "new_head"];
 
 /// Every key a training map may have.
 pub fn train_keys() -> Vec<String> {
-    let mut k: Vec<String> = EXTRA_TRAIN_KEYS.iter().map(|s| s.to_string()).collect();
+    let mut k: Vec<String> = SCRIPT_TRAIN_KEYS.iter().map(|s| s.to_string()).collect();
     k.extend(RunOptions::keys());
     k
 }
@@ -71,52 +61,6 @@ pub fn overlay(base: &Map, over: &Map) -> Map {
         m.insert(k.clone(), v.clone());
     }
     m
-}
-
-/// A training map to a [`TrainRequest`], through the engine's
-/// `RunOptions::from_overrides` (the preset, then each key).
-pub fn train_request(what: &str, map: &Map) -> Result<TrainRequest, Box<EvalAltResult>> {
-    let keys = train_keys();
-    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    check_keys(what, map, &refs)?;
-    let mut rest = map.clone();
-    let preset = match rest.remove("preset") {
-        None => "jiant".to_string(),
-        Some(v) => v
-            .into_string()
-            .map_err(|t| format!("{what}: `preset` takes a string, not {t}"))?,
-    };
-    let limit = match rest.remove("limit") {
-        None => None,
-        Some(v) => Some(
-            v.as_int()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("{what}: `limit` takes a positive integer"))?
-                as usize,
-        ),
-    };
-    let new_head = match rest.remove("new_head") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .map_err(|t| format!("{what}: `new_head` takes true or false, not {t}"))?,
-    };
-    let json = serde_json::to_value(Dynamic::from_map(rest)).map_err(|e| format!("{what}: {e}"))?;
-    let run =
-        RunOptions::from_overrides(Some(&preset), &json).map_err(|e| format!("{what}: {e}"))?;
-    if !(run.lr > 0.0 && run.lr.is_finite()) {
-        return Err(format!("{what}: lr must be a positive number, not {}", run.lr).into());
-    }
-    if run.batch_size == 0 {
-        return Err(format!("{what}: batch_size must be at least 1").into());
-    }
-    Ok(TrainRequest {
-        run,
-        preset,
-        limit,
-        new_head,
-    })
 }
 
 /// A preset as a rhai map.
@@ -143,36 +87,7 @@ pub fn check_keys(what: &str, map: &Map, valid: &[&str]) -> Result<(), Box<EvalA
     Ok(())
 }
 
-/// The closest of `names` to `word` (edit distance at most 2, or a prefix).
-pub fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
-    names
-        .iter()
-        .map(|n| (edit_distance(word, n), *n))
-        .filter(|(d, n)| {
-            *d <= 1.max(word.chars().count() / 3) || (word.len() >= 3 && n.starts_with(word))
-        })
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
-
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut prev2: Vec<usize> = prev.clone();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                cur[j] = cur[j].min(prev2[j - 2] + 1);
-            }
-        }
-        prev2 = std::mem::replace(&mut prev, cur);
-    }
-    prev[b.len()]
-}
+pub use crate::util::{closest, edit_distance};
 
 /// `evaluate(m, t, #{...})`.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -264,6 +179,8 @@ pub struct TaskArgs {
     pub skip_bad_lines: Option<bool>,
     /// `task("tsv", ...)`: a headerless TSV file.
     pub file: Option<String>,
+    /// `task("mlm", ...)`: raw-text files, one sentence a line.
+    pub files: Option<Vec<String>>,
     /// `task("tsv", ...)`: its columns, among `language`, `id`, `label` and one or two text columns.
     pub columns: Option<Vec<String>>,
     /// `task("tsv", ...)` and `task("generic", ...)`: the label set.
@@ -280,33 +197,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_key_lists_valid_ones() {
+    fn unknown_keys_name_the_closest_and_list_the_valid_ones() {
         let mut m = Map::new();
         m.insert("lrr".into(), Dynamic::from(1e-5));
-        let e = train_request("train options", &m).unwrap_err().to_string();
+        let e = check_keys("train options", &m, &["lr", "batch_size"])
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("unknown key `lrr`")
-                && e.contains("did you mean `lr`")
-                && e.contains("batch_size"),
+            e.contains("unknown key `lrr`") && e.contains("did you mean `lr`") && e.contains("batch_size"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn integers_are_numbers_and_presets_overlay() {
-        let mut m = Map::new();
-        m.insert("lr".into(), Dynamic::from(1_i64));
-        m.insert("preset".into(), Dynamic::from("xtreme"));
-        m.insert("limit".into(), Dynamic::from(10_i64));
-        let r = train_request("t", &m).unwrap();
-        assert_eq!(r.run.lr, 1.0);
-        assert_eq!(r.run.epochs, 5);
-        assert_eq!(r.limit, Some(10));
-        let mut bad = Map::new();
-        bad.insert("preset".into(), Dynamic::from("nope"));
-        assert!(train_request("t", &bad)
-            .unwrap_err()
-            .to_string()
-            .contains("jiant"));
+        assert!(train_keys().iter().any(|k| k == "dev") && train_keys().iter().any(|k| k == "eval_every"));
     }
 }

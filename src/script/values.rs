@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::Model;
+use crate::protocol::stats::{self, SeedEstimate};
 use crate::tasks::Dataset;
 
 /// A model in a script: the model and where it came from.
@@ -20,6 +21,12 @@ pub struct ModelValue {
     /// The AdamW state its training ended with (for `reset_optimizer: false`
     /// in the next phase); `None` for loaded or new models.
     pub optimizer: Option<Arc<crate::protocol::optim::OptimizerState>>,
+    /// What its numbers depend on (its files, its weights, or the model,
+    /// data and options it was trained from): memo keys and conditions use it.
+    pub fingerprint: String,
+    /// What its last training did (updates, losses, dev scores, best
+    /// update); `None` for loaded or new models.
+    pub training: Option<Arc<serde_json::Value>>,
 }
 
 impl std::fmt::Display for ModelValue {
@@ -38,9 +45,39 @@ pub struct TaskValue {
     pub name: String,
     pub split: String,
     pub parts: Arc<Vec<Dataset>>,
+    /// Computed on first use (hashing the files and examples).
+    fingerprint: Arc<std::sync::OnceLock<String>>,
 }
 
 impl TaskValue {
+    pub fn new(name: impl Into<String>, split: impl Into<String>, parts: Vec<Dataset>) -> Self {
+        TaskValue {
+            name: name.into(),
+            split: split.into(),
+            parts: Arc::new(parts),
+            fingerprint: Default::default(),
+        }
+    }
+
+    /// The fingerprint of the data (files and examples), computed once.
+    pub fn fingerprint(&self) -> crate::Result<String> {
+        if let Some(f) = self.fingerprint.get() {
+            return Ok(f.clone());
+        }
+        let f = crate::protocol::fingerprint::datasets(&self.parts)?;
+        let _ = self.fingerprint.set(f.clone());
+        Ok(f)
+    }
+
+    /// The task as the experiment engine takes it.
+    pub fn task_data(&self) -> crate::Result<crate::protocol::experiment::TaskData> {
+        Ok(crate::protocol::experiment::TaskData {
+            name: self.name.clone(),
+            parts: self.parts.clone(),
+            fingerprint: self.fingerprint()?,
+        })
+    }
+
     /// The key of a part in results: its language or round, else the task name.
     pub fn key(&self, ds: &Dataset) -> String {
         ds.subset.clone().unwrap_or_else(|| self.name.clone())
@@ -138,44 +175,83 @@ impl Scores {
             .collect()
     }
 
+    /// The seed-aware estimate of one language (`avg`: the mean over
+    /// languages), from the engine's statistics.
+    pub fn estimate(&self, lang: &str) -> Option<SeedEstimate> {
+        let (values, runs) = if lang == "avg" {
+            (self.avg_runs_or_value(), self.avg_strata())
+        } else {
+            let s = self.by_lang.get(lang)?;
+            let values = if s.runs.is_empty() { vec![s.value] } else { s.runs.clone() };
+            (values, strata_of(&[&s.correct]))
+        };
+        Some(stats::seed_estimate(&values, &runs, RESAMPLES, stat_seed(lang)))
+    }
+
+    /// Per-seed averages over languages, or the single value.
+    fn avg_runs_or_value(&self) -> Vec<f64> {
+        let r = self.avg_runs();
+        if r.is_empty() {
+            vec![self.avg()]
+        } else {
+            r
+        }
+    }
+
+    /// Per seed, every language's per-example scores (a stratum each).
+    fn avg_strata(&self) -> Vec<stats::Strata> {
+        let parts: Vec<&Vec<Vec<bool>>> = self.by_lang.values().map(|s| &s.correct).collect();
+        strata_of(&parts)
+    }
+
     pub fn table(&self) -> TableValue {
-        let multi = self.by_lang.values().any(|s| s.runs.len() > 1);
+        let langs: Vec<String> = self
+            .by_lang
+            .keys()
+            .cloned()
+            .chain(std::iter::once("avg".to_string()))
+            .collect();
+        let est: Vec<Option<SeedEstimate>> = langs.iter().map(|l| self.estimate(l)).collect();
+        let seeds = est.iter().flatten().map(|e| e.seeds).max().unwrap_or(1);
+        let method = common_method(est.iter().flatten().map(|e| e.method));
         let mut header = vec!["language".to_string(), self.metric.clone()];
-        if multi {
-            header.push("± 95% CI".into());
+        if seeds > 1 {
+            header.push("sd over seeds".into());
+        }
+        header.push("95% CI".into());
+        if seeds > 1 {
+            header.push("CI, examples only".into());
         }
         header.push("n".into());
         let mut rows = vec![];
-        for (lang, s) in &self.by_lang {
-            let mut r = vec![lang.clone(), format!("{:.1}", s.value)];
-            if multi {
-                r.push(
-                    mean_ci(&s.runs)
-                        .map(|(_, h)| format!("{h:.1}"))
-                        .unwrap_or_default(),
-                );
+        for (lang, e) in langs.iter().zip(&est) {
+            let n = if lang == "avg" {
+                self.by_lang.values().map(|s| s.n).sum::<usize>()
+            } else {
+                self.by_lang[lang].n
+            };
+            let value = if lang == "avg" { self.avg() } else { self.by_lang[lang].value };
+            let mut r = vec![lang.clone(), format!("{value:.1}")];
+            if seeds > 1 {
+                r.push(e.as_ref().map(|e| format!("{:.1}", e.seed_std)).unwrap_or_default());
             }
-            r.push(s.n.to_string());
+            r.push(fmt_ci(e.as_ref().and_then(|e| e.ci)));
+            if seeds > 1 {
+                r.push(fmt_ci(e.as_ref().and_then(|e| e.example_ci)));
+            }
+            r.push(n.to_string());
             rows.push(r);
         }
-        let mut avg = vec!["avg".to_string(), format!("{:.1}", self.avg())];
-        if multi {
-            avg.push(
-                mean_ci(&self.avg_runs())
-                    .map(|(_, h)| format!("{h:.1}"))
-                    .unwrap_or_default(),
-            );
-        }
-        avg.push(
-            self.by_lang
-                .values()
-                .map(|s| s.n)
-                .sum::<usize>()
-                .to_string(),
-        );
-        rows.push(avg);
         TableValue {
-            title: format!("{} on {} ({})", self.label, self.task, self.split),
+            title: format!(
+                "{} on {} ({}; {} seed{}; {})",
+                self.label,
+                self.task,
+                self.split,
+                seeds,
+                if seeds == 1 { "" } else { "s" },
+                method
+            ),
             header,
             rows,
         }
@@ -229,8 +305,16 @@ pub struct Delta {
     pub base: f64,
     pub new: f64,
     pub delta: f64,
-    /// 95% interval of the delta, when it can be estimated.
+    /// 95% interval of the delta, when it can be estimated (see `method`).
     pub ci: Option<(f64, f64)>,
+    #[serde(default)]
+    pub method: Option<stats::IntervalMethod>,
+    /// The example-level interval alone (seeds fixed), beside `ci`.
+    #[serde(default)]
+    pub example_ci: Option<(f64, f64)>,
+    /// Seeds paired (or the fewer of the two sides).
+    #[serde(default)]
+    pub seeds: usize,
 }
 
 /// `compare(base, new)`: the gain of `new` over `base` per language.
@@ -246,50 +330,56 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// The gain of `b` over `a` per language and on average, paired by seed
+    /// and by example (the engine's `paired_seed_delta`). Both must cover
+    /// the same languages (the rule `mean` follows too).
     pub fn new(a: &Scores, b: &Scores) -> Result<Comparison, String> {
-        let mut by_lang = BTreeMap::new();
-        let mut method = String::new();
-        for (lang, sa) in &a.by_lang {
-            let Some(sb) = b.by_lang.get(lang) else {
-                continue;
-            };
-            let (ci, m) = delta_ci(sa, sb, lang);
-            if !m.is_empty() {
-                method = m;
-            }
-            by_lang.insert(
-                lang.clone(),
-                Delta {
-                    base: sa.value,
-                    new: sb.value,
-                    delta: sb.value - sa.value,
-                    ci,
-                },
-            );
-        }
-        if by_lang.is_empty() {
+        let la: Vec<&String> = a.by_lang.keys().collect();
+        let lb: Vec<&String> = b.by_lang.keys().collect();
+        if la != lb {
             return Err(format!(
-                "compare: `{}` and `{}` share no language",
-                a.label, b.label
+                "compare: `{}` covers [{}] but `{}` covers [{}]; compare results over the same languages (use task.language(...) to pick them)",
+                a.label,
+                la.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                b.label,
+                lb.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
-        let base = mean(&by_lang.values().map(|d| d.base).collect::<Vec<_>>());
-        let new = mean(&by_lang.values().map(|d| d.new).collect::<Vec<_>>());
-        let (ra, rb) = (a.avg_runs(), b.avg_runs());
-        let avg_ci = if ra.len() > 1 && rb.len() > 1 {
-            diff_ci(&ra, &rb)
-        } else {
-            None
+        let delta = |lang: &str| -> Delta {
+            let side = |s: &Scores| -> (Vec<f64>, Vec<stats::Strata>) {
+                if lang == "avg" {
+                    (s.avg_runs_or_value(), s.avg_strata())
+                } else {
+                    let x = &s.by_lang[lang];
+                    let v = if x.runs.is_empty() { vec![x.value] } else { x.runs.clone() };
+                    (v, strata_of(&[&x.correct]))
+                }
+            };
+            let (va, ra) = side(a);
+            let (vb, rb) = side(b);
+            let e = stats::paired_seed_delta(&va, &ra, &vb, &rb, RESAMPLES, stat_seed(lang));
+            let (base, new) = if lang == "avg" {
+                (a.avg(), b.avg())
+            } else {
+                (a.by_lang[lang].value, b.by_lang[lang].value)
+            };
+            Delta {
+                base,
+                new,
+                delta: new - base,
+                ci: e.ci,
+                method: e.method,
+                example_ci: e.example_ci,
+                seeds: e.seeds,
+            }
         };
-        let avg = Delta {
-            base,
-            new,
-            delta: new - base,
-            ci: avg_ci,
-        };
-        if method.is_empty() {
-            method = "none (one run each, no per-example scores)".into();
+        let by_lang: BTreeMap<String, Delta> =
+            a.by_lang.keys().map(|l| (l.clone(), delta(l))).collect();
+        if by_lang.is_empty() {
+            return Err(format!("compare: `{}` has no languages", a.label));
         }
+        let avg = delta("avg");
+        let method = common_method(by_lang.values().chain([&avg]).map(|d| d.method)).to_string();
         Ok(Comparison {
             base: a.label.clone(),
             new: b.label.clone(),
@@ -301,42 +391,41 @@ impl Comparison {
     }
 
     pub fn table(&self) -> TableValue {
-        let header = vec![
+        let seeds = self.by_lang.values().chain([&self.avg]).map(|d| d.seeds).max().unwrap_or(1);
+        let mut header = vec![
             "language".to_string(),
             self.base.clone(),
             self.new.clone(),
             "Δ".into(),
             "95% CI".into(),
         ];
-        let fmt_ci = |c: &Option<(f64, f64)>| {
-            c.map(|(l, h)| format!("[{l:+.1}, {h:+.1}]"))
-                .unwrap_or_else(|| "—".into())
+        if seeds > 1 {
+            header.push("CI, examples only".into());
+        }
+        let row = |l: &str, d: &Delta| {
+            let mut r = vec![
+                l.to_string(),
+                format!("{:.1}", d.base),
+                format!("{:.1}", d.new),
+                format!("{:+.1}", d.delta),
+                fmt_ci(d.ci),
+            ];
+            if seeds > 1 {
+                r.push(fmt_ci(d.example_ci));
+            }
+            r
         };
-        let mut rows: Vec<Vec<String>> = self
-            .by_lang
-            .iter()
-            .map(|(l, d)| {
-                vec![
-                    l.clone(),
-                    format!("{:.1}", d.base),
-                    format!("{:.1}", d.new),
-                    format!("{:+.1}", d.delta),
-                    fmt_ci(&d.ci),
-                ]
-            })
-            .collect();
-        let a = &self.avg;
-        rows.push(vec![
-            "avg".into(),
-            format!("{:.1}", a.base),
-            format!("{:.1}", a.new),
-            format!("{:+.1}", a.delta),
-            fmt_ci(&a.ci),
-        ]);
+        let mut rows: Vec<Vec<String>> = self.by_lang.iter().map(|(l, d)| row(l, d)).collect();
+        rows.push(row("avg", &self.avg));
         TableValue {
             title: format!(
-                "{} vs {} ({}; CI: {})",
-                self.new, self.base, self.metric, self.method
+                "{} vs {} ({}; {} seed{} each; {})",
+                self.new,
+                self.base,
+                self.metric,
+                seeds,
+                if seeds == 1 { "" } else { "s" },
+                self.method
             ),
             header,
             rows,
@@ -344,26 +433,47 @@ impl Comparison {
     }
 }
 
-/// The delta's 95% interval: the engine's paired bootstrap over examples
-/// (all seeds pooled) when both sides carry right/wrong per example of the
-/// same examples, else Welch's t over seeds when both have several.
-fn delta_ci(a: &LangScore, b: &LangScore, lang: &str) -> (Option<(f64, f64)>, String) {
-    let same =
-        !a.correct.is_empty() && !b.correct.is_empty() && a.correct[0].len() == b.correct[0].len();
-    if same {
-        let seed = lang
-            .bytes()
-            .fold(17u64, |h, c| h.wrapping_mul(31).wrapping_add(c as u64));
-        let e = crate::protocol::stats::paired_delta(&a.correct, &b.correct, 1000, seed);
-        return (
-            Some((e.low, e.high)),
-            "paired bootstrap over examples".into(),
-        );
+/// Bootstrap resamples of every interval a table shows.
+const RESAMPLES: usize = 1000;
+
+/// The bootstrap seed of a row: fixed per language, so a table is the same
+/// every time it is made.
+fn stat_seed(lang: &str) -> u64 {
+    lang.bytes()
+        .fold(17u64, |h, c| h.wrapping_mul(31).wrapping_add(c as u64))
+}
+
+/// `[language][run][example]` right/wrong as the engine's per-run strata
+/// (`[run][language][example]` scores); empty unless every language has the
+/// same number of runs.
+fn strata_of(parts: &[&Vec<Vec<bool>>]) -> Vec<stats::Strata> {
+    let k = parts.first().map(|p| p.len()).unwrap_or(0);
+    if k == 0 || parts.iter().any(|p| p.len() != k) {
+        return vec![];
     }
-    if a.runs.len() > 1 && b.runs.len() > 1 {
-        return (diff_ci(&a.runs, &b.runs), "Welch t over seeds".into());
+    (0..k)
+        .map(|r| {
+            parts
+                .iter()
+                .map(|p| p[r].iter().map(|&b| f64::from(u8::from(b))).collect())
+                .collect()
+        })
+        .collect()
+}
+
+/// The one interval method of a set of rows, or a note that they differ.
+fn common_method(ms: impl Iterator<Item = Option<stats::IntervalMethod>>) -> &'static str {
+    let ms: Vec<Option<stats::IntervalMethod>> = ms.collect();
+    match ms.first() {
+        None | Some(None) if ms.iter().all(Option::is_none) => "no interval (one run, no per-example scores)",
+        Some(first) if ms.iter().all(|m| m == first) => first.map(|m| m.describe()).unwrap_or(""),
+        _ => "95% CI: methods differ by row (some rows lack per-example scores)",
     }
-    (None, String::new())
+}
+
+fn fmt_ci(c: Option<(f64, f64)>) -> String {
+    c.map(|(l, h)| format!("[{l:.1}, {h:.1}]"))
+        .unwrap_or_else(|| "—".into())
 }
 
 /// `Vec<Vec<bool>>` as packed strings (the store's encoding).
@@ -391,53 +501,6 @@ pub fn mean(v: &[f64]) -> f64 {
     } else {
         v.iter().sum::<f64>() / v.len() as f64
     }
-}
-
-fn var(v: &[f64]) -> f64 {
-    let m = mean(v);
-    v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0)
-}
-
-/// Two-sided 97.5% quantile of Student's t.
-pub fn t975(df: f64) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    let d = df.floor().max(1.0) as usize;
-    if d <= 30 {
-        T[d - 1]
-    } else {
-        1.96
-    }
-}
-
-/// Mean and half-width of its 95% interval (t), for two or more values.
-pub fn mean_ci(v: &[f64]) -> Option<(f64, f64)> {
-    if v.len() < 2 {
-        return None;
-    }
-    let n = v.len() as f64;
-    Some((mean(v), t975(n - 1.0) * (var(v) / n).sqrt()))
-}
-
-/// Welch interval of mean(b) - mean(a).
-fn diff_ci(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
-    if a.len() < 2 || b.len() < 2 {
-        return None;
-    }
-    let (na, nb) = (a.len() as f64, b.len() as f64);
-    let (va, vb) = (var(a) / na, var(b) / nb);
-    let se = (va + vb).sqrt();
-    let df = if se == 0.0 {
-        na + nb - 2.0
-    } else {
-        (va + vb).powi(2) / (va * va / (na - 1.0) + vb * vb / (nb - 1.0))
-    };
-    let d = mean(b) - mean(a);
-    let h = t975(df) * se;
-    Some((d - h, d + h))
 }
 
 /// A table a script can print, save or put in a report.

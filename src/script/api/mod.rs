@@ -2,6 +2,7 @@
 //! rhai arguments to typed options and calls one function of the engine
 //! (through [`super::engine_bridge`]) or the model and task layers.
 
+pub mod condition;
 pub mod model;
 pub mod plot;
 pub mod results;
@@ -28,6 +29,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     model::register(engine, ctx);
     task::register(engine, ctx);
     train::register(engine, ctx);
+    condition::register(engine, ctx);
     results::register(engine, ctx);
     plot::register(engine, ctx);
     runs::register(engine, ctx);

@@ -42,6 +42,13 @@ impl CustomType for ModelValue {
             .with_get("hidden", |m: &mut Self| m.model.config().hidden_size as i64)
             .with_get("device", |m: &mut Self| {
                 device_name(m.model.encoder.device())
+            })
+            .with_get("fingerprint", |m: &mut Self| m.fingerprint.clone())
+            .with_get("training", |m: &mut Self| -> RResult<Dynamic> {
+                match &m.training {
+                    None => Ok(Dynamic::UNIT),
+                    Some(t) => rhai::serde::to_dynamic(t.as_ref()),
+                }
             });
     }
 }
@@ -105,11 +112,18 @@ pub fn load(ctx: &Ctx, spec: &str, args: ModelArgs) -> RResult<ModelValue> {
             ctx.note(&format!("note: {line}"));
         }
     }
+    let files = crate::protocol::fingerprint::model_files(&dir).map_err(rerr)?;
+    let fingerprint = crate::protocol::fingerprint::of_json(&serde_json::json!({
+        "model_files": files,
+        "head": args.head, "labels": args.labels, "seed": args.seed, "dtype": args.dtype,
+    }));
     Ok(ModelValue {
         model: Arc::new(m),
         name: spec.to_string(),
         pretrained,
         optimizer: None,
+        fingerprint,
+        training: None,
     })
 }
 
@@ -204,11 +218,14 @@ pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
         m = m.to(&ctx.settings.device, DType::F32).map_err(rerr)?;
         m.tokenizer = tok;
     }
+    let fingerprint = crate::protocol::fingerprint::model_weights(&m).map_err(rerr)?;
     Ok(ModelValue {
         model: Arc::new(m),
         name: format!("tiny-{}x{}", args.layers, args.hidden),
         pretrained: false,
         optimizer: None,
+        fingerprint,
+        training: None,
     })
 }
 

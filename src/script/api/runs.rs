@@ -8,6 +8,7 @@ use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};
 use super::results::{from_json, to_json};
 use super::{rerr, RResult};
 use crate::script::context::{Ctx, Item};
+use crate::script::values::{ModelValue, TaskValue};
 
 /// All combinations of the axes (a map of name → array), as maps; the
 /// first axis varies slowest.
@@ -34,12 +35,35 @@ pub fn grid(axes: &Map) -> RResult<Array> {
 /// The store file of a memo key.
 /// The results store of this script: `STORE/runs.jsonl` (`store(dir)`
 /// sets STORE, default `runs/`).
-fn results_store(ctx: &Ctx) -> crate::store::Store {
+pub fn results_store(ctx: &Ctx) -> crate::store::Store {
     crate::store::Store::new(ctx.store_dir.borrow().join("runs.jsonl"))
 }
 
+/// A memo key as JSON: models and tasks in it stand for their
+/// fingerprints (what their numbers depend on), so a changed data file or
+/// model changes the key; everything else as `to_json` writes it.
+pub fn key_json(v: &Dynamic) -> RResult<serde_json::Value> {
+    if let Some(m) = v.clone().try_cast::<ModelValue>() {
+        return Ok(serde_json::json!({"$model": m.fingerprint}));
+    }
+    if let Some(t) = v.clone().try_cast::<TaskValue>() {
+        return Ok(serde_json::json!({"$task": t.name, "split": t.split, "fingerprint": t.fingerprint().map_err(rerr)?}));
+    }
+    if let Some(a) = v.clone().try_cast::<Array>() {
+        return Ok(serde_json::Value::Array(a.iter().map(key_json).collect::<RResult<_>>()?));
+    }
+    if let Some(m) = v.clone().try_cast::<Map>() {
+        let mut o = serde_json::Map::new();
+        for (k, x) in &m {
+            o.insert(k.to_string(), key_json(x)?);
+        }
+        return Ok(serde_json::Value::Object(o));
+    }
+    to_json(v)
+}
+
 fn memo(ctx: &Ctx, nctx: &NativeCallContext, key: Dynamic, f: FnPtr) -> RResult<Dynamic> {
-    let k = serde_json::json!({ "memo": to_json(&key)? });
+    let k = serde_json::json!({ "memo": key_json(&key)? });
     let store = results_store(ctx);
     if let Some(v) = store.get_value(&k).map_err(rerr)? {
         ctx.note(&format!(

@@ -1,7 +1,6 @@
 //! Tasks: loading splits (built-in tasks, headerless TSVs, generic files).
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};
 
@@ -140,6 +139,12 @@ pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
         limit: a.limit,
     };
     let split = a.split.clone().unwrap_or_else(|| "train".into());
+    if name == "mlm" {
+        return load_mlm(ctx, &a);
+    }
+    if a.files.is_some() {
+        return Err(rerr(format!("task(\"{name}\"): `files` is for task(\"mlm\") only; give the task's folder as `data`")));
+    }
     if name == "tsv" {
         let file = a
             .file
@@ -167,11 +172,7 @@ pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
                 )));
             }
         }
-        return Ok(TaskValue {
-            name: tname,
-            split,
-            parts: Arc::new(parts),
-        });
+        return Ok(TaskValue::new(tname, split, parts));
     }
     let data = a.data.as_deref().ok_or_else(|| {
         let layout = tasks::task(name).map(|t| t.layout()).unwrap_or_default();
@@ -215,11 +216,49 @@ pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
                 .map_err(rerr)?,
         );
     }
-    Ok(TaskValue {
-        name: spec.name.clone(),
-        split,
-        parts: Arc::new(parts),
-    })
+    Ok(TaskValue::new(spec.name.clone(), split, parts))
+}
+
+/// `task("mlm", #{files: [...]} | #{data: XNLI_DIR, split, languages})`:
+/// raw text for masked language modelling, a part per file (named by its
+/// stem), or the distinct premises of an XNLI-layout folder, a part per
+/// language.
+fn load_mlm(ctx: &Ctx, a: &TaskArgs) -> RResult<TaskValue> {
+    if let Some(files) = &a.files {
+        if files.is_empty() {
+            return Err(rerr("task(\"mlm\"): `files` is empty; give raw-text files, one sentence a line"));
+        }
+        let parts = files
+            .iter()
+            .map(|f| {
+                let p = ctx.path(f);
+                let stem = p.file_stem().map(|s| s.to_string_lossy().to_string());
+                tasks::readers::text::raw_text(&p, stem.as_deref(), a.limit).map_err(rerr)
+            })
+            .collect::<RResult<Vec<_>>>()?;
+        return Ok(TaskValue::new("mlm", "train", parts));
+    }
+    let Some(data) = &a.data else {
+        return Err(rerr("task(\"mlm\", ...): give `files` (raw text, one sentence a line) or `data` (an XNLI folder: its premises, per language)"));
+    };
+    let nli = load(
+        ctx,
+        "xnli",
+        TaskArgs {
+            data: Some(data.clone()),
+            split: a.split.clone(),
+            languages: a.languages.clone(),
+            limit: a.limit,
+            skip_bad_lines: a.skip_bad_lines,
+            ..Default::default()
+        },
+    )?;
+    let parts = nli
+        .parts
+        .iter()
+        .map(tasks::readers::text::first_texts)
+        .collect();
+    Ok(TaskValue::new("mlm", nli.split.clone(), parts))
 }
 
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
@@ -237,7 +276,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         tasks::TASK_NAMES
             .iter()
             .map(|s| Dynamic::from(s.to_string()))
-            .chain([Dynamic::from("tsv".to_string())])
+            .chain([Dynamic::from("tsv".to_string()), Dynamic::from("mlm".to_string())])
             .collect::<Array>()
     });
     engine.register_fn("layout", |name: &str| -> RResult<String> {
@@ -259,11 +298,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                     t.languages().join(", ")
                 )));
             }
-            Ok(TaskValue {
-                name: t.name.clone(),
-                split: t.split.clone(),
-                parts: Arc::new(parts),
-            })
+            Ok(TaskValue::new(t.name.clone(), t.split.clone(), parts))
         },
     );
     engine.register_fn("peek", |t: &mut TaskValue, n: i64| -> Array {

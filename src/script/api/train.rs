@@ -7,20 +7,103 @@ use rhai::{Array, Dynamic, Engine, Map};
 
 use super::{rerr, RResult};
 use crate::protocol::multitask::Sampling;
-use crate::protocol::presets::RunOptions;
+use crate::protocol::presets::{Resolved, RunOptions, SELECTION_KEYS};
+use crate::protocol::run::{MultitaskJob, TrainJob};
 use crate::script::context::{Ctx, CANCEL};
 use crate::script::engine_bridge;
-use crate::script::options::{
-    from_map, overlay, preset_map, train_request, EvalArgs, TrainRequest,
-};
+use crate::script::options::{from_map, overlay, preset_map, EvalArgs};
 use crate::script::values::{LangScore, ModelValue, Scores, TaskValue};
 
-/// Options of a call, over the preset they name; inputs no longer than
-/// the model's position embeddings allow.
-fn settings(what: &str, m: &ModelValue, opts: &Map) -> RResult<TrainRequest> {
-    let mut r = train_request(what, opts)?;
-    r.run.max_length = r.run.max_length.min(m.model.config().max_sequence_length());
-    Ok(r)
+/// A training call's map: the engine's options (resolved over the preset
+/// they name by `RunOptions::resolve`, which validates them) and the values
+/// only a script holds (the dev set, `new_head`).
+pub struct Call {
+    pub options: Resolved,
+    pub dev: Option<TaskValue>,
+    pub new_head: bool,
+}
+
+fn take_task(what: &str, map: &mut Map, key: &str) -> RResult<Option<TaskValue>> {
+    match map.remove(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => v.clone().try_cast::<TaskValue>().map(Some).ok_or_else(|| {
+            rerr(format!(
+                "{what}: `{key}` takes a task (e.g. task(\"mnli\", #{{data: .., split: \"dev\"}})), not {}",
+                v.type_name()
+            ))
+        }),
+    }
+}
+
+/// Converts a training map for a model of config `cfg` (the preset is
+/// size-aware, inputs no longer than its positions allow); a key the call
+/// cannot honour is an error.
+pub fn call_options(what: &str, cfg: &crate::model::XlmrConfig, map: &Map) -> RResult<Call> {
+    let mut rest = map.clone();
+    let dev = take_task(what, &mut rest, "dev")?;
+    let new_head = match rest.remove("new_head") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| rerr(format!("{what}: `new_head` takes true or false, not {t}")))?,
+    };
+    let json = serde_json::to_value(Dynamic::from_map(rest)).map_err(|e| rerr(format!("{what}: {e}")))?;
+    let mut options = RunOptions::resolve(&json, Some(cfg.hidden_size))
+        .map_err(|e| rerr(format!("{what}: {e}")))?;
+    if options.is_explicit("checkpoint_every") {
+        return Err(rerr(format!("{what}: `checkpoint_every` is not honoured by training in a script yet (a killed script re-runs its unfinished condition; finished ones are kept in the store); leave it out")));
+    }
+    options
+        .require_dev(dev.is_some(), what)
+        .map_err(rerr)?;
+    options.options.max_length = options
+        .options
+        .max_length
+        .min(cfg.max_sequence_length());
+    Ok(Call {
+        options,
+        dev,
+        new_head,
+    })
+}
+
+/// The dev set of a call as one dataset (its parts pooled, e.g. several
+/// languages).
+fn dev_dataset(what: &str, dev: &Option<TaskValue>) -> RResult<Option<crate::tasks::Dataset>> {
+    let Some(d) = dev else { return Ok(None) };
+    let mut parts = d.parts.iter();
+    let Some(first) = parts.next() else {
+        return Err(rerr(format!("{what}: the dev set `{}` is empty", d.name)));
+    };
+    let mut pooled = first.clone();
+    for p in parts {
+        if p.head != first.head {
+            return Err(rerr(format!("{what}: the dev set `{}` mixes heads", d.name)));
+        }
+        pooled.examples.extend(p.examples.iter().cloned());
+        pooled.files.extend(p.files.iter().cloned());
+    }
+    if d.parts.len() > 1 {
+        pooled.subset = None;
+    }
+    Ok(Some(pooled))
+}
+
+fn training_summary(report: &crate::protocol::train::TrainReport, task: &str) -> serde_json::Value {
+    serde_json::json!({
+        "task": task,
+        "updates": report.steps,
+        "losses": report.losses,
+        "dev": report.scores,
+        "best_dev": report.best_score,
+        "best_step": report.best_step,
+        "early_stopped": report.early_stopped,
+    })
+}
+
+fn derived_fingerprint(parts: serde_json::Value) -> String {
+    crate::protocol::fingerprint::of_json(&parts)
 }
 
 fn interrupted(what: &str) -> Box<rhai::EvalAltResult> {
@@ -29,41 +112,86 @@ fn interrupted(what: &str) -> Box<rhai::EvalAltResult> {
 
 /// `train(model, task, opts)`.
 pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<ModelValue> {
-    let what = format!("train on {}", t.name);
-    let r = settings(&format!("{what}: options"), m, opts)?;
+    let what = format!("train on {} {}", t.name, t.split);
+    let call = call_options(&format!("{what}: options"), m.model.config(), opts)?;
+    let dev = dev_dataset(&what, &call.dev)?;
+    let run = &call.options.options;
     let mut bar = ctx.progress(&what);
     // `reset_optimizer: false`: continue from the AdamW state of the phase
     // that produced this model (STILTs without resetting the optimizer).
-    let carry = if r.run.reset_optimizer {
+    let carry = if run.reset_optimizer {
         None
     } else {
         m.optimizer.clone()
     };
-    let (model, report) = engine_bridge::train(
-        &m.model,
-        &t.parts,
-        &r.run,
-        r.limit,
-        r.new_head || m.pretrained,
-        carry,
-        &mut *bar,
-        &CANCEL,
-    )
-    .map_err(|e| rerr(format!("{what}: {e}")))?;
+    let job = TrainJob {
+        dev: dev.as_ref(),
+        fresh: call.new_head || m.pretrained,
+        optimizer: carry,
+        ..TrainJob::new(&m.model, &t.parts, run)
+    };
+    let (model, report) = engine_bridge::train(&job, &mut *bar, &CANCEL)
+        .map_err(|e| rerr(format!("{what}: {e}")))?;
     if report.cancelled {
         return Err(interrupted(&what));
     }
     let last = report.losses.last().copied().unwrap_or(f64::NAN);
+    let selection = match (report.best_step, report.best_score) {
+        (Some(s), Some(b)) => format!(
+            "; best dev {b:.2} at update {s} of {} evaluations, those weights kept{}",
+            report.scores.len(),
+            if report.early_stopped { " (stopped early)" } else { "" }
+        ),
+        _ => String::new(),
+    };
     ctx.note(&format!(
-        "{what}: {} updates, last loss {last:.4}",
+        "{what}: {} updates, last loss {last:.4}{selection}",
         report.steps
     ));
+    let fingerprint = derived_fingerprint(serde_json::json!({
+        "parent": m.fingerprint,
+        "task": t.fingerprint().map_err(rerr)?,
+        "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
+        "options": run,
+        "fresh": job.fresh,
+        "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
+    }));
     Ok(ModelValue {
         model: Arc::new(model),
         name: format!("{}+{}", m.name, t.name),
         pretrained: false,
         optimizer: report.optimizer.clone(),
+        fingerprint,
+        training: Some(Arc::new(training_summary(&report, &t.name))),
     })
+}
+
+/// The maps of the two phases of `stilts(...)` (and of a condition): the
+/// shared training keys, laid under each phase's own map. `dev` and the
+/// model-selection keys at the top level belong to the target phase (the
+/// one model selection is usually run on); the intermediate phase takes
+/// its own inside `intermediate: #{...}`.
+pub fn phase_maps(what: &str, opts: &Map) -> RResult<(Map, Map)> {
+    let mut common = opts.clone();
+    let take = |common: &mut Map, k: &str| -> RResult<Map> {
+        match common.remove(k) {
+            None => Ok(Map::new()),
+            Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
+                rerr(format!(
+                    "{what}: `{k}` takes a map of training options, not {}",
+                    v.type_name()
+                ))
+            }),
+        }
+    };
+    let i_opts = take(&mut common, "intermediate")?;
+    let t_opts = take(&mut common, "target")?;
+    let mut i_common = common.clone();
+    i_common.remove("dev");
+    for k in SELECTION_KEYS {
+        i_common.remove(*k);
+    }
+    Ok((overlay(&i_common, &i_opts), overlay(&common, &t_opts)))
 }
 
 /// `stilts(model, intermediate, target, opts)`.
@@ -74,42 +202,19 @@ fn stilts(
     target: &TaskValue,
     opts: &Map,
 ) -> RResult<ModelValue> {
-    let mut common = opts.clone();
-    let take = |common: &mut Map, k: &str| -> RResult<Map> {
-        match common.remove(k) {
-            None => Ok(Map::new()),
-            Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
-                rerr(format!(
-                    "stilts options: `{k}` takes a map of training options, not {}",
-                    v.type_name()
-                ))
-            }),
-        }
-    };
-    let i_opts = take(&mut common, "intermediate")?;
-    let t_opts = take(&mut common, "target")?;
+    let (i_map, mut t_map) = phase_maps("stilts options", opts)?;
     // Checked up front, so a typo fails before hours of intermediate training.
-    settings(
-        "stilts options (training keys, plus `intermediate` and `target` maps)",
-        m,
-        &common,
-    )?;
-    settings(
-        "stilts options `intermediate`",
-        m,
-        &overlay(&common, &i_opts),
-    )?;
-    settings("stilts options `target`", m, &overlay(&common, &t_opts))?;
-    let mid = train(ctx, m, inter, &overlay(&common, &i_opts))?;
-    let mut ta = overlay(&common, &t_opts);
-    ta.insert("new_head".into(), Dynamic::from(true));
-    let mut out = train(ctx, &mid, target, &ta)?;
+    call_options("stilts options `intermediate`", m.model.config(), &i_map)?;
+    call_options("stilts options `target`", m.model.config(), &t_map)?;
+    let mid = train(ctx, m, inter, &i_map)?;
+    t_map.insert("new_head".into(), Dynamic::from(true));
+    let mut out = train(ctx, &mid, target, &t_map)?;
     out.name = format!("{}+{}+{}", m.name, inter.name, target.name);
     Ok(out)
 }
 
 /// `sampling`: "uniform", "proportional", or #{cap: N} / #{temperature: T, cap: N}.
-fn sampling(v: Option<Dynamic>) -> RResult<Sampling> {
+pub fn sampling(v: Option<Dynamic>) -> RResult<Sampling> {
     let Some(v) = v else {
         return Ok(Sampling::Proportional);
     };
@@ -117,14 +222,32 @@ fn sampling(v: Option<Dynamic>) -> RResult<Sampling> {
         return match s.as_str() {
             "uniform" => Ok(Sampling::Uniform),
             "proportional" => Ok(Sampling::Proportional),
-            other => Err(rerr(format!("multitask: sampling `{other}`: use \"uniform\", \"proportional\", #{{cap: N}} or #{{temperature: T, cap: N}}"))),
+            other => Err(rerr(format!("multitask: sampling `{other}`: use \"uniform\", \"proportional\", #{{cap: N}}, #{{temperature: T, cap: N}} or #{{probs: #{{task: p, ...}}}}"))),
         };
     }
     let m = v
         .clone()
         .try_cast::<Map>()
         .ok_or_else(|| rerr("multitask: `sampling` takes a string or a map"))?;
-    crate::script::options::check_keys("multitask sampling", &m, &["cap", "temperature"])?;
+    crate::script::options::check_keys("multitask sampling", &m, &["cap", "temperature", "probs"])?;
+    if let Some(p) = m.get("probs") {
+        if m.len() > 1 {
+            return Err(rerr("sampling: `probs` fixes the probabilities; it takes no `cap` or `temperature`"));
+        }
+        let pm = p
+            .clone()
+            .try_cast::<Map>()
+            .ok_or_else(|| rerr("sampling: `probs` takes a map of task name -> probability"))?;
+        let mut probs = std::collections::BTreeMap::new();
+        for (k, v) in pm {
+            let x = v
+                .as_float()
+                .or_else(|_| v.as_int().map(|i| i as f64))
+                .map_err(|_| rerr(format!("sampling probs: `{k}` takes a number")))?;
+            probs.insert(k.to_string(), x);
+        }
+        return Ok(Sampling::Specified { probs });
+    }
     let cap = m
         .get("cap")
         .map(|c| {
@@ -166,25 +289,54 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
     }
     let mut opts = opts.clone();
     let sampling = sampling(opts.remove("sampling"))?;
-    let r = settings("multitask options (training keys and `sampling`)", m, &opts)?;
-    let mut bar = ctx.progress("multitask");
+    let call = call_options("multitask options (training keys and `sampling`)", m.model.config(), &opts)?;
+    let dev = dev_dataset("multitask", &call.dev)?;
+    let names: Vec<String> = ts.iter().map(|t| t.name.clone()).collect();
+    let mut bar = ctx.progress(&format!("multitask {}", names.join("+")));
     let data: Vec<(String, Vec<crate::tasks::Dataset>)> = ts
         .iter()
         .map(|t| (t.name.clone(), t.parts.as_ref().clone()))
         .collect();
-    let (model, report) = engine_bridge::multitask(
-        &m.model, &data, &sampling, &r.run, r.limit, &mut *bar, &CANCEL,
-    )
-    .map_err(|e| rerr(format!("multitask: {e}")))?;
+    let job = MultitaskJob {
+        model: &m.model,
+        tasks: &data,
+        sampling: &sampling,
+        dev: dev.as_ref(),
+        options: &call.options.options,
+        checkpoint_dir: None,
+    };
+    let (model, report) = engine_bridge::multitask(&job, &mut *bar, &CANCEL)
+        .map_err(|e| rerr(format!("multitask: {e}")))?;
     if report.cancelled {
         return Err(interrupted("multitask"));
     }
-    let names: Vec<String> = ts.iter().map(|t| t.name.clone()).collect();
+    let mut per_task = vec![];
+    for (i, n) in names.iter().enumerate() {
+        let k = report.task_losses.iter().filter(|(t, _)| *t == i).count();
+        per_task.push(format!("{n} {k}"));
+    }
+    ctx.note(&format!(
+        "multitask {}: {} updates (batches per task: {}), last loss {:.4}",
+        names.join("+"),
+        report.steps,
+        per_task.join(", "),
+        report.losses.last().copied().unwrap_or(f64::NAN)
+    ));
+    let fps: Vec<String> = ts.iter().map(|t| t.fingerprint()).collect::<crate::Result<_>>().map_err(rerr)?;
+    let fingerprint = derived_fingerprint(serde_json::json!({
+        "parent": m.fingerprint,
+        "mix": fps,
+        "sampling": sampling,
+        "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
+        "options": call.options.options,
+    }));
     Ok(ModelValue {
         model: Arc::new(model),
         name: format!("{}+mix({})", m.name, names.join(",")),
         pretrained: false,
         optimizer: report.optimizer.clone(),
+        fingerprint,
+        training: Some(Arc::new(training_summary(&report, "multitask"))),
     })
 }
 
@@ -202,11 +354,12 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
         .unwrap_or(256)
         .min(m.model.config().max_sequence_length());
     run.batch_size = a.batch_size.unwrap_or(64).max(1);
+    run.limit = a.limit;
     let mut by_lang = std::collections::BTreeMap::new();
     let mut metric = String::new();
     for ds in t.parts.iter() {
         let mut bar = ctx.progress(&format!("eval {}", t.key(ds)));
-        let e = engine_bridge::evaluate(&m.model, ds, &run, a.limit, &mut *bar, &CANCEL).map_err(
+        let e = engine_bridge::evaluate(&m.model, ds, &run, &mut *bar, &CANCEL).map_err(
             |e| {
                 if crate::script::context::cancelled() {
                     interrupted("evaluate")

@@ -12,6 +12,7 @@ pub mod generic;
 pub mod glue;
 pub mod nli;
 pub mod squad;
+pub mod text;
 
 use std::path::Path;
 
