@@ -212,6 +212,48 @@ impl Tokenizer {
     }
 }
 
+/// The trainer's `finalize` gives every required character the model lacks
+/// the score `min_score + k·1e-4`, k counting up in the iteration order of a
+/// randomly seeded hash set: the same characters get those scores in
+/// another order on every run (seen on multilingual text: `Ε` in one run,
+/// `后` in the next). The band is found from the lowest score up (single
+/// characters at `min + k·1e-4` for k = 0, 1, 2, ... without a gap) and its
+/// scores are handed out again in the characters' order, keeping the
+/// multiset of scores: the same text then gives the same vocabulary.
+fn canonical_required_chars(pieces: &mut [(String, f64)]) {
+    const DELTA: f64 = 1e-4;
+    let Some(min) = pieces.iter().map(|p| p.1).min_by(|a, b| a.total_cmp(b)) else {
+        return;
+    };
+    let level = |score: f64| -> Option<usize> {
+        let k = (score - min) / DELTA;
+        (k >= -1e-6 && (k - k.round()).abs() < 1e-3).then(|| k.round() as usize)
+    };
+    let single = |p: &str| p.chars().count() == 1;
+    let mut present = std::collections::BTreeSet::new();
+    for (p, s) in pieces.iter() {
+        if single(p) {
+            if let Some(k) = level(*s) {
+                present.insert(k);
+            }
+        }
+    }
+    // The band is k = 0..=top with no gap.
+    let mut top = 0;
+    while present.contains(&(top + 1)) {
+        top += 1;
+    }
+    let mut idx: Vec<usize> = (0..pieces.len())
+        .filter(|&i| single(&pieces[i].0) && level(pieces[i].1).is_some_and(|k| k <= top))
+        .collect();
+    let mut scores: Vec<f64> = idx.iter().map(|&i| min + level(pieces[i].1).unwrap_or(0) as f64 * DELTA).collect();
+    scores.sort_by(|a, b| a.total_cmp(b));
+    idx.sort_by(|&a, &b| pieces[a].0.cmp(&pieces[b].0));
+    for (i, s) in idx.into_iter().zip(scores) {
+        pieces[i].1 = s;
+    }
+}
+
 /// The trained vocabulary in a canonical order: the specials first, then by
 /// score (rounded: the trainer's last digits vary between runs) and piece.
 /// The `tokenizers` Unigram trainer iterates hash maps, so the same text can
@@ -227,12 +269,15 @@ fn canonical_vocab(
     let mut head: Vec<(String, f64)> = vec![];
     let mut rest: Vec<(String, f64)> = vec![];
     for (piece, score) in u.iter() {
-        let rounded = (score * 1e6).round() / 1e6;
         if specials.contains(&piece.as_str()) {
             head.push((piece.clone(), 0.0));
         } else {
-            rest.push((piece.clone(), rounded));
+            rest.push((piece.clone(), *score));
         }
+    }
+    canonical_required_chars(&mut rest);
+    for p in &mut rest {
+        p.1 = (p.1 * 1e6).round() / 1e6;
     }
     head.sort_by_key(|(p, _)| specials.iter().position(|s| s == p));
     rest.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

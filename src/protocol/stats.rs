@@ -135,7 +135,9 @@ pub fn t975(df: f64) -> f64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IntervalMethod {
     /// t over the k seeds (k-1 degrees of freedom) with the test set's
-    /// sampling variance added: `mean ± t · sqrt(s²/k + v_examples)`.
+    /// sampling variance added: `mean ± t · sqrt(s²/k + σ²_examples/n)`,
+    /// σ²_examples from the seeds × examples analysis of variance (what the
+    /// seeds' spread does not already hold).
     SeedsAndExamples,
     /// t over the seeds only (no per-example scores were kept).
     Seeds,
@@ -148,7 +150,7 @@ impl IntervalMethod {
     /// The label tables print.
     pub fn describe(self) -> &'static str {
         match self {
-            IntervalMethod::SeedsAndExamples => "95% CI: t over seeds + example bootstrap variance",
+            IntervalMethod::SeedsAndExamples => "95% CI: t over seeds + test-set sampling variance",
             IntervalMethod::Seeds => "95% CI: t over seeds",
             IntervalMethod::ExamplesOnly => {
                 "95% CI: bootstrap over examples (one seed: seed variance not included)"
@@ -221,14 +223,56 @@ fn example_bootstrap(runs: &[Strata], resamples: usize, seed: u64) -> Option<(f6
     ))
 }
 
+/// The test set's share of the variance of the seed mean, in points²:
+/// for each stratum, the seeds × examples two-way analysis of variance
+/// (one score per cell) gives the examples' variance component
+/// `σ²_ex = (MS_examples - MS_residual) / k` (clipped at 0), whose share is
+/// `σ²_ex / n`; strata (languages) add, divided by their count squared, as
+/// the mean over them does. The seed effects and the seed × example
+/// interaction are in the spread of the seeds' scores already, so they are
+/// not counted twice. `None` with fewer than two seeds or ragged runs.
+fn example_variance(runs: &[Strata]) -> Option<f64> {
+    let k = runs.len();
+    let first = runs.first()?;
+    if k < 2
+        || first.iter().any(|x| x.len() < 2)
+        || runs
+            .iter()
+            .any(|r| r.len() != first.len() || r.iter().zip(first).any(|(a, b)| a.len() != b.len()))
+    {
+        return None;
+    }
+    let strata = first.len();
+    let mut total = 0.0;
+    for l in 0..strata {
+        let n = first[l].len();
+        let y = |s: usize, i: usize| 100.0 * runs[s][l][i];
+        let row: Vec<f64> = (0..k).map(|s| (0..n).map(|i| y(s, i)).sum::<f64>() / n as f64).collect();
+        let col: Vec<f64> = (0..n).map(|i| (0..k).map(|s| y(s, i)).sum::<f64>() / k as f64).collect();
+        let grand = row.iter().sum::<f64>() / k as f64;
+        let ms_ex = k as f64 * col.iter().map(|c| (c - grand).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let mut sse = 0.0;
+        for s in 0..k {
+            for i in 0..n {
+                sse += (y(s, i) - row[s] - col[i] + grand).powi(2);
+            }
+        }
+        let ms_res = sse / ((k - 1) * (n - 1)) as f64;
+        let sigma2 = ((ms_ex - ms_res) / k as f64).max(0.0);
+        total += sigma2 / n as f64;
+    }
+    Some(total / (strata * strata) as f64)
+}
+
 /// Accuracy (or any per-example score) over seeds, with an interval that
 /// includes seed variance. `runs[seed]` holds the per-example scores of one
 /// seed (`[stratum][example]`, every seed on the same examples), or is
 /// empty where only `values[seed]` (the seed's score in points) is known.
 ///
 /// - k ≥ 2 seeds with per-example scores: `mean ± t(k-1) · sqrt(s²/k + v)`,
-///   s² the variance of the seeds' scores, v the bootstrap variance of the
-///   seed mean over resampled test examples;
+///   s² the variance of the seeds' scores, v the test set's share (see
+///   `example_variance`): it covers the accuracy a new seed would reach on
+///   new examples of the same population;
 /// - k ≥ 2 without them: t over seeds;
 /// - one seed: the percentile bootstrap over examples, labelled as such.
 ///
@@ -253,11 +297,12 @@ pub fn seed_estimate(values: &[f64], runs: &[Strata], resamples: usize, seed: u6
         (0, _) => (None, None),
         (1, Some((_, ci))) => (Some(*ci), Some(IntervalMethod::ExamplesOnly)),
         (1, None) => (None, None),
-        (_, Some((v, _))) => {
+        (_, _) if example_variance(runs).is_some() => {
+            let v = example_variance(runs).unwrap_or(0.0);
             let h = t975(k as f64 - 1.0) * (sd * sd / k as f64 + v).sqrt();
             (Some((mean - h, mean + h)), Some(IntervalMethod::SeedsAndExamples))
         }
-        (_, None) => {
+        (_, _) => {
             let h = t975(k as f64 - 1.0) * sd / (k as f64).sqrt();
             (Some((mean - h, mean + h)), Some(IntervalMethod::Seeds))
         }
@@ -327,10 +372,8 @@ pub fn paired_seed_delta(
     let mean = mb - ma;
     let (va, vb) = (sa * sa / ka.max(1) as f64, sb * sb / kb.max(1) as f64);
     let ex = if has_runs {
-        let ea = example_bootstrap(a_runs, resamples, seed);
-        let eb = example_bootstrap(b_runs, resamples, seed);
-        match (ea, eb) {
-            (Some((x, _)), Some((y, _))) => Some(x + y),
+        match (example_variance(a_runs), example_variance(b_runs)) {
+            (Some(x), Some(y)) => Some(x + y),
             _ => None,
         }
     } else {

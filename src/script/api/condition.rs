@@ -23,7 +23,7 @@ pub const CONDITION_KEYS: &[&str] = &[
     "sampling",
     "target",
     "dev",
-    "eval",
+    "evaluate",
     "options",
     "seed",
     "eval_batch_size",
@@ -94,18 +94,18 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     if i_call.options.is_explicit("seed") || t_call.options.is_explicit("seed") {
         return Err(rerr("condition: give the seed as the condition's `seed`, not inside `options`"));
     }
-    let evaluations: Vec<(String, TaskValue)> = match need("eval", "a task, or a map of name -> task, e.g. #{dev: xnli_dev, test: xnli_test}")? {
+    let evaluations: Vec<(String, TaskValue)> = match need("evaluate", "a task, or a map of name -> task, e.g. #{dev: xnli_dev, test: xnli_test}")? {
         v if v.is::<Map>() => v
             .cast::<Map>()
             .iter()
-            .map(|(k, x)| Ok((k.to_string(), task_of("eval", x)?)))
+            .map(|(k, x)| Ok((k.to_string(), task_of("evaluate", x)?)))
             .collect::<RResult<_>>()?,
         v => {
-            let t = task_of("eval", &v)?;
+            let t = task_of("evaluate", &v)?;
             vec![(t.split.clone(), t)]
         }
     };
-    let single_eval = !get("eval").is_some_and(|v| v.is::<Map>());
+    let single_eval = !get("evaluate").is_some_and(|v| v.is::<Map>());
     let seed = match get("seed") {
         None => 0,
         Some(v) => v
