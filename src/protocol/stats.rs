@@ -197,7 +197,8 @@ fn strata_mean(s: &Strata, draw: Option<&[Vec<usize>]>) -> f64 {
 /// are resampled within each stratum, the same draw for every run.
 fn example_bootstrap(runs: &[Strata], resamples: usize, seed: u64) -> Option<(f64, (f64, f64))> {
     let first = runs.first()?;
-    if first.iter().any(Vec::is_empty)
+    if first.is_empty()
+        || first.iter().any(Vec::is_empty)
         || runs
             .iter()
             .any(|r| r.len() != first.len() || r.iter().zip(first).any(|(a, b)| a.len() != b.len()))
@@ -235,6 +236,7 @@ fn example_variance(runs: &[Strata]) -> Option<f64> {
     let k = runs.len();
     let first = runs.first()?;
     if k < 2
+        || first.is_empty()
         || first.iter().any(|x| x.len() < 2)
         || runs
             .iter()

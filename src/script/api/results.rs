@@ -97,30 +97,65 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
         langs.sort();
         let mut header = vec!["language".to_string()];
         header.extend(cols.iter().map(|(k, _)| k.clone()));
-        let mut rows: Vec<Vec<String>> = langs
-            .iter()
-            .map(|l| {
-                std::iter::once(l.clone())
-                    .chain(cols.iter().map(|(_, s)| {
-                        s.by_lang
-                            .get(l)
-                            .map(|x| format!("{:.1}", x.value))
-                            .unwrap_or_else(|| "—".into())
-                    }))
-                    .collect()
-            })
-            .collect();
-        rows.push(
-            std::iter::once("avg".to_string())
-                .chain(cols.iter().map(|(_, s)| format!("{:.1}", s.avg())))
-                .collect(),
-        );
+        // Each cell: the mean over seeds and its 95% interval (the engine's
+        // seed-aware estimate), when the Result has one.
+        let cell = |s: &Scores, lang: &str| -> (String, Option<&'static str>, usize) {
+            let value = if lang == "avg" {
+                Some(s.avg())
+            } else {
+                s.by_lang.get(lang).map(|x| x.value)
+            };
+            let Some(value) = value else {
+                return ("—".into(), None, 0);
+            };
+            match s.estimate(lang) {
+                Some(e) => match e.ci {
+                    Some((lo, hi)) => (
+                        format!("{value:.1} [{lo:.1}, {hi:.1}]"),
+                        e.method.map(|m| m.describe()),
+                        e.seeds,
+                    ),
+                    None => (format!("{value:.1}"), None, e.seeds),
+                },
+                None => (format!("{value:.1}"), None, 1),
+            }
+        };
+        let mut methods = vec![];
+        let mut seeds = vec![];
+        let mut rows: Vec<Vec<String>> = vec![];
+        for l in langs.iter().map(String::as_str).chain(["avg"]) {
+            let mut row = vec![l.to_string()];
+            for (_, s) in &cols {
+                let (text, m, k) = cell(s, l);
+                if let Some(m) = m {
+                    if !methods.contains(&m) {
+                        methods.push(m);
+                    }
+                }
+                if !seeds.contains(&k) {
+                    seeds.push(k);
+                }
+                row.push(text);
+            }
+            rows.push(row);
+        }
         let metric = cols
             .first()
             .map(|(_, s)| s.metric.clone())
             .unwrap_or_default();
+        seeds.sort_unstable();
+        let seeds = seeds
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let title = match methods.as_slice() {
+            [] => format!("{metric}, mean of {seeds} seed(s); no interval"),
+            [m] => format!("{metric}, mean of {seeds} seed(s); {m}"),
+            many => format!("{metric}, mean of {seeds} seed(s); intervals differ by column: {}", many.join("; ")),
+        };
         return Ok(TableValue {
-            title: metric,
+            title,
             header,
             rows,
         });
