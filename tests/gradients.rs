@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use stilts::model::ops::{
     attention_bias, dropout, gelu_erf, layer_norm, masked_softmax, softmax_last_dim, DropoutRng,
 };
-use stilts::model::{HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use stilts::model::{HeadKind, Inputs, Model, PositionRule, Target, Variant, XlmrConfig};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     use rand::SeedableRng;
@@ -322,16 +322,24 @@ fn tiny_config(variant: Variant) -> XlmrConfig {
 }
 
 fn batch() -> Inputs {
-    let rows = vec![
-        vec![0, 5, 9, 12, 2, 2, 7, 8, 2],
-        vec![0, 11, 13, 2, 2, 6, 2],
-        vec![0, 30, 2],
-    ];
-    Inputs::pad(&rows, 1, &Device::Cpu).unwrap()
+    batch_for(&tiny_config(Variant::PostLayerNorm))
 }
 
-/// Every parameter of every head on both variants receives a gradient, and
-/// the whole model's gradient agrees with finite differences (f64).
+/// The test rows padded with `config`'s pad id; for BERT (`[PAD]` = 0) the
+/// first token is 3 rather than 0, so no real token is the padding id.
+fn batch_for(config: &XlmrConfig) -> Inputs {
+    let first = if config.variant == Variant::Bert { 3 } else { 0 };
+    let rows = vec![
+        vec![first, 5, 9, 12, 2, 2, 7, 8, 2],
+        vec![first, 11, 13, 2, 2, 6, 2],
+        vec![first, 30, 2],
+    ];
+    Inputs::pad(&rows, config.pad_token_id, &Device::Cpu).unwrap()
+}
+
+/// Every parameter of every head on every variant (XLM-R, XLM-R XL, BERT
+/// with two token types) receives a gradient, and the whole model's gradient
+/// agrees with finite differences (f64).
 #[test]
 fn whole_model_gradients_match_finite_differences() {
     let heads = [
@@ -351,17 +359,22 @@ fn whole_model_gradients_match_finite_differences() {
         ),
         (HeadKind::MaskedLm, 1),
     ];
-    for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm] {
+    for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm, Variant::Bert] {
+        let mut config = tiny_config(variant);
+        if variant == Variant::Bert {
+            // Token type 1 after the first id 2, as BERT's tokenizer types pairs.
+            config.segment_separator = Some(2);
+        }
         for (k, (head, choices)) in heads.iter().enumerate() {
             let model = Model::random(
-                &tiny_config(variant),
+                &config,
                 head.clone(),
                 11 + k as u64,
                 &Device::Cpu,
                 DType::F64,
             )
             .unwrap();
-            let inputs = batch().with_choices(*choices);
+            let inputs = batch_for(&config).with_choices(*choices);
             let dev = Device::Cpu;
             let target = match head {
                 HeadKind::Classification { .. } => {
@@ -424,14 +437,26 @@ fn whole_model_gradients_match_finite_differences() {
                     );
                 }
             }
+            if variant == Variant::Bert {
+                // The second segment's type row is used, so it learns.
+                let (_, tt) = params
+                    .iter()
+                    .find(|(n, _)| n.ends_with("token_type_embeddings.weight"))
+                    .unwrap();
+                let g1 = grads.get(tt.as_tensor()).unwrap().get(1).unwrap();
+                let n1 = g1.sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+                assert!(n1 > 0.0, "Bert/{}: token type 1 got no gradient", head.name());
+            }
             let vars: Vec<&Var> = params.iter().map(|(_, v)| v).collect();
             let names: Vec<&String> = params.names().collect();
-            // The padding rows of the word and position tables are looked up
-            // but never trained (PyTorch's padding_idx).
+            // The padding rows of the word and (RoBERTa) position tables are
+            // looked up but never trained (PyTorch's padding_idx).
+            let pad = config.pad_token_id as usize;
+            let roberta_positions = config.position_rule() == PositionRule::AfterPad;
             let frozen = |i: usize| {
                 (names[i].ends_with("word_embeddings.weight")
-                    || names[i].ends_with("position_embeddings.weight"))
-                .then_some(1usize)
+                    || (roberta_positions && names[i].ends_with("position_embeddings.weight")))
+                .then_some(pad)
             };
             // candle's f64 erf (exact GELU) is a polynomial fit: its finite
             // differences wobble around 1e-5, far below any missing term.
