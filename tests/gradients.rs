@@ -328,7 +328,11 @@ fn batch() -> Inputs {
 /// The test rows padded with `config`'s pad id; for BERT (`[PAD]` = 0) the
 /// first token is 3 rather than 0, so no real token is the padding id.
 fn batch_for(config: &XlmrConfig) -> Inputs {
-    let first = if config.variant == Variant::Bert { 3 } else { 0 };
+    let first = if config.variant == Variant::Bert {
+        3
+    } else {
+        0
+    };
     let rows = vec![
         vec![first, 5, 9, 12, 2, 2, 7, 8, 2],
         vec![first, 11, 13, 2, 2, 6, 2],
@@ -444,8 +448,18 @@ fn whole_model_gradients_match_finite_differences() {
                     .find(|(n, _)| n.ends_with("token_type_embeddings.weight"))
                     .unwrap();
                 let g1 = grads.get(tt.as_tensor()).unwrap().get(1).unwrap();
-                let n1 = g1.sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
-                assert!(n1 > 0.0, "Bert/{}: token type 1 got no gradient", head.name());
+                let n1 = g1
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
+                assert!(
+                    n1 > 0.0,
+                    "Bert/{}: token type 1 got no gradient",
+                    head.name()
+                );
             }
             let vars: Vec<&Var> = params.iter().map(|(_, v)| v).collect();
             let names: Vec<&String> = params.names().collect();

@@ -138,7 +138,10 @@ fn hub_cache_is_found_through_the_environment() {
         ("mbert", "bert-base-multilingual-cased"),
     ] {
         let (snapshot, model) = fake_repo(&home.join("hub"), folder, Variant::Bert);
-        assert_eq!(resolve(size).unwrap_or_else(|e| panic!("{size}: {e}")), snapshot);
+        assert_eq!(
+            resolve(size).unwrap_or_else(|e| panic!("{size}: {e}")),
+            snapshot
+        );
         let loaded = load(size);
         assert_eq!(loaded.config().variant, Variant::Bert, "{size}");
         assert_eq!(loaded.architecture(), "BertForSequenceClassification");
@@ -153,7 +156,11 @@ fn hub_cache_is_found_through_the_environment() {
         "google-bert--bert-base-multilingual-cased",
         Variant::Bert,
     );
-    assert_eq!(resolve("mbert").unwrap(), snapshot, "the current hub id comes first");
+    assert_eq!(
+        resolve("mbert").unwrap(),
+        snapshot,
+        "the current hub id comes first"
+    );
 
     // 4. Not in the cache: ModelNotFound, listing every folder it tried.
     let hub = home.join("hub");

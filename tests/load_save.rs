@@ -327,7 +327,11 @@ fn transformers_loads_saved_bert_heads() {
     {
         let (tmp, model) = random_saved(Variant::Bert, head.clone(), 20 + k as u64);
         let rows = encode_pairs(model.tokenizer.as_ref().unwrap());
-        let choices = if head == HeadKind::MultipleChoice { 2 } else { 1 };
+        let choices = if head == HeadKind::MultipleChoice {
+            2
+        } else {
+            1
+        };
         let inputs = Inputs::pad(&rows, model.config().pad_token_id, &Device::Cpu)
             .unwrap()
             .with_choices(choices);
@@ -692,7 +696,11 @@ fn bare_bert_model_with_position_ids_loads_under_a_new_head() {
     let mut initialized = loaded.report.initialized.clone();
     initialized.sort();
     assert_eq!(initialized, ["classifier.bias", "classifier.weight"]);
-    assert!(loaded.report.unexpected.is_empty(), "{:?}", loaded.report.unexpected);
+    assert!(
+        loaded.report.unexpected.is_empty(),
+        "{:?}",
+        loaded.report.unexpected
+    );
     let inputs = Inputs::pad(&rows, loaded.config().pad_token_id, &Device::Cpu).unwrap();
     let a = model.encoder.forward(&inputs, None).unwrap();
     let b = loaded.encoder.forward(&inputs, None).unwrap();
@@ -709,12 +717,21 @@ fn pad_token_id_is_checked_against_the_tokenizer() {
         c.insert("pad_token_id".into(), serde_json::json!(0));
     });
     let msg = message(&load_err(tmp.path(), &LoadOptions::default()));
-    for want in ["config.json", "pad_token_id 0", "tokenizer.json", "pads with id 1"] {
+    for want in [
+        "config.json",
+        "pad_token_id 0",
+        "tokenizer.json",
+        "pads with id 1",
+    ] {
         assert!(msg.contains(want), "message lacks {want:?}: {msg}");
     }
 
     let (tmp, model, rows, want) = saved(Variant::Bert);
-    assert_eq!(model.config().pad_token_id, 1, "tiny BERT pads like its tokenizer");
+    assert_eq!(
+        model.config().pad_token_id,
+        1,
+        "tiny BERT pads like its tokenizer"
+    );
     edit_config(tmp.path(), |c| {
         c.insert("pad_token_id".into(), serde_json::json!(0));
     });
@@ -735,7 +752,7 @@ fn pad_token_id_is_checked_against_the_tokenizer() {
 fn a_batch_padded_with_the_wrong_id_is_refused() {
     let (_tmp, model, rows, _) = saved(Variant::PostLayerNorm);
     let inputs = Inputs::pad(&rows, 0, &Device::Cpu).unwrap();
-    let e = model.forward(&inputs, None).err().expect("should fail");
+    let e = model.forward(&inputs, None).expect_err("should fail");
     assert!(e.to_string().contains("pad_token_id 1"), "{e}");
 }
 

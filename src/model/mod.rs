@@ -314,19 +314,28 @@ impl Model {
             .map(|(k, v)| (k, v.to_device(&Device::Cpu).and_then(|t| t.contiguous())))
             .map(|(k, v)| v.map(|v| (k, v)))
             .collect::<candle_core::Result<_>>()?;
-        let tmp = dir.join(".model.safetensors.tmp");
-        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Weights {
-            path: tmp.clone(),
-            msg: e.to_string(),
-        })?;
-        let path = dir.join("model.safetensors");
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        write_safetensors(&tensors, dir)?;
         if let Some(tok) = &self.tokenizer {
             tok.save(&dir.join("tokenizer.json"))?;
             write_tokenizer_config(tok, self.config().max_sequence_length(), dir)?;
         }
         Ok(())
     }
+}
+
+/// Writes `tensors` as `dir/model.safetensors`, atomically (a temporary
+/// file, then a rename).
+pub(crate) fn write_safetensors(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    dir: &Path,
+) -> Result<()> {
+    let tmp = dir.join(".model.safetensors.tmp");
+    candle_core::safetensors::save(tensors, &tmp).map_err(|e| Error::Weights {
+        path: tmp.clone(),
+        msg: e.to_string(),
+    })?;
+    let path = dir.join("model.safetensors");
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
 }
 
 /// Writes `tokenizer_config.json` for `tok` into `dir`, so transformers'
@@ -351,7 +360,9 @@ pub(crate) fn write_tokenizer_config(tok: &Tokenizer, max_length: usize, dir: &P
     };
     write_atomic(
         &dir.join("tokenizer_config.json"),
-        serde_json::to_string_pretty(&tc).unwrap_or_default().as_bytes(),
+        serde_json::to_string_pretty(&tc)
+            .unwrap_or_default()
+            .as_bytes(),
     )
 }
 

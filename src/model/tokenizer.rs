@@ -33,7 +33,8 @@ pub struct Tokenizer {
 
 /// `<pad>` or `[PAD]` in a tokenizer's vocabulary (added tokens included).
 pub fn pad_token_id(tok: &tokenizers::Tokenizer) -> Option<u32> {
-    tok.token_to_id("<pad>").or_else(|| tok.token_to_id("[PAD]"))
+    tok.token_to_id("<pad>")
+        .or_else(|| tok.token_to_id("[PAD]"))
 }
 
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
