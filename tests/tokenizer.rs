@@ -313,3 +313,20 @@ fn max_length_below_the_special_tokens_is_an_error_not_a_panic() {
     assert!(err.contains("max_length 3"), "{err}");
     assert!(tok.encode("a b c", Some("d e f"), 5).unwrap().len() <= 5);
 }
+
+/// The padding id and BERT's segment rule as a tokenizer states them: a
+/// WordPiece-style vocabulary with BERT's pair template (`[PAD]` = 0, the
+/// second segment typed 1 after `[SEP]` = 3, the bert parity fixtures'
+/// tokenizer) against XLM-R's (`<pad>` = 1, every token type 0).
+#[test]
+fn pad_id_and_segment_separator_come_from_the_tokenizer() {
+    let bert = Tokenizer::from_file(&fixtures().join("parity/bert_seqcls/tokenizer.json")).unwrap();
+    assert_eq!(bert.find_pad_id(), Some(0));
+    assert_eq!(bert.pad_id(), 0);
+    assert_eq!(bert.segment_separator(), Some(3));
+    let xlmr = Tokenizer::from_file(&xlmr_tokenizer_path()).unwrap();
+    assert_eq!(xlmr.find_pad_id(), Some(1));
+    assert_eq!(xlmr.segment_separator(), None);
+    let trained = Tokenizer::train_unigram(&sample_texts(), 200).unwrap();
+    assert_eq!((trained.pad_id(), trained.segment_separator()), (1, None));
+}
