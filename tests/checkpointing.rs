@@ -57,7 +57,7 @@ fn grads_of(m: &Model, inputs: &Inputs, target: &Target) -> (f64, Vec<(String, T
 #[test]
 fn checkpointed_gradients_equal_the_plain_backward() {
     for device in common::devices() {
-        for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm] {
+        for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm, Variant::Bert] {
             for head in [
                 HeadKind::Classification {
                     labels: common::nli_labels(),

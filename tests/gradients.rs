@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use stilts::model::ops::{
     attention_bias, dropout, gelu_erf, layer_norm, masked_softmax, softmax_last_dim, DropoutRng,
 };
-use stilts::model::{HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use stilts::model::{HeadKind, Inputs, Model, PositionRule, Target, Variant, XlmrConfig};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     use rand::SeedableRng;
@@ -322,16 +322,28 @@ fn tiny_config(variant: Variant) -> XlmrConfig {
 }
 
 fn batch() -> Inputs {
-    let rows = vec![
-        vec![0, 5, 9, 12, 2, 2, 7, 8, 2],
-        vec![0, 11, 13, 2, 2, 6, 2],
-        vec![0, 30, 2],
-    ];
-    Inputs::pad(&rows, 1, &Device::Cpu).unwrap()
+    batch_for(&tiny_config(Variant::PostLayerNorm))
 }
 
-/// Every parameter of every head on both variants receives a gradient, and
-/// the whole model's gradient agrees with finite differences (f64).
+/// The test rows padded with `config`'s pad id; for BERT (`[PAD]` = 0) the
+/// first token is 3 rather than 0, so no real token is the padding id.
+fn batch_for(config: &XlmrConfig) -> Inputs {
+    let first = if config.variant == Variant::Bert {
+        3
+    } else {
+        0
+    };
+    let rows = vec![
+        vec![first, 5, 9, 12, 2, 2, 7, 8, 2],
+        vec![first, 11, 13, 2, 2, 6, 2],
+        vec![first, 30, 2],
+    ];
+    Inputs::pad(&rows, config.pad_token_id, &Device::Cpu).unwrap()
+}
+
+/// Every parameter of every head on every variant (XLM-R, XLM-R XL, BERT
+/// with two token types) receives a gradient, and the whole model's gradient
+/// agrees with finite differences (f64).
 #[test]
 fn whole_model_gradients_match_finite_differences() {
     let heads = [
@@ -351,17 +363,22 @@ fn whole_model_gradients_match_finite_differences() {
         ),
         (HeadKind::MaskedLm, 1),
     ];
-    for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm] {
+    for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm, Variant::Bert] {
+        let mut config = tiny_config(variant);
+        if variant == Variant::Bert {
+            // Token type 1 after the first id 2, as BERT's tokenizer types pairs.
+            config.segment_separator = Some(2);
+        }
         for (k, (head, choices)) in heads.iter().enumerate() {
             let model = Model::random(
-                &tiny_config(variant),
+                &config,
                 head.clone(),
                 11 + k as u64,
                 &Device::Cpu,
                 DType::F64,
             )
             .unwrap();
-            let inputs = batch().with_choices(*choices);
+            let inputs = batch_for(&config).with_choices(*choices);
             let dev = Device::Cpu;
             let target = match head {
                 HeadKind::Classification { .. } => {
@@ -401,17 +418,19 @@ fn whole_model_gradients_match_finite_differences() {
             };
             let params = model.params();
             let grads = f().backward().unwrap();
-            for (name, var) in params.iter() {
-                let g = grads.get(var.as_tensor()).unwrap_or_else(|| {
-                    panic!("{variant:?}/{}: no gradient reached {name}", head.name())
-                });
-                let norm = g
-                    .sqr()
+            let sq_norm = |g: &Tensor| {
+                g.sqr()
                     .unwrap()
                     .sum_all()
                     .unwrap()
                     .to_scalar::<f64>()
-                    .unwrap();
+                    .unwrap()
+            };
+            for (name, var) in params.iter() {
+                let g = grads.get(var.as_tensor()).unwrap_or_else(|| {
+                    panic!("{variant:?}/{}: no gradient reached {name}", head.name())
+                });
+                let norm = sq_norm(g);
                 // The key bias is the one parameter whose gradient is zero in
                 // exact arithmetic (softmax ignores a per-row shift).
                 if !name.ends_with("key.bias")
@@ -424,14 +443,29 @@ fn whole_model_gradients_match_finite_differences() {
                     );
                 }
             }
+            if variant == Variant::Bert {
+                // The second segment's type row is used, so it learns.
+                let (_, tt) = params
+                    .iter()
+                    .find(|(n, _)| n.ends_with("token_type_embeddings.weight"))
+                    .unwrap();
+                let n1 = sq_norm(&grads.get(tt.as_tensor()).unwrap().get(1).unwrap());
+                assert!(
+                    n1 > 0.0,
+                    "Bert/{}: token type 1 got no gradient",
+                    head.name()
+                );
+            }
             let vars: Vec<&Var> = params.iter().map(|(_, v)| v).collect();
             let names: Vec<&String> = params.names().collect();
-            // The padding rows of the word and position tables are looked up
-            // but never trained (PyTorch's padding_idx).
+            // The padding rows of the word and (RoBERTa) position tables are
+            // looked up but never trained (PyTorch's padding_idx).
+            let pad = config.pad_token_id as usize;
+            let roberta_positions = config.position_rule() == PositionRule::AfterPad;
             let frozen = |i: usize| {
                 (names[i].ends_with("word_embeddings.weight")
-                    || names[i].ends_with("position_embeddings.weight"))
-                .then_some(1usize)
+                    || (roberta_positions && names[i].ends_with("position_embeddings.weight")))
+                .then_some(pad)
             };
             // candle's f64 erf (exact GELU) is a polynomial fit: its finite
             // differences wobble around 1e-5, far below any missing term.
@@ -561,4 +595,55 @@ fn inference_view_shares_weights_and_keeps_no_graph() {
         .unwrap()
         .clone();
     assert!((common::max_abs_diff(&c, &b) - 1.0).abs() < 1e-5);
+}
+
+/// A BERT classifier trains: a few AdamW steps on one batch (dropout on,
+/// two token types) bring its loss well down, and the trained weights are
+/// what it saves and loads back.
+#[test]
+fn bert_classifier_trains_on_a_batch() {
+    use candle_nn::Optimizer;
+    let mut config = tiny_config(Variant::Bert);
+    config.segment_separator = Some(2);
+    let labels = vec!["a".into(), "b".into(), "c".into()];
+    let model = Model::random(
+        &config,
+        HeadKind::Classification { labels },
+        7,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
+    let inputs = batch_for(&config);
+    let target = Target::Class(Tensor::new(&[0i64, 2, 1], &Device::Cpu).unwrap());
+    let vars: Vec<Var> = model.params().iter().map(|(_, v)| v.clone()).collect();
+    let mut opt = candle_nn::AdamW::new(
+        vars,
+        candle_nn::ParamsAdamW {
+            lr: 1e-2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut rng = stilts::model::DropoutRng::new(1);
+    let eval_loss = |m: &Model| {
+        let out = m.forward(&inputs, None).unwrap();
+        m.loss(&out, &target).unwrap().to_scalar::<f32>().unwrap()
+    };
+    let before = eval_loss(&model);
+    for _ in 0..40 {
+        let loss = model.train_loss(&inputs, &target, Some(&mut rng)).unwrap();
+        let grads = loss.backward().unwrap();
+        opt.step(&grads).unwrap();
+    }
+    let after = eval_loss(&model);
+    assert!(after < before * 0.5, "loss {before} -> {after}");
+    let tmp = tempfile::tempdir().unwrap();
+    model.save(tmp.path()).unwrap();
+    let mut loaded = Model::from_dir(tmp.path(), &Default::default()).unwrap();
+    // No tokenizer was saved, so nothing says where the second segment
+    // starts: the segment rule comes from tokenizer.json, not config.json.
+    assert_eq!(loaded.config().segment_separator, None);
+    loaded.encoder.config.segment_separator = Some(2);
+    assert!((eval_loss(&loaded) - after).abs() < 1e-6);
 }

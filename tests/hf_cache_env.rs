@@ -131,7 +131,38 @@ fn hub_cache_is_found_through_the_environment() {
     assert_eq!(hf_hub_cache(), home.join("hub"));
     std::env::remove_var("HF_HUB_CACHE");
 
-    // 3. Not in the cache: ModelNotFound, listing every folder it tried.
+    // 3. The BERT-family size names: their hub ids (mbert also its legacy id).
+    for (size, folder) in [
+        ("me5-small", "intfloat--multilingual-e5-small"),
+        ("mminilm", "microsoft--Multilingual-MiniLM-L12-H384"),
+        ("mbert", "bert-base-multilingual-cased"),
+    ] {
+        let (snapshot, model) = fake_repo(&home.join("hub"), folder, Variant::Bert);
+        assert_eq!(
+            resolve(size).unwrap_or_else(|e| panic!("{size}: {e}")),
+            snapshot
+        );
+        let loaded = load(size);
+        assert_eq!(loaded.config().variant, Variant::Bert, "{size}");
+        assert_eq!(loaded.architecture(), "BertForSequenceClassification");
+        assert_eq!(
+            max_abs_diff(&logits(&loaded, &model), &logits(&model, &model)),
+            0.0,
+            "{size}: not the cached model"
+        );
+    }
+    let (snapshot, _) = fake_repo(
+        &home.join("hub"),
+        "google-bert--bert-base-multilingual-cased",
+        Variant::Bert,
+    );
+    assert_eq!(
+        resolve("mbert").unwrap(),
+        snapshot,
+        "the current hub id comes first"
+    );
+
+    // 4. Not in the cache: ModelNotFound, listing every folder it tried.
     let hub = home.join("hub");
     let cases: [(&str, &[&str]); 3] = [
         (

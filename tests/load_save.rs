@@ -1,8 +1,9 @@
 //! Checkpoints in Hugging Face layout: our save/load round trip, transformers
 //! loading what we save, the STILTs head swap, the checkpoint forms found in
-//! the wild (pretrained with a new head, bare `XLMRobertaModel` names,
-//! sharded safetensors, pytorch_model.bin, the HF cache), and the messages
-//! for broken input.
+//! the wild (pretrained with a new head, bare `XLMRobertaModel` / `BertModel`
+//! names, BERT's `position_ids` buffer, sharded safetensors,
+//! pytorch_model.bin, the HF cache), the padding id of config.json against
+//! the tokenizer's, and the messages for broken input.
 
 mod common;
 
@@ -95,7 +96,7 @@ fn saved(variant: Variant) -> (tempfile::TempDir, Model, Vec<Vec<u32>>, Tensor) 
 
 #[test]
 fn save_then_load_gives_identical_model() {
-    for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm] {
+    for variant in [Variant::PostLayerNorm, Variant::PreLayerNorm, Variant::Bert] {
         let (tmp, model, rows, want) = saved(variant);
         for f in [
             "config.json",
@@ -111,10 +112,10 @@ fn save_then_load_gives_identical_model() {
         let config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(tmp.path().join("config.json")).unwrap())
                 .unwrap();
-        let prefix = if variant == Variant::PostLayerNorm {
-            "XLMRoberta"
-        } else {
-            "XLMRobertaXL"
+        let prefix = match variant {
+            Variant::PostLayerNorm => "XLMRoberta",
+            Variant::PreLayerNorm => "XLMRobertaXL",
+            Variant::Bert => "Bert",
         };
         assert_eq!(
             config["architectures"],
@@ -193,22 +194,11 @@ fn hf_check(
         serde_json::json!({"input_ids": ids, "attention_mask": mask}).to_string(),
     )
     .unwrap();
-    let script = common::fixtures().join("hf_load_check.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(dir)
-        .arg(&inputs)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("running python");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "hf_load_check.py failed on {}:\n{stderr}",
-        dir.display()
+    let (stdout, stderr) = common::run_fixture_script(
+        python,
+        "hf_load_check.py",
+        &[dir.as_os_str(), inputs.as_os_str()],
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines.len(),
@@ -305,10 +295,61 @@ fn transformers_loads_saved_classifier_pre_ln() {
     check_classifier_in_transformers(Variant::PreLayerNorm);
 }
 
+#[test]
+fn transformers_loads_saved_classifier_bert() {
+    check_classifier_in_transformers(Variant::Bert);
+}
+
+/// BERT's other heads in transformers' Bert* classes: multiple choice (the
+/// pooler under `bert.pooler`), QA and token classification (no pooler).
+#[test]
+fn transformers_loads_saved_bert_heads() {
+    let Some(python) = python_or_skip("transformers_loads_saved_bert_heads") else {
+        return;
+    };
+    let tagging = HeadKind::Tagging {
+        labels: vec!["O".into(), "B".into(), "I".into()],
+    };
+    for (k, head) in [HeadKind::MultipleChoice, HeadKind::SpanQa, tagging]
+        .into_iter()
+        .enumerate()
+    {
+        let (tmp, model) = random_saved(Variant::Bert, head.clone(), 20 + k as u64);
+        let rows = encode_pairs(model.tokenizer.as_ref().unwrap());
+        let choices = if head == HeadKind::MultipleChoice {
+            2
+        } else {
+            1
+        };
+        let inputs = Inputs::pad(&rows, model.config().pad_token_id, &Device::Cpu)
+            .unwrap()
+            .with_choices(choices);
+        let (ids, mask) = padded(&rows);
+        let nest = |m: Vec<Vec<u32>>| {
+            if choices == 1 {
+                serde_json::json!(m)
+            } else {
+                serde_json::json!(m.chunks(choices).map(|c| c.to_vec()).collect::<Vec<_>>())
+            }
+        };
+        let out = hf_check(&python, tmp.path(), nest(ids), nest(mask));
+        assert_eq!(out["architecture"], serde_json::json!(model.architecture()));
+        match model.forward(&inputs, None).unwrap() {
+            Output::Logits(l) => assert_close(&out["outputs"]["logits"], &l, head.name()),
+            Output::Span { start, end } => {
+                assert_close(&out["outputs"]["start_logits"], &start, "bert start logits");
+                assert_close(&out["outputs"]["end_logits"], &end, "bert end logits");
+            }
+        }
+    }
+}
+
 /// A random model with `head` and a trained tokenizer, saved in a tempdir.
 fn random_saved(variant: Variant, head: HeadKind, seed: u64) -> (tempfile::TempDir, Model) {
     let tok = Tokenizer::train_unigram(&sample_texts(), 300).unwrap();
-    let config = XlmrConfig::new(variant, tok.vocab_size(), 32, 2, 4, 64, 130).unwrap();
+    let config = XlmrConfig::new(variant, tok.vocab_size(), 32, 2, 4, 64, 130)
+        .unwrap()
+        .with_pad_token_id(tok.pad_id());
     let mut model = Model::random(&config, head, seed, &Device::Cpu, DType::F32).unwrap();
     model.tokenizer = Some(tok);
     let tmp = tempfile::tempdir().unwrap();
@@ -602,6 +643,106 @@ fn bare_xlmroberta_model_names_load() {
         loaded.report.unexpected
     );
     assert_eq!(max_abs_diff(&logits(&loaded, &rows), &want), 0.0);
+}
+
+/// A pretrained `BertModel` checkpoint as the hub has them: bare names, the
+/// `embeddings.position_ids` buffer of older checkpoints, the pooler. It
+/// loads under a classification head (the pooler is used, the classifier
+/// is new) and the buffer is neither used nor reported.
+#[test]
+fn bare_bert_model_with_position_ids_loads_under_a_new_head() {
+    let (tmp, model, rows, _) = saved(Variant::Bert);
+    let st = tmp.path().join("model.safetensors");
+    let mut tensors: HashMap<String, Tensor> = read_st(&st)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("classifier."))
+        .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_string).unwrap_or(k), v))
+        .collect();
+    assert!(tensors.contains_key("pooler.dense.weight"));
+    let positions = model.config().max_position_embeddings as u32;
+    tensors.insert(
+        "embeddings.position_ids".into(),
+        Tensor::arange(0u32, positions, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::I64)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap(),
+    );
+    write_st(&tensors, &st);
+    edit_config(tmp.path(), |c| {
+        c.insert("architectures".into(), serde_json::json!(["BertModel"]));
+        c.remove("id2label");
+        c.remove("label2id");
+    });
+    let loaded = load(
+        tmp.path(),
+        &LoadOptions::with_head(HeadKind::Classification {
+            labels: nli_labels(),
+        }),
+    );
+    assert_eq!(loaded.config().variant, Variant::Bert);
+    let mut initialized = loaded.report.initialized.clone();
+    initialized.sort();
+    assert_eq!(initialized, ["classifier.bias", "classifier.weight"]);
+    assert!(
+        loaded.report.unexpected.is_empty(),
+        "{:?}",
+        loaded.report.unexpected
+    );
+    let inputs = Inputs::pad(&rows, loaded.config().pad_token_id, &Device::Cpu).unwrap();
+    let a = model.encoder.forward(&inputs, None).unwrap();
+    let b = loaded.encoder.forward(&inputs, None).unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+}
+
+/// The padding id comes from config.json. Where positions count from it
+/// (XLM-R) a tokenizer that pads with another id is an error naming both
+/// files and both ids; for BERT (positions from 0) it is a load note.
+#[test]
+fn pad_token_id_is_checked_against_the_tokenizer() {
+    let (tmp, _, _, _) = saved(Variant::PostLayerNorm);
+    edit_config(tmp.path(), |c| {
+        c.insert("pad_token_id".into(), serde_json::json!(0));
+    });
+    let msg = message(&load_err(tmp.path(), &LoadOptions::default()));
+    for want in [
+        "config.json",
+        "pad_token_id 0",
+        "tokenizer.json",
+        "pads with id 1",
+    ] {
+        assert!(msg.contains(want), "message lacks {want:?}: {msg}");
+    }
+
+    let (tmp, model, rows, want) = saved(Variant::Bert);
+    assert_eq!(
+        model.config().pad_token_id,
+        1,
+        "tiny BERT pads like its tokenizer"
+    );
+    edit_config(tmp.path(), |c| {
+        c.insert("pad_token_id".into(), serde_json::json!(0));
+    });
+    let loaded = load(tmp.path(), &LoadOptions::default());
+    assert_eq!(loaded.config().pad_token_id, 0);
+    let notes = loaded.report.summary().join("\n");
+    assert!(
+        notes.contains("pad_token_id 0") && notes.contains("pads with id 1"),
+        "{notes}"
+    );
+    // Positions do not depend on it: the same logits.
+    assert!(max_abs_diff(&logits(&loaded, &rows), &want) < 1e-6);
+}
+
+/// A batch padded with another id than the model's is refused where the
+/// positions depend on it, not silently shifted.
+#[test]
+fn a_batch_padded_with_the_wrong_id_is_refused() {
+    let (_tmp, model, rows, _) = saved(Variant::PostLayerNorm);
+    let inputs = Inputs::pad(&rows, 0, &Device::Cpu).unwrap();
+    let e = model.forward(&inputs, None).expect_err("should fail");
+    assert!(e.to_string().contains("pad_token_id 1"), "{e}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Parity with Hugging Face transformers (PyTorch) on the fixtures written by
-//! `tests/fixtures/make_fixtures.py`: both architectures, all four heads,
-//! padded inputs. f32, dropout off: logits within 1e-5, loss within 1e-6,
+//! `tests/fixtures/make_fixtures.py`: XLM-R, XLM-R XL and BERT, all heads,
+//! padded inputs (BERT's: `[PAD]` = 0, positions from 0, pairs typed 0/1
+//! by its tokenizer's template, layer_norm_eps 1e-3 from config.json). f32, dropout off: logits within 1e-5, loss within 1e-6,
 //! every parameter's gradient within 1e-4 relative.
 
 mod common;
@@ -22,6 +23,11 @@ const CASES: &[&str] = &[
     "xlmr_xl_qa",
     "xlmr_xl_tokcls",
     "xlmr_xl_mlm",
+    "bert_seqcls",
+    "bert_mc",
+    "bert_qa",
+    "bert_tokcls",
+    "bert_mlm",
 ];
 
 struct Case {
@@ -70,7 +76,18 @@ fn load_case(name: &str, device: &Device, dtype: DType) -> Case {
             .to_vec1::<u32>()
             .unwrap()
     };
-    let inputs = Inputs::from_flat(flat(ids), flat(mask), rows, t, 1, device)
+    // The padding id is config.json's (`[PAD]` = 0 for BERT, `<pad>` = 1 for XLM-R).
+    let pad = model.config().pad_token_id;
+    if name.starts_with("bert_") {
+        assert_eq!(pad, 0, "{name}: pad_token_id");
+        assert_eq!(
+            model.config().segment_separator,
+            Some(3),
+            "{name}: the tokenizer's pair template types the second segment after [SEP] = 3"
+        );
+        assert!(io.contains_key("token_type_ids"));
+    }
+    let inputs = Inputs::from_flat(flat(ids), flat(mask), rows, t, pad, device)
         .unwrap()
         .with_choices(choices);
     let dev = |k: &str| io[k].to_device(device).unwrap();
@@ -150,6 +167,11 @@ fn forward_loss_and_gradients_match_transformers() {
                         (pname == "roberta.embeddings.word_embeddings.weight")
                             .then(|| case.io.get("grad.lm_head.decoder.weight"))
                             .flatten()
+                            .or_else(|| {
+                                (pname == "bert.embeddings.word_embeddings.weight")
+                                    .then(|| case.io.get("grad.cls.predictions.decoder.weight"))
+                                    .flatten()
+                            })
                     })
                     .unwrap_or_else(|| panic!("{name}: no reference gradient for {pname}"));
                 let got = grads

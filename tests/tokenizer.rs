@@ -346,3 +346,20 @@ fn trained_tokenizers_are_byte_identical_across_processes_on_multilingual_text()
     assert!(bytes[0].len() > 10_000);
     assert!(bytes[0] == bytes[1] && bytes[1] == bytes[2], "tokenizer.json differs between processes");
 }
+
+/// The padding id and BERT's segment rule as a tokenizer states them: a
+/// WordPiece-style vocabulary with BERT's pair template (`[PAD]` = 0, the
+/// second segment typed 1 after `[SEP]` = 3, the bert parity fixtures'
+/// tokenizer) against XLM-R's (`<pad>` = 1, every token type 0).
+#[test]
+fn pad_id_and_segment_separator_come_from_the_tokenizer() {
+    let bert = Tokenizer::from_file(&fixtures().join("parity/bert_seqcls/tokenizer.json")).unwrap();
+    assert_eq!(bert.find_pad_id(), Some(0));
+    assert_eq!(bert.pad_id(), 0);
+    assert_eq!(bert.segment_separator(), Some(3));
+    let xlmr = Tokenizer::from_file(&xlmr_tokenizer_path()).unwrap();
+    assert_eq!(xlmr.find_pad_id(), Some(1));
+    assert_eq!(xlmr.segment_separator(), None);
+    let trained = Tokenizer::train_unigram(&sample_texts(), 200).unwrap();
+    assert_eq!((trained.pad_id(), trained.segment_separator()), (1, None));
+}

@@ -1,4 +1,5 @@
-//! `config.json` of the XLM-R family, read the way transformers reads it.
+//! `config.json` of the XLM-R and BERT families, read the way transformers
+//! reads it.
 //!
 //! Fields are read one by one (not through a derived struct) so a wrong type
 //! names the field; everything we do not model is kept in `raw` and written
@@ -11,7 +12,8 @@ use serde_json::{Map, Value};
 use super::ops::Activation;
 use crate::error::{Error, Result};
 
-/// Where the LayerNorms sit: the two members of the XLM-R family.
+/// The members of the encoder family: where the LayerNorms sit, what the
+/// parameters are called, and how position ids are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Variant {
     /// XLM-R base/large (`XLMRobertaModel`): LayerNorm after each residual,
@@ -20,6 +22,20 @@ pub enum Variant {
     /// XLM-R XL/XXL (`XLMRobertaXLModel`): LayerNorm before attention and
     /// before the FFN, none on the embeddings, one after the last layer.
     PreLayerNorm,
+    /// BERT (`BertModel`: mBERT, multilingual-e5, multilingual MiniLM): the
+    /// post-LayerNorm network of XLM-R base under `bert.*` names, with
+    /// absolute positions from 0 and BERT's pooler in the pooled heads.
+    Bert,
+}
+
+/// How an encoder numbers the positions of a padded row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PositionRule {
+    /// RoBERTa's `create_position_ids_from_input_ids`: `pad + 1 + ` the
+    /// count of non-pad ids so far, `pad` at padded slots.
+    AfterPad,
+    /// BERT's `position_ids` buffer: `0, 1, ..., T-1` on every row.
+    FromZero,
 }
 
 impl Variant {
@@ -28,20 +44,50 @@ impl Variant {
         match self {
             Variant::PostLayerNorm => "xlm-roberta",
             Variant::PreLayerNorm => "xlm-roberta-xl",
+            Variant::Bert => "bert",
         }
     }
 
-    /// Class-name prefix in transformers (`XLMRoberta` / `XLMRobertaXL`).
+    /// Class-name prefix in transformers (`XLMRoberta` / `XLMRobertaXL` / `Bert`).
     pub fn class_prefix(&self) -> &'static str {
         match self {
             Variant::PostLayerNorm => "XLMRoberta",
             Variant::PreLayerNorm => "XLMRobertaXL",
+            Variant::Bert => "Bert",
         }
     }
 
+    /// The attribute transformers keeps the encoder under, and so the
+    /// prefix of its parameter names (`roberta` / `bert`).
+    pub fn prefix(&self) -> &'static str {
+        match self {
+            Variant::PostLayerNorm | Variant::PreLayerNorm => "roberta",
+            Variant::Bert => "bert",
+        }
+    }
+
+    /// How this variant numbers positions.
+    pub fn position_rule(&self) -> PositionRule {
+        match self {
+            Variant::PostLayerNorm | Variant::PreLayerNorm => PositionRule::AfterPad,
+            Variant::Bert => PositionRule::FromZero,
+        }
+    }
+
+    /// LayerNorm before attention and FFN (XL/XXL), not after the residuals.
+    pub fn pre_layer_norm(&self) -> bool {
+        *self == Variant::PreLayerNorm
+    }
+
     /// The variant a set of tensor names proves, if any (checkpoint names
-    /// beat config fields: the XXL hub config says `xlm-roberta`).
+    /// beat config fields: the XXL hub config says `xlm-roberta`). Bare
+    /// names (`embeddings.*`, no `bert.`/`roberta.`) only prove where the
+    /// LayerNorms sit: [`Variant::confirmed_by`] keeps the config's family.
     pub fn from_tensor_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Option<Self> {
+        let names: Vec<&String> = names.into_iter().collect();
+        if names.iter().any(|n| n.starts_with("bert.")) {
+            return Some(Variant::Bert);
+        }
         for n in names {
             if n.ends_with("attention.self_attn_layer_norm.weight")
                 || n.ends_with("encoder.LayerNorm.weight")
@@ -56,9 +102,20 @@ impl Variant {
         }
         None
     }
+
+    /// This variant (from config.json) corrected by what the tensor names
+    /// prove: a post-LayerNorm proof does not turn a BERT config into
+    /// XLM-R (a bare `BertModel` checkpoint has the same LayerNorm names).
+    pub fn confirmed_by(self, from_names: Option<Variant>) -> Variant {
+        match (self, from_names) {
+            (Variant::Bert, Some(Variant::PostLayerNorm)) | (_, None) => self,
+            (_, Some(v)) => v,
+        }
+    }
 }
 
-/// The settings of an XLM-R encoder (and its labels, when it has a head).
+/// The settings of an encoder of the family (and its labels, when it has a
+/// head). The name stays from the XLM-R days; BERT configs are read into it too.
 #[derive(Clone, Debug)]
 pub struct XlmrConfig {
     pub variant: Variant,
@@ -79,6 +136,12 @@ pub struct XlmrConfig {
     /// Label names ordered by id (`id2label`); empty when the config has none.
     pub labels: Vec<String>,
     pub architectures: Vec<String>,
+    /// BERT's second segment: the `[SEP]` id after which token type 1
+    /// starts, when the tokenizer marks pairs with token types (set from
+    /// tokenizer.json when a model is loaded; config.json has no such field).
+    /// `None`: every token has type 0 (XLM-R, and BERT checkpoints that
+    /// use XLM-R's tokenizer, such as multilingual-e5).
+    pub segment_separator: Option<u32>,
     /// Every field of the file, for a faithful round trip.
     pub raw: Map<String, Value>,
 }
@@ -173,8 +236,17 @@ impl XlmrConfig {
             || model_type == "xlm-roberta-xl"
         {
             Variant::PreLayerNorm
+        } else if model_type == "bert" || architectures.iter().any(|a| a.starts_with("Bert")) {
+            Variant::Bert
         } else {
             Variant::PostLayerNorm
+        };
+        // transformers' defaults differ between BertConfig and XLMRobertaConfig.
+        let bert = variant == Variant::Bert;
+        let (def_positions, def_types, def_eps, def_pad) = if bert {
+            (512, 2, 1e-12, 0)
+        } else {
+            (514, 1, 1e-5, 1)
         };
         let act_name = f.str("hidden_act", "gelu")?;
         let hidden_act = Activation::parse(&act_name).ok_or_else(|| {
@@ -195,13 +267,14 @@ impl XlmrConfig {
             hidden_dropout_prob: f.f64("hidden_dropout_prob", 0.1)?,
             attention_probs_dropout_prob: f.f64("attention_probs_dropout_prob", 0.1)?,
             classifier_dropout: f.opt_f64("classifier_dropout")?,
-            max_position_embeddings: f.usize("max_position_embeddings", Some(514))?,
-            type_vocab_size: f.usize("type_vocab_size", Some(1))?,
-            layer_norm_eps: f.f64("layer_norm_eps", 1e-5)?,
-            pad_token_id: f.usize("pad_token_id", Some(1))? as u32,
+            max_position_embeddings: f.usize("max_position_embeddings", Some(def_positions))?,
+            type_vocab_size: f.usize("type_vocab_size", Some(def_types))?,
+            layer_norm_eps: f.f64("layer_norm_eps", def_eps)?,
+            pad_token_id: f.usize("pad_token_id", Some(def_pad))? as u32,
             initializer_range: f.f64("initializer_range", 0.02)?,
             labels,
             architectures,
+            segment_separator: None,
             raw: map.clone(),
         };
         cfg.validate(path)?;
@@ -249,7 +322,7 @@ impl XlmrConfig {
                 self.pad_token_id, self.vocab_size
             ));
         }
-        if self.max_position_embeddings <= self.pad_token_id as usize + 1 {
+        if self.max_position_embeddings <= self.position_base() {
             return bad(format!(
                 "max_position_embeddings {} leaves no room for positions",
                 self.max_position_embeddings
@@ -266,12 +339,29 @@ impl XlmrConfig {
                 return bad(format!("{name} must be in [0, 1), found {p}"));
             }
         }
+        if self.type_vocab_size == 0 {
+            return bad("type_vocab_size must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// How positions are numbered (RoBERTa: after the pad id; BERT: from 0).
+    pub fn position_rule(&self) -> PositionRule {
+        self.variant.position_rule()
+    }
+
+    /// The position id of a sequence's first token: `pad_token_id + 1`
+    /// (RoBERTa), 0 (BERT).
+    pub fn position_base(&self) -> usize {
+        match self.position_rule() {
+            PositionRule::AfterPad => self.pad_token_id as usize + 1,
+            PositionRule::FromZero => 0,
+        }
     }
 
     /// The longest input (in tokens, specials included) the position table allows.
     pub fn max_sequence_length(&self) -> usize {
-        self.max_position_embeddings - self.pad_token_id as usize - 1
+        self.max_position_embeddings - self.position_base()
     }
 
     /// Dropout before classification layers (transformers' rule).
@@ -279,7 +369,9 @@ impl XlmrConfig {
         self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
     }
 
-    /// A minimal config for a new model of the given shape.
+    /// A minimal config for a new model of the given shape (transformers'
+    /// defaults of the variant: BERT has two token types, `[PAD]` = 0 and
+    /// LayerNorm eps 1e-12; XLM-R one token type, `<pad>` = 1, eps 1e-5).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         variant: Variant,
@@ -290,6 +382,7 @@ impl XlmrConfig {
         intermediate_size: usize,
         max_position_embeddings: usize,
     ) -> Result<Self> {
+        let bert = variant == Variant::Bert;
         let value = serde_json::json!({
             "architectures": [format!("{}ForMaskedLM", variant.class_prefix())],
             "model_type": variant.model_type(),
@@ -302,15 +395,26 @@ impl XlmrConfig {
             "hidden_dropout_prob": 0.1,
             "attention_probs_dropout_prob": 0.1,
             "max_position_embeddings": max_position_embeddings,
-            "type_vocab_size": 1,
+            "type_vocab_size": if bert { 2 } else { 1 },
             "initializer_range": 0.02,
-            "layer_norm_eps": 1e-5,
-            "pad_token_id": 1,
-            "bos_token_id": 0,
-            "eos_token_id": 2,
+            "layer_norm_eps": if bert { 1e-12 } else { 1e-5 },
+            "pad_token_id": if bert { 0 } else { 1 },
             "position_embedding_type": "absolute",
         });
+        let mut value = value;
+        if !bert {
+            value["bos_token_id"] = 0.into();
+            value["eos_token_id"] = 2.into();
+        }
         Self::from_value(value, &PathBuf::from("<new config>"))
+    }
+
+    /// This config with another padding id (the tokenizer's), in
+    /// `config.json` too.
+    pub fn with_pad_token_id(mut self, id: u32) -> Self {
+        self.pad_token_id = id;
+        self.raw.insert("pad_token_id".into(), Value::from(id));
+        self
     }
 
     /// The JSON transformers reads back, for a model whose head is the

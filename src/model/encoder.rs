@@ -1,9 +1,11 @@
-//! The XLM-R encoder family: post-LayerNorm (base, large) and pre-LayerNorm
-//! (XL, XXL), with transformers' parameter names under `roberta.`.
+//! The encoder family: post-LayerNorm XLM-R (base, large), pre-LayerNorm
+//! XLM-R (XL, XXL) and BERT, with transformers' parameter names under
+//! `roberta.` / `bert.`. One network; the variant decides the LayerNorm
+//! placement, the names, and the position-id rule ([`PositionRule`]).
 
 use candle_core::{DType, Device, Tensor};
 
-use super::config::{Variant, XlmrConfig};
+use super::config::{PositionRule, Variant, XlmrConfig};
 use super::cpu_matmul::{attention_inference, batched_matmul, linear_gelu_inference};
 use super::ops::{
     add_layer_norm, attention_bias, begin_dropout_block, cpu_f32_without_graph, dropout,
@@ -111,7 +113,8 @@ impl LayerNorm {
 }
 
 /// Token ids of one batch on the device, padded, with their attention mask
-/// and RoBERTa position ids.
+/// and RoBERTa position ids (a BERT encoder numbers positions from 0 itself
+/// and ignores `position_ids`).
 #[derive(Clone, Debug)]
 pub struct Inputs {
     /// `[B, T]` u32.
@@ -128,6 +131,11 @@ pub struct Inputs {
     /// The largest position id, known on the host (checking it against the
     /// position table must not read back from the device: no sync).
     max_position: u32,
+    /// The padding id the rows were padded with (and `position_ids` counted
+    /// from); an encoder whose config.json says otherwise refuses the batch.
+    pad_id: u32,
+    /// The longest row's length (`T`), for BERT's positions `0..T`.
+    seq_len: usize,
 }
 
 impl Inputs {
@@ -171,6 +179,8 @@ impl Inputs {
         let max_position = pos.iter().copied().max().unwrap_or(pad_id);
         Ok(Inputs {
             max_position,
+            pad_id,
+            seq_len: t,
             input_ids: Tensor::from_vec(ids, (b, t), device)?,
             attention_mask: Tensor::from_vec(mask, (b, t), device)?,
             position_ids: Tensor::from_vec(pos, (b, t), device)?,
@@ -189,9 +199,18 @@ impl Inputs {
         self.input_ids.dims2()
     }
 
-    /// Largest position id used, for checking against the position table.
-    fn max_position(&self) -> u32 {
-        self.max_position
+    /// The padding id these rows were built with.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Largest position id `rule` gives these rows, for checking against
+    /// the position table.
+    fn max_position(&self, rule: PositionRule) -> usize {
+        match rule {
+            PositionRule::AfterPad => self.max_position as usize,
+            PositionRule::FromZero => self.seq_len.saturating_sub(1),
+        }
     }
 }
 
@@ -295,8 +314,9 @@ struct Layer {
     ffn_norm: LayerNorm,
 }
 
-/// The shared body of every XLM-R model: what STILTs carries from one task
-/// to the next. Its parameters are named `roberta.*` as in transformers.
+/// The shared body of every model: what STILTs carries from one task to the
+/// next. Its parameters are named `roberta.*` (XLM-R) or `bert.*` (BERT) as
+/// in transformers.
 #[derive(Clone)]
 pub struct Encoder {
     pub config: XlmrConfig,
@@ -325,8 +345,14 @@ impl Encoder {
         let (h, eps) = (c.hidden_size, c.layer_norm_eps);
         let mut st = ParamStore::new();
         let s = &mut st;
-        let pre = c.variant == Variant::PreLayerNorm;
-        let e = "roberta.embeddings";
+        let pre = c.variant.pre_layer_norm();
+        let prefix = c.variant.prefix();
+        let e = format!("{prefix}.embeddings");
+        // RoBERTa's position table has a padding row; BERT's has none.
+        let position_init = match c.position_rule() {
+            PositionRule::AfterPad => Init::NormalPaddingRow(c.pad_token_id as usize),
+            PositionRule::FromZero => Init::Normal,
+        };
         let embeddings = Embeddings {
             word: pb.take(
                 s,
@@ -338,7 +364,7 @@ impl Encoder {
                 s,
                 &format!("{e}.position_embeddings.weight"),
                 &[c.max_position_embeddings, h],
-                Init::NormalPaddingRow(c.pad_token_id as usize),
+                position_init,
             )?,
             token_type: pb.take(
                 s,
@@ -354,7 +380,7 @@ impl Encoder {
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
-            let l = format!("roberta.encoder.layer.{i}");
+            let l = format!("{prefix}.encoder.layer.{i}");
             let attention = SelfAttention {
                 query: Linear::build(pb, s, &format!("{l}.attention.self.query"), h, h)?,
                 key: Linear::build(pb, s, &format!("{l}.attention.self.key"), h, h)?,
@@ -391,7 +417,7 @@ impl Encoder {
             Some(LayerNorm::build(
                 pb,
                 s,
-                "roberta.encoder.LayerNorm",
+                &format!("{prefix}.encoder.LayerNorm"),
                 h,
                 eps,
             )?)
@@ -417,7 +443,7 @@ impl Encoder {
         &self.inner.embeddings.word
     }
 
-    /// The encoder's parameters (`roberta.*`).
+    /// The encoder's parameters (`roberta.*` / `bert.*`).
     pub fn params(&self) -> &ParamStore {
         &self.params
     }
@@ -465,11 +491,18 @@ impl Encoder {
     /// and dropout: the input of layer 0.
     pub(crate) fn embed(&self, inputs: &Inputs, rng: Option<&mut DropoutRng>) -> Result<Tensor> {
         let c = &self.config;
-        let max_pos = inputs.max_position() as usize;
+        let rule = c.position_rule();
+        if rule == PositionRule::AfterPad && inputs.pad_id != c.pad_token_id {
+            return Err(crate::error::Error::msg(format!(
+                "the batch was padded with id {} but this model's config.json has pad_token_id {}: positions would be off; pad with the model's pad id",
+                inputs.pad_id, c.pad_token_id
+            )));
+        }
+        let max_pos = inputs.max_position(rule);
         if max_pos >= c.max_position_embeddings {
             return Err(crate::error::Error::msg(format!(
                 "input of {} tokens is longer than this model allows ({} with max_position_embeddings {}); truncate to max_length <= {}",
-                max_pos - c.pad_token_id as usize,
+                max_pos + 1 - c.position_base(),
                 c.max_sequence_length(),
                 c.max_position_embeddings,
                 c.max_sequence_length()
@@ -498,8 +531,19 @@ impl Encoder {
                 .add(&row.broadcast_mul(&is_pad)?)
         };
         let mut x = gather_padded(&e.word, &inputs.input_ids)?;
-        x = (x + gather(&e.token_type, &inputs.token_type_ids)?)?;
-        x = (x + gather_padded(&e.position, &inputs.position_ids)?)?;
+        let types = match c.segment_separator {
+            Some(sep) if c.type_vocab_size > 1 => segment_types(inputs, sep)?,
+            _ => inputs.token_type_ids.clone(),
+        };
+        x = (x + gather(&e.token_type, &types)?)?;
+        x = match rule {
+            PositionRule::AfterPad => (x + gather_padded(&e.position, &inputs.position_ids)?)?,
+            // BERT's `position_ids` buffer: 0..T on every row, a broadcast
+            // slice of the table (no padding row, so no detaching).
+            PositionRule::FromZero => {
+                x.broadcast_add(&e.position.narrow(0, 0, t)?.unsqueeze(0)?)?
+            }
+        };
         if let Some(ln) = &e.layer_norm {
             x = ln.forward(&x)?;
         }
@@ -521,7 +565,7 @@ impl Encoder {
         let pa = c.attention_probs_dropout_prob;
         let cdt = self.compute_dtype;
         match c.variant {
-            Variant::PostLayerNorm => {
+            Variant::PostLayerNorm | Variant::Bert => {
                 let a = layer.attention.forward(x, bias, pa, cdt, &mut rng)?;
                 let a = dropout(&a, p, rng.as_deref_mut())?;
                 let x1 = layer.attention_norm.forward_residual(&a, x)?;
@@ -558,7 +602,7 @@ impl Encoder {
         }
     }
 
-    /// The `[B, H]` hidden state of the first token (`<s>`).
+    /// The `[B, H]` hidden state of the first token (`<s>` / `[CLS]`).
     pub fn first_token(hidden: &Tensor) -> CResult<Tensor> {
         hidden.narrow(1, 0, 1)?.squeeze(1)
     }
@@ -590,4 +634,14 @@ impl Encoder {
         };
         Ok(enc)
     }
+}
+
+/// BERT's token types derived from the ids, as its tokenizer assigns them to
+/// `[CLS] A [SEP] B [SEP]`: 0 up to and including the first `sep`, 1 after
+/// it, 0 on padding. Computed on the device (no read-back).
+fn segment_types(inputs: &Inputs, sep: u32) -> CResult<Tensor> {
+    let is_sep = inputs.input_ids.eq(sep)?.to_dtype(DType::F32)?;
+    let before = (is_sep.cumsum(1)? - &is_sep)?; // seps strictly before each token
+    let real = inputs.attention_mask.to_dtype(DType::F32)?;
+    before.clamp(0f32, 1f32)?.mul(&real)?.to_dtype(DType::U32)
 }

@@ -10,19 +10,23 @@ use super::ops::{dropout, DropoutRng};
 use super::params::{ParamBuilder, ParamStore};
 use crate::error::{Error, Result};
 
-/// What a head predicts. Labels are kept by name (`id2label`).
+/// What a head predicts. Labels are kept by name (`id2label`). The names
+/// are transformers' for each variant (XLM-R / BERT):
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HeadKind {
-    /// One label per sequence or pair: `classifier.dense` -> tanh -> `classifier.out_proj`.
+    /// One label per sequence or pair. XLM-R: `classifier.dense` -> tanh ->
+    /// `classifier.out_proj`; BERT: `bert.pooler.dense` -> tanh -> `classifier`.
     Classification { labels: Vec<String> },
-    /// One score per candidate: `roberta.pooler.dense` -> tanh -> `classifier` (1 logit).
+    /// One score per candidate: `roberta.pooler.dense` / `bert.pooler.dense`
+    /// -> tanh -> `classifier` (1 logit).
     MultipleChoice,
     /// Start and end logits per token: `qa_outputs` (2 logits).
     SpanQa,
     /// One label per token: `classifier`.
     Tagging { labels: Vec<String> },
     /// Masked language modelling: `lm_head.dense` -> GELU ->
-    /// `lm_head.layer_norm` -> the word embeddings (tied) + `lm_head.bias`.
+    /// `lm_head.layer_norm` -> the word embeddings (tied) + `lm_head.bias`
+    /// (BERT: `cls.predictions.transform.{dense,LayerNorm}`, `cls.predictions.bias`).
     MaskedLm,
 }
 
@@ -81,9 +85,13 @@ enum Layers {
         dense: Linear,
         out_proj: Linear,
     },
-    MultipleChoice {
+    /// The pooler (first token -> dense -> tanh), dropout, a linear
+    /// classifier: XLM-R's multiple choice, BERT's classification and
+    /// multiple choice. `choices`: the rows are candidates, one logit each.
+    Pooled {
         pooler: Linear,
         classifier: Linear,
+        choices: bool,
     },
     SpanQa {
         qa_outputs: Linear,
@@ -155,6 +163,8 @@ impl Head {
         encoder: &Encoder,
     ) -> Result<Self> {
         let h = config.hidden_size;
+        let bert = config.variant == Variant::Bert;
+        let pooler = format!("{}.pooler.dense", config.variant.prefix());
         let mut st = ParamStore::new();
         let s = &mut st;
         let need_labels = |labels: &Vec<String>| {
@@ -168,6 +178,17 @@ impl Head {
             }
         };
         let (layers, p) = match &kind {
+            HeadKind::Classification { labels } if bert => {
+                let n = need_labels(labels)?;
+                (
+                    Layers::Pooled {
+                        pooler: Linear::build(pb, s, &pooler, h, h)?,
+                        classifier: Linear::build(pb, s, "classifier", h, n)?,
+                        choices: false,
+                    },
+                    config.classifier_dropout(),
+                )
+            }
             HeadKind::Classification { labels } => {
                 let n = need_labels(labels)?;
                 (
@@ -179,11 +200,17 @@ impl Head {
                 )
             }
             HeadKind::MultipleChoice => (
-                Layers::MultipleChoice {
-                    pooler: Linear::build(pb, s, "roberta.pooler.dense", h, h)?,
+                Layers::Pooled {
+                    pooler: Linear::build(pb, s, &pooler, h, h)?,
                     classifier: Linear::build(pb, s, "classifier", h, 1)?,
+                    choices: true,
                 },
-                config.hidden_dropout_prob,
+                // BertForMultipleChoice honours classifier_dropout; XLM-R's does not.
+                if bert {
+                    config.classifier_dropout()
+                } else {
+                    config.hidden_dropout_prob
+                },
             ),
             HeadKind::SpanQa => (
                 Layers::SpanQa {
@@ -201,26 +228,30 @@ impl Head {
                 )
             }
             HeadKind::MaskedLm => {
+                let (dense, norm, bias, decoder) = if bert {
+                    (
+                        "cls.predictions.transform.dense",
+                        "cls.predictions.transform.LayerNorm",
+                        "cls.predictions.bias",
+                        "cls.predictions.decoder",
+                    )
+                } else {
+                    (
+                        "lm_head.dense",
+                        "lm_head.layer_norm",
+                        "lm_head.bias",
+                        "lm_head.decoder",
+                    )
+                };
                 // Tied copies in some checkpoints: the same values as the embeddings / bias.
-                pb.mark_tied("lm_head.decoder.weight");
-                pb.mark_tied("lm_head.decoder.bias");
+                pb.mark_tied(&format!("{decoder}.weight"));
+                pb.mark_tied(&format!("{decoder}.bias"));
                 (
                     Layers::MaskedLm {
-                        dense: Linear::build(pb, s, "lm_head.dense", h, h)?,
-                        layer_norm: LayerNorm::build(
-                            pb,
-                            s,
-                            "lm_head.layer_norm",
-                            h,
-                            config.layer_norm_eps,
-                        )?,
+                        dense: Linear::build(pb, s, dense, h, h)?,
+                        layer_norm: LayerNorm::build(pb, s, norm, h, config.layer_norm_eps)?,
                         decoder: encoder.word_embeddings().clone(),
-                        bias: pb.take(
-                            s,
-                            "lm_head.bias",
-                            &[config.vocab_size],
-                            super::params::Init::Zeros,
-                        )?,
+                        bias: pb.take(s, bias, &[config.vocab_size], super::params::Init::Zeros)?,
                         act: config.hidden_act,
                     },
                     0.0,
@@ -229,7 +260,7 @@ impl Head {
         };
         let compute_dtype = match &layers {
             Layers::Classification { dense: l, .. }
-            | Layers::MultipleChoice { pooler: l, .. }
+            | Layers::Pooled { pooler: l, .. }
             | Layers::SpanQa { qa_outputs: l }
             | Layers::Tagging { classifier: l }
             | Layers::MaskedLm { dense: l, .. } => l.weight.dtype(),
@@ -264,12 +295,19 @@ impl Head {
                 let x = dropout(&x, p, rng.as_deref_mut())?;
                 Output::Logits(out_proj.forward(&x, cdt)?)
             }
-            Layers::MultipleChoice { pooler, classifier } => {
+            Layers::Pooled {
+                pooler,
+                classifier,
+                choices,
+            } => {
                 let pooled = pooler
                     .forward(&Encoder::first_token(hidden)?, cdt)?
                     .tanh()?;
                 let pooled = dropout(&pooled, p, rng.as_deref_mut())?;
                 let scores = classifier.forward(&pooled, cdt)?;
+                if !choices {
+                    return Ok(Output::Logits(scores));
+                }
                 let rows = scores.dim(0)?;
                 if rows % inputs.choices != 0 {
                     return Err(Error::msg(format!(

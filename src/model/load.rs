@@ -114,9 +114,12 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
 }
 
 /// Reads every tensor of the checkpoint in `dir` onto the CPU, with names
-/// normalised to transformers' current form. Returns the tensors and the
-/// file(s) they came from (for messages).
-pub fn read_weights(dir: &Path) -> Result<(HashMap<String, Tensor>, PathBuf)> {
+/// normalised to transformers' current form; a bare encoder checkpoint
+/// (`XLMRobertaModel` / `BertModel` saved without its prefix) gets
+/// `prefix.` (`roberta` / `bert`, from config.json). BERT's
+/// `embeddings.position_ids` buffer is dropped (positions are 0..T).
+/// Returns the tensors and the file(s) they came from (for messages).
+pub fn read_weights(dir: &Path, prefix: &str) -> Result<(HashMap<String, Tensor>, PathBuf)> {
     let single = dir.join("model.safetensors");
     let index = dir.join("model.safetensors.index.json");
     let bin = dir.join("pytorch_model.bin");
@@ -135,7 +138,7 @@ pub fn read_weights(dir: &Path) -> Result<(HashMap<String, Tensor>, PathBuf)> {
             "no weights: expected model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json",
         ));
     };
-    Ok((normalise_names(tensors), source))
+    Ok((normalise_names(tensors, prefix), source))
 }
 
 fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
@@ -189,15 +192,19 @@ fn read_sharded(
     Ok(all)
 }
 
-/// transformers' key fixes: `gamma`/`beta` of old LayerNorms, and the bare
-/// `XLMRobertaModel` layout (no `roberta.` prefix).
-fn normalise_names(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    let bare = !tensors.keys().any(|k| k.starts_with("roberta."))
+/// transformers' key fixes: `gamma`/`beta` of old LayerNorms, the bare
+/// `XLMRobertaModel` / `BertModel` layout (no `roberta.` / `bert.` prefix),
+/// and the `position_ids` buffer older BERT checkpoints carry.
+fn normalise_names(tensors: HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
+    let bare = !tensors
+        .keys()
+        .any(|k| k.starts_with("roberta.") || k.starts_with("bert."))
         && tensors
             .keys()
             .any(|k| k.starts_with("embeddings.") || k.starts_with("encoder."));
     tensors
         .into_iter()
+        .filter(|(k, _)| !k.ends_with("embeddings.position_ids"))
         .map(|(k, v)| {
             let mut k = k;
             if let Some(p) = k.strip_suffix(".gamma") {
@@ -210,7 +217,7 @@ fn normalise_names(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> 
                     || k.starts_with("encoder.")
                     || k.starts_with("pooler."))
             {
-                k = format!("roberta.{k}");
+                k = format!("{prefix}.{k}");
             }
             (k, v)
         })

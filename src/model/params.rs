@@ -222,6 +222,7 @@ impl ParamBuilder {
             source: self.source_path,
             initialized: self.initialized,
             unexpected,
+            notes: vec![],
         }
     }
 }
@@ -235,6 +236,9 @@ pub struct LoadReport {
     pub initialized: Vec<String>,
     /// Checkpoint tensors the model did not use (e.g. `lm_head.*`).
     pub unexpected: Vec<String>,
+    /// Other things worth saying about the load (a config/tokenizer
+    /// difference that is harmless for this model, ...).
+    pub notes: Vec<String>,
 }
 
 impl LoadReport {
@@ -255,6 +259,7 @@ impl LoadReport {
                 group_names(&self.unexpected)
             ));
         }
+        out.extend(self.notes.iter().cloned());
         out
     }
 }

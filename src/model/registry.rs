@@ -1,8 +1,8 @@
-//! Named sizes of the XLM-R family: what `xlmr-large` means.
+//! Named sizes of the encoder family: what `xlmr-large` or `me5-small` means.
 
 use super::config::Variant;
 
-/// A published XLM-R checkpoint: its hub id and shape.
+/// A published checkpoint: its hub id and shape.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SizeSpec {
     pub name: &'static str,
@@ -15,12 +15,55 @@ pub struct SizeSpec {
     pub heads: usize,
     pub ffn: usize,
     pub vocab: usize,
+    /// `max_position_embeddings` (514 for XLM-R: 512 tokens after the pad
+    /// offset; 512 for BERT).
+    pub positions: usize,
     /// Parameters as published (millions), encoder plus LM head.
     pub published_params_m: usize,
 }
 
-/// The four sizes of the research question.
+/// The sizes of the research question, smallest first: three BERT-family
+/// multilingual encoders below the four XLM-R sizes.
 pub const SIZES: &[SizeSpec] = &[
+    SizeSpec {
+        name: "mminilm",
+        hub_id: "microsoft/Multilingual-MiniLM-L12-H384",
+        aliases: &[],
+        variant: Variant::Bert,
+        layers: 12,
+        hidden: 384,
+        heads: 12,
+        ffn: 1536,
+        vocab: 250037,
+        positions: 512,
+        published_params_m: 117,
+    },
+    SizeSpec {
+        name: "me5-small",
+        hub_id: "intfloat/multilingual-e5-small",
+        aliases: &[],
+        variant: Variant::Bert,
+        layers: 12,
+        hidden: 384,
+        heads: 12,
+        ffn: 1536,
+        vocab: 250037,
+        positions: 512,
+        published_params_m: 118,
+    },
+    SizeSpec {
+        name: "mbert",
+        hub_id: "google-bert/bert-base-multilingual-cased",
+        aliases: &["bert-base-multilingual-cased"],
+        variant: Variant::Bert,
+        layers: 12,
+        hidden: 768,
+        heads: 12,
+        ffn: 3072,
+        vocab: 119547,
+        positions: 512,
+        published_params_m: 178,
+    },
     SizeSpec {
         name: "xlmr-base",
         hub_id: "FacebookAI/xlm-roberta-base",
@@ -31,6 +74,7 @@ pub const SIZES: &[SizeSpec] = &[
         heads: 12,
         ffn: 3072,
         vocab: 250002,
+        positions: 514,
         published_params_m: 270,
     },
     SizeSpec {
@@ -43,6 +87,7 @@ pub const SIZES: &[SizeSpec] = &[
         heads: 16,
         ffn: 4096,
         vocab: 250002,
+        positions: 514,
         published_params_m: 550,
     },
     SizeSpec {
@@ -55,6 +100,7 @@ pub const SIZES: &[SizeSpec] = &[
         heads: 32,
         ffn: 10240,
         vocab: 250880,
+        positions: 514,
         published_params_m: 3500,
     },
     SizeSpec {
@@ -67,6 +113,7 @@ pub const SIZES: &[SizeSpec] = &[
         heads: 32,
         ffn: 16384,
         vocab: 250880,
+        positions: 514,
         published_params_m: 10700,
     },
 ];
@@ -79,7 +126,7 @@ pub fn size(name: &str) -> Option<&'static SizeSpec> {
 }
 
 impl SizeSpec {
-    /// The architecture of this size (its own vocabulary, 514 positions).
+    /// The architecture of this size (its own vocabulary and position table).
     pub fn config(&self) -> crate::error::Result<super::XlmrConfig> {
         self.config_with_vocab(self.vocab)
     }
@@ -93,7 +140,7 @@ impl SizeSpec {
             self.layers,
             self.heads,
             self.ffn,
-            514,
+            self.positions,
         )
     }
 }

@@ -54,7 +54,8 @@ pub fn build(spec: &TinySpec, texts: &[String], head: HeadKind) -> Result<Model>
         spec.num_heads,
         spec.intermediate_size,
         spec.max_position_embeddings,
-    )?;
+    )?
+    .with_pad_token_id(tokenizer.pad_id());
     let mut model = Model::random(&config, head, spec.seed, &Device::Cpu, DType::F32)?;
     model.tokenizer = Some(tokenizer);
     Ok(model)
@@ -78,6 +79,7 @@ pub fn random_with_tokenizer(
     seed: u64,
 ) -> Result<Model> {
     config.vocab_size = tokenizer.vocab_size();
+    let config = config.with_pad_token_id(tokenizer.pad_id());
     let mut model = Model::random(&config, head, seed, &Device::Cpu, DType::F32)?;
     model.tokenizer = Some(tokenizer);
     Ok(model)

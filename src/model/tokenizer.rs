@@ -31,6 +31,12 @@ pub struct Tokenizer {
     truncating: Arc<Mutex<HashMap<usize, Arc<tokenizers::Tokenizer>>>>,
 }
 
+/// `<pad>` or `[PAD]` in a tokenizer's vocabulary (added tokens included).
+pub fn pad_token_id(tok: &tokenizers::Tokenizer) -> Option<u32> {
+    tok.token_to_id("<pad>")
+        .or_else(|| tok.token_to_id("[PAD]"))
+}
+
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Tokenizer {
         path: path.to_path_buf(),
@@ -76,9 +82,25 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// The id of `<pad>` (1 for XLM-R).
+    /// The id of `<pad>` (1 for XLM-R) or `[PAD]` (0 for BERT); 1 when
+    /// the vocabulary has neither.
     pub fn pad_id(&self) -> u32 {
-        self.token_id("<pad>").unwrap_or(1)
+        self.find_pad_id().unwrap_or(1)
+    }
+
+    /// The padding token's id, if the vocabulary has `<pad>` or `[PAD]`.
+    pub fn find_pad_id(&self) -> Option<u32> {
+        pad_token_id(&self.inner)
+    }
+
+    /// BERT's segment separator: when this tokenizer gives the second text
+    /// of a pair token type 1 (`[CLS] A [SEP] B [SEP]`), the id that ends
+    /// the first segment; `None` when every token has type 0 (XLM-R's).
+    pub fn segment_separator(&self) -> Option<u32> {
+        let enc = self.inner.encode(("a", "b"), true).ok()?;
+        let types = enc.get_type_ids();
+        let first_b = types.iter().position(|&t| t == 1)?;
+        first_b.checked_sub(1).map(|i| enc.get_ids()[i])
     }
 
     fn truncating(&self, max_length: usize) -> Result<Arc<tokenizers::Tokenizer>> {

@@ -90,9 +90,9 @@ impl TextEncoder {
         self.inner.token_to_id(t)
     }
 
-    /// `<pad>` (1 for XLM-R).
+    /// `<pad>` (1 for XLM-R) or `[PAD]` (0 for BERT), as [`Tokenizer::pad_id`].
     pub fn pad_id(&self) -> u32 {
-        self.token_id("<pad>").unwrap_or(1)
+        crate::model::tokenizer::pad_token_id(&self.inner).unwrap_or(1)
     }
 
     /// `<s>` (0 for XLM-R), where unanswerable spans point.

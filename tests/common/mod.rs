@@ -177,3 +177,25 @@ pub fn python_or_skip(test: &str) -> Option<PathBuf> {
     }
     p
 }
+
+/// Runs `tests/fixtures/SCRIPT` with `python` on `args`, offline (no hub);
+/// panics with its stderr unless it succeeds. Returns stdout and stderr.
+pub fn run_fixture_script(
+    python: &std::path::Path,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> (String, String) {
+    let out = std::process::Command::new(python)
+        .arg(fixtures().join(script))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .output()
+        .expect("running python");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed on {args:?}:\n{stderr}"
+    );
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
