@@ -21,10 +21,10 @@ macro_rules! api {
 
 /// The API, grouped. Methods are written `Type.name`; properties `Type.name` without parentheses.
 pub const API: &[ApiDoc] = api! {
-    "models" "model" "model(spec: string) -> Model" "Loads a model: a directory in Hugging Face layout, a hub id from the local HF cache, or a size name (xlmr-base, xlmr-large, xlmr-xl, xlmr-xxl). A pretrained checkpoint gets the task's head when trained." "let m = model(\"xlmr-large\");";
+    "models" "model" "model(spec: string) -> Model" "Loads a model: a directory in Hugging Face layout, a hub id from the local HF cache, or a size name (mminilm, me5-small, mbert, xlmr-base, xlmr-large, xlmr-xl, xlmr-xxl). A pretrained checkpoint gets the task's head when trained." "let m = model(\"xlmr-large\");";
     "models" "model" "model(spec: string, opts: map) -> Model" "Loads a model with a head: opts `head` (classification, multiple_choice, span_qa, tagging), `labels`, `seed` (head init), `dtype` (f32, bf16)." "let m = model(\"runs/mnli\", #{dtype: \"bf16\"});";
     "models" "tiny_model" "tiny_model(opts: map) -> Model" "A tiny random XLM-R built on the spot, its tokenizer trained on `text` (strings, file paths or tasks). Keys: text, arch (xlmr, xlmr-xl), hidden, layers, heads, ffn, vocab, max_length, labels, seed." "let m = tiny_model(#{text: [train], hidden: 64, layers: 2});";
-    "models" "sizes" "sizes() -> array" "The XLM-R size names, smallest first." "for s in sizes() { print(s); }";
+    "models" "sizes" "sizes() -> array" "The size names, smallest first: the BERT-family encoders (mminilm, me5-small, mbert), then XLM-R (xlmr-base, xlmr-large, xlmr-xl, xlmr-xxl)." "for s in sizes() { print(s); }";
     "models" "save" "Model.save(dir: string)" "Writes the model (config.json, model.safetensors, tokenizer) in Hugging Face layout." "m.save(\"runs/xnli-large\");";
     "models" "predict" "Model.predict(text: string) -> map" "Classifies one text: #{label, probs}." "m.predict(\"a fine film\")";
     "models" "predict" "Model.predict(premise: string, hypothesis: string) -> map" "Classifies one pair: #{label, probs}." "m.predict(\"It rains.\", \"It is wet.\")";

@@ -149,10 +149,15 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
             .map(|k| k.to_string())
             .collect::<Vec<_>>()
             .join(" or ");
+        let what = if seeds == "1" {
+            format!("{metric}, one seed")
+        } else {
+            format!("{metric}, mean of {seeds} seeds")
+        };
         let title = match methods.as_slice() {
-            [] => format!("{metric}, mean of {seeds} seed(s); no interval"),
-            [m] => format!("{metric}, mean of {seeds} seed(s); {m}"),
-            many => format!("{metric}, mean of {seeds} seed(s); intervals differ by column: {}", many.join("; ")),
+            [] => format!("{what}; no interval"),
+            [m] => format!("{what}; {m}"),
+            many => format!("{what}; intervals differ by column: {}", many.join("; ")),
         };
         return Ok(TableValue {
             title,
