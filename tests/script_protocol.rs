@@ -90,7 +90,7 @@ fn keys_a_call_cannot_honour_are_errors() {
     for (call, want) in [
         ("train(m, sst, #{eval_every: 5})", "`eval_every` needs a dev set"),
         ("train(m, sst, #{patience: 2})", "`patience` needs a dev set"),
-        ("train(m, sst, #{checkpoint_every: 5})", "`checkpoint_every` is not honoured"),
+        ("train(m, sst, #{dev_limit: 5})", "`dev_limit` needs a dev set"),
         ("stilts(m, sst, mnli, #{intermediate: #{eval_every: 5}})", "`eval_every` needs a dev set"),
         ("train(m, sst, #{dev: 3})", "`dev` takes a task"),
         ("multitask(m, [sst, mnli], #{dev: sst_dev, sampling: #{probs: #{sst2: 1.0}}})", "no probability for task `mnli`"),

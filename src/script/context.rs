@@ -23,12 +23,42 @@ pub fn cancelled() -> bool {
     CANCEL.load(Ordering::Relaxed)
 }
 
-/// Installs the Ctrl-C handler once (later calls are no-ops).
+/// The signal that stopped the run, when one did (0: none): SIGINT
+/// (Ctrl-C), SIGTERM and SIGUSR1 (what Slurm sends before a time limit or
+/// preemption, with `--signal`).
+pub static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Installs the handlers once (later calls are no-ops): Ctrl-C, SIGTERM and
+/// SIGUSR1 all set [`CANCEL`]; training then writes a checkpoint at its
+/// next step and the run exits non-zero, to resume on the next run.
 pub fn install_ctrlc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
+        let _ = ctrlc::set_handler(|| {
+            SIGNAL.store(signal_hook::consts::SIGINT, Ordering::Relaxed);
+            CANCEL.store(true, Ordering::Relaxed)
+        });
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+            // SAFETY: the handler only stores to two atomics, which is
+            // async-signal-safe.
+            let _ = unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    SIGNAL.store(sig, Ordering::Relaxed);
+                    CANCEL.store(true, Ordering::Relaxed);
+                })
+            };
+        }
     });
+}
+
+/// The name of the signal that stopped the run (`Ctrl-C`, `SIGTERM`,
+/// `SIGUSR1`), or `Ctrl-C` when none is recorded.
+pub fn signal_name() -> &'static str {
+    match SIGNAL.load(Ordering::Relaxed) {
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGUSR1 => "SIGUSR1",
+        _ => "Ctrl-C",
+    }
 }
 
 /// Settings of a runtime, from the command line.
