@@ -1,6 +1,6 @@
 //! Small helpers shared across layers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -93,15 +93,44 @@ pub fn replace_dir(dst: &Path, keep: &[&str], fill: impl FnOnce(&Path) -> Result
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     fill(&tmp)?;
+    install_dir(&tmp, dst)
+}
+
+/// `PARENT/.NAME.WHAT` for `PARENT/NAME`: a hidden sibling of a folder.
+pub fn sibling(dir: &Path, what: &str) -> PathBuf {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "dir".into());
+    parent.join(format!(".{name}.{what}"))
+}
+
+/// Moves the complete folder `src` to `dst`, replacing what is there: the
+/// old folder is moved aside (`.NAME.old`), `src` renamed into place, the
+/// old removed. A kill at any moment leaves `dst` old, new or absent (the
+/// old one then in `.NAME.old`), never a mix.
+pub fn install_dir(src: &Path, dst: &Path) -> Result<()> {
+    let old = sibling(dst, "old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    if let Some(p) = dst.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+    }
     if dst.exists() {
         std::fs::rename(dst, &old).map_err(|e| Error::io(dst, e))?;
     }
-    std::fs::rename(&tmp, dst).map_err(|e| Error::io(dst, e))?;
+    std::fs::rename(src, dst).map_err(|e| Error::io(dst, e))?;
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
     Ok(())
 }
+
 
 /// The closest of `names` to `word` (edit distance at most 2, or a prefix).
 pub fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {

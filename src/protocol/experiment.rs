@@ -369,6 +369,30 @@ pub fn run_condition(
             });
         }
     }
+    // One process runs a condition at a time: a second one waits for it,
+    // then finds it done.
+    let _claim = match store {
+        Some(s) => {
+            let mut waiting = |pid: &str| {
+                progress("waiting").message(&format!(
+                    "condition {} is being run by process {pid}; waiting for it",
+                    &key[..12]
+                ))
+            };
+            let claim = s.claim(&key, &mut waiting)?;
+            if !force {
+                if let Some(r) = s.find(&key)? {
+                    return Ok(ConditionResult {
+                        record: r,
+                        reused: true,
+                        intermediate_reused: true,
+                    });
+                }
+            }
+            Some(claim)
+        }
+        None => None,
+    };
     let started = Instant::now();
     let target_head = c
         .target

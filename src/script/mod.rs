@@ -229,8 +229,22 @@ impl Runtime {
     }
 
     /// Writes the report of what ran so far into `dir`.
-    pub fn write_report(&self, dir: &Path, title: &str) -> crate::Result<PathBuf> {
-        report::write(dir, title, &self.ctx.recorder.borrow().cells)
+    /// Writes the report of what ran; `banner` (a failed or interrupted
+    /// run) goes at its top.
+    pub fn write_report(&self, dir: &Path, title: &str, banner: Option<&str>) -> crate::Result<PathBuf> {
+        report::write(dir, title, &self.ctx.recorder.borrow().cells, banner)
+    }
+
+    /// The title of the cell that ran last (where a failed run stopped).
+    pub fn last_cell(&self) -> Option<String> {
+        self.ctx
+            .recorder
+            .borrow()
+            .cells
+            .iter()
+            .rev()
+            .find(|c| !c.title.is_empty())
+            .map(|c| c.title.clone())
     }
 
     /// Names of the variables in scope.

@@ -91,6 +91,11 @@ fn warn_once(msg: &str) {
     }
 }
 
+/// A held claim on a key (see [`Store::claim`]); released when dropped.
+pub struct Claim {
+    _file: File,
+}
+
 /// A results file.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -136,6 +141,41 @@ impl Store {
             .and_then(|_| f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(|e| Error::io(&self.path, e)));
         let _ = f.unlock();
         res
+    }
+
+    /// Claims `key` for this process: an exclusive lock on
+    /// `STORE_DIR/claims/KEY.lock` (holding this pid), kept until the guard
+    /// is dropped. A second process that claims the same key waits for the
+    /// first (`on_wait` is called once with the holder's pid, so it can say
+    /// so) and should then look the key up again: it is usually done.
+    pub fn claim(&self, key: &str, on_wait: &mut dyn FnMut(&str)) -> Result<Claim> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("claims");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join(format!("{}.lock", &key[..key.len().min(32)]));
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                on_wait(holder.trim());
+                f.lock().map_err(|e| Error::io(&path, e))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let _ = f.set_len(0);
+        let _ = write!(f, "{}", std::process::id());
+        Ok(Claim { _file: f })
     }
 
     /// The damaged lines' file beside the store.

@@ -130,6 +130,17 @@ fn checkpoint_dir(ctx: &Ctx, fingerprint: &str) -> std::path::PathBuf {
         .join(&fingerprint[..16.min(fingerprint.len())])
 }
 
+/// One process trains a job (and writes its checkpoints) at a time: a
+/// second one running the same script waits, then resumes from the first
+/// one's final checkpoint instead of training again.
+fn claim(ctx: &Ctx, what: &str, fingerprint: &str) -> RResult<crate::store::Claim> {
+    super::runs::results_store(ctx)
+        .claim(fingerprint, &mut |pid| {
+            ctx.note(&format!("{what}: process {pid} is training this; waiting for it"))
+        })
+        .map_err(rerr)
+}
+
 /// Says how a training call began: fresh, resumed, or already finished.
 fn resumed_note(ctx: &Ctx, what: &str, report: &crate::protocol::train::TrainReport, dir: &std::path::Path) {
     if let Some(step) = report.resumed_from {
@@ -165,6 +176,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
     }));
     let dir = checkpoint_dir(ctx, &fingerprint);
+    let _claim = claim(ctx, &what, &fingerprint)?;
     let job = TrainJob {
         dev: dev.as_ref(),
         fresh,
@@ -341,6 +353,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         "options": options_key(&call.options.options),
     }));
     let dir = checkpoint_dir(ctx, &fingerprint);
+    let _claim = claim(ctx, "multitask", &fingerprint)?;
     let job = MultitaskJob {
         model: &m.model,
         tasks: &data,
