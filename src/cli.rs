@@ -29,6 +29,14 @@ pub struct Cli {
     /// Interpreter operations before a script is stopped as runaway (0: no limit).
     #[arg(long, global = true, default_value_t = 2_000_000_000)]
     pub max_operations: u64,
+    /// Memory (GiB) the process may use before a script is stopped with an
+    /// error (default: 90% of this machine's memory; 0: no limit).
+    #[arg(long, global = true, value_name = "GIB")]
+    pub max_memory: Option<f64>,
+    /// A folder scripts may write to besides the working directory, the
+    /// report and the store (repeatable).
+    #[arg(long = "allow-write", global = true, value_name = "DIR")]
+    pub allow_write: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -258,6 +266,14 @@ fn settings(cli: &Cli, set: &[String]) -> crate::Result<Settings> {
         device: context::parse_device(&cli.device)?,
         quiet: cli.quiet,
         max_operations: cli.max_operations,
+        max_memory: match cli.max_memory {
+            Some(g) if g < 0.0 || !g.is_finite() => {
+                return Err(crate::Error::msg(format!("--max-memory {g}: give GiB >= 0 (0: no limit)")))
+            }
+            Some(g) => (g * (1u64 << 30) as f64) as u64,
+            None => context::default_memory_budget(),
+        },
+        allow_write: cli.allow_write.clone(),
         ..Default::default()
     };
     for kv in set {

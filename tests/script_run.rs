@@ -252,6 +252,7 @@ fn failed_runs_write_a_marked_report_beside_the_last_complete_one() {
     assert!(complete.contains("value 1") && !complete.contains("did not finish"));
     let bad = "// %% One\nshow(\"first cell\");\n// %% Two\nthrow \"broken input\";\n";
     let (code, _, err) = run_in(dir.path(), bad, &[]);
+    assert!(err.contains("broken input"), "{err}");
     assert_eq!(code, 1);
     assert_eq!(std::fs::read_to_string(&report).unwrap(), complete, "the complete report was overwritten");
     let partial = std::fs::read_to_string(dir.path().join("reports/.s.failed/report.md")).unwrap();

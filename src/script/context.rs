@@ -61,6 +61,54 @@ pub fn signal_name() -> &'static str {
     }
 }
 
+/// 90% of this machine's memory (from /proc/meminfo), or 0 (no limit)
+/// where it cannot be read.
+pub fn default_memory_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
+        })
+        .map(|kib| kib * 1024 / 10 * 9)
+        .unwrap_or(0)
+}
+
+/// The process's resident memory in bytes (from /proc/self/statm), if known.
+pub fn resident_bytes() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = t.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The nearest existing ancestor of `p`, canonicalized, with the rest
+/// appended (`..` in the rest is refused by returning `None`).
+fn resolved(p: &Path) -> Option<PathBuf> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(p)
+    };
+    let mut rest = vec![];
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(cur) {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return Some(out);
+        }
+        let name = cur.file_name()?;
+        if name == ".." {
+            return None;
+        }
+        rest.push(name.to_os_string());
+        cur = cur.parent()?;
+    }
+}
+
 /// Settings of a runtime, from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -72,6 +120,12 @@ pub struct Settings {
     pub params: BTreeMap<String, Dynamic>,
     /// Where `memo` keeps finished runs.
     pub store_dir: PathBuf,
+    /// Bytes of memory (resident) the process may use before a script is
+    /// stopped with an error (0: no limit).
+    pub max_memory: u64,
+    /// Folders scripts may write to besides the working directory, the
+    /// report folder and the store (`--allow-write`).
+    pub allow_write: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -82,6 +136,8 @@ impl Default for Settings {
             max_operations: 2_000_000_000,
             params: BTreeMap::new(),
             store_dir: PathBuf::from("runs"),
+            max_memory: default_memory_budget(),
+            allow_write: vec![],
         }
     }
 }
@@ -181,6 +237,34 @@ impl Ctx {
         } else {
             given
         }
+    }
+
+    /// `p` as a path the script may write to: under the working
+    /// directory, the report folder, the store, or an `--allow-write`
+    /// folder (symbolic links and `..` resolved first). Anything else is an
+    /// error naming the path and the flag.
+    pub fn writable(&self, p: &str) -> Result<PathBuf, String> {
+        let path = PathBuf::from(p);
+        let full = resolved(&path).ok_or_else(|| {
+            format!("{p}: cannot tell where this path leads; write under the working directory")
+        })?;
+        let mut roots: Vec<PathBuf> = vec![PathBuf::from(".")];
+        roots.push(self.store_dir.borrow().clone());
+        if let Some(r) = self.report_dir.borrow().as_ref() {
+            roots.push(r.clone());
+        }
+        roots.extend(self.settings.allow_write.iter().cloned());
+        for r in &roots {
+            if let Some(root) = resolved(r) {
+                if full.starts_with(&root) {
+                    return Ok(path);
+                }
+            }
+        }
+        Err(format!(
+            "{p}: a script may write only under its working directory, the report folder and the store; give --allow-write {} to let it write there",
+            full.parent().unwrap_or(&full).display()
+        ))
     }
 
     /// A progress bar for a long call (nothing with `--quiet`).

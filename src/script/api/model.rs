@@ -299,6 +299,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.register_fn(
         "save",
         move |m: &mut ModelValue, dir: &str| -> RResult<()> {
+            c.writable(dir).map_err(rerr)?;
             let p = Path::new(dir);
             m.model.save(p).map_err(rerr)?;
             c.note(&format!("saved {} to {}", m.name, p.display()));

@@ -414,10 +414,12 @@ fn plot_gain(ctx: &Ctx, gains: &Map, path: &str) -> RResult<String> {
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("plot_languages", move |results: Map, path: &str| {
+        c.writable(path).map_err(rerr)?;
         plot_languages(&c, &results, path)
     });
     let c = ctx.clone();
     engine.register_fn("plot_gain", move |gains: Map, path: &str| {
+        c.writable(path).map_err(rerr)?;
         plot_gain(&c, &gains, path)
     });
     let _ = Dynamic::UNIT;

@@ -135,8 +135,10 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         move |nctx: NativeCallContext, key: Dynamic, f: FnPtr| memo(&c, &nctx, key, f),
     );
     let c = ctx.clone();
-    engine.register_fn("store", move |dir: &str| {
+    engine.register_fn("store", move |dir: &str| -> RResult<()> {
+        c.writable(dir).map_err(rerr)?;
         *c.store_dir.borrow_mut() = std::path::PathBuf::from(dir);
+        Ok(())
     });
     let c = ctx.clone();
     engine.register_fn("report_dir", move || {

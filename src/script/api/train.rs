@@ -48,6 +48,13 @@ pub fn call_options(what: &str, cfg: &crate::model::XlmrConfig, map: &Map) -> RR
             .as_bool()
             .map_err(|t| rerr(format!("{what}: `new_head` takes true or false, not {t}")))?,
     };
+    for (k, v) in &rest {
+        if let Ok(x) = v.as_float() {
+            if !x.is_finite() {
+                return Err(rerr(format!("{what}: `{k}` is {x}, out of the range of numbers (give a finite value)")));
+            }
+        }
+    }
     let json = serde_json::to_value(Dynamic::from_map(rest)).map_err(|e| rerr(format!("{what}: {e}")))?;
     let mut options = RunOptions::resolve(&json, Some(cfg.hidden_size))
         .map_err(|e| rerr(format!("{what}: {e}")))?;
