@@ -13,7 +13,9 @@ let tr = task("tsv", #{file: "tr.tsv", name: "sent", columns: ["text", "label"],
 let m = tiny_model(#{text: [tr], vocab: 200, hidden: 32, layers: 1, heads: 2, ffn: 64, max_length: 32, seed: 3, labels: lab});
 let ft = train(m, tr, #{lr: 1e-3, epochs: 12, batch_size: 8, max_length: 32, seed: 1, checkpoint_every: 5});
 ft.save("out");
+plot_training(ft, "curve.png");
 print(`updates ${ft.training.updates}`);
+print(`curve ${ft.training.curve}`);
 "#;
 
 fn setup() -> tempfile::TempDir {
@@ -99,6 +101,21 @@ fn a_script_killed_mid_phase_resumes_to_the_same_bytes() {
     assert!(err.contains("resumed from the checkpoint at update"), "{err}");
     assert!(out.contains("updates 456"), "{out}");
     assert_eq!(weights(killed.path()), want, "the resumed run differs from an uninterrupted one");
+    // The training curve, written as the run went, holds each update once
+    // (the lines past the checkpoint that the kill cut short were dropped).
+    let curve_path = out.lines().find_map(|l| l.strip_prefix("curve ")).unwrap().to_string();
+    let curve = std::fs::read_to_string(killed.path().join(&curve_path)).unwrap();
+    let updates: Vec<u64> = curve
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["update"].as_u64().unwrap())
+        .collect();
+    assert_eq!(updates, (1..=456).collect::<Vec<u64>>());
+    let later: serde_json::Value = serde_json::from_str(curve.lines().nth(99).unwrap()).unwrap();
+    assert_eq!(later["update"], 100);
+    assert!(later["lr"].as_f64().unwrap() > 0.0 && later["examples_per_s"].as_f64().unwrap() > 0.0, "{later}");
+    assert!(std::fs::metadata(killed.path().join("curve.png")).unwrap().len() > 5_000);
 
     // A third run finds the phase finished and trains nothing.
     let (code, _, err) = finish(spawn(killed.path()));

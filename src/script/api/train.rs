@@ -210,13 +210,15 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         "{what}: {} updates, last loss {last:.4}{selection}",
         report.steps
     ));
+    let mut summary = training_summary(&report, &t.name);
+    summary["curve"] = serde_json::json!(dir.join("curve.jsonl").display().to_string());
     Ok(ModelValue {
         model: Arc::new(model),
         name: format!("{}+{}", m.name, t.name),
         pretrained: false,
         optimizer: report.optimizer.clone(),
         fingerprint,
-        training: Some(Arc::new(training_summary(&report, &t.name))),
+        training: Some(Arc::new(summary)),
     })
 }
 
@@ -393,7 +395,11 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         pretrained: false,
         optimizer: report.optimizer.clone(),
         fingerprint,
-        training: Some(Arc::new(training_summary(&report, "multitask"))),
+        training: Some(Arc::new({
+            let mut s = training_summary(&report, "multitask");
+            s["curve"] = serde_json::json!(dir.join("curve.jsonl").display().to_string());
+            s
+        })),
     })
 }
 
