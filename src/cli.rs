@@ -319,7 +319,13 @@ fn run_script(
     no_report: bool,
 ) -> crate::Result<ExitCode> {
     // A script that cannot be read writes nothing, no report folder either.
-    if let Err(e) = std::fs::read_to_string(file) {
+    if let Err(e) = std::fs::File::open(file).and_then(|f| {
+        if f.metadata()?.is_dir() {
+            Err(std::io::Error::other("it is a folder"))
+        } else {
+            Ok(())
+        }
+    }) {
         return Err(crate::Error::msg(format!(
             "{}: cannot read the script: {e}",
             file.display()

@@ -270,6 +270,15 @@ pub fn train(
             return Err(Error::msg("train: masked language modelling has no dev metric; leave `dev` out for MLM"));
         }
     }
+    if matches!(first.head, HeadKind::Classification { .. } | HeadKind::MultipleChoice)
+        && data.iter().all(|d| d.examples.iter().all(|e| e.label().is_none()))
+    {
+        return Err(Error::msg(format!(
+            "train: no example of {} has a gold label ({}); train on a labelled split",
+            first.name(),
+            first.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    }
     let m = transfer(job.model, &first.head, opts.seed, job.fresh)?;
     let tok = tokenizer_of(&m)?;
     let enc = text_encoder(tok)?;
