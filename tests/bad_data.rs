@@ -2,8 +2,9 @@
 //! file and line (or a counted skip under `skip_bad_lines` that the run's
 //! output and report show).
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use stilts::tasks::{self, ReadOptions};
 
@@ -82,16 +83,7 @@ fn a_generic_file_without_its_label_column_is_an_error() {
 
 fn run_in(dir: &Path, src: &str) -> (i32, String, String) {
     std::fs::write(dir.join("s.rhai"), src).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
-        .current_dir(dir)
-        .args(["--quiet", "run", "s.rhai", "--out", "rep"])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    common::stilts_in(dir, &["--quiet", "run", "s.rhai", "--out", "rep"])
 }
 
 #[test]

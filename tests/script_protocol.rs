@@ -11,17 +11,9 @@ use std::process::Command;
 
 fn stilts(dir: &Path, src: &str, args: &[&str]) -> (i32, String, String) {
     std::fs::write(dir.join("s.rhai"), src).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
-        .current_dir(dir)
-        .args(["run", "s.rhai", "--no-report"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let mut a = vec!["run", "s.rhai", "--no-report"];
+    a.extend_from_slice(args);
+    common::stilts_in(dir, &a)
 }
 
 fn data() -> String {
