@@ -167,3 +167,39 @@ fn multitask_mix_of_classification_and_multiple_choice() {
     assert_eq!(e.n, 24);
     assert!((0.0..=100.0).contains(&e.score));
 }
+
+/// `train_examples_cap` trains each task of a mix on at most N examples (a
+/// seeded sample): the sampling proportions and the length of training
+/// both shrink, as in jiant.
+#[test]
+fn train_examples_cap_shortens_a_mix() {
+    let sst = data("sst2", "train", None, 96);
+    let hs = data("hellaswag", "dev", None, 24);
+    let mut texts = texts_of(&sst);
+    texts.extend(texts_of(&hs));
+    let base = tiny(texts);
+    let mix = [
+        ("sst2".to_string(), vec![sst.clone()]),
+        ("hellaswag".to_string(), vec![hs.clone()]),
+    ];
+    let steps = |extra: serde_json::Value| {
+        let mut o = serde_json::json!({"batch_size": 8, "epochs": 1});
+        o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let o = opts(o);
+        let job = MultitaskJob {
+            model: &base,
+            tasks: &mix,
+            sampling: &Sampling::Proportional,
+            dev: None,
+            options: &o,
+            checkpoint_dir: None,
+        };
+        multitask(&job, &mut Silent, &AtomicBool::new(false)).unwrap().1
+    };
+    let full = steps(serde_json::json!({}));
+    let capped = steps(serde_json::json!({"train_examples_cap": 16}));
+    assert_eq!(full.steps, 12 + 3);
+    assert_eq!(capped.steps, 2 + 2, "16 of 96 and 16 of 24 examples, batches of 8");
+    let per_task = |r: &stilts::protocol::train::TrainReport, t: usize| r.task_losses.iter().filter(|(k, _)| *k == t).count();
+    assert!(per_task(&capped, 1) >= 1 && per_task(&capped, 0) >= 1);
+}
