@@ -29,6 +29,14 @@ pub struct Cli {
     /// Interpreter operations before a script is stopped as runaway (0: no limit).
     #[arg(long, global = true, default_value_t = 2_000_000_000)]
     pub max_operations: u64,
+    /// Memory (GiB) the process may use before a script is stopped with an
+    /// error (default: 90% of this machine's memory; 0: no limit).
+    #[arg(long, global = true, value_name = "GIB")]
+    pub max_memory: Option<f64>,
+    /// A folder scripts may write to besides the working directory, the
+    /// report and the store (repeatable).
+    #[arg(long = "allow-write", global = true, value_name = "DIR")]
+    pub allow_write: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -258,6 +266,14 @@ fn settings(cli: &Cli, set: &[String]) -> crate::Result<Settings> {
         device: context::parse_device(&cli.device)?,
         quiet: cli.quiet,
         max_operations: cli.max_operations,
+        max_memory: match cli.max_memory {
+            Some(g) if g < 0.0 || !g.is_finite() => {
+                return Err(crate::Error::msg(format!("--max-memory {g}: give GiB >= 0 (0: no limit)")))
+            }
+            Some(g) => (g * (1u64 << 30) as f64) as u64,
+            None => context::default_memory_budget(),
+        },
+        allow_write: cli.allow_write.clone(),
         ..Default::default()
     };
     for kv in set {
@@ -302,6 +318,19 @@ fn run_script(
     out: Option<&Path>,
     no_report: bool,
 ) -> crate::Result<ExitCode> {
+    // A script that cannot be read writes nothing, no report folder either.
+    if let Err(e) = std::fs::File::open(file).and_then(|f| {
+        if f.metadata()?.is_dir() {
+            Err(std::io::Error::other("it is a folder"))
+        } else {
+            Ok(())
+        }
+    }) {
+        return Err(crate::Error::msg(format!(
+            "{}: cannot read the script: {e}",
+            file.display()
+        )));
+    }
     let mut rt = Runtime::new(settings(cli, set)?);
     context::install_ctrlc();
     let stem = file
@@ -312,12 +341,57 @@ fn run_script(
         out.map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("reports").join(&stem))
     });
-    *rt.ctx.report_dir.borrow_mut() = dir.clone();
+    // The run writes into a staging folder beside the report; only a run
+    // that finished replaces the report, so the last complete one is never
+    // overwritten by a partial one.
+    let staging = dir.as_deref().map(|d| crate::util::sibling(d, "running"));
+    if let Some(st) = &staging {
+        let _ = std::fs::remove_dir_all(st);
+    }
+    *rt.ctx.report_dir.borrow_mut() = staging.clone();
     let result = rt.run_file(file, cell);
-    if let Some(dir) = &dir {
-        match rt.write_report(dir, &file.display().to_string()) {
-            Ok(p) => rt.ctx.note(&format!("report: {}", p.display())),
-            Err(e) => eprintln!("warning: the report could not be written: {e}"),
+    if let (Some(dir), Some(st)) = (&dir, &staging) {
+        let title = file.display().to_string();
+        let written = match &result {
+            Ok(_) => rt
+                .write_report(st, &title, None)
+                .and_then(|_| crate::util::install_dir(st, dir))
+                .map(|_| {
+                    rt.ctx
+                        .note(&format!("report: {}", dir.join("report.md").display()))
+                }),
+            Err(d) => {
+                let failed = crate::util::sibling(dir, "failed");
+                let how = if context::cancelled() {
+                    format!("interrupted ({})", context::signal_name())
+                } else {
+                    "failed".to_string()
+                };
+                let at = rt
+                    .last_cell()
+                    .map(|c| format!(" in cell `{c}`"))
+                    .unwrap_or_default();
+                let last = if dir.join("report.md").exists() {
+                    format!("The last complete report is in `{}`.", dir.display())
+                } else {
+                    "No run of this script has finished yet.".to_string()
+                };
+                let banner = format!(
+                    "**This run did not finish**: {how}{at}. What it showed before it stopped is below; finished conditions are kept in the store.\n{last}\n\n```text\n{}```",
+                    d.to_string().replace("```", "` ` `")
+                );
+                rt.write_report(st, &title, Some(&banner))
+                    .and_then(|_| crate::util::install_dir(st, &failed))
+                    .map(|_| {
+                        rt.ctx.note(&format!(
+                            "partial report of the unfinished run: {}",
+                            failed.join("report.md").display()
+                        ))
+                    })
+            }
+        };
+        if let Err(e) = written {
+            eprintln!("warning: the report could not be written: {e}");
         }
     }
     match result {

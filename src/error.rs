@@ -80,9 +80,28 @@ impl Error {
     }
 }
 
-/// Reads a whole file, naming it in the error.
+/// Reads a whole file, naming it in the error: a folder, or text that is
+/// not UTF-8 (with the line of the first bad byte).
 pub fn read_to_string(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+    if path.is_dir() {
+        return Err(Error::msg(format!(
+            "{}: is a folder; a file is needed here",
+            path.display()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        Error::Data {
+            path: path.to_path_buf(),
+            line,
+            msg: "not valid UTF-8; save the file as UTF-8".into(),
+        }
+    })
 }
 
 /// Parses a JSON file, naming it in the error.

@@ -1,6 +1,6 @@
 //! Small helpers shared across layers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -24,10 +24,113 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    remove_stale_temps(dir, &format!(".{name}.tmp"));
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
+
+/// Removes `PREFIX<pid>` files in `dir` left by writers that are gone (a
+/// kill between write and rename leaves one).
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok()) {
+            let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+            if !alive {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Replaces the folder `dst` by one that `fill` writes, so that a kill at
+/// any moment leaves either the old folder or the new one, never a mix:
+/// `fill` writes into a sibling `.NAME.tmp`, the old folder is moved to
+/// `.NAME.old`, the new one renamed into place, the old removed. Leftovers
+/// of an earlier killed replace are removed first. (A kill between the
+/// two renames leaves `dst` absent and the previous folder in `.NAME.old`.)
+/// `keep`: the only file names `dst` may hold, so that a folder with other
+/// files in it is never replaced (an error naming them).
+pub fn replace_dir(dst: &Path, keep: &[&str], fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = dst
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .filter(|n| n != "." && n != "..")
+        .ok_or_else(|| Error::msg(format!("{}: give a folder of its own to save into", dst.display())))?;
+    if dst.exists() {
+        if !dst.is_dir() {
+            return Err(Error::msg(format!("{}: exists and is not a folder", dst.display())));
+        }
+        let others: Vec<String> = std::fs::read_dir(dst)
+            .map_err(|e| Error::io(dst, e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| !keep.contains(&n.as_str()))
+            .collect();
+        if !others.is_empty() {
+            return Err(Error::msg(format!(
+                "{}: holds other files ({}); it is replaced whole when saving, so give a folder of its own",
+                dst.display(),
+                others.join(", ")
+            )));
+        }
+    }
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = parent.join(format!(".{name}.tmp"));
+    let old = parent.join(format!(".{name}.old"));
+    for leftover in [&tmp, &old] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(leftover).map_err(|e| Error::io(leftover, e))?;
+        }
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    fill(&tmp)?;
+    install_dir(&tmp, dst)
+}
+
+/// `PARENT/.NAME.WHAT` for `PARENT/NAME`: a hidden sibling of a folder.
+pub fn sibling(dir: &Path, what: &str) -> PathBuf {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "dir".into());
+    parent.join(format!(".{name}.{what}"))
+}
+
+/// Moves the complete folder `src` to `dst`, replacing what is there: the
+/// old folder is moved aside (`.NAME.old`), `src` renamed into place, the
+/// old removed. A kill at any moment leaves `dst` old, new or absent (the
+/// old one then in `.NAME.old`), never a mix.
+pub fn install_dir(src: &Path, dst: &Path) -> Result<()> {
+    let old = sibling(dst, "old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    if let Some(p) = dst.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+    }
+    if dst.exists() {
+        std::fs::rename(dst, &old).map_err(|e| Error::io(dst, e))?;
+    }
+    std::fs::rename(src, dst).map_err(|e| Error::io(dst, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
 
 /// The closest of `names` to `word` (edit distance at most 2, or a prefix).
 pub fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {

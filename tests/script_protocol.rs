@@ -11,17 +11,9 @@ use std::process::Command;
 
 fn stilts(dir: &Path, src: &str, args: &[&str]) -> (i32, String, String) {
     std::fs::write(dir.join("s.rhai"), src).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
-        .current_dir(dir)
-        .args(["run", "s.rhai", "--no-report"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let mut a = vec!["run", "s.rhai", "--no-report"];
+    a.extend_from_slice(args);
+    common::stilts_in(dir, &a)
 }
 
 fn data() -> String {
@@ -90,7 +82,7 @@ fn keys_a_call_cannot_honour_are_errors() {
     for (call, want) in [
         ("train(m, sst, #{eval_every: 5})", "`eval_every` needs a dev set"),
         ("train(m, sst, #{patience: 2})", "`patience` needs a dev set"),
-        ("train(m, sst, #{checkpoint_every: 5})", "`checkpoint_every` is not honoured"),
+        ("train(m, sst, #{dev_limit: 5})", "`dev_limit` needs a dev set"),
         ("stilts(m, sst, mnli, #{intermediate: #{eval_every: 5}})", "`eval_every` needs a dev set"),
         ("train(m, sst, #{dev: 3})", "`dev` takes a task"),
         ("multitask(m, [sst, mnli], #{dev: sst_dev, sampling: #{probs: #{sst2: 1.0}}})", "no probability for task `mnli`"),
@@ -212,4 +204,36 @@ print(`alone ${{alone.training.updates}} ${{alone.head}}`);
     };
     assert_ne!(weights("plain"), weights("mixed"), "the MLM task did not reach the encoder");
     assert!(err.contains("multitask sst2+mlm") && err.contains("mlm "), "{err}");
+}
+
+/// Two processes running the same script at once compute each memo key and
+/// each condition once: the second waits for the first and reuses.
+#[test]
+fn concurrent_runs_compute_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "{PRELUDE}
+let o = #{{lr: 1e-3, epochs: 2, batch_size: 8, max_length: 48}};
+let a = memo(#{{what: \"sst\", model: m, task: sst}}, || evaluate(train(m, sst, o), sst_dev).avg);
+let ev = task(\"xnli\", #{{data: `${{d}}/xnli`, split: \"dev\", languages: [\"de\"], limit: 30}});
+let c = condition(#{{model: m, intermediate: sst, target: mnli, evaluate: ev, options: o, seed: 4}});
+print(`${{a}} ${{c.avg}}`);
+"
+    );
+    std::fs::write(dir.path().join("s.rhai"), &src).unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_stilts"))
+            .current_dir(dir.path())
+            .args(["run", "s.rhai", "--no-report", "--set", &format!("data={}", data())])
+            .output()
+    };
+    let (x, y) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(x.status.success() && y.status.success(), "{}{}", String::from_utf8_lossy(&x.stderr), String::from_utf8_lossy(&y.stderr));
+    assert_eq!(x.stdout, y.stdout);
+    let records = std::fs::read_to_string(dir.path().join("runs/runs.jsonl")).unwrap();
+    assert_eq!(records.lines().count(), 2, "a key was computed twice:\n{records}");
 }

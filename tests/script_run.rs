@@ -230,3 +230,38 @@ fn a_local_stdlib_folder_overrides_the_embedded_one() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "local\n");
 }
+
+/// A run that fails or is interrupted never overwrites the last complete
+/// report: its partial report goes beside it, with a banner saying what
+/// happened; a script that does not exist writes nothing at all.
+#[test]
+fn failed_runs_write_a_marked_report_beside_the_last_complete_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
+        .current_dir(dir.path())
+        .args(["run", "nosuch.rhai"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.path().join("reports").exists(), "a missing script wrote a report folder");
+    let good = "// %% One\nshow(\"first cell\");\n// %% Two\nshow(`value ${param(\"v\", 1)}`);\n";
+    let (code, _, err) = run_in(dir.path(), good, &[]);
+    assert_eq!(code, 0, "{err}");
+    let report = dir.path().join("reports/s/report.md");
+    let complete = std::fs::read_to_string(&report).unwrap();
+    assert!(complete.contains("value 1") && !complete.contains("did not finish"));
+    let bad = "// %% One\nshow(\"first cell\");\n// %% Two\nthrow \"broken input\";\n";
+    let (code, _, err) = run_in(dir.path(), bad, &[]);
+    assert!(err.contains("broken input"), "{err}");
+    assert_eq!(code, 1);
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), complete, "the complete report was overwritten");
+    let partial = std::fs::read_to_string(dir.path().join("reports/.s.failed/report.md")).unwrap();
+    assert!(
+        partial.contains("**This run did not finish**: failed in cell `Two`")
+            && partial.contains("broken input")
+            && partial.contains("first cell")
+            && partial.contains("The last complete report is in `reports/s`"),
+        "{partial}"
+    );
+    assert!(!dir.path().join("reports/.s.running").exists());
+}

@@ -71,7 +71,7 @@ fn parallel_writers_lose_no_record() {
 }
 
 #[test]
-fn memoisation_finds_the_exact_configuration_and_torn_lines_are_skipped() {
+fn memoisation_finds_the_exact_configuration_and_torn_lines_are_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path().join("r.jsonl"));
     assert!(store.records().unwrap().is_empty());
@@ -94,18 +94,46 @@ fn memoisation_finds_the_exact_configuration_and_torn_lines_are_skipped() {
         .write_all(b"{\"key\": \"tor")
         .unwrap();
     assert_eq!(store.records().unwrap().len(), 2);
-    // A complete but malformed line is an error naming the line.
+    // The next append sets the torn line aside, so the new record is whole
+    // and every record stays readable.
+    let c = record(0, 3);
+    store.append(&c).unwrap();
+    let all = store.records().unwrap();
+    assert_eq!(all.len(), 3, "a record was glued onto the torn line");
+    assert_eq!(all[2], c);
+    let damaged = std::fs::read_to_string(store.damaged_path()).unwrap();
+    assert_eq!(damaged, "{\"key\": \"tor\n");
+    // A complete but malformed line (written by hand) is left out, not fatal.
     std::fs::OpenOptions::new()
         .append(true)
         .open(store.path())
         .unwrap()
-        .write_all(b"n\nnot json\n")
+        .write_all(b"not json\n")
         .unwrap();
-    let err = store.records().unwrap_err().to_string();
-    assert!(
-        err.contains("r.jsonl:3") || err.contains("r.jsonl:4"),
-        "{err}"
-    );
+    store.append(&record(0, 4)).unwrap();
+    assert_eq!(store.records().unwrap().len(), 4);
+}
+
+/// A writer killed mid-append (the line cut anywhere) never costs a later
+/// record: tear, append, read, at every cut of a record.
+#[test]
+fn a_torn_record_cut_anywhere_is_set_aside_by_the_next_append() {
+    let one = serde_json::to_string(&record(1, 1)).unwrap();
+    for cut in (1..one.len()).step_by(37) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("r.jsonl"));
+        store.append(&record(0, 0)).unwrap();
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(store.path())
+            .unwrap()
+            .write_all(&one.as_bytes()[..cut])
+            .unwrap();
+        store.append(&record(2, 2)).unwrap();
+        let keys: Vec<String> = store.records().unwrap().iter().map(|r| r.key.clone()).collect();
+        assert_eq!(keys, vec![record(0, 0).key, record(2, 2).key], "cut at {cut}");
+    }
 }
 
 #[test]

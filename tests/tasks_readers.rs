@@ -197,13 +197,11 @@ fn xnli_original_one_file_layout() {
     let all = tasks::load("xnli", dir.path(), "dev", Some("all"), &fail()).unwrap();
     assert_eq!(all.len(), 3 * 2490);
     assert_eq!(all.files.len(), 1);
-    // A language the file lacks is an empty selection, not an error in the file.
-    assert_eq!(
-        tasks::load("xnli", dir.path(), "dev", Some("fr"), &fail())
-            .unwrap()
-            .len(),
-        0
-    );
+    // A language the file lacks is an error naming it (not 0 examples).
+    let e = tasks::load("xnli", dir.path(), "dev", Some("fr"), &fail())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("xnli.dev.tsv") && e.contains("no examples of `fr`"), "{e}");
     // Wrong column count in the one-file layout: file:line.
     let bad = text.replacen("en\tneutral\t", "en\tneutral\tEXTRA\t", 1);
     write(dir.path(), "xnli.dev.tsv", &bad);

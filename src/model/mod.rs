@@ -312,10 +312,16 @@ impl Model {
 
     /// Writes the model in Hugging Face layout (config.json with
     /// `architectures` and `id2label`, model.safetensors, and the tokenizer
-    /// files) so `transformers` loads it unchanged. Each file is written
-    /// atomically.
+    /// files) so `transformers` loads it unchanged. The folder is replaced
+    /// whole (`util::replace_dir`): a kill at any moment leaves the old
+    /// folder or the new one, never a mix; a folder holding other files is
+    /// refused.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::util::replace_dir(dir, MODEL_FILES, |tmp| self.write_files(tmp))
+    }
+
+    /// The files of [`Model::save`], written into `dir` (which exists).
+    fn write_files(&self, dir: &Path) -> Result<()> {
         let config = self
             .config()
             .to_json(&self.architecture(), self.head.kind.labels());
@@ -336,6 +342,15 @@ impl Model {
         Ok(())
     }
 }
+
+/// What a saved model folder holds; saving replaces such a folder whole
+/// and refuses one that holds anything else.
+pub const MODEL_FILES: &[&str] = &[
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+];
 
 /// Writes `tensors` as `dir/model.safetensors`, atomically (a temporary
 /// file, then a rename).

@@ -208,10 +208,17 @@ pub fn intermediate_dir(store_root: &Path, key: &str) -> PathBuf {
     store_root.join("intermediate").join(&key[..16.min(key.len())])
 }
 
-fn interrupted(phase: &str) -> Error {
-    Error::msg(format!(
-        "interrupted during {phase}; nothing of this condition was recorded (finished conditions are kept)"
-    ))
+fn interrupted(phase: &str, rep: &TrainReport, checkpoint: Option<&Path>) -> Error {
+    match checkpoint {
+        Some(d) => Error::msg(format!(
+            "interrupted during {phase} at update {}; its checkpoint is in {}: run again to resume (finished conditions are kept)",
+            rep.steps,
+            d.display()
+        )),
+        None => Error::msg(format!(
+            "interrupted during {phase}; nothing of this condition was recorded (finished conditions are kept)"
+        )),
+    }
 }
 
 /// The intermediate phase: trained, or loaded from the store when the same
@@ -254,12 +261,15 @@ fn intermediate_phase(
     let mut opts = c.intermediate_options.clone();
     opts.seed = c.seed;
     let dev = c.intermediate_dev.as_ref().and_then(|t| t.parts.first());
+    // Checkpoints beside the saved model, so a killed phase resumes.
+    let ckpt = dir.as_ref().map(|d| d.with_extension("run"));
     let mut my_curves = BTreeMap::new();
     let (model, rep) = if c.intermediate.len() == 1 {
         let t = &c.intermediate[0];
         let job = TrainJob {
             dev,
             fresh: true,
+            checkpoint_dir: ckpt.clone(),
             ..TrainJob::new(base, &t.parts, &opts)
         };
         let (m, rep) = train(&job, &mut *progress(&format!("{} (intermediate)", t.name)), cancel)?;
@@ -277,7 +287,7 @@ fn intermediate_phase(
             sampling: &c.sampling,
             dev,
             options: &opts,
-            checkpoint_dir: None,
+            checkpoint_dir: ckpt.clone(),
         };
         let (models, rep) = multitask(&job, &mut *progress("multi-task (intermediate)"), cancel)?;
         my_curves.insert("intermediate.multitask".to_string(), phase_curve(&rep));
@@ -298,7 +308,7 @@ fn intermediate_phase(
         (m, rep)
     };
     if rep.cancelled {
-        return Err(interrupted("intermediate training"));
+        return Err(interrupted("intermediate training", &rep, ckpt.as_deref()));
     }
     let summary = phase_summary(&rep);
     if let (Some(d), false) = (&dir, keep_optimizer) {
@@ -327,6 +337,11 @@ fn intermediate_phase(
             std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
         }
         std::fs::rename(&tmp, d).map_err(|e| Error::io(d, e))?;
+        // The saved model is what later conditions load: its checkpoints
+        // (weights, optimizer, best) are not needed any more.
+        if let Some(c) = &ckpt {
+            let _ = std::fs::remove_dir_all(c);
+        }
     }
     curves.extend(my_curves);
     Ok((model, rep.optimizer.clone(), summary, false))
@@ -354,6 +369,30 @@ pub fn run_condition(
             });
         }
     }
+    // One process runs a condition at a time: a second one waits for it,
+    // then finds it done.
+    let _claim = match store {
+        Some(s) => {
+            let mut waiting = |pid: &str| {
+                progress("waiting").message(&format!(
+                    "condition {} is being run by process {pid}; waiting for it",
+                    &key[..12]
+                ))
+            };
+            let claim = s.claim(&key, &mut waiting)?;
+            if !force {
+                if let Some(r) = s.find(&key)? {
+                    return Ok(ConditionResult {
+                        record: r,
+                        reused: true,
+                        intermediate_reused: true,
+                    });
+                }
+            }
+            Some(claim)
+        }
+        None => None,
+    };
     let started = Instant::now();
     let target_head = c
         .target
@@ -395,10 +434,14 @@ pub fn run_condition(
     let fresh = transfer(&encoder_source, &target_head, c.seed, true)?;
     let mut topts = c.target_options.clone();
     topts.seed = c.seed;
+    let target_ckpt = store_root
+        .as_ref()
+        .map(|r| r.join("conditions").join(&key[..16]).join("target"));
     let job = TrainJob {
         dev: c.target_dev.as_ref().and_then(|t| t.parts.first()),
         fresh: true,
         optimizer: if topts.reset_optimizer { None } else { carried },
+        checkpoint_dir: target_ckpt.clone(),
         ..TrainJob::new(&fresh, &c.target.parts, &topts)
     };
     let (target, rep) = train(
@@ -407,7 +450,7 @@ pub fn run_condition(
         cancel,
     )?;
     if rep.cancelled {
-        return Err(interrupted("target training"));
+        return Err(interrupted("target training", &rep, target_ckpt.as_deref()));
     }
     curves.insert(format!("target.{}", c.target.name), phase_curve(&rep));
     phases.insert("target".into(), phase_summary(&rep));
@@ -437,7 +480,7 @@ pub fn run_condition(
         }
     }
     let record = RunRecord {
-        key,
+        key: key.clone(),
         config: serde_json::json!({
             "name": c.name,
             "model": c.model.describe(),
@@ -458,6 +501,10 @@ pub fn run_condition(
     };
     if let Some(s) = store {
         s.append(&record)?;
+        // The record is the result: the target phase's checkpoints go.
+        if let Some(r) = &store_root {
+            let _ = std::fs::remove_dir_all(r.join("conditions").join(&key[..16]));
+        }
     }
     Ok(ConditionResult {
         record,

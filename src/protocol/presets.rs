@@ -56,7 +56,9 @@ pub struct RunOptions {
     pub patience: Option<usize>,
     /// Score the dev set on its first N examples only (jiant: 500).
     pub dev_limit: Option<usize>,
-    /// Checkpoint every N updates (resume after a crash).
+    /// Checkpoint every N updates (resume after a crash); training in a
+    /// script also checkpoints at the end of each phase and when stopped by
+    /// Ctrl-C, SIGTERM or SIGUSR1. Not part of any fingerprint.
     pub checkpoint_every: Option<u64>,
     /// Use only the first N examples of each dataset (quick runs).
     pub limit: Option<usize>,
@@ -103,7 +105,7 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         eval_every: Some(1000),
         patience: Some(30),
         dev_limit: Some(500),
-        checkpoint_every: None,
+        checkpoint_every: Some(1000),
         limit: None,
         train_examples_cap: None,
         reset_optimizer: true,

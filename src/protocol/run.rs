@@ -232,6 +232,24 @@ impl<'a> TrainJob<'a> {
     }
 }
 
+/// The loop's settings for a job: model selection only with a dev set
+/// (evaluated every `eval_every` updates, default once per epoch of
+/// `updates_per_epoch`), checkpoints in `checkpoint_dir`.
+fn loop_options(
+    opts: &RunOptions,
+    has_dev: bool,
+    updates_per_epoch: u64,
+    checkpoint_dir: &Option<PathBuf>,
+) -> super::train::TrainOptions {
+    let mut t = opts.train_options(has_dev.then_some(updates_per_epoch));
+    t.checkpoint_dir = checkpoint_dir.clone();
+    if !has_dev {
+        t.eval_every = None;
+        t.patience = None;
+    }
+    t
+}
+
 /// The dev set's options: scored on its first `dev_limit` examples.
 fn dev_options(opts: &RunOptions) -> RunOptions {
     RunOptions {
@@ -270,6 +288,15 @@ pub fn train(
             return Err(Error::msg("train: masked language modelling has no dev metric; leave `dev` out for MLM"));
         }
     }
+    if matches!(first.head, HeadKind::Classification { .. } | HeadKind::MultipleChoice)
+        && data.iter().all(|d| d.examples.iter().all(|e| e.label().is_none()))
+    {
+        return Err(Error::msg(format!(
+            "train: no example of {} has a gold label ({}); train on a labelled split",
+            first.name(),
+            first.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    }
     let m = transfer(job.model, &first.head, opts.seed, job.fresh)?;
     let tok = tokenizer_of(&m)?;
     let enc = text_encoder(tok)?;
@@ -300,21 +327,14 @@ pub fn train(
             .expect("evaluator only used with a dev set");
         Ok(evaluate_features(m_ref, d, f, &enc, &dev_opts, &mut Silent, cancel)?.score)
     };
-    let mut train_opts = opts.train_options(
-        job.dev
-            .map(|_| per_epoch.div_ceil(opts.grad_accum.max(1) as u64)),
+    let mut train_opts = loop_options(
+        opts,
+        job.dev.is_some(),
+        per_epoch.div_ceil(opts.grad_accum.max(1) as u64),
+        &job.checkpoint_dir,
     );
-    train_opts.checkpoint_dir = job.checkpoint_dir.clone();
     train_opts.initial_optimizer = job.optimizer.clone();
-    if job.dev.is_none() {
-        train_opts.eval_every = None;
-        train_opts.patience = None;
-    }
-    let ev: Option<&mut super::train::Evaluator<'_>> = if job.dev.is_some() {
-        Some(&mut eval_closure)
-    } else {
-        None
-    };
+    let ev: Option<&mut super::train::Evaluator<'_>> = job.dev.map(|_| &mut eval_closure as _);
     let report = fine_tune_with_eval(&m, &mut next, ev, &train_opts, progress, cancel)?;
     Ok((m, report))
 }
@@ -449,17 +469,13 @@ pub fn multitask(
         let m = mt_ref.model(*i);
         Ok(evaluate_features(&m, d, f, &enc, &dev_opts, &mut Silent, cancel)?.score)
     };
-    let mut train_opts = opts.train_options(job.dev.map(|_| updates_per_epoch as u64));
-    train_opts.checkpoint_dir = job.checkpoint_dir.clone();
-    if job.dev.is_none() {
-        train_opts.eval_every = None;
-        train_opts.patience = None;
-    }
-    let ev: Option<&mut super::train::Evaluator<'_>> = if job.dev.is_some() {
-        Some(&mut eval_closure)
-    } else {
-        None
-    };
+    let train_opts = loop_options(
+        opts,
+        job.dev.is_some(),
+        updates_per_epoch as u64,
+        &job.checkpoint_dir,
+    );
+    let ev: Option<&mut super::train::Evaluator<'_>> = job.dev.map(|_| &mut eval_closure as _);
     let report = fine_tune_with_eval(&mt, &mut next, ev, &train_opts, progress, cancel)?;
     let models = (0..heads.len())
         .map(|i| {

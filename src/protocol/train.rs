@@ -85,6 +85,54 @@ impl TrainOptions {
     }
 }
 
+/// The training curve of a run, written as it goes: one JSON line per
+/// update (`{"update", "loss", "lr", "examples_per_s", "seconds"}`) and per
+/// dev evaluation (`{"update", "dev"}`) in `DIR/curve.jsonl`, beside the
+/// run's checkpoints. A resumed run keeps the lines up to its checkpoint
+/// and goes on from there, so the file always matches the weights.
+pub struct CurveLog {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl CurveLog {
+    /// Opens `dir/curve.jsonl`: emptied for a fresh run, cut back to update
+    /// `resumed_from` for a resumed one.
+    pub fn open(dir: &std::path::Path, resumed_from: Option<u64>) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("curve.jsonl");
+        let kept: String = match resumed_from {
+            None => String::new(),
+            Some(step) => std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["update"].as_u64())
+                        .is_some_and(|u| u <= step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect(),
+        };
+        crate::util::write_atomic(&path, kept.as_bytes())?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(CurveLog { path, file })
+    }
+
+    fn line(&mut self, v: serde_json::Value) -> Result<()> {
+        use std::io::Write;
+        let mut s = v.to_string();
+        s.push('\n');
+        self.file
+            .write_all(s.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+}
+
 /// Where a long call reports progress; the engine knows no terminal.
 pub trait Progress {
     fn start(&mut self, _what: &str, _total: u64) {}
@@ -338,6 +386,11 @@ pub fn fine_tune_with_eval(
             None => Ok(()),
         }
     };
+    let mut curve = match &opts.checkpoint_dir {
+        Some(dir) => Some(CurveLog::open(dir, report.resumed_from)?),
+        None => None,
+    };
+    let run_start = std::time::Instant::now();
     progress.start("train", total);
     progress.step(
         st.step,
@@ -361,6 +414,11 @@ pub fn fine_tune_with_eval(
                 break 'epochs;
             }
             let group = groups[st.group];
+            let step_start = std::time::Instant::now();
+            let rows: usize = group
+                .iter()
+                .map(|b| b.inputs.dims().map(|(r, _)| r).unwrap_or(0))
+                .sum();
             let mut grads: Option<candle_core::backprop::GradStore> = None;
             let mut loss_sum = 0.0;
             for batch in group {
@@ -406,11 +464,24 @@ pub fn fine_tune_with_eval(
             st.group += 1;
             st.losses.push(loss_sum);
             progress.step(st.step, loss_sum, lr);
+            if let Some(c) = curve.as_mut() {
+                let secs = step_start.elapsed().as_secs_f64();
+                c.line(serde_json::json!({
+                    "update": st.step,
+                    "loss": loss_sum,
+                    "lr": lr,
+                    "examples_per_s": if secs > 0.0 { rows as f64 / secs } else { 0.0 },
+                    "seconds": run_start.elapsed().as_secs_f64(),
+                }))?;
+            }
             let last = st.step >= total;
             if let (Some(every), Some(eval)) = (opts.eval_every, evaluator.as_deref_mut()) {
                 if st.step % every.max(1) == 0 || last {
                     let score = eval()?;
                     st.scores.push((st.step, score));
+                    if let Some(c) = curve.as_mut() {
+                        c.line(serde_json::json!({"update": st.step, "dev": score}))?;
+                    }
                     progress.message(&format!("update {}: dev {score:.2}", st.step));
                     if st.best_score.is_none_or(|b| score > b) {
                         st.best_score = Some(score);

@@ -23,12 +23,90 @@ pub fn cancelled() -> bool {
     CANCEL.load(Ordering::Relaxed)
 }
 
-/// Installs the Ctrl-C handler once (later calls are no-ops).
+/// The signal that stopped the run, when one did (0: none): SIGINT
+/// (Ctrl-C), SIGTERM and SIGUSR1 (what Slurm sends before a time limit or
+/// preemption, with `--signal`).
+pub static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Installs the handlers once (later calls are no-ops): Ctrl-C, SIGTERM and
+/// SIGUSR1 all set [`CANCEL`]; training then writes a checkpoint at its
+/// next step and the run exits non-zero, to resume on the next run.
 pub fn install_ctrlc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
+        let _ = ctrlc::set_handler(|| {
+            SIGNAL.store(signal_hook::consts::SIGINT, Ordering::Relaxed);
+            CANCEL.store(true, Ordering::Relaxed)
+        });
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+            // SAFETY: the handler only stores to two atomics, which is
+            // async-signal-safe.
+            let _ = unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    SIGNAL.store(sig, Ordering::Relaxed);
+                    CANCEL.store(true, Ordering::Relaxed);
+                })
+            };
+        }
     });
+}
+
+/// The name of the signal that stopped the run (`Ctrl-C`, `SIGTERM`,
+/// `SIGUSR1`), or `Ctrl-C` when none is recorded.
+pub fn signal_name() -> &'static str {
+    match SIGNAL.load(Ordering::Relaxed) {
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGUSR1 => "SIGUSR1",
+        _ => "Ctrl-C",
+    }
+}
+
+/// 90% of this machine's memory (from /proc/meminfo), or 0 (no limit)
+/// where it cannot be read.
+pub fn default_memory_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
+        })
+        .map(|kib| kib * 1024 / 10 * 9)
+        .unwrap_or(0)
+}
+
+/// The process's resident memory in bytes (from /proc/self/statm), if known.
+pub fn resident_bytes() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = t.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The nearest existing ancestor of `p`, canonicalized, with the rest
+/// appended (`..` in the rest is refused by returning `None`).
+fn resolved(p: &Path) -> Option<PathBuf> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(p)
+    };
+    let mut rest = vec![];
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(cur) {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return Some(out);
+        }
+        let name = cur.file_name()?;
+        if name == ".." {
+            return None;
+        }
+        rest.push(name.to_os_string());
+        cur = cur.parent()?;
+    }
 }
 
 /// Settings of a runtime, from the command line.
@@ -42,6 +120,12 @@ pub struct Settings {
     pub params: BTreeMap<String, Dynamic>,
     /// Where `memo` keeps finished runs.
     pub store_dir: PathBuf,
+    /// Bytes of memory (resident) the process may use before a script is
+    /// stopped with an error (0: no limit).
+    pub max_memory: u64,
+    /// Folders scripts may write to besides the working directory, the
+    /// report folder and the store (`--allow-write`).
+    pub allow_write: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -52,6 +136,8 @@ impl Default for Settings {
             max_operations: 2_000_000_000,
             params: BTreeMap::new(),
             store_dir: PathBuf::from("runs"),
+            max_memory: default_memory_budget(),
+            allow_write: vec![],
         }
     }
 }
@@ -151,6 +237,34 @@ impl Ctx {
         } else {
             given
         }
+    }
+
+    /// `p` as a path the script may write to: under the working
+    /// directory, the report folder, the store, or an `--allow-write`
+    /// folder (symbolic links and `..` resolved first). Anything else is an
+    /// error naming the path and the flag.
+    pub fn writable(&self, p: &str) -> Result<PathBuf, String> {
+        let path = PathBuf::from(p);
+        let full = resolved(&path).ok_or_else(|| {
+            format!("{p}: cannot tell where this path leads; write under the working directory")
+        })?;
+        let mut roots: Vec<PathBuf> = vec![PathBuf::from(".")];
+        roots.push(self.store_dir.borrow().clone());
+        if let Some(r) = self.report_dir.borrow().as_ref() {
+            roots.push(r.clone());
+        }
+        roots.extend(self.settings.allow_write.iter().cloned());
+        for r in &roots {
+            if let Some(root) = resolved(r) {
+                if full.starts_with(&root) {
+                    return Ok(path);
+                }
+            }
+        }
+        Err(format!(
+            "{p}: a script may write only under its working directory, the report folder and the store; give --allow-write {} to let it write there",
+            full.parent().unwrap_or(&full).display()
+        ))
     }
 
     /// A progress bar for a long call (nothing with `--quiet`).

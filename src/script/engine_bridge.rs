@@ -76,7 +76,9 @@ pub fn read_tsv(
     columns: &[String],
     labels: &[String],
     limit: Option<usize>,
+    skip_bad_lines: bool,
 ) -> Result<Vec<Dataset>> {
+    let mut skipped: std::collections::HashMap<String, crate::tasks::SkipReport> = Default::default();
     let text = crate::error::read_to_string(path)?;
     let col = |n: &str| columns.iter().position(|c| c == n);
     let (lang_c, id_c) = (col("language"), col("id"));
@@ -99,24 +101,42 @@ pub fn read_tsv(
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
-        let bad = |m: String| Error::Data {
-            path: path.to_path_buf(),
-            line: i + 1,
-            msg: m,
-        };
-        if f.len() != columns.len() {
-            return Err(bad(format!(
+        let lang = lang_c
+            .and_then(|c| f.get(c))
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let problem = if f.len() != columns.len() {
+            Some(format!(
                 "{} fields, but `columns` names {} ({})",
                 f.len(),
                 columns.len(),
                 columns.join(", ")
-            )));
+            ))
+        } else if !labels.iter().any(|l| l == f[label_c]) {
+            Some(format!("label `{}` is not one of {labels:?}", f[label_c]))
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            if !skip_bad_lines {
+                return Err(Error::Data {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    msg: format!("{msg}; fix the line, or leave such lines out with skip_bad_lines: true"),
+                });
+            }
+            let r = skipped.entry(lang).or_default();
+            r.bad_lines += 1;
+            if r.first.len() < crate::tasks::SkipReport::KEEP {
+                r.first.push(crate::tasks::BadLine {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    msg,
+                });
+            }
+            continue;
         }
-        let label = labels
-            .iter()
-            .position(|l| l == f[label_c])
-            .ok_or_else(|| bad(format!("label `{}` is not one of {labels:?}", f[label_c])))?;
-        let lang = lang_c.map(|c| f[c].to_string()).unwrap_or_default();
+        let label = labels.iter().position(|l| l == f[label_c]).unwrap_or(0);
         let id = id_c
             .map(|c| f[c].to_string())
             .unwrap_or_else(|| format!("{}:{}", name, i + 1));
@@ -136,7 +156,18 @@ pub fn read_tsv(
         }
     }
     if order.is_empty() {
-        return Err(Error::msg(format!("{}: no examples", path.display())));
+        return Err(Error::msg(format!(
+            "{}: no examples{}",
+            path.display(),
+            if skipped.is_empty() {
+                " (the file is empty)".to_string()
+            } else {
+                format!(
+                    "; every line was malformed and left out, e.g. {}",
+                    skipped.values().flat_map(|r| r.first.first()).next().map(|b| b.to_string()).unwrap_or_default()
+                )
+            }
+        )));
     }
     Ok(order
         .into_iter()
@@ -155,7 +186,7 @@ pub fn read_tsv(
             },
             metric: Metric::Accuracy,
             examples: by.remove(&lang).unwrap_or_default(),
-            skipped: Default::default(),
+            skipped: skipped.remove(&lang).unwrap_or_default(),
         })
         .collect())
 }

@@ -66,12 +66,25 @@ pub fn build_engine(ctx: &Rc<Ctx>) -> Engine {
             }
         )
     });
-    engine.on_progress(|_| {
+    let budget = ctx.settings.max_memory;
+    engine.on_progress(move |ops| {
         if context::cancelled() {
-            Some(Dynamic::from("interrupted (Ctrl-C)".to_string()))
-        } else {
-            None
+            return Some(Dynamic::from(format!("interrupted ({})", context::signal_name())));
         }
+        // The memory budget, checked every 4096 operations: a script that
+        // builds ever larger values stops with an error, not an abort.
+        if budget > 0 && ops % 4096 == 0 {
+            if let Some(used) = context::resident_bytes() {
+                if used > budget {
+                    return Some(Dynamic::from(format!(
+                        "the run uses {:.1} GiB of memory, over its budget of {:.1} GiB; free large values (strings, arrays, maps) or raise --max-memory",
+                        used as f64 / (1u64 << 30) as f64,
+                        budget as f64 / (1u64 << 30) as f64
+                    )));
+                }
+            }
+        }
+        None
     });
     engine.set_module_resolver(resolver::Resolver::new(
         ctx.script_dir.clone(),
@@ -229,8 +242,22 @@ impl Runtime {
     }
 
     /// Writes the report of what ran so far into `dir`.
-    pub fn write_report(&self, dir: &Path, title: &str) -> crate::Result<PathBuf> {
-        report::write(dir, title, &self.ctx.recorder.borrow().cells)
+    /// Writes the report of what ran; `banner` (a failed or interrupted
+    /// run) goes at its top.
+    pub fn write_report(&self, dir: &Path, title: &str, banner: Option<&str>) -> crate::Result<PathBuf> {
+        report::write(dir, title, &self.ctx.recorder.borrow().cells, banner)
+    }
+
+    /// The title of the cell that ran last (where a failed run stopped).
+    pub fn last_cell(&self) -> Option<String> {
+        self.ctx
+            .recorder
+            .borrow()
+            .cells
+            .iter()
+            .rev()
+            .find(|c| !c.title.is_empty())
+            .map(|c| c.title.clone())
     }
 
     /// Names of the variables in scope.

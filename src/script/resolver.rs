@@ -26,6 +26,9 @@ pub struct Resolver {
     pub base: Rc<RefCell<PathBuf>>,
     pub sources: Rc<RefCell<Sources>>,
     cache: RefCell<HashMap<String, Shared<Module>>>,
+    /// The modules being loaded, outermost first: an import of one of them
+    /// is a cycle.
+    loading: RefCell<Vec<String>>,
 }
 
 impl Resolver {
@@ -34,6 +37,7 @@ impl Resolver {
             base,
             sources,
             cache: Default::default(),
+            loading: Default::default(),
         }
     }
 
@@ -95,10 +99,37 @@ impl ModuleResolver for Resolver {
             return Ok(m.clone());
         }
         let (file, text) = self.load(engine, path, pos)?;
+        let id = std::fs::canonicalize(&file)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| file.clone());
+        if let Some(i) = self.loading.borrow().iter().position(|f| f == &id) {
+            let chain: Vec<String> = self.loading.borrow()[i..].to_vec();
+            return Err(format!(
+                "import cycle: {} -> {file}; a module cannot import itself, directly or through others",
+                chain.join(" -> ")
+            )
+            .into());
+        }
+        self.loading.borrow_mut().push(id);
+        let out = self.compile_and_eval(engine, path, &file, &text, pos);
+        self.loading.borrow_mut().pop();
+        out
+    }
+}
+
+impl Resolver {
+    fn compile_and_eval(
+        &self,
+        engine: &Engine,
+        path: &str,
+        file: &str,
+        text: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         // Errors inside the module point into it by its import path.
-        self.sources.borrow_mut().add(path, &text);
-        self.sources.borrow_mut().add(&file, &text);
-        let mut ast = engine.compile(&text).map_err(|e| {
+        self.sources.borrow_mut().add(path, text);
+        self.sources.borrow_mut().add(file, text);
+        let mut ast = engine.compile(text).map_err(|e| {
             Box::new(EvalAltResult::ErrorInModule(
                 path.to_string(),
                 Box::new(EvalAltResult::ErrorParsing(*e.0, e.1)),

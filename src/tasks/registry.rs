@@ -2,6 +2,7 @@
 //! format, head, label set and metric; finding a split's files under a
 //! task folder, and loading them into a [`Dataset`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::example::{Dataset, Example};
@@ -481,11 +482,20 @@ fn find(root: &Path, pattern: &str) -> Result<Option<PathBuf>> {
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return Ok(None);
     };
-    let mut hits: Vec<PathBuf> = rd
+    let matching: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_file() && glob(&name, &plain_name(p)))
+        .filter(|p| glob(&name, &plain_name(p)))
         .collect();
+    let mut hits: Vec<PathBuf> = matching.iter().filter(|p| p.is_file()).cloned().collect();
+    if hits.is_empty() {
+        if let Some(d) = matching.iter().find(|p| p.is_dir()) {
+            return Err(Error::msg(format!(
+                "{}: is a folder, but the task reads a file of that name here (`{pattern}`); put the file itself there",
+                d.display()
+            )));
+        }
+    }
     hits.sort();
     // `dev.jsonl` and `dev.jsonl.gz` side by side: the plain one wins.
     let mut names: Vec<String> = hits.iter().map(|p| plain_name(p)).collect();
@@ -786,6 +796,13 @@ impl TaskSpec {
         for f in &files {
             let mut report = SkipReport::default();
             let mut part = read_file(f, &labels, opts, &mut report)?;
+            part = check_examples(&f.path, part, opts, &mut report).map_err(|e| match &f.filter {
+                Some(lang) if part_was_empty(&e) => Error::msg(format!(
+                    "{}: no examples of `{lang}` in this file; pick a language it holds",
+                    f.path.display()
+                )),
+                _ => e,
+            })?;
             if subset.is_some_and(|s| s.eq_ignore_ascii_case("all")) || files.len() > 1 {
                 if let Some(sub) = &f.subset {
                     prefix_ids(&mut part, sub);
@@ -827,6 +844,95 @@ fn prefix_ids(examples: &mut [Example], sub: &str) {
             *id = format!("{sub}/{id}");
         }
     }
+}
+
+fn part_was_empty(e: &Error) -> bool {
+    e.to_string().contains(": no examples (")
+}
+
+/// The line of an example in its file.
+fn line_of(e: &Example) -> usize {
+    match e {
+        Example::Text { line, .. }
+        | Example::Choice { line, .. }
+        | Example::Span { line, .. }
+        | Example::Words { line, .. } => *line,
+    }
+}
+
+/// Checks what one file gave, the same for every reader: a file with no
+/// examples is an error naming it; in a file whose rows have labels, a row
+/// without one is a bad line (not an unlabelled example to train on); in
+/// multiple choice, a row with another number of candidates than the
+/// file's other rows is a bad line. Bad lines follow the bad-line policy
+/// (an error naming file and line, or left out and counted).
+pub fn check_examples(
+    path: &Path,
+    examples: Vec<Example>,
+    opts: &ReadOptions,
+    report: &mut SkipReport,
+) -> Result<Vec<Example>> {
+    if examples.is_empty() {
+        if report.is_empty() {
+            return Err(Error::msg(format!(
+                "{}: no examples (the file is empty or holds only a header); check the file or the split",
+                path.display()
+            )));
+        }
+        return Ok(examples);
+    }
+    let labelled = |e: &Example| match e {
+        Example::Text { label, .. } | Example::Choice { label, .. } => Some(label.is_some()),
+        Example::Words { tags, .. } => Some(tags.is_some()),
+        Example::Span { .. } => None,
+    };
+    let with = examples.iter().filter(|e| labelled(e) == Some(true)).count();
+    let choices = |e: &Example| match e {
+        Example::Choice { choices, .. } => Some(choices.len()),
+        _ => None,
+    };
+    // The number of candidates most rows have.
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for n in examples.iter().filter_map(choices) {
+        *counts.entry(n).or_default() += 1;
+    }
+    let usual = counts.iter().max_by_key(|(_, c)| **c).map(|(n, _)| *n);
+    let mut out = Vec::with_capacity(examples.len());
+    for e in examples {
+        let problem = if with > 0 && labelled(&e) == Some(false) {
+            Some("no label, though the file's other rows have one".to_string())
+        } else {
+            match (choices(&e), usual) {
+                (Some(n), Some(u)) if n != u => {
+                    Some(format!("{n} candidates, but the file's other rows have {u}"))
+                }
+                _ => None,
+            }
+        };
+        match problem {
+            None => out.push(e),
+            Some(msg) => match opts.on_error {
+                super::io::BadLines::Fail => {
+                    return Err(Error::Data {
+                        path: path.to_path_buf(),
+                        line: line_of(&e),
+                        msg: format!("{msg}; fix the line, or leave such lines out with skip_bad_lines"),
+                    })
+                }
+                super::io::BadLines::Skip => {
+                    report.bad_lines += 1;
+                    if report.first.len() < SkipReport::KEEP {
+                        report.first.push(super::io::BadLine {
+                            path: path.to_path_buf(),
+                            line: line_of(&e),
+                            msg,
+                        });
+                    }
+                }
+            },
+        }
+    }
+    Ok(out)
 }
 
 /// Reads one file with its task's reader.

@@ -199,3 +199,18 @@ pub fn run_fixture_script(
     );
     (String::from_utf8(out.stdout).unwrap(), stderr)
 }
+
+/// Runs `stilts ARGS` in `dir`: (exit code, stdout, stderr).
+#[allow(dead_code)]
+pub fn stilts_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stilts"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}

@@ -90,6 +90,15 @@ pub fn load(ctx: &Ctx, spec: &str, args: ModelArgs) -> RResult<ModelValue> {
         .architectures
         .iter()
         .any(|a| HeadKind::from_architecture(a, &cfg.labels).is_some());
+    if let (None, true, Some(l)) = (&args.head, fine_tuned, &args.labels) {
+        if l != &cfg.labels {
+            return Err(rerr(format!(
+                "model(\"{spec}\"): `labels` {l:?} differ from its head's {:?} ({}); give head: \"classification\" too to put a fresh head with these labels on it",
+                cfg.labels,
+                dir.join("config.json").display()
+            )));
+        }
+    }
     let (head, pretrained) = match &args.head {
         Some(h) => (Some(head_kind(h, args.labels.clone())?), false),
         None if fine_tuned => (None, false),
@@ -299,6 +308,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.register_fn(
         "save",
         move |m: &mut ModelValue, dir: &str| -> RResult<()> {
+            c.writable(dir).map_err(rerr)?;
             let p = Path::new(dir);
             m.model.save(p).map_err(rerr)?;
             c.note(&format!("saved {} to {}", m.name, p.display()));

@@ -411,13 +411,147 @@ fn plot_gain(ctx: &Ctx, gains: &Map, path: &str) -> RResult<String> {
     Ok(path.to_string())
 }
 
+/// Loss per update (thin) with its running mean over 20 updates (thick),
+/// and the dev score of each evaluation on a second axis.
+fn draw_training<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    losses: &[f64],
+    dev: &[(f64, f64)],
+    text: bool,
+) -> DrawResult {
+    root.fill(&WHITE).map_err(e)?;
+    let n = losses.len().max(1) as f64;
+    let finite: Vec<f64> = losses.iter().copied().filter(|x| x.is_finite()).collect();
+    let hi = finite.iter().copied().fold(0.0_f64, f64::max).max(1e-6) * 1.05;
+    let (top, bottom) = if dev.is_empty() {
+        (root.clone(), None)
+    } else {
+        let (a, b) = root.split_vertically((root.dim_in_pixel().1 as f64 * 0.6) as u32);
+        (a, Some(b))
+    };
+    let mut c = ChartBuilder::on(&top);
+    c.margin(10);
+    if text {
+        c.caption(title, ("sans-serif", 18)).x_label_area_size(30).y_label_area_size(50);
+    }
+    let mut chart = c.build_cartesian_2d(0.0..n + 1.0, 0.0..hi).map_err(e)?;
+    if text {
+        chart.configure_mesh().x_desc("update").y_desc("training loss").draw().map_err(e)?;
+    }
+    let blue = RGBColor(0, 114, 178);
+    chart
+        .draw_series(LineSeries::new(
+            losses.iter().enumerate().map(|(i, l)| (i as f64 + 1.0, *l)),
+            blue.mix(0.35).stroke_width(1),
+        ))
+        .map_err(e)?;
+    let window = 20usize;
+    let smooth: Vec<(f64, f64)> = (0..losses.len())
+        .map(|i| {
+            let from = i.saturating_sub(window - 1);
+            let w = &losses[from..=i];
+            (i as f64 + 1.0, w.iter().sum::<f64>() / w.len() as f64)
+        })
+        .collect();
+    chart
+        .draw_series(LineSeries::new(smooth, blue.stroke_width(3)))
+        .map_err(e)?;
+    if let Some(b) = bottom {
+        let lo = dev.iter().map(|d| d.1).fold(f64::INFINITY, f64::min);
+        let hi = dev.iter().map(|d| d.1).fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.1).max(1.0);
+        let mut c = ChartBuilder::on(&b);
+        c.margin(10);
+        if text {
+            c.x_label_area_size(30).y_label_area_size(50);
+        }
+        let mut chart = c
+            .build_cartesian_2d(0.0..n + 1.0, (lo - pad)..(hi + pad))
+            .map_err(e)?;
+        if text {
+            chart.configure_mesh().x_desc("update").y_desc("dev score").draw().map_err(e)?;
+        }
+        let orange = RGBColor(213, 94, 0);
+        chart
+            .draw_series(LineSeries::new(dev.iter().copied(), orange.stroke_width(2)))
+            .map_err(e)?;
+        chart
+            .draw_series(dev.iter().map(|&p| Circle::new(p, 3, orange.filled())))
+            .map_err(e)?;
+        // The first of equal best scores: the one model selection keeps.
+        let best = dev
+            .iter()
+            .copied()
+            .fold(None, |acc: Option<(f64, f64)>, p| match acc {
+                Some(a) if a.1 >= p.1 => Some(a),
+                _ => Some(p),
+            });
+        if let Some(best) = best {
+            chart
+                .draw_series(std::iter::once(Circle::new(best, 7, BLACK.stroke_width(2))))
+                .map_err(e)?;
+        }
+    }
+    root.present().map_err(e)
+}
+
+/// `plot_training(model, path)`: the training curve of a trained model.
+fn plot_training(ctx: &Ctx, m: &crate::script::values::ModelValue, path: &str) -> RResult<String> {
+    let t = m.training.as_ref().ok_or_else(|| {
+        rerr(format!("plot_training: `{}` was not trained in this script (a loaded model has no curve)", m.name))
+    })?;
+    let losses: Vec<f64> = t["losses"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    let dev: Vec<(f64, f64)> = t["dev"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let title = format!(
+        "{}: {} updates{}",
+        m.name,
+        losses.len(),
+        t["best_step"]
+            .as_u64()
+            .map(|s| format!(", best dev at update {s} (circled)"))
+            .unwrap_or_default()
+    );
+    let p = PathBuf::from(path);
+    let p2 = p.clone();
+    let text = render(&p, &move |svg, text| {
+        if svg {
+            draw_training(SVGBackend::new(&p2, (900, 500)).into_drawing_area(), &title, &losses, &dev, text)
+        } else {
+            draw_training(BitMapBackend::new(&p2, (900, 500)).into_drawing_area(), &title, &losses, &dev, text)
+        }
+    })?;
+    record(ctx, &p, text);
+    Ok(path.to_string())
+}
+
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
+    engine.register_fn(
+        "plot_training",
+        move |m: crate::script::values::ModelValue, path: &str| {
+            c.writable(path).map_err(rerr)?;
+            plot_training(&c, &m, path)
+        },
+    );
+    let c = ctx.clone();
     engine.register_fn("plot_languages", move |results: Map, path: &str| {
+        c.writable(path).map_err(rerr)?;
         plot_languages(&c, &results, path)
     });
     let c = ctx.clone();
     engine.register_fn("plot_gain", move |gains: Map, path: &str| {
+        c.writable(path).map_err(rerr)?;
         plot_gain(&c, &gains, path)
     });
     let _ = Dynamic::UNIT;

@@ -374,12 +374,16 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.register_fn("table", |v: Dynamic| to_table(&v));
     engine.register_fn("markdown", |t: &mut TableValue| t.markdown());
     engine.register_fn("csv", |t: &mut TableValue| t.csv());
-    engine.register_fn("save", |t: &mut TableValue, path: &str| {
+    let c = ctx.clone();
+    engine.register_fn("save", move |t: &mut TableValue, path: &str| {
+        c.writable(path).map_err(rerr)?;
         write_value(&Dynamic::from(t.clone()), path)
     });
     let c = ctx.clone();
     engine.register_fn("show", move |v: Dynamic| show(&c, &v));
-    engine.register_fn("save_results", |v: Dynamic, path: &str| {
+    let c = ctx.clone();
+    engine.register_fn("save_results", move |v: Dynamic, path: &str| {
+        c.writable(path).map_err(rerr)?;
         write_value(&v, path)
     });
     engine.register_fn("load_results", |path: &str| -> RResult<Dynamic> {

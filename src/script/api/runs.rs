@@ -73,6 +73,17 @@ fn memo(ctx: &Ctx, nctx: &NativeCallContext, key: Dynamic, f: FnPtr) -> RResult<
         ));
         return from_json(&v);
     }
+    // One process computes a key at a time: a second waits, then reuses.
+    let key = crate::store::config_key(&k);
+    let _claim = store
+        .claim(&key, &mut |pid| {
+            ctx.note(&format!("memo: process {pid} is computing this key; waiting for it"))
+        })
+        .map_err(rerr)?;
+    if let Some(v) = store.get_value(&k).map_err(rerr)? {
+        ctx.note("memo: reusing what the other process computed");
+        return from_json(&v);
+    }
     let v: Dynamic = f.call_within_context(nctx, ())?;
     store.put_value(&k, &to_json(&v)?).map_err(rerr)?;
     Ok(v)
@@ -124,8 +135,10 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         move |nctx: NativeCallContext, key: Dynamic, f: FnPtr| memo(&c, &nctx, key, f),
     );
     let c = ctx.clone();
-    engine.register_fn("store", move |dir: &str| {
+    engine.register_fn("store", move |dir: &str| -> RResult<()> {
+        c.writable(dir).map_err(rerr)?;
         *c.store_dir.borrow_mut() = std::path::PathBuf::from(dir);
+        Ok(())
     });
     let c = ctx.clone();
     engine.register_fn("report_dir", move || {

@@ -178,7 +178,7 @@ fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
                 .unwrap_or_else(|| "tsv".into())
         });
         let mut parts =
-            engine_bridge::read_tsv(&path, &tname, &columns, &labels, a.limit).map_err(rerr)?;
+            engine_bridge::read_tsv(&path, &tname, &columns, &labels, a.limit, a.skip_bad_lines.unwrap_or(false)).map_err(rerr)?;
         for p in &mut parts {
             p.split = split.clone();
         }
@@ -280,12 +280,38 @@ fn load_mlm(ctx: &Ctx, a: &TaskArgs) -> RResult<TaskValue> {
     Ok(TaskValue::new("mlm", nli.split.clone(), parts))
 }
 
+/// Lines left out under `skip_bad_lines` are said in the run's output and
+/// its report, not only when the script prints the task.
+fn report_skips(ctx: &Ctx, t: &TaskValue) {
+    let n: usize = t.parts.iter().map(|d| d.skipped.bad_lines).sum();
+    if n == 0 {
+        return;
+    }
+    let first = t
+        .parts
+        .iter()
+        .flat_map(|d| d.skipped.first.first())
+        .next()
+        .map(|b| format!("; the first: {b}"))
+        .unwrap_or_default();
+    let msg = format!(
+        "task `{}` ({}): {n} malformed line{} left out (skip_bad_lines){first}",
+        t.name,
+        t.split,
+        if n == 1 { "" } else { "s" }
+    );
+    eprintln!("warning: {msg}");
+    ctx.recorder.borrow_mut().text(&format!("warning: {msg}"));
+}
+
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.build_type::<TaskValue>();
     let c = ctx.clone();
     engine.register_fn("task", move |name: &str, opts: Map| {
         let args: TaskArgs = from_map(&format!("task(\"{name}\") options"), &opts)?;
-        load(&c, name, args)
+        let t = load(&c, name, args)?;
+        report_skips(&c, &t);
+        Ok::<_, Box<rhai::EvalAltResult>>(t)
     });
     let c = ctx.clone();
     engine.register_fn("task", move |name: &str| {

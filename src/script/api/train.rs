@@ -48,12 +48,16 @@ pub fn call_options(what: &str, cfg: &crate::model::XlmrConfig, map: &Map) -> RR
             .as_bool()
             .map_err(|t| rerr(format!("{what}: `new_head` takes true or false, not {t}")))?,
     };
+    for (k, v) in &rest {
+        if let Ok(x) = v.as_float() {
+            if !x.is_finite() {
+                return Err(rerr(format!("{what}: `{k}` is {x}, out of the range of numbers (give a finite value)")));
+            }
+        }
+    }
     let json = serde_json::to_value(Dynamic::from_map(rest)).map_err(|e| rerr(format!("{what}: {e}")))?;
     let mut options = RunOptions::resolve(&json, Some(cfg.hidden_size))
         .map_err(|e| rerr(format!("{what}: {e}")))?;
-    if options.is_explicit("checkpoint_every") {
-        return Err(rerr(format!("{what}: `checkpoint_every` is not honoured by training in a script yet (a killed script re-runs its unfinished condition; finished ones are kept in the store); leave it out")));
-    }
     options
         .require_dev(dev.is_some(), what)
         .map_err(rerr)?;
@@ -106,8 +110,53 @@ fn derived_fingerprint(parts: serde_json::Value) -> String {
     crate::protocol::fingerprint::of_json(&parts)
 }
 
-fn interrupted(what: &str) -> Box<rhai::EvalAltResult> {
-    rerr(format!("interrupted (Ctrl-C) during {what}; finished runs are kept (memo), this one is not: run again to go on"))
+/// The options as a fingerprint sees them: how often checkpoints are
+/// written does not change the numbers.
+fn options_key(o: &RunOptions) -> serde_json::Value {
+    let mut o = o.clone();
+    o.checkpoint_every = None;
+    serde_json::to_value(&o).unwrap_or_default()
+}
+
+fn interrupted(what: &str, report: &crate::protocol::train::TrainReport, dir: &std::path::Path) -> Box<rhai::EvalAltResult> {
+    rerr(format!(
+        "interrupted ({}) during {what} at update {}; its checkpoint is in {}: run the script again to resume from it",
+        crate::script::context::signal_name(),
+        report.steps,
+        dir.display()
+    ))
+}
+
+/// Where a training call of a script checkpoints: under the store, by the
+/// fingerprint of what it trains (the model, data and options), so the
+/// next run of the same script finds and resumes it.
+fn checkpoint_dir(ctx: &Ctx, fingerprint: &str) -> std::path::PathBuf {
+    ctx.store_dir
+        .borrow()
+        .join("checkpoints")
+        .join(&fingerprint[..16.min(fingerprint.len())])
+}
+
+/// One process trains a job (and writes its checkpoints) at a time: a
+/// second one running the same script waits, then resumes from the first
+/// one's final checkpoint instead of training again.
+fn claim(ctx: &Ctx, what: &str, fingerprint: &str) -> RResult<crate::store::Claim> {
+    super::runs::results_store(ctx)
+        .claim(fingerprint, &mut |pid| {
+            ctx.note(&format!("{what}: process {pid} is training this; waiting for it"))
+        })
+        .map_err(rerr)
+}
+
+/// Says how a training call began: fresh, resumed, or already finished.
+fn resumed_note(ctx: &Ctx, what: &str, report: &crate::protocol::train::TrainReport, dir: &std::path::Path) {
+    if let Some(step) = report.resumed_from {
+        if step >= report.steps {
+            ctx.note(&format!("{what}: finished before; its final checkpoint in {} reused", dir.display()));
+        } else {
+            ctx.note(&format!("{what}: resumed from the checkpoint at update {step} in {}", dir.display()));
+        }
+    }
 }
 
 /// `train(model, task, opts)`.
@@ -124,17 +173,30 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
     } else {
         m.optimizer.clone()
     };
+    let fresh = call.new_head || m.pretrained;
+    let fingerprint = derived_fingerprint(serde_json::json!({
+        "parent": m.fingerprint,
+        "task": t.fingerprint().map_err(rerr)?,
+        "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
+        "options": options_key(run),
+        "fresh": fresh,
+        "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
+    }));
+    let dir = checkpoint_dir(ctx, &fingerprint);
+    let _claim = claim(ctx, &what, &fingerprint)?;
     let job = TrainJob {
         dev: dev.as_ref(),
-        fresh: call.new_head || m.pretrained,
+        fresh,
         optimizer: carry,
+        checkpoint_dir: Some(dir.clone()),
         ..TrainJob::new(&m.model, &t.parts, run)
     };
     let (model, report) = engine_bridge::train(&job, &mut *bar, &CANCEL)
         .map_err(|e| rerr(format!("{what}: {e}")))?;
     if report.cancelled {
-        return Err(interrupted(&what));
+        return Err(interrupted(&what, &report, &dir));
     }
+    resumed_note(ctx, &what, &report, &dir);
     let last = report.losses.last().copied().unwrap_or(f64::NAN);
     let selection = match (report.best_step, report.best_score) {
         (Some(s), Some(b)) => format!(
@@ -148,21 +210,15 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         "{what}: {} updates, last loss {last:.4}{selection}",
         report.steps
     ));
-    let fingerprint = derived_fingerprint(serde_json::json!({
-        "parent": m.fingerprint,
-        "task": t.fingerprint().map_err(rerr)?,
-        "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
-        "options": run,
-        "fresh": job.fresh,
-        "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
-    }));
+    let mut summary = training_summary(&report, &t.name);
+    summary["curve"] = serde_json::json!(dir.join("curve.jsonl").display().to_string());
     Ok(ModelValue {
         model: Arc::new(model),
         name: format!("{}+{}", m.name, t.name),
         pretrained: false,
         optimizer: report.optimizer.clone(),
         fingerprint,
-        training: Some(Arc::new(training_summary(&report, &t.name))),
+        training: Some(Arc::new(summary)),
     })
 }
 
@@ -297,19 +353,30 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         .iter()
         .map(|t| (t.name.clone(), t.parts.as_ref().clone()))
         .collect();
+    let fps: Vec<String> = ts.iter().map(|t| t.fingerprint()).collect::<crate::Result<_>>().map_err(rerr)?;
+    let fingerprint = derived_fingerprint(serde_json::json!({
+        "parent": m.fingerprint,
+        "mix": fps,
+        "sampling": sampling,
+        "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
+        "options": options_key(&call.options.options),
+    }));
+    let dir = checkpoint_dir(ctx, &fingerprint);
+    let _claim = claim(ctx, "multitask", &fingerprint)?;
     let job = MultitaskJob {
         model: &m.model,
         tasks: &data,
         sampling: &sampling,
         dev: dev.as_ref(),
         options: &call.options.options,
-        checkpoint_dir: None,
+        checkpoint_dir: Some(dir.clone()),
     };
     let (model, report) = engine_bridge::multitask(&job, &mut *bar, &CANCEL)
         .map_err(|e| rerr(format!("multitask: {e}")))?;
     if report.cancelled {
-        return Err(interrupted("multitask"));
+        return Err(interrupted("multitask", &report, &dir));
     }
+    resumed_note(ctx, "multitask", &report, &dir);
     let mut per_task = vec![];
     for (i, n) in names.iter().enumerate() {
         let k = report.task_losses.iter().filter(|(t, _)| *t == i).count();
@@ -322,21 +389,17 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         per_task.join(", "),
         report.losses.last().copied().unwrap_or(f64::NAN)
     ));
-    let fps: Vec<String> = ts.iter().map(|t| t.fingerprint()).collect::<crate::Result<_>>().map_err(rerr)?;
-    let fingerprint = derived_fingerprint(serde_json::json!({
-        "parent": m.fingerprint,
-        "mix": fps,
-        "sampling": sampling,
-        "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
-        "options": call.options.options,
-    }));
     Ok(ModelValue {
         model: Arc::new(model),
         name: format!("{}+mix({})", m.name, names.join(",")),
         pretrained: false,
         optimizer: report.optimizer.clone(),
         fingerprint,
-        training: Some(Arc::new(training_summary(&report, "multitask"))),
+        training: Some(Arc::new({
+            let mut s = training_summary(&report, "multitask");
+            s["curve"] = serde_json::json!(dir.join("curve.jsonl").display().to_string());
+            s
+        })),
     })
 }
 
@@ -362,7 +425,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
         let e = engine_bridge::evaluate(&m.model, ds, &run, &mut *bar, &CANCEL).map_err(
             |e| {
                 if crate::script::context::cancelled() {
-                    interrupted("evaluate")
+                    rerr(format!("interrupted ({}) during evaluate; run the script again (finished training is kept in its checkpoints)", crate::script::context::signal_name()))
                 } else {
                     rerr(format!("evaluate on {}: {e}", ds.name()))
                 }

@@ -106,7 +106,7 @@ pub fn read_generic(
             None,
             |t| {
                 let texts = spec.text_columns.iter().map(|c| t.need(path, &[c.as_str()])).collect::<Result<Vec<_>>>()?;
-                Ok((texts, t.col(&[spec.label_column.as_str()]), spec.id_column.as_ref().and_then(|c| t.col(&[c.as_str()]))))
+                Ok((texts, Some(t.need(path, &[spec.label_column.as_str()])?), spec.id_column.as_ref().and_then(|c| t.col(&[c.as_str()]))))
             },
             |(texts, l, idc), f, line| {
                 let id = row_id(f, *idc, &path.display().to_string(), line);
@@ -165,6 +165,17 @@ fn read_csv(
         })
         .collect::<Result<Vec<_>>>()?;
     let lc = col(&spec.label_column);
+    if lc.is_none() {
+        return Err(data_err(
+            path,
+            1,
+            format!(
+                "header has no label column `{}` (it has: {}); name it with label_column",
+                spec.label_column,
+                header.join(", ")
+            ),
+        ));
+    }
     let idc = spec.id_column.as_deref().and_then(col);
     let mut sink = Sink::new(path, opts, report);
     let mut out = Vec::new();
