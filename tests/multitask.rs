@@ -263,3 +263,41 @@ fn the_task_is_drawn_per_update_not_per_batch() {
     assert_eq!(switches_inside, 0, "an update's 4 batches come from one task");
     assert!(switches_between > 10, "tasks do change between updates");
 }
+
+#[test]
+fn freeze_holds_the_shared_embeddings_and_one_head_fixed_in_a_mix() {
+    let cfg = XlmrConfig::new(Variant::PostLayerNorm, 30, 16, 1, 2, 32, 10).unwrap();
+    let enc = Model::random(&cfg, HeadKind::SpanQa, 0, &Device::Cpu, DType::F32)
+        .unwrap()
+        .encoder;
+    let tasks = vec![
+        ("binary".to_string(), HeadKind::Classification { labels: vec!["x".into(), "y".into()] }),
+        ("ternary".to_string(), HeadKind::Classification { labels: vec!["a".into(), "b".into(), "c".into()] }),
+    ];
+    let mt = MultiTaskModel::new(enc, &tasks, 3).unwrap();
+    let before: std::collections::BTreeMap<String, Tensor> = mt
+        .params()
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.copy().unwrap()))
+        .collect();
+    let mut next = |epoch: usize| {
+        let probs = Sampling::Uniform.probabilities(&["a".into(), "b".into()], &[4, 4]).unwrap();
+        interleave(8, 1, &mut TaskSampler::new(&probs, epoch as u64), &mut |t, e| Ok(task_batches(t, e)), 2)
+    };
+    let opts = TrainOptions {
+        adamw: AdamWConfig { lr: 1e-3, ..Default::default() },
+        epochs: 2,
+        freeze: vec!["embeddings".into(), "binary/classifier".into()],
+        ..Default::default()
+    };
+    let report = fine_tune(&mt, &mut next, &opts, &mut Silent, &AtomicBool::new(false)).unwrap();
+    let moments = &report.optimizer.unwrap().moments;
+    let after = mt.params().tensors();
+    for (name, t) in &before {
+        let frozen = name.starts_with("roberta.embeddings.") || name.starts_with("binary/classifier.");
+        let d = stilts_diff(t, &after[name]);
+        assert_eq!(frozen, d == 0.0, "{name}: frozen {frozen}, moved by {d}");
+        assert_eq!(frozen, !moments.contains_key(name), "{name}: optimizer state");
+    }
+}

@@ -91,3 +91,21 @@ fn selection_keys_without_a_dev_set_and_bad_values_are_errors() {
     let e = RunOptions::resolve(&serde_json::json!({"eval_evry": 5}), None).unwrap_err().to_string();
     assert!(e.contains("did you mean `eval_every`"), "{e}");
 }
+
+#[test]
+fn freeze_reaches_the_loop_and_malformed_entries_are_errors() {
+    let r = RunOptions::resolve(&serde_json::json!({"freeze": ["embeddings", "layers:0-3"]}), None)
+        .unwrap();
+    assert_eq!(r.options.freeze, vec!["embeddings", "layers:0-3"]);
+    assert_eq!(r.options.train_options(None).freeze, r.options.freeze);
+    assert!(preset("jiant").unwrap().freeze.is_empty(), "nothing is frozen by default");
+    for (bad, says) in [
+        (serde_json::json!({"freeze": ["layers:3-1"]}), "counts down"),
+        (serde_json::json!({"freeze": ["layers:x"]}), "whole numbers"),
+        (serde_json::json!({"freeze": [""]}), "is empty"),
+        (serde_json::json!({"freeze": "embeddings"}), "`freeze`: invalid type: string"),
+    ] {
+        let err = RunOptions::resolve(&bad, None).unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}

@@ -101,3 +101,32 @@ fn results_index_compare_and_table() {
         75.0
     );
 }
+
+#[test]
+fn task_sample_is_a_seeded_label_balanced_sample() {
+    let mnli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/intermediate/mnli");
+    let mnli = if mnli.is_dir() { mnli } else { std::path::PathBuf::from("../shared/data/intermediate/mnli") };
+    let mut rt = Runtime::new(Settings { quiet: true, ..Default::default() });
+    let d = mnli.display();
+    let v = rt
+        .eval("s", &format!(r#"
+let ids = |t| t.peek(t.len).map(|e| e.id);
+let labels = |t| {{ let c = #{{}}; for e in t.peek(t.len) {{ if c.contains(e.label) {{ c[e.label] += 1; }} else {{ c[e.label] = 1; }} }} c }};
+let a = task("mnli", #{{data: "{d}", sample: 30, sample_seed: 2}});
+let b = task("mnli", #{{data: "{d}", sample: 30, sample_seed: 2}});
+let c = task("mnli", #{{data: "{d}", sample: 30}});
+let first = task("mnli", #{{data: "{d}", limit: 30}});
+[a.len, labels.call(a), ids.call(a) == ids.call(b), ids.call(a) == ids.call(c), labels.call(first).len()]
+"#))
+        .unwrap();
+    let arr = v.into_array().unwrap();
+    assert_eq!(arr[0].as_int().unwrap(), 30);
+    let counts = arr[1].clone().cast::<rhai::Map>();
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|c| c.as_int().unwrap() == 10), "{counts:?}");
+    assert!(arr[2].as_bool().unwrap(), "same seed, same sample");
+    assert!(!arr[3].as_bool().unwrap(), "seed 0 differs from seed 2");
+    assert_eq!(arr[4].as_int().unwrap(), 1, "the first 30 lines are one label");
+    let e = rt.eval("e", &format!(r#"task("mnli", #{{data: "{d}", sample_seed: 2}})"#)).unwrap_err();
+    assert!(e.message.contains("`sample_seed` without `sample`"), "{e}");
+}

@@ -87,6 +87,8 @@ fn keys_a_call_cannot_honour_are_errors() {
         ("train(m, sst, #{dev: 3})", "`dev` takes a task"),
         ("multitask(m, [sst, mnli], #{dev: sst_dev, sampling: #{probs: #{sst2: 1.0}}})", "no probability for task `mnli`"),
         ("train(m, mnli, #{dev: sst_dev})", "needs a classification head"),
+        ("train(m, sst, #{freeze: [\"embedings\"]})", "`freeze` entry `embedings` matches no parameter"),
+        ("stilts(m, sst, mnli, #{target: #{freeze: [\"layers:0-4\"]}})", "encoder.layer.1"),
     ] {
         let src = format!("{PRELUDE}\n{call};\n");
         let (code, _, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);

@@ -162,3 +162,22 @@ fn real_recipes_dry_runs_print_the_plan() {
         "{out}"
     );
 }
+
+#[test]
+fn the_cpu_xnli_recipe_names_the_import_command_when_the_model_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    for s in ["scripts/xnli_cpu.rhai", "benches/finetune_stilts.rhai"] {
+        let script = root().join(s);
+        let (code, _, err) = stilts(&["check", script.to_str().unwrap()], dir.path());
+        assert_eq!(code, 0, "{s}: {err}");
+        let (code, _, err) = stilts(
+            &["--quiet", "run", script.to_str().unwrap(), "--no-report", "--set", "model=no/such/dir"],
+            dir.path(),
+        );
+        assert_eq!(code, 1, "{s}: {err}");
+        assert!(
+            err.contains("no model in no/such/dir") && err.contains("tools/get_me5_small.sh no/such/dir"),
+            "{s}: {err}"
+        );
+    }
+}

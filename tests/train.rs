@@ -195,3 +195,115 @@ fn a_tiny_model_learns_with_the_factored_optimizer() {
     let last: f64 = report.losses[report.losses.len() - 8..].iter().sum::<f64>() / 8.0;
     assert!(last < first * 0.5, "loss did not fall: {first} -> {last}");
 }
+
+/// Copies of every parameter's values, by name.
+fn values(m: &Model) -> std::collections::BTreeMap<String, Tensor> {
+    m.params()
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.copy().unwrap()))
+        .collect()
+}
+
+#[test]
+fn frozen_parameters_stay_bit_identical_and_hold_no_optimizer_state() {
+    let m = model(3);
+    let before = values(&m);
+    let o = TrainOptions {
+        freeze: vec!["embeddings".into(), "layers:0".into()],
+        ..opts(2)
+    };
+    let report = train_toy(&m, &o);
+    let after = values(&m);
+    let is_frozen =
+        |n: &str| n.starts_with("roberta.embeddings.") || n.starts_with("roberta.encoder.layer.0.");
+    let moments = &report.optimizer.as_ref().expect("optimizer state").moments;
+    let (mut frozen, mut trained) = (0, 0);
+    for (name, t) in &before {
+        let d = common::max_abs_diff(t, &after[name]);
+        if is_frozen(name) {
+            frozen += 1;
+            assert_eq!(d, 0.0, "frozen {name} moved by {d}");
+            assert!(!moments.contains_key(name), "AdamW keeps state for frozen {name}");
+        } else {
+            trained += 1;
+            assert!(d > 0.0, "trainable {name} did not move");
+            assert!(moments.contains_key(name), "no AdamW state for {name}");
+        }
+    }
+    assert!(frozen >= 4 + 16 && trained >= 16, "{frozen} frozen, {trained} trained");
+    assert_eq!(moments.len(), trained);
+
+    // Without `freeze` the same run moves the embeddings: the check above can fail.
+    let m = model(3);
+    train_toy(&m, &opts(2));
+    let moved = values(&m);
+    assert!(
+        common::max_abs_diff(&before["roberta.embeddings.word_embeddings.weight"], &moved["roberta.embeddings.word_embeddings.weight"]) > 0.0
+    );
+}
+
+#[test]
+fn a_frozen_view_computes_no_gradient_for_frozen_parameters() {
+    use stilts::protocol::train::Trainable;
+    let m = model(1);
+    let frozen: std::collections::BTreeSet<String> = m
+        .params()
+        .names()
+        .filter(|n| n.starts_with("roberta.embeddings."))
+        .cloned()
+        .collect();
+    assert_eq!(frozen.len(), 5, "word, position, token type, LayerNorm weight and bias");
+    let view = m.for_training(DType::F32, false, &frozen).unwrap();
+    let (rows, labels) = data();
+    let (inputs, target) = batches(&rows, &labels).remove(0);
+    let grads = view
+        .batch_loss(&(inputs, target).into(), None)
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (name, var) in m.params().iter() {
+        let g = grads.get(var.as_tensor());
+        if frozen.contains(name) {
+            assert!(g.is_none(), "frozen {name} got a gradient");
+            assert!(view.params().get(name).is_none(), "{name} listed as trainable");
+        } else {
+            assert!(g.is_some(), "{name} got no gradient");
+            // The view trains the model's own parameters, not copies.
+            assert_eq!(view.params().get(name).unwrap().as_tensor().id(), var.as_tensor().id());
+        }
+    }
+}
+
+#[test]
+fn a_freeze_entry_that_matches_nothing_is_an_error_naming_the_prefixes() {
+    let m = model(0);
+    let (rows, labels) = data();
+    let run = |freeze: &[&str]| {
+        let o = TrainOptions {
+            freeze: freeze.iter().map(|s| s.to_string()).collect(),
+            ..opts(1)
+        };
+        fine_tune(
+            &m,
+            &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()),
+            &o,
+            &mut Silent,
+            &AtomicBool::new(false),
+        )
+        .err()
+        .map(|e| e.to_string())
+    };
+    let err = run(&["embedding"]).expect("a typo must not train");
+    assert!(
+        err.contains("`embedding`")
+            && err.contains("embeddings, encoder.layer.0-1 (`layers:0-1`), classifier"),
+        "{err}"
+    );
+    let err = run(&["layers:1-2"]).expect("layer 2 does not exist");
+    assert!(err.contains("encoder.layer.2"), "{err}");
+    // Whole components: `encoder.layer.1` is layer 1, and a full name works too.
+    assert!(run(&["roberta.encoder.layer.1", "classifier.dense.weight"]).is_none());
+    let err = run(&["embeddings", "encoder", "classifier"]).expect("nothing to train");
+    assert!(err.contains("nothing is left to train"), "{err}");
+}

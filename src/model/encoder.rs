@@ -3,6 +3,8 @@
 //! `roberta.` / `bert.`. One network; the variant decides the LayerNorm
 //! placement, the names, and the position-id rule ([`PositionRule`]).
 
+use std::collections::BTreeSet;
+
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{PositionRule, Variant, XlmrConfig};
@@ -609,6 +611,17 @@ impl Encoder {
 
     /// Rebuilds the encoder with its current weights in another dtype or on
     /// another device (a copy: training one does not move the other).
+    /// The same encoder, its parameters shared (not copied), with those
+    /// named in `frozen` as plain tensors: they get no gradient and are not
+    /// in the view's `params()` (training's `freeze`).
+    pub fn with_frozen(&self, frozen: &BTreeSet<String>) -> Result<Self> {
+        let mut pb = ParamBuilder::shared(&self.params, frozen, self.device(), self.dtype());
+        let mut enc = Encoder::build(&self.config, &mut pb)?;
+        enc.gradient_checkpointing = self.gradient_checkpointing;
+        enc.compute_dtype = self.compute_dtype;
+        Ok(enc)
+    }
+
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
         // detach: a Var built from a detached tensor owns a fresh copy.
         let source = self

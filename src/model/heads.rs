@@ -385,6 +385,20 @@ impl Head {
 
     /// A copy of the head in another dtype or on another device.
     /// (`encoder` is the copy the head will sit on.)
+    /// The same head on `encoder` (a [`Encoder::with_frozen`] view), its
+    /// parameters shared, those named in `frozen` as plain tensors.
+    pub fn with_frozen(
+        &self,
+        config: &XlmrConfig,
+        encoder: &Encoder,
+        frozen: &std::collections::BTreeSet<String>,
+    ) -> Result<Self> {
+        let mut pb = ParamBuilder::shared(&self.params, frozen, encoder.device(), encoder.dtype());
+        let mut head = Head::build(config, self.kind.clone(), &mut pb, encoder)?;
+        head.compute_dtype = self.compute_dtype;
+        Ok(head)
+    }
+
     pub fn to(
         &self,
         config: &XlmrConfig,

@@ -251,6 +251,20 @@ impl Model {
         self
     }
 
+    /// A view for training with the parameters named in `frozen` held
+    /// fixed: the same weights (shared, not copied), the frozen ones as
+    /// plain tensors, so backward computes no gradient for them and the
+    /// view's `params()` lists only the others.
+    pub fn with_frozen(&self, frozen: &std::collections::BTreeSet<String>) -> Result<Self> {
+        let encoder = self.encoder.with_frozen(frozen)?;
+        Ok(Model {
+            head: self.head.with_frozen(self.config(), &encoder, frozen)?,
+            encoder,
+            tokenizer: self.tokenizer.clone(),
+            report: self.report.clone(),
+        })
+    }
+
     /// A view for evaluation (PyTorch's `inference_mode`): the same weights,
     /// shared not copied, as plain tensors, so a forward pass records no
     /// autograd graph and frees activations as it goes. Not for training:

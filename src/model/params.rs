@@ -95,6 +95,8 @@ pub struct ParamBuilder {
     device: Device,
     dtype: DType,
     inference: bool,
+    /// Names handed back as plain tensors (no gradient): frozen parameters.
+    frozen: BTreeSet<String>,
 }
 
 impl ParamBuilder {
@@ -118,6 +120,7 @@ impl ParamBuilder {
             device: device.clone(),
             dtype,
             inference: false,
+            frozen: BTreeSet::new(),
         }
     }
 
@@ -168,7 +171,7 @@ impl ParamBuilder {
                 self.init(shape, init)?
             }
         };
-        if self.inference {
+        if self.inference || self.frozen.contains(name) {
             // Plain tensors sharing the weights' storage: no copy, and no
             // autograd graph is recorded through them.
             return Ok(tensor.detach());
@@ -185,6 +188,22 @@ impl ParamBuilder {
     pub fn for_inference(mut self) -> Self {
         self.inference = true;
         self
+    }
+
+    /// Hands the parameters named in `frozen` back as plain tensors (shared
+    /// storage, not registered): a forward pass through them records no
+    /// graph, so they get no gradient (training's `freeze`).
+    pub fn freezing(mut self, frozen: &BTreeSet<String>) -> Self {
+        self.frozen = frozen.clone();
+        self
+    }
+
+    /// A builder over `params` themselves (the same `Var`s, not copies),
+    /// with the names in `frozen` as plain tensors: a view of a model in
+    /// which only the others are trained.
+    pub fn shared(params: &ParamStore, frozen: &BTreeSet<String>, device: &Device, dtype: DType) -> Self {
+        ParamBuilder::new(params.tensors().into_iter().collect(), "<in memory>", 0, 0.0, device, dtype)
+            .freezing(frozen)
     }
 
     fn init(&mut self, shape: &[usize], init: Init) -> Result<Tensor> {

@@ -2,6 +2,8 @@
 //! and a sampler that picks which task each update trains on (jiant's
 //! `task_sampler.py` strategies).
 
+use std::collections::BTreeSet;
+
 use candle_core::DType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -219,13 +221,29 @@ impl Trainable for MultiTaskModel {
         Ok(Loss::new(head.loss(&out, &batch.target)?, recompute))
     }
 
-    fn for_training(&self, dtype: DType, checkpointing: bool) -> Box<dyn Trainable> {
+    fn for_training(
+        &self,
+        dtype: DType,
+        checkpointing: bool,
+        frozen: &BTreeSet<String>,
+    ) -> Result<Box<dyn Trainable>> {
         let mut m = self.clone();
         m.encoder.compute_dtype = dtype;
         m.encoder.gradient_checkpointing = checkpointing;
         for (_, h) in &mut m.heads {
             h.compute_dtype = dtype;
         }
-        Box::new(m)
+        if !frozen.is_empty() {
+            // Heads' parameters are `TASK/name` here, plain `name` in the head.
+            m.encoder = m.encoder.with_frozen(frozen)?;
+            for (task, h) in &mut m.heads {
+                let mine: BTreeSet<String> = frozen
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(&format!("{task}/")).map(str::to_string))
+                    .collect();
+                *h = h.with_frozen(&m.encoder.config, &m.encoder, &mine)?;
+            }
+        }
+        Ok(Box::new(m))
     }
 }

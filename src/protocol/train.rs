@@ -1,6 +1,7 @@
 //! The fine-tuning loop: dropout on, AdamW with a linear schedule, global
 //! gradient clipping, gradient accumulation, mixed precision, guard rails.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Tensor};
@@ -41,6 +42,12 @@ pub struct TrainOptions {
     /// STILTs without resetting the optimizer. `None` resets (the default).
     #[serde(skip)]
     pub initial_optimizer: Option<std::sync::Arc<OptimizerState>>,
+    /// Parameters held fixed: prefixes of their names (see
+    /// [`super::presets::frozen_parameters`]). They get no gradient (the
+    /// forward runs through them as plain tensors), no optimizer state and
+    /// no update.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<String>,
 }
 
 impl Default for TrainOptions {
@@ -60,6 +67,7 @@ impl Default for TrainOptions {
             checkpoint_every: None,
             checkpoint_dir: None,
             initial_optimizer: None,
+            freeze: vec![],
         }
     }
 }
@@ -189,8 +197,15 @@ pub trait Trainable {
     /// The loss of one batch (`rng`: dropout on).
     fn batch_loss(&self, batch: &TrainBatch, rng: Option<&mut DropoutRng>) -> Result<Loss>;
     /// The same model (weights shared) computing its matmuls in `dtype`
-    /// (mixed precision), with gradient checkpointing on or off.
-    fn for_training(&self, dtype: DType, checkpointing: bool) -> Box<dyn Trainable>;
+    /// (mixed precision), with gradient checkpointing on or off, and the
+    /// parameters named in `frozen` as plain tensors (no gradient; not in
+    /// the view's `params()`).
+    fn for_training(
+        &self,
+        dtype: DType,
+        checkpointing: bool,
+        frozen: &BTreeSet<String>,
+    ) -> Result<Box<dyn Trainable>>;
 }
 
 impl Trainable for Model {
@@ -203,12 +218,17 @@ impl Trainable for Model {
     fn batch_loss(&self, batch: &TrainBatch, rng: Option<&mut DropoutRng>) -> Result<Loss> {
         self.train_loss(&batch.inputs, &batch.target, rng)
     }
-    fn for_training(&self, dtype: DType, checkpointing: bool) -> Box<dyn Trainable> {
-        Box::new(
-            self.clone()
-                .with_compute_dtype(dtype)
-                .with_gradient_checkpointing(checkpointing),
-        )
+    fn for_training(
+        &self,
+        dtype: DType,
+        checkpointing: bool,
+        frozen: &BTreeSet<String>,
+    ) -> Result<Box<dyn Trainable>> {
+        let m = self
+            .clone()
+            .with_compute_dtype(dtype)
+            .with_gradient_checkpointing(checkpointing);
+        Ok(Box::new(if frozen.is_empty() { m } else { m.with_frozen(frozen)? }))
     }
 }
 
@@ -289,11 +309,34 @@ pub fn fine_tune_with_eval(
         total = total.min(m);
     }
     let schedule = LinearSchedule::new(opts.adamw.lr, opts.warmup, total);
-    let params = model.params();
+    let all = model.params();
+    let names: Vec<String> = all.names().cloned().collect();
+    let frozen = super::presets::frozen_parameters(&opts.freeze, &names)?;
     progress.message(&format!(
         "memory estimate (largest batch): {}",
-        memory_estimate(model, &params, &first, opts).summary()
+        memory_estimate(model, &all, &first, opts).summary()
     ));
+    let runner = model.for_training(
+        if opts.bf16 {
+            DType::BF16
+        } else {
+            model.encoder().dtype()
+        },
+        opts.gradient_checkpointing,
+        &frozen,
+    )?;
+    // What is trained: every parameter but the frozen ones (the runner's
+    // own, the same `Var`s as the model's).
+    let params = runner.params();
+    if !frozen.is_empty() {
+        let n: usize = frozen.iter().filter_map(|k| all.get(k)).map(|v| v.elem_count()).sum();
+        progress.message(&format!(
+            "frozen: {} tensors, {n} of {} parameters ({})",
+            frozen.len(),
+            all.num_parameters(),
+            opts.freeze.join(", ")
+        ));
+    }
     let mut opt = AdamW::new(params.clone(), opts.adamw.clone())?;
     if let Some(state) = &opts.initial_optimizer {
         let carried = opt.continue_from(state)?;
@@ -302,14 +345,6 @@ pub fn fine_tune_with_eval(
             params.len()
         ));
     }
-    let runner = model.for_training(
-        if opts.bf16 {
-            DType::BF16
-        } else {
-            model.encoder().dtype()
-        },
-        opts.gradient_checkpointing,
-    );
     let fingerprint = opts.fingerprint();
     let mut st = LoopState {
         step: 0,

@@ -44,6 +44,8 @@ fn option_keys(f: &str) -> Option<Vec<String>> {
             "split",
             "languages",
             "limit",
+            "sample",
+            "sample_seed",
             "skip_bad_lines",
             "file",
             "files",

@@ -175,6 +175,11 @@ pub struct TaskArgs {
     pub languages: Option<Vec<String>>,
     /// Read the first N examples of each file only.
     pub limit: Option<usize>,
+    /// A seeded sample of N examples of each part (language), label-balanced
+    /// for classification ([`crate::tasks::Dataset::sample`]), after `limit`.
+    pub sample: Option<usize>,
+    /// The sample's seed (default 0).
+    pub sample_seed: Option<u64>,
     /// Leave malformed lines out (counted) instead of failing.
     pub skip_bad_lines: Option<bool>,
     /// `task("tsv", ...)`: a headerless TSV file.

@@ -124,6 +124,74 @@ impl Dataset {
         c
     }
 
+    /// A seeded sample of `n` examples, kept in file order. A classification
+    /// task (a label set, labelled examples) gets the same number of each
+    /// label (`n / labels`, the first `n % labels` labels one more): a
+    /// label-balanced sample even from a file sorted by label, where the
+    /// first `n` lines would be one label. Other tasks get a uniform sample.
+    /// The same `(n, seed)` always picks the same examples.
+    pub fn sample(&self, n: usize, seed: u64) -> crate::error::Result<Dataset> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let where_ = || {
+            self.files
+                .first()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| self.name())
+        };
+        if n == 0 {
+            return Err(crate::error::Error::msg(format!(
+                "{}: `sample` must be at least 1",
+                where_()
+            )));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let labelled = !self.labels.is_empty()
+            && matches!(self.head, HeadKind::Classification { .. })
+            && self.examples.iter().all(|e| e.label().is_some());
+        let mut keep: Vec<usize> = if labelled {
+            let k = self.labels.len();
+            let mut by_label: Vec<Vec<usize>> = vec![vec![]; k];
+            for (i, e) in self.examples.iter().enumerate() {
+                if let Some(l) = e.label().filter(|&l| l < k) {
+                    by_label[l].push(i);
+                }
+            }
+            let mut keep = vec![];
+            for (l, mut idx) in by_label.into_iter().enumerate() {
+                let want = n / k + usize::from(l < n % k);
+                if idx.len() < want {
+                    return Err(crate::error::Error::msg(format!(
+                        "{}: `sample: {n}` takes {want} examples of label `{}`, but the {} read have only {} (read more lines: raise or drop `limit`, or sample fewer)",
+                        where_(),
+                        self.labels[l],
+                        self.examples.len(),
+                        idx.len()
+                    )));
+                }
+                idx.shuffle(&mut rng);
+                keep.extend_from_slice(&idx[..want]);
+            }
+            keep
+        } else {
+            if self.examples.len() < n {
+                return Err(crate::error::Error::msg(format!(
+                    "{}: `sample: {n}` is more than the {} examples read",
+                    where_(),
+                    self.examples.len()
+                )));
+            }
+            let mut idx: Vec<usize> = (0..self.examples.len()).collect();
+            idx.shuffle(&mut rng);
+            idx.truncate(n);
+            idx
+        };
+        keep.sort_unstable();
+        let mut out = self.clone();
+        out.examples = keep.into_iter().map(|i| self.examples[i].clone()).collect();
+        Ok(out)
+    }
+
     /// `task/split[/subset]`, for messages.
     pub fn name(&self) -> String {
         match &self.subset {

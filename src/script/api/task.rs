@@ -128,8 +128,27 @@ fn example_map(e: &Example, labels: &[String]) -> Map {
     m
 }
 
-/// `task(name, opts)`.
+/// `task(name, opts)`: the split, then (with `sample`) a seeded sample of
+/// each part.
 pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
+    if a.sample_seed.is_some() && a.sample.is_none() {
+        return Err(rerr(format!(
+            "task(\"{name}\"): `sample_seed` without `sample`: give `sample: N` (examples to draw) too"
+        )));
+    }
+    let (sample, seed) = (a.sample, a.sample_seed.unwrap_or(0));
+    let t = load_split(ctx, name, a)?;
+    let Some(n) = sample else { return Ok(t) };
+    let parts = t
+        .parts
+        .iter()
+        .map(|p| p.sample(n, seed))
+        .collect::<crate::Result<Vec<_>>>()
+        .map_err(rerr)?;
+    Ok(TaskValue::new(t.name, t.split, parts))
+}
+
+fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
     let read = ReadOptions {
         on_error: if a.skip_bad_lines.unwrap_or(false) {
             BadLines::Skip
