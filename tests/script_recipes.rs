@@ -22,19 +22,26 @@ fn root() -> std::path::PathBuf {
 
 #[test]
 fn quickstart_recipe_runs_and_writes_a_report() {
+    // Run outside the checkout (its store and checkpoints go to the temp
+    // folder), each run with a fresh store: the second run recomputes.
     let dir = tempfile::tempdir().unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let script = root().join("scripts/quickstart.rhai");
+    let data = format!("data={}", root().join("data/quickstart").display());
     let out = dir.path().join("rep");
     let (code, stdout, err) = stilts(
         &[
             "--quiet",
             "run",
-            "scripts/quickstart.rhai",
+            script.to_str().unwrap(),
             "--set",
             "epochs=1",
+            "--set",
+            &data,
             "--out",
             out.to_str().unwrap(),
         ],
-        &root(),
+        dir.path(),
     );
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -55,18 +62,20 @@ fn quickstart_recipe_runs_and_writes_a_report() {
             && out.join("results.json").exists()
     );
     // Deterministic: the same gain again (the tokenizer, init and data order are seeded).
-    let out2 = dir.path().join("rep2");
+    let out2 = dir2.path().join("rep2");
     let (code, stdout2, err) = stilts(
         &[
             "--quiet",
             "run",
-            "scripts/quickstart.rhai",
+            script.to_str().unwrap(),
             "--set",
             "epochs=1",
+            "--set",
+            &data,
             "--out",
             out2.to_str().unwrap(),
         ],
-        &root(),
+        dir2.path(),
     );
     assert_eq!(code, 0, "{err}");
     let gain = |s: &str| {
