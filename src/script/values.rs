@@ -185,7 +185,11 @@ impl Scores {
             let values = if s.runs.is_empty() { vec![s.value] } else { s.runs.clone() };
             (values, strata_of(&[&s.correct]))
         };
-        Some(stats::seed_estimate(&values, &runs, RESAMPLES, stat_seed(lang)))
+        let mut e = stats::seed_estimate(&values, &runs, RESAMPLES, stat_seed(lang));
+        // A score is a percentage: an interval past 0 or 100 (t with few
+        // seeds) is cut to what the metric can take.
+        e.ci = e.ci.map(|(lo, hi)| (lo.max(0.0), hi.min(100.0)));
+        Some(e)
     }
 
     /// Per-seed averages over languages, or the single value.
@@ -357,7 +361,9 @@ impl Comparison {
             };
             let (va, ra) = side(a);
             let (vb, rb) = side(b);
-            let e = stats::paired_seed_delta(&va, &ra, &vb, &rb, RESAMPLES, stat_seed(lang));
+            let mut e = stats::paired_seed_delta(&va, &ra, &vb, &rb, RESAMPLES, stat_seed(lang));
+            // A gain in points lies within [-100, 100].
+            e.ci = e.ci.map(|(lo, hi)| (lo.max(-100.0), hi.min(100.0)));
             let (base, new) = if lang == "avg" {
                 (a.avg(), b.avg())
             } else {
@@ -601,6 +607,21 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn intervals_stay_within_what_a_percentage_can_be() {
+        let a = Scores::mean_of(&[
+            scores("a", &[("de", 20.0)]),
+            scores("a", &[("de", 80.0)]),
+        ])
+        .unwrap();
+        let (lo, hi) = a.estimate("de").unwrap().ci.unwrap();
+        assert_eq!((lo, hi), (0.0, 100.0), "t with 1 degree of freedom spans past both ends");
+        let b = Scores::mean_of(&[scores("b", &[("de", 90.0)]), scores("b", &[("de", 10.0)])]).unwrap();
+        let c = Comparison::new(&a, &b).unwrap();
+        let (lo, hi) = c.by_lang["de"].ci.unwrap();
+        assert!(lo >= -100.0 && hi <= 100.0);
     }
 
     #[test]
