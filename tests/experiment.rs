@@ -61,6 +61,21 @@ struct Setup {
 }
 
 impl Setup {
+    /// The tiny model in `model_dir`, MNLI and SST-2 (`n` examples each).
+    fn new(model_dir: &Path, n: usize) -> Self {
+        let data = common::shared_data();
+        Setup {
+            model: model_dir.display().to_string(),
+            opts: RunOptions::from_overrides(
+                None,
+                &serde_json::json!({"lr": 1e-3, "batch_size": 16, "max_length": 48, "epochs": 1}),
+            )
+            .unwrap(),
+            mnli: load("mnli", &data.join("intermediate/mnli"), "train", &[], n),
+            sst2: load("sst2", &data.join("intermediate/sst2"), "train", &[], n),
+        }
+    }
+
     fn condition(&self, intermediate: Vec<TaskData>, evals: Vec<(String, TaskData)>, seed: u64) -> Condition {
         Condition {
             name: if intermediate.is_empty() { "none".into() } else { "sst2".into() },
@@ -93,16 +108,7 @@ fn conditions_run_are_reused_by_fingerprint_and_share_intermediate_phases() {
     let model_dir = tmp.path().join("tiny");
     tiny_dir(&model_dir);
     let data = common::shared_data();
-    let s = Setup {
-        model: model_dir.display().to_string(),
-        opts: RunOptions::from_overrides(
-            None,
-            &serde_json::json!({"lr": 1e-3, "batch_size": 16, "max_length": 48, "epochs": 1}),
-        )
-        .unwrap(),
-        mnli: load("mnli", &data.join("intermediate/mnli"), "train", &[], 48),
-        sst2: load("sst2", &data.join("intermediate/sst2"), "train", &[], 48),
-    };
+    let s = Setup::new(&model_dir, 48);
     let xnli = load("xnli", &data.join("xnli"), "dev", &["de", "sw"], 30);
     let store = Store::new(tmp.path().join("store/runs.jsonl"));
     let mut phases = 0;
@@ -164,16 +170,7 @@ fn a_changed_data_file_re_runs_exactly_the_conditions_that_read_it() {
         let head: Vec<&str> = text.lines().take(40).collect();
         std::fs::write(xdir.join(format!("dev-{l}.tsv")), head.join("\n") + "\n").unwrap();
     }
-    let s = Setup {
-        model: model_dir.display().to_string(),
-        opts: RunOptions::from_overrides(
-            None,
-            &serde_json::json!({"lr": 1e-3, "batch_size": 16, "max_length": 48, "epochs": 1}),
-        )
-        .unwrap(),
-        mnli: load("mnli", &data.join("intermediate/mnli"), "train", &[], 32),
-        sst2: load("sst2", &data.join("intermediate/sst2"), "train", &[], 32),
-    };
+    let s = Setup::new(&model_dir, 32);
     let store = Store::new(tmp.path().join("store/runs.jsonl"));
     let mut phases = 0;
     let conds = |s: &Setup| {

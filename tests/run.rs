@@ -151,15 +151,7 @@ fn multitask_mix_of_classification_and_multiple_choice() {
         ("sst2".to_string(), vec![sst.clone()]),
         ("hellaswag".to_string(), vec![hs.clone()]),
     ];
-    let job = MultitaskJob {
-        model: &base,
-        tasks: &mix,
-        sampling: &Sampling::Proportional,
-        dev: None,
-        options: &o,
-        checkpoint_dir: None,
-    };
-    let (models, report) = multitask(&job, &mut Silent, &AtomicBool::new(false)).unwrap();
+    let (models, report) = run_mix(&base, &mix, &o);
     assert_eq!(models.len(), 2);
     assert_eq!(report.steps, 12 + 3);
     assert_eq!(models[1].head.kind, HeadKind::MultipleChoice);
@@ -185,16 +177,7 @@ fn train_examples_cap_shortens_a_mix() {
     let steps = |extra: serde_json::Value| {
         let mut o = serde_json::json!({"batch_size": 8, "epochs": 1});
         o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        let o = opts(o);
-        let job = MultitaskJob {
-            model: &base,
-            tasks: &mix,
-            sampling: &Sampling::Proportional,
-            dev: None,
-            options: &o,
-            checkpoint_dir: None,
-        };
-        multitask(&job, &mut Silent, &AtomicBool::new(false)).unwrap().1
+        run_mix(&base, &mix, &opts(o)).1
     };
     let full = steps(serde_json::json!({}));
     let capped = steps(serde_json::json!({"train_examples_cap": 16}));
@@ -202,4 +185,21 @@ fn train_examples_cap_shortens_a_mix() {
     assert_eq!(capped.steps, 2 + 2, "16 of 96 and 16 of 24 examples, batches of 8");
     let per_task = |r: &stilts::protocol::train::TrainReport, t: usize| r.task_losses.iter().filter(|(k, _)| *k == t).count();
     assert!(per_task(&capped, 1) >= 1 && per_task(&capped, 0) >= 1);
+}
+
+/// A proportional mix trained without a dev set.
+fn run_mix(
+    base: &stilts::model::Model,
+    mix: &[(String, Vec<stilts::tasks::Dataset>)],
+    o: &stilts::protocol::presets::RunOptions,
+) -> (Vec<stilts::model::Model>, stilts::protocol::train::TrainReport) {
+    let job = MultitaskJob {
+        model: base,
+        tasks: mix,
+        sampling: &Sampling::Proportional,
+        dev: None,
+        options: o,
+        checkpoint_dir: None,
+    };
+    multitask(&job, &mut Silent, &AtomicBool::new(false)).unwrap()
 }
