@@ -268,7 +268,9 @@ fn settings(cli: &Cli, set: &[String]) -> crate::Result<Settings> {
         max_operations: cli.max_operations,
         max_memory: match cli.max_memory {
             Some(g) if g < 0.0 || !g.is_finite() => {
-                return Err(crate::Error::msg(format!("--max-memory {g}: give GiB >= 0 (0: no limit)")))
+                return Err(crate::Error::msg(format!(
+                    "--max-memory {g}: give GiB >= 0 (0: no limit)"
+                )))
             }
             Some(g) => (g * (1u64 << 30) as f64) as u64,
             None => context::default_memory_budget(),

@@ -38,7 +38,10 @@ fn remove_stale_temps(dir: &Path, prefix: &str) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok()) {
+        if let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
             let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
             if !alive {
                 let _ = std::fs::remove_file(e.path());
@@ -55,7 +58,11 @@ fn remove_stale_temps(dir: &Path, prefix: &str) {
 /// two renames leaves `dst` absent and the previous folder in `.NAME.old`.)
 /// `keep`: the only file names `dst` may hold, so that a folder with other
 /// files in it is never replaced (an error naming them).
-pub fn replace_dir(dst: &Path, keep: &[&str], fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn replace_dir(
+    dst: &Path,
+    keep: &[&str],
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let parent = dst
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -64,10 +71,18 @@ pub fn replace_dir(dst: &Path, keep: &[&str], fill: impl FnOnce(&Path) -> Result
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .filter(|n| n != "." && n != "..")
-        .ok_or_else(|| Error::msg(format!("{}: give a folder of its own to save into", dst.display())))?;
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "{}: give a folder of its own to save into",
+                dst.display()
+            ))
+        })?;
     if dst.exists() {
         if !dst.is_dir() {
-            return Err(Error::msg(format!("{}: exists and is not a folder", dst.display())));
+            return Err(Error::msg(format!(
+                "{}: exists and is not a folder",
+                dst.display()
+            )));
         }
         let others: Vec<String> = std::fs::read_dir(dst)
             .map_err(|e| Error::io(dst, e))?
@@ -130,7 +145,6 @@ pub fn install_dir(src: &Path, dst: &Path) -> Result<()> {
     }
     Ok(())
 }
-
 
 /// The closest of `names` to `word` (edit distance at most 2, or a prefix).
 pub fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {

@@ -7,13 +7,23 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FILES: [&str; 4] = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
+const FILES: [&str; 4] = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+];
 
 fn folder(dir: &Path) -> Option<Vec<Vec<u8>>> {
     if !dir.exists() {
         return None;
     }
-    Some(FILES.iter().map(|f| std::fs::read(dir.join(f)).unwrap_or_default()).collect())
+    Some(
+        FILES
+            .iter()
+            .map(|f| std::fs::read(dir.join(f)).unwrap_or_default())
+            .collect(),
+    )
 }
 
 #[test]
@@ -59,8 +69,14 @@ loop { if i % 2 == 0 { a.save("out"); } else { b.save("out"); } i += 1; }
             Some(_) => panic!("round {round}: out/ mixes the two models' files"),
         }
         if let Ok(entries) = std::fs::read_dir(dir.path().join("out")) {
-            let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
-            assert!(names.iter().all(|n| FILES.contains(&n.as_str())), "round {round}: {names:?}");
+            let names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect();
+            assert!(
+                names.iter().all(|n| FILES.contains(&n.as_str())),
+                "round {round}: {names:?}"
+            );
         }
     }
     assert!(seen.1 + seen.2 > 0, "{seen:?}");
@@ -102,6 +118,12 @@ fn saving_over_a_folder_with_other_files_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("notes.txt") && err.contains("folder of its own"), "{err}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("mine/notes.txt")).unwrap(), "keep me");
+    assert!(
+        err.contains("notes.txt") && err.contains("folder of its own"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("mine/notes.txt")).unwrap(),
+        "keep me"
+    );
 }

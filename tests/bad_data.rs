@@ -21,7 +21,11 @@ fn empty_files_and_rows_without_labels_are_errors_naming_file_and_line() {
     std::fs::write(dir.path().join("train.tsv"), "text\tlabel\n").unwrap();
     let e = err_of("sst2", dir.path(), "train");
     assert!(e.contains("train.tsv") && e.contains("no examples"), "{e}");
-    std::fs::write(dir.path().join("train.tsv"), "text\tlabel\ngood film\t1\nbad film\nok film\t0\n").unwrap();
+    std::fs::write(
+        dir.path().join("train.tsv"),
+        "text\tlabel\ngood film\t1\nbad film\nok film\t0\n",
+    )
+    .unwrap();
     let e = err_of("sst2", dir.path(), "train");
     assert!(e.contains("train.tsv:3"), "{e}");
     // A JSON-lines file whose rows have labels, but one row lacks it.
@@ -50,11 +54,21 @@ fn a_choice_row_with_another_number_of_endings_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let row = |n: usize| {
         let endings: Vec<String> = (0..n).map(|i| format!("\"ending {i}\"")).collect();
-        format!("{{\"ind\": 0, \"ctx\": \"A man\", \"label\": 0, \"endings\": [{}]}}\n", endings.join(", "))
+        format!(
+            "{{\"ind\": 0, \"ctx\": \"A man\", \"label\": 0, \"endings\": [{}]}}\n",
+            endings.join(", ")
+        )
     };
-    std::fs::write(dir.path().join("val.jsonl"), format!("{}{}{}", row(4), row(3), row(4))).unwrap();
+    std::fs::write(
+        dir.path().join("val.jsonl"),
+        format!("{}{}{}", row(4), row(3), row(4)),
+    )
+    .unwrap();
     let e = err_of("hellaswag", dir.path(), "dev");
-    assert!(e.contains("val.jsonl:2") && e.contains("3 candidates") && e.contains("have 4"), "{e}");
+    assert!(
+        e.contains("val.jsonl:2") && e.contains("3 candidates") && e.contains("have 4"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -78,7 +92,10 @@ fn a_generic_file_without_its_label_column_is_an_error() {
         .load(dir.path(), "train", None, &ReadOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("train.csv") && e.contains("no label column `label`"), "{e}");
+    assert!(
+        e.contains("train.csv") && e.contains("no label column `label`"),
+        "{e}"
+    );
 }
 
 fn run_in(dir: &Path, src: &str) -> (i32, String, String) {
@@ -89,15 +106,29 @@ fn run_in(dir: &Path, src: &str) -> (i32, String, String) {
 #[test]
 fn skipped_lines_of_a_tsv_task_are_counted_and_shown_and_labels_are_not_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("t.tsv"), "one two\ta\nthree\tb\nfour\tc\nfive\tsix\tb\n").unwrap();
-    let load = "task(\"tsv\", #{file: \"t.tsv\", columns: [\"text\", \"label\"], labels: [\"a\", \"b\"]";
+    std::fs::write(
+        dir.path().join("t.tsv"),
+        "one two\ta\nthree\tb\nfour\tc\nfive\tsix\tb\n",
+    )
+    .unwrap();
+    let load =
+        "task(\"tsv\", #{file: \"t.tsv\", columns: [\"text\", \"label\"], labels: [\"a\", \"b\"]";
     let (code, _, err) = run_in(dir.path(), &format!("let t = {load}}});\n"));
     assert_ne!(code, 0);
-    assert!(err.contains("t.tsv:3") && err.contains("label `c`"), "{err}");
-    let (code, out, err) = run_in(dir.path(), &format!("let t = {load}, skip_bad_lines: true}});\nprint(t.len);\n"));
+    assert!(
+        err.contains("t.tsv:3") && err.contains("label `c`"),
+        "{err}"
+    );
+    let (code, out, err) = run_in(
+        dir.path(),
+        &format!("let t = {load}, skip_bad_lines: true}});\nprint(t.len);\n"),
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "2");
-    assert!(err.contains("2 malformed lines left out") && err.contains("t.tsv:3"), "{err}");
+    assert!(
+        err.contains("2 malformed lines left out") && err.contains("t.tsv:3"),
+        "{err}"
+    );
     let report = std::fs::read_to_string(dir.path().join("rep/report.md")).unwrap();
     assert!(report.contains("2 malformed lines left out"), "{report}");
     // `labels` on a model that already has a head with other labels.
@@ -106,5 +137,8 @@ fn skipped_lines_of_a_tsv_task_are_counted_and_shown_and_labels_are_not_ignored(
         "let m = tiny_model(#{text: [\"one two\"], vocab: 30, hidden: 16, layers: 1, heads: 2, ffn: 32, labels: [\"a\", \"b\"]});\nm.save(\"m\");\nlet again = model(\"m\", #{labels: [\"x\", \"y\"]});\n",
     );
     assert_ne!(code, 0);
-    assert!(err.contains("differ from its head's") && err.contains("head: \"classification\""), "{err}");
+    assert!(
+        err.contains("differ from its head's") && err.contains("head: \"classification\""),
+        "{err}"
+    );
 }

@@ -37,9 +37,14 @@ fn load(task: &str, root: &Path, split: &str, subsets: &[&str], limit: usize) ->
 fn tiny_dir(dir: &Path) {
     let mut texts = common::sample_texts();
     texts.extend(
-        ["the man is sleeping", "a woman plays the guitar", "der Mann schläft", "mtu analala"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "the man is sleeping",
+            "a woman plays the guitar",
+            "der Mann schläft",
+            "mtu analala",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     let spec = TinySpec {
         vocab_size: 300,
@@ -76,9 +81,18 @@ impl Setup {
         }
     }
 
-    fn condition(&self, intermediate: Vec<TaskData>, evals: Vec<(String, TaskData)>, seed: u64) -> Condition {
+    fn condition(
+        &self,
+        intermediate: Vec<TaskData>,
+        evals: Vec<(String, TaskData)>,
+        seed: u64,
+    ) -> Condition {
         Condition {
-            name: if intermediate.is_empty() { "none".into() } else { "sst2".into() },
+            name: if intermediate.is_empty() {
+                "none".into()
+            } else {
+                "sst2".into()
+            },
             model: ModelSource::Spec(self.model.clone()),
             intermediate,
             sampling: Sampling::Proportional,
@@ -114,12 +128,19 @@ fn conditions_run_are_reused_by_fingerprint_and_share_intermediate_phases() {
     let mut phases = 0;
     let evals = vec![("dev".to_string(), xnli.clone())];
     let base = run(&s.condition(vec![], evals.clone(), 0), &store, &mut phases);
-    let first = run(&s.condition(vec![s.sst2.clone()], evals.clone(), 0), &store, &mut phases);
+    let first = run(
+        &s.condition(vec![s.sst2.clone()], evals.clone(), 0),
+        &store,
+        &mut phases,
+    );
     assert!(!base.reused && !first.reused && !first.intermediate_reused);
     let ev = evaluations(&first.record);
     let langs: Vec<&str> = ev["dev"].languages.iter().map(|l| l.0.as_str()).collect();
     assert_eq!(langs, vec!["de", "sw"]);
-    assert!(ev["dev"].languages.iter().all(|l| l.2 == 30 && l.3.as_ref().unwrap().len() == 30));
+    assert!(ev["dev"]
+        .languages
+        .iter()
+        .all(|l| l.2 == 30 && l.3.as_ref().unwrap().len() == 30));
     assert_eq!(ev["dev"].metric, "accuracy");
     assert!(first.record.curves.contains_key("intermediate.sst2"));
     assert!(first.record.code_version.starts_with("stilts "));
@@ -127,12 +148,20 @@ fn conditions_run_are_reused_by_fingerprint_and_share_intermediate_phases() {
 
     // The same condition again: found by fingerprint, nothing trained.
     let before = phases;
-    let again = run(&s.condition(vec![s.sst2.clone()], evals.clone(), 0), &store, &mut phases);
+    let again = run(
+        &s.condition(vec![s.sst2.clone()], evals.clone(), 0),
+        &store,
+        &mut phases,
+    );
     assert!(again.reused);
     assert_eq!(phases, before, "a finished condition was trained again");
     assert_eq!(again.record, first.record);
     // Another seed is another condition.
-    let seed1 = run(&s.condition(vec![s.sst2.clone()], evals.clone(), 1), &store, &mut phases);
+    let seed1 = run(
+        &s.condition(vec![s.sst2.clone()], evals.clone(), 1),
+        &store,
+        &mut phases,
+    );
     assert!(!seed1.reused && seed1.record.key != first.record.key);
 
     // A second target evaluation (another eval set) of the same intermediate
@@ -147,13 +176,22 @@ fn conditions_run_are_reused_by_fingerprint_and_share_intermediate_phases() {
         &store,
         &mut phases,
     );
-    assert!(!two.reused && two.intermediate_reused, "the intermediate phase was trained twice");
+    assert!(
+        !two.reused && two.intermediate_reused,
+        "the intermediate phase was trained twice"
+    );
     // Trained once or loaded: the same encoder, so the same numbers on dev.
     assert_eq!(
         evaluations(&two.record)["dev"].languages,
         evaluations(&first.record)["dev"].languages
     );
-    assert_eq!(std::fs::read_dir(tmp.path().join("store/intermediate")).unwrap().count(), 2, "seeds 0 and 1");
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("store/intermediate"))
+            .unwrap()
+            .count(),
+        2,
+        "seeds 0 and 1"
+    );
 }
 
 #[test]
@@ -192,11 +230,22 @@ fn a_changed_data_file_re_runs_exactly_the_conditions_that_read_it() {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines[2] = lines[2].replacen('\t', " (geändert)\t", 1);
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-    let reused: Vec<bool> = conds(&s).iter().map(|c| run(c, &store, &mut phases).reused).collect();
-    assert_eq!(reused, vec![false, false, true, true], "only the conditions reading dev-de re-ran");
+    let reused: Vec<bool> = conds(&s)
+        .iter()
+        .map(|c| run(c, &store, &mut phases).reused)
+        .collect();
+    assert_eq!(
+        reused,
+        vec![false, false, true, true],
+        "only the conditions reading dev-de re-ran"
+    );
     // A file that changes beyond what is read (past the 30 examples taken)
     // still changes the fingerprint: the record names the file's hash.
-    let mut lines: Vec<String> = std::fs::read_to_string(&p).unwrap().lines().map(str::to_string).collect();
+    let mut lines: Vec<String> = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     lines[35] = lines[35].replacen('\t', " !\t", 1);
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
     let c = &conds(&s)[0];

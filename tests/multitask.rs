@@ -24,7 +24,10 @@ fn frequencies(p: &[f64], draws: usize) -> Vec<f64> {
 #[test]
 fn sampler_proportions_match_their_definitions() {
     let sizes = [393_000usize, 88_000, 10_000, 1_000];
-    let names: Vec<String> = ["mnli", "squad", "sst2", "ccg"].iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = ["mnli", "squad", "sst2", "ccg"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let cases: Vec<(Sampling, Vec<f64>)> = vec![
         (Sampling::Uniform, vec![0.25; 4]),
         (
@@ -231,7 +234,10 @@ fn specified_probabilities_name_every_task() {
         .probabilities(&names, &[10, 10])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("`qqp`") && e.contains("not a task of the mix"), "{e}");
+    assert!(
+        e.contains("`qqp`") && e.contains("not a task of the mix"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -240,14 +246,7 @@ fn the_task_is_drawn_per_update_not_per_batch() {
         .probabilities(&["a".into(), "b".into(), "c".into()], &[1, 1, 1])
         .unwrap();
     let mut sampler = TaskSampler::new(&p, 3);
-    let order = interleave(
-        50,
-        4,
-        &mut sampler,
-        &mut |t, e| Ok(task_batches(t, e)),
-        3,
-    )
-    .unwrap();
+    let order = interleave(50, 4, &mut sampler, &mut |t, e| Ok(task_batches(t, e)), 3).unwrap();
     assert_eq!(order.len(), 200);
     let mut switches_inside = 0;
     let mut switches_between = 0;
@@ -260,7 +259,10 @@ fn the_task_is_drawn_per_update_not_per_batch() {
             }
         }
     }
-    assert_eq!(switches_inside, 0, "an update's 4 batches come from one task");
+    assert_eq!(
+        switches_inside, 0,
+        "an update's 4 batches come from one task"
+    );
     assert!(switches_between > 10, "tasks do change between updates");
 }
 
@@ -271,8 +273,18 @@ fn freeze_holds_the_shared_embeddings_and_one_head_fixed_in_a_mix() {
         .unwrap()
         .encoder;
     let tasks = vec![
-        ("binary".to_string(), HeadKind::Classification { labels: vec!["x".into(), "y".into()] }),
-        ("ternary".to_string(), HeadKind::Classification { labels: vec!["a".into(), "b".into(), "c".into()] }),
+        (
+            "binary".to_string(),
+            HeadKind::Classification {
+                labels: vec!["x".into(), "y".into()],
+            },
+        ),
+        (
+            "ternary".to_string(),
+            HeadKind::Classification {
+                labels: vec!["a".into(), "b".into(), "c".into()],
+            },
+        ),
     ];
     let mt = MultiTaskModel::new(enc, &tasks, 3).unwrap();
     let before: std::collections::BTreeMap<String, Tensor> = mt
@@ -282,11 +294,22 @@ fn freeze_holds_the_shared_embeddings_and_one_head_fixed_in_a_mix() {
         .map(|(k, v)| (k, v.copy().unwrap()))
         .collect();
     let mut next = |epoch: usize| {
-        let probs = Sampling::Uniform.probabilities(&["a".into(), "b".into()], &[4, 4]).unwrap();
-        interleave(8, 1, &mut TaskSampler::new(&probs, epoch as u64), &mut |t, e| Ok(task_batches(t, e)), 2)
+        let probs = Sampling::Uniform
+            .probabilities(&["a".into(), "b".into()], &[4, 4])
+            .unwrap();
+        interleave(
+            8,
+            1,
+            &mut TaskSampler::new(&probs, epoch as u64),
+            &mut |t, e| Ok(task_batches(t, e)),
+            2,
+        )
     };
     let opts = TrainOptions {
-        adamw: AdamWConfig { lr: 1e-3, ..Default::default() },
+        adamw: AdamWConfig {
+            lr: 1e-3,
+            ..Default::default()
+        },
         epochs: 2,
         freeze: vec!["embeddings".into(), "binary/classifier".into()],
         ..Default::default()
@@ -295,9 +318,14 @@ fn freeze_holds_the_shared_embeddings_and_one_head_fixed_in_a_mix() {
     let moments = &report.optimizer.unwrap().moments;
     let after = mt.params().tensors();
     for (name, t) in &before {
-        let frozen = name.starts_with("roberta.embeddings.") || name.starts_with("binary/classifier.");
+        let frozen =
+            name.starts_with("roberta.embeddings.") || name.starts_with("binary/classifier.");
         let d = stilts_diff(t, &after[name]);
         assert_eq!(frozen, d == 0.0, "{name}: frozen {frozen}, moved by {d}");
-        assert_eq!(frozen, !moments.contains_key(name), "{name}: optimizer state");
+        assert_eq!(
+            frozen,
+            !moments.contains_key(name),
+            "{name}: optimizer state"
+        );
     }
 }

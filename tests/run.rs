@@ -176,14 +176,22 @@ fn train_examples_cap_shortens_a_mix() {
     ];
     let steps = |extra: serde_json::Value| {
         let mut o = serde_json::json!({"batch_size": 8, "epochs": 1});
-        o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        o.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         run_mix(&base, &mix, &opts(o)).1
     };
     let full = steps(serde_json::json!({}));
     let capped = steps(serde_json::json!({"train_examples_cap": 16}));
     assert_eq!(full.steps, 12 + 3);
-    assert_eq!(capped.steps, 2 + 2, "16 of 96 and 16 of 24 examples, batches of 8");
-    let per_task = |r: &stilts::protocol::train::TrainReport, t: usize| r.task_losses.iter().filter(|(k, _)| *k == t).count();
+    assert_eq!(
+        capped.steps,
+        2 + 2,
+        "16 of 96 and 16 of 24 examples, batches of 8"
+    );
+    let per_task = |r: &stilts::protocol::train::TrainReport, t: usize| {
+        r.task_losses.iter().filter(|(k, _)| *k == t).count()
+    };
     assert!(per_task(&capped, 1) >= 1 && per_task(&capped, 0) >= 1);
 }
 
@@ -192,7 +200,10 @@ fn run_mix(
     base: &stilts::model::Model,
     mix: &[(String, Vec<stilts::tasks::Dataset>)],
     o: &stilts::protocol::presets::RunOptions,
-) -> (Vec<stilts::model::Model>, stilts::protocol::train::TrainReport) {
+) -> (
+    Vec<stilts::model::Model>,
+    stilts::protocol::train::TrainReport,
+) {
     let job = MultitaskJob {
         model: base,
         tasks: mix,

@@ -104,9 +104,17 @@ fn results_index_compare_and_table() {
 
 #[test]
 fn task_sample_is_a_seeded_label_balanced_sample() {
-    let mnli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/intermediate/mnli");
-    let mnli = if mnli.is_dir() { mnli } else { std::path::PathBuf::from("../shared/data/intermediate/mnli") };
-    let mut rt = Runtime::new(Settings { quiet: true, ..Default::default() });
+    let mnli =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/intermediate/mnli");
+    let mnli = if mnli.is_dir() {
+        mnli
+    } else {
+        std::path::PathBuf::from("../shared/data/intermediate/mnli")
+    };
+    let mut rt = Runtime::new(Settings {
+        quiet: true,
+        ..Default::default()
+    });
     let d = mnli.display();
     let v = rt
         .eval("s", &format!(r#"
@@ -123,10 +131,22 @@ let first = task("mnli", #{{data: "{d}", limit: 30}});
     assert_eq!(arr[0].as_int().unwrap(), 30);
     let counts = arr[1].clone().cast::<rhai::Map>();
     assert_eq!(counts.len(), 3, "{counts:?}");
-    assert!(counts.values().all(|c| c.as_int().unwrap() == 10), "{counts:?}");
+    assert!(
+        counts.values().all(|c| c.as_int().unwrap() == 10),
+        "{counts:?}"
+    );
     assert!(arr[2].as_bool().unwrap(), "same seed, same sample");
     assert!(!arr[3].as_bool().unwrap(), "seed 0 differs from seed 2");
-    assert_eq!(arr[4].as_int().unwrap(), 1, "the first 30 lines are one label");
-    let e = rt.eval("e", &format!(r#"task("mnli", #{{data: "{d}", sample_seed: 2}})"#)).unwrap_err();
+    assert_eq!(
+        arr[4].as_int().unwrap(),
+        1,
+        "the first 30 lines are one label"
+    );
+    let e = rt
+        .eval(
+            "e",
+            &format!(r#"task("mnli", #{{data: "{d}", sample_seed: 2}})"#),
+        )
+        .unwrap_err();
     assert!(e.message.contains("`sample_seed` without `sample`"), "{e}");
 }

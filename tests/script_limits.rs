@@ -24,24 +24,49 @@ fn scripts_write_only_where_they_are_allowed_to() {
     let o = outside.display().to_string();
     let model = "let m = tiny_model(#{text: [\"one two three\"], vocab: 30, hidden: 16, layers: 1, heads: 2, ffn: 32});";
     for (call, path) in [
-        (format!("save_results(#{{a: 1}}, \"{o}/x.json\");"), format!("{o}/x.json")),
-        ("save_results(#{a: 1}, \"../outside/y.json\");".to_string(), "../outside/y.json".to_string()),
-        (format!("table([#{{a: 1}}]).save(\"{o}/t.csv\");"), format!("{o}/t.csv")),
+        (
+            format!("save_results(#{{a: 1}}, \"{o}/x.json\");"),
+            format!("{o}/x.json"),
+        ),
+        (
+            "save_results(#{a: 1}, \"../outside/y.json\");".to_string(),
+            "../outside/y.json".to_string(),
+        ),
+        (
+            format!("table([#{{a: 1}}]).save(\"{o}/t.csv\");"),
+            format!("{o}/t.csv"),
+        ),
         (format!("store(\"{o}/store\");"), format!("{o}/store")),
-        (format!("{model} m.save(\"{o}/model\");"), format!("{o}/model")),
+        (
+            format!("{model} m.save(\"{o}/model\");"),
+            format!("{o}/model"),
+        ),
     ] {
         let (code, _, err) = run_in(&work, &call, &[]);
         assert_ne!(code, 0, "{call} was allowed");
-        assert!(err.contains(&path) && err.contains("--allow-write"), "{call}: {err}");
+        assert!(
+            err.contains(&path) && err.contains("--allow-write"),
+            "{call}: {err}"
+        );
     }
-    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "something was written outside");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "something was written outside"
+    );
     // A symbolic link out of the working directory does not get around it.
     std::os::unix::fs::symlink(&outside, work.join("link")).unwrap();
     let (code, _, err) = run_in(&work, "save_results(#{a: 1}, \"link/z.json\");", &[]);
     assert_ne!(code, 0);
     assert!(err.contains("--allow-write"), "{err}");
     // Inside the working directory, and where --allow-write says, it works.
-    let (code, _, err) = run_in(&work, &format!("save_results(#{{a: 1}}, \"sub/ok.json\"); save_results(#{{a: 2}}, \"{o}/x.json\");"), &["--allow-write", &o]);
+    let (code, _, err) = run_in(
+        &work,
+        &format!(
+            "save_results(#{{a: 1}}, \"sub/ok.json\"); save_results(#{{a: 2}}, \"{o}/x.json\");"
+        ),
+        &["--allow-write", &o],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(work.join("sub/ok.json").exists() && outside.join("x.json").exists());
 }
@@ -49,14 +74,28 @@ fn scripts_write_only_where_they_are_allowed_to() {
 #[test]
 fn import_cycles_are_named_not_a_stack_overflow() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.rhai"), "import \"b\" as b;\nfn fa() { 1 }\n").unwrap();
-    std::fs::write(dir.path().join("b.rhai"), "import \"a\" as a;\nfn fb() { 2 }\n").unwrap();
+    std::fs::write(
+        dir.path().join("a.rhai"),
+        "import \"b\" as b;\nfn fa() { 1 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.rhai"),
+        "import \"a\" as a;\nfn fb() { 2 }\n",
+    )
+    .unwrap();
     let (code, _, err) = run_in(dir.path(), "import \"s\" as me;\nprint(1);\n", &[]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("import cycle") && err.contains("s.rhai"), "{err}");
+    assert!(
+        err.contains("import cycle") && err.contains("s.rhai"),
+        "{err}"
+    );
     let (code, _, err) = run_in(dir.path(), "import \"a\" as a;\nprint(a::fa());\n", &[]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("import cycle") && err.contains("a.rhai") && err.contains("b.rhai"), "{err}");
+    assert!(
+        err.contains("import cycle") && err.contains("a.rhai") && err.contains("b.rhai"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -65,7 +104,10 @@ fn runaway_memory_stops_the_script_with_an_error() {
     let src = "let s = \"x\";\nfor i in 0..23 { s += s; }\nlet m = #{};\nfor i in 0..400 { m[`k${i}`] = s + `${i}`; }\nprint(m.len());\n";
     let (code, out, err) = run_in(dir.path(), src, &["--max-memory", "0.5"]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("over its budget of 0.5 GiB") && err.contains("--max-memory"), "{err}");
+    assert!(
+        err.contains("over its budget of 0.5 GiB") && err.contains("--max-memory"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -78,5 +120,8 @@ fn numbers_out_of_range_are_named() {
         &[],
     );
     assert_ne!(code, 0);
-    assert!(err.contains("`lr` is inf, out of the range") && err.contains("s.rhai:3"), "{err}");
+    assert!(
+        err.contains("`lr` is inf, out of the range") && err.contains("s.rhai:3"),
+        "{err}"
+    );
 }

@@ -73,27 +73,57 @@ print(`plain ${evaluate(plain, dv).avg}`);
     assert!((num("final") - num("best")).abs() < 1e-9, "{out}");
     // Without a dev set it ends on the last weights (the last evaluation's).
     assert!((num("plain") - num("last")).abs() < 1e-9, "{out}");
-    assert!(err.contains("best dev") && err.contains("those weights kept"), "{err}");
+    assert!(
+        err.contains("best dev") && err.contains("those weights kept"),
+        "{err}"
+    );
 }
 
 #[test]
 fn keys_a_call_cannot_honour_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     for (call, want) in [
-        ("train(m, sst, #{eval_every: 5})", "`eval_every` needs a dev set"),
-        ("train(m, sst, #{patience: 2})", "`patience` needs a dev set"),
-        ("train(m, sst, #{dev_limit: 5})", "`dev_limit` needs a dev set"),
-        ("stilts(m, sst, mnli, #{intermediate: #{eval_every: 5}})", "`eval_every` needs a dev set"),
+        (
+            "train(m, sst, #{eval_every: 5})",
+            "`eval_every` needs a dev set",
+        ),
+        (
+            "train(m, sst, #{patience: 2})",
+            "`patience` needs a dev set",
+        ),
+        (
+            "train(m, sst, #{dev_limit: 5})",
+            "`dev_limit` needs a dev set",
+        ),
+        (
+            "stilts(m, sst, mnli, #{intermediate: #{eval_every: 5}})",
+            "`eval_every` needs a dev set",
+        ),
         ("train(m, sst, #{dev: 3})", "`dev` takes a task"),
-        ("multitask(m, [sst, mnli], #{dev: sst_dev, sampling: #{probs: #{sst2: 1.0}}})", "no probability for task `mnli`"),
-        ("train(m, mnli, #{dev: sst_dev})", "needs a classification head"),
-        ("train(m, sst, #{freeze: [\"embedings\"]})", "`freeze` entry `embedings` matches no parameter"),
-        ("stilts(m, sst, mnli, #{target: #{freeze: [\"layers:0-4\"]}})", "encoder.layer.1"),
+        (
+            "multitask(m, [sst, mnli], #{dev: sst_dev, sampling: #{probs: #{sst2: 1.0}}})",
+            "no probability for task `mnli`",
+        ),
+        (
+            "train(m, mnli, #{dev: sst_dev})",
+            "needs a classification head",
+        ),
+        (
+            "train(m, sst, #{freeze: [\"embedings\"]})",
+            "`freeze` entry `embedings` matches no parameter",
+        ),
+        (
+            "stilts(m, sst, mnli, #{target: #{freeze: [\"layers:0-4\"]}})",
+            "encoder.layer.1",
+        ),
     ] {
         let src = format!("{PRELUDE}\n{call};\n");
         let (code, _, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);
         assert_ne!(code, 0, "{call} ran");
-        assert!(err.contains(want) && err.contains("s.rhai:"), "{call}: {err}");
+        assert!(
+            err.contains(want) && err.contains("s.rhai:"),
+            "{call}: {err}"
+        );
     }
 }
 
@@ -122,7 +152,8 @@ fn conditions_reuse_by_fingerprint_and_rerun_exactly_what_changed() {
     let xdir = dir.path().join("xnli");
     std::fs::create_dir_all(&xdir).unwrap();
     for l in ["de", "sw"] {
-        let text = std::fs::read_to_string(common::shared_data().join(format!("xnli/dev-{l}.tsv"))).unwrap();
+        let text = std::fs::read_to_string(common::shared_data().join(format!("xnli/dev-{l}.tsv")))
+            .unwrap();
         let head: Vec<&str> = text.lines().take(30).collect();
         std::fs::write(xdir.join(format!("dev-{l}.tsv")), head.join("\n") + "\n").unwrap();
     }
@@ -144,8 +175,18 @@ fn conditions_reuse_by_fingerprint_and_rerun_exactly_what_changed() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(records(), 5);
     // The third SST-2 condition (another target) trained no intermediate phase.
-    assert_eq!(err.matches("intermediate phase reused from the store").count(), 2, "{err}");
-    assert_eq!(std::fs::read_dir(dir.path().join("runs/intermediate")).unwrap().count(), 1);
+    assert_eq!(
+        err.matches("intermediate phase reused from the store")
+            .count(),
+        2,
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("runs/intermediate"))
+            .unwrap()
+            .count(),
+        1
+    );
     // Again: everything is reused, the same numbers come out.
     let (code, out2, err) = stilts(dir.path(), &src, &args);
     assert_eq!(code, 0, "{err}");
@@ -154,7 +195,11 @@ fn conditions_reuse_by_fingerprint_and_rerun_exactly_what_changed() {
     assert_eq!(records(), 5);
     // Change one line of the German file: exactly its two conditions re-run.
     let p = xdir.join("dev-de.tsv");
-    let mut lines: Vec<String> = std::fs::read_to_string(&p).unwrap().lines().map(str::to_string).collect();
+    let mut lines: Vec<String> = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     lines[4] = lines[4].replacen('\t', " (geändert)\t", 1);
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
     let (code, _, err) = stilts(dir.path(), &src, &args);
@@ -186,24 +231,47 @@ print(`alone ${{alone.training.updates}} ${{alone.head}}`);
     let distinct: usize = ["de", "sw"]
         .iter()
         .map(|l| {
-            let t = std::fs::read_to_string(common::shared_data().join(format!("xnli/dev-{l}.tsv"))).unwrap();
-            let p: std::collections::HashSet<&str> = t.lines().take(40).map(|x| x.split('\t').next().unwrap()).collect();
+            let t =
+                std::fs::read_to_string(common::shared_data().join(format!("xnli/dev-{l}.tsv")))
+                    .unwrap();
+            let p: std::collections::HashSet<&str> = t
+                .lines()
+                .take(40)
+                .map(|x| x.split('\t').next().unwrap())
+                .collect();
             p.len()
         })
         .sum();
     assert!(distinct > 4 && distinct < 80);
-    assert!(out.contains(&format!("mlm {distinct} [\"de\", \"sw\"]")), "{out}");
-    assert!(out.contains(&format!("alone {} masked_lm", distinct.div_ceil(8))), "{out}");
+    assert!(
+        out.contains(&format!("mlm {distinct} [\"de\", \"sw\"]")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("alone {} masked_lm", distinct.div_ceil(8))),
+        "{out}"
+    );
     let weights = |d: &str| {
-        let t = candle_core::safetensors::load(dir.path().join(d).join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+        let t = candle_core::safetensors::load(
+            dir.path().join(d).join("model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         t["roberta.encoder.layer.0.attention.self.query.weight"]
             .flatten_all()
             .unwrap()
             .to_vec1::<f32>()
             .unwrap()
     };
-    assert_ne!(weights("plain"), weights("mixed"), "the MLM task did not reach the encoder");
-    assert!(err.contains("multitask sst2+mlm") && err.contains("mlm "), "{err}");
+    assert_ne!(
+        weights("plain"),
+        weights("mixed"),
+        "the MLM task did not reach the encoder"
+    );
+    assert!(
+        err.contains("multitask sst2+mlm") && err.contains("mlm "),
+        "{err}"
+    );
 }
 
 /// Two processes running the same script at once compute each memo key and
@@ -224,7 +292,13 @@ print(`${{a}} ${{c.avg}}`);
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_stilts"))
             .current_dir(dir.path())
-            .args(["run", "s.rhai", "--no-report", "--set", &format!("data={}", data())])
+            .args([
+                "run",
+                "s.rhai",
+                "--no-report",
+                "--set",
+                &format!("data={}", data()),
+            ])
             .output()
     };
     let (x, y) = std::thread::scope(|s| {
@@ -232,8 +306,17 @@ print(`${{a}} ${{c.avg}}`);
         let b = s.spawn(spawn);
         (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
     });
-    assert!(x.status.success() && y.status.success(), "{}{}", String::from_utf8_lossy(&x.stderr), String::from_utf8_lossy(&y.stderr));
+    assert!(
+        x.status.success() && y.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&x.stderr),
+        String::from_utf8_lossy(&y.stderr)
+    );
     assert_eq!(x.stdout, y.stdout);
     let records = std::fs::read_to_string(dir.path().join("runs/runs.jsonl")).unwrap();
-    assert_eq!(records.lines().count(), 2, "a key was computed twice:\n{records}");
+    assert_eq!(
+        records.lines().count(),
+        2,
+        "a key was computed twice:\n{records}"
+    );
 }

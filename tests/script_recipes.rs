@@ -180,12 +180,20 @@ fn the_cpu_xnli_recipe_names_the_import_command_when_the_model_is_missing() {
         let (code, _, err) = stilts(&["check", script.to_str().unwrap()], dir.path());
         assert_eq!(code, 0, "{s}: {err}");
         let (code, _, err) = stilts(
-            &["--quiet", "run", script.to_str().unwrap(), "--no-report", "--set", "model=no/such/dir"],
+            &[
+                "--quiet",
+                "run",
+                script.to_str().unwrap(),
+                "--no-report",
+                "--set",
+                "model=no/such/dir",
+            ],
             dir.path(),
         );
         assert_eq!(code, 1, "{s}: {err}");
         assert!(
-            err.contains("no model in no/such/dir") && err.contains("tools/get_me5_small.sh no/such/dir"),
+            err.contains("no model in no/such/dir")
+                && err.contains("tools/get_me5_small.sh no/such/dir"),
             "{s}: {err}"
         );
     }

@@ -71,8 +71,14 @@ fn wait_for_step(dir: &Path, child: &mut Child, at_least: u64) -> u64 {
                 return s;
             }
         }
-        assert!(child.try_wait().unwrap().is_none(), "the script ended before update {at_least}");
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the script ended before update {at_least}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -98,12 +104,23 @@ fn a_script_killed_mid_phase_resumes_to_the_same_bytes() {
     assert!(!killed.path().join("out").exists());
     let (code, out, err) = finish(spawn(killed.path()));
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("resumed from the checkpoint at update"), "{err}");
+    assert!(
+        err.contains("resumed from the checkpoint at update"),
+        "{err}"
+    );
     assert!(out.contains("updates 456"), "{out}");
-    assert_eq!(weights(killed.path()), want, "the resumed run differs from an uninterrupted one");
+    assert_eq!(
+        weights(killed.path()),
+        want,
+        "the resumed run differs from an uninterrupted one"
+    );
     // The training curve, written as the run went, holds each update once
     // (the lines past the checkpoint that the kill cut short were dropped).
-    let curve_path = out.lines().find_map(|l| l.strip_prefix("curve ")).unwrap().to_string();
+    let curve_path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("curve "))
+        .unwrap()
+        .to_string();
     let curve = std::fs::read_to_string(killed.path().join(&curve_path)).unwrap();
     let updates: Vec<u64> = curve
         .lines()
@@ -114,8 +131,16 @@ fn a_script_killed_mid_phase_resumes_to_the_same_bytes() {
     assert_eq!(updates, (1..=456).collect::<Vec<u64>>());
     let later: serde_json::Value = serde_json::from_str(curve.lines().nth(99).unwrap()).unwrap();
     assert_eq!(later["update"], 100);
-    assert!(later["lr"].as_f64().unwrap() > 0.0 && later["examples_per_s"].as_f64().unwrap() > 0.0, "{later}");
-    assert!(std::fs::metadata(killed.path().join("curve.png")).unwrap().len() > 5_000);
+    assert!(
+        later["lr"].as_f64().unwrap() > 0.0 && later["examples_per_s"].as_f64().unwrap() > 0.0,
+        "{later}"
+    );
+    assert!(
+        std::fs::metadata(killed.path().join("curve.png"))
+            .unwrap()
+            .len()
+            > 5_000
+    );
 
     // A third run finds the phase finished and trains nothing.
     let (code, _, err) = finish(spawn(killed.path()));
@@ -140,10 +165,18 @@ fn sigterm_and_sigusr1_write_a_checkpoint_and_exit_non_zero() {
         assert!(status.success());
         let (code, _, err) = finish(child);
         assert_ne!(code, 0, "SIG{sig}: {err}");
-        assert!(err.contains(&format!("interrupted (SIG{sig})")) && err.contains("run the script again to resume"), "{err}");
+        assert!(
+            err.contains(&format!("interrupted (SIG{sig})"))
+                && err.contains("run the script again to resume"),
+            "{err}"
+        );
         // The checkpoint holds the update the signal stopped at.
         let (step, ck) = checkpoint_step(dir.path()).unwrap();
-        assert!(err.contains(&format!("at update {step}")), "{err}: checkpoint at {step} in {}", ck.display());
+        assert!(
+            err.contains(&format!("at update {step}")),
+            "{err}: checkpoint at {step} in {}",
+            ck.display()
+        );
         let (code, _, err) = finish(spawn(dir.path()));
         assert_eq!(code, 0, "{err}");
         assert_eq!(weights(dir.path()), want, "SIG{sig}: resumed run differs");

@@ -243,7 +243,10 @@ fn failed_runs_write_a_marked_report_beside_the_last_complete_one() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(!dir.path().join("reports").exists(), "a missing script wrote a report folder");
+    assert!(
+        !dir.path().join("reports").exists(),
+        "a missing script wrote a report folder"
+    );
     let good = "// %% One\nshow(\"first cell\");\n// %% Two\nshow(`value ${param(\"v\", 1)}`);\n";
     let (code, _, err) = run_in(dir.path(), good, &[]);
     assert_eq!(code, 0, "{err}");
@@ -254,7 +257,11 @@ fn failed_runs_write_a_marked_report_beside_the_last_complete_one() {
     let (code, _, err) = run_in(dir.path(), bad, &[]);
     assert!(err.contains("broken input"), "{err}");
     assert_eq!(code, 1);
-    assert_eq!(std::fs::read_to_string(&report).unwrap(), complete, "the complete report was overwritten");
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        complete,
+        "the complete report was overwritten"
+    );
     let partial = std::fs::read_to_string(dir.path().join("reports/.s.failed/report.md")).unwrap();
     assert!(
         partial.contains("**This run did not finish**: failed in cell `Two`")

@@ -89,15 +89,24 @@ fn seed_aware_interval_covers_when_seed_variance_dominates_and_the_pooled_one_do
             assert!(elo <= e.mean && e.mean <= ehi, "{elo} {} {ehi}", e.mean);
             narrower += usize::from(ehi - elo < hi - lo);
             // The old interval: all seeds pooled, examples resampled only.
-            let bits: Vec<Vec<bool>> = runs.iter().map(|r| r[0].iter().map(|&x| x > 0.5).collect()).collect();
+            let bits: Vec<Vec<bool>> = runs
+                .iter()
+                .map(|r| r[0].iter().map(|&x| x > 0.5).collect())
+                .collect();
             let old = bootstrap_accuracy(&bits, 300, s);
             old_hits += usize::from(old.low <= 70.0 && 70.0 <= old.high);
         }
         let (new, old) = (new_hits as f64 / sets as f64, old_hits as f64 / sets as f64);
         println!("{k} seeds: seed-aware coverage {new}, pooled {old}, examples-only narrower in {narrower} of {sets}");
         assert!(narrower as u64 > sets * 9 / 10, "{narrower}");
-        assert!((0.90..=0.99).contains(&new), "{k} seeds: seed-aware coverage {new}");
-        assert!(old < 0.85, "{k} seeds: pooled coverage {old} (expected to under-cover)");
+        assert!(
+            (0.90..=0.99).contains(&new),
+            "{k} seeds: seed-aware coverage {new}"
+        );
+        assert!(
+            old < 0.85,
+            "{k} seeds: pooled coverage {old} (expected to under-cover)"
+        );
     }
 }
 
@@ -122,7 +131,9 @@ fn one_seed_says_its_interval_is_over_examples_only() {
     let (values, runs) = simulate(&mut rng, 0.7, 200, 1);
     let e = seed_estimate(&values, &runs, 200, 0);
     assert_eq!(e.method, Some(IntervalMethod::ExamplesOnly));
-    assert!(IntervalMethod::ExamplesOnly.describe().contains("seed variance not included"));
+    assert!(IntervalMethod::ExamplesOnly
+        .describe()
+        .contains("seed variance not included"));
     // Without per-example scores and one seed there is no interval at all.
     let none = seed_estimate(&values, &[], 200, 0);
     assert_eq!((none.ci, none.method), (None, None));

@@ -131,8 +131,17 @@ fn a_torn_record_cut_anywhere_is_set_aside_by_the_next_append() {
             .write_all(&one.as_bytes()[..cut])
             .unwrap();
         store.append(&record(2, 2)).unwrap();
-        let keys: Vec<String> = store.records().unwrap().iter().map(|r| r.key.clone()).collect();
-        assert_eq!(keys, vec![record(0, 0).key, record(2, 2).key], "cut at {cut}");
+        let keys: Vec<String> = store
+            .records()
+            .unwrap()
+            .iter()
+            .map(|r| r.key.clone())
+            .collect();
+        assert_eq!(
+            keys,
+            vec![record(0, 0).key, record(2, 2).key],
+            "cut at {cut}"
+        );
     }
 }
 

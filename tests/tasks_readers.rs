@@ -201,7 +201,10 @@ fn xnli_original_one_file_layout() {
     let e = tasks::load("xnli", dir.path(), "dev", Some("fr"), &fail())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("xnli.dev.tsv") && e.contains("no examples of `fr`"), "{e}");
+    assert!(
+        e.contains("xnli.dev.tsv") && e.contains("no examples of `fr`"),
+        "{e}"
+    );
     // Wrong column count in the one-file layout: file:line.
     let bad = text.replacen("en\tneutral\t", "en\tneutral\tEXTRA\t", 1);
     write(dir.path(), "xnli.dev.tsv", &bad);
@@ -1097,21 +1100,51 @@ fn xnli_mt_train_with_header() {
 fn a_seeded_sample_of_the_label_sorted_mnli_file_is_label_balanced() {
     let ds = tasks::load("mnli", &inter("mnli"), "train", None, &fail()).unwrap();
     // The file is sorted by label: its first lines are all one label.
-    let first = tasks::load("mnli", &inter("mnli"), "train", None, &fail().with_limit(960)).unwrap();
+    let first = tasks::load(
+        "mnli",
+        &inter("mnli"),
+        "train",
+        None,
+        &fail().with_limit(960),
+    )
+    .unwrap();
     assert_eq!(first.label_counts().iter().filter(|&&c| c > 0).count(), 1);
     let a = ds.sample(961, 7).unwrap();
     assert_eq!(a.label_counts(), vec![321, 320, 320]);
-    let ids = |d: &stilts::tasks::Dataset| d.examples.iter().map(|e| e.id().to_string()).collect::<Vec<_>>();
-    assert_eq!(ids(&a), ids(&ds.sample(961, 7).unwrap()), "same seed, same sample");
-    assert_ne!(ids(&a), ids(&ds.sample(961, 8).unwrap()), "another seed, another sample");
+    let ids = |d: &stilts::tasks::Dataset| {
+        d.examples
+            .iter()
+            .map(|e| e.id().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&a),
+        ids(&ds.sample(961, 7).unwrap()),
+        "same seed, same sample"
+    );
+    assert_ne!(
+        ids(&a),
+        ids(&ds.sample(961, 8).unwrap()),
+        "another seed, another sample"
+    );
     // Kept in file order, each example once.
     let lines: Vec<usize> = a.examples.iter().map(|e| e.line()).collect();
     assert!(lines.windows(2).all(|w| w[0] < w[1]));
     // More of a label than was read is a clear error naming the file.
     let err = first.sample(30, 1).unwrap_err().to_string();
-    assert!(err.contains("train.xnli_mt_en") && err.contains("`sample: 30` takes 10 examples of label"), "{err}");
+    assert!(
+        err.contains("train.xnli_mt_en") && err.contains("`sample: 30` takes 10 examples of label"),
+        "{err}"
+    );
     // Tasks without a label set get a uniform sample.
-    let sq = tasks::load("hellaswag", &inter("hellaswag"), "dev", None, &fail().with_limit(50)).unwrap();
+    let sq = tasks::load(
+        "hellaswag",
+        &inter("hellaswag"),
+        "dev",
+        None,
+        &fail().with_limit(50),
+    )
+    .unwrap();
     assert_eq!(sq.sample(20, 1).unwrap().len(), 20);
     assert!(sq.sample(51, 1).is_err());
 }

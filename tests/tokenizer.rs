@@ -323,7 +323,8 @@ fn trained_tokenizers_are_byte_identical_across_processes_on_multilingual_text()
     let tmp = tempfile::tempdir().unwrap();
     let mut text = String::new();
     for l in ["ar", "de", "el", "hi", "ru", "sw", "th", "zh"] {
-        let t = std::fs::read_to_string(common::shared_data().join(format!("xnli/dev-{l}.tsv"))).unwrap();
+        let t = std::fs::read_to_string(common::shared_data().join(format!("xnli/dev-{l}.tsv")))
+            .unwrap();
         for line in t.lines().take(40) {
             text.push_str(line.split('\t').next().unwrap());
             text.push('\n');
@@ -336,15 +337,25 @@ fn trained_tokenizers_are_byte_identical_across_processes_on_multilingual_text()
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_stilts"))
                 .args(["tiny", dir.to_str().unwrap(), "--text"])
                 .arg(tmp.path().join("text.txt"))
-                .args(["--hidden", "16", "--layers", "1", "--heads", "2", "--ffn", "32", "--vocab", "1500"])
+                .args([
+                    "--hidden", "16", "--layers", "1", "--heads", "2", "--ffn", "32", "--vocab",
+                    "1500",
+                ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             std::fs::read(dir.join("tokenizer.json")).unwrap()
         })
         .collect();
     assert!(bytes[0].len() > 10_000);
-    assert!(bytes[0] == bytes[1] && bytes[1] == bytes[2], "tokenizer.json differs between processes");
+    assert!(
+        bytes[0] == bytes[1] && bytes[1] == bytes[2],
+        "tokenizer.json differs between processes"
+    );
 }
 
 /// The padding id and BERT's segment rule as a tokenizer states them: a

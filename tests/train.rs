@@ -224,14 +224,20 @@ fn frozen_parameters_stay_bit_identical_and_hold_no_optimizer_state() {
         if is_frozen(name) {
             frozen += 1;
             assert_eq!(d, 0.0, "frozen {name} moved by {d}");
-            assert!(!moments.contains_key(name), "AdamW keeps state for frozen {name}");
+            assert!(
+                !moments.contains_key(name),
+                "AdamW keeps state for frozen {name}"
+            );
         } else {
             trained += 1;
             assert!(d > 0.0, "trainable {name} did not move");
             assert!(moments.contains_key(name), "no AdamW state for {name}");
         }
     }
-    assert!(frozen >= 4 + 16 && trained >= 16, "{frozen} frozen, {trained} trained");
+    assert!(
+        frozen >= 4 + 16 && trained >= 16,
+        "{frozen} frozen, {trained} trained"
+    );
     assert_eq!(moments.len(), trained);
 
     // Without `freeze` the same run moves the embeddings: the check above can fail.
@@ -239,7 +245,10 @@ fn frozen_parameters_stay_bit_identical_and_hold_no_optimizer_state() {
     train_toy(&m, &opts(2));
     let moved = values(&m);
     assert!(
-        common::max_abs_diff(&before["roberta.embeddings.word_embeddings.weight"], &moved["roberta.embeddings.word_embeddings.weight"]) > 0.0
+        common::max_abs_diff(
+            &before["roberta.embeddings.word_embeddings.weight"],
+            &moved["roberta.embeddings.word_embeddings.weight"]
+        ) > 0.0
     );
 }
 
@@ -253,7 +262,11 @@ fn a_frozen_view_computes_no_gradient_for_frozen_parameters() {
         .filter(|n| n.starts_with("roberta.embeddings."))
         .cloned()
         .collect();
-    assert_eq!(frozen.len(), 5, "word, position, token type, LayerNorm weight and bias");
+    assert_eq!(
+        frozen.len(),
+        5,
+        "word, position, token type, LayerNorm weight and bias"
+    );
     let view = m.for_training(DType::F32, false, &frozen).unwrap();
     let (rows, labels) = data();
     let (inputs, target) = batches(&rows, &labels).remove(0);
@@ -266,11 +279,17 @@ fn a_frozen_view_computes_no_gradient_for_frozen_parameters() {
         let g = grads.get(var.as_tensor());
         if frozen.contains(name) {
             assert!(g.is_none(), "frozen {name} got a gradient");
-            assert!(view.params().get(name).is_none(), "{name} listed as trainable");
+            assert!(
+                view.params().get(name).is_none(),
+                "{name} listed as trainable"
+            );
         } else {
             assert!(g.is_some(), "{name} got no gradient");
             // The view trains the model's own parameters, not copies.
-            assert_eq!(view.params().get(name).unwrap().as_tensor().id(), var.as_tensor().id());
+            assert_eq!(
+                view.params().get(name).unwrap().as_tensor().id(),
+                var.as_tensor().id()
+            );
         }
     }
 }
@@ -286,7 +305,12 @@ fn a_freeze_entry_that_matches_nothing_is_an_error_naming_the_prefixes() {
         };
         fine_tune(
             &m,
-            &mut |_| Ok(batches(&rows, &labels).into_iter().map(Into::into).collect()),
+            &mut |_| {
+                Ok(batches(&rows, &labels)
+                    .into_iter()
+                    .map(Into::into)
+                    .collect())
+            },
             &o,
             &mut Silent,
             &AtomicBool::new(false),

@@ -201,9 +201,21 @@ impl ParamBuilder {
     /// A builder over `params` themselves (the same `Var`s, not copies),
     /// with the names in `frozen` as plain tensors: a view of a model in
     /// which only the others are trained.
-    pub fn shared(params: &ParamStore, frozen: &BTreeSet<String>, device: &Device, dtype: DType) -> Self {
-        ParamBuilder::new(params.tensors().into_iter().collect(), "<in memory>", 0, 0.0, device, dtype)
-            .freezing(frozen)
+    pub fn shared(
+        params: &ParamStore,
+        frozen: &BTreeSet<String>,
+        device: &Device,
+        dtype: DType,
+    ) -> Self {
+        ParamBuilder::new(
+            params.tensors().into_iter().collect(),
+            "<in memory>",
+            0,
+            0.0,
+            device,
+            dtype,
+        )
+        .freezing(frozen)
     }
 
     fn init(&mut self, shape: &[usize], init: Init) -> Result<Tensor> {

@@ -268,7 +268,10 @@ fn canonical_required_chars(pieces: &mut [(String, f64)]) {
     let mut idx: Vec<usize> = (0..pieces.len())
         .filter(|&i| single(&pieces[i].0) && level(pieces[i].1).is_some_and(|k| k <= top))
         .collect();
-    let mut scores: Vec<f64> = idx.iter().map(|&i| min + level(pieces[i].1).unwrap_or(0) as f64 * DELTA).collect();
+    let mut scores: Vec<f64> = idx
+        .iter()
+        .map(|&i| min + level(pieces[i].1).unwrap_or(0) as f64 * DELTA)
+        .collect();
     scores.sort_by(|a, b| a.total_cmp(b));
     idx.sort_by(|&a, &b| pieces[a].0.cmp(&pieces[b].0));
     for (i, s) in idx.into_iter().zip(scores) {

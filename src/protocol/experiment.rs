@@ -205,7 +205,9 @@ fn phase_summary(rep: &TrainReport) -> serde_json::Value {
 
 /// The folder of an intermediate-phase model under the store.
 pub fn intermediate_dir(store_root: &Path, key: &str) -> PathBuf {
-    store_root.join("intermediate").join(&key[..16.min(key.len())])
+    store_root
+        .join("intermediate")
+        .join(&key[..16.min(key.len())])
 }
 
 fn interrupted(phase: &str, rep: &TrainReport, checkpoint: Option<&Path>) -> Error {
@@ -233,7 +235,12 @@ fn intermediate_phase(
     curves: &mut BTreeMap<String, Vec<(u64, f64)>>,
     progress: &mut ProgressFactory<'_>,
     cancel: &AtomicBool,
-) -> Result<(Model, Option<Arc<super::optim::OptimizerState>>, serde_json::Value, bool)> {
+) -> Result<(
+    Model,
+    Option<Arc<super::optim::OptimizerState>>,
+    serde_json::Value,
+    bool,
+)> {
     let key = fingerprint::of_json(&c.intermediate_config()?);
     let dir = store_root.map(|r| intermediate_dir(r, &key));
     let keep_optimizer = !c.target_options.reset_optimizer;
@@ -249,7 +256,9 @@ fn intermediate_phase(
             )?;
             let summary: serde_json::Value = crate::error::read_json(&d.join("phase.json"))?;
             if let Some(cv) = summary.get("curves") {
-                if let Ok(saved) = serde_json::from_value::<BTreeMap<String, Vec<(u64, f64)>>>(cv.clone()) {
+                if let Ok(saved) =
+                    serde_json::from_value::<BTreeMap<String, Vec<(u64, f64)>>>(cv.clone())
+                {
                     curves.extend(saved);
                 }
             }
@@ -272,7 +281,11 @@ fn intermediate_phase(
             checkpoint_dir: ckpt.clone(),
             ..TrainJob::new(base, &t.parts, &opts)
         };
-        let (m, rep) = train(&job, &mut *progress(&format!("{} (intermediate)", t.name)), cancel)?;
+        let (m, rep) = train(
+            &job,
+            &mut *progress(&format!("{} (intermediate)", t.name)),
+            cancel,
+        )?;
         my_curves.insert(format!("intermediate.{}", t.name), phase_curve(&rep));
         (m, rep)
     } else {

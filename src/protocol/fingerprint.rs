@@ -23,8 +23,7 @@ use crate::tasks::Dataset;
 type FileKey = (PathBuf, u64, Option<std::time::SystemTime>);
 
 fn cache() -> &'static Mutex<HashMap<FileKey, String>> {
-    static CACHE: std::sync::OnceLock<Mutex<HashMap<FileKey, String>>> =
-        std::sync::OnceLock::new();
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<FileKey, String>>> = std::sync::OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 

@@ -29,7 +29,9 @@ pub enum Sampling {
     },
     /// Fixed probabilities by task name (jiant's `SpecifiedProbMultiTaskSampler`);
     /// normalised, every task of the mix must be named.
-    Specified { probs: std::collections::BTreeMap<String, f64> },
+    Specified {
+        probs: std::collections::BTreeMap<String, f64>,
+    },
 }
 
 impl Sampling {

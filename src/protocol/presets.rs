@@ -275,16 +275,25 @@ impl RunOptions {
             return bad("grad_accum must be at least 1".into());
         }
         if self.max_length < 8 {
-            return bad(format!("max_length {} is too short (at least 8)", self.max_length));
+            return bad(format!(
+                "max_length {} is too short (at least 8)",
+                self.max_length
+            ));
         }
         if !(0.0..1.0).contains(&self.warmup) {
-            return bad(format!("warmup is a fraction in [0, 1), not {}", self.warmup));
+            return bad(format!(
+                "warmup is a fraction in [0, 1), not {}",
+                self.warmup
+            ));
         }
         for (k, v) in [
             ("eval_every", self.eval_every.map(|x| x as usize)),
             ("patience", self.patience),
             ("dev_limit", self.dev_limit),
-            ("checkpoint_every", self.checkpoint_every.map(|x| x as usize)),
+            (
+                "checkpoint_every",
+                self.checkpoint_every.map(|x| x as usize),
+            ),
             ("limit", self.limit),
             ("train_examples_cap", self.train_examples_cap),
             ("max_steps", self.max_steps.map(|x| x as usize)),
@@ -383,7 +392,10 @@ fn short_name(name: &str) -> &str {
 /// `encoder.layer.1` covers `encoder.layer.1.output.dense.weight`, not
 /// `encoder.layer.10...`)?
 fn covers(p: &str, name: &str) -> bool {
-    name == p || name.strip_prefix(p).is_some_and(|rest| rest.starts_with('.'))
+    name == p
+        || name
+            .strip_prefix(p)
+            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// The prefixes a model's parameters fall under, for messages:
@@ -392,7 +404,10 @@ fn parameter_prefixes(names: &[String]) -> String {
     let mut groups: Vec<String> = vec![];
     let mut layers: Vec<usize> = vec![];
     for name in names {
-        let task = name.split_once('/').map(|(t, _)| format!("{t}/")).unwrap_or_default();
+        let task = name
+            .split_once('/')
+            .map(|(t, _)| format!("{t}/"))
+            .unwrap_or_default();
         let parts: Vec<&str> = short_name(name).split('.').collect();
         if parts.len() > 2 && parts[0] == "encoder" && parts[1] == "layer" {
             if let Ok(i) = parts[2].parse::<usize>() {

@@ -285,16 +285,27 @@ pub fn train(
             )));
         }
         if matches!(d.head, HeadKind::MaskedLm) {
-            return Err(Error::msg("train: masked language modelling has no dev metric; leave `dev` out for MLM"));
+            return Err(Error::msg(
+                "train: masked language modelling has no dev metric; leave `dev` out for MLM",
+            ));
         }
     }
-    if matches!(first.head, HeadKind::Classification { .. } | HeadKind::MultipleChoice)
-        && data.iter().all(|d| d.examples.iter().all(|e| e.label().is_none()))
+    if matches!(
+        first.head,
+        HeadKind::Classification { .. } | HeadKind::MultipleChoice
+    ) && data
+        .iter()
+        .all(|d| d.examples.iter().all(|e| e.label().is_none()))
     {
         return Err(Error::msg(format!(
             "train: no example of {} has a gold label ({}); train on a labelled split",
             first.name(),
-            first.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+            first
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let m = transfer(job.model, &first.head, opts.seed, job.fresh)?;

@@ -210,9 +210,16 @@ fn example_bootstrap(runs: &[Strata], resamples: usize, seed: u64) -> Option<(f6
         .map(|_| {
             let draw: Vec<Vec<usize>> = first
                 .iter()
-                .map(|xs| (0..xs.len()).map(|_| rng.random_range(0..xs.len())).collect())
+                .map(|xs| {
+                    (0..xs.len())
+                        .map(|_| rng.random_range(0..xs.len()))
+                        .collect()
+                })
                 .collect();
-            runs.iter().map(|r| strata_mean(r, Some(&draw))).sum::<f64>() / runs.len() as f64
+            runs.iter()
+                .map(|r| strata_mean(r, Some(&draw)))
+                .sum::<f64>()
+                / runs.len() as f64
         })
         .collect();
     let (m, sd) = mean_std(&samples);
@@ -249,10 +256,15 @@ fn example_variance(runs: &[Strata]) -> Option<f64> {
     for l in 0..strata {
         let n = first[l].len();
         let y = |s: usize, i: usize| 100.0 * runs[s][l][i];
-        let row: Vec<f64> = (0..k).map(|s| (0..n).map(|i| y(s, i)).sum::<f64>() / n as f64).collect();
-        let col: Vec<f64> = (0..n).map(|i| (0..k).map(|s| y(s, i)).sum::<f64>() / k as f64).collect();
+        let row: Vec<f64> = (0..k)
+            .map(|s| (0..n).map(|i| y(s, i)).sum::<f64>() / n as f64)
+            .collect();
+        let col: Vec<f64> = (0..n)
+            .map(|i| (0..k).map(|s| y(s, i)).sum::<f64>() / k as f64)
+            .collect();
         let grand = row.iter().sum::<f64>() / k as f64;
-        let ms_ex = k as f64 * col.iter().map(|c| (c - grand).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let ms_ex =
+            k as f64 * col.iter().map(|c| (c - grand).powi(2)).sum::<f64>() / (n - 1) as f64;
         let mut sse = 0.0;
         for s in 0..k {
             for i in 0..n {
@@ -302,7 +314,10 @@ pub fn seed_estimate(values: &[f64], runs: &[Strata], resamples: usize, seed: u6
         (_, _) if example_variance(runs).is_some() => {
             let v = example_variance(runs).unwrap_or(0.0);
             let h = t975(k as f64 - 1.0) * (sd * sd / k as f64 + v).sqrt();
-            (Some((mean - h, mean + h)), Some(IntervalMethod::SeedsAndExamples))
+            (
+                Some((mean - h, mean + h)),
+                Some(IntervalMethod::SeedsAndExamples),
+            )
         }
         (_, _) => {
             let h = t975(k as f64 - 1.0) * sd / (k as f64).sqrt();
@@ -362,10 +377,9 @@ pub fn paired_seed_delta(
             vec![]
         };
         let same_shape = has_runs
-            && a_runs
-                .iter()
-                .zip(b_runs)
-                .all(|(ra, rb)| ra.len() == rb.len() && ra.iter().zip(rb).all(|(x, y)| x.len() == y.len()));
+            && a_runs.iter().zip(b_runs).all(|(ra, rb)| {
+                ra.len() == rb.len() && ra.iter().zip(rb).all(|(x, y)| x.len() == y.len())
+            });
         return seed_estimate(&d, if same_shape { &d_runs } else { &[] }, resamples, seed);
     }
     // Unpaired seeds.

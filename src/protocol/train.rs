@@ -228,7 +228,11 @@ impl Trainable for Model {
             .clone()
             .with_compute_dtype(dtype)
             .with_gradient_checkpointing(checkpointing);
-        Ok(Box::new(if frozen.is_empty() { m } else { m.with_frozen(frozen)? }))
+        Ok(Box::new(if frozen.is_empty() {
+            m
+        } else {
+            m.with_frozen(frozen)?
+        }))
     }
 }
 
@@ -329,7 +333,11 @@ pub fn fine_tune_with_eval(
     // own, the same `Var`s as the model's).
     let params = runner.params();
     if !frozen.is_empty() {
-        let n: usize = frozen.iter().filter_map(|k| all.get(k)).map(|v| v.elem_count()).sum();
+        let n: usize = frozen
+            .iter()
+            .filter_map(|k| all.get(k))
+            .map(|v| v.elem_count())
+            .sum();
         progress.message(&format!(
             "frozen: {} tensors, {n} of {} parameters ({})",
             frozen.len(),

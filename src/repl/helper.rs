@@ -216,7 +216,10 @@ mod tests {
             .contains(&"xnli_test".to_string()));
         assert_eq!(h.candidates("m.sa", 4), (2, vec!["save".to_string()]));
         assert_eq!(h.candidates(":he", 3), (1, vec!["help".to_string()]));
-        assert_eq!(h.candidates(":help stil", 10), (6, vec!["stilts".to_string()]));
+        assert_eq!(
+            h.candidates(":help stil", 10),
+            (6, vec!["stilts".to_string()])
+        );
         assert_eq!(
             h.candidates(":help trai", 10),
             (6, vec!["training".to_string(), "train".to_string()])

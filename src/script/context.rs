@@ -69,7 +69,11 @@ pub fn default_memory_budget() -> u64 {
         .and_then(|t| {
             t.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|k| k.parse::<u64>().ok())
+                })
         })
         .map(|kib| kib * 1024 / 10 * 9)
         .unwrap_or(0)

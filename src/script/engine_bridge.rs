@@ -14,8 +14,8 @@ use crate::model::{HeadKind, Model};
 use crate::protocol::experiment::{self, Condition, ConditionResult, ProgressFactory};
 use crate::protocol::presets::RunOptions;
 use crate::protocol::run::{self, MultitaskJob, TrainJob};
-use crate::store::Store;
 use crate::protocol::train::{Progress, TrainReport};
+use crate::store::Store;
 use crate::tasks::{Dataset, Example, Metric};
 
 pub use crate::protocol::run::Evaluation;
@@ -78,7 +78,8 @@ pub fn read_tsv(
     limit: Option<usize>,
     skip_bad_lines: bool,
 ) -> Result<Vec<Dataset>> {
-    let mut skipped: std::collections::HashMap<String, crate::tasks::SkipReport> = Default::default();
+    let mut skipped: std::collections::HashMap<String, crate::tasks::SkipReport> =
+        Default::default();
     let text = crate::error::read_to_string(path)?;
     let col = |n: &str| columns.iter().position(|c| c == n);
     let (lang_c, id_c) = (col("language"), col("id"));
@@ -122,7 +123,9 @@ pub fn read_tsv(
                 return Err(Error::Data {
                     path: path.to_path_buf(),
                     line: i + 1,
-                    msg: format!("{msg}; fix the line, or leave such lines out with skip_bad_lines: true"),
+                    msg: format!(
+                        "{msg}; fix the line, or leave such lines out with skip_bad_lines: true"
+                    ),
                 });
             }
             let r = skipped.entry(lang).or_default();
@@ -164,7 +167,12 @@ pub fn read_tsv(
             } else {
                 format!(
                     "; every line was malformed and left out, e.g. {}",
-                    skipped.values().flat_map(|r| r.first.first()).next().map(|b| b.to_string()).unwrap_or_default()
+                    skipped
+                        .values()
+                        .flat_map(|r| r.first.first())
+                        .next()
+                        .map(|b| b.to_string())
+                        .unwrap_or_default()
                 )
             }
         )));

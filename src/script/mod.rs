@@ -244,7 +244,12 @@ impl Runtime {
     /// Writes the report of what ran so far into `dir`.
     /// Writes the report of what ran; `banner` (a failed or interrupted
     /// run) goes at its top.
-    pub fn write_report(&self, dir: &Path, title: &str, banner: Option<&str>) -> crate::Result<PathBuf> {
+    pub fn write_report(
+        &self,
+        dir: &Path,
+        title: &str,
+        banner: Option<&str>,
+    ) -> crate::Result<PathBuf> {
         report::write(dir, title, &self.ctx.recorder.borrow().cells, banner)
     }
 

@@ -209,9 +209,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("unknown key `lrr`") && e.contains("did you mean `lr`") && e.contains("batch_size"),
+            e.contains("unknown key `lrr`")
+                && e.contains("did you mean `lr`")
+                && e.contains("batch_size"),
             "{e}"
         );
-        assert!(train_keys().iter().any(|k| k == "dev") && train_keys().iter().any(|k| k == "eval_every"));
+        assert!(
+            train_keys().iter().any(|k| k == "dev")
+                && train_keys().iter().any(|k| k == "eval_every")
+        );
     }
 }

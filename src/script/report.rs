@@ -9,7 +9,12 @@ use crate::error::{Error, Result};
 use crate::util::write_atomic;
 
 /// Writes the report of `cells` into `dir`; returns the Markdown file.
-pub fn write(dir: &Path, script: &str, cells: &[CellOutput], banner: Option<&str>) -> Result<PathBuf> {
+pub fn write(
+    dir: &Path,
+    script: &str,
+    cells: &[CellOutput],
+    banner: Option<&str>,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut md = format!("# {script}\n\n");
     if let Some(b) = banner {

@@ -182,7 +182,11 @@ impl Scores {
             (self.avg_runs_or_value(), self.avg_strata())
         } else {
             let s = self.by_lang.get(lang)?;
-            let values = if s.runs.is_empty() { vec![s.value] } else { s.runs.clone() };
+            let values = if s.runs.is_empty() {
+                vec![s.value]
+            } else {
+                s.runs.clone()
+            };
             (values, strata_of(&[&s.correct]))
         };
         let mut e = stats::seed_estimate(&values, &runs, RESAMPLES, stat_seed(lang));
@@ -234,10 +238,18 @@ impl Scores {
             } else {
                 self.by_lang[lang].n
             };
-            let value = if lang == "avg" { self.avg() } else { self.by_lang[lang].value };
+            let value = if lang == "avg" {
+                self.avg()
+            } else {
+                self.by_lang[lang].value
+            };
             let mut r = vec![lang.clone(), format!("{value:.1}")];
             if seeds > 1 {
-                r.push(e.as_ref().map(|e| format!("{:.1}", e.seed_std)).unwrap_or_default());
+                r.push(
+                    e.as_ref()
+                        .map(|e| format!("{:.1}", e.seed_std))
+                        .unwrap_or_default(),
+                );
             }
             r.push(fmt_ci(e.as_ref().and_then(|e| e.ci)));
             if seeds > 1 {
@@ -355,7 +367,11 @@ impl Comparison {
                     (s.avg_runs_or_value(), s.avg_strata())
                 } else {
                     let x = &s.by_lang[lang];
-                    let v = if x.runs.is_empty() { vec![x.value] } else { x.runs.clone() };
+                    let v = if x.runs.is_empty() {
+                        vec![x.value]
+                    } else {
+                        x.runs.clone()
+                    };
                     (v, strata_of(&[&x.correct]))
                 }
             };
@@ -397,7 +413,13 @@ impl Comparison {
     }
 
     pub fn table(&self) -> TableValue {
-        let seeds = self.by_lang.values().chain([&self.avg]).map(|d| d.seeds).max().unwrap_or(1);
+        let seeds = self
+            .by_lang
+            .values()
+            .chain([&self.avg])
+            .map(|d| d.seeds)
+            .max()
+            .unwrap_or(1);
         let mut header = vec![
             "language".to_string(),
             self.base.clone(),
@@ -471,7 +493,9 @@ fn strata_of(parts: &[&Vec<Vec<bool>>]) -> Vec<stats::Strata> {
 fn common_method(ms: impl Iterator<Item = Option<stats::IntervalMethod>>) -> &'static str {
     let ms: Vec<Option<stats::IntervalMethod>> = ms.collect();
     match ms.first() {
-        None | Some(None) if ms.iter().all(Option::is_none) => "no interval (one run, no per-example scores)",
+        None | Some(None) if ms.iter().all(Option::is_none) => {
+            "no interval (one run, no per-example scores)"
+        }
         Some(first) if ms.iter().all(|m| m == first) => first.map(|m| m.describe()).unwrap_or(""),
         _ => "95% CI: methods differ by row (some rows lack per-example scores)",
     }
@@ -611,14 +635,16 @@ mod tests {
 
     #[test]
     fn intervals_stay_within_what_a_percentage_can_be() {
-        let a = Scores::mean_of(&[
-            scores("a", &[("de", 20.0)]),
-            scores("a", &[("de", 80.0)]),
-        ])
-        .unwrap();
+        let a =
+            Scores::mean_of(&[scores("a", &[("de", 20.0)]), scores("a", &[("de", 80.0)])]).unwrap();
         let (lo, hi) = a.estimate("de").unwrap().ci.unwrap();
-        assert_eq!((lo, hi), (0.0, 100.0), "t with 1 degree of freedom spans past both ends");
-        let b = Scores::mean_of(&[scores("b", &[("de", 90.0)]), scores("b", &[("de", 10.0)])]).unwrap();
+        assert_eq!(
+            (lo, hi),
+            (0.0, 100.0),
+            "t with 1 degree of freedom spans past both ends"
+        );
+        let b =
+            Scores::mean_of(&[scores("b", &[("de", 90.0)]), scores("b", &[("de", 10.0)])]).unwrap();
         let c = Comparison::new(&a, &b).unwrap();
         let (lo, hi) = c.by_lang["de"].ci.unwrap();
         assert!(lo >= -100.0 && hi <= 100.0);

@@ -136,9 +136,11 @@ impl Store {
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
         f.lock().map_err(|e| Error::io(&self.path, e))?;
-        let res = self
-            .set_aside_torn_tail(&mut f)
-            .and_then(|_| f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(|e| Error::io(&self.path, e)));
+        let res = self.set_aside_torn_tail(&mut f).and_then(|_| {
+            f.write_all(line.as_bytes())
+                .and_then(|_| f.sync_data())
+                .map_err(|e| Error::io(&self.path, e))
+        });
         let _ = f.unlock();
         res
     }

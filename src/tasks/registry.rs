@@ -796,13 +796,14 @@ impl TaskSpec {
         for f in &files {
             let mut report = SkipReport::default();
             let mut part = read_file(f, &labels, opts, &mut report)?;
-            part = check_examples(&f.path, part, opts, &mut report).map_err(|e| match &f.filter {
-                Some(lang) if part_was_empty(&e) => Error::msg(format!(
-                    "{}: no examples of `{lang}` in this file; pick a language it holds",
-                    f.path.display()
-                )),
-                _ => e,
-            })?;
+            part =
+                check_examples(&f.path, part, opts, &mut report).map_err(|e| match &f.filter {
+                    Some(lang) if part_was_empty(&e) => Error::msg(format!(
+                        "{}: no examples of `{lang}` in this file; pick a language it holds",
+                        f.path.display()
+                    )),
+                    _ => e,
+                })?;
             if subset.is_some_and(|s| s.eq_ignore_ascii_case("all")) || files.len() > 1 {
                 if let Some(sub) = &f.subset {
                     prefix_ids(&mut part, sub);
@@ -886,7 +887,10 @@ pub fn check_examples(
         Example::Words { tags, .. } => Some(tags.is_some()),
         Example::Span { .. } => None,
     };
-    let with = examples.iter().filter(|e| labelled(e) == Some(true)).count();
+    let with = examples
+        .iter()
+        .filter(|e| labelled(e) == Some(true))
+        .count();
     let choices = |e: &Example| match e {
         Example::Choice { choices, .. } => Some(choices.len()),
         _ => None,
@@ -903,9 +907,9 @@ pub fn check_examples(
             Some("no label, though the file's other rows have one".to_string())
         } else {
             match (choices(&e), usual) {
-                (Some(n), Some(u)) if n != u => {
-                    Some(format!("{n} candidates, but the file's other rows have {u}"))
-                }
+                (Some(n), Some(u)) if n != u => Some(format!(
+                    "{n} candidates, but the file's other rows have {u}"
+                )),
                 _ => None,
             }
         };
@@ -916,7 +920,9 @@ pub fn check_examples(
                     return Err(Error::Data {
                         path: path.to_path_buf(),
                         line: line_of(&e),
-                        msg: format!("{msg}; fix the line, or leave such lines out with skip_bad_lines"),
+                        msg: format!(
+                            "{msg}; fix the line, or leave such lines out with skip_bad_lines"
+                        ),
                     })
                 }
                 super::io::BadLines::Skip => {

@@ -31,7 +31,10 @@ pub const CONDITION_KEYS: &[&str] = &[
 
 fn task_of(what: &str, v: &Dynamic) -> RResult<TaskValue> {
     v.clone().try_cast::<TaskValue>().ok_or_else(|| {
-        rerr(format!("condition: `{what}` takes a task, not {}", v.type_name()))
+        rerr(format!(
+            "condition: `{what}` takes a task, not {}",
+            v.type_name()
+        ))
     })
 }
 
@@ -78,11 +81,17 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             .collect::<RResult<_>>()?,
         Some(v) => vec![task_of("intermediate", &v)?],
     };
-    let target = task_of("target", &need("target", "the target task, e.g. MNLI train")?)?;
+    let target = task_of(
+        "target",
+        &need("target", "the target task, e.g. MNLI train")?,
+    )?;
     let mut options = match get("options") {
         None => Map::new(),
         Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
-            rerr(format!("condition: `options` takes a map of training options, not {}", v.type_name()))
+            rerr(format!(
+                "condition: `options` takes a map of training options, not {}",
+                v.type_name()
+            ))
         })?,
     };
     if let Some(d) = get("dev") {
@@ -92,9 +101,14 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     let i_call = call_options("condition options `intermediate`", &hidden_of, &i_map)?;
     let t_call = call_options("condition options `target`", &hidden_of, &t_map)?;
     if i_call.options.is_explicit("seed") || t_call.options.is_explicit("seed") {
-        return Err(rerr("condition: give the seed as the condition's `seed`, not inside `options`"));
+        return Err(rerr(
+            "condition: give the seed as the condition's `seed`, not inside `options`",
+        ));
     }
-    let evaluations: Vec<(String, TaskValue)> = match need("evaluate", "a task, or a map of name -> task, e.g. #{dev: xnli_dev, test: xnli_test}")? {
+    let evaluations: Vec<(String, TaskValue)> = match need(
+        "evaluate",
+        "a task, or a map of name -> task, e.g. #{dev: xnli_dev, test: xnli_test}",
+    )? {
         v if v.is::<Map>() => v
             .cast::<Map>()
             .iter()
@@ -108,19 +122,29 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     let single_eval = !get("evaluate").is_some_and(|v| v.is::<Map>());
     let seed = match get("seed") {
         None => 0,
-        Some(v) => v
-            .as_int()
-            .ok()
-            .filter(|&s| s >= 0)
-            .ok_or_else(|| rerr("condition: `seed` takes an integer >= 0"))? as u64,
+        Some(v) => {
+            v.as_int()
+                .ok()
+                .filter(|&s| s >= 0)
+                .ok_or_else(|| rerr("condition: `seed` takes an integer >= 0"))? as u64
+        }
     };
     let name = match get("name") {
-        Some(v) => v.into_string().map_err(|t| rerr(format!("condition: `name` takes a string, not {t}")))?,
+        Some(v) => v
+            .into_string()
+            .map_err(|t| rerr(format!("condition: `name` takes a string, not {t}")))?,
         None if intermediate.is_empty() => "none".to_string(),
-        None => intermediate.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join("+"),
+        None => intermediate
+            .iter()
+            .map(|t| t.name.clone())
+            .collect::<Vec<_>>()
+            .join("+"),
     };
     let eval_batch_size = get("eval_batch_size")
-        .map(|v| v.as_int().map_err(|_| rerr("condition: `eval_batch_size` takes an integer")))
+        .map(|v| {
+            v.as_int()
+                .map_err(|_| rerr("condition: `eval_batch_size` takes an integer"))
+        })
         .transpose()?
         .unwrap_or(64)
         .max(1) as usize;
@@ -143,9 +167,15 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     };
     if intermediate.len() > 1 && i_call.dev.is_some() {
         // Checked by the engine too; said here with the script's words.
-        let dn = &i_call.dev.as_ref().map(|d| d.name.clone()).unwrap_or_default();
+        let dn = &i_call
+            .dev
+            .as_ref()
+            .map(|d| d.name.clone())
+            .unwrap_or_default();
         if !intermediate.iter().any(|t| &t.name == dn) {
-            return Err(rerr(format!("condition: the intermediate dev set is of `{dn}`, not a task of the mix")));
+            return Err(rerr(format!(
+                "condition: the intermediate dev set is of `{dn}`, not a task of the mix"
+            )));
         }
     }
     let store = super::runs::results_store(ctx);
@@ -159,7 +189,10 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     })?;
     let short = &out.record.key[..12];
     if out.reused {
-        ctx.note(&format!("condition {name} (seed {seed}): reused {short} from {}", store.path().display()));
+        ctx.note(&format!(
+            "condition {name} (seed {seed}): reused {short} from {}",
+            store.path().display()
+        ));
     } else {
         let phases = &out.record.config["phases"];
         let mut parts = vec![];
@@ -175,7 +208,11 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         ctx.note(&format!(
             "condition {name} (seed {seed}): {}{}; {:.1} s; stored as {short}",
             parts.join("; "),
-            if out.intermediate_reused { " (intermediate phase reused from the store)" } else { "" },
+            if out.intermediate_reused {
+                " (intermediate phase reused from the store)"
+            } else {
+                ""
+            },
             out.record.seconds
         ));
     }

@@ -433,11 +433,18 @@ fn draw_training<DB: DrawingBackend>(
     let mut c = ChartBuilder::on(&top);
     c.margin(10);
     if text {
-        c.caption(title, ("sans-serif", 18)).x_label_area_size(30).y_label_area_size(50);
+        c.caption(title, ("sans-serif", 18))
+            .x_label_area_size(30)
+            .y_label_area_size(50);
     }
     let mut chart = c.build_cartesian_2d(0.0..n + 1.0, 0.0..hi).map_err(e)?;
     if text {
-        chart.configure_mesh().x_desc("update").y_desc("training loss").draw().map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc("update")
+            .y_desc("training loss")
+            .draw()
+            .map_err(e)?;
     }
     let blue = RGBColor(0, 114, 178);
     chart
@@ -470,7 +477,12 @@ fn draw_training<DB: DrawingBackend>(
             .build_cartesian_2d(0.0..n + 1.0, (lo - pad)..(hi + pad))
             .map_err(e)?;
         if text {
-            chart.configure_mesh().x_desc("update").y_desc("dev score").draw().map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_desc("update")
+                .y_desc("dev score")
+                .draw()
+                .map_err(e)?;
         }
         let orange = RGBColor(213, 94, 0);
         chart
@@ -499,7 +511,10 @@ fn draw_training<DB: DrawingBackend>(
 /// `plot_training(model, path)`: the training curve of a trained model.
 fn plot_training(ctx: &Ctx, m: &crate::script::values::ModelValue, path: &str) -> RResult<String> {
     let t = m.training.as_ref().ok_or_else(|| {
-        rerr(format!("plot_training: `{}` was not trained in this script (a loaded model has no curve)", m.name))
+        rerr(format!(
+            "plot_training: `{}` was not trained in this script (a loaded model has no curve)",
+            m.name
+        ))
     })?;
     let losses: Vec<f64> = t["losses"]
         .as_array()
@@ -526,9 +541,21 @@ fn plot_training(ctx: &Ctx, m: &crate::script::values::ModelValue, path: &str) -
     let p2 = p.clone();
     let text = render(&p, &move |svg, text| {
         if svg {
-            draw_training(SVGBackend::new(&p2, (900, 500)).into_drawing_area(), &title, &losses, &dev, text)
+            draw_training(
+                SVGBackend::new(&p2, (900, 500)).into_drawing_area(),
+                &title,
+                &losses,
+                &dev,
+                text,
+            )
         } else {
-            draw_training(BitMapBackend::new(&p2, (900, 500)).into_drawing_area(), &title, &losses, &dev, text)
+            draw_training(
+                BitMapBackend::new(&p2, (900, 500)).into_drawing_area(),
+                &title,
+                &losses,
+                &dev,
+                text,
+            )
         }
     })?;
     record(ctx, &p, text);

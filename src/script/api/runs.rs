@@ -47,10 +47,14 @@ pub fn key_json(v: &Dynamic) -> RResult<serde_json::Value> {
         return Ok(serde_json::json!({"$model": m.fingerprint}));
     }
     if let Some(t) = v.clone().try_cast::<TaskValue>() {
-        return Ok(serde_json::json!({"$task": t.name, "split": t.split, "fingerprint": t.fingerprint().map_err(rerr)?}));
+        return Ok(
+            serde_json::json!({"$task": t.name, "split": t.split, "fingerprint": t.fingerprint().map_err(rerr)?}),
+        );
     }
     if let Some(a) = v.clone().try_cast::<Array>() {
-        return Ok(serde_json::Value::Array(a.iter().map(key_json).collect::<RResult<_>>()?));
+        return Ok(serde_json::Value::Array(
+            a.iter().map(key_json).collect::<RResult<_>>()?,
+        ));
     }
     if let Some(m) = v.clone().try_cast::<Map>() {
         let mut o = serde_json::Map::new();
@@ -77,7 +81,9 @@ fn memo(ctx: &Ctx, nctx: &NativeCallContext, key: Dynamic, f: FnPtr) -> RResult<
     let key = crate::store::config_key(&k);
     let _claim = store
         .claim(&key, &mut |pid| {
-            ctx.note(&format!("memo: process {pid} is computing this key; waiting for it"))
+            ctx.note(&format!(
+                "memo: process {pid} is computing this key; waiting for it"
+            ))
         })
         .map_err(rerr)?;
     if let Some(v) = store.get_value(&k).map_err(rerr)? {

@@ -162,7 +162,9 @@ fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
         return load_mlm(ctx, &a);
     }
     if a.files.is_some() {
-        return Err(rerr(format!("task(\"{name}\"): `files` is for task(\"mlm\") only; give the task's folder as `data`")));
+        return Err(rerr(format!(
+            "task(\"{name}\"): `files` is for task(\"mlm\") only; give the task's folder as `data`"
+        )));
     }
     if name == "tsv" {
         let file = a
@@ -177,8 +179,15 @@ fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
                 .map(|s| s.to_string_lossy().to_string())
                 .unwrap_or_else(|| "tsv".into())
         });
-        let mut parts =
-            engine_bridge::read_tsv(&path, &tname, &columns, &labels, a.limit, a.skip_bad_lines.unwrap_or(false)).map_err(rerr)?;
+        let mut parts = engine_bridge::read_tsv(
+            &path,
+            &tname,
+            &columns,
+            &labels,
+            a.limit,
+            a.skip_bad_lines.unwrap_or(false),
+        )
+        .map_err(rerr)?;
         for p in &mut parts {
             p.split = split.clone();
         }
@@ -245,7 +254,9 @@ fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
 fn load_mlm(ctx: &Ctx, a: &TaskArgs) -> RResult<TaskValue> {
     if let Some(files) = &a.files {
         if files.is_empty() {
-            return Err(rerr("task(\"mlm\"): `files` is empty; give raw-text files, one sentence a line"));
+            return Err(rerr(
+                "task(\"mlm\"): `files` is empty; give raw-text files, one sentence a line",
+            ));
         }
         let parts = files
             .iter()
@@ -321,7 +332,10 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         tasks::TASK_NAMES
             .iter()
             .map(|s| Dynamic::from(s.to_string()))
-            .chain([Dynamic::from("tsv".to_string()), Dynamic::from("mlm".to_string())])
+            .chain([
+                Dynamic::from("tsv".to_string()),
+                Dynamic::from("mlm".to_string()),
+            ])
             .collect::<Array>()
     });
     engine.register_fn("layout", |name: &str| -> RResult<String> {

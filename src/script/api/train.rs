@@ -51,20 +51,18 @@ pub fn call_options(what: &str, cfg: &crate::model::XlmrConfig, map: &Map) -> RR
     for (k, v) in &rest {
         if let Ok(x) = v.as_float() {
             if !x.is_finite() {
-                return Err(rerr(format!("{what}: `{k}` is {x}, out of the range of numbers (give a finite value)")));
+                return Err(rerr(format!(
+                    "{what}: `{k}` is {x}, out of the range of numbers (give a finite value)"
+                )));
             }
         }
     }
-    let json = serde_json::to_value(Dynamic::from_map(rest)).map_err(|e| rerr(format!("{what}: {e}")))?;
+    let json =
+        serde_json::to_value(Dynamic::from_map(rest)).map_err(|e| rerr(format!("{what}: {e}")))?;
     let mut options = RunOptions::resolve(&json, Some(cfg.hidden_size))
         .map_err(|e| rerr(format!("{what}: {e}")))?;
-    options
-        .require_dev(dev.is_some(), what)
-        .map_err(rerr)?;
-    options.options.max_length = options
-        .options
-        .max_length
-        .min(cfg.max_sequence_length());
+    options.require_dev(dev.is_some(), what).map_err(rerr)?;
+    options.options.max_length = options.options.max_length.min(cfg.max_sequence_length());
     Ok(Call {
         options,
         dev,
@@ -83,7 +81,10 @@ fn dev_dataset(what: &str, dev: &Option<TaskValue>) -> RResult<Option<crate::tas
     let mut pooled = first.clone();
     for p in parts {
         if p.head != first.head {
-            return Err(rerr(format!("{what}: the dev set `{}` mixes heads", d.name)));
+            return Err(rerr(format!(
+                "{what}: the dev set `{}` mixes heads",
+                d.name
+            )));
         }
         pooled.examples.extend(p.examples.iter().cloned());
         pooled.files.extend(p.files.iter().cloned());
@@ -118,7 +119,11 @@ fn options_key(o: &RunOptions) -> serde_json::Value {
     serde_json::to_value(&o).unwrap_or_default()
 }
 
-fn interrupted(what: &str, report: &crate::protocol::train::TrainReport, dir: &std::path::Path) -> Box<rhai::EvalAltResult> {
+fn interrupted(
+    what: &str,
+    report: &crate::protocol::train::TrainReport,
+    dir: &std::path::Path,
+) -> Box<rhai::EvalAltResult> {
     rerr(format!(
         "interrupted ({}) during {what} at update {}; its checkpoint is in {}: run the script again to resume from it",
         crate::script::context::signal_name(),
@@ -143,18 +148,31 @@ fn checkpoint_dir(ctx: &Ctx, fingerprint: &str) -> std::path::PathBuf {
 fn claim(ctx: &Ctx, what: &str, fingerprint: &str) -> RResult<crate::store::Claim> {
     super::runs::results_store(ctx)
         .claim(fingerprint, &mut |pid| {
-            ctx.note(&format!("{what}: process {pid} is training this; waiting for it"))
+            ctx.note(&format!(
+                "{what}: process {pid} is training this; waiting for it"
+            ))
         })
         .map_err(rerr)
 }
 
 /// Says how a training call began: fresh, resumed, or already finished.
-fn resumed_note(ctx: &Ctx, what: &str, report: &crate::protocol::train::TrainReport, dir: &std::path::Path) {
+fn resumed_note(
+    ctx: &Ctx,
+    what: &str,
+    report: &crate::protocol::train::TrainReport,
+    dir: &std::path::Path,
+) {
     if let Some(step) = report.resumed_from {
         if step >= report.steps {
-            ctx.note(&format!("{what}: finished before; its final checkpoint in {} reused", dir.display()));
+            ctx.note(&format!(
+                "{what}: finished before; its final checkpoint in {} reused",
+                dir.display()
+            ));
         } else {
-            ctx.note(&format!("{what}: resumed from the checkpoint at update {step} in {}", dir.display()));
+            ctx.note(&format!(
+                "{what}: resumed from the checkpoint at update {step} in {}",
+                dir.display()
+            ));
         }
     }
 }
@@ -191,8 +209,8 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         checkpoint_dir: Some(dir.clone()),
         ..TrainJob::new(&m.model, &t.parts, run)
     };
-    let (model, report) = engine_bridge::train(&job, &mut *bar, &CANCEL)
-        .map_err(|e| rerr(format!("{what}: {e}")))?;
+    let (model, report) =
+        engine_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| rerr(format!("{what}: {e}")))?;
     if report.cancelled {
         return Err(interrupted(&what, &report, &dir));
     }
@@ -202,7 +220,11 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         (Some(s), Some(b)) => format!(
             "; best dev {b:.2} at update {s} of {} evaluations, those weights kept{}",
             report.scores.len(),
-            if report.early_stopped { " (stopped early)" } else { "" }
+            if report.early_stopped {
+                " (stopped early)"
+            } else {
+                ""
+            }
         ),
         _ => String::new(),
     };
@@ -288,7 +310,9 @@ pub fn sampling(v: Option<Dynamic>) -> RResult<Sampling> {
     crate::script::options::check_keys("multitask sampling", &m, &["cap", "temperature", "probs"])?;
     if let Some(p) = m.get("probs") {
         if m.len() > 1 {
-            return Err(rerr("sampling: `probs` fixes the probabilities; it takes no `cap` or `temperature`"));
+            return Err(rerr(
+                "sampling: `probs` fixes the probabilities; it takes no `cap` or `temperature`",
+            ));
         }
         let pm = p
             .clone()
@@ -345,7 +369,11 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
     }
     let mut opts = opts.clone();
     let sampling = sampling(opts.remove("sampling"))?;
-    let call = call_options("multitask options (training keys and `sampling`)", m.model.config(), &opts)?;
+    let call = call_options(
+        "multitask options (training keys and `sampling`)",
+        m.model.config(),
+        &opts,
+    )?;
     let dev = dev_dataset("multitask", &call.dev)?;
     let names: Vec<String> = ts.iter().map(|t| t.name.clone()).collect();
     let mut bar = ctx.progress(&format!("multitask {}", names.join("+")));
@@ -353,7 +381,11 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         .iter()
         .map(|t| (t.name.clone(), t.parts.as_ref().clone()))
         .collect();
-    let fps: Vec<String> = ts.iter().map(|t| t.fingerprint()).collect::<crate::Result<_>>().map_err(rerr)?;
+    let fps: Vec<String> = ts
+        .iter()
+        .map(|t| t.fingerprint())
+        .collect::<crate::Result<_>>()
+        .map_err(rerr)?;
     let fingerprint = derived_fingerprint(serde_json::json!({
         "parent": m.fingerprint,
         "mix": fps,
