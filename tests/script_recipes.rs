@@ -1,19 +1,10 @@
 //! The recipes in batch: the quick start end to end on the bundled data
 //! (one epoch), the real recipes in their dry mode and with missing inputs.
 
-use std::process::Command;
+mod common;
 
 fn stilts(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    common::stilts_in(cwd, args)
 }
 
 fn root() -> std::path::PathBuf {

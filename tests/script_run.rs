@@ -1,24 +1,16 @@
 //! `stilts run`: `--set`, run-time errors at their position, limits,
 //! cells and the report directory, the stdlib, memo.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 fn run_in(dir: &Path, src: &str, args: &[&str]) -> (i32, String, String) {
     std::fs::write(dir.join("s.rhai"), src).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
-        .current_dir(dir)
-        .arg("--quiet")
-        .arg("run")
-        .arg("s.rhai")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let mut a = vec!["--quiet", "run", "s.rhai"];
+    a.extend_from_slice(args);
+    common::stilts_in(dir, &a)
 }
 
 fn run(src: &str, args: &[&str]) -> (i32, String, String) {
