@@ -61,6 +61,70 @@ pub enum Command {
         /// Write no report.
         #[arg(long)]
         no_report: bool,
+        /// Run only the cell (a `condition()` of the script) whose key starts
+        /// with CELL (`stilts plan` lists them); nothing else trains, no report.
+        #[arg(long, value_name = "CELL", conflicts_with_all = ["collect", "jobs", "cell"])]
+        only: Option<String>,
+        /// Take every cell from the store and write the report; a cell not
+        /// there is an error (what a cluster's collect job runs).
+        #[arg(long, conflicts_with = "jobs")]
+        collect: bool,
+        /// Run the unfinished cells in N worker processes of `--only`, then the report.
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Devices of the workers, one per worker (`cuda:0,cuda:1`; default: --device).
+        #[arg(long, value_name = "LIST", requires = "jobs")]
+        devices: Option<String>,
+    },
+    /// Lists a script's cells (its `condition()` calls) without running
+    /// them: key, condition, model, seed, and whether each is done.
+    Plan {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Submits a script's unfinished cells to Slurm: one job array (an
+    /// element per cell, `stilts run FILE --only CELL`) and a collect job
+    /// that writes the report once the array has ended.
+    Submit {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// sbatch options of every element, as one string:
+        /// "--partition=gpu --gres=gpu:1 --time=12:00:00".
+        #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
+        slurm: String,
+        /// sbatch options of the collect job (default: --slurm's without GPU requests).
+        #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
+        collect_slurm: Option<String>,
+        /// At most N elements at once (`--array=0-K%N`).
+        #[arg(long, value_name = "N")]
+        max_parallel: Option<usize>,
+        /// Write the batch scripts and print them; submit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds before the time limit at which an element is told to
+        /// checkpoint and requeue itself (Slurm's `--signal`).
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        signal_before: u64,
+        /// The device every cell trains on.
+        #[arg(long, default_value = "cuda")]
+        cell_device: String,
+        /// The collect job's report folder (default: reports/SCRIPT).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The cells of a store: done, running, queued, failed, interrupted,
+    /// stopped or to run, with job ids and logs.
+    Status {
+        /// The store folder (default `runs`) or its runs.jsonl.
+        #[arg(default_value = "runs")]
+        store: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Compiles a script without running it and reports every error found.
     Check {
@@ -312,6 +376,106 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The script file of a command, checked before anything runs.
+fn readable_script(file: &Path) -> crate::Result<()> {
+    std::fs::File::open(file)
+        .and_then(|f| {
+            if f.metadata()?.is_dir() {
+                Err(std::io::Error::other("it is a folder"))
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| crate::Error::msg(format!("{}: cannot read the script: {e}", file.display())))
+}
+
+/// `--only CELL`: a key prefix as `stilts plan` prints it.
+fn cell_key(cell: &str) -> crate::Result<String> {
+    let c = cell.trim().to_lowercase();
+    if c.len() < 8 || !c.chars().all(|x| x.is_ascii_hexdigit()) {
+        return Err(crate::Error::msg(format!(
+            "--only `{cell}`: give a cell's key (at least 8 hex digits) as `stilts plan FILE` lists it"
+        )));
+    }
+    Ok(c)
+}
+
+/// `stilts run FILE --only CELL`: the one cell, no report.
+fn run_one_cell(cli: &Cli, file: &Path, set: &[String], cell: &str) -> crate::Result<ExitCode> {
+    readable_script(file)?;
+    let key = cell_key(cell)?;
+    let mut settings = settings(cli, set)?;
+    settings.cell_mode = context::CellMode::Only(key.clone());
+    let mut rt = Runtime::new(settings);
+    context::install_ctrlc();
+    let result = rt.run_file(file, None);
+    if rt.ctx.only_done.get() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match result {
+        Ok(_) => Err(crate::Error::msg(format!(
+            "--only {key}: {} has no such cell; `stilts plan {}` lists its cells",
+            file.display(),
+            file.display()
+        ))),
+        Err(d) => {
+            eprint!("{d}");
+            Ok(ExitCode::from(if context::cancelled() { 130 } else { 1 }))
+        }
+    }
+}
+
+/// `stilts run FILE --jobs N`: the unfinished cells in worker processes,
+/// then the report from the store.
+#[allow(clippy::too_many_arguments)]
+fn run_pool(
+    cli: &Cli,
+    file: &Path,
+    set: &[String],
+    jobs: usize,
+    devices: Option<&str>,
+    out: Option<&Path>,
+    no_report: bool,
+) -> crate::Result<ExitCode> {
+    readable_script(file)?;
+    let settings = settings(cli, set)?;
+    context::install_ctrlc();
+    let plan = crate::cluster::plan(&settings, file, &None)?;
+    let devices: Vec<String> = match devices {
+        Some(d) => d
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => vec![cli.device.clone()],
+    };
+    for d in &devices {
+        context::parse_device(d)?;
+    }
+    let pool =
+        crate::cluster::local::run_pool(&settings, &plan, file, set, jobs, &devices, cli.threads)?;
+    if context::cancelled() {
+        eprintln!("interrupted: finished cells are in the store; run again to go on");
+        return Ok(ExitCode::from(130));
+    }
+    if !pool.failed.is_empty() {
+        eprintln!(
+            "{} of {} cells failed; the report says which",
+            pool.failed.len(),
+            pool.failed.len() + pool.ran
+        );
+    }
+    run_script(
+        cli,
+        file,
+        set,
+        None,
+        out,
+        no_report,
+        context::CellMode::Collect,
+    )
+}
+
 fn run_script(
     cli: &Cli,
     file: &Path,
@@ -319,21 +483,13 @@ fn run_script(
     cell: Option<&str>,
     out: Option<&Path>,
     no_report: bool,
+    mode: context::CellMode,
 ) -> crate::Result<ExitCode> {
     // A script that cannot be read writes nothing, no report folder either.
-    if let Err(e) = std::fs::File::open(file).and_then(|f| {
-        if f.metadata()?.is_dir() {
-            Err(std::io::Error::other("it is a folder"))
-        } else {
-            Ok(())
-        }
-    }) {
-        return Err(crate::Error::msg(format!(
-            "{}: cannot read the script: {e}",
-            file.display()
-        )));
-    }
-    let mut rt = Runtime::new(settings(cli, set)?);
+    readable_script(file)?;
+    let mut settings = settings(cli, set)?;
+    settings.cell_mode = mode;
+    let mut rt = Runtime::new(settings);
     context::install_ctrlc();
     let stem = file
         .file_stem()
@@ -442,7 +598,102 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             cell,
             out,
             no_report,
-        }) => run_script(&cli, file, set, cell.as_deref(), out.as_deref(), *no_report),
+            only,
+            collect,
+            jobs,
+            devices,
+        }) => match (only, jobs) {
+            (Some(c), _) => run_one_cell(&cli, file, set, c),
+            (None, Some(n)) => run_pool(
+                &cli,
+                file,
+                set,
+                *n,
+                devices.as_deref(),
+                out.as_deref(),
+                *no_report,
+            ),
+            (None, None) => run_script(
+                &cli,
+                file,
+                set,
+                cell.as_deref(),
+                out.as_deref(),
+                *no_report,
+                if *collect {
+                    context::CellMode::Collect
+                } else {
+                    context::CellMode::Run
+                },
+            ),
+        },
+        Some(Command::Plan { file, set, json }) => {
+            readable_script(file)?;
+            let settings = settings(&cli, set)?;
+            let plan = crate::cluster::plan(&settings, file, &crate::cluster::slurm::squeue())?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "script": file.display().to_string(),
+                        "store": plan.store.root().display().to_string(),
+                        "cells": plan.cells,
+                    }))
+                    .map_err(|e| crate::Error::msg(e.to_string()))?
+                );
+            } else if plan.cells.is_empty() {
+                println!(
+                    "{}: no cells (the script calls no condition()); it runs as one process with `stilts run`",
+                    file.display()
+                );
+            } else {
+                println!(
+                    "{} (store {}):\n{}",
+                    file.display(),
+                    plan.store.root().display(),
+                    crate::cluster::render(&plan.cells)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Submit {
+            file,
+            set,
+            slurm,
+            collect_slurm,
+            max_parallel,
+            dry_run,
+            signal_before,
+            cell_device,
+            out,
+        }) => {
+            readable_script(file)?;
+            let settings = settings(&cli, set)?;
+            let queue = crate::cluster::slurm::squeue();
+            let plan = crate::cluster::plan(&settings, file, &queue)?;
+            if plan.cells.is_empty() {
+                return Err(crate::Error::msg(format!(
+                    "{}: no cells to submit (the script calls no condition()); run it with `stilts run`",
+                    file.display()
+                )));
+            }
+            let opts = crate::cluster::slurm::SubmitOptions {
+                slurm: slurm.clone(),
+                collect_slurm: collect_slurm.clone(),
+                max_parallel: *max_parallel,
+                dry_run: *dry_run,
+                signal_before: *signal_before,
+                cell_device: cell_device.clone(),
+                out: out.clone(),
+            };
+            crate::cluster::slurm::submit(&settings, &plan, file, set, &opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Status { store, json }) => {
+            let s = crate::cluster::status::open(store)?;
+            print!("{}", crate::cluster::status::report(&s, *json)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Check { file, set }) => check_script(&cli, file, set),
         Some(Command::Api) => {
             println!("{}", crate::script::docs::markdown());

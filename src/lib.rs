@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod error;
 pub mod model;
 pub mod predict;

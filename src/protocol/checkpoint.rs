@@ -108,6 +108,17 @@ pub fn save(
     Ok(())
 }
 
+/// Whether the run checkpointed under `root` finished (its last complete
+/// checkpoint says so), without loading its tensors.
+pub fn finished(root: &Path) -> bool {
+    for dir in [dir_of(root), root.join("checkpoint.old")] {
+        if let Ok(state) = read_json::<LoopState>(&dir.join("state.json")) {
+            return state.finished;
+        }
+    }
+    false
+}
+
 /// The last complete checkpoint under `root`, if any.
 pub fn load(root: &Path) -> Result<Option<Checkpoint>> {
     let mut dir = dir_of(root);

@@ -26,6 +26,7 @@ use super::run::{evaluate, multitask, train, transfer, MultitaskJob, TrainJob};
 use super::train::{Progress, TrainReport};
 use crate::error::{Error, Result};
 use crate::model::{LoadOptions, Model};
+use crate::store::cells::{CellMark, MarkState};
 use crate::store::{pack_bits, RunRecord, Store};
 use crate::tasks::Dataset;
 
@@ -200,6 +201,7 @@ fn phase_summary(rep: &TrainReport) -> serde_json::Value {
         "best_dev": rep.best_score,
         "best_step": rep.best_step,
         "early_stopped": rep.early_stopped,
+        "resumed_from": rep.resumed_from,
     })
 }
 
@@ -406,6 +408,36 @@ pub fn run_condition(
         }
         None => None,
     };
+    if let Some(s) = store {
+        s.mark(&CellMark::here(&key, &c.name, MarkState::Running, None))?;
+    }
+    let out = run_claimed(c, store, &config, &key, progress, cancel);
+    if let Some(s) = store {
+        match &out {
+            Ok(_) => s.unmark(&key),
+            Err(e) => {
+                let state = if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                    MarkState::Interrupted
+                } else {
+                    MarkState::Failed
+                };
+                let _ = s.mark(&CellMark::here(&key, &c.name, state, Some(e.to_string())));
+            }
+        }
+    }
+    out
+}
+
+/// A condition whose claim this process holds: trains, evaluates, keeps the record.
+fn run_claimed(
+    c: &Condition,
+    store: Option<&Store>,
+    config: &serde_json::Value,
+    key: &str,
+    progress: &mut ProgressFactory<'_>,
+    cancel: &AtomicBool,
+) -> Result<ConditionResult> {
+    let key = key.to_string();
     let started = Instant::now();
     let target_head = c
         .target
@@ -497,7 +529,7 @@ pub fn run_condition(
         config: serde_json::json!({
             "name": c.name,
             "model": c.model.describe(),
-            "configuration": config,
+            "configuration": config.clone(),
             "phases": phases,
         }),
         code_version: code_version(),

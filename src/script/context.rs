@@ -113,6 +113,59 @@ fn resolved(p: &Path) -> Option<PathBuf> {
     }
 }
 
+/// What a run does with the grid's cells (the `condition()` calls): the
+/// unit of work that `stilts plan` lists, `stilts run --only` runs one of,
+/// and `stilts submit` / `stilts run --jobs` spread over jobs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CellMode {
+    /// Run every cell the store lacks (a plain `stilts run`).
+    #[default]
+    Run,
+    /// `stilts plan`: list the cells; train, evaluate and write nothing.
+    Plan,
+    /// `stilts run --only KEY`: run the one cell whose key starts with KEY,
+    /// then stop; nothing else trains or evaluates.
+    Only(String),
+    /// `stilts run --collect` (a cluster's collect job): every cell comes
+    /// from the store; a cell not there is an error, never trained here.
+    Collect,
+}
+
+impl CellMode {
+    /// Whether training outside cells (and cells the store lacks) may run.
+    pub fn trains(&self) -> bool {
+        *self == CellMode::Run
+    }
+
+    /// Whether evaluations outside cells run (not while planning or running one cell).
+    pub fn evaluates(&self) -> bool {
+        matches!(self, CellMode::Run | CellMode::Collect)
+    }
+
+    /// The command-line words of the mode, for messages.
+    pub fn words(&self) -> &'static str {
+        match self {
+            CellMode::Run => "stilts run",
+            CellMode::Plan => "stilts plan",
+            CellMode::Only(_) => "stilts run --only",
+            CellMode::Collect => "stilts run --collect",
+        }
+    }
+}
+
+/// One cell a run met, in the order the script reached it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PlannedCell {
+    /// The condition's fingerprint (its key in the store).
+    pub key: String,
+    pub name: String,
+    /// The model, as the condition describes it.
+    pub model: String,
+    pub seed: u64,
+    /// In the store already.
+    pub done: bool,
+}
+
 /// Settings of a runtime, from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -130,6 +183,8 @@ pub struct Settings {
     /// Folders scripts may write to besides the working directory, the
     /// report folder and the store (`--allow-write`).
     pub allow_write: Vec<PathBuf>,
+    /// What the run does with the grid's cells.
+    pub cell_mode: CellMode,
 }
 
 impl Default for Settings {
@@ -142,6 +197,7 @@ impl Default for Settings {
             store_dir: PathBuf::from("runs"),
             max_memory: default_memory_budget(),
             allow_write: vec![],
+            cell_mode: CellMode::Run,
         }
     }
 }
@@ -212,6 +268,11 @@ pub struct Ctx {
     /// The report folder of this run, when it writes one.
     pub report_dir: RefCell<Option<PathBuf>>,
     pub store_dir: RefCell<PathBuf>,
+    /// The cells met so far (every mode).
+    pub cells: RefCell<Vec<PlannedCell>>,
+    /// Set when `--only`'s cell has run (or was found done): the script
+    /// then stops, successfully.
+    pub only_done: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -224,6 +285,8 @@ impl Ctx {
             recorder: Default::default(),
             report_dir: RefCell::new(None),
             store_dir: RefCell::new(store),
+            cells: RefCell::new(vec![]),
+            only_done: std::cell::Cell::new(false),
         })
     }
 
@@ -273,22 +336,32 @@ impl Ctx {
 
     /// A progress bar for a long call (nothing with `--quiet`).
     pub fn progress(&self, label: &str) -> Box<dyn Progress> {
-        if self.settings.quiet {
+        if self.settings.quiet || self.settings.cell_mode == CellMode::Plan {
             Box::new(Silent)
         } else {
             Box::new(crate::progress::Bar::new(label))
         }
     }
 
+    /// Whether the script's writes (plots, saved tables and models) and
+    /// prints happen: not while planning or running one cell, where its
+    /// values are placeholders.
+    pub fn writes(&self) -> bool {
+        self.settings.cell_mode.evaluates()
+    }
+
     /// Prints a line and records it for the report.
     pub fn say(&self, s: &str) {
+        if !self.writes() {
+            return;
+        }
         println!("{s}");
         self.recorder.borrow_mut().text(s);
     }
 
     /// A note on stderr (not in the report) unless `--quiet`.
     pub fn note(&self, s: &str) {
-        if !self.settings.quiet {
+        if !self.settings.quiet && self.settings.cell_mode != CellMode::Plan {
             eprintln!("{s}");
         }
     }

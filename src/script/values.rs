@@ -157,6 +157,33 @@ pub struct Scores {
 }
 
 impl Scores {
+    /// What `evaluate` and `condition` give while planning (`stilts plan`)
+    /// or running one cell (`--only`): the task's languages and sizes, every
+    /// example wrong. Never shown: those modes print and write nothing.
+    pub fn placeholder(label: &str, t: &TaskValue) -> Scores {
+        Scores {
+            label: label.to_string(),
+            task: t.name.clone(),
+            split: t.split.clone(),
+            metric: "accuracy".into(),
+            by_lang: t
+                .parts
+                .iter()
+                .map(|ds| {
+                    (
+                        t.key(ds),
+                        LangScore {
+                            value: 0.0,
+                            n: ds.len(),
+                            runs: vec![],
+                            correct: vec![vec![false; ds.len()]],
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The unweighted mean over languages.
     pub fn avg(&self) -> f64 {
         mean(&self.by_lang.values().map(|s| s.value).collect::<Vec<_>>())

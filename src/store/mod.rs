@@ -1,14 +1,38 @@
-//! The results store: one JSON record per finished run, appended to a
-//! JSON-lines file under an exclusive file lock.
+//! The results store: one file per finished run, written by atomic
+//! rename, so that processes on different nodes of a cluster can finish
+//! runs at the same moment without locks.
 //!
-//! Why JSON lines and not SQLite: records are written once and read whole;
-//! a text file is greppable, diffable and readable without tools; appends
-//! under `flock` are safe across processes; and there is no C library to
-//! build. A crash mid-append leaves at most an unterminated last line, which
-//! readers leave out with a warning and the next append moves to
-//! `STORE.damaged` before writing (so no record is ever glued onto it).
-//! Memoisation looks runs up by the hash of their exact
-//! configuration.
+//! Layout, for a store `DIR/runs.jsonl`:
+//! - `DIR/runs.records/KEY-TIME-HASH.json`: one finished run each. A writer
+//!   writes a hidden temporary file and renames it into place; `rename` is
+//!   atomic on a local filesystem and on NFS and Lustre alike, so a reader
+//!   sees a record whole or not at all, and two writers never touch the
+//!   same file (the name carries the configuration key, the finishing time
+//!   and a hash of the content). A writer killed mid-write leaves only a
+//!   hidden temporary file, which readers skip.
+//! - `DIR/runs.jsonl`: a JSON-lines view of every record (greppable,
+//!   diffable), regenerated after each append and replaced by rename. It is
+//!   derived: readers never trust it, and an edit to it is overwritten. Two
+//!   writers finishing at once may leave a view without the other's record
+//!   until the next append or `stilts status`; the record itself is safe.
+//! - `DIR/claims/KEY.lock`: advisory `flock`s that keep two processes on
+//!   one machine from training the same key at once. They are an economy,
+//!   not what the store's correctness rests on: where `flock` fails (NFS
+//!   without a lock manager, Lustre mounted without `flock`) or is turned
+//!   off (`STILTS_LOCKS=off`, for filesystems where it hangs), a claim is
+//!   granted with a warning and the worst case is the same key trained twice,
+//!   both results kept, the later one used.
+//! - `DIR/cells/KEY.json`: what a cell is doing (running, failed,
+//!   interrupted; see [`cells`]) for `stilts plan` and `stilts status`.
+//!
+//! Why files and not SQLite: SQLite's locking is unsafe on network
+//! filesystems, records are written once and read whole, and text files
+//! need no tool to read. A store written by an older stilts (only
+//! `runs.jsonl`, appended under `flock`) is read as it is and moved into
+//! `runs.records/` by the first append; a torn last line in it (a writer
+//! killed mid-append) goes to `runs.jsonl.damaged` with a warning.
+
+pub mod cells;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -91,19 +115,70 @@ fn warn_once(msg: &str) {
     }
 }
 
-/// A held claim on a key (see [`Store::claim`]); released when dropped.
-pub struct Claim {
-    _file: File,
+/// How claims use `flock` (`STILTS_LOCKS`): `on` (the default), `off` (no
+/// lock calls at all, for filesystems where `flock` hangs), or `fail`
+/// (every lock call fails, as on NFS without a lock manager: for tests).
+fn lock_mode() -> &'static str {
+    match std::env::var("STILTS_LOCKS").as_deref() {
+        Ok("off") => "off",
+        Ok("fail") => "fail",
+        _ => "on",
+    }
 }
 
-/// A results file.
+/// A held claim on a key (see [`Store::claim`]); released when dropped.
+pub struct Claim {
+    _file: Option<File>,
+}
+
+/// A results store (see the module documentation for its layout).
 #[derive(Clone, Debug)]
 pub struct Store {
     path: PathBuf,
 }
 
+/// A unique hidden temporary name beside `path`: host, process and time,
+/// so writers on different nodes (where process ids repeat) never share one.
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    dir.join(format!(
+        ".{name}.tmp.{}.{}.{nanos}",
+        crate::util::hostname(),
+        std::process::id()
+    ))
+}
+
+/// Writes `bytes` to `path` through a unique temporary file and a rename
+/// (synced first): a reader sees the old file or the new, never a mix.
+pub(crate) fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_beside(path);
+    let res = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map_err(|e| Error::io(path, e))
+}
+
 impl Store {
-    /// Opens (or will create) the store at `path` (a `.jsonl` file).
+    /// Opens (or will create) the store at `path` (a `.jsonl` file; its
+    /// records live in the folder beside it, see the module documentation).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Store { path: path.into() }
     }
@@ -115,48 +190,116 @@ impl Store {
             .unwrap_or_else(|| PathBuf::from("results").join("runs.jsonl"))
     }
 
+    /// The JSON-lines view.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Appends one record atomically with respect to other writers. A torn
-    /// last line (a writer killed mid-append) is first moved to
-    /// `STORE.damaged` with a warning naming the store, so the new record
-    /// starts on a line of its own.
-    pub fn append(&self, record: &RunRecord) -> Result<()> {
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let mut line = serde_json::to_string(record).map_err(|e| Error::msg(e.to_string()))?;
-        line.push('\n');
-        let mut f = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| Error::io(&self.path, e))?;
-        f.lock().map_err(|e| Error::io(&self.path, e))?;
-        let res = self.set_aside_torn_tail(&mut f).and_then(|_| {
-            f.write_all(line.as_bytes())
-                .and_then(|_| f.sync_data())
-                .map_err(|e| Error::io(&self.path, e))
-        });
-        let _ = f.unlock();
-        res
+    /// The folder the store lives in (claims, cell states and checkpoints
+    /// go under it).
+    pub fn root(&self) -> PathBuf {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 
-    /// Claims `key` for this process: an exclusive lock on
+    /// The folder of record files: `runs.jsonl` -> `runs.records/`.
+    pub fn records_dir(&self) -> PathBuf {
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "runs".into());
+        self.root().join(format!("{stem}.records"))
+    }
+
+    /// The file name of a record: its key, finishing time and a hash of its
+    /// content (so the same record written twice is one file).
+    fn record_name(record: &RunRecord, line: &str) -> String {
+        let h = crate::util::sha256_hex(line.as_bytes());
+        format!(
+            "{}-{:010}-{}.json",
+            record.key,
+            record.finished_at,
+            &h[..12]
+        )
+    }
+
+    /// Keeps one finished run. Safe against other writers on this or any
+    /// other machine sharing the folder, with or without working locks; a
+    /// kill at any moment leaves the record written or not, never half.
+    pub fn append(&self, record: &RunRecord) -> Result<()> {
+        let line = serde_json::to_string(record).map_err(|e| Error::msg(e.to_string()))?;
+        let dir = self.records_dir();
+        if !dir.is_dir() {
+            self.migrate_legacy()?;
+        }
+        write_renamed(&dir.join(Self::record_name(record, &line)), line.as_bytes())?;
+        self.write_view()
+    }
+
+    /// Regenerates the JSON-lines view from the record files (what
+    /// `append` does after each record; `stilts status` does it too).
+    pub fn write_view(&self) -> Result<()> {
+        let mut text = String::new();
+        for r in self.records()? {
+            text.push_str(&serde_json::to_string(&r).map_err(|e| Error::msg(e.to_string()))?);
+            text.push('\n');
+        }
+        write_renamed(&self.path, text.as_bytes())
+    }
+
+    /// Creates the records folder, moving the records of a store written by
+    /// an older stilts (only `runs.jsonl`) into it first. Built in a
+    /// private folder and renamed into place, so a second process doing the
+    /// same at the same moment loses the race harmlessly.
+    fn migrate_legacy(&self) -> Result<()> {
+        let dir = self.records_dir();
+        let root = self.root();
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        let legacy = if self.path.is_file() {
+            self.set_aside_torn_tail()?;
+            self.legacy_records()?
+        } else {
+            vec![]
+        };
+        let tmp = temp_beside(&dir);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        for r in &legacy {
+            let line = serde_json::to_string(r).map_err(|e| Error::msg(e.to_string()))?;
+            std::fs::write(tmp.join(Self::record_name(r, &line)), line)
+                .map_err(|e| Error::io(&tmp, e))?;
+        }
+        match std::fs::rename(&tmp, &dir) {
+            Ok(()) => Ok(()),
+            Err(_) if dir.is_dir() => {
+                // Another process created it first (with the same records).
+                let _ = std::fs::remove_dir_all(&tmp);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(Error::io(&dir, e))
+            }
+        }
+    }
+
+    /// Claims `key` for this process: an exclusive `flock` on
     /// `STORE_DIR/claims/KEY.lock` (holding this pid), kept until the guard
     /// is dropped. A second process that claims the same key waits for the
     /// first (`on_wait` is called once with the holder's pid, so it can say
-    /// so) and should then look the key up again: it is usually done.
+    /// so) and should then look the key up again: it is usually done. Where
+    /// the lock call fails (or `STILTS_LOCKS=off`), the claim is granted
+    /// with a warning: the store stays correct, at worst a key is trained
+    /// twice.
     pub fn claim(&self, key: &str, on_wait: &mut dyn FnMut(&str)) -> Result<Claim> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .join("claims");
+        let mode = lock_mode();
+        if mode == "off" {
+            return Ok(Claim { _file: None });
+        }
+        let dir = self.root().join("claims");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(format!("{}.lock", &key[..key.len().min(32)]));
         let mut f = OpenOptions::new()
@@ -166,18 +309,30 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
+        let unlocked = |e: std::io::Error| {
+            warn_once(&format!(
+                "warning: {}: cannot lock ({e}); going on without claims: two processes may train the same condition, the store stays correct (STILTS_LOCKS=off silences this)",
+                path.display()
+            ));
+            Ok(Claim { _file: None })
+        };
+        if mode == "fail" {
+            return unlocked(std::io::Error::from_raw_os_error(37)); // ENOLCK
+        }
         match f.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 on_wait(holder.trim());
-                f.lock().map_err(|e| Error::io(&path, e))?;
+                if let Err(e) = f.lock() {
+                    return unlocked(e);
+                }
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            Err(std::fs::TryLockError::Error(e)) => return unlocked(e),
         }
         let _ = f.set_len(0);
         let _ = write!(f, "{}", std::process::id());
-        Ok(Claim { _file: f })
+        Ok(Claim { _file: Some(f) })
     }
 
     /// The damaged lines' file beside the store.
@@ -187,53 +342,29 @@ impl Store {
         PathBuf::from(p)
     }
 
-    /// Under the writer's lock: when the file does not end with a newline,
-    /// moves its last partial line to the `.damaged` file and cuts it off.
-    fn set_aside_torn_tail(&self, f: &mut File) -> Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
-        let io = |e| Error::io(&self.path, e);
-        let len = f.metadata().map_err(io)?.len();
-        if len == 0 {
+    /// In a store written by an older stilts: when `runs.jsonl` does not end
+    /// with a newline, moves its last partial line to the `.damaged` file.
+    fn set_aside_torn_tail(&self) -> Result<()> {
+        let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        if bytes.is_empty() || bytes.ends_with(b"\n") {
             return Ok(());
         }
-        let mut last = [0u8; 1];
-        f.seek(SeekFrom::Start(len - 1)).map_err(io)?;
-        f.read_exact(&mut last).map_err(io)?;
-        if last[0] == b'\n' {
-            return Ok(());
-        }
-        // Find the start of the torn line.
-        let mut start = len;
-        let mut chunk = vec![0u8; 64 * 1024];
-        while start > 0 {
-            let from = start.saturating_sub(chunk.len() as u64);
-            let n = (start - from) as usize;
-            f.seek(SeekFrom::Start(from)).map_err(io)?;
-            f.read_exact(&mut chunk[..n]).map_err(io)?;
-            if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
-                start = from + i as u64 + 1;
-                break;
-            }
-            start = from;
-        }
-        let mut tail = vec![0u8; (len - start) as usize];
-        f.seek(SeekFrom::Start(start)).map_err(io)?;
-        f.read_exact(&mut tail).map_err(io)?;
-        let line_no = {
-            let mut head = vec![0u8; start as usize];
-            f.seek(SeekFrom::Start(0)).map_err(io)?;
-            f.read_exact(&mut head).map_err(io)?;
-            head.iter().filter(|&&b| b == b'\n').count() + 1
-        };
+        let start = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let line_no = bytes[..start].iter().filter(|&&b| b == b'\n').count() + 1;
         let damaged = self.damaged_path();
         let mut d = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&damaged)
             .map_err(|e| Error::io(&damaged, e))?;
+        let mut tail = bytes[start..].to_vec();
         tail.push(b'\n');
         d.write_all(&tail).map_err(|e| Error::io(&damaged, e))?;
-        f.set_len(start).map_err(io)?;
+        write_renamed(&self.path, &bytes[..start])?;
         eprintln!(
             "warning: {}:{line_no}: a torn record (a writer killed mid-append, {} bytes) was moved to {}",
             self.path.display(),
@@ -243,16 +374,15 @@ impl Store {
         Ok(())
     }
 
-    /// Every complete record, in append order. A torn last line (a crash
-    /// mid-append) or a malformed line is left out with a warning (once per
-    /// process) naming the store and line.
-    pub fn records(&self) -> Result<Vec<RunRecord>> {
+    /// The records of a store written by an older stilts (`runs.jsonl`
+    /// only). A torn last line or a malformed line is left out with a
+    /// warning (once per process) naming the store and line.
+    fn legacy_records(&self) -> Result<Vec<RunRecord>> {
         let f = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
             Err(e) => return Err(Error::io(&self.path, e)),
         };
-        f.lock_shared().map_err(|e| Error::io(&self.path, e))?;
         let mut out = vec![];
         let mut reader = BufReader::new(&f);
         let mut buf = String::new();
@@ -286,8 +416,69 @@ impl Store {
                 )),
             }
         }
-        let _ = f.unlock();
         Ok(out)
+    }
+
+    /// The record files whose name starts with `prefix`, oldest first
+    /// (by finishing time, then name).
+    fn record_files(&self, prefix: &str) -> Result<Vec<PathBuf>> {
+        let dir = self.records_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let mut names: Vec<(String, String)> = vec![];
+        for e in entries {
+            let e = e.map_err(|e| Error::io(&dir, e))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || !name.ends_with(".json") || !name.starts_with(prefix) {
+                continue;
+            }
+            // KEY-TIME-HASH.json: sort by TIME, then the whole name.
+            let time = name.split('-').nth(1).unwrap_or("").to_string();
+            names.push((time, name));
+        }
+        names.sort();
+        Ok(names.into_iter().map(|(_, n)| dir.join(n)).collect())
+    }
+
+    fn read_record(path: &Path) -> Option<RunRecord> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            // Removed between the listing and the read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                warn_once(&format!(
+                    "warning: {}: cannot read ({e}); left out",
+                    path.display()
+                ));
+                return None;
+            }
+        };
+        match serde_json::from_str::<RunRecord>(&text) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn_once(&format!(
+                    "warning: {}: not a run record ({e}); it is left out: remove it",
+                    path.display()
+                ));
+                None
+            }
+        }
+    }
+
+    /// Every finished run, oldest first. A store of an older stilts (no
+    /// records folder yet) is read from its `runs.jsonl`.
+    pub fn records(&self) -> Result<Vec<RunRecord>> {
+        if !self.records_dir().is_dir() {
+            return self.legacy_records();
+        }
+        Ok(self
+            .record_files("")?
+            .iter()
+            .filter_map(|p| Self::read_record(p))
+            .collect())
     }
 
     /// Keeps `value` under the configuration `config` (rhai's `memo`): a
@@ -318,6 +509,18 @@ impl Store {
 
     /// The latest finished run with exactly this configuration.
     pub fn find(&self, key: &str) -> Result<Option<RunRecord>> {
-        Ok(self.records()?.into_iter().rev().find(|r| r.key == key))
+        if !self.records_dir().is_dir() {
+            return Ok(self
+                .legacy_records()?
+                .into_iter()
+                .rev()
+                .find(|r| r.key == key));
+        }
+        Ok(self
+            .record_files(&format!("{key}-"))?
+            .iter()
+            .rev()
+            .filter_map(|p| Self::read_record(p))
+            .find(|r| r.key == key))
     }
 }

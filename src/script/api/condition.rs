@@ -10,7 +10,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use super::train::{call_options, phase_maps, sampling};
 use super::{rerr, RResult};
 use crate::protocol::experiment::{self, Condition, ModelSource, TaskData};
-use crate::script::context::{Ctx, CANCEL};
+use crate::script::context::{CellMode, Ctx, PlannedCell, CANCEL};
 use crate::script::engine_bridge;
 use crate::script::options::check_keys;
 use crate::script::values::{LangScore, ModelValue, Scores, TaskValue};
@@ -51,6 +51,10 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     };
     // The model: a spec string (loaded when it runs) or a Model value.
     let mv = need("model", "a size name, directory or hub id, or a Model")?;
+    let model_label = match mv.clone().try_cast::<ModelValue>() {
+        Some(m) => m.name.clone(),
+        None => mv.to_string(),
+    };
     let (model, hidden_of) = if let Some(s) = mv.clone().try_cast::<String>() {
         let dir = crate::model::load::resolve(&ctx.path(&s).display().to_string())
             .or_else(|_| crate::model::load::resolve(&s))
@@ -179,10 +183,46 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         }
     }
     let store = super::runs::results_store(ctx);
+    let key = c.fingerprint().map_err(rerr)?;
+    let mode = ctx.settings.cell_mode.clone();
+    let hit = matches!(&mode, CellMode::Only(p) if key.starts_with(p.as_str()));
+    if mode != CellMode::Run {
+        let done = match mode {
+            CellMode::Collect => collect_wait(&store, &key)?,
+            _ => store.find(&key).map_err(rerr)?.is_some(),
+        };
+        ctx.cells.borrow_mut().push(PlannedCell {
+            key: key.clone(),
+            name: name.clone(),
+            model: model_label.clone(),
+            seed,
+            done,
+        });
+        if mode == CellMode::Collect && !done {
+            return Err(rerr(missing_cell(&store, &key, &name, seed)));
+        }
+        if !done && !hit {
+            // Planning, or another cell's job: a stand-in, never shown.
+            if single_eval {
+                return Ok(Dynamic::from(Scores::placeholder(&name, &evaluations[0].1)));
+            }
+            return Ok(Dynamic::from(
+                evaluations
+                    .iter()
+                    .map(|(e, t)| {
+                        (
+                            e.as_str().into(),
+                            Dynamic::from(Scores::placeholder(&name, t)),
+                        )
+                    })
+                    .collect::<Map>(),
+            ));
+        }
+    }
     let mut factory = |label: &str| ctx.progress(&format!("{name} seed {seed}: {label}"));
     let out = engine_bridge::condition(&c, &store, &mut factory, &CANCEL).map_err(|e| {
         if crate::script::context::cancelled() {
-            rerr(format!("condition {name} (seed {seed}): interrupted (Ctrl-C); finished conditions are kept in {}, this one is not: run again to go on", store.path().display()))
+            rerr(format!("condition {name} (seed {seed}): interrupted ({}); finished conditions are kept in {}, this one's checkpoint too: run again to resume it", crate::script::context::signal_name(), store.path().display()))
         } else {
             rerr(format!("condition {name} (seed {seed}): {e}"))
         }
@@ -199,6 +239,9 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         for p in ["intermediate", "target"] {
             if let Some(ph) = phases.get(p) {
                 let mut s = format!("{p} {} updates", ph["updates"]);
+                if let Some(r) = ph["resumed_from"].as_u64() {
+                    s.push_str(&format!(" (resumed from the checkpoint at update {r})"));
+                }
                 if let Some(b) = ph["best_dev"].as_f64() {
                     s.push_str(&format!(", best dev {b:.2} at update {}", ph["best_step"]));
                 }
@@ -215,6 +258,11 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             },
             out.record.seconds
         ));
+    }
+    if hit {
+        // `--only`: its cell is kept; nothing else in the script runs.
+        ctx.only_done.set(true);
+        return Err(rerr(format!("--only {}: done", &key[..16])));
     }
     let evals = experiment::evaluations(&out.record);
     let mut results = Map::new();
@@ -245,6 +293,65 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         results.insert(ename.as_str().into(), Dynamic::from(s));
     }
     Ok(Dynamic::from(results))
+}
+
+/// Whether `key` is in the store, for a collect job: a record that a job on
+/// another node has just written may take a while to be listed on a
+/// network filesystem (NFS caches directory listings for up to a minute),
+/// so a missing one is looked for again every 5 s for up to
+/// `STILTS_COLLECT_WAIT` seconds (default 60 inside a Slurm job, else 0).
+fn collect_wait(store: &crate::store::Store, key: &str) -> RResult<bool> {
+    let wait: u64 = std::env::var("STILTS_COLLECT_WAIT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if std::env::var_os("SLURM_JOB_ID").is_some() {
+            60
+        } else {
+            0
+        });
+    let start = std::time::Instant::now();
+    loop {
+        if store.find(key).map_err(rerr)?.is_some() {
+            return Ok(true);
+        }
+        if start.elapsed().as_secs() >= wait || crate::script::context::cancelled() {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5.min(wait.max(1))));
+    }
+}
+
+/// Why a collect job cannot show a cell: what its last job left (state,
+/// message, the tail of its log).
+fn missing_cell(store: &crate::store::Store, key: &str, name: &str, seed: u64) -> String {
+    let mut s = format!(
+        "condition {name} (seed {seed}, cell {}) is not in the store {}",
+        &key[..16],
+        store.path().display()
+    );
+    match store.mark_of(key) {
+        Some(m) => {
+            s.push_str(&format!(
+                ": its job {} ({:?}{})",
+                m.job.as_deref().unwrap_or("(not under Slurm)"),
+                m.state,
+                m.message
+                    .as_deref()
+                    .map(|x| format!(": {}", x.lines().next().unwrap_or("")))
+                    .unwrap_or_default()
+            ));
+            if let Some(log) = &m.log {
+                let tail = crate::store::cells::log_tail(std::path::Path::new(log), 5);
+                s.push_str(&format!(
+                    "; the end of its log {log}:\n  {}",
+                    tail.join("\n  ")
+                ));
+            }
+        }
+        None => s.push_str(": it has not run (or its job was killed before it started)"),
+    }
+    s.push_str("\nrun `stilts submit` again to run the cells that did not finish");
+    s
 }
 
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {

@@ -309,6 +309,9 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         "save",
         move |m: &mut ModelValue, dir: &str| -> RResult<()> {
             c.writable(dir).map_err(rerr)?;
+            if !c.writes() {
+                return Ok(());
+            }
             let p = Path::new(dir);
             m.model.save(p).map_err(rerr)?;
             c.note(&format!("saved {} to {}", m.name, p.display()));

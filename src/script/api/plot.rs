@@ -568,17 +568,26 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         "plot_training",
         move |m: crate::script::values::ModelValue, path: &str| {
             c.writable(path).map_err(rerr)?;
+            if !c.writes() {
+                return Ok(path.to_string());
+            }
             plot_training(&c, &m, path)
         },
     );
     let c = ctx.clone();
     engine.register_fn("plot_languages", move |results: Map, path: &str| {
         c.writable(path).map_err(rerr)?;
+        if !c.writes() {
+            return Ok(path.to_string());
+        }
         plot_languages(&c, &results, path)
     });
     let c = ctx.clone();
     engine.register_fn("plot_gain", move |gains: Map, path: &str| {
         c.writable(path).map_err(rerr)?;
+        if !c.writes() {
+            return Ok(path.to_string());
+        }
         plot_gain(&c, &gains, path)
     });
     let _ = Dynamic::UNIT;

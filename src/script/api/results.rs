@@ -294,6 +294,9 @@ pub fn from_json(j: &serde_json::Value) -> RResult<Dynamic> {
 
 /// `show(value)`: print and record.
 pub fn show(ctx: &Ctx, v: &Dynamic) -> RResult<()> {
+    if !ctx.writes() {
+        return Ok(());
+    }
     let text = summary(v);
     println!("{text}");
     let mut rec = ctx.recorder.borrow_mut();
@@ -377,6 +380,9 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("save", move |t: &mut TableValue, path: &str| {
         c.writable(path).map_err(rerr)?;
+        if !c.writes() {
+            return Ok(());
+        }
         write_value(&Dynamic::from(t.clone()), path)
     });
     let c = ctx.clone();
@@ -384,6 +390,9 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("save_results", move |v: Dynamic, path: &str| {
         c.writable(path).map_err(rerr)?;
+        if !c.writes() {
+            return Ok(());
+        }
         write_value(&v, path)
     });
     engine.register_fn("load_results", |path: &str| -> RResult<Dynamic> {

@@ -156,6 +156,9 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     });
     let c = ctx.clone();
     engine.register_fn("note", move |md: &str| {
+        if !c.writes() {
+            return;
+        }
         println!("{md}");
         c.recorder.borrow_mut().push(Item::Text(format!("{md}\n")));
     });

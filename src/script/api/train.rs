@@ -104,6 +104,7 @@ fn training_summary(report: &crate::protocol::train::TrainReport, task: &str) ->
         "best_dev": report.best_score,
         "best_step": report.best_step,
         "early_stopped": report.early_stopped,
+        "resumed_from": report.resumed_from,
     })
 }
 
@@ -155,6 +156,21 @@ fn claim(ctx: &Ctx, what: &str, fingerprint: &str) -> RResult<crate::store::Clai
         .map_err(rerr)
 }
 
+/// Outside a plain `stilts run` (planning, one cell, collecting) a
+/// training call outside `condition()` may only reuse a finished run:
+/// training there would run in every job.
+fn only_finished(ctx: &Ctx, what: &str, dir: &std::path::Path) -> RResult<()> {
+    let mode = &ctx.settings.cell_mode;
+    if mode.trains() || crate::protocol::checkpoint::finished(dir) {
+        return Ok(());
+    }
+    Err(rerr(format!(
+        "{what}: `{}` trains only the grid's cells (condition() calls), and this training call outside them has not run yet: make it part of a condition(), or run the script once with `stilts run` so that it is finished in {}",
+        mode.words(),
+        dir.display()
+    )))
+}
+
 /// Says how a training call began: fresh, resumed, or already finished.
 fn resumed_note(
     ctx: &Ctx,
@@ -201,6 +217,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
     }));
     let dir = checkpoint_dir(ctx, &fingerprint);
+    only_finished(ctx, &what, &dir)?;
     let _claim = claim(ctx, &what, &fingerprint)?;
     let job = TrainJob {
         dev: dev.as_ref(),
@@ -394,6 +411,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         "options": options_key(&call.options.options),
     }));
     let dir = checkpoint_dir(ctx, &fingerprint);
+    only_finished(ctx, "multitask", &dir)?;
     let _claim = claim(ctx, "multitask", &fingerprint)?;
     let job = MultitaskJob {
         model: &m.model,
@@ -442,6 +460,10 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
             "evaluate: `{}` is a pretrained checkpoint without a trained head; train it first",
             m.name
         )));
+    }
+    if !ctx.settings.cell_mode.evaluates() {
+        // Planning or running one cell: the value is never shown.
+        return Ok(Scores::placeholder(&m.name, t));
     }
     let mut run = RunOptions::default();
     run.max_length = a
