@@ -267,7 +267,12 @@ pub fn render(rows: &[CellRow]) -> String {
 fn short_path(p: &str) -> String {
     std::env::current_dir()
         .ok()
-        .and_then(|d| Path::new(p).strip_prefix(&d).ok().map(|r| r.display().to_string()))
+        .and_then(|d| {
+            Path::new(p)
+                .strip_prefix(&d)
+                .ok()
+                .map(|r| r.display().to_string())
+        })
         .unwrap_or_else(|| p.to_string())
 }
 

@@ -345,3 +345,109 @@ mod tests {
         }
     }
 }
+
+dispatched! {
+    /// The LayerNorm backward of one row: from the input `x`, the weight `w`
+    /// and the output gradient `g`, the input gradient into `dx`, and the
+    /// row's share of the weight and bias gradients added to `dw` (`g * xhat`)
+    /// and `db` (`g`). `dx = (g w - mean(g w) - xhat mean(g w xhat)) rstd`.
+    ///
+    /// ```
+    /// let (mut dx, mut dw, mut db) = ([0.0f32; 2], [0.0f32; 2], [0.0f32; 2]);
+    /// stilts::model::cpu_kernels::layer_norm_backward_row(&[1.0, 3.0], &[1.0, 1.0], &[1.0, 1.0], 0.0, &mut dx, &mut dw, &mut db);
+    /// assert_eq!((dx, dw, db), ([0.0, 0.0], [-1.0, 1.0], [1.0, 1.0]));
+    /// ```
+    pub fn layer_norm_backward_row(x: &[f32], w: &[f32], g: &[f32], eps: f32, dx: &mut [f32], dw: &mut [f32], db: &mut [f32]) {
+        let n = x.len() as f32;
+        let mean = sum(x) / n;
+        let mut var = 0.0f32;
+        for &v in x {
+            var += (v - mean) * (v - mean);
+        }
+        let rstd = 1.0 / (var / n + eps).sqrt();
+        let (mut m1, mut m2) = (0.0f32, 0.0f32);
+        for i in 0..x.len() {
+            let xhat = (x[i] - mean) * rstd;
+            let gw = g[i] * w[i];
+            m1 += gw;
+            m2 += gw * xhat;
+            dw[i] += g[i] * xhat;
+            db[i] += g[i];
+        }
+        let (m1, m2) = (m1 / n, m2 / n);
+        for i in 0..x.len() {
+            let xhat = (x[i] - mean) * rstd;
+            dx[i] = (g[i] * w[i] - m1 - xhat * m2) * rstd;
+        }
+    }
+}
+
+dispatched! {
+    /// The softmax backward of one row: `d = scale * y * (g - sum(g y))`
+    /// from the output `y` and its gradient `g`.
+    ///
+    /// ```
+    /// let mut d = [0.0f32; 2];
+    /// stilts::model::cpu_kernels::softmax_backward_row(&[0.5, 0.5], &[1.0, 1.0], 1.0, &mut d);
+    /// assert_eq!(d, [0.0, 0.0]);
+    /// ```
+    pub fn softmax_backward_row(y: &[f32], g: &[f32], scale: f32, d: &mut [f32]) {
+        let mut dot = 0.0f32;
+        for (a, b) in y.iter().zip(g) {
+            dot += a * b;
+        }
+        for ((o, &a), &b) in d.iter_mut().zip(y).zip(g) {
+            *o = scale * a * (b - dot);
+        }
+    }
+}
+
+dispatched! {
+    /// Adds each row of `block` (rows of `acc.len()` elements) into `acc`.
+    ///
+    /// ```
+    /// let mut acc = [1.0f32, 1.0];
+    /// stilts::model::cpu_kernels::add_rows(&[1.0, 2.0, 3.0, 4.0], &mut acc);
+    /// assert_eq!(acc, [5.0, 7.0]);
+    /// ```
+    pub fn add_rows(block: &[f32], acc: &mut [f32]) {
+        for row in block.chunks_exact(acc.len()) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
+}
+
+/// Rows per block of the column sums and LayerNorm backward: fixed, so that
+/// the blocks' partial sums (added in block order) make the same bytes on
+/// any number of threads.
+pub const SUM_BLOCK_ROWS: usize = 64;
+
+/// The sum over rows of a row-major `[rows, cols]` matrix (a bias gradient):
+/// partial sums of [`SUM_BLOCK_ROWS`] rows in parallel, added in order.
+///
+/// ```
+/// assert_eq!(stilts::model::cpu_kernels::column_sums(&[1.0, 2.0, 3.0, 4.0], 2), vec![4.0, 6.0]);
+/// ```
+pub fn column_sums(x: &[f32], cols: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    if cols == 0 {
+        return vec![];
+    }
+    let partial: Vec<Vec<f32>> = x
+        .par_chunks(SUM_BLOCK_ROWS * cols)
+        .map(|block| {
+            let mut acc = vec![0f32; cols];
+            add_rows(block, &mut acc);
+            acc
+        })
+        .collect();
+    let mut out = vec![0f32; cols];
+    for p in &partial {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+    out
+}

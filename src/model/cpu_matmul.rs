@@ -145,8 +145,38 @@ impl CustomOp3 for Linear {
         let (x, w, g) = (x.detach(), w.detach(), g.detach());
         let dx = g.matmul(&w)?;
         let dw = g.t()?.matmul(&x)?;
-        let db = g.sum(0)?;
+        let db = column_sums(&g)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// The sum over rows of `[M, N]` (a bias gradient): candle's `sum(0)` is a
+/// strided single-threaded reduction; on the CPU in f32 this is
+/// [`cpu_kernels::column_sums`] (parallel, the same bytes on any number of
+/// threads).
+fn column_sums(g: &Tensor) -> CResult<Tensor> {
+    if !(g.device().is_cpu() && g.dtype() == DType::F32 && g.rank() == 2) {
+        return g.sum(0);
+    }
+    g.contiguous()?.apply_op1_no_bwd(&ColumnSums)
+}
+
+struct ColumnSums;
+
+impl candle_core::CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "stilts-column-sums"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let n = l.dims()[1];
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => Ok((
+                CpuStorage::F32(super::cpu_kernels::column_sums(&v[a..b], n)),
+                Shape::from(n),
+            )),
+            _ => candle_core::bail!("column sums: contiguous f32 only"),
+        }
     }
 }
 

@@ -144,9 +144,7 @@ impl CustomOp1 for SoftmaxLastDim {
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
         // dx = y * (g - sum(g * y)). Detached: backward records no graph.
-        let (res, grad) = (&res.detach(), &grad.detach());
-        let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
-        Ok(Some((res * grad.broadcast_sub(&dot)?)?))
+        softmax_backward(&res.detach(), &grad.detach(), 1.0).map(Some)
     }
 }
 
@@ -262,9 +260,7 @@ impl CustomOp2 for MaskedSoftmax {
         grad: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
         // d scores = scale * y * (g - sum(g * y)); the mask gets none.
-        let (res, grad) = (&res.detach(), &grad.detach());
-        let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
-        let ds = ((res * grad.broadcast_sub(&dot)?)? * self.scale)?;
+        let ds = softmax_backward(&res.detach(), &grad.detach(), self.scale)?;
         Ok((Some(ds), None))
     }
 }
@@ -468,6 +464,21 @@ impl CustomOp3 for LayerNormOp {
         // (gradient checkpointing backpropagates through segments again).
         let (x, w, g) = (&x.detach(), &w.detach(), &g.detach());
         let hidden = x.dim(D::Minus1)?;
+        if cpu_f32(&[x, w, g]) {
+            // One pass over the rows (the same formula, row by row) instead
+            // of fifteen tensor ops, each a full pass and an allocation.
+            let x = x.contiguous()?;
+            let rows = x.elem_count() / hidden;
+            let packed = g.contiguous()?.apply_op3_no_bwd(
+                &x,
+                &w.contiguous()?,
+                &LayerNormBackward { eps: self.eps },
+            )?;
+            let dx = packed.narrow(0, 0, rows * hidden)?.reshape(x.shape())?;
+            let dw = packed.narrow(0, rows * hidden, hidden)?;
+            let db = packed.narrow(0, rows * hidden + hidden, hidden)?;
+            return Ok((Some(dx), Some(dw), Some(db)));
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -484,6 +495,138 @@ impl CustomOp3 for LayerNormOp {
             .sub(&xhat.broadcast_mul(&m2)?)?
             .broadcast_mul(&rstd)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Whether every tensor is an f32 tensor on the CPU (where the fused
+/// backward kernels apply).
+fn cpu_f32(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// The LayerNorm backward on the CPU in f32, as one op over `g` (and `x`,
+/// `w`): its output packs `dx` (the rows), then `dw`, then `db`. The weight
+/// and bias gradients are summed in blocks of
+/// [`cpu_kernels::SUM_BLOCK_ROWS`] rows added in order, so the bytes do not
+/// depend on the number of threads.
+struct LayerNormBackward {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "stilts-layer-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (g, x, w) = match (s1, s2, s3) {
+            (CpuStorage::F32(g), CpuStorage::F32(x), CpuStorage::F32(w)) => (
+                contiguous(g, l1, "layer_norm backward")?,
+                contiguous(x, l2, "layer_norm backward")?,
+                contiguous(w, l3, "layer_norm backward")?,
+            ),
+            _ => candle_core::bail!("layer_norm backward: f32 only"),
+        };
+        let h = w.len();
+        if h == 0 || x.len() != g.len() || x.len() % h != 0 {
+            candle_core::bail!("layer_norm backward: shapes differ");
+        }
+        let rows = x.len() / h;
+        let eps = self.eps;
+        let mut out = vec![0f32; rows * h + 2 * h];
+        let (dx, sums) = out.split_at_mut(rows * h);
+        let block = cpu_kernels::SUM_BLOCK_ROWS * h;
+        let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(block)
+            .zip(x.par_chunks(block).zip(g.par_chunks(block)))
+            .map(|(dx, (x, g))| {
+                let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
+                for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
+                    cpu_kernels::layer_norm_backward_row(x, w, g, eps, dx, &mut dw, &mut db);
+                }
+                (dw, db)
+            })
+            .collect();
+        let (dw, db) = sums.split_at_mut(h);
+        for (pw, pb) in &partial {
+            for i in 0..h {
+                dw[i] += pw[i];
+                db[i] += pb[i];
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(rows * h + 2 * h)))
+    }
+}
+
+/// `scale * y * (g - sum(g * y))` over the last dimension (the softmax
+/// backward, from its output `y`): one pass per row on the CPU in f32,
+/// tensor ops elsewhere.
+fn softmax_backward(y: &Tensor, g: &Tensor, scale: f64) -> CResult<Tensor> {
+    if cpu_f32(&[y, g]) {
+        return y.contiguous()?.apply_op2_no_bwd(
+            &g.contiguous()?,
+            &SoftmaxBackward {
+                scale: scale as f32,
+            },
+        );
+    }
+    let dot = (g * y)?.sum_keepdim(D::Minus1)?;
+    let d = (y * g.broadcast_sub(&dot)?)?;
+    if scale == 1.0 {
+        Ok(d)
+    } else {
+        d * scale
+    }
+}
+
+struct SoftmaxBackward {
+    scale: f32,
+}
+
+impl CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "stilts-softmax-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let t = l1.dims()[l1.dims().len() - 1];
+        let (y, g) = match (s1, s2) {
+            (CpuStorage::F32(y), CpuStorage::F32(g)) => (
+                contiguous(y, l1, "softmax backward")?,
+                contiguous(g, l2, "softmax backward")?,
+            ),
+            _ => candle_core::bail!("softmax backward: f32 only"),
+        };
+        if y.len() != g.len() {
+            candle_core::bail!("softmax backward: shapes differ");
+        }
+        let scale = self.scale;
+        let mut d = vec![0f32; y.len()];
+        // Rows in chunks of about 16k elements: enough work per task.
+        let rows_per = (16_384 / t.max(1)).max(1) * t;
+        d.par_chunks_mut(rows_per)
+            .zip(y.par_chunks(rows_per).zip(g.par_chunks(rows_per)))
+            .for_each(|(d, (y, g))| {
+                for ((d, y), g) in d.chunks_mut(t).zip(y.chunks(t)).zip(g.chunks(t)) {
+                    cpu_kernels::softmax_backward_row(y, g, scale, d);
+                }
+            });
+        Ok((CpuStorage::F32(d), l1.shape().clone()))
     }
 }
 
