@@ -144,11 +144,42 @@ pub fn help(name: &str) -> Option<String> {
     let mut s = String::new();
     for d in hits {
         s.push_str(&format!(
-            "{}\n    {}\n    e.g. {}\n",
-            d.signature, d.doc, d.example
+            "{}\n{}{}\n",
+            d.signature,
+            wrap(d.doc, HELP_WIDTH, "    "),
+            wrap(&format!("e.g. {}", d.example), HELP_WIDTH, "    ")
         ));
     }
     Some(s)
+}
+
+/// Columns `:help` fills.
+pub const HELP_WIDTH: usize = 80;
+
+/// `text` in lines of at most `width` columns (a word longer than a line
+/// stands alone), each starting with `indent`; breaks only between words.
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let len = indent.chars().count() + line.chars().count();
+        if !line.is_empty() && len + 1 + word.chars().count() > width {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// `:help` without a name: every signature, by group.

@@ -33,7 +33,7 @@ fn task_of(what: &str, v: &Dynamic) -> RResult<TaskValue> {
     v.clone().try_cast::<TaskValue>().ok_or_else(|| {
         rerr(format!(
             "condition: `{what}` takes a task, not {}",
-            v.type_name()
+            crate::script::values::type_name(&v)
         ))
     })
 }
@@ -69,7 +69,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     } else {
         return Err(rerr(format!(
             "condition: `model` takes a size name, directory or Model, not {}",
-            mv.type_name()
+            crate::script::values::type_name(&mv)
         )));
     };
     let intermediate: Vec<TaskValue> = match get("intermediate") {
@@ -90,7 +90,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
             rerr(format!(
                 "condition: `options` takes a map of training options, not {}",
-                v.type_name()
+                crate::script::values::type_name(&v)
             ))
         })?,
     };
@@ -236,6 +236,11 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             label: name.clone(),
             task: t.name.clone(),
             split: t.split.clone(),
+            chance: if e.metric.contains("accuracy") {
+                t.parts.first().and_then(|d| d.chance_accuracy())
+            } else {
+                None
+            },
             metric: e.metric,
             by_lang,
         };

@@ -174,7 +174,7 @@ fn collect_text(ctx: &Ctx, v: &Dynamic, out: &mut Vec<String>) -> RResult<()> {
     } else {
         return Err(rerr(format!(
             "tiny_model: `text` takes strings, file paths or tasks, not {}",
-            v.type_name()
+            crate::script::values::type_name(&v)
         )));
     }
     Ok(())
@@ -222,6 +222,13 @@ pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
         },
     )
     .map_err(rerr)?;
+    let got = m.config().vocab_size;
+    if got < args.vocab {
+        ctx.record(&format!(
+            "tiny_model: asked for a vocabulary of {}, got {got}: the trainer keeps only the pieces this text supports (more or longer text gives more)",
+            args.vocab
+        ));
+    }
     if !matches!(ctx.settings.device, Device::Cpu) {
         let tok = m.tokenizer.take();
         m = m.to(&ctx.settings.device, DType::F32).map_err(rerr)?;
@@ -311,7 +318,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             c.writable(dir).map_err(rerr)?;
             let p = Path::new(dir);
             m.model.save(p).map_err(rerr)?;
-            c.note(&format!("saved {} to {}", m.name, p.display()));
+            c.record(&format!("saved {} to {}", m.name, p.display()));
             Ok(())
         },
     );
