@@ -53,6 +53,28 @@ fn help_and_markdown_come_from_the_table() {
             && h.contains("e.g. ")
     );
     assert!(docs::markdown().contains("| `compare(base: Result, new: Result) -> Comparison` |"));
+    // The README's API reference is the table (`stilts api`), not a copy
+    // edited by hand.
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    assert!(
+        readme.contains(docs::markdown().trim()),
+        "README's API reference differs from docs::API: regenerate it with `stilts api`"
+    );
+    // `:help` breaks lines between words, never inside one.
+    let h = docs::help("train").unwrap();
+    for l in h.lines().skip(1) {
+        assert!(
+            l.chars().count() <= docs::HELP_WIDTH || !l.trim().contains(' '),
+            "{l}"
+        );
+    }
+    let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let d = docs::lookup("train")[1];
+    assert!(words(&h)
+        .windows(words(d.doc).len())
+        .any(|w| w == words(d.doc).as_slice()));
 }
 
 #[test]

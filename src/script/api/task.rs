@@ -331,6 +331,21 @@ fn report_skips(ctx: &Ctx, t: &TaskValue) {
     ctx.recorder.borrow_mut().text(&format!("warning: {msg}"));
 }
 
+/// `layout("tsv")`: the script-level tasks have no folder layout; these
+/// say what they read.
+const TSV_LAYOUT: &str =
+    "task `tsv`: one headerless TSV file, task(\"tsv\", #{file, columns, labels, name, split})
+  file     the TSV file (any name; .gz or .bz2 may be compressed)
+  columns  the name of each column, in order: `label`, one or two text columns
+           (e.g. premise, hypothesis), optionally `language` (a part per language) and `id`
+  labels   the label set, in the classifier's order
+";
+
+const MLM_LAYOUT: &str = "task `mlm`: raw text for masked language modelling
+  task(\"mlm\", #{files: [...]})   one sentence a line, a part per file (named by its stem)
+  task(\"mlm\", #{data: XNLI_DIR, split, languages})   the distinct premises of an XNLI folder, a part per language
+";
+
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.build_type::<TaskValue>();
     let c = ctx.clone();
@@ -355,7 +370,18 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             .collect::<Array>()
     });
     engine.register_fn("layout", |name: &str| -> RResult<String> {
-        Ok(tasks::task(name).map_err(rerr)?.layout())
+        match name {
+            "tsv" => Ok(TSV_LAYOUT.to_string()),
+            "mlm" => Ok(MLM_LAYOUT.to_string()),
+            _ => Ok(tasks::task(name)
+                .map_err(|e| {
+                    rerr(format!(
+                        "layout(\"{name}\"): {}",
+                        e.to_string().replace("unknown task", "no built-in task")
+                    ))
+                })?
+                .layout()),
+        }
     });
     engine.register_fn(
         "language",

@@ -70,6 +70,10 @@ pub fn call_options(what: &str, cfg: &crate::model::XlmrConfig, map: &Map) -> RR
     let (qa, _) = options.options.qa_window();
     if qa > most {
         options.options.qa_max_length = Some(most);
+        if !options.is_explicit("doc_stride") {
+            // run_qa.py's share: a third of the window.
+            options.options.doc_stride = options.options.doc_stride.min((most / 3).max(1));
+        }
     }
     Ok(Call {
         options,
