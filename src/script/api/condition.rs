@@ -189,7 +189,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     })?;
     let short = &out.record.key[..12];
     if out.reused {
-        ctx.note(&format!(
+        ctx.record(&format!(
             "condition {name} (seed {seed}): reused {short} from {}",
             store.path().display()
         ));
@@ -205,7 +205,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
                 parts.push(s);
             }
         }
-        ctx.note(&format!(
+        ctx.record(&format!(
             "condition {name} (seed {seed}): {}{}; {:.1} s; stored as {short}",
             parts.join("; "),
             if out.intermediate_reused {

@@ -177,12 +177,12 @@ fn resumed_note(
 ) {
     if let Some(step) = report.resumed_from {
         if step >= report.steps {
-            ctx.note(&format!(
+            ctx.record(&format!(
                 "{what}: finished before; its final checkpoint in {} reused",
                 dir.display()
             ));
         } else {
-            ctx.note(&format!(
+            ctx.record(&format!(
                 "{what}: resumed from the checkpoint at update {step} in {}",
                 dir.display()
             ));
