@@ -285,3 +285,47 @@ train(m, one, #{{max_steps: 1, batch_size: 8, max_length: 32, lr: 1e-3}});
         "{text}"
     );
 }
+
+fn recorded(rt: &Runtime) -> String {
+    rt.ctx
+        .recorder
+        .borrow()
+        .cells
+        .iter()
+        .flat_map(|c| c.items.iter())
+        .filter_map(|i| match i {
+            stilts::script::context::Item::Text(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 14, item 13: a tiny model that gets another vocabulary than it
+/// asked for says so (in the run and its report).
+#[test]
+fn tiny_model_says_when_its_vocabulary_is_smaller_than_asked() {
+    let mut rt = Runtime::new(Settings {
+        quiet: true,
+        ..Default::default()
+    });
+    let _ = rt.eval(
+        "v",
+        r#"let m = tiny_model(#{text: ["a small text to train on", "and another one"], vocab: 600, hidden: 8, heads: 2, ffn: 16, layers: 1}); m.params"#,
+    )
+    .unwrap();
+    let text = recorded(&rt);
+    assert!(
+        text.contains("tiny_model: asked for a vocabulary of 600, got "),
+        "{text}"
+    );
+    let e = rt
+        .eval(
+            "w",
+            r#"tiny_model(#{text: ["Ένα μικρό κείμενο, 一个小小的中文句子, Маленькое предложение"], vocab: 12, hidden: 8, heads: 2, ffn: 16, layers: 1})"#,
+        )
+        .unwrap_err();
+    assert!(
+        e.message.contains("give a vocabulary of at least") && !e.message.contains("Hugging Face"),
+        "{e}"
+    );
+}

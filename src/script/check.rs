@@ -247,10 +247,18 @@ pub fn static_checks(
 /// `--set` names the script never reads (no `param("name", ...)` with that
 /// name, no variable of that name, no `params()`): a warning each, with
 /// the closest name the script does read.
-pub fn unread_params(ast: &AST, given: &[String]) -> Vec<String> {
+pub fn unread_params(text: &str, given: &[String]) -> Vec<String> {
     if given.is_empty() {
         return vec![];
     }
+    // Parsed without optimisation: constants (the `--set` values are
+    // constants in the scope) would otherwise be folded into values.
+    let mut e = rhai::Engine::new_raw();
+    e.set_optimization_level(rhai::OptimizationLevel::None);
+    e.set_max_expr_depths(0, 0);
+    let Ok(ast) = e.compile(text) else {
+        return vec![];
+    };
     let mut read: Vec<String> = vec![];
     let mut all = false;
     ast.walk(&mut |path: &[ASTNode]| {

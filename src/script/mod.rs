@@ -235,7 +235,7 @@ impl Runtime {
             return Err(d);
         }
         let given: Vec<String> = self.ctx.settings.params.keys().cloned().collect();
-        for w in check::unread_params(&ast, &given) {
+        for w in check::unread_params(&code, &given) {
             self.ctx.warn(&w);
         }
         let full = self.lib.merge(&ast);

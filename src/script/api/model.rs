@@ -228,6 +228,11 @@ pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
             "tiny_model: asked for a vocabulary of {}, got {got}: the trainer keeps only the pieces this text supports (more or longer text gives more)",
             args.vocab
         ));
+    } else if got > args.vocab {
+        ctx.record(&format!(
+            "tiny_model: asked for a vocabulary of {}, got {got}: every character of the text needs a piece of its own",
+            args.vocab
+        ));
     }
     if !matches!(ctx.settings.device, Device::Cpu) {
         let tok = m.tokenizer.take();
