@@ -329,3 +329,51 @@ fn tiny_model_says_when_its_vocabulary_is_smaller_than_asked() {
         "{e}"
     );
 }
+
+/// Issue 14, item 16: `c.ci(lang)` gives the interval to six decimals,
+/// without the bootstrap's float noise (15.062499999999943).
+#[test]
+fn comparison_intervals_come_without_float_noise() {
+    use stilts::script::values::{Comparison, LangScore, Scores};
+    let side = |label: &str, right: usize| {
+        let mut by_lang = std::collections::BTreeMap::new();
+        let correct: Vec<bool> = (0..48)
+            .map(|i| (i * 7 + right) % 5 < 2 + right % 2)
+            .collect();
+        let v = 100.0 * correct.iter().filter(|&&b| b).count() as f64 / 48.0;
+        by_lang.insert(
+            "sw".to_string(),
+            LangScore {
+                value: v,
+                n: 48,
+                runs: vec![],
+                correct: vec![correct],
+            },
+        );
+        Scores {
+            label: label.into(),
+            task: "xnli".into(),
+            split: "test".into(),
+            metric: "accuracy".into(),
+            by_lang,
+            chance: Some(100.0 / 3.0),
+        }
+    };
+    let c = Comparison::new(&side("a", 0), &side("b", 3)).unwrap();
+    let raw = c.by_lang["sw"].ci.unwrap();
+    let mut rt = Runtime::new(Settings {
+        quiet: true,
+        ..Default::default()
+    });
+    rt.scope.push("c", c);
+    let v = rt
+        .eval("ci", r#"c.ci("sw")"#)
+        .unwrap()
+        .into_array()
+        .unwrap();
+    let (lo, hi) = (v[0].as_float().unwrap(), v[1].as_float().unwrap());
+    for (x, r) in [(lo, raw.0), (hi, raw.1)] {
+        assert!((x - r).abs() < 1e-6, "{x} vs {r}");
+        assert_eq!(x, (x * 1e6).round() / 1e6, "six decimals at most: {x}");
+    }
+}
