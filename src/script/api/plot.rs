@@ -337,7 +337,12 @@ fn draw_gain<DB: DrawingBackend>(
         .collect();
     let pmin = params.iter().copied().fold(f64::INFINITY, f64::min);
     let pmax = params.iter().copied().fold(0.0f64, f64::max);
-    let (xlo, xhi) = (pmin / 1.6, pmax * 1.6);
+    // x is log10(parameters): ticks at 1, 2 and 5 of each decade in range.
+    let (xlo, xhi) = ((pmin / 1.6).log10(), (pmax * 1.6).log10());
+    let ticks: Vec<f64> = (xlo.floor() as i32..=xhi.ceil() as i32)
+        .flat_map(|d| [1.0, 2.0, 5.0].map(|m| (m * 10f64.powi(d)).log10()))
+        .filter(|t| (xlo..=xhi).contains(t))
+        .collect();
     let mut b = ChartBuilder::on(&chart_area);
     b.margin(15);
     if text {
@@ -348,17 +353,33 @@ fn draw_gain<DB: DrawingBackend>(
         .x_label_area_size(40)
         .y_label_area_size(50);
     }
-    let mut chart = b
-        .build_cartesian_2d((xlo..xhi).log_scale(), (lo - pad)..(hi + pad))
-        .map_err(e)?;
+    let (ylo, yhi) = (lo - pad, hi + pad);
+    let mut chart = b.build_cartesian_2d(xlo..xhi, ylo..yhi).map_err(e)?;
     if text {
         chart
             .configure_mesh()
-            .x_label_formatter(&|x| crate::util::count(*x as usize))
+            .x_labels(0)
             .x_desc("parameters (log scale)")
             .y_desc("Δ (points)")
             .draw()
             .map_err(e)?;
+    }
+    // The log axis's ticks, drawn by hand at 1, 2 and 5 of each decade.
+    for &t in &ticks {
+        chart
+            .draw_series(LineSeries::new([(t, ylo), (t, yhi)], BLACK.mix(0.12)))
+            .map_err(e)?;
+        if text {
+            // Backend pixels; the chart's area starts at the backend's origin.
+            let at = chart.backend_coord(&(t, ylo));
+            chart_area
+                .draw(&Text::new(
+                    crate::util::count(10f64.powf(t).round() as usize),
+                    (at.0 - 12, at.1 + 6),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(e)?;
+        }
     }
     chart
         .draw_series(LineSeries::new(
@@ -373,7 +394,7 @@ fn draw_gain<DB: DrawingBackend>(
         let shift = 1.0 + 0.06 * (j as f64 - (k as f64 - 1.0) / 2.0);
         let xy: Vec<(f64, f64)> = pts
             .iter()
-            .map(|(_, p, cmp)| (p * shift, cmp.avg.delta))
+            .map(|(_, p, cmp)| ((p * shift).log10(), cmp.avg.delta))
             .collect();
         chart
             .draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))
@@ -385,7 +406,14 @@ fn draw_gain<DB: DrawingBackend>(
             .iter()
             .filter_map(|(_, p, cmp)| {
                 cmp.avg.ci.map(|(l, h)| {
-                    ErrorBar::new_vertical(p * shift, l, cmp.avg.delta, h, c.stroke_width(2), 8)
+                    ErrorBar::new_vertical(
+                        (p * shift).log10(),
+                        l,
+                        cmp.avg.delta,
+                        h,
+                        c.stroke_width(2),
+                        8,
+                    )
                 })
             })
             .collect();
@@ -405,7 +433,7 @@ fn draw_gain<DB: DrawingBackend>(
             .draw_series(named.iter().map(|(n, p)| {
                 Text::new(
                     n.clone(),
-                    (*p, lo - pad * 0.8),
+                    (p.log10(), hi + pad * 0.75),
                     ("sans-serif", 13).into_font(),
                 )
             }))
