@@ -377,3 +377,35 @@ fn comparison_intervals_come_without_float_noise() {
         assert_eq!(x, (x * 1e6).round() / 1e6, "six decimals at most: {x}");
     }
 }
+
+/// Issue 14, item 17: an unknown key in a map built at run time is named
+/// with the closest valid key, and the valid keys are listed once.
+#[test]
+fn unknown_keys_list_the_valid_keys_once() {
+    let mut rt = Runtime::new(Settings {
+        quiet: true,
+        ..Default::default()
+    });
+    for src in [
+        r#"let o = #{hiden: 8, text: ["a b"]}; tiny_model(o)"#,
+        r#"let o = #{dta: "x"}; task("mnli", o)"#,
+    ] {
+        let e = rt.eval("k", src).unwrap_err().message;
+        assert_eq!(e.matches("valid keys: ").count(), 1, "{e}");
+        assert!(e.contains("(did you mean `"), "{e}");
+        let keys: Vec<&str> = e
+            .split("valid keys: ")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .split(", ")
+            .collect();
+        let mut uniq = keys.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), keys.len(), "{e}");
+        assert!(!e.contains("expected one of"), "{e}");
+    }
+}

@@ -14,7 +14,28 @@ pub fn from_map<T: serde::de::DeserializeOwned>(
     map: &Map,
 ) -> Result<T, Box<EvalAltResult>> {
     let d = Dynamic::from_map(map.clone());
-    rhai::serde::from_dynamic::<T>(&d).map_err(|e| format!("{what}: {}", serde_message(&e)).into())
+    rhai::serde::from_dynamic::<T>(&d).map_err(|e| {
+        let m = serde_message(&e);
+        format!("{what}: {}", unknown_field(&m).unwrap_or(m)).into()
+    })
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" as the message
+/// every other option map gives: the closest key and the valid ones, once.
+fn unknown_field(m: &str) -> Option<String> {
+    let rest = m.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let valid: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    if valid.is_empty() {
+        return None;
+    }
+    let hint = closest(key, &valid)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default();
+    Some(format!(
+        "unknown key `{key}`{hint}; valid keys: {}",
+        valid.join(", ")
+    ))
 }
 
 /// The message of a serde conversion error, without rhai's wrapping.

@@ -183,7 +183,7 @@ fn collect_text(ctx: &Ctx, v: &Dynamic, out: &mut Vec<String>) -> RResult<()> {
 /// `tiny_model(opts)`.
 pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
     let text = map.remove("text").ok_or_else(|| rerr("tiny_model: `text` is missing: give the text to train its tokenizer on (strings, file paths or tasks)"))?;
-    let args: TinyArgs = from_map("tiny_model options (text, arch, hidden, layers, heads, ffn, vocab, max_length, labels, seed)", &map)?;
+    let args: TinyArgs = from_map("tiny_model options", &map)?;
     let mut texts = vec![];
     collect_text(ctx, &text, &mut texts)?;
     if texts.is_empty() {
