@@ -408,15 +408,15 @@ pub fn show(ctx: &Ctx, v: &Dynamic) -> RResult<()> {
     Ok(())
 }
 
-fn write_value(v: &Dynamic, path: &str) -> RResult<()> {
+fn write_value(ctx: &Ctx, v: &Dynamic, path: &str) -> RResult<()> {
     let p = std::path::Path::new(path);
     if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| rerr(format!("{}: {e}", dir.display())))?;
     }
     let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
     let text = match ext {
-        "csv" => to_table(v)?.csv(),
-        "md" => to_table(v)?.markdown(),
+        "csv" => to_table_with(v, &script_order(ctx, None))?.csv(),
+        "md" => to_table_with(v, &script_order(ctx, None))?.markdown(),
         "json" => serde_json::to_string_pretty(&to_json(v)?).map_err(rerr)?,
         other => {
             return Err(rerr(format!(
@@ -507,14 +507,14 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("save", move |t: &mut TableValue, path: &str| {
         c.writable(path).map_err(rerr)?;
-        write_value(&Dynamic::from(t.clone()), path)
+        write_value(&c, &Dynamic::from(t.clone()), path)
     });
     let c = ctx.clone();
     engine.register_fn("show", move |v: Dynamic| show(&c, &v));
     let c = ctx.clone();
     engine.register_fn("save_results", move |v: Dynamic, path: &str| {
         c.writable(path).map_err(rerr)?;
-        write_value(&v, path)
+        write_value(&c, &v, path)
     });
     engine.register_fn("load_results", |path: &str| -> RResult<Dynamic> {
         let text = std::fs::read_to_string(path).map_err(|e| rerr(format!("{path}: {e}")))?;
