@@ -33,7 +33,7 @@ fn task_of(what: &str, v: &Dynamic) -> RResult<TaskValue> {
     v.clone().try_cast::<TaskValue>().ok_or_else(|| {
         rerr(format!(
             "condition: `{what}` takes a task, not {}",
-            crate::script::values::type_name(&v)
+            crate::script::values::type_name(v)
         ))
     })
 }

@@ -174,7 +174,7 @@ fn collect_text(ctx: &Ctx, v: &Dynamic, out: &mut Vec<String>) -> RResult<()> {
     } else {
         return Err(rerr(format!(
             "tiny_model: `text` takes strings, file paths or tasks, not {}",
-            crate::script::values::type_name(&v)
+            crate::script::values::type_name(v)
         )));
     }
     Ok(())

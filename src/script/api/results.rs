@@ -108,7 +108,7 @@ pub fn to_table_with(v: &Dynamic, order: &dyn Fn(&Map) -> Vec<String>) -> RResul
             })?;
             match x.clone().try_cast::<Scores>() {
                 Some(s) => cols.push((k.to_string(), s)),
-                None => return Err(rerr(format!("table(map): `{k}` is {}, not a Result; a map makes a table of Results, one column each", crate::script::values::type_name(&x)))),
+                None => return Err(rerr(format!("table(map): `{k}` is {}, not a Result; a map makes a table of Results, one column each", crate::script::values::type_name(x)))),
             }
         }
         let mut langs: Vec<String> = vec![];
@@ -258,11 +258,11 @@ pub fn to_table_with(v: &Dynamic, order: &dyn Fn(&Map) -> Vec<String>) -> RResul
             let m = x.clone().try_cast::<Map>().ok_or_else(|| {
                 rerr(format!(
                     "table(array): rows must be maps, not {}",
-                    crate::script::values::type_name(&x)
+                    crate::script::values::type_name(x)
                 ))
             })?;
             for k in order(&m) {
-                if !header.iter().any(|h| *h == k) {
+                if !header.contains(&k) {
                     header.push(k);
                 }
             }
@@ -294,7 +294,7 @@ pub fn to_table_with(v: &Dynamic, order: &dyn Fn(&Map) -> Vec<String>) -> RResul
             csv_rows,
         });
     }
-    Err(rerr(format!("table: cannot make a table of {}; give a Result, Comparison, map of Results or array of maps", crate::script::values::type_name(&v))))
+    Err(rerr(format!("table: cannot make a table of {}; give a Result, Comparison, map of Results or array of maps", crate::script::values::type_name(v))))
 }
 
 /// A readable summary of any value (what the REPL prints and `show` shows).
@@ -439,7 +439,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                 v.clone().try_cast::<Scores>().ok_or_else(|| {
                     rerr(format!(
                         "mean: expected Results, got {}",
-                        crate::script::values::type_name(&v)
+                        crate::script::values::type_name(v)
                     ))
                 })
             })

@@ -426,7 +426,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
             v.clone().try_cast::<TaskValue>().ok_or_else(|| {
                 rerr(format!(
                     "multitask: `tasks` must hold tasks, not {}",
-                    crate::script::values::type_name(&v)
+                    crate::script::values::type_name(v)
                 ))
             })
         })
