@@ -54,8 +54,9 @@ fn help_vars_load_time_reset() {
     );
     assert!(out.contains("Fine-tunes a copy of the model"), "{out}");
     assert!(out.contains("no help for `nothing`"), "{out}");
-    // rhai's names for types, not Rust's (issue 14, item 11).
-    assert!(out.contains("a: int = 5"), "{out}");
+    // rhai's names for types (what `type_of` says), not Rust paths
+    // (issue 14, item 11).
+    assert!(out.contains("a: i64 = 5"), "{out}");
     assert!(out.contains("14\n"), "{out}");
     assert!(out.contains("(no variables)"), "{out}");
     assert!(err.contains("unknown command `:bogus`"), "{err}");

@@ -71,7 +71,8 @@ fn wrong_argument_types_and_unknown_option_keys() {
     );
     assert_eq!(code, 1);
     assert!(
-        err.contains("s.rhai:2:9: tiny_model options") && err.contains("unknown field `hiden`"),
+        err.contains("s.rhai:2:9: tiny_model options")
+            && err.contains("unknown key `hiden` (did you mean `hidden`?)"),
         "{err}"
     );
     let (code, _, err) = run(

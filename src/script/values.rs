@@ -611,8 +611,8 @@ pub fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// The name a script knows a value's type by (`Model`, `Task`, `Result`,
-/// `int`, `map`), never a Rust path.
+/// The name a script knows a value's type by, as `type_of` says it
+/// (`Model`, `Task`, `Result`, `i64`, `map`), never a Rust path.
 pub fn type_name(v: &rhai::Dynamic) -> &'static str {
     if v.is::<ModelValue>() {
         "Model"
@@ -627,9 +627,9 @@ pub fn type_name(v: &rhai::Dynamic) -> &'static str {
     } else if v.is_unit() {
         "()"
     } else if v.is_int() {
-        "int"
+        "i64"
     } else if v.is_float() {
-        "float"
+        "f64"
     } else if v.is_bool() {
         "bool"
     } else if v.is_string() {

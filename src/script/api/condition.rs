@@ -178,6 +178,15 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             )));
         }
     }
+    for (t, o) in intermediate
+        .iter()
+        .map(|t| (t, &i_call.options.options))
+        .chain([(&target, &t_call.options.options)])
+    {
+        for w in crate::protocol::run::training_warnings(&t.parts, o) {
+            ctx.warn(&w);
+        }
+    }
     let store = super::runs::results_store(ctx);
     let mut factory = |label: &str| ctx.progress(&format!("{name} seed {seed}: {label}"));
     let out = engine_bridge::condition(&c, &store, &mut factory, &CANCEL).map_err(|e| {
