@@ -231,7 +231,39 @@ fn loss_summary(losses: &[f64], last: f64) -> String {
     };
     let tail = (losses.len() / 10).max(1);
     let m = losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
-    format!("loss {first:.3} -> {last:.3} (mean of the last {tail}: {m:.3})")
+    format!(
+        "loss {first:.3} -> {last:.3} (mean of the last {tail}: {m:.3}; curve {})",
+        sparkline(losses, 16)
+    )
+}
+
+/// The curve of `v` in at most `width` block characters (each the mean of
+/// its stretch of values), lowest `▁` to highest `█`.
+fn sparkline(v: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if finite.is_empty() {
+        return String::new();
+    }
+    let k = width.min(finite.len()).max(1);
+    let means: Vec<f64> = (0..k)
+        .map(|i| {
+            let (a, b) = (
+                i * finite.len() / k,
+                ((i + 1) * finite.len() / k).max(i * finite.len() / k + 1),
+            );
+            finite[a..b].iter().sum::<f64>() / (b - a) as f64
+        })
+        .collect();
+    let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    means
+        .iter()
+        .map(|m| {
+            let t = if hi > lo { (m - lo) / (hi - lo) } else { 0.5 };
+            BARS[((t * 7.0).round() as usize).min(7)]
+        })
+        .collect()
 }
 
 /// `train(model, task, opts)`.
@@ -489,7 +521,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
     }
     let last = report.losses.last().copied().unwrap_or(f64::NAN);
     ctx.record(&format!(
-        "multitask {} of {}: {} updates (updates per task: {}; {}), {}; {:.1} s; checkpoints and curve.jsonl in {}",
+        "multitask {} of {}: {} updates (batches per task: {}; {}), {}; {:.1} s; checkpoints and curve.jsonl in {}",
         names.join("+"),
         m.name,
         report.steps,
