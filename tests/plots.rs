@@ -244,6 +244,31 @@ fn gain_against_parameters_one_line_per_task_and_a_heatmap() {
             "parameters as ticks"
         );
     }
+    // The sweep's report module: a row per (size, task), the key columns
+    // first; its plots turn the sweep's size → task nesting around.
+    let v = rt
+        .eval(
+            "rep",
+            &format!(
+                r#"import "stilts/report" as rep;
+let gains = #{{"xlmr-base": #{{sst2: c0, squad: d0}}, "xlmr-large": #{{sst2: c1, squad: d1}}}};
+[rep::gain_table(gains).csv(), rep::gain_plots(gains, "{}").len()]"#,
+                dir.path().display()
+            ),
+        )
+        .unwrap()
+        .into_array()
+        .unwrap();
+    let csv = v[0].clone().into_string().unwrap();
+    assert!(
+        csv.starts_with("size,intermediate,gain,ci_lo,ci_hi\nxlmr-base,"),
+        "{csv}"
+    );
+    assert_eq!(
+        v[1].as_int().unwrap(),
+        4,
+        "two figures of the sweep, one per task"
+    );
     // The other nesting, size → task → Comparison, is refused, and so is
     // a size stilts cannot count.
     let e = rt
