@@ -170,11 +170,15 @@ pub enum Command {
     Predict {
         /// A model directory, a hub id in the Hugging Face cache, or a size name.
         model: String,
+        /// `text` or `premise<TAB>hypothesis` lines; `-` reads standard input.
         file: PathBuf,
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
         #[arg(long, default_value_t = 128)]
         max_length: usize,
+        /// Leave malformed lines out (each reported on stderr) and classify the rest.
+        #[arg(long)]
+        skip_bad_lines: bool,
     },
     /// Estimates the memory a fine-tuning run needs (parameters, gradients,
     /// AdamW state, activations) for a named size, and whether it fits.
@@ -738,6 +742,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             file,
             batch_size,
             max_length,
+            skip_bad_lines,
         }) => {
             let opts = LoadOptions {
                 device: context::parse_device(&cli.device)?,
@@ -747,7 +752,13 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             for line in model.report.summary() {
                 eprintln!("note: {line}");
             }
-            let examples = crate::predict::read_examples(file)?;
+            let (examples, bad) = crate::predict::read_source(file, *skip_bad_lines)?;
+            for b in &bad {
+                eprintln!("warning: {b}; line left out (--skip-bad-lines)");
+            }
+            if let Some(w) = crate::predict::pair_warning(&model, &examples) {
+                eprintln!("warning: {w}");
+            }
             let preds = crate::predict::predict(&model, &examples, *batch_size, *max_length)?;
             crate::predict::write_jsonl(&preds, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)

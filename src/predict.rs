@@ -21,7 +21,35 @@ pub struct Example {
 /// anything else malformed is an error naming the line.
 pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
     let text = crate::error::read_to_string(path)?;
+    Ok(parse_examples(path, &text, false)?.0)
+}
+
+/// Reads examples from `source`: a file, or `-` for standard input. With
+/// `skip_bad_lines` a malformed line is left out and returned (file and
+/// line, what is wrong) instead of failing.
+pub fn read_source(source: &Path, skip_bad_lines: bool) -> Result<(Vec<Example>, Vec<BadLine>)> {
+    let text = if source == Path::new("-") {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+            .map_err(|e| Error::io("<stdin>", e))?;
+        t
+    } else {
+        crate::error::read_to_string(source)?
+    };
+    let name = if source == Path::new("-") {
+        Path::new("<stdin>")
+    } else {
+        source
+    };
+    parse_examples(name, &text, skip_bad_lines)
+}
+
+/// A line left out under `--skip-bad-lines`.
+pub type BadLine = crate::tasks::BadLine;
+
+fn parse_examples(path: &Path, text: &str, skip: bool) -> Result<(Vec<Example>, Vec<BadLine>)> {
     let mut out = vec![];
+    let mut bad_lines = vec![];
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -29,37 +57,84 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
             continue;
         }
         let fields: Vec<&str> = line.split('\t').collect();
-        let bad = |msg: &str| Error::Data {
-            path: path.to_path_buf(),
-            line: line_no,
-            msg: msg.to_string(),
-        };
-        let ex = match fields.as_slice() {
-            [a] => Example {
-                line: line_no,
-                first: a.to_string(),
-                second: None,
-            },
+        let problem = match fields.as_slice() {
+            [a] => {
+                out.push(Example {
+                    line: line_no,
+                    first: a.to_string(),
+                    second: None,
+                });
+                None
+            }
+            [a, b] if a.trim().is_empty() || b.trim().is_empty() => {
+                Some("empty premise or hypothesis".to_string())
+            }
             [a, b] => {
-                if a.trim().is_empty() || b.trim().is_empty() {
-                    return Err(bad("empty premise or hypothesis"));
-                }
-                Example {
+                out.push(Example {
                     line: line_no,
                     first: a.to_string(),
                     second: Some(b.to_string()),
-                }
+                });
+                None
             }
-            _ => {
-                return Err(bad(&format!(
-                    "expected `text` or `premise<TAB>hypothesis`, found {} tab-separated fields",
-                    fields.len()
-                )))
-            }
+            _ => Some(format!(
+                "expected `text` or `premise<TAB>hypothesis`, found {} tab-separated fields",
+                fields.len()
+            )),
         };
-        out.push(ex);
+        if let Some(msg) = problem {
+            if !skip {
+                return Err(Error::Data {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    msg: format!(
+                        "{msg}; fix the line, or leave such lines out with --skip-bad-lines"
+                    ),
+                });
+            }
+            bad_lines.push(BadLine {
+                path: path.to_path_buf(),
+                line: line_no,
+                msg,
+            });
+        }
     }
-    Ok(out)
+    Ok((out, bad_lines))
+}
+
+/// Label names of sentence-pair tasks (NLI, paraphrase).
+const PAIR_LABELS: &[&str] = &[
+    "entailment",
+    "contradiction",
+    "not_entailment",
+    "paraphrase",
+    "duplicate",
+    "not_duplicate",
+];
+
+/// A warning when a model whose labels are those of a sentence-pair task
+/// (NLI: entailment, neutral, contradiction) is given single texts.
+pub fn pair_warning(model: &Model, examples: &[Example]) -> Option<String> {
+    let labels = model.head.kind.labels();
+    if !labels
+        .iter()
+        .any(|l| PAIR_LABELS.contains(&l.to_ascii_lowercase().as_str()))
+    {
+        return None;
+    }
+    let single: Vec<usize> = examples
+        .iter()
+        .filter(|e| e.second.is_none())
+        .map(|e| e.line)
+        .collect();
+    let first = single.first()?;
+    Some(format!(
+        "the model's labels ({}) are those of a sentence-pair task, but {} line{} hold{} one text (the first: line {first}); give `premise<TAB>hypothesis` for a meaningful label",
+        labels.join(", "),
+        single.len(),
+        if single.len() == 1 { "" } else { "s" },
+        if single.len() == 1 { "s" } else { "" },
+    ))
 }
 
 /// The prediction for one example.

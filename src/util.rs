@@ -190,3 +190,55 @@ pub fn hostname() -> String {
 pub fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// `1 layer`, `2 layers`.
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// A count as people write it: `950`, `120k`, `1.5M`, `3.5B` (three
+/// significant digits at most).
+pub fn count(n: usize) -> String {
+    let x = n as f64;
+    let (v, unit) = if n < 1_000 {
+        return n.to_string();
+    } else if n < 1_000_000 {
+        (x / 1e3, "k")
+    } else if n < 1_000_000_000 {
+        (x / 1e6, "M")
+    } else {
+        (x / 1e9, "B")
+    };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let mut s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    s + unit
+}
+
+#[cfg(test)]
+mod count_tests {
+    #[test]
+    fn counts_read_as_people_write_them() {
+        assert_eq!(super::count(950), "950");
+        assert_eq!(super::count(120_384), "120k");
+        assert_eq!(super::count(100_000), "100k");
+        assert_eq!(super::count(52_000), "52k");
+        assert_eq!(super::count(117_653_000), "118M");
+        assert_eq!(super::count(1_500_000), "1.5M");
+        assert_eq!(super::count(3_500_000_000), "3.5B");
+        assert_eq!(super::plural(1, "layer"), "1 layer");
+        assert_eq!(super::plural(2, "layer"), "2 layers");
+    }
+}

@@ -204,3 +204,78 @@ fn predict_with_a_missing_model_dir_names_it() {
     assert!(stderr.contains("not found"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Issue 14, item 14: `-` reads standard input; `--skip-bad-lines` reports
+/// a malformed line and classifies the rest; one text given to a model
+/// with NLI labels is warned about.
+#[test]
+fn predict_reads_stdin_skips_bad_lines_and_warns_about_single_texts() {
+    use std::io::Write;
+    let root = tempfile::tempdir().unwrap();
+    let dir = tiny(root.path());
+    let input =
+        "the cat sat\ta cat\nthe dog\truns\tentailment\njust one text\nfine line\tanother\n";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stilts"))
+        .args([
+            "predict".as_ref(),
+            dir.as_os_str(),
+            "-".as_ref(),
+            "--skip-bad-lines".as_ref(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<u64> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![1, 3, 4],
+        "the bad line 2 left out, the rest classified"
+    );
+    assert!(
+        stderr.contains("<stdin>:2: expected `text` or `premise<TAB>hypothesis`, found 3 tab-separated fields; line left out"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sentence-pair task, but 1 line holds one text (the first: line 3)"),
+        "{stderr}"
+    );
+    // Without the flag the same input is an error naming the line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stilts"))
+        .args(["predict".as_ref(), dir.as_os_str(), "-".as_ref()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--skip-bad-lines"),
+        "{}",
+        text(&out.stderr)
+    );
+}

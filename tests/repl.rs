@@ -54,6 +54,8 @@ fn help_vars_load_time_reset() {
     );
     assert!(out.contains("Fine-tunes a copy of the model"), "{out}");
     assert!(out.contains("no help for `nothing`"), "{out}");
+    // rhai's names for types (what `type_of` says), not Rust paths
+    // (issue 14, item 11).
     assert!(out.contains("a: i64 = 5"), "{out}");
     assert!(out.contains("14\n"), "{out}");
     assert!(out.contains("(no variables)"), "{out}");
@@ -62,14 +64,54 @@ fn help_vars_load_time_reset() {
 
 #[test]
 fn values_print_readable_summaries() {
-    let (out, err) = session("let m = tiny_model(#{text: [\"a small text\", \"another one\"], vocab: 40, hidden: 8, heads: 2, ffn: 16, layers: 1});\nm\nm.layers\npreset(\"xtreme\").lr\n:quit\n1 + 1\n");
+    let (out, err) = session("let m = tiny_model(#{text: [\"a small text\", \"another one\"], vocab: 40, hidden: 8, heads: 2, ffn: 16, layers: 1});\nm\nm.layers\npreset(\"xtreme\").lr\n:vars\ntable(m)\n:quit\n1 + 1\n");
+    // `1 layer`, and a tiny model's parameters in thousands, not `0.0M`
+    // (issue 14, item 16).
     assert!(
-        out.contains("model `tiny-1x8`: XLMRobertaForSequenceClassification (1 layers, hidden 8"),
+        out.contains("model `tiny-1x8`: XLMRobertaForSequenceClassification (1 layer, hidden 8"),
         "{out}\n{err}"
+    );
+    let params = out
+        .split("): ")
+        .nth(1)
+        .and_then(|x| x.split(" parameters").next())
+        .unwrap_or("");
+    assert!(
+        params.ends_with('k')
+            && params[..params.len() - 1]
+                .parse::<f64>()
+                .is_ok_and(|x| x > 0.0),
+        "{params}: {out}"
+    );
+    // rhai's names for types in `:vars` and messages (item 11).
+    assert!(out.contains("m: Model = model `tiny-1x8`"), "{out}");
+    assert!(
+        err.contains("cannot make a table of Model;") && !err.contains("stilts::"),
+        "{err}"
     );
     assert!(
         out.contains("\n1\n3e-5\n") || out.contains("\n1\n0.00003\n"),
         "{out}"
     );
     assert!(!out.contains("\n2\n"), "{out}");
+}
+
+/// Issue 14, item 15: a line that continues an open input gets the
+/// continuation prompt; the input is handed on whole once it is closed.
+#[test]
+fn continuation_lines_have_a_prompt() {
+    use stilts::repl::{Lines, CONTINUE, PROMPT};
+    let mut l = Lines::default();
+    assert_eq!(l.prompt(), PROMPT);
+    assert_eq!(l.push("let a = [1,"), None);
+    assert_eq!(l.prompt(), CONTINUE);
+    assert_eq!(CONTINUE.chars().count(), PROMPT.chars().count());
+    assert_eq!(l.push("  2,"), None);
+    assert_eq!(l.prompt(), CONTINUE);
+    assert_eq!(l.push("];").as_deref(), Some("let a = [1,\n  2,\n];"));
+    assert_eq!(l.prompt(), PROMPT);
+    assert_eq!(l.push("1 + 1").as_deref(), Some("1 + 1"));
+    assert_eq!(l.push("fn f() {"), None);
+    assert!(l.clear());
+    assert_eq!(l.prompt(), PROMPT);
 }

@@ -213,7 +213,7 @@ fn mlm_alone_and_in_a_mix_changes_the_encoder() {
     let dir = tempfile::tempdir().unwrap();
     let src = format!(
         "{PRELUDE}
-let text = task(\"mlm\", #{{data: `${{d}}/xnli`, split: \"dev\", languages: [\"de\", \"sw\"], limit: 40}});
+let text = task(\"mlm\", #{{data: `${{d}}/xnli`, split: \"dev\", languages: [\"de\", \"sw\"], first: 40}});
 print(`mlm ${{text.len}} ${{text.languages}}`);
 let o = #{{lr: 1e-3, epochs: 1, batch_size: 8, max_length: 48, seed: 2}};
 let plain = multitask(m, [sst], o);
@@ -319,4 +319,51 @@ print(`${{a}} ${{c.avg}}`);
         2,
         "a key was computed twice:\n{records}"
     );
+}
+
+/// Issue 14, item 7: the report says what was trained (updates, loss,
+/// time, checkpoints) for `train` and `multitask`, and where a model was
+/// saved; a training call names the split it trains on.
+#[test]
+fn the_report_records_training_and_saving() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "{PRELUDE}
+let dev = task(\"mnli\", #{{data: `${{d}}/intermediate/mnli`, split: \"dev\", limit: 24}});
+let o = #{{max_steps: 2, batch_size: 8, max_length: 48, lr: 1e-3}};
+let ft = train(m, dev, o);
+let mt = multitask(m, [sst, mnli], o);
+ft.save(\"saved\");
+"
+    );
+    std::fs::write(dir.path().join("s.rhai"), src).unwrap();
+    let (code, _, err) = common::stilts_in(
+        dir.path(),
+        &[
+            "--quiet",
+            "run",
+            "s.rhai",
+            "--set",
+            &format!("data={}", data()),
+            "--out",
+            "rep",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let md = std::fs::read_to_string(dir.path().join("rep/report.md")).unwrap();
+    assert!(
+        md.contains("train on mnli dev_matched (24 examples): 2 updates of tiny-1x32"),
+        "the split loaded, not `train`: {md}"
+    );
+    assert!(
+        md.contains("multitask sst2+mnli of tiny-1x32: 2 updates"),
+        "multitask says what it trained: {md}"
+    );
+    assert_eq!(
+        md.matches("; checkpoints and curve.jsonl in ").count(),
+        2,
+        "{md}"
+    );
+    assert!(md.contains("loss ") && md.contains(" s; "), "{md}");
+    assert!(md.contains("saved tiny-1x32+mnli to saved"), "{md}");
 }

@@ -44,11 +44,23 @@ fn quickstart_recipe_runs_and_writes_a_report() {
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        md.contains("## Protocol") && md.contains("## Results") && md.contains("accuracy.svg"),
+        md.contains("## Protocol") && md.contains("## Results") && md.contains("accuracy.png"),
         "{md}"
     );
+    // The report says what was trained (item 7 of issue 14): each phase's
+    // updates, loss and time, under the Protocol cell.
+    let protocol = &md[md.find("## Protocol").unwrap()..md.find("## Results").unwrap()];
+    assert_eq!(
+        protocol.matches(" updates of ").count(),
+        3,
+        "baseline, intermediate and target phase: {protocol}"
+    );
+    assert!(protocol.contains("loss ") && protocol.contains(" s; checkpoints"));
+    // It reads as a result: chance, examples per cell, what a tiny model shows.
+    assert!(md.contains("chance") && md.contains("cannot"), "{md}");
+    assert!(md.contains("| n |"), "examples per cell: {md}");
     assert!(
-        out.join("accuracy.svg").exists()
+        out.join("accuracy.png").exists()
             && out.join("gain.json").exists()
             && out.join("results.json").exists()
     );

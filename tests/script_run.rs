@@ -71,7 +71,8 @@ fn wrong_argument_types_and_unknown_option_keys() {
     );
     assert_eq!(code, 1);
     assert!(
-        err.contains("s.rhai:2:9: tiny_model options") && err.contains("unknown field `hiden`"),
+        err.contains("s.rhai:2:9: tiny_model options")
+            && err.contains("unknown key `hiden` (did you mean `hidden`?)"),
         "{err}"
     );
     let (code, _, err) = run(
@@ -263,4 +264,29 @@ fn failed_runs_write_a_marked_report_beside_the_last_complete_one() {
         "{partial}"
     );
     assert!(!dir.path().join("reports/.s.running").exists());
+}
+
+/// Issue 14, item 12: a `--set` name the script never reads is warned
+/// about, with the closest name it does read; names read through
+/// `param`, as variables or through `params()` are not.
+#[test]
+fn set_names_the_script_never_reads_are_warned_about() {
+    let src = "let seeds = param(\"seeds\", [1, 2]);\nprint(seeds.len());\n";
+    let (code, out, err) = run(src, &["--set", "seed=3"]);
+    assert_eq!((code, out.as_str()), (0, "2\n"), "{err}");
+    assert!(
+        err.contains("warning: --set seed=...: the script never reads `seed`")
+            && err.contains("did you mean `seeds`?"),
+        "{err}"
+    );
+    let (code, _, err) = run(src, &["--set", "seeds=[4]"]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("never reads"), "{err}");
+    let (_, _, err) = run("print(lr);\n", &["--set", "lr=0.1"]);
+    assert!(!err.contains("never reads"), "read as a variable: {err}");
+    let (_, _, err) = run("print(params());\n", &["--set", "anything=1"]);
+    assert!(
+        !err.contains("never reads"),
+        "params() reads them all: {err}"
+    );
 }

@@ -344,3 +344,48 @@ fn squad_malformed_answers_carry_line_and_id() {
         matches!(tasks::load("squad_v1", dir.path(), "dev", None, &ReadOptions::default()), Err(Error::Data { msg, .. }) if msg.contains("bad JSON"))
     );
 }
+
+/// Issue 14, item 3: a training call's `max_length` and `doc_stride` make
+/// the span QA windows; without them the windows are run_qa.py's 384/128.
+#[test]
+fn squad_windows_follow_max_length_and_doc_stride() {
+    use stilts::protocol::presets::RunOptions;
+    use stilts::protocol::run;
+    let ds = tasks::load(
+        "squad_v1",
+        &v1_root(),
+        "dev",
+        None,
+        &ReadOptions::default().with_limit(40),
+    )
+    .unwrap();
+    let enc = encoder();
+    let cache = tasks::FeatureCache::default();
+    let windows = |opts: serde_json::Value| {
+        let o = RunOptions::resolve(&opts, None).unwrap().options;
+        let f = run::features(&ds, enc, &o, &cache).unwrap();
+        let longest = f.iter().map(|x| x.rows[0].len()).max().unwrap();
+        (f.len(), longest)
+    };
+    let (n384, l384) = windows(serde_json::json!({}));
+    assert!(l384 <= 384 && l384 > 128, "run_qa.py's default: {l384}");
+    let (n128, l128) = windows(serde_json::json!({"max_length": 128}));
+    assert!(
+        l128 <= 128,
+        "max_length 128 makes windows of at most 128: {l128}"
+    );
+    assert!(
+        n128 > n384,
+        "shorter windows, more of them: {n128} vs {n384}"
+    );
+    let (n_s, l_s) = windows(serde_json::json!({"max_length": 128, "doc_stride": 80}));
+    assert!(l_s <= 128);
+    assert!(n_s > n128, "more overlap, more windows: {n_s} vs {n128}");
+    // The preset's max_length (jiant 256) is not a window: SQuAD keeps 384.
+    let jiant = RunOptions::resolve(&serde_json::json!({}), None)
+        .unwrap()
+        .options;
+    assert_eq!((jiant.max_length, jiant.qa_window()), (256, (384, 128)));
+    let e = RunOptions::resolve(&serde_json::json!({"doc_stride": 0}), None).unwrap_err();
+    assert!(e.to_string().contains("doc_stride"), "{e}");
+}

@@ -374,3 +374,32 @@ fn pad_id_and_segment_separator_come_from_the_tokenizer() {
     let trained = Tokenizer::train_unigram(&sample_texts(), 200).unwrap();
     assert_eq!((trained.pad_id(), trained.segment_separator()), (1, None));
 }
+
+/// Issue 14, item 13: a vocabulary too small for the text's characters is
+/// an error that says the vocabulary the text needs, and that one trains.
+#[test]
+fn too_small_a_vocabulary_names_the_one_needed() {
+    use stilts::model::tokenizer::{min_unigram_vocab, Tokenizer};
+    let texts: Vec<String> = [
+        "Ένα μικρό κείμενο στα ελληνικά.",
+        "一个小小的中文句子。",
+        "Une petite phrase en français, avec des accents: é è ê à ç.",
+        "Маленькое предложение по-русски.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let need = min_unigram_vocab(&texts);
+    let e = match Tokenizer::train_unigram(&texts, 30) {
+        Ok(_) => panic!("vocab 30 is too small for this text"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(&format!("give a vocabulary of at least {need}"))
+            && e.contains(&format!("{} distinct characters", need - 5))
+            && !e.contains("it must be a Hugging Face tokenizer.json"),
+        "{e}"
+    );
+    let t = Tokenizer::train_unigram(&texts, need).unwrap();
+    assert!(t.vocab_size() >= need - 5, "{} vs {need}", t.vocab_size());
+}

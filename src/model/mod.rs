@@ -442,14 +442,14 @@ impl std::fmt::Display for Model {
         let c = self.config();
         write!(
             f,
-            "{} ({} layers, hidden {}, {} heads, ffn {}, vocab {}): {:.1}M parameters, head {}{}, {:?} on {:?}",
+            "{} ({}, hidden {}, {} heads, ffn {}, vocab {}): {} parameters, head {}{}, {:?} on {:?}",
             self.architecture(),
-            c.num_hidden_layers,
+            crate::util::plural(c.num_hidden_layers, "layer"),
             c.hidden_size,
             c.num_attention_heads,
             c.intermediate_size,
             c.vocab_size,
-            self.num_parameters() as f64 / 1e6,
+            crate::util::count(self.num_parameters()),
             self.head.kind.name(),
             if self.head.kind.labels().is_empty() { String::new() } else { format!(" [{}]", self.head.kind.labels().join(", ")) },
             self.encoder.dtype(),

@@ -208,9 +208,18 @@ impl Tokenizer {
         inner.with_pre_tokenizer(Some(Metaspace::new('▁', PrependScheme::Always, true)));
         inner.with_decoder(Some(Metaspace::new('▁', PrependScheme::Always, true)));
         inner.with_post_processor(Some(template));
-        inner
-            .train(&mut trainer, texts.iter())
-            .map_err(|e| tok_err(&path, e))?;
+        inner.train(&mut trainer, texts.iter()).map_err(|e| {
+            let m = e.to_string();
+            if m.contains("not large enough") {
+                let need = min_unigram_vocab(texts);
+                Error::msg(format!(
+                    "cannot train a tokenizer with a vocabulary of {vocab_size} on this text: it holds {} distinct characters, and every one needs a piece of its own besides the 5 special tokens; give a vocabulary of at least {need} (vocab: {need} or more)",
+                    need - 5
+                ))
+            } else {
+                Error::msg(format!("training the tokenizer failed: {m}"))
+            }
+        })?;
         let canonical =
             canonical_vocab(inner.get_model(), &specials).map_err(|e| tok_err(&path, e))?;
         inner.with_model(canonical);
@@ -232,6 +241,23 @@ impl Tokenizer {
         }
         Ok(tok)
     }
+}
+
+/// The smallest vocabulary the Unigram trainer accepts for `texts`: a piece
+/// for every distinct character after NFKC (spaces become `▁`), plus the
+/// four special tokens and `<mask>`.
+pub fn min_unigram_vocab(texts: &[String]) -> usize {
+    use tokenizers::{NormalizedString, Normalizer};
+    let mut chars = std::collections::BTreeSet::new();
+    for t in texts {
+        let mut n = NormalizedString::from(t.as_str());
+        let _ = NFKC.normalize(&mut n);
+        for c in n.get().chars() {
+            chars.insert(if c.is_whitespace() { '▁' } else { c });
+        }
+    }
+    chars.insert('▁');
+    chars.len() + 5
 }
 
 /// The trainer's `finalize` gives every required character the model lacks

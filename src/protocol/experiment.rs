@@ -118,12 +118,14 @@ fn dev_fp(d: &Option<TaskData>) -> Option<&str> {
     d.as_ref().map(|t| t.fingerprint.as_str())
 }
 
-fn options_json(o: &RunOptions, seed: u64) -> serde_json::Value {
+fn options_json(o: &RunOptions, seed: u64, tasks: &[&TaskData]) -> serde_json::Value {
     let mut o = o.clone();
     o.seed = seed;
-    // Where checkpoints go does not change the numbers.
-    o.checkpoint_every = None;
-    serde_json::to_value(&o).unwrap_or_default()
+    let span = tasks
+        .iter()
+        .flat_map(|t| t.parts.iter())
+        .any(|d| matches!(d.head, crate::model::HeadKind::SpanQa));
+    o.fingerprint_json(span)
 }
 
 impl Condition {
@@ -135,7 +137,7 @@ impl Condition {
             "intermediate": self.intermediate.iter().map(|t| (&t.name, &t.fingerprint)).collect::<Vec<_>>(),
             "sampling": self.sampling,
             "dev": dev_fp(&self.intermediate_dev),
-            "options": options_json(&self.intermediate_options, self.seed),
+            "options": options_json(&self.intermediate_options, self.seed, &self.intermediate.iter().chain(self.intermediate_dev.iter()).collect::<Vec<_>>()),
             "keep_optimizer": !self.target_options.reset_optimizer,
         }))
     }
@@ -158,7 +160,7 @@ impl Condition {
             "model": self.model.fingerprint()?,
             "target": [&self.target.name, &self.target.fingerprint],
             "target_dev": dev_fp(&self.target_dev),
-            "target_options": options_json(&self.target_options, self.seed),
+            "target_options": options_json(&self.target_options, self.seed, &[&self.target]),
             "evaluations": self.evaluations.iter().map(|(n, t)| (n, &t.name, &t.fingerprint)).collect::<Vec<_>>(),
             "eval_batch_size": self.eval_batch_size,
             "seed": self.seed,

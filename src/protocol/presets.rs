@@ -35,8 +35,21 @@ pub struct RunOptions {
     pub grad_accum: usize,
     /// Padded batches of at most this many tokens instead of a fixed size.
     pub max_tokens: Option<usize>,
-    /// Tokens per input, special tokens included.
+    /// Tokens per input, special tokens included. Span QA (SQuAD) takes
+    /// its windows of this length when the caller sets it, else
+    /// [`QA_MAX_LENGTH`] (run_qa.py's 384).
     pub max_length: usize,
+    /// Span QA: tokens of overlap between a long context's windows
+    /// (run_qa.py's `doc_stride`, 128).
+    #[serde(
+        default = "default_doc_stride",
+        skip_serializing_if = "is_default_doc_stride"
+    )]
+    pub doc_stride: usize,
+    /// Span QA: the window length when `max_length` was set by the caller
+    /// (resolved, not a key of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qa_max_length: Option<usize>,
     /// Warm-up as a fraction of all updates...
     pub warmup: f64,
     /// ...or as a number of updates (wins when set).
@@ -74,6 +87,17 @@ pub struct RunOptions {
     pub freeze: Vec<String>,
 }
 
+/// Span QA windows when `max_length` is not set: run_qa.py's 384.
+pub const QA_MAX_LENGTH: usize = 384;
+
+fn default_doc_stride() -> usize {
+    128
+}
+
+fn is_default_doc_stride(n: &usize) -> bool {
+    *n == default_doc_stride()
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         preset("jiant").expect("built-in preset")
@@ -95,6 +119,8 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         grad_accum: 1,
         max_tokens: None,
         max_length: 256,
+        doc_stride: default_doc_stride(),
+        qa_max_length: None,
         warmup: 0.1,
         warmup_steps: None,
         max_grad_norm: 1.0,
@@ -230,7 +256,7 @@ impl RunOptions {
         let keys = Self::keys();
         let mut explicit = vec![];
         for (k, v) in map {
-            if !obj.contains_key(k) {
+            if !keys.iter().any(|x| x == k) {
                 let names: Vec<&str> = keys.iter().map(String::as_str).collect();
                 let hint = crate::util::closest(k, &names)
                     .map(|c| format!(" (did you mean `{c}`?)"))
@@ -245,7 +271,7 @@ impl RunOptions {
             }
             obj.insert(k.clone(), v.clone());
         }
-        let options: RunOptions = serde_json::from_value(value).map_err(|e| {
+        let mut options: RunOptions = serde_json::from_value(value).map_err(|e| {
             // Name the key whose value does not fit (`freeze: "embeddings"`).
             let base = serde_json::to_value(&base).unwrap_or_default();
             let culprit = explicit.iter().find(|k| {
@@ -258,6 +284,14 @@ impl RunOptions {
                 None => Error::msg(format!("training options: {e}")),
             }
         })?;
+        if explicit.iter().any(|k| k == "max_length") {
+            options.qa_max_length = Some(options.max_length);
+            // run_qa.py's overlap is a third of its window (128 of 384):
+            // a shorter window keeps that share unless doc_stride is set.
+            if !explicit.iter().any(|k| k == "doc_stride") {
+                options.doc_stride = options.doc_stride.min((options.max_length / 3).max(1));
+            }
+        }
         options.validate()?;
         Ok(Resolved { options, explicit })
     }
@@ -279,6 +313,9 @@ impl RunOptions {
                 "max_length {} is too short (at least 8)",
                 self.max_length
             ));
+        }
+        if self.doc_stride == 0 {
+            return bad("doc_stride must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.warmup) {
             return bad(format!(
@@ -313,10 +350,40 @@ impl RunOptions {
 
     /// The option names, for messages and documentation.
     pub fn keys() -> Vec<String> {
-        match serde_json::to_value(preset("jiant").expect("built-in")) {
+        let mut k: Vec<String> = match serde_json::to_value(preset("jiant").expect("built-in")) {
             Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
             _ => vec![],
+        };
+        // Left out of the serialised form at its default (so fingerprints
+        // of runs from before it existed hold), a key all the same.
+        if !k.iter().any(|x| x == "doc_stride") {
+            k.push("doc_stride".into());
+            k.sort();
         }
+        k
+    }
+
+    /// The options as a fingerprint sees them: how often checkpoints are
+    /// written does not change the numbers, and the span QA window only
+    /// matters when the data has span QA (`span_qa`); `limit`'s rule (a
+    /// stratified sample since it stopped being a prefix) is named.
+    pub fn fingerprint_json(&self, span_qa: bool) -> serde_json::Value {
+        let mut o = self.clone();
+        o.checkpoint_every = None;
+        if !span_qa {
+            o.qa_max_length = None;
+            o.doc_stride = default_doc_stride();
+        }
+        let mut v = serde_json::to_value(&o).unwrap_or_default();
+        if o.limit.is_some() {
+            v["limit_rule"] = "stratified".into();
+        }
+        v
+    }
+
+    /// The window length and stride of span QA features.
+    pub fn qa_window(&self) -> (usize, usize) {
+        (self.qa_max_length.unwrap_or(QA_MAX_LENGTH), self.doc_stride)
     }
 
     /// The loop settings these options mean; `eval_every_default` is used

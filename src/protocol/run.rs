@@ -32,7 +32,36 @@ fn encoder_of(model: &Model) -> Result<TextEncoder> {
     text_encoder(tokenizer_of(model)?)
 }
 
-/// Features of (the first `limit` examples of) a dataset, through the cache.
+/// The training examples of one part: a seeded subset of `limit`
+/// examples, stratified by label for classification
+/// ([`Dataset::limit_sample`], drawn with the run's seed), or all of them.
+pub fn training_part(ds: &Dataset, opts: &RunOptions) -> Dataset {
+    match opts.limit {
+        Some(n) if n < ds.len() => ds.limit_sample(n, opts.seed),
+        _ => ds.clone(),
+    }
+}
+
+/// What a training set is worth warning about before training on it: a
+/// classification set that holds one label only.
+pub fn training_warnings(parts: &[Dataset], opts: &RunOptions) -> Vec<String> {
+    let mut out = vec![];
+    for ds in parts {
+        let ds = training_part(ds, opts);
+        if let Some(l) = ds.single_label() {
+            out.push(format!(
+                "{}: all {} training examples have the label `{l}`; the classifier cannot learn the others (is the file sorted by label? `limit` draws a stratified sample, `sample` a label-balanced one)",
+                ds.name(),
+                ds.len()
+            ));
+        }
+    }
+    out
+}
+
+/// Features of (the first `limit` examples of) a dataset, through the
+/// cache: what evaluation scores (`dev_limit` and `evaluate`'s `limit` are
+/// prefixes, the same examples in every language of a parallel set).
 pub fn features(
     ds: &Dataset,
     enc: &TextEncoder,
@@ -40,7 +69,9 @@ pub fn features(
     cache: &FeatureCache,
 ) -> Result<Vec<Feature>> {
     let mut fo = FeatureOptions::for_dataset(ds);
-    if !matches!(ds.head, HeadKind::SpanQa) {
+    if matches!(ds.head, HeadKind::SpanQa) {
+        (fo.max_length, fo.doc_stride) = opts.qa_window();
+    } else {
         fo.max_length = opts.max_length;
     }
     let limited;
@@ -103,8 +134,9 @@ fn phase_data(
     if matches!(first.head, HeadKind::MaskedLm) {
         let mut ids = vec![];
         for ds in parts {
-            let n = opts.limit.map_or(ds.len(), |l| l.min(ds.len()));
-            let lines: Vec<(String, Option<String>)> = ds.examples[..n]
+            let ds = training_part(ds, opts);
+            let lines: Vec<(String, Option<String>)> = ds
+                .examples
                 .iter()
                 .filter_map(|e| match e {
                     Example::Text { a, .. } => Some((a.clone(), None)),
@@ -117,7 +149,12 @@ fn phase_data(
     }
     let mut feats = vec![];
     for ds in parts {
-        feats.extend(features(ds, enc, opts, cache)?);
+        let ds = training_part(ds, opts);
+        let all = RunOptions {
+            limit: None,
+            ..opts.clone()
+        };
+        feats.extend(features(&ds, enc, &all, cache)?);
     }
     Ok(PhaseData::Supervised(feats))
 }

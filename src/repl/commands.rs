@@ -121,7 +121,7 @@ fn vars(r: &mut Repl, _: &str) -> Flow {
         println!(
             "{}{name}: {} = {first}",
             if constant { "const " } else { "" },
-            value.type_name().rsplit("::").next().unwrap_or("")
+            crate::script::values::type_name(value)
         );
     }
     if !any {

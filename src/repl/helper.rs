@@ -181,13 +181,12 @@ impl Hinter for StiltsHelper {
 
 impl Highlighter for StiltsHelper {}
 
+/// Every line is taken as typed: an input left open (a bracket or a
+/// string) continues on the next line under the continuation prompt
+/// ([`super::Lines`]), where rustyline's own multi-line mode shows none.
 impl Validator for StiltsHelper {
-    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        Ok(if incomplete(ctx.input()) {
-            ValidationResult::Incomplete
-        } else {
-            ValidationResult::Valid(None)
-        })
+    fn validate(&self, _: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(ValidationResult::Valid(None))
     }
 }
 

@@ -95,6 +95,54 @@ impl Repl {
     }
 }
 
+/// The prompt of a new input.
+pub const PROMPT: &str = "stilts> ";
+/// The prompt of a line that continues an open input (same width).
+pub const CONTINUE: &str = "   ...> ";
+
+/// Lines typed so far of one input: complete once no bracket or string is
+/// left open.
+#[derive(Default)]
+pub struct Lines {
+    buf: String,
+}
+
+impl Lines {
+    /// Adds a line; the whole input when it is complete.
+    pub fn push(&mut self, line: &str) -> Option<String> {
+        if !self.buf.is_empty() {
+            self.buf.push('\n');
+        }
+        self.buf.push_str(line);
+        if helper::incomplete(&self.buf) {
+            None
+        } else {
+            Some(std::mem::take(&mut self.buf))
+        }
+    }
+
+    /// The prompt for the next line.
+    pub fn prompt(&self) -> &'static str {
+        if self.buf.is_empty() {
+            PROMPT
+        } else {
+            CONTINUE
+        }
+    }
+
+    /// Drops an unfinished input (Ctrl-C); true when there was one.
+    pub fn clear(&mut self) -> bool {
+        let had = !self.buf.is_empty();
+        self.buf.clear();
+        had
+    }
+
+    /// What is left at the end of input.
+    pub fn rest(self) -> String {
+        self.buf
+    }
+}
+
 fn history_path() -> Option<std::path::PathBuf> {
     let dir = dirs::data_dir()?.join("stilts");
     std::fs::create_dir_all(&dir).ok()?;
@@ -104,24 +152,20 @@ fn history_path() -> Option<std::path::PathBuf> {
 /// Reads inputs from a pipe: lines accumulate while the input is incomplete.
 fn run_plain(repl: &mut Repl) {
     let stdin = std::io::stdin();
-    let mut buf = String::new();
+    let mut lines = Lines::default();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
-        if !buf.is_empty() {
-            buf.push('\n');
-        }
-        buf.push_str(&line);
-        if helper::incomplete(&buf) {
+        let Some(input) = lines.push(&line) else {
             continue;
-        }
-        let input = std::mem::take(&mut buf);
+        };
         if repl.handle(&input) == Flow::Quit {
             return;
         }
         let _ = std::io::stdout().flush();
     }
-    if !buf.trim().is_empty() {
-        repl.handle(&buf);
+    let rest = lines.rest();
+    if !rest.trim().is_empty() {
+        repl.handle(&rest);
     }
 }
 
@@ -134,7 +178,7 @@ pub fn run(settings: Settings) -> crate::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = rustyline::Config::builder()
-        .auto_add_history(true)
+        .auto_add_history(false)
         .completion_type(rustyline::CompletionType::List)
         .build();
     let mut ed: rustyline::Editor<StiltsHelper, rustyline::history::FileHistory> =
@@ -151,17 +195,29 @@ pub fn run(settings: Settings) -> crate::Result<ExitCode> {
         "stilts {} — rhai REPL. `:help` for commands and the API, Tab completes, Ctrl-D leaves.",
         env!("CARGO_PKG_VERSION")
     );
+    let mut lines = Lines::default();
     loop {
-        match ed.readline("stilts> ") {
-            Ok(input) => {
-                if let Some(h) = &hist {
-                    let _ = ed.append_history(h);
+        match ed.readline(lines.prompt()) {
+            Ok(line) => {
+                let Some(input) = lines.push(&line) else {
+                    continue;
+                };
+                if !input.trim().is_empty() {
+                    let _ = ed.add_history_entry(input.as_str());
+                    if let Some(h) = &hist {
+                        let _ = ed.append_history(h);
+                    }
                 }
                 if repl.handle(&input) == Flow::Quit {
                     break;
                 }
             }
-            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Interrupted) => {
+                if lines.clear() {
+                    println!("(input dropped)");
+                }
+                continue;
+            }
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(crate::Error::msg(format!("line editor: {e}"))),
         }

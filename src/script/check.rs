@@ -25,7 +25,7 @@ fn option_keys(f: &str) -> Option<Vec<String>> {
             k.extend(["intermediate".to_string(), "target".to_string()]);
             k
         }
-        "evaluate" => s(&["batch_size", "max_length", "limit"]),
+        "evaluate" => s(&["batch_size", "max_length", "doc_stride", "limit"]),
         "model" => s(&["head", "labels", "seed", "dtype"]),
         "tiny_model" => s(&[
             "text",
@@ -44,6 +44,7 @@ fn option_keys(f: &str) -> Option<Vec<String>> {
             "split",
             "languages",
             "limit",
+            "first",
             "sample",
             "sample_seed",
             "skip_bad_lines",
@@ -236,6 +237,86 @@ pub fn static_checks(
                 if let Err(e) = check_keys(&format!("{name} options"), &one, &refs) {
                     report(p, super::errors::eval_message(&e, &super::Hints));
                 }
+            }
+        }
+        true
+    });
+    out
+}
+
+/// `--set` names the script never reads (no `param("name", ...)` with that
+/// name, no variable of that name, no `params()`): a warning each, with
+/// the closest name the script does read.
+pub fn unread_params(text: &str, given: &[String]) -> Vec<String> {
+    if given.is_empty() {
+        return vec![];
+    }
+    // Parsed without optimisation: constants (the `--set` values are
+    // constants in the scope) would otherwise be folded into values.
+    let mut e = rhai::Engine::new_raw();
+    e.set_optimization_level(rhai::OptimizationLevel::None);
+    e.set_max_expr_depths(0, 0);
+    let Ok(ast) = e.compile(text) else {
+        return vec![];
+    };
+    let mut read: Vec<String> = vec![];
+    let mut all = false;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let call = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(x, _))) => Some(x),
+            Some(ASTNode::Stmt(rhai::Stmt::FnCall(x, _))) => Some(x),
+            Some(ASTNode::Expr(Expr::Variable(x, ..))) => {
+                read.push(x.1.to_string());
+                None
+            }
+            _ => None,
+        };
+        if let Some(c) = call {
+            match c.name.as_str() {
+                "params" => all = true,
+                "param" => match c.args.first() {
+                    Some(Expr::StringConstant(s, _)) => read.push(s.to_string()),
+                    // A name computed at run time: any name may be read.
+                    Some(_) => all = true,
+                    None => {}
+                },
+                _ => {}
+            }
+        }
+        true
+    });
+    if all {
+        return vec![];
+    }
+    let names: Vec<&str> = read.iter().map(String::as_str).collect();
+    given
+        .iter()
+        .filter(|g| !read.contains(g))
+        .map(|g| {
+            let hint = closest(g, &names)
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            format!("--set {g}=...: the script never reads `{g}` (no param(\"{g}\", ...)), so it has no effect{hint}")
+        })
+        .collect()
+}
+
+/// The keys of every map literal of `text`, in the order written (parsed
+/// without optimisation, so literals of constants are not folded into
+/// sorted maps).
+pub fn map_orders(text: &str) -> Vec<Vec<String>> {
+    let mut e = rhai::Engine::new_raw();
+    e.set_optimization_level(rhai::OptimizationLevel::None);
+    e.set_max_expr_depths(0, 0);
+    let Ok(ast) = e.compile(text) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::Map(m, _))) = path.last() {
+            let keys: Vec<String> = m.0.iter().map(|(id, _)| id.name.to_string()).collect();
+            if keys.len() > 1 {
+                out.push(keys);
             }
         }
         true

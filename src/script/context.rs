@@ -273,6 +273,10 @@ pub struct Ctx {
     /// Set when `--only`'s cell has run (or was found done): the script
     /// then stops, successfully.
     pub only_done: std::cell::Cell<bool>,
+    /// The keys of every map literal compiled so far, in the order the
+    /// script wrote them (rhai maps iterate sorted): tables and plots keep
+    /// the script's order of columns and bars.
+    pub map_orders: RefCell<Vec<Vec<String>>>,
 }
 
 impl Ctx {
@@ -287,7 +291,21 @@ impl Ctx {
             store_dir: RefCell::new(store),
             cells: RefCell::new(vec![]),
             only_done: std::cell::Cell::new(false),
+            map_orders: Default::default(),
         })
+    }
+
+    /// The keys of `m` in the order a map literal of the script wrote them
+    /// (the last literal with the same keys), else sorted.
+    pub fn key_order(&self, m: &rhai::Map) -> Vec<String> {
+        let keys: Vec<String> = m.keys().map(|k| k.to_string()).collect();
+        let orders = self.map_orders.borrow();
+        for o in orders.iter().rev() {
+            if o.len() == keys.len() && o.iter().all(|k| m.contains_key(k.as_str())) {
+                return o.clone();
+            }
+        }
+        keys
     }
 
     /// A path from a script: as given when it exists (relative to the
@@ -364,6 +382,19 @@ impl Ctx {
         if !self.settings.quiet && self.settings.cell_mode != CellMode::Plan {
             eprintln!("{s}");
         }
+    }
+
+    /// A note that also goes into the report (what was trained, where a
+    /// model was saved).
+    pub fn record(&self, s: &str) {
+        self.note(s);
+        self.recorder.borrow_mut().text(s);
+    }
+
+    /// `warning: ...` on stderr (even when quiet) and in the report.
+    pub fn warn(&self, s: &str) {
+        eprintln!("warning: {s}");
+        self.recorder.borrow_mut().text(&format!("warning: {s}"));
     }
 
     pub fn device_name(&self) -> String {

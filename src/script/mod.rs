@@ -155,6 +155,10 @@ impl Runtime {
             .compile_with_scope(&self.scope, text)
             .map_err(|e| errors::parse_diagnostic(file, &e, &self.ctx.sources.borrow()))?;
         ast.set_source(file);
+        self.ctx
+            .map_orders
+            .borrow_mut()
+            .extend(check::map_orders(text));
         if let Some(d) = Diagnostic::combine(check::static_checks(
             self,
             file,
@@ -217,6 +221,10 @@ impl Runtime {
             .compile_with_scope(&self.scope, &code)
             .map_err(|e| errors::parse_diagnostic(&name, &e, &self.ctx.sources.borrow()))?;
         ast.set_source(name.as_str());
+        self.ctx
+            .map_orders
+            .borrow_mut()
+            .extend(check::map_orders(&code));
         // Unknown functions and option keys fail now, not hours into a run.
         if let Some(d) = Diagnostic::combine(check::static_checks(
             self,
@@ -225,6 +233,10 @@ impl Runtime {
             &self.ctx.sources.borrow(),
         )) {
             return Err(d);
+        }
+        let given: Vec<String> = self.ctx.settings.params.keys().cloned().collect();
+        for w in check::unread_params(&code, &given) {
+            self.ctx.warn(&w);
         }
         let full = self.lib.merge(&ast);
         let r = self

@@ -14,7 +14,28 @@ pub fn from_map<T: serde::de::DeserializeOwned>(
     map: &Map,
 ) -> Result<T, Box<EvalAltResult>> {
     let d = Dynamic::from_map(map.clone());
-    rhai::serde::from_dynamic::<T>(&d).map_err(|e| format!("{what}: {}", serde_message(&e)).into())
+    rhai::serde::from_dynamic::<T>(&d).map_err(|e| {
+        let m = serde_message(&e);
+        format!("{what}: {}", unknown_field(&m).unwrap_or(m)).into()
+    })
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" as the message
+/// every other option map gives: the closest key and the valid ones, once.
+fn unknown_field(m: &str) -> Option<String> {
+    let rest = m.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let valid: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    if valid.is_empty() {
+        return None;
+    }
+    let hint = closest(key, &valid)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default();
+    Some(format!(
+        "unknown key `{key}`{hint}; valid keys: {}",
+        valid.join(", ")
+    ))
 }
 
 /// The message of a serde conversion error, without rhai's wrapping.
@@ -94,7 +115,10 @@ pub use crate::util::{closest, edit_distance};
 #[serde(deny_unknown_fields)]
 pub struct EvalArgs {
     pub batch_size: Option<usize>,
+    /// Tokens per input (span QA: the window, default 384).
     pub max_length: Option<usize>,
+    /// Span QA: tokens of overlap between windows (default 128).
+    pub doc_stride: Option<usize>,
     /// Evaluate on the first N examples of each language only.
     pub limit: Option<usize>,
 }
@@ -173,12 +197,17 @@ pub struct TaskArgs {
     pub split: Option<String>,
     /// Languages (or rounds) to load; default: all the task has.
     pub languages: Option<Vec<String>>,
-    /// Read the first N examples of each file only.
+    /// A seeded random subset of at most N examples of each part
+    /// (language), stratified by label for classification
+    /// ([`crate::tasks::Dataset::limit_sample`]).
     pub limit: Option<usize>,
+    /// The first N examples of each part (a prefix: quick, but a file
+    /// sorted by label gives one label).
+    pub first: Option<usize>,
     /// A seeded sample of N examples of each part (language), label-balanced
     /// for classification ([`crate::tasks::Dataset::sample`]), after `limit`.
     pub sample: Option<usize>,
-    /// The sample's seed (default 0).
+    /// The seed of `limit` and `sample` (default 0).
     pub sample_seed: Option<u64>,
     /// Leave malformed lines out (counted) instead of failing.
     pub skip_bad_lines: Option<bool>,

@@ -154,6 +154,10 @@ pub struct Scores {
     pub split: String,
     pub metric: String,
     pub by_lang: BTreeMap<String, LangScore>,
+    /// What guessing scores (100 / labels for accuracy over k classes or
+    /// k candidates), for chance lines; `None` when it has no meaning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chance: Option<f64>,
 }
 
 impl Scores {
@@ -166,6 +170,7 @@ impl Scores {
             task: t.name.clone(),
             split: t.split.clone(),
             metric: "accuracy".into(),
+            chance: None,
             by_lang: t
                 .parts
                 .iter()
@@ -258,6 +263,16 @@ impl Scores {
             header.push("CI, examples only".into());
         }
         header.push("n".into());
+        let mut csv_header = vec!["language".to_string(), self.metric.clone()];
+        if seeds > 1 {
+            csv_header.push("sd_over_seeds".into());
+        }
+        csv_header.extend(["ci_lo".to_string(), "ci_hi".to_string()]);
+        if seeds > 1 {
+            csv_header.extend(["examples_ci_lo".to_string(), "examples_ci_hi".to_string()]);
+        }
+        csv_header.push("n".into());
+        let mut csv_rows = vec![];
         let mut rows = vec![];
         for (lang, e) in langs.iter().zip(&est) {
             let n = if lang == "avg" {
@@ -284,6 +299,16 @@ impl Scores {
             }
             r.push(n.to_string());
             rows.push(r);
+            let mut c = vec![lang.clone(), csv_num(Some(value))];
+            if seeds > 1 {
+                c.push(csv_num(e.as_ref().map(|e| e.seed_std)));
+            }
+            c.extend(csv_ci(e.as_ref().and_then(|e| e.ci)));
+            if seeds > 1 {
+                c.extend(csv_ci(e.as_ref().and_then(|e| e.example_ci)));
+            }
+            c.push(n.to_string());
+            csv_rows.push(c);
         }
         TableValue {
             title: format!(
@@ -297,6 +322,8 @@ impl Scores {
             ),
             header,
             rows,
+            csv_header,
+            csv_rows,
         }
     }
 
@@ -309,6 +336,7 @@ impl Scores {
             split: first.split.clone(),
             metric: first.metric.clone(),
             by_lang: BTreeMap::new(),
+            chance: first.chance,
         };
         for lang in first.by_lang.keys() {
             let mut runs = vec![];
@@ -472,7 +500,36 @@ impl Comparison {
         };
         let mut rows: Vec<Vec<String>> = self.by_lang.iter().map(|(l, d)| row(l, d)).collect();
         rows.push(row("avg", &self.avg));
+        let mut csv_header = vec![
+            "language".to_string(),
+            self.base.clone(),
+            self.new.clone(),
+            "delta".into(),
+            "ci_lo".into(),
+            "ci_hi".into(),
+        ];
+        if seeds > 1 {
+            csv_header.extend(["examples_ci_lo".to_string(), "examples_ci_hi".to_string()]);
+        }
+        let csv_row = |l: &str, d: &Delta| {
+            let mut r = vec![
+                l.to_string(),
+                csv_num(Some(d.base)),
+                csv_num(Some(d.new)),
+                csv_num(Some(d.delta)),
+            ];
+            r.extend(csv_ci(d.ci));
+            if seeds > 1 {
+                r.extend(csv_ci(d.example_ci));
+            }
+            r
+        };
+        let mut csv_rows: Vec<Vec<String>> =
+            self.by_lang.iter().map(|(l, d)| csv_row(l, d)).collect();
+        csv_rows.push(csv_row("avg", &self.avg));
         TableValue {
+            csv_header,
+            csv_rows,
             title: format!(
                 "{} vs {} ({}; {} seed{} each; {})",
                 self.new,
@@ -528,6 +585,28 @@ fn common_method(ms: impl Iterator<Item = Option<stats::IntervalMethod>>) -> &'s
     }
 }
 
+/// A number for a CSV cell: up to 6 decimals, no trailing zeros; empty
+/// for none or NaN.
+pub fn csv_num(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v.is_finite() => {
+            let s = format!("{v:.6}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            if s == "-0" {
+                "0".into()
+            } else {
+                s.to_string()
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// An interval's two ends as CSV cells.
+pub fn csv_ci(c: Option<(f64, f64)>) -> [String; 2] {
+    [csv_num(c.map(|c| c.0)), csv_num(c.map(|c| c.1))]
+}
+
 fn fmt_ci(c: Option<(f64, f64)>) -> String {
     c.map(|(l, h)| format!("[{l:.1}, {h:.1}]"))
         .unwrap_or_else(|| "—".into())
@@ -560,12 +639,55 @@ pub fn mean(v: &[f64]) -> f64 {
     }
 }
 
+/// The name a script knows a value's type by, as `type_of` says it
+/// (`Model`, `Task`, `Result`, `i64`, `map`), never a Rust path.
+pub fn type_name(v: &rhai::Dynamic) -> &'static str {
+    if v.is::<ModelValue>() {
+        "Model"
+    } else if v.is::<TaskValue>() {
+        "Task"
+    } else if v.is::<Scores>() {
+        "Result"
+    } else if v.is::<Comparison>() {
+        "Comparison"
+    } else if v.is::<TableValue>() {
+        "Table"
+    } else if v.is_unit() {
+        "()"
+    } else if v.is_int() {
+        "i64"
+    } else if v.is_float() {
+        "f64"
+    } else if v.is_bool() {
+        "bool"
+    } else if v.is_string() {
+        "string"
+    } else if v.is_char() {
+        "char"
+    } else if v.is_array() {
+        "array"
+    } else if v.is_map() {
+        "map"
+    } else if v.is_fnptr() {
+        "Fn"
+    } else {
+        "a value of another kind"
+    }
+}
+
 /// A table a script can print, save or put in a report.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableValue {
     pub title: String,
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
+    /// The CSV form when it differs from the display: numbers only, an
+    /// interval as two columns (`..._lo`, `..._hi`), an empty cell where
+    /// there is none. Empty: the CSV is the display table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub csv_header: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub csv_rows: Vec<Vec<String>>,
 }
 
 impl TableValue {
@@ -617,8 +739,13 @@ impl TableValue {
 
     pub fn csv(&self) -> String {
         let mut w = csv::Writer::from_writer(vec![]);
-        let _ = w.write_record(&self.header);
-        for r in &self.rows {
+        let (header, rows) = if self.csv_header.is_empty() {
+            (&self.header, &self.rows)
+        } else {
+            (&self.csv_header, &self.csv_rows)
+        };
+        let _ = w.write_record(header);
+        for r in rows {
             let _ = w.write_record(r);
         }
         String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -644,6 +771,7 @@ mod tests {
             task: "xnli".into(),
             split: "test".into(),
             metric: "accuracy".into(),
+            chance: None,
             by_lang: vals
                 .iter()
                 .map(|(l, v)| {

@@ -192,6 +192,107 @@ impl Dataset {
         Ok(out)
     }
 
+    /// A seeded random subset of at most `n` examples, kept in file order:
+    /// for a classification task (a label set, every example labelled)
+    /// stratified by label, each label keeping its share of the file
+    /// (largest remainder, ties to the earlier label, every label present
+    /// in the file kept when `n` allows); a uniform sample otherwise. All
+    /// examples when the dataset has no more than `n`. The same
+    /// `(n, seed)` always picks the same examples, and files with the same
+    /// label sequence (XNLI's parallel languages) the same lines.
+    pub fn limit_sample(&self, n: usize, seed: u64) -> Dataset {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        if self.examples.len() <= n {
+            return self.clone();
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let labelled = !self.labels.is_empty()
+            && matches!(self.head, HeadKind::Classification { .. })
+            && self.examples.iter().all(|e| e.label().is_some());
+        let mut keep: Vec<usize> = if labelled {
+            let k = self.labels.len();
+            let mut by_label: Vec<Vec<usize>> = vec![vec![]; k];
+            for (i, e) in self.examples.iter().enumerate() {
+                if let Some(l) = e.label().filter(|&l| l < k) {
+                    by_label[l].push(i);
+                }
+            }
+            let total: usize = by_label.iter().map(Vec::len).sum();
+            // Each label's exact share, its floor, then the remainder to
+            // the largest fractional parts.
+            let exact: Vec<f64> = by_label
+                .iter()
+                .map(|v| v.len() as f64 * n as f64 / total.max(1) as f64)
+                .collect();
+            let mut want: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+            let mut order: Vec<usize> = (0..k).filter(|&l| !by_label[l].is_empty()).collect();
+            order.sort_by(|&a, &b| {
+                let fa = exact[a] - exact[a].floor();
+                let fb = exact[b] - exact[b].floor();
+                fb.partial_cmp(&fa).unwrap_or(std::cmp::Ordering::Equal)
+            });
+            let mut left = n.min(total) - want.iter().sum::<usize>();
+            for &l in order.iter().cycle() {
+                if left == 0 {
+                    break;
+                }
+                if want[l] < by_label[l].len() {
+                    want[l] += 1;
+                    left -= 1;
+                }
+            }
+            let mut keep = vec![];
+            for (l, mut idx) in by_label.into_iter().enumerate() {
+                idx.shuffle(&mut rng);
+                keep.extend_from_slice(&idx[..want[l].min(idx.len())]);
+            }
+            keep
+        } else {
+            let mut idx: Vec<usize> = (0..self.examples.len()).collect();
+            idx.shuffle(&mut rng);
+            idx.truncate(n);
+            idx
+        };
+        keep.sort_unstable();
+        let mut out = self.clone();
+        out.examples = keep.into_iter().map(|i| self.examples[i].clone()).collect();
+        out
+    }
+
+    /// The labels a classification training set holds, when it holds only
+    /// one (a warning: the classifier learns nothing about the others);
+    /// `None` otherwise.
+    pub fn single_label(&self) -> Option<String> {
+        if !matches!(self.head, HeadKind::Classification { .. }) || self.labels.len() < 2 {
+            return None;
+        }
+        let c = self.label_counts();
+        let present: Vec<usize> = (0..c.len()).filter(|&i| c[i] > 0).collect();
+        match present.as_slice() {
+            [one] => self.labels.get(*one).cloned(),
+            _ => None,
+        }
+    }
+
+    /// The accuracy (percent) of guessing uniformly: 100 / labels for
+    /// classification, 100 / candidates for multiple choice; `None` for
+    /// other heads.
+    pub fn chance_accuracy(&self) -> Option<f64> {
+        match &self.head {
+            HeadKind::Classification { labels } if labels.len() > 1 => {
+                Some(100.0 / labels.len() as f64)
+            }
+            HeadKind::MultipleChoice => self.examples.iter().find_map(|e| match e {
+                Example::Choice { choices, .. } if !choices.is_empty() => {
+                    Some(100.0 / choices.len() as f64)
+                }
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
     /// `task/split[/subset]`, for messages.
     pub fn name(&self) -> String {
         match &self.subset {

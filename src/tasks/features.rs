@@ -210,7 +210,7 @@ fn featurize_chunk(
                     unreachable!()
                 };
                 let w = w.map_err(|m| {
-                    Error::msg(format!("question {id} (line {}): cannot make windows of {} tokens with stride {}: {m}", e.line(), opts.max_length, opts.doc_stride))
+                    Error::msg(format!("question {id} (line {}): cannot make windows of {} tokens with stride {}: {m}; give a smaller doc_stride or a larger max_length", e.line(), opts.max_length, opts.doc_stride))
                 })?;
                 let answer = answers
                     .first()

@@ -396,7 +396,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
         "generic" => generic("generic", GenericSpec::new(&["text"], "label", &["0", "1"])),
         other => {
             return Err(Error::msg(format!(
-                "unknown task `{other}`; known tasks: {} (or a generic task over your own TSV/CSV/JSONL: tasks::generic)",
+                "unknown task `{other}`; known tasks: {} (your own TSV/CSV/JSONL with a header: the task `generic`, with text columns, label column and labels)",
                 TASK_NAMES.join(", ")
             )))
         }

@@ -33,7 +33,7 @@ fn task_of(what: &str, v: &Dynamic) -> RResult<TaskValue> {
     v.clone().try_cast::<TaskValue>().ok_or_else(|| {
         rerr(format!(
             "condition: `{what}` takes a task, not {}",
-            v.type_name()
+            crate::script::values::type_name(v)
         ))
     })
 }
@@ -73,7 +73,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     } else {
         return Err(rerr(format!(
             "condition: `model` takes a size name, directory or Model, not {}",
-            mv.type_name()
+            crate::script::values::type_name(&mv)
         )));
     };
     let intermediate: Vec<TaskValue> = match get("intermediate") {
@@ -94,7 +94,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
             rerr(format!(
                 "condition: `options` takes a map of training options, not {}",
-                v.type_name()
+                crate::script::values::type_name(&v)
             ))
         })?,
     };
@@ -182,6 +182,15 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             )));
         }
     }
+    for (t, o) in intermediate
+        .iter()
+        .map(|t| (t, &i_call.options.options))
+        .chain([(&target, &t_call.options.options)])
+    {
+        for w in crate::protocol::run::training_warnings(&t.parts, o) {
+            ctx.warn(&w);
+        }
+    }
     let store = super::runs::results_store(ctx);
     let key = c.fingerprint().map_err(rerr)?;
     let mode = ctx.settings.cell_mode.clone();
@@ -229,7 +238,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     })?;
     let short = &out.record.key[..12];
     if out.reused {
-        ctx.note(&format!(
+        ctx.record(&format!(
             "condition {name} (seed {seed}): reused {short} from {}",
             store.path().display()
         ));
@@ -248,7 +257,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
                 parts.push(s);
             }
         }
-        ctx.note(&format!(
+        ctx.record(&format!(
             "condition {name} (seed {seed}): {}{}; {:.1} s; stored as {short}",
             parts.join("; "),
             if out.intermediate_reused {
@@ -284,6 +293,11 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             label: name.clone(),
             task: t.name.clone(),
             split: t.split.clone(),
+            chance: if e.metric.contains("accuracy") {
+                t.parts.first().and_then(|d| d.chance_accuracy())
+            } else {
+                None
+            },
             metric: e.metric,
             by_lang,
         };

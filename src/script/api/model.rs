@@ -174,7 +174,7 @@ fn collect_text(ctx: &Ctx, v: &Dynamic, out: &mut Vec<String>) -> RResult<()> {
     } else {
         return Err(rerr(format!(
             "tiny_model: `text` takes strings, file paths or tasks, not {}",
-            v.type_name()
+            crate::script::values::type_name(v)
         )));
     }
     Ok(())
@@ -183,7 +183,7 @@ fn collect_text(ctx: &Ctx, v: &Dynamic, out: &mut Vec<String>) -> RResult<()> {
 /// `tiny_model(opts)`.
 pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
     let text = map.remove("text").ok_or_else(|| rerr("tiny_model: `text` is missing: give the text to train its tokenizer on (strings, file paths or tasks)"))?;
-    let args: TinyArgs = from_map("tiny_model options (text, arch, hidden, layers, heads, ffn, vocab, max_length, labels, seed)", &map)?;
+    let args: TinyArgs = from_map("tiny_model options", &map)?;
     let mut texts = vec![];
     collect_text(ctx, &text, &mut texts)?;
     if texts.is_empty() {
@@ -222,6 +222,18 @@ pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
         },
     )
     .map_err(rerr)?;
+    let got = m.config().vocab_size;
+    if got < args.vocab {
+        ctx.record(&format!(
+            "tiny_model: asked for a vocabulary of {}, got {got}: the trainer keeps only the pieces this text supports (more or longer text gives more)",
+            args.vocab
+        ));
+    } else if got > args.vocab {
+        ctx.record(&format!(
+            "tiny_model: asked for a vocabulary of {}, got {got}: every character of the text needs a piece of its own",
+            args.vocab
+        ));
+    }
     if !matches!(ctx.settings.device, Device::Cpu) {
         let tok = m.tokenizer.take();
         m = m.to(&ctx.settings.device, DType::F32).map_err(rerr)?;
@@ -314,7 +326,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             }
             let p = Path::new(dir);
             m.model.save(p).map_err(rerr)?;
-            c.note(&format!("saved {} to {}", m.name, p.display()));
+            c.record(&format!("saved {} to {}", m.name, p.display()));
             Ok(())
         },
     );

@@ -67,8 +67,24 @@ impl CustomType for TableValue {
     }
 }
 
-/// A table from a Result, Comparison, Table, map of label → Result, or array of maps.
+/// A table from a Result, Comparison, Table, map of label → Result, or
+/// array of maps; a map's keys in sorted order (see [`to_table_with`]).
 pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
+    to_table_with(v, &|m: &Map| m.keys().map(|k| k.to_string()).collect())
+}
+
+/// The column order of a table made in a script: `columns` when given
+/// (each must be a key), else the order the script's map literal wrote.
+fn script_order(ctx: &Ctx, columns: Option<Vec<String>>) -> impl Fn(&Map) -> Vec<String> + '_ {
+    move |m: &Map| match &columns {
+        Some(c) => c.clone(),
+        None => ctx.key_order(m),
+    }
+}
+
+/// [`to_table`] with the keys of maps in `order` (columns of a map of
+/// Results, columns of an array of row maps).
+pub fn to_table_with(v: &Dynamic, order: &dyn Fn(&Map) -> Vec<String>) -> RResult<TableValue> {
     if let Some(r) = v.clone().try_cast::<Scores>() {
         return Ok(r.table());
     }
@@ -80,10 +96,19 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
     }
     if let Some(m) = v.clone().try_cast::<Map>() {
         let mut cols: Vec<(String, Scores)> = vec![];
-        for (k, x) in &m {
+        for k in order(&m) {
+            let x = m.get(k.as_str()).ok_or_else(|| {
+                rerr(format!(
+                    "table: column `{k}` is not a key of the map; its keys: {}",
+                    m.keys()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
             match x.clone().try_cast::<Scores>() {
                 Some(s) => cols.push((k.to_string(), s)),
-                None => return Err(rerr(format!("table(map): `{k}` is {}, not a Result; a map makes a table of Results, one column each", x.type_name()))),
+                None => return Err(rerr(format!("table(map): `{k}` is {}, not a Result; a map makes a table of Results, one column each", crate::script::values::type_name(x)))),
             }
         }
         let mut langs: Vec<String> = vec![];
@@ -97,6 +122,22 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
         langs.sort();
         let mut header = vec!["language".to_string()];
         header.extend(cols.iter().map(|(k, _)| k.clone()));
+        // Examples per cell: one `n` column when every column scored the
+        // same number per language, else `n` in each cell.
+        let n_of = |s: &Scores, l: &str| -> Option<usize> {
+            if l == "avg" {
+                (!s.by_lang.is_empty()).then(|| s.by_lang.values().map(|x| x.n).sum())
+            } else {
+                s.by_lang.get(l).map(|x| x.n)
+            }
+        };
+        let same_n = langs.iter().map(String::as_str).chain(["avg"]).all(|l| {
+            let ns: Vec<Option<usize>> = cols.iter().map(|(_, s)| n_of(s, l)).collect();
+            ns.windows(2).all(|w| w[0] == w[1])
+        });
+        if same_n {
+            header.push("n".into());
+        }
         // Each cell: the mean over seeds and its 95% interval (the engine's
         // seed-aware estimate), when the Result has one.
         let cell = |s: &Scores, lang: &str| -> (String, Option<&'static str>, usize) {
@@ -123,7 +164,35 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
         let mut methods = vec![];
         let mut seeds = vec![];
         let mut rows: Vec<Vec<String>> = vec![];
+        let mut csv_header = vec!["language".to_string()];
+        for (k, _) in &cols {
+            csv_header.extend([
+                k.clone(),
+                format!("{k}_ci_lo"),
+                format!("{k}_ci_hi"),
+                format!("{k}_n"),
+            ]);
+        }
+        let mut csv_rows: Vec<Vec<String>> = vec![];
         for l in langs.iter().map(String::as_str).chain(["avg"]) {
+            let mut c = vec![l.to_string()];
+            for (_, s) in &cols {
+                let value = if l == "avg" {
+                    (!s.by_lang.is_empty()).then(|| s.avg())
+                } else {
+                    s.by_lang.get(l).map(|x| x.value)
+                };
+                let ci = value.and_then(|_| s.estimate(l)).and_then(|e| e.ci);
+                let n = if l == "avg" {
+                    Some(s.by_lang.values().map(|x| x.n).sum::<usize>())
+                } else {
+                    s.by_lang.get(l).map(|x| x.n)
+                };
+                c.push(crate::script::values::csv_num(value));
+                c.extend(crate::script::values::csv_ci(ci));
+                c.push(n.map(|n| n.to_string()).unwrap_or_default());
+            }
+            csv_rows.push(c);
             let mut row = vec![l.to_string()];
             for (_, s) in &cols {
                 let (text, m, k) = cell(s, l);
@@ -135,7 +204,22 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
                 if !seeds.contains(&k) {
                     seeds.push(k);
                 }
-                row.push(text);
+                row.push(if same_n {
+                    text
+                } else {
+                    match n_of(s, l) {
+                        Some(n) => format!("{text} (n {n})"),
+                        None => text,
+                    }
+                });
+            }
+            if same_n {
+                row.push(
+                    cols.first()
+                        .and_then(|(_, s)| n_of(s, l))
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                );
             }
             rows.push(row);
         }
@@ -163,6 +247,8 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
             title,
             header,
             rows,
+            csv_header,
+            csv_rows,
         });
     }
     if let Some(a) = v.clone().try_cast::<Array>() {
@@ -172,12 +258,12 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
             let m = x.clone().try_cast::<Map>().ok_or_else(|| {
                 rerr(format!(
                     "table(array): rows must be maps, not {}",
-                    x.type_name()
+                    crate::script::values::type_name(x)
                 ))
             })?;
-            for k in m.keys() {
-                if !header.iter().any(|h| h == k.as_str()) {
-                    header.push(k.to_string());
+            for k in order(&m) {
+                if !header.contains(&k) {
+                    header.push(k);
                 }
             }
             maps.push(m);
@@ -187,17 +273,28 @@ pub fn to_table(v: &Dynamic) -> RResult<TableValue> {
             Some(d) if d.is_float() => format!("{:.2}", d.as_float().unwrap_or(f64::NAN)),
             Some(d) => d.to_string(),
         };
+        let raw = |d: Option<&Dynamic>| match d {
+            None => String::new(),
+            Some(d) if d.is_float() => crate::script::values::csv_num(d.as_float().ok()),
+            Some(d) => d.to_string(),
+        };
         let rows = maps
             .iter()
             .map(|m| header.iter().map(|h| cell(m.get(h.as_str()))).collect())
             .collect();
+        let csv_rows = maps
+            .iter()
+            .map(|m| header.iter().map(|h| raw(m.get(h.as_str()))).collect())
+            .collect();
         return Ok(TableValue {
             title: String::new(),
+            csv_header: header.clone(),
             header,
             rows,
+            csv_rows,
         });
     }
-    Err(rerr(format!("table: cannot make a table of {}; give a Result, Comparison, map of Results or array of maps", v.type_name())))
+    Err(rerr(format!("table: cannot make a table of {}; give a Result, Comparison, map of Results or array of maps", crate::script::values::type_name(v))))
 }
 
 /// A readable summary of any value (what the REPL prints and `show` shows).
@@ -314,15 +411,15 @@ pub fn show(ctx: &Ctx, v: &Dynamic) -> RResult<()> {
     Ok(())
 }
 
-fn write_value(v: &Dynamic, path: &str) -> RResult<()> {
+fn write_value(ctx: &Ctx, v: &Dynamic, path: &str) -> RResult<()> {
     let p = std::path::Path::new(path);
     if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| rerr(format!("{}: {e}", dir.display())))?;
     }
     let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
     let text = match ext {
-        "csv" => to_table(v)?.csv(),
-        "md" => to_table(v)?.markdown(),
+        "csv" => to_table_with(v, &script_order(ctx, None))?.csv(),
+        "md" => to_table_with(v, &script_order(ctx, None))?.markdown(),
         "json" => serde_json::to_string_pretty(&to_json(v)?).map_err(rerr)?,
         other => {
             return Err(rerr(format!(
@@ -342,9 +439,12 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         let rs: Vec<Scores> = a
             .iter()
             .map(|v| {
-                v.clone()
-                    .try_cast::<Scores>()
-                    .ok_or_else(|| rerr(format!("mean: expected Results, got {}", v.type_name())))
+                v.clone().try_cast::<Scores>().ok_or_else(|| {
+                    rerr(format!(
+                        "mean: expected Results, got {}",
+                        crate::script::values::type_name(v)
+                    ))
+                })
             })
             .collect::<RResult<_>>()?;
         Scores::mean_of(&rs).map_err(rerr)
@@ -369,12 +469,42 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         } else {
             c.by_lang.get(lang)
         };
-        let d = d.ok_or_else(|| rerr(format!("no delta for `{lang}`")))?;
+        let d = d.ok_or_else(|| {
+            rerr(format!(
+                "no delta for `{lang}`; this comparison has: {}, avg",
+                c.by_lang.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        // Six decimals: the bootstrap's float noise (15.062499999999943) is
+        // not part of the interval.
+        let r = |x: f64| (x * 1e6).round() / 1e6;
         Ok(d.ci
-            .map(|(l, h)| vec![Dynamic::from(l), Dynamic::from(h)])
+            .map(|(l, h)| vec![Dynamic::from(r(l)), Dynamic::from(r(h))])
             .unwrap_or_default())
     });
-    engine.register_fn("table", |v: Dynamic| to_table(&v));
+    let c = ctx.clone();
+    engine.register_fn("table", move |v: Dynamic| {
+        to_table_with(&v, &script_order(&c, None))
+    });
+    let c = ctx.clone();
+    engine.register_fn("table", move |v: Dynamic, opts: Map| -> RResult<TableValue> {
+        crate::script::options::check_keys("table options", &opts, &["columns"])?;
+        let columns = match opts.get("columns") {
+            None => None,
+            Some(a) => Some(
+                a.clone()
+                    .try_cast::<Array>()
+                    .ok_or_else(|| rerr("table: `columns` takes an array of key names"))?
+                    .into_iter()
+                    .map(|x| x.into_string().map_err(|t| rerr(format!("table: `columns` holds names (strings), not {t}"))))
+                    .collect::<RResult<Vec<String>>>()?,
+            ),
+        };
+        if !(v.is::<Map>() || v.is::<Array>()) && columns.is_some() {
+            return Err(rerr("table: `columns` orders a map of Results or an array of row maps; a Result or Comparison has fixed columns"));
+        }
+        to_table_with(&v, &script_order(&c, columns))
+    });
     engine.register_fn("markdown", |t: &mut TableValue| t.markdown());
     engine.register_fn("csv", |t: &mut TableValue| t.csv());
     let c = ctx.clone();
@@ -383,7 +513,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         if !c.writes() {
             return Ok(());
         }
-        write_value(&Dynamic::from(t.clone()), path)
+        write_value(&c, &Dynamic::from(t.clone()), path)
     });
     let c = ctx.clone();
     engine.register_fn("show", move |v: Dynamic| show(&c, &v));
@@ -393,7 +523,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         if !c.writes() {
             return Ok(());
         }
-        write_value(&v, path)
+        write_value(&c, &v, path)
     });
     engine.register_fn("load_results", |path: &str| -> RResult<Dynamic> {
         let text = std::fs::read_to_string(path).map_err(|e| rerr(format!("{path}: {e}")))?;

@@ -128,16 +128,30 @@ fn example_map(e: &Example, labels: &[String]) -> Map {
     m
 }
 
-/// `task(name, opts)`: the split, then (with `sample`) a seeded sample of
-/// each part.
+/// `task(name, opts)`: the split (its first `first` examples of each
+/// part), then (with `limit`) a seeded stratified subset of each part, then
+/// (with `sample`) a seeded label-balanced sample of each part.
 pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
-    if a.sample_seed.is_some() && a.sample.is_none() {
+    if a.sample_seed.is_some() && a.sample.is_none() && a.limit.is_none() {
         return Err(rerr(format!(
-            "task(\"{name}\"): `sample_seed` without `sample`: give `sample: N` (examples to draw) too"
+            "task(\"{name}\"): `sample_seed` without `limit` or `sample`: give `limit: N` (a stratified subset) or `sample: N` (a label-balanced sample) too"
         )));
     }
-    let (sample, seed) = (a.sample, a.sample_seed.unwrap_or(0));
+    if a.limit == Some(0) || a.first == Some(0) {
+        return Err(rerr(format!(
+            "task(\"{name}\"): `limit` and `first` must be at least 1 (leave them out for all examples)"
+        )));
+    }
+    let (limit, sample, seed) = (a.limit, a.sample, a.sample_seed.unwrap_or(0));
     let t = load_split(ctx, name, a)?;
+    let t = match limit {
+        Some(n) => TaskValue::new(
+            t.name.clone(),
+            t.split.clone(),
+            t.parts.iter().map(|p| p.limit_sample(n, seed)).collect(),
+        ),
+        None => t,
+    };
     let Some(n) = sample else { return Ok(t) };
     let parts = t
         .parts
@@ -155,7 +169,9 @@ fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
         } else {
             BadLines::Fail
         },
-        limit: a.limit,
+        // `first` is a prefix of each file (read no further); `limit` is
+        // drawn from the whole file afterwards.
+        limit: a.first,
     };
     let split = a.split.clone().unwrap_or_else(|| "train".into());
     if name == "mlm" {
@@ -184,7 +200,7 @@ fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
             &tname,
             &columns,
             &labels,
-            a.limit,
+            a.first,
             a.skip_bad_lines.unwrap_or(false),
         )
         .map_err(rerr)?;
@@ -263,7 +279,7 @@ fn load_mlm(ctx: &Ctx, a: &TaskArgs) -> RResult<TaskValue> {
             .map(|f| {
                 let p = ctx.path(f);
                 let stem = p.file_stem().map(|s| s.to_string_lossy().to_string());
-                tasks::readers::text::raw_text(&p, stem.as_deref(), a.limit).map_err(rerr)
+                tasks::readers::text::raw_text(&p, stem.as_deref(), a.first).map_err(rerr)
             })
             .collect::<RResult<Vec<_>>>()?;
         return Ok(TaskValue::new("mlm", "train", parts));
@@ -278,7 +294,7 @@ fn load_mlm(ctx: &Ctx, a: &TaskArgs) -> RResult<TaskValue> {
             data: Some(data.clone()),
             split: a.split.clone(),
             languages: a.languages.clone(),
-            limit: a.limit,
+            first: a.first,
             skip_bad_lines: a.skip_bad_lines,
             ..Default::default()
         },
@@ -315,6 +331,21 @@ fn report_skips(ctx: &Ctx, t: &TaskValue) {
     ctx.recorder.borrow_mut().text(&format!("warning: {msg}"));
 }
 
+/// `layout("tsv")`: the script-level tasks have no folder layout; these
+/// say what they read.
+const TSV_LAYOUT: &str =
+    "task `tsv`: one headerless TSV file, task(\"tsv\", #{file, columns, labels, name, split})
+  file     the TSV file (any name; .gz or .bz2 may be compressed)
+  columns  the name of each column, in order: `label`, one or two text columns
+           (e.g. premise, hypothesis), optionally `language` (a part per language) and `id`
+  labels   the label set, in the classifier's order
+";
+
+const MLM_LAYOUT: &str = "task `mlm`: raw text for masked language modelling
+  task(\"mlm\", #{files: [...]})   one sentence a line, a part per file (named by its stem)
+  task(\"mlm\", #{data: XNLI_DIR, split, languages})   the distinct premises of an XNLI folder, a part per language
+";
+
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.build_type::<TaskValue>();
     let c = ctx.clone();
@@ -339,7 +370,18 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             .collect::<Array>()
     });
     engine.register_fn("layout", |name: &str| -> RResult<String> {
-        Ok(tasks::task(name).map_err(rerr)?.layout())
+        match name {
+            "tsv" => Ok(TSV_LAYOUT.to_string()),
+            "mlm" => Ok(MLM_LAYOUT.to_string()),
+            _ => Ok(tasks::task(name)
+                .map_err(|e| {
+                    rerr(format!(
+                        "layout(\"{name}\"): {}",
+                        e.to_string().replace("unknown task", "no built-in task")
+                    ))
+                })?
+                .layout()),
+        }
     });
     engine.register_fn(
         "language",

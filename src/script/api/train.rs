@@ -7,6 +7,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 
 use super::{rerr, RResult};
 use crate::protocol::multitask::Sampling;
+use crate::protocol::presets::QA_MAX_LENGTH;
 use crate::protocol::presets::{Resolved, RunOptions, SELECTION_KEYS};
 use crate::protocol::run::{MultitaskJob, TrainJob};
 use crate::script::context::{Ctx, CANCEL};
@@ -30,7 +31,7 @@ fn take_task(what: &str, map: &mut Map, key: &str) -> RResult<Option<TaskValue>>
         Some(v) => v.clone().try_cast::<TaskValue>().map(Some).ok_or_else(|| {
             rerr(format!(
                 "{what}: `{key}` takes a task (e.g. task(\"mnli\", #{{data: .., split: \"dev\"}})), not {}",
-                v.type_name()
+                crate::script::values::type_name(&v)
             ))
         }),
     }
@@ -62,7 +63,18 @@ pub fn call_options(what: &str, cfg: &crate::model::XlmrConfig, map: &Map) -> RR
     let mut options = RunOptions::resolve(&json, Some(cfg.hidden_size))
         .map_err(|e| rerr(format!("{what}: {e}")))?;
     options.require_dev(dev.is_some(), what).map_err(rerr)?;
-    options.options.max_length = options.options.max_length.min(cfg.max_sequence_length());
+    let most = cfg.max_sequence_length();
+    options.options.max_length = options.options.max_length.min(most);
+    // Span QA windows: run_qa.py's 384 unless max_length was set, and
+    // never longer than the model's positions.
+    let (qa, _) = options.options.qa_window();
+    if qa > most {
+        options.options.qa_max_length = Some(most);
+        if !options.is_explicit("doc_stride") {
+            // run_qa.py's share: a third of the window.
+            options.options.doc_stride = options.options.doc_stride.min((most / 3).max(1));
+        }
+    }
     Ok(Call {
         options,
         dev,
@@ -112,12 +124,13 @@ fn derived_fingerprint(parts: serde_json::Value) -> String {
     crate::protocol::fingerprint::of_json(&parts)
 }
 
-/// The options as a fingerprint sees them: how often checkpoints are
-/// written does not change the numbers.
-fn options_key(o: &RunOptions) -> serde_json::Value {
-    let mut o = o.clone();
-    o.checkpoint_every = None;
-    serde_json::to_value(&o).unwrap_or_default()
+/// The options as a fingerprint sees them (for the data of `parts`).
+fn options_key(o: &RunOptions, parts: &[&crate::tasks::Dataset]) -> serde_json::Value {
+    o.fingerprint_json(
+        parts
+            .iter()
+            .any(|d| matches!(d.head, crate::model::HeadKind::SpanQa)),
+    )
 }
 
 fn interrupted(
@@ -180,12 +193,12 @@ fn resumed_note(
 ) {
     if let Some(step) = report.resumed_from {
         if step >= report.steps {
-            ctx.note(&format!(
+            ctx.record(&format!(
                 "{what}: finished before; its final checkpoint in {} reused",
                 dir.display()
             ));
         } else {
-            ctx.note(&format!(
+            ctx.record(&format!(
                 "{what}: resumed from the checkpoint at update {step} in {}",
                 dir.display()
             ));
@@ -193,12 +206,92 @@ fn resumed_note(
     }
 }
 
+/// The split the task's parts were read from (the registry's name for
+/// it), for messages.
+fn loaded_split(t: &TaskValue) -> String {
+    let mut splits: Vec<&str> = t.parts.iter().map(|d| d.split.as_str()).collect();
+    splits.dedup();
+    match splits.as_slice() {
+        [one] => one.to_string(),
+        _ => t.split.clone(),
+    }
+}
+
+/// Examples a training call uses (after `limit`), for the report.
+fn training_examples(parts: &[crate::tasks::Dataset], run: &RunOptions) -> usize {
+    parts
+        .iter()
+        .map(|d| run.limit.map_or(d.len(), |l| l.min(d.len())))
+        .sum()
+}
+
+fn lr_summary(run: &RunOptions) -> String {
+    format!(
+        "batch {}{}, lr {:e}, {} epoch{}",
+        run.batch_size,
+        if run.grad_accum > 1 {
+            format!(" x {}", run.grad_accum)
+        } else {
+            String::new()
+        },
+        run.lr,
+        run.epochs,
+        if run.epochs == 1 { "" } else { "s" }
+    )
+}
+
+/// `loss 1.10 -> 0.52 (mean of the last 10%: 0.55)`.
+fn loss_summary(losses: &[f64], last: f64) -> String {
+    let Some(first) = losses.first() else {
+        return "no updates".into();
+    };
+    let tail = (losses.len() / 10).max(1);
+    let m = losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
+    format!(
+        "loss {first:.3} -> {last:.3} (mean of the last {tail}: {m:.3}; curve {})",
+        sparkline(losses, 16)
+    )
+}
+
+/// The curve of `v` in at most `width` block characters (each the mean of
+/// its stretch of values), lowest `▁` to highest `█`.
+fn sparkline(v: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if finite.is_empty() {
+        return String::new();
+    }
+    let k = width.min(finite.len()).max(1);
+    let means: Vec<f64> = (0..k)
+        .map(|i| {
+            let (a, b) = (
+                i * finite.len() / k,
+                ((i + 1) * finite.len() / k).max(i * finite.len() / k + 1),
+            );
+            finite[a..b].iter().sum::<f64>() / (b - a) as f64
+        })
+        .collect();
+    let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    means
+        .iter()
+        .map(|m| {
+            let t = if hi > lo { (m - lo) / (hi - lo) } else { 0.5 };
+            BARS[((t * 7.0).round() as usize).min(7)]
+        })
+        .collect()
+}
+
 /// `train(model, task, opts)`.
 pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<ModelValue> {
-    let what = format!("train on {} {}", t.name, t.split);
+    let what = format!("train on {} {}", t.name, loaded_split(t));
     let call = call_options(&format!("{what}: options"), m.model.config(), opts)?;
     let dev = dev_dataset(&what, &call.dev)?;
     let run = &call.options.options;
+    for w in crate::protocol::run::training_warnings(&t.parts, run) {
+        ctx.warn(&w);
+    }
+    let started = std::time::Instant::now();
     let mut bar = ctx.progress(&what);
     // `reset_optimizer: false`: continue from the AdamW state of the phase
     // that produced this model (STILTs without resetting the optimizer).
@@ -212,7 +305,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         "parent": m.fingerprint,
         "task": t.fingerprint().map_err(rerr)?,
         "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
-        "options": options_key(run),
+        "options": options_key(run, &t.parts.iter().collect::<Vec<_>>()),
         "fresh": fresh,
         "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
     }));
@@ -245,9 +338,15 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         ),
         _ => String::new(),
     };
-    ctx.note(&format!(
-        "{what}: {} updates, last loss {last:.4}{selection}",
-        report.steps
+    ctx.record(&format!(
+        "{what} ({} examples): {} updates of {} ({}), {}{selection}; {:.1} s; checkpoints and curve.jsonl in {}",
+        training_examples(&t.parts, run),
+        report.steps,
+        m.name,
+        lr_summary(run),
+        loss_summary(&report.losses, last),
+        started.elapsed().as_secs_f64(),
+        dir.display()
     ));
     let mut summary = training_summary(&report, &t.name);
     summary["curve"] = serde_json::json!(dir.join("curve.jsonl").display().to_string());
@@ -274,7 +373,7 @@ pub fn phase_maps(what: &str, opts: &Map) -> RResult<(Map, Map)> {
             Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
                 rerr(format!(
                     "{what}: `{k}` takes a map of training options, not {}",
-                    v.type_name()
+                    crate::script::values::type_name(&v)
                 ))
             }),
         }
@@ -376,7 +475,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
             v.clone().try_cast::<TaskValue>().ok_or_else(|| {
                 rerr(format!(
                     "multitask: `tasks` must hold tasks, not {}",
-                    v.type_name()
+                    crate::script::values::type_name(v)
                 ))
             })
         })
@@ -393,6 +492,12 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
     )?;
     let dev = dev_dataset("multitask", &call.dev)?;
     let names: Vec<String> = ts.iter().map(|t| t.name.clone()).collect();
+    for t in &ts {
+        for w in crate::protocol::run::training_warnings(&t.parts, &call.options.options) {
+            ctx.warn(&w);
+        }
+    }
+    let started = std::time::Instant::now();
     let mut bar = ctx.progress(&format!("multitask {}", names.join("+")));
     let data: Vec<(String, Vec<crate::tasks::Dataset>)> = ts
         .iter()
@@ -408,7 +513,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         "mix": fps,
         "sampling": sampling,
         "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
-        "options": options_key(&call.options.options),
+        "options": options_key(&call.options.options, &data.iter().flat_map(|(_, p)| p.iter()).collect::<Vec<_>>()),
     }));
     let dir = checkpoint_dir(ctx, &fingerprint);
     only_finished(ctx, "multitask", &dir)?;
@@ -432,12 +537,17 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         let k = report.task_losses.iter().filter(|(t, _)| *t == i).count();
         per_task.push(format!("{n} {k}"));
     }
-    ctx.note(&format!(
-        "multitask {}: {} updates (batches per task: {}), last loss {:.4}",
+    let last = report.losses.last().copied().unwrap_or(f64::NAN);
+    ctx.record(&format!(
+        "multitask {} of {}: {} updates (batches per task: {}; {}), {}; {:.1} s; checkpoints and curve.jsonl in {}",
         names.join("+"),
+        m.name,
         report.steps,
         per_task.join(", "),
-        report.losses.last().copied().unwrap_or(f64::NAN)
+        lr_summary(&call.options.options),
+        loss_summary(&report.losses, last),
+        started.elapsed().as_secs_f64(),
+        dir.display()
     ));
     Ok(ModelValue {
         model: Arc::new(model),
@@ -470,6 +580,11 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
         .max_length
         .unwrap_or(256)
         .min(m.model.config().max_sequence_length());
+    let most = m.model.config().max_sequence_length();
+    run.qa_max_length = Some(a.max_length.unwrap_or(QA_MAX_LENGTH).min(most));
+    if let Some(s) = a.doc_stride {
+        run.doc_stride = s.max(1);
+    }
     run.batch_size = a.batch_size.unwrap_or(64).max(1);
     run.limit = a.limit;
     let mut by_lang = std::collections::BTreeMap::new();
@@ -504,6 +619,11 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
         label: m.name.clone(),
         task: t.name.clone(),
         split: t.split.clone(),
+        chance: if metric.contains("accuracy") {
+            t.parts.first().and_then(|d| d.chance_accuracy())
+        } else {
+            None
+        },
         metric,
         by_lang,
     })
