@@ -39,6 +39,11 @@ pub struct BenchSpec {
     /// AdamW with a factored second moment (`factored_optimizer`).
     #[serde(default)]
     pub factored_optimizer: bool,
+    /// Real batches instead of `batch` x `seq`: the token length of each row
+    /// of each step's batch (warm-up first), from [`real_lengths`]; rows are
+    /// padded to their batch's longest, as training pads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_lengths: Option<Vec<Vec<usize>>>,
 }
 
 impl BenchSpec {
@@ -60,6 +65,7 @@ impl BenchSpec {
             checkpointing: false,
             eval_only: false,
             factored_optimizer: false,
+            row_lengths: None,
         }
     }
 
@@ -93,6 +99,10 @@ pub struct BenchResult {
     /// the timed steps (CPU; on a GPU these are host memory only).
     pub resident_before_train: Option<u64>,
     pub peak_resident_train: Option<u64>,
+    /// Threads of rayon's pool and of candle's element-wise pool
+    /// (`CANDLE_NUM_THREADS`), as `stilts::threads::configure` set them.
+    pub threads: usize,
+    pub candle_threads: Option<usize>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -150,19 +160,28 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         },
     );
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let rows: Vec<Vec<u32>> = (0..spec.batch)
-        .map(|_| {
-            std::iter::once(0)
-                .chain(
-                    (0..spec.seq.saturating_sub(2)).map(|_| rng.random_range(3..spec.vocab as u32)),
-                )
-                .chain(std::iter::once(2))
-                .collect()
-        })
-        .collect();
-    let inputs = Inputs::pad(&rows, 1, device)?;
-    let labels: Vec<i64> = (0..spec.batch).map(|i| (i % 3) as i64).collect();
-    let target = Target::Class(Tensor::new(labels, device)?);
+    // One batch per step: the fixed shape, or each step's real row lengths.
+    let shapes: Vec<Vec<usize>> = match &spec.row_lengths {
+        Some(r) if !r.is_empty() => r.clone(),
+        _ => vec![vec![spec.seq; spec.batch]],
+    };
+    let mut batches = vec![];
+    for lens in &shapes {
+        let rows: Vec<Vec<u32>> = lens
+            .iter()
+            .map(|&len| {
+                std::iter::once(0)
+                    .chain((0..len.max(2) - 2).map(|_| rng.random_range(3..spec.vocab as u32)))
+                    .chain(std::iter::once(2))
+                    .collect()
+            })
+            .collect();
+        let labels: Vec<i64> = (0..lens.len()).map(|i| (i % 3) as i64).collect();
+        batches.push((
+            Inputs::pad(&rows, 1, device)?,
+            Target::Class(Tensor::new(labels, device)?),
+        ));
+    }
     let params = model.params();
     if spec.eval_only {
         model = model.for_inference()?;
@@ -189,9 +208,10 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         spec.warmup + spec.steps
     };
     for i in 0..train_steps {
+        let (inputs, target) = &batches[i % batches.len()];
         sync(device)?;
         let t0 = Instant::now();
-        let loss = model.train_loss(&inputs, &target, Some(&mut dropout))?;
+        let loss = model.train_loss(inputs, target, Some(&mut dropout))?;
         let _ = loss.to_f64()?;
         let t1 = Instant::now();
         let mut grads = loss.backward()?;
@@ -214,9 +234,10 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
     let mut eval = vec![];
     let model = model.for_inference()?;
     for i in 0..spec.warmup + spec.steps {
+        let (inputs, _) = &batches[i % batches.len()];
         sync(device)?;
         let t0 = Instant::now();
-        let logits = model.forward(&inputs, None)?.logits()?.detach();
+        let logits = model.forward(inputs, None)?.logits()?.detach();
         let _ = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         if i >= spec.warmup {
             eval.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -236,7 +257,75 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         memory_estimate,
         resident_before_train,
         peak_resident_train,
+        threads: rayon::current_num_threads(),
+        candle_threads: std::env::var("CANDLE_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.parse().ok()),
     })
+}
+
+/// Row lengths of `count` real training batches of `batch` pairs: the
+/// pairs of XNLI dev in its 15 languages (`which = "xnli"`, from
+/// `DATA/xnli`) or of English MNLI train (`"mnli"`, from
+/// `DATA/intermediate/mnli`), tokenized with XLM-R's tokenizer
+/// (`DATA/xlmr/tokenizer.json`) and truncated to `max_length`, batched as
+/// training batches them (length buckets of 50 batches, shuffled; seed 0),
+/// the first `count` batches. What `stilts bench --lengths` times, and
+/// what it prints (`spec.row_lengths`) for `benches/torch_reference.py
+/// --rows-from` to time the same batches.
+pub fn real_lengths(
+    which: &str,
+    data: &std::path::Path,
+    batch: usize,
+    max_length: usize,
+    count: usize,
+) -> Result<Vec<Vec<usize>>> {
+    use crate::protocol::presets::RunOptions;
+    use crate::protocol::run;
+    use crate::tasks::{batch::BatchSize, cache::FeatureCache, io::ReadOptions, registry};
+    let read = ReadOptions::default();
+    let parts = match which {
+        "xnli" => XNLI_LANGUAGES
+            .iter()
+            .map(|l| registry::load("xnli", &data.join("xnli"), "dev", Some(l), &read))
+            .collect::<Result<Vec<_>>>()?,
+        "mnli" => vec![registry::load(
+            "mnli",
+            &data.join("intermediate").join("mnli"),
+            "train",
+            None,
+            &read,
+        )?],
+        other => {
+            return Err(Error::msg(format!(
+                "--lengths `{other}`: use xnli (XNLI dev, 15 languages) or mnli (MNLI train)"
+            )))
+        }
+    };
+    let tok = crate::model::Tokenizer::from_file(&data.join("xlmr").join("tokenizer.json"))?;
+    let enc = run::text_encoder(&tok)?;
+    let opts = RunOptions {
+        max_length,
+        ..Default::default()
+    };
+    let mut lens = vec![];
+    for ds in &parts {
+        let f = run::features(ds, &enc, &opts, &FeatureCache::default())?;
+        lens.extend(crate::tasks::batch::lengths(&f));
+    }
+    let batches = crate::tasks::batch::train_batches(&lens, BatchSize::Examples(batch.max(1)), 0);
+    if batches.len() < count {
+        return Err(Error::msg(format!(
+            "--lengths {which}: {} pairs make only {} batches of {batch}; ask for fewer --steps",
+            lens.len(),
+            batches.len()
+        )));
+    }
+    Ok(batches
+        .iter()
+        .take(count)
+        .map(|b| b.iter().map(|&i| lens[i]).collect())
+        .collect())
 }
 
 /// XNLI test evaluation throughput of one language.

@@ -20,7 +20,8 @@ pub struct Cli {
     /// Where models go: cpu, cuda or cuda:N.
     #[arg(long, global = true, default_value = "cpu")]
     pub device: String,
-    /// Number of CPU threads (default: all cores).
+    /// Number of CPU threads (default: all cores): rayon's pool and candle's
+    /// own are both sized to it (see `stilts::threads`).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
     /// No progress bars or notes (results and errors still print).
@@ -164,6 +165,14 @@ pub enum Command {
         /// AdamW with a factored second moment (`factored_optimizer`).
         #[arg(long)]
         factored_optimizer: bool,
+        /// Real batches instead of --batch x --seq: `xnli` (XNLI dev, 15
+        /// languages) or `mnli` (MNLI train) pairs, tokenized, truncated to
+        /// --seq and batched by length as training does.
+        #[arg(long, value_name = "DATA")]
+        lengths: Option<String>,
+        /// Where --lengths finds the data (xnli/, intermediate/mnli/, xlmr/tokenizer.json).
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -365,12 +374,7 @@ fn split_labels(labels: &str) -> Vec<String> {
 /// Runs the command line; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .ok();
-    }
+    crate::threads::configure(cli.threads);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -713,9 +717,20 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             checkpointing,
             eval_only,
             factored_optimizer,
+            lengths,
+            data,
         }) => {
             let config = shape.config(shape.size.is_none().then_some(*vocab))?;
             let mut spec = crate::bench::BenchSpec::new(&config, *batch, *seq);
+            if let Some(which) = lengths {
+                spec.row_lengths = Some(crate::bench::real_lengths(
+                    which,
+                    data,
+                    *batch,
+                    *seq,
+                    spec.warmup + (*steps).max(1),
+                )?);
+            }
             spec.checkpointing = *checkpointing;
             spec.eval_only = *eval_only;
             spec.factored_optimizer = *factored_optimizer;

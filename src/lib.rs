@@ -17,6 +17,7 @@ pub mod repl;
 pub mod script;
 pub mod store;
 pub mod tasks;
+pub mod threads;
 pub mod util;
 
 pub use error::{Error, Result};
