@@ -9,18 +9,6 @@ use std::path::{Path, PathBuf};
 
 use common::stilts_in;
 
-/// A private copy of the cluster tests' grid in a fresh folder.
-fn setup() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        common::fixtures().join("tiny_grid.rhai"),
-        dir.path().join("tiny_grid.rhai"),
-    )
-    .unwrap();
-    let data = format!("data={}", common::shared_data().display());
-    (dir, data)
-}
-
 fn plan_json(dir: &Path, data: &str) -> serde_json::Value {
     let (code, out, err) = stilts_in(dir, &["plan", "tiny_grid.rhai", "--set", data, "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -49,7 +37,7 @@ fn record_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn plan_lists_the_cells_and_only_runs_exactly_one() {
-    let (dir, data) = setup();
+    let (dir, data) = common::tiny_grid();
     let d = dir.path();
     let plan = plan_json(d, &data);
     let cells = plan["cells"].as_array().unwrap();
@@ -134,8 +122,8 @@ fn plan_lists_the_cells_and_only_runs_exactly_one() {
 
 #[test]
 fn workers_report_what_one_process_reports() {
-    let (a, data) = setup();
-    let (b, _) = setup();
+    let (a, data) = common::tiny_grid();
+    let (b, _) = common::tiny_grid();
     let (code, _, err) = stilts_in(a.path(), &["run", "tiny_grid.rhai", "--set", &data, "-q"]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = stilts_in(
@@ -168,7 +156,7 @@ fn workers_report_what_one_process_reports() {
 
 #[test]
 fn a_failed_cell_is_shown_failed_with_the_end_of_its_log() {
-    let (dir, data) = setup();
+    let (dir, data) = common::tiny_grid();
     let d = dir.path();
     // A learning rate that makes the loss overflow: every cell fails in training.
     let (code, _, err) = stilts_in(
@@ -205,7 +193,7 @@ fn a_failed_cell_is_shown_failed_with_the_end_of_its_log() {
 
 #[test]
 fn submit_dry_run_writes_the_batch_scripts_and_submits_nothing() {
-    let (dir, data) = setup();
+    let (dir, data) = common::tiny_grid();
     let d = dir.path();
     let (code, out, err) = stilts_in(
         d,

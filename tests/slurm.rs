@@ -52,16 +52,6 @@ fn slurm() -> bool {
     false
 }
 
-fn setup() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        common::fixtures().join("tiny_grid.rhai"),
-        dir.path().join("tiny_grid.rhai"),
-    )
-    .unwrap();
-    (dir, format!("data={}", common::shared_data().display()))
-}
-
 /// `submitted array job A (...) and collect job C` -> (A, C).
 fn job_ids(out: &str) -> (Option<String>, String) {
     let word_after = |w: &str| {
@@ -112,7 +102,7 @@ fn submit(dir: &Path, set: &[&str]) -> (Option<String>, String, String) {
 }
 
 fn local_results(set: &[&str]) -> Vec<u8> {
-    let (dir, _) = setup();
+    let (dir, _) = common::tiny_grid();
     let mut args = vec!["run", "tiny_grid.rhai", "-q"];
     for s in set {
         args.extend(["--set", s]);
@@ -134,7 +124,7 @@ fn a_submitted_grid_reports_byte_for_byte_what_a_local_run_reports() {
     if !slurm() {
         return;
     }
-    let (dir, data) = setup();
+    let (dir, data) = common::tiny_grid();
     let d = dir.path();
     let (array, collect, out) = submit(d, &[&data]);
     assert!(out.contains("(8 cells, at most 2 at once)"), "{out}");
@@ -235,7 +225,7 @@ fn a_killed_and_a_preempted_cell_are_run_again_alone() {
     if !slurm() {
         return;
     }
-    let (dir, data) = setup();
+    let (dir, data) = common::tiny_grid();
     let d = dir.path();
     let epochs = "epochs=20";
     let (array, collect, _) = submit(d, &[&data, epochs]);

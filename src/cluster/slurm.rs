@@ -191,6 +191,15 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A command as one line of shell, each word quoted.
+fn command_line(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The array's batch script.
 fn array_script(
     name: &str,
@@ -204,11 +213,7 @@ fn array_script(
         .map(|n| format!("%{}", n.max(1)))
         .unwrap_or_default();
     let cwd = absolute(Path::new("."));
-    let cmd = cell_command
-        .iter()
-        .map(|w| shell_quote(w))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let cmd = command_line(cell_command);
     format!(
         r#"#!/bin/bash
 # Written by `stilts submit`: one element per unfinished cell of the grid.
@@ -258,11 +263,7 @@ exit $rc
 /// The collect job's batch script.
 fn collect_script(name: &str, dir: &Path, collect_command: &[String]) -> String {
     let cwd = absolute(Path::new("."));
-    let cmd = collect_command
-        .iter()
-        .map(|w| shell_quote(w))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let cmd = command_line(collect_command);
     format!(
         r#"#!/bin/bash
 # Written by `stilts submit`: runs after every element of the array has

@@ -214,3 +214,15 @@ pub fn stilts_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) 
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
+
+/// A fresh folder holding a copy of the cluster tests' grid
+/// (`tests/fixtures/tiny_grid.rhai`), and its `--set data=...`.
+pub fn tiny_grid() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("tiny_grid.rhai"),
+        dir.path().join("tiny_grid.rhai"),
+    )
+    .unwrap();
+    (dir, format!("data={}", shared_data().display()))
+}
