@@ -449,6 +449,13 @@ fn run_pool(
     let settings = settings(cli, set)?;
     context::install_ctrlc();
     let plan = crate::cluster::plan(&settings, file, &None)?;
+    if plan.cells.is_empty() {
+        eprintln!(
+            "{}: no cells (the script calls no condition()): it runs in this process",
+            file.display()
+        );
+        return run_script(cli, file, set, None, out, no_report, context::CellMode::Run);
+    }
     let devices: Vec<String> = match devices {
         Some(d) => d
             .split(',')
