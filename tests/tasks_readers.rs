@@ -1148,3 +1148,41 @@ fn a_seeded_sample_of_the_label_sorted_mnli_file_is_label_balanced() {
     assert_eq!(sq.sample(20, 1).unwrap().len(), 20);
     assert!(sq.sample(51, 1).is_err());
 }
+
+/// `task("tsv", ...)`'s reader takes compressed files like the others, and
+/// names the file and line of a malformed row.
+#[test]
+fn headerless_tsv_reads_gzip_and_names_bad_lines() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.tsv.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::default(),
+    );
+    gz.write_all(
+        "de\tein Hund\tein Tier\tentailment\nsw\tmbwa\tmnyama\tneutral\nde\tkaputt\n".as_bytes(),
+    )
+    .unwrap();
+    gz.finish().unwrap();
+    let columns: Vec<String> = ["language", "premise", "hypothesis", "label"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let labels: Vec<String> = ["entailment", "neutral", "contradiction"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let err = stilts::tasks::readers::columns::read(&path, "pairs", &columns, &labels, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pairs.tsv.gz") && err.contains('3'), "{err}");
+    let parts =
+        stilts::tasks::readers::columns::read(&path, "pairs", &columns, &labels, None, true)
+            .unwrap();
+    let langs: Vec<(String, usize, usize)> = parts
+        .iter()
+        .map(|p| (p.subset.clone().unwrap(), p.len(), p.skipped.bad_lines))
+        .collect();
+    assert_eq!(langs, vec![("de".into(), 1, 1), ("sw".into(), 1, 0)]);
+}

@@ -3,8 +3,31 @@
 
 use std::path::PathBuf;
 
+/// How a task is scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Metric {
+    /// Share of correct classes (or choices), in percent.
+    Accuracy,
+    /// The official SQuAD v1.1 exact match and F1.
+    SquadV1,
+    /// The official SQuAD v2.0 script (no-answer questions count).
+    SquadV2,
+    /// Share of correctly tagged words (first sub-tokens), in percent.
+    TaggingAccuracy,
+}
+
+impl Metric {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::SquadV1 => "squad (EM/F1)",
+            Metric::SquadV2 => "squad_v2 (EM/F1, no-answer)",
+            Metric::TaggingAccuracy => "tagging accuracy",
+        }
+    }
+}
+
 use super::io::SkipReport;
-use super::registry::Metric;
 use crate::model::HeadKind;
 
 /// One gold answer of an extractive QA example (`answer_start` in chars).

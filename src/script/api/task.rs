@@ -6,7 +6,6 @@ use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};
 
 use super::{rerr, RResult};
 use crate::script::context::Ctx;
-use crate::script::engine_bridge;
 use crate::script::options::{from_map, TaskArgs};
 use crate::script::values::TaskValue;
 use crate::tasks::{self, BadLines, Example, GenericSpec, ReadOptions};
@@ -195,7 +194,7 @@ fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
                 .map(|s| s.to_string_lossy().to_string())
                 .unwrap_or_else(|| "tsv".into())
         });
-        let mut parts = engine_bridge::read_tsv(
+        let mut parts = crate::tasks::readers::columns::read(
             &path,
             &tname,
             &columns,

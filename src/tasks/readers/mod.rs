@@ -8,6 +8,7 @@
 
 pub mod ccg;
 pub mod choice;
+pub mod columns;
 pub mod generic;
 pub mod glue;
 pub mod nli;

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::model::HeadKind;
+use crate::tasks::example::Metric;
 use crate::tasks::example::{Dataset, Example};
-use crate::tasks::registry::Metric;
 
 /// A raw-text file as an MLM dataset (`language`: its subset name, e.g. the
 /// language of the text); at most `limit` lines when given.
