@@ -89,7 +89,8 @@ fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn split(name: &str, format: Format, candidates: &[&str]) -> SplitLayout {
+/// A split of the catalog: its name, reader and candidate file names.
+fn layout(name: &str, format: Format, candidates: &[&str]) -> SplitLayout {
     SplitLayout {
         name: name.into(),
         parts: vec![Part {
@@ -175,9 +176,9 @@ pub fn task(name: &str) -> Result<TaskSpec> {
                 metric: Metric::Accuracy,
                 input: "pair (premise, hypothesis)",
                 splits: vec![
-                    split("train", Nli, MNLI_TRAIN),
-                    split("dev_matched", Nli, &["dev_matched.jsonl", "multinli_1.0_dev_matched.jsonl", "dev_matched.tsv", "validation_matched.jsonl"]),
-                    split("dev_mismatched", Nli, &["dev_mismatched.jsonl", "multinli_1.0_dev_mismatched.jsonl", "dev_mismatched.tsv", "validation_mismatched.jsonl"]),
+                    layout("train", Nli, MNLI_TRAIN),
+                    layout("dev_matched", Nli, &["dev_matched.jsonl", "multinli_1.0_dev_matched.jsonl", "dev_matched.tsv", "validation_matched.jsonl"]),
+                    layout("dev_mismatched", Nli, &["dev_mismatched.jsonl", "multinli_1.0_dev_mismatched.jsonl", "dev_mismatched.tsv", "validation_mismatched.jsonl"]),
                 ],
             });
             t.notes = strs(&[
@@ -194,9 +195,9 @@ pub fn task(name: &str) -> Result<TaskSpec> {
                 metric: Metric::Accuracy,
                 input: "pair (premise, hypothesis)",
                 splits: vec![
-                    split("train", Nli, SNLI_TRAIN),
-                    split("dev", Nli, &["snli_1.0_dev.jsonl", "dev.jsonl", "dev.tsv"]),
-                    split("test", Nli, &["snli_1.0_test.jsonl", "test.jsonl", "test.tsv"]),
+                    layout("train", Nli, SNLI_TRAIN),
+                    layout("dev", Nli, &["snli_1.0_dev.jsonl", "dev.jsonl", "dev.tsv"]),
+                    layout("test", Nli, &["snli_1.0_test.jsonl", "test.jsonl", "test.tsv"]),
                 ],
             });
             t.notes = strs(&["jsonl as MNLI (`gold_label` `-` rows left out and counted)"]);
@@ -209,7 +210,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
                 head: nli(),
                 metric: Metric::Accuracy,
                 input: "pair (context, hypothesis)",
-                splits: ["train", "dev", "test"].iter().map(|s| split(s, Anli, &[&format!("{{SUB}}/{s}.jsonl")])).collect(),
+                splits: ["train", "dev", "test"].iter().map(|s| layout(s, Anli, &[&format!("{{SUB}}/{s}.jsonl")])).collect(),
             });
             t.subsets = strs(&ANLI_ROUNDS);
             t.subset_kind = Some("round".into());
@@ -247,7 +248,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
             head: classification(glue::binary_labels()),
             metric: Metric::Accuracy,
             input: "pair (question1, question2); labels 0/1 (is_duplicate)",
-            splits: ["train", "dev", "test"].iter().map(|s| split(s, Qqp, &[&format!("{s}.tsv")])).collect(),
+            splits: ["train", "dev", "test"].iter().map(|s| layout(s, Qqp, &[&format!("{s}.tsv")])).collect(),
         }),
         "sst2" => spec(Base {
             name: "sst2",
@@ -255,7 +256,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
             head: classification(glue::binary_labels()),
             metric: Metric::Accuracy,
             input: "one sentence; labels 0/1",
-            splits: vec![split("train", Sst2, &["train.tsv", "train*.tsv"]), split("dev", Sst2, &["dev.tsv"]), split("test", Sst2, &["test.tsv"])],
+            splits: vec![layout("train", Sst2, &["train.tsv", "train*.tsv"]), layout("dev", Sst2, &["dev.tsv"]), layout("test", Sst2, &["test.tsv"])],
         }),
         "hellaswag" => {
             let mut t = spec(Base {
@@ -265,9 +266,9 @@ pub fn task(name: &str) -> Result<TaskSpec> {
                 metric: Metric::Accuracy,
                 input: "4 pairs (ctx_a, ctx_b + \" \" + ending), as jiant",
                 splits: vec![
-                    split("train", HellaSwag, &["hellaswag_train.jsonl", "train.jsonl"]),
-                    split("dev", HellaSwag, &["hellaswag_val.jsonl", "hellaswag_val*.jsonl", "val.jsonl", "dev.jsonl", "hellaswag_val*.txt"]),
-                    split("test", HellaSwag, &["hellaswag_test.jsonl", "test.jsonl"]),
+                    layout("train", HellaSwag, &["hellaswag_train.jsonl", "train.jsonl"]),
+                    layout("dev", HellaSwag, &["hellaswag_val.jsonl", "hellaswag_val*.jsonl", "val.jsonl", "dev.jsonl", "hellaswag_val*.txt"]),
+                    layout("test", HellaSwag, &["hellaswag_test.jsonl", "test.jsonl"]),
                 ],
             });
             t.notes = strs(&[
@@ -284,9 +285,9 @@ pub fn task(name: &str) -> Result<TaskSpec> {
                 metric: Metric::Accuracy,
                 input: "4 pairs (context + \" \" + question, answerK), as jiant",
                 splits: vec![
-                    split("train", CosmosQa, &["train.jsonl", "train.csv"]),
-                    split("dev", CosmosQa, &["valid.jsonl", "valid.csv", "dev.jsonl", "dev.csv"]),
-                    split("test", CosmosQa, &["test.jsonl", "test.csv"]),
+                    layout("train", CosmosQa, &["train.jsonl", "train.csv"]),
+                    layout("dev", CosmosQa, &["valid.jsonl", "valid.csv", "dev.jsonl", "dev.csv"]),
+                    layout("test", CosmosQa, &["test.jsonl", "test.csv"]),
                 ],
             });
             t.notes = strs(&["`{split}-labels.lst` (one label per line) beside a file fills in or checks its labels"]);
@@ -299,9 +300,9 @@ pub fn task(name: &str) -> Result<TaskSpec> {
             metric: Metric::Accuracy,
             input: "5 pairs (question stem, choice text)",
             splits: vec![
-                split("train", CommonsenseQa, &["train_rand_split.jsonl", "train_rand_split*.jsonl", "train.jsonl"]),
-                split("dev", CommonsenseQa, &["dev_rand_split.jsonl", "dev.jsonl", "validation.jsonl"]),
-                split("test", CommonsenseQa, &["test_rand_split_no_answers.jsonl", "test.jsonl"]),
+                layout("train", CommonsenseQa, &["train_rand_split.jsonl", "train_rand_split*.jsonl", "train.jsonl"]),
+                layout("dev", CommonsenseQa, &["dev_rand_split.jsonl", "dev.jsonl", "validation.jsonl"]),
+                layout("test", CommonsenseQa, &["test_rand_split_no_answers.jsonl", "test.jsonl"]),
             ],
         }),
         "squad_v1" => spec(Base {
@@ -310,7 +311,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
             head: HeadKind::SpanQa,
             metric: Metric::SquadV1,
             input: "(question, context) in windows of 384 tokens, stride 128",
-            splits: vec![split("train", Squad, &["train-v1.1.json"]), split("dev", Squad, &["dev-v1.1.json"])],
+            splits: vec![layout("train", Squad, &["train-v1.1.json"]), layout("dev", Squad, &["dev-v1.1.json"])],
         }),
         "squad_v2" => spec(Base {
             name: "squad_v2",
@@ -318,7 +319,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
             head: HeadKind::SpanQa,
             metric: Metric::SquadV2,
             input: "(question, context) in windows of 384 tokens, stride 128; unanswerable -> <s>",
-            splits: vec![split("train", Squad, &["train-v2.0.json"]), split("dev", Squad, &["dev-v2.0.json", "dev-v2.0*.json"])],
+            splits: vec![layout("train", Squad, &["train-v2.0.json"]), layout("dev", Squad, &["dev-v2.0.json", "dev-v2.0*.json"])],
         }),
         "ccg" => {
             let mut t = spec(Base {
@@ -327,7 +328,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
                 head: HeadKind::Tagging { labels: Vec::new() },
                 metric: Metric::TaggingAccuracy,
                 input: "space-tokenized sentence; a supertag per word, on its first sub-token",
-                splits: ["train", "dev", "test"].iter().map(|s| split(s, Ccg, &[&format!("ccg.{s}.tsv"), &format!("{s}.tsv")])).collect(),
+                splits: ["train", "dev", "test"].iter().map(|s| layout(s, Ccg, &[&format!("ccg.{s}.tsv"), &format!("{s}.tsv")])).collect(),
             });
             t.notes = strs(&[
                 "each line: `tokens \\t supertags` (both space-separated, same count)",
@@ -343,9 +344,9 @@ pub fn task(name: &str) -> Result<TaskSpec> {
                 metric: Metric::Accuracy,
                 input: "pair (premise, hypothesis)",
                 splits: vec![
-                    split("train", Xnli, &["train-{sub}.tsv", "multinli.train.{sub}.tsv"]),
-                    split("dev", Xnli, &["dev-{sub}.tsv", "xnli.dev.tsv"]),
-                    split("test", Xnli, &["test-{sub}.tsv", "xnli.test.tsv"]),
+                    layout("train", Xnli, &["train-{sub}.tsv", "multinli.train.{sub}.tsv"]),
+                    layout("dev", Xnli, &["dev-{sub}.tsv", "xnli.dev.tsv"]),
+                    layout("test", Xnli, &["test-{sub}.tsv", "xnli.test.tsv"]),
                 ],
             });
             t.subsets = strs(&XNLI_LANGUAGES);
@@ -364,7 +365,7 @@ pub fn task(name: &str) -> Result<TaskSpec> {
                 head: nli(),
                 metric: Metric::Accuracy,
                 input: "pair (premise, hypothesis)",
-                splits: vec![split("dev", AmericasNli, &["dev/{sub}.tsv", "anli.dev.tsv"]), split("test", AmericasNli, &["test/{sub}.tsv", "anli.test.tsv"])],
+                splits: vec![layout("dev", AmericasNli, &["dev/{sub}.tsv", "anli.dev.tsv"]), layout("test", AmericasNli, &["test/{sub}.tsv", "anli.test.tsv"])],
             });
             t.subsets = strs(&AMERICASNLI_LANGUAGES);
             t.subset_kind = Some("language".into());
