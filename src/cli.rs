@@ -152,7 +152,8 @@ pub enum Command {
         /// Timed repetitions (after one warm-up).
         #[arg(long, default_value_t = 5)]
         steps: usize,
-        /// `f32`, or `bf16` (bf16 matmuls, f32 master weights).
+        /// `f32`, `bf16` (bf16 matmuls, f32 master weights) or
+        /// `bf16-weights` (weights stored in bf16).
         #[arg(long, default_value = "f32")]
         dtype: String,
         /// Gradient checkpointing in the training step.
@@ -164,6 +165,17 @@ pub enum Command {
         /// AdamW with a factored second moment (`factored_optimizer`).
         #[arg(long)]
         factored_optimizer: bool,
+        /// bf16 weights' update: `kahan` or `stochastic` (`bf16_update`;
+        /// needs `--dtype bf16-weights`).
+        #[arg(long)]
+        bf16_update: Option<String>,
+        /// Update inside backward (`fused_update`; needs `--checkpointing`).
+        #[arg(long)]
+        fused_update: bool,
+        /// Return freed memory to the OS at once, so the measured peak
+        /// follows the live tensors (to check the memory estimate).
+        #[arg(long)]
+        live_memory: bool,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -194,6 +206,13 @@ pub enum Command {
         /// AdamW with a factored second moment (`factored_optimizer`).
         #[arg(long)]
         factored_optimizer: bool,
+        /// bf16 weights' update (`bf16_update`): `kahan` (a bf16
+        /// compensation buffer) or `stochastic`; needs `--dtype bf16-weights`.
+        #[arg(long)]
+        bf16_update: Option<String>,
+        /// The update inside backward (`fused_update`; needs `--checkpointing`).
+        #[arg(long)]
+        fused_update: bool,
         /// The accelerator's memory in GiB, to say whether the run fits.
         #[arg(long, default_value_t = 80.0)]
         gib: f64,
@@ -322,6 +341,21 @@ impl ShapeArgs {
                 514,
             ),
         }
+    }
+}
+
+/// `--bf16-update kahan|stochastic`.
+fn parse_bf16_update(
+    s: Option<&str>,
+) -> crate::Result<Option<crate::protocol::lowmem::Bf16Update>> {
+    use crate::protocol::lowmem::Bf16Update;
+    match s {
+        None => Ok(None),
+        Some("kahan") => Ok(Some(Bf16Update::Kahan)),
+        Some("stochastic") => Ok(Some(Bf16Update::Stochastic)),
+        Some(other) => Err(crate::Error::msg(format!(
+            "--bf16-update `{other}`: use kahan or stochastic"
+        ))),
     }
 }
 
@@ -709,21 +743,26 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             checkpointing,
             eval_only,
             factored_optimizer,
+            bf16_update,
+            fused_update,
+            live_memory,
         }) => {
             let config = shape.config(shape.size.is_none().then_some(*vocab))?;
             let mut spec = crate::bench::BenchSpec::new(&config, *batch, *seq);
             spec.checkpointing = *checkpointing;
             spec.eval_only = *eval_only;
             spec.factored_optimizer = *factored_optimizer;
+            spec.fused_update = *fused_update;
+            spec.live_memory = *live_memory;
+            spec.bf16_update = parse_bf16_update(bf16_update.as_deref())?;
             spec.steps = (*steps).max(1);
-            spec.bf16 = match dtype.as_str() {
-                "f32" => false,
-                "bf16" => true,
-                other => {
-                    return Err(crate::Error::msg(format!(
-                        "--dtype `{other}`: use f32 or bf16"
-                    )))
-                }
+            (spec.bf16, spec.bf16_weights) = match dtype.as_str() {
+                "f32" => (false, false),
+                "bf16" => (true, false),
+                "bf16-weights" => (false, true),
+                other => return Err(crate::Error::msg(format!(
+                    "--dtype `{other}`: use f32, bf16 (bf16 matmuls, f32 weights) or bf16-weights"
+                ))),
             };
             let device = context::parse_device(&cli.device)?;
             let result = crate::bench::run(&spec, &device)?;
@@ -759,6 +798,8 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             dtype,
             checkpointing,
             factored_optimizer,
+            bf16_update,
+            fused_update,
             gib,
         }) => {
             use crate::protocol::memory::{self, Precision, RunShape};
@@ -779,6 +820,23 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 precision,
                 checkpointing: *checkpointing,
                 factored_optimizer: *factored_optimizer,
+                kahan: false,
+                fused_update: *fused_update,
+            };
+            let bf16_update = parse_bf16_update(bf16_update.as_deref())?;
+            if bf16_update.is_some() && precision != Precision::Bf16 {
+                return Err(crate::Error::msg(
+                    "--bf16-update is for bf16 weights: add --dtype bf16-weights",
+                ));
+            }
+            if *fused_update && !*checkpointing {
+                return Err(crate::Error::msg(
+                    "--fused-update needs --checkpointing (the update runs in the recomputed backward)",
+                ));
+            }
+            let shape = RunShape {
+                kahan: bf16_update == Some(crate::protocol::lowmem::Bf16Update::Kahan),
+                ..shape
             };
             let params = memory::count_parameters(&cfg, 3);
             let m = memory::estimate(&cfg, params, &shape);

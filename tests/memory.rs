@@ -12,6 +12,8 @@ fn shape(precision: Precision, checkpointing: bool) -> RunShape {
         precision,
         checkpointing,
         factored_optimizer: false,
+        kahan: false,
+        fused_update: false,
     }
 }
 

@@ -49,6 +49,12 @@ pub struct RunShape {
     pub checkpointing: bool,
     /// AdamW with a factored second moment (`factored_optimizer`).
     pub factored_optimizer: bool,
+    /// bf16 weights with a Kahan compensation buffer (`bf16_update:
+    /// kahan`): 2 more bytes per parameter (only with [`Precision::Bf16`]).
+    pub kahan: bool,
+    /// The update applied inside backward (`fused_update`): one segment's
+    /// gradients at a time instead of all.
+    pub fused_update: bool,
 }
 
 /// Bytes, by what holds them.
@@ -171,20 +177,57 @@ pub fn estimate(cfg: &XlmrConfig, parameters: u64, shape: &RunShape) -> MemoryEs
         embeddings + layers * per_layer
     };
     let param_bytes = parameters * e;
-    let optimizer = if shape.factored_optimizer {
+    // Gradients come in the weights' dtype; with the update inside
+    // backward only one segment's exist at a time (the largest: the
+    // embeddings, or a layer, or the head).
+    let gradients = if shape.fused_update {
+        largest_segment_parameters(cfg, parameters) * e
+    } else {
+        param_bytes
+    };
+    // f32 moments: m, and v (or Adafactor's row and column accumulators,
+    // which are tiny next to m); Kahan: a bf16 compensation per weight.
+    let mut optimizer = if shape.factored_optimizer {
         parameters * 4
     } else {
         parameters * 8
     };
-    let workspace = per_layer + param_bytes;
+    if shape.kahan && shape.precision == Precision::Bf16 {
+        optimizer += parameters * 2;
+    }
+    let workspace = per_layer + transient_bytes(cfg, e, shape);
     MemoryEstimate {
         parameters: param_bytes,
-        gradients: param_bytes,
+        gradients,
         optimizer,
         activations,
         workspace,
-        total: 2 * param_bytes + optimizer + activations + workspace,
+        total: param_bytes + gradients + optimizer + activations + workspace,
     }
+}
+
+/// Parameters of the largest part whose gradients exist together under
+/// the update in backward: the embeddings (tables and their LayerNorm),
+/// one layer, or the rest (head and final LayerNorm: what `parameters`
+/// leaves over).
+pub fn largest_segment_parameters(cfg: &XlmrConfig, parameters: u64) -> u64 {
+    let h = cfg.hidden_size as u64;
+    let f = cfg.intermediate_size as u64;
+    let tables = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) as u64 * h;
+    let embeddings = tables + 2 * h;
+    let layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 4 * h;
+    let rest = parameters.saturating_sub(embeddings + cfg.num_hidden_layers as u64 * layer);
+    embeddings.max(layer).max(rest)
+}
+
+/// Transient memory beyond one layer's activation gradients: see the
+/// module documentation ("the backward workspace").
+fn transient_bytes(cfg: &XlmrConfig, e: u64, _shape: &RunShape) -> u64 {
+    let h = cfg.hidden_size as u64;
+    let word = cfg.vocab_size as u64 * h;
+    // The word-embedding gather's backward: a zero table, then the
+    // scatter-add into a new one.
+    word * e
 }
 
 fn proc_status_bytes(key: &str) -> Option<u64> {
