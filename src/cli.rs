@@ -194,6 +194,11 @@ pub enum Command {
         /// `xlmr-base`, `xlmr-large`, `xlmr-xl`, `xlmr-xxl`.
         #[arg(long, default_value = "xlmr-large")]
         size: String,
+        /// An explicit shape instead of `--size` (all five: the shapes
+        /// `stilts bench` measures): `--vocab V --hidden H --layers L
+        /// --heads A --ffn F`.
+        #[arg(long, num_args = 5, value_names = ["V", "H", "L", "A", "F"])]
+        shape: Option<Vec<usize>>,
         #[arg(long, default_value_t = 32)]
         batch: usize,
         #[arg(long, default_value_t = 128)]
@@ -760,9 +765,11 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 "f32" => (false, false),
                 "bf16" => (true, false),
                 "bf16-weights" => (false, true),
-                other => return Err(crate::Error::msg(format!(
+                other => {
+                    return Err(crate::Error::msg(format!(
                     "--dtype `{other}`: use f32, bf16 (bf16 matmuls, f32 weights) or bf16-weights"
-                ))),
+                )))
+                }
             };
             let device = context::parse_device(&cli.device)?;
             let result = crate::bench::run(&spec, &device)?;
@@ -793,6 +800,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
         }
         Some(Command::Memory {
             size,
+            shape: explicit,
             batch,
             seq,
             dtype,
@@ -803,7 +811,24 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             gib,
         }) => {
             use crate::protocol::memory::{self, Precision, RunShape};
-            let cfg = crate::model::registry::size_or_error(size)?.config()?;
+            let (cfg, size) = match explicit.as_deref() {
+                Some([v, h, l, a, f]) => (
+                    crate::model::XlmrConfig::new(
+                        crate::model::Variant::PostLayerNorm,
+                        *v,
+                        *h,
+                        *l,
+                        *a,
+                        *f,
+                        514,
+                    )?,
+                    format!("shape V{v} H{h} L{l} A{a} F{f}"),
+                ),
+                _ => (
+                    crate::model::registry::size_or_error(size)?.config()?,
+                    size.clone(),
+                ),
+            };
             let precision = match dtype.as_str() {
                 "f32" => Precision::F32,
                 "bf16" => Precision::MixedBf16,
@@ -841,21 +866,38 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             let params = memory::count_parameters(&cfg, 3);
             let m = memory::estimate(&cfg, params, &shape);
             println!(
-                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}:",
+                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}{}{}{}:",
                 params as f64 / 1e9,
                 if *checkpointing {
                     ", gradient checkpointing"
                 } else {
                     ""
-                }
+                },
+                if *factored_optimizer {
+                    ", factored optimizer"
+                } else {
+                    ""
+                },
+                match bf16_update {
+                    Some(crate::protocol::lowmem::Bf16Update::Kahan) => ", bf16 update kahan",
+                    Some(crate::protocol::lowmem::Bf16Update::Stochastic) =>
+                        ", bf16 update stochastic",
+                    None => "",
+                },
+                if *fused_update {
+                    ", update in backward"
+                } else {
+                    ""
+                },
             );
             println!("{}", m.summary());
+            let confirmed = memory::confirmed_by_measurement(&shape);
             println!(
-                "{} in {gib} GiB",
-                if m.total_gib() <= *gib {
-                    "fits"
-                } else {
-                    "does not fit"
+                "{}",
+                match (m.total_gib() <= *gib, confirmed) {
+                    (true, true) => format!("fits in {gib} GiB (a measured peak confirms the estimate for these options within 5%: benches/README.md)"),
+                    (true, false) => format!("may fit in {gib} GiB: by the estimate alone, which no measurement checks for these options yet (benches/README.md lists the measured ones)"),
+                    (false, _) => format!("does not fit in {gib} GiB"),
                 }
             );
             Ok(ExitCode::SUCCESS)
