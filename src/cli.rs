@@ -221,6 +221,9 @@ pub enum Command {
         /// The accelerator's memory in GiB, to say whether the run fits.
         #[arg(long, default_value_t = 80.0)]
         gib: f64,
+        /// The estimate as one JSON object (bytes) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Writes a randomly initialised XLM-R of a named size or shape that
     /// uses an existing tokenizer.json (e.g. the real XLM-R one) into DIR,
@@ -809,6 +812,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             bf16_update,
             fused_update,
             gib,
+            json,
         }) => {
             use crate::protocol::memory::{self, Precision, RunShape};
             let (cfg, size) = match explicit.as_deref() {
@@ -865,6 +869,13 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             };
             let params = memory::count_parameters(&cfg, 3);
             let m = memory::estimate(&cfg, params, &shape);
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&m).map_err(|e| crate::Error::msg(e.to_string()))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}{}{}{}:",
                 params as f64 / 1e9,

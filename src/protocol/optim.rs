@@ -95,7 +95,9 @@ impl AdamW {
         let mut moments = BTreeMap::new();
         for (name, var) in params.iter() {
             // Two separate buffers: the fused update writes them in place.
-            let zeros = || var.as_tensor().zeros_like()?.to_dtype(DType::F32);
+            // (f32 zeros made directly: converting bf16 zeros of a bf16
+            // weight left a bf16 copy of the model in the allocator.)
+            let zeros = || Tensor::zeros(var.dims(), DType::F32, var.device());
             let v = match factored_shape(&config, var.dims()) {
                 Some((r, c)) => Tensor::zeros(r + c, DType::F32, var.device())?,
                 None => zeros()?,
