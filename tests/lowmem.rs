@@ -407,3 +407,53 @@ fn options_that_cannot_work_together_are_errors_that_say_what_to_do() {
     .unwrap();
     assert!(e.to_string().contains("dtype: \"bf16\""), "{e}");
 }
+
+/// Cancels the run once `at` updates are done.
+struct CancelAt<'a> {
+    at: u64,
+    flag: &'a AtomicBool,
+}
+
+impl stilts::protocol::train::Progress for CancelAt<'_> {
+    fn step(&mut self, done: u64, _loss: f64, _lr: f64) {
+        if done >= self.at {
+            self.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A run stopped and resumed from its checkpoint ends on the same bytes as
+/// one run straight through: the Kahan compensation is saved and restored.
+#[test]
+fn a_resumed_kahan_run_ends_on_the_same_bytes() {
+    let b = batches();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.max_steps = Some(8);
+    o.adamw.bf16_update = Some(Bf16Update::Kahan);
+    let straight = model(DType::BF16);
+    let whole = train(&straight, &o);
+    o.checkpoint_dir = Some(dir.path().to_path_buf());
+    let resumed = model(DType::BF16);
+    let flag = AtomicBool::new(false);
+    let first = fine_tune(
+        &resumed,
+        &mut |_| Ok(b.iter().cloned().map(Into::into).collect()),
+        &o,
+        &mut CancelAt { at: 3, flag: &flag },
+        &flag,
+    )
+    .unwrap();
+    assert!(first.cancelled && first.steps < 8, "{first:?}");
+    let second = fine_tune(
+        &resumed,
+        &mut |_| Ok(b.iter().cloned().map(Into::into).collect()),
+        &o,
+        &mut Silent,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(second.resumed_from, Some(first.steps));
+    assert_eq!(second.losses, whole.losses);
+    assert_eq!(weights(&resumed), weights(&straight));
+}

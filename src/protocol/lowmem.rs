@@ -21,6 +21,10 @@
 //!   (`max_norm / (previous_norm + 1e-6)`, at most 1), and the first update
 //!   of a run (or of a resumed run) is not clipped.
 //!
+//! The Kahan compensation is saved in checkpoints (a resumed run ends on
+//! the same bytes, `tests/lowmem.rs`) but not carried into the next phase
+//! of STILTs with `reset_optimizer: false` (it starts from zero there).
+//!
 //! The moments stay f32 (full, or factored with `factored_optimizer`);
 //! the clip factor is folded into the update (the gradient is scaled as it
 //! is read, no scaled copy). On the CPU one fused pass per parameter does
