@@ -907,7 +907,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 "{}",
                 match (m.total_gib() <= *gib, confirmed) {
                     (true, true) => format!("fits in {gib} GiB (a measured peak confirms the estimate for these options within 5%: benches/README.md)"),
-                    (true, false) => format!("may fit in {gib} GiB: by the estimate alone, which no measurement checks for these options yet (benches/README.md lists the measured ones)"),
+                    (true, false) => format!("may fit in {gib} GiB: by the estimate alone, which no measured peak confirms within 5% for these options (benches/README.md: what was measured)"),
                     (false, _) => format!("does not fit in {gib} GiB"),
                 }
             );
