@@ -18,3 +18,15 @@ pub fn keep_freed_memory() {
     // SAFETY: setting an option is allowed at any time; -1 means "no purging".
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
+
+/// Tells mimalloc to return freed memory to the OS at once (purge delay
+/// 0), so that resident memory follows the live data: `stilts bench
+/// --live-memory` measures the peak this way, to compare with the memory
+/// estimate (which counts live tensors). Slower (page faults again).
+pub fn return_freed_memory() {
+    // SAFETY: setting an option is allowed at any time; 0 means "purge at once".
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_collect(true);
+    }
+}

@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::model::{registry, DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use crate::protocol::lowmem::{self, Bf16Update};
 use crate::protocol::memory::{self, MemoryEstimate, Precision, RunShape};
 use crate::protocol::optim::{clip_grad_norm, AdamW, AdamWConfig};
 
@@ -44,6 +45,20 @@ pub struct BenchSpec {
     /// padded to their batch's longest, as training pads them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_lengths: Option<Vec<Vec<usize>>>,
+    /// Weights stored in bf16 (no f32 master copy; bf16 compute).
+    #[serde(default)]
+    pub bf16_weights: bool,
+    /// How bf16 weights take the update (`bf16_update`).
+    #[serde(default)]
+    pub bf16_update: Option<Bf16Update>,
+    /// Update inside backward (`fused_update`; needs checkpointing).
+    #[serde(default)]
+    pub fused_update: bool,
+    /// Freed memory goes back to the OS at once, so the peak resident set
+    /// follows the live tensors (what the estimate counts) instead of the
+    /// allocator's cache (slower; see `alloc::return_freed_memory`).
+    #[serde(default)]
+    pub live_memory: bool,
 }
 
 impl BenchSpec {
@@ -66,6 +81,10 @@ impl BenchSpec {
             eval_only: false,
             factored_optimizer: false,
             row_lengths: None,
+            bf16_weights: false,
+            bf16_update: None,
+            fused_update: false,
+            live_memory: false,
         }
     }
 
@@ -95,6 +114,11 @@ pub struct BenchResult {
     pub eval_samples: Vec<f64>,
     /// What the training step should need ([`memory::estimate`]).
     pub memory_estimate: MemoryEstimate,
+    /// Resident memory of the process before the model is built (the
+    /// binary and its runtime: not part of the estimate).
+    pub resident_at_start: Option<u64>,
+    /// Resident memory once the model is built (before the optimizer).
+    pub resident_after_model: Option<u64>,
     /// Resident memory before the first training step and its peak after
     /// the timed steps (CPU; on a GPU these are host memory only).
     pub resident_before_train: Option<u64>,
@@ -103,6 +127,9 @@ pub struct BenchResult {
     /// (`CANDLE_NUM_THREADS`), as `stilts::threads::configure` set them.
     pub threads: usize,
     pub candle_threads: Option<usize>,
+    /// Peak resident memory at the end of each phase of each training
+    /// step (`forward 1`, `backward 1`, `update 1`, ...): where it grows.
+    pub step_peaks: Vec<(String, u64)>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -120,6 +147,10 @@ fn sync(device: &Device) -> Result<()> {
 
 /// Runs the benchmark on `device`.
 pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
+    if spec.live_memory {
+        crate::alloc::return_freed_memory();
+    }
+    let resident_at_start = memory::resident_bytes();
     let max_pos = spec.seq + 2;
     let cfg = XlmrConfig::new(
         spec.variant,
@@ -137,26 +168,46 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
             "contradiction".into(),
         ],
     };
-    let mut model = Model::random(&cfg, head, 0, device, DType::F32)?;
+    if spec.fused_update && !spec.checkpointing {
+        return Err(Error::msg(
+            "--fused-update needs --checkpointing (the update runs in the recomputed backward)",
+        ));
+    }
+    if spec.bf16_update.is_some() && !spec.bf16_weights {
+        return Err(Error::msg(
+            "--bf16-update is for bf16 weights: add --dtype bf16-weights",
+        ));
+    }
+    let dtype = if spec.bf16_weights {
+        DType::BF16
+    } else {
+        DType::F32
+    };
+    let mut model = Model::random(&cfg, head, 0, device, dtype)?;
     if spec.bf16 {
         model = model.with_compute_dtype(DType::BF16);
     }
     model = model.with_gradient_checkpointing(spec.checkpointing);
     // Counted before any inference view (which holds no trainable parameters).
     let parameters = model.num_parameters();
+    let resident_after_model = memory::resident_bytes();
     let memory_estimate = memory::estimate(
         &cfg,
         parameters as u64,
         &RunShape {
             batch: spec.batch,
             seq: spec.seq,
-            precision: if spec.bf16 {
+            precision: if spec.bf16_weights {
+                Precision::Bf16
+            } else if spec.bf16 {
                 Precision::MixedBf16
             } else {
                 Precision::F32
             },
             checkpointing: spec.checkpointing,
             factored_optimizer: spec.factored_optimizer,
+            kahan: spec.bf16_update == Some(Bf16Update::Kahan),
+            fused_update: spec.fused_update,
         },
     );
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -195,6 +246,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
             AdamWConfig {
                 lr: 1e-5,
                 factored: spec.factored_optimizer,
+                bf16_update: spec.bf16_update,
                 ..Default::default()
             },
         )?)
@@ -202,6 +254,13 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
     let mut dropout = DropoutRng::new(0);
     let resident_before_train = memory::resident_bytes();
     let (mut fw, mut bw, mut op, mut total) = (vec![], vec![], vec![], vec![]);
+    let mut step_peaks = vec![];
+    let peak = |what: &str, out: &mut Vec<(String, u64)>| {
+        if let Some(b) = memory::peak_resident_bytes() {
+            out.push((what.to_string(), b));
+        }
+    };
+    let mut previous_norm = None;
     let train_steps = if spec.eval_only {
         0
     } else {
@@ -214,15 +273,45 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         let loss = model.train_loss(inputs, target, Some(&mut dropout))?;
         let _ = loss.to_f64()?;
         let t1 = Instant::now();
-        let mut grads = loss.backward()?;
-        sync(device)?;
-        let t2 = Instant::now();
-        clip_grad_norm(&params, &mut grads, 1.0)?;
-        if let Some(opt) = opt.as_mut() {
-            opt.step(&grads, 1e-5)?;
+        peak(&format!("forward {}", i + 1), &mut step_peaks);
+        let t2;
+        match opt.as_mut() {
+            Some(opt) if spec.fused_update => {
+                // Backward and update are one pass: counted as backward.
+                previous_norm = Some(lowmem::backward_and_update(
+                    loss,
+                    &params,
+                    opt,
+                    1e-5,
+                    1.0,
+                    previous_norm,
+                )?);
+                sync(device)?;
+                t2 = Instant::now();
+                peak(&format!("backward {}", i + 1), &mut step_peaks);
+            }
+            opt => {
+                let mut grads = loss.backward()?;
+                sync(device)?;
+                t2 = Instant::now();
+                peak(&format!("backward {}", i + 1), &mut step_peaks);
+                if spec.bf16_update.is_some() {
+                    // The clip factor folded into the update.
+                    let norm = lowmem::grad_norm(&params, &grads)?;
+                    if let Some(opt) = opt {
+                        lowmem::step(opt, &grads, 1e-5, lowmem::clip_factor(norm, 1.0))?;
+                    }
+                } else {
+                    clip_grad_norm(&params, &mut grads, 1.0)?;
+                    if let Some(opt) = opt {
+                        opt.step(&grads, 1e-5)?;
+                    }
+                }
+            }
         }
         sync(device)?;
         let t3 = Instant::now();
+        peak(&format!("update {}", i + 1), &mut step_peaks);
         if i >= spec.warmup {
             fw.push((t1 - t0).as_secs_f64() * 1e3);
             bw.push((t2 - t1).as_secs_f64() * 1e3);
@@ -255,12 +344,15 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         train_samples: total,
         eval_samples: eval,
         memory_estimate,
+        resident_at_start,
+        resident_after_model,
         resident_before_train,
         peak_resident_train,
         threads: rayon::current_num_threads(),
         candle_threads: std::env::var("CANDLE_NUM_THREADS")
             .ok()
             .and_then(|s| s.parse().ok()),
+        step_peaks,
     })
 }
 

@@ -153,7 +153,8 @@ pub enum Command {
         /// Timed repetitions (after one warm-up).
         #[arg(long, default_value_t = 5)]
         steps: usize,
-        /// `f32`, or `bf16` (bf16 matmuls, f32 master weights).
+        /// `f32`, `bf16` (bf16 matmuls, f32 master weights) or
+        /// `bf16-weights` (weights stored in bf16).
         #[arg(long, default_value = "f32")]
         dtype: String,
         /// Gradient checkpointing in the training step.
@@ -173,6 +174,17 @@ pub enum Command {
         /// Where --lengths finds the data (xnli/, intermediate/mnli/, xlmr/tokenizer.json).
         #[arg(long, default_value = "../shared/data")]
         data: PathBuf,
+        /// bf16 weights' update: `kahan` or `stochastic` (`bf16_update`;
+        /// needs `--dtype bf16-weights`).
+        #[arg(long)]
+        bf16_update: Option<String>,
+        /// Update inside backward (`fused_update`; needs `--checkpointing`).
+        #[arg(long)]
+        fused_update: bool,
+        /// Return freed memory to the OS at once, so the measured peak
+        /// follows the live tensors (to check the memory estimate).
+        #[arg(long)]
+        live_memory: bool,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -195,6 +207,11 @@ pub enum Command {
         /// `xlmr-base`, `xlmr-large`, `xlmr-xl`, `xlmr-xxl`.
         #[arg(long, default_value = "xlmr-large")]
         size: String,
+        /// An explicit shape instead of `--size` (all five: the shapes
+        /// `stilts bench` measures): `--vocab V --hidden H --layers L
+        /// --heads A --ffn F`.
+        #[arg(long, num_args = 5, value_names = ["V", "H", "L", "A", "F"])]
+        shape: Option<Vec<usize>>,
         #[arg(long, default_value_t = 32)]
         batch: usize,
         #[arg(long, default_value_t = 128)]
@@ -207,9 +224,19 @@ pub enum Command {
         /// AdamW with a factored second moment (`factored_optimizer`).
         #[arg(long)]
         factored_optimizer: bool,
+        /// bf16 weights' update (`bf16_update`): `kahan` (a bf16
+        /// compensation buffer) or `stochastic`; needs `--dtype bf16-weights`.
+        #[arg(long)]
+        bf16_update: Option<String>,
+        /// The update inside backward (`fused_update`; needs `--checkpointing`).
+        #[arg(long)]
+        fused_update: bool,
         /// The accelerator's memory in GiB, to say whether the run fits.
         #[arg(long, default_value_t = 80.0)]
         gib: f64,
+        /// The estimate as one JSON object (bytes) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Writes a randomly initialised XLM-R of a named size or shape that
     /// uses an existing tokenizer.json (e.g. the real XLM-R one) into DIR,
@@ -335,6 +362,21 @@ impl ShapeArgs {
                 514,
             ),
         }
+    }
+}
+
+/// `--bf16-update kahan|stochastic`.
+fn parse_bf16_update(
+    s: Option<&str>,
+) -> crate::Result<Option<crate::protocol::lowmem::Bf16Update>> {
+    use crate::protocol::lowmem::Bf16Update;
+    match s {
+        None => Ok(None),
+        Some("kahan") => Ok(Some(Bf16Update::Kahan)),
+        Some("stochastic") => Ok(Some(Bf16Update::Stochastic)),
+        Some(other) => Err(crate::Error::msg(format!(
+            "--bf16-update `{other}`: use kahan or stochastic"
+        ))),
     }
 }
 
@@ -726,6 +768,9 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             factored_optimizer,
             lengths,
             data,
+            bf16_update,
+            fused_update,
+            live_memory,
         }) => {
             let config = shape.config(shape.size.is_none().then_some(*vocab))?;
             let mut spec = crate::bench::BenchSpec::new(&config, *batch, *seq);
@@ -741,14 +786,18 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             spec.checkpointing = *checkpointing;
             spec.eval_only = *eval_only;
             spec.factored_optimizer = *factored_optimizer;
+            spec.fused_update = *fused_update;
+            spec.live_memory = *live_memory;
+            spec.bf16_update = parse_bf16_update(bf16_update.as_deref())?;
             spec.steps = (*steps).max(1);
-            spec.bf16 = match dtype.as_str() {
-                "f32" => false,
-                "bf16" => true,
+            (spec.bf16, spec.bf16_weights) = match dtype.as_str() {
+                "f32" => (false, false),
+                "bf16" => (true, false),
+                "bf16-weights" => (false, true),
                 other => {
                     return Err(crate::Error::msg(format!(
-                        "--dtype `{other}`: use f32 or bf16"
-                    )))
+                    "--dtype `{other}`: use f32, bf16 (bf16 matmuls, f32 weights) or bf16-weights"
+                )))
                 }
             };
             let device = context::parse_device(&cli.device)?;
@@ -787,15 +836,36 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
         }
         Some(Command::Memory {
             size,
+            shape: explicit,
             batch,
             seq,
             dtype,
             checkpointing,
             factored_optimizer,
+            bf16_update,
+            fused_update,
             gib,
+            json,
         }) => {
             use crate::protocol::memory::{self, Precision, RunShape};
-            let cfg = crate::model::registry::size_or_error(size)?.config()?;
+            let (cfg, size) = match explicit.as_deref() {
+                Some([v, h, l, a, f]) => (
+                    crate::model::XlmrConfig::new(
+                        crate::model::Variant::PostLayerNorm,
+                        *v,
+                        *h,
+                        *l,
+                        *a,
+                        *f,
+                        514,
+                    )?,
+                    format!("shape V{v} H{h} L{l} A{a} F{f}"),
+                ),
+                _ => (
+                    crate::model::registry::size_or_error(size)?.config()?,
+                    size.clone(),
+                ),
+            };
             let precision = match dtype.as_str() {
                 "f32" => Precision::F32,
                 "bf16" => Precision::MixedBf16,
@@ -812,25 +882,66 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 precision,
                 checkpointing: *checkpointing,
                 factored_optimizer: *factored_optimizer,
+                kahan: false,
+                fused_update: *fused_update,
+            };
+            let bf16_update = parse_bf16_update(bf16_update.as_deref())?;
+            if bf16_update.is_some() && precision != Precision::Bf16 {
+                return Err(crate::Error::msg(
+                    "--bf16-update is for bf16 weights: add --dtype bf16-weights",
+                ));
+            }
+            if *fused_update && !*checkpointing {
+                return Err(crate::Error::msg(
+                    "--fused-update needs --checkpointing (the update runs in the recomputed backward)",
+                ));
+            }
+            let shape = RunShape {
+                kahan: bf16_update == Some(crate::protocol::lowmem::Bf16Update::Kahan),
+                ..shape
             };
             let params = memory::count_parameters(&cfg, 3);
             let m = memory::estimate(&cfg, params, &shape);
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&m).map_err(|e| crate::Error::msg(e.to_string()))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
-                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}:",
+                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}{}{}{}:",
                 params as f64 / 1e9,
                 if *checkpointing {
                     ", gradient checkpointing"
                 } else {
                     ""
-                }
+                },
+                if *factored_optimizer {
+                    ", factored optimizer"
+                } else {
+                    ""
+                },
+                match bf16_update {
+                    Some(crate::protocol::lowmem::Bf16Update::Kahan) => ", bf16 update kahan",
+                    Some(crate::protocol::lowmem::Bf16Update::Stochastic) =>
+                        ", bf16 update stochastic",
+                    None => "",
+                },
+                if *fused_update {
+                    ", update in backward"
+                } else {
+                    ""
+                },
             );
             println!("{}", m.summary());
+            let confirmed = memory::confirmed_by_measurement(&shape);
             println!(
-                "{} in {gib} GiB",
-                if m.total_gib() <= *gib {
-                    "fits"
-                } else {
-                    "does not fit"
+                "{}",
+                match (m.total_gib() <= *gib, confirmed) {
+                    (true, true) => format!("fits in {gib} GiB (a measured peak confirms the estimate for these options within 5%: benches/README.md)"),
+                    (true, false) => format!("may fit in {gib} GiB: by the estimate alone, which no measured peak confirms within 5% for these options (benches/README.md: what was measured)"),
+                    (false, _) => format!("does not fit in {gib} GiB"),
                 }
             );
             Ok(ExitCode::SUCCESS)

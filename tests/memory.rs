@@ -12,6 +12,8 @@ fn shape(precision: Precision, checkpointing: bool) -> RunShape {
         precision,
         checkpointing,
         factored_optimizer: false,
+        kahan: false,
+        fused_update: false,
     }
 }
 
@@ -74,4 +76,71 @@ fn options_move_the_right_terms() {
         },
     );
     assert_eq!(big.activations, 2 * full.activations);
+}
+
+/// Issue 16's options: bf16 weights halve parameters and gradients, Kahan
+/// adds 2 bytes a parameter, the update in backward keeps only the largest
+/// segment's gradients, and the workspace is per layer (plus one embedding
+/// table), not per model.
+#[test]
+fn memory_saving_options_move_their_terms_and_xxl_fits_in_130_gib() {
+    let cfg = stilts::model::registry::size("xlmr-xxl")
+        .unwrap()
+        .config()
+        .unwrap();
+    let n = count_parameters(&cfg, 3);
+    let base = RunShape {
+        batch: 32,
+        seq: 128,
+        precision: Precision::MixedBf16,
+        checkpointing: true,
+        factored_optimizer: false,
+        kahan: false,
+        fused_update: false,
+    };
+    let mixed = estimate(&cfg, n, &base);
+    // The workspace is no longer a second copy of the parameters.
+    assert!(mixed.workspace * 4 < mixed.parameters, "{mixed:?}");
+    let bf16 = RunShape {
+        precision: Precision::Bf16,
+        ..base
+    };
+    let plain = estimate(&cfg, n, &bf16);
+    assert_eq!(plain.parameters, n * 2);
+    assert_eq!(plain.gradients, n * 2);
+    let kahan = estimate(
+        &cfg,
+        n,
+        &RunShape {
+            kahan: true,
+            ..bf16
+        },
+    );
+    assert_eq!(kahan.optimizer, plain.optimizer + n * 2);
+    let all = RunShape {
+        kahan: true,
+        factored_optimizer: true,
+        fused_update: true,
+        ..bf16
+    };
+    let lean = estimate(&cfg, n, &all);
+    let h = cfg.hidden_size as u64;
+    let embeddings =
+        (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) as u64 * h + 2 * h;
+    assert_eq!(
+        lean.gradients,
+        embeddings * 2,
+        "the largest segment: the embeddings"
+    );
+    assert!(lean.total_gib() <= 130.0, "{}", lean.summary());
+    // Kahan on f32 weights means nothing and costs nothing.
+    let f32k = estimate(
+        &cfg,
+        n,
+        &RunShape {
+            kahan: true,
+            ..base
+        },
+    );
+    assert_eq!(f32k.optimizer, mixed.optimizer);
 }

@@ -72,57 +72,87 @@ impl Recompute {
     /// gradients of the part above the encoder (the head's backward), the
     /// gradient of the encoder output included.
     pub fn backward(self, grads: &mut GradStore) -> Result<()> {
-        let Some(mut g) = grads.remove(self.output.as_tensor()) else {
+        let Some(g) = grads.remove(self.output.as_tensor()) else {
             // The loss does not depend on the encoder output.
             return Ok(());
         };
+        let params = self.encoder.params().clone();
+        self.backward_from(g, &mut |local: GradStore| {
+            for (_, var) in params.iter() {
+                if let Some(new) = local.get(var.as_tensor()) {
+                    let sum = match grads.get(var.as_tensor()) {
+                        Some(old) => (old + new)?,
+                        None => new.clone(),
+                    };
+                    grads.insert(var.as_tensor(), sum);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Backward from `g`, the gradient of the encoder output: hands each
+    /// segment's parameter gradients (detached, nothing else) to `each` as
+    /// soon as that segment's backward is done, top segment first.
+    pub fn backward_from(
+        self,
+        mut g: Tensor,
+        each: &mut dyn FnMut(GradStore) -> Result<()>,
+    ) -> Result<()> {
         let enc = &self.encoder;
         let bias = attention_bias(&self.inputs.attention_mask, self.last.dtype())?;
         let x = Var::from_tensor(&self.last)?;
         let y = enc.final_norm(x.as_tensor())?;
-        g = self.segment_backward(&y, &g, Some(&x), grads)?;
+        g = self.segment_backward(y, &g, Some(&x), each)?;
         for (i, (input, rng)) in self.layers.iter().enumerate().rev() {
             let x = Var::from_tensor(input)?;
             let mut rng = rng.clone();
             let y = enc.layer(i, x.as_tensor(), &bias, rng.as_mut())?;
-            g = self.segment_backward(&y, &g, Some(&x), grads)?;
+            g = self.segment_backward(y, &g, Some(&x), each)?;
         }
         let mut rng = self.embed_rng.clone();
         let y = enc.embed(&self.inputs, rng.as_mut())?;
-        self.segment_backward(&y, &g, None, grads)?;
+        self.segment_backward(y, &g, None, each)?;
         Ok(())
     }
 
     /// Backpropagates `g` (the gradient of `y`) through the graph of `y`:
-    /// parameter gradients are added to `grads`; returns the gradient of the
+    /// parameter gradients go to `each`; returns the gradient of the
     /// segment's input.
     fn segment_backward(
         &self,
-        y: &Tensor,
+        y: Tensor,
         g: &Tensor,
         input: Option<&Var>,
-        grads: &mut GradStore,
+        each: &mut dyn FnMut(GradStore) -> Result<()>,
     ) -> Result<Tensor> {
         // d/dy of sum(y * g) is exactly g. Gradients that custom backward
         // ops computed from variables carry a graph of their own: detach
         // them, or the next segment's backward would run through it.
-        let local = (y * g.detach())?.sum_all()?.backward()?;
+        let local = (&y * g.detach())?.sum_all()?.backward()?;
+        // The segment's graph and activation gradients go before the
+        // parameter gradients are used.
+        drop(y);
+        let mut params = GradStore::default();
         for (_, var) in self.encoder.params().iter() {
             if let Some(new) = local.get(var.as_tensor()) {
-                let new = new.detach();
-                let sum = match grads.get(var.as_tensor()) {
-                    Some(old) => (old + new)?,
-                    None => new,
-                };
-                grads.insert(var.as_tensor(), sum);
+                params.insert(var.as_tensor(), new.detach());
             }
         }
-        match input {
-            Some(x) => local.get(x.as_tensor()).map(Tensor::detach).ok_or_else(|| {
-                Error::msg("gradient checkpointing: a layer's output does not depend on its input")
-            }),
-            None => Ok(g.clone()),
-        }
+        let out = match input {
+            Some(x) => local
+                .get(x.as_tensor())
+                .map(Tensor::detach)
+                .ok_or_else(|| {
+                    Error::msg(
+                        "gradient checkpointing: a layer's output does not depend on its input",
+                    )
+                })?,
+            None => g.clone(),
+        };
+        drop(local);
+        each(params)?;
+        Ok(out)
     }
 }
 
@@ -152,6 +182,32 @@ impl Loss {
             .value
             .to_dtype(candle_core::DType::F64)?
             .to_scalar::<f64>()?)
+    }
+
+    /// Whether the encoder recomputes its activations in backward
+    /// (gradient checkpointing).
+    pub fn is_checkpointed(&self) -> bool {
+        self.recompute.is_some()
+    }
+
+    /// Backward that hands the parameter gradients to `each` part by part
+    /// as they are made: the head's (and, without checkpointing, all
+    /// others') first, then each recomputed encoder segment's, top down.
+    /// A part's gradients are freed when `each` returns.
+    pub fn backward_each(self, each: &mut dyn FnMut(GradStore) -> Result<()>) -> Result<()> {
+        let mut grads = self.value.backward()?;
+        drop(self.value);
+        match self.recompute {
+            None => each(grads),
+            Some(r) => {
+                let g = grads.remove(r.output.as_tensor());
+                each(grads)?;
+                match g {
+                    Some(g) => r.backward_from(g, each),
+                    None => Ok(()),
+                }
+            }
+        }
     }
 
     /// Gradients of every parameter the loss depends on.

@@ -88,6 +88,9 @@ pub fn save(
         moments.insert(format!("m.{name}"), m.m.clone());
         moments.insert(format!("v.{name}"), m.v.clone());
     }
+    for (name, c) in &opt.compensation {
+        moments.insert(format!("c.{name}"), c.clone());
+    }
     save_tensors(&moments, &tmp.join("optimizer.safetensors"))?;
     if let Some(b) = best {
         save_tensors(b, &tmp.join("best.safetensors"))?;
@@ -155,6 +158,15 @@ pub fn restore(ck: &Checkpoint, params: &ParamStore, opt: &mut AdamW) -> Result<
             ))
         })?;
         var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
+        if opt.compensation.contains_key(name) {
+            let c = ck.moments.get(&format!("c.{name}")).ok_or_else(|| {
+                Error::msg(format!(
+                    "checkpoint has no Kahan compensation for {name} (written without bf16_update: kahan)"
+                ))
+            })?;
+            opt.compensation
+                .insert(name.clone(), c.to_device(var.device())?.copy()?);
+        }
         let m = ck.moments.get(&format!("m.{name}"));
         let v = ck.moments.get(&format!("v.{name}"));
         match (m, v) {

@@ -28,6 +28,10 @@ pub struct AdamWConfig {
     /// approximates it otherwise.
     #[serde(default)]
     pub factored: bool,
+    /// How bf16 weights take their update (`None`: rounded to the nearest
+    /// bf16). See [`super::lowmem`]: `kahan` or `stochastic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_update: Option<super::lowmem::Bf16Update>,
 }
 
 impl Default for AdamWConfig {
@@ -39,6 +43,7 @@ impl Default for AdamWConfig {
             eps: 1e-8,
             weight_decay: 0.01,
             factored: false,
+            bf16_update: None,
         }
     }
 }
@@ -80,6 +85,9 @@ pub struct AdamW {
     pub moments: BTreeMap<String, Moments>,
     /// Number of updates done so far.
     pub step: u64,
+    /// Kahan compensation (bf16) of bf16 weights under
+    /// `bf16_update: kahan` (see [`super::lowmem`]); empty otherwise.
+    pub compensation: BTreeMap<String, Tensor>,
 }
 
 impl AdamW {
@@ -87,24 +95,31 @@ impl AdamW {
         let mut moments = BTreeMap::new();
         for (name, var) in params.iter() {
             // Two separate buffers: the fused update writes them in place.
-            let zeros = || var.as_tensor().zeros_like()?.to_dtype(DType::F32);
+            // (f32 zeros made directly: converting bf16 zeros of a bf16
+            // weight left a bf16 copy of the model in the allocator.)
+            let zeros = || Tensor::zeros(var.dims(), DType::F32, var.device());
             let v = match factored_shape(&config, var.dims()) {
                 Some((r, c)) => Tensor::zeros(r + c, DType::F32, var.device())?,
                 None => zeros()?,
             };
             moments.insert(name.clone(), Moments { m: zeros()?, v });
         }
+        let compensation = super::lowmem::compensation_buffers(&params, config.bf16_update)?;
         Ok(AdamW {
             config,
             params,
             moments,
             step: 0,
+            compensation,
         })
     }
 
     /// One update with learning rate `lr` (the schedule's value for this step).
     /// Parameters without a gradient (not used by the loss) are left alone.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        if self.config.bf16_update.is_some() {
+            return super::lowmem::step(self, grads, lr, 1.0);
+        }
         self.step += 1;
         let c = &self.config;
         let t = self.step as i32;
@@ -264,8 +279,13 @@ pub fn clip_grad_norm(params: &ParamStore, grads: &mut GradStore, max_norm: f64)
     if coef < 1.0 {
         for (_, var) in params.iter() {
             if let Some(g) = grads.get(var.as_tensor()) {
-                let scaled = (g * coef)?;
-                grads.insert(var.as_tensor(), scaled);
+                // In place where it can be (CPU): a scaled copy of the
+                // largest gradient (the word embeddings') was the step's
+                // largest transient (`memory.rs`, "workspace").
+                if !super::lowmem::scale_in_place(g, coef)? {
+                    let scaled = (g * coef)?;
+                    grads.insert(var.as_tensor(), scaled);
+                }
             }
         }
     }

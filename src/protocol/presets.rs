@@ -62,6 +62,19 @@ pub struct RunOptions {
     pub gradient_checkpointing: bool,
     /// AdamW with a factored second moment (about half the optimizer memory).
     pub factored_optimizer: bool,
+    /// How a model with bf16 weights (`dtype: "bf16"`) takes its update:
+    /// `kahan` (a bf16 compensation buffer, 2 bytes a parameter) or
+    /// `stochastic` (unbiased random rounding, CPU only); left out: rounded
+    /// to the nearest bf16, which loses updates below half a bf16 step
+    /// (see `protocol::lowmem`). An error on f32 weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bf16_update: Option<super::lowmem::Bf16Update>,
+    /// Apply each parameter's update inside backward as soon as its
+    /// gradient exists and free it (the full gradients never exist at once).
+    /// Needs `gradient_checkpointing` and `grad_accum: 1`; clips with the
+    /// previous update's gradient norm (the first update is not clipped).
+    #[serde(skip_serializing_if = "is_false")]
+    pub fused_update: bool,
     /// Evaluate on the dev set every N updates (default: once per epoch
     /// when a dev set is given) and keep the best weights.
     pub eval_every: Option<u64>,
@@ -104,6 +117,14 @@ impl Default for RunOptions {
     }
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Options left out of the serialised form at their default (so adding
+/// them changed no existing fingerprint).
+const OMITTED_AT_DEFAULT: &[&str] = &["bf16_update", "doc_stride", "fused_update"];
+
 /// Names of the built-in presets.
 pub const PRESETS: &[&str] = &["jiant", "xtreme"];
 
@@ -128,6 +149,8 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         bf16: false,
         gradient_checkpointing: false,
         factored_optimizer: false,
+        bf16_update: None,
+        fused_update: false,
         eval_every: Some(1000),
         patience: Some(30),
         dev_limit: Some(500),
@@ -345,22 +368,28 @@ impl RunOptions {
         for p in &self.freeze {
             freeze_prefixes(p)?;
         }
+        if self.fused_update && !self.gradient_checkpointing {
+            return bad("fused_update needs gradient_checkpointing: true (the update runs segment by segment in the recomputed backward)".into());
+        }
+        if self.fused_update && self.grad_accum > 1 {
+            return bad(format!(
+                "fused_update applies each batch's gradients at once: it cannot accumulate grad_accum {} batches (use grad_accum: 1 with a larger batch_size, or fused_update: false)",
+                self.grad_accum
+            ));
+        }
         Ok(())
     }
 
     /// The option names, for messages and documentation.
     pub fn keys() -> Vec<String> {
-        let mut k: Vec<String> = match serde_json::to_value(preset("jiant").expect("built-in")) {
+        let mut keys: Vec<String> = match serde_json::to_value(preset("jiant").expect("built-in")) {
             Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
             _ => vec![],
         };
-        // Left out of the serialised form at its default (so fingerprints
-        // of runs from before it existed hold), a key all the same.
-        if !k.iter().any(|x| x == "doc_stride") {
-            k.push("doc_stride".into());
-            k.sort();
-        }
-        k
+        keys.extend(OMITTED_AT_DEFAULT.iter().map(|k| k.to_string()));
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// The options as a fingerprint sees them: how often checkpoints are
@@ -394,6 +423,7 @@ impl RunOptions {
                 lr: self.lr,
                 weight_decay: self.weight_decay,
                 factored: self.factored_optimizer,
+                bf16_update: self.bf16_update,
                 ..Default::default()
             },
             warmup: match self.warmup_steps {
@@ -413,6 +443,7 @@ impl RunOptions {
             checkpoint_dir: None,
             initial_optimizer: None,
             freeze: self.freeze.clone(),
+            fused_update: self.fused_update,
         }
     }
 }

@@ -48,6 +48,16 @@ pub struct TrainOptions {
     /// no update.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freeze: Vec<String>,
+    /// Update each parameter inside backward, as soon as its gradient
+    /// exists, and free the gradient (needs `gradient_checkpointing`, one
+    /// batch per update; clipping uses the previous step's norm): see
+    /// [`super::lowmem`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fused_update: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for TrainOptions {
@@ -68,6 +78,7 @@ impl Default for TrainOptions {
             checkpoint_dir: None,
             initial_optimizer: None,
             freeze: vec![],
+            fused_update: false,
         }
     }
 }
@@ -285,6 +296,8 @@ fn memory_estimate(
         precision,
         checkpointing: opts.gradient_checkpointing,
         factored_optimizer: opts.adamw.factored,
+        kahan: opts.adamw.bf16_update == Some(super::lowmem::Bf16Update::Kahan),
+        fused_update: opts.fused_update,
     };
     estimate(
         &model.encoder().config,
@@ -303,6 +316,22 @@ pub fn fine_tune_with_eval(
     cancel: &AtomicBool,
 ) -> Result<TrainReport> {
     let accum = opts.grad_accum.max(1);
+    if opts.fused_update && !opts.gradient_checkpointing {
+        return Err(Error::msg(
+            "fused_update needs gradient_checkpointing: true (the update runs segment by segment in the recomputed backward)",
+        ));
+    }
+    if opts.fused_update && accum > 1 {
+        return Err(Error::msg(format!(
+            "fused_update applies each batch's gradients at once: it cannot accumulate {accum} batches (set grad_accum: 1 and a larger batch_size, or fused_update: false)"
+        )));
+    }
+    if opts.adamw.bf16_update.is_some() && model.encoder().dtype() != DType::BF16 {
+        return Err(Error::msg(format!(
+            "bf16_update is for bf16 weights, but this model's weights are {:?}: load it with dtype: \"bf16\" (or leave bf16_update out)",
+            model.encoder().dtype()
+        )));
+    }
     let first = epoch_batches(0)?;
     if first.is_empty() {
         return Err(Error::msg("no training batches: the training set is empty"));
@@ -399,6 +428,8 @@ pub fn fine_tune_with_eval(
         None => None,
     };
     let run_start = std::time::Instant::now();
+    // fused_update clips with the previous step's gradient norm.
+    let mut previous_norm: Option<f64> = None;
     progress.start("train", total);
     progress.step(
         st.step,
@@ -427,7 +458,9 @@ pub fn fine_tune_with_eval(
                 .iter()
                 .map(|b| b.inputs.dims().map(|(r, _)| r).unwrap_or(0))
                 .sum();
+            let lr = schedule.lr(st.step);
             let mut grads: Option<candle_core::backprop::GradStore> = None;
+            let mut fused_norm = None;
             let mut loss_sum = 0.0;
             for batch in group {
                 let loss = runner
@@ -444,6 +477,20 @@ pub fn fine_tune_with_eval(
                 loss_sum += value;
                 st.task_losses
                     .push((batch.task, value * group.len() as f64));
+                if opts.fused_update {
+                    // One batch per update (checked above): backward and
+                    // update in one pass.
+                    let n = super::lowmem::backward_and_update(
+                        loss,
+                        &params,
+                        &mut opt,
+                        lr,
+                        opts.max_grad_norm,
+                        previous_norm,
+                    )?;
+                    fused_norm = Some(n);
+                    continue;
+                }
                 let g = loss.backward()?;
                 grads = Some(match grads {
                     None => g,
@@ -461,13 +508,37 @@ pub fn fine_tune_with_eval(
                     }
                 });
             }
-            let mut grads = grads.ok_or_else(|| Error::msg("empty batch group"))?;
-            let norm = clip_grad_norm(&params, &mut grads, opts.max_grad_norm)?;
-            if !norm.is_finite() {
-                return Err(Error::msg(format!("gradient norm is {norm} at update {}: stopping; the last good checkpoint is kept", st.step + 1)));
+            let norm_error = |norm: f64| {
+                Error::msg(format!(
+                    "gradient norm is {norm} at update {}: stopping; the last good checkpoint is kept",
+                    st.step + 1
+                ))
+            };
+            if let Some(norm) = fused_norm {
+                // (The update is done; a bad norm still stops the run.)
+                if !norm.is_finite() {
+                    return Err(norm_error(norm));
+                }
+                previous_norm = Some(norm);
+            } else {
+                let mut grads = grads.ok_or_else(|| Error::msg("empty batch group"))?;
+                if opts.adamw.bf16_update.is_some() {
+                    // The clip factor is folded into the update: no scaled
+                    // copy of the gradients.
+                    let norm = super::lowmem::grad_norm(&params, &grads)?;
+                    if !norm.is_finite() {
+                        return Err(norm_error(norm));
+                    }
+                    let coef = super::lowmem::clip_factor(norm, opts.max_grad_norm);
+                    super::lowmem::step(&mut opt, &grads, lr, coef)?;
+                } else {
+                    let norm = clip_grad_norm(&params, &mut grads, opts.max_grad_norm)?;
+                    if !norm.is_finite() {
+                        return Err(norm_error(norm));
+                    }
+                    opt.step(&grads, lr)?;
+                }
             }
-            let lr = schedule.lr(st.step);
-            opt.step(&grads, lr)?;
             st.step += 1;
             st.group += 1;
             st.losses.push(loss_sum);
