@@ -177,6 +177,22 @@ fn factored_second_moment_with_bf16_kahan_and_fused_update_tracks_adamw() {
         &reference.losses,
         ALGORITHM,
     );
+    // Mixed precision (f32 master weights), factored, update in backward:
+    // the set that fits XXL in 139 GiB with f32 weights.
+    let mixed = train(
+        &model(DType::F32),
+        &TrainOptions {
+            bf16: true,
+            fused_update: true,
+            ..o.clone()
+        },
+    );
+    within(
+        "mixed precision, factored, fused_update",
+        &mixed.losses,
+        &reference.losses,
+        ALGORITHM,
+    );
     o.adamw.bf16_update = Some(Bf16Update::Kahan);
     o.fused_update = true;
     let all = train(&model(DType::BF16), &o);
