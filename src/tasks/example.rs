@@ -169,17 +169,8 @@ impl Dataset {
             )));
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let labelled = !self.labels.is_empty()
-            && matches!(self.head, HeadKind::Classification { .. })
-            && self.examples.iter().all(|e| e.label().is_some());
-        let mut keep: Vec<usize> = if labelled {
+        let keep: Vec<usize> = if let Some(by_label) = self.by_label() {
             let k = self.labels.len();
-            let mut by_label: Vec<Vec<usize>> = vec![vec![]; k];
-            for (i, e) in self.examples.iter().enumerate() {
-                if let Some(l) = e.label().filter(|&l| l < k) {
-                    by_label[l].push(i);
-                }
-            }
             let mut keep = vec![];
             for (l, mut idx) in by_label.into_iter().enumerate() {
                 let want = n / k + usize::from(l < n % k);
@@ -209,10 +200,7 @@ impl Dataset {
             idx.truncate(n);
             idx
         };
-        keep.sort_unstable();
-        let mut out = self.clone();
-        out.examples = keep.into_iter().map(|i| self.examples[i].clone()).collect();
-        Ok(out)
+        Ok(self.keeping(keep))
     }
 
     /// A seeded random subset of at most `n` examples, kept in file order:
@@ -230,17 +218,8 @@ impl Dataset {
             return self.clone();
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let labelled = !self.labels.is_empty()
-            && matches!(self.head, HeadKind::Classification { .. })
-            && self.examples.iter().all(|e| e.label().is_some());
-        let mut keep: Vec<usize> = if labelled {
+        let keep: Vec<usize> = if let Some(by_label) = self.by_label() {
             let k = self.labels.len();
-            let mut by_label: Vec<Vec<usize>> = vec![vec![]; k];
-            for (i, e) in self.examples.iter().enumerate() {
-                if let Some(l) = e.label().filter(|&l| l < k) {
-                    by_label[l].push(i);
-                }
-            }
             let total: usize = by_label.iter().map(Vec::len).sum();
             // Each label's exact share, its floor, then the remainder to
             // the largest fractional parts.
@@ -277,6 +256,29 @@ impl Dataset {
             idx.truncate(n);
             idx
         };
+        self.keeping(keep)
+    }
+
+    /// Example indices by label, for a classification task whose examples
+    /// are all labelled (what sampling stratifies by); `None` otherwise.
+    fn by_label(&self) -> Option<Vec<Vec<usize>>> {
+        let labelled = !self.labels.is_empty()
+            && matches!(self.head, HeadKind::Classification { .. })
+            && self.examples.iter().all(|e| e.label().is_some());
+        if !labelled {
+            return None;
+        }
+        let mut by_label: Vec<Vec<usize>> = vec![vec![]; self.labels.len()];
+        for (i, e) in self.examples.iter().enumerate() {
+            if let Some(l) = e.label().filter(|&l| l < by_label.len()) {
+                by_label[l].push(i);
+            }
+        }
+        Some(by_label)
+    }
+
+    /// A copy holding the examples at `keep`, in file order.
+    fn keeping(&self, mut keep: Vec<usize>) -> Dataset {
         keep.sort_unstable();
         let mut out = self.clone();
         out.examples = keep.into_iter().map(|i| self.examples[i].clone()).collect();
