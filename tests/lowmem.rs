@@ -5,6 +5,8 @@
 //! tolerance of the reference curve, and a broken variant (bf16 weights
 //! rounded to nearest) must fall outside it, so the tolerance can fail.
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 
 use candle_core::backprop::GradStore;
@@ -32,15 +34,7 @@ fn batches() -> Vec<(Inputs, Target)> {
         rows.push(r);
         labels.push(has as i64);
     }
-    rows.chunks(8)
-        .zip(labels.chunks(8))
-        .map(|(r, l)| {
-            (
-                Inputs::pad(r, 1, &Device::Cpu).unwrap(),
-                Target::Class(Tensor::new(l, &Device::Cpu).unwrap()),
-            )
-        })
-        .collect()
+    common::class_batches(&rows, &labels)
 }
 
 fn model(dtype: DType) -> Model {

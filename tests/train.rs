@@ -30,15 +30,7 @@ fn data() -> (Vec<Vec<u32>>, Vec<i64>) {
 }
 
 fn batches(rows: &[Vec<u32>], labels: &[i64]) -> Vec<(Inputs, Target)> {
-    rows.chunks(8)
-        .zip(labels.chunks(8))
-        .map(|(r, l)| {
-            (
-                Inputs::pad(r, 1, &Device::Cpu).unwrap(),
-                Target::Class(Tensor::new(l, &Device::Cpu).unwrap()),
-            )
-        })
-        .collect()
+    common::class_batches(rows, labels)
 }
 
 fn model(seed: u64) -> Model {

@@ -226,3 +226,20 @@ pub fn tiny_grid() -> (tempfile::TempDir, String) {
     .unwrap();
     (dir, format!("data={}", shared_data().display()))
 }
+
+/// Classification batches of 8 rows (padding id 1) from token rows and
+/// their labels, on the CPU.
+pub fn class_batches(
+    rows: &[Vec<u32>],
+    labels: &[i64],
+) -> Vec<(stilts::model::Inputs, stilts::model::Target)> {
+    rows.chunks(8)
+        .zip(labels.chunks(8))
+        .map(|(r, l)| {
+            (
+                stilts::model::Inputs::pad(r, 1, &Device::Cpu).unwrap(),
+                stilts::model::Target::Class(Tensor::new(l, &Device::Cpu).unwrap()),
+            )
+        })
+        .collect()
+}
