@@ -171,9 +171,10 @@ pub enum Command {
         /// --seq and batched by length as training does.
         #[arg(long, value_name = "DATA")]
         lengths: Option<String>,
-        /// Where --lengths finds the data (xnli/, intermediate/mnli/, xlmr/tokenizer.json).
-        #[arg(long, default_value = "../shared/data")]
-        data: PathBuf,
+        /// Where --lengths finds the data (xnli/, intermediate/mnli/,
+        /// xlmr/tokenizer.json; default ../shared/data).
+        #[arg(long, requires = "lengths")]
+        data: Option<PathBuf>,
         /// bf16 weights' update: `kahan` or `stochastic` (`bf16_update`;
         /// needs `--dtype bf16-weights`).
         #[arg(long)]
@@ -777,7 +778,8 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             if let Some(which) = lengths {
                 spec.row_lengths = Some(crate::bench::real_lengths(
                     which,
-                    data,
+                    data.as_deref()
+                        .unwrap_or_else(|| std::path::Path::new("../shared/data")),
                     *batch,
                     *seq,
                     spec.warmup + (*steps).max(1),
