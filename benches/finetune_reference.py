@@ -15,7 +15,7 @@ longest-first truncation, one epoch, batch 32, AdamW lr 1e-4 (betas 0.9/0.999,
 eps 1e-8, weight decay 0.01 except biases and LayerNorm weights), linear
 warm-up over ceil(10%) of the updates then linear decay to 0, gradient
 clipping at 1.0, dropout as in config.json. Batches are made as stilts makes
-them (src/tasks/batch.rs): the examples shuffled, cut into buckets of 50
+them (crates/stilts-tasks/src/batch.rs): the examples shuffled, cut into buckets of 50
 batches, each bucket sorted by length and cut into batches, the batches
 shuffled; dynamic padding. The shuffles come from torch's generator seeded
 with --seed, so the order differs from stilts' (ChaCha8) but the padding does

@@ -9,11 +9,11 @@ use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Error, Result};
-use crate::model::{registry, DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
-use crate::protocol::lowmem::{self, Bf16Update};
-use crate::protocol::memory::{self, MemoryEstimate, Precision, RunShape};
-use crate::protocol::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use stilts_model::error::{Error, Result};
+use stilts_model::{registry, DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use stilts_protocol::lowmem::{self, Bf16Update};
+use stilts_protocol::memory::{self, MemoryEstimate, Precision, RunShape};
+use stilts_protocol::optim::{clip_grad_norm, AdamW, AdamWConfig};
 
 /// What to time.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -372,9 +372,9 @@ pub fn real_lengths(
     max_length: usize,
     count: usize,
 ) -> Result<Vec<Vec<usize>>> {
-    use crate::protocol::presets::RunOptions;
-    use crate::protocol::run;
-    use crate::tasks::{batch::BatchSize, cache::FeatureCache, io::ReadOptions, registry};
+    use stilts_protocol::presets::RunOptions;
+    use stilts_protocol::run;
+    use stilts_tasks::{batch::BatchSize, cache::FeatureCache, io::ReadOptions, registry};
     let read = ReadOptions::default();
     let parts = match which {
         "xnli" => XNLI_LANGUAGES
@@ -394,7 +394,7 @@ pub fn real_lengths(
             )))
         }
     };
-    let tok = crate::model::Tokenizer::from_file(&data.join("xlmr").join("tokenizer.json"))?;
+    let tok = stilts_model::Tokenizer::from_file(&data.join("xlmr").join("tokenizer.json"))?;
     let enc = run::text_encoder(&tok)?;
     let opts = RunOptions {
         max_length,
@@ -403,9 +403,9 @@ pub fn real_lengths(
     let mut lens = vec![];
     for ds in &parts {
         let f = run::features(ds, &enc, &opts, &FeatureCache::default())?;
-        lens.extend(crate::tasks::batch::lengths(&f));
+        lens.extend(stilts_tasks::batch::lengths(&f));
     }
-    let batches = crate::tasks::batch::train_batches(&lens, BatchSize::Examples(batch.max(1)), 0);
+    let batches = stilts_tasks::batch::train_batches(&lens, BatchSize::Examples(batch.max(1)), 0);
     if batches.len() < count {
         return Err(Error::msg(format!(
             "--lengths {which}: {} pairs make only {} batches of {batch}; ask for fewer --steps",
@@ -462,9 +462,9 @@ pub fn xnli_throughput(
     max_length: usize,
     limit: Option<usize>,
 ) -> Result<XnliThroughput> {
-    use crate::protocol::presets::RunOptions;
-    use crate::protocol::run;
-    use crate::tasks::{cache::FeatureCache, io::ReadOptions, registry};
+    use stilts_protocol::presets::RunOptions;
+    use stilts_protocol::run;
+    use stilts_tasks::{cache::FeatureCache, io::ReadOptions, registry};
     let opts = RunOptions {
         batch_size,
         max_length,
@@ -493,7 +493,7 @@ pub fn xnli_throughput(
             model,
             &ds,
             &opts,
-            &mut crate::protocol::train::Silent,
+            &mut stilts_protocol::train::Silent,
             &never,
         )?;
         languages.push(XnliLanguage {

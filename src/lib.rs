@@ -1,23 +1,27 @@
 //! stilts: intermediate-task training (STILTs) for zero-shot cross-lingual
 //! transfer with the XLM-R family, on candle.
 //!
-//! Layers, top to bottom: front ends (`cli`), the model layer ([`model`]),
-//! shared helpers ([`util`]) and the one error type ([`Error`]).
+//! The workspace's layers, each a crate that depends only on those below:
+//! - [`model`] (`stilts-model`): the encoder family, heads, gradients,
+//!   checkpoints, the tokenizer, and the one error type ([`Error`]);
+//! - [`tasks`] (`stilts-tasks`): readers, features, metrics, batches;
+//! - [`protocol`] (`stilts-protocol`): the experiment engine, [`store`];
+//! - [`script`] (`stilts-script`): the rhai surface and reports;
+//! - this crate: the front ends ([`cli`], [`repl`]), the cluster runner
+//!   ([`cluster`]) and the training-step benchmark ([`bench`]).
+//!
+//! The layers are re-exported here under their old module names, so
+//! `stilts::model::Model` and `stilts_model::Model` are one type.
 
 pub mod alloc;
 pub mod bench;
 pub mod cli;
 pub mod cluster;
-pub mod error;
-pub mod model;
-pub mod predict;
-pub mod progress;
-pub mod protocol;
 pub mod repl;
-pub mod script;
-pub mod store;
-pub mod tasks;
-pub mod threads;
-pub mod util;
 
-pub use error::{Error, Result};
+pub use stilts_model as model;
+pub use stilts_model::{error, threads, util, Error, Result};
+pub use stilts_protocol as protocol;
+pub use stilts_protocol::{predict, progress, store};
+pub use stilts_script as script;
+pub use stilts_tasks as tasks;

@@ -9,9 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{passthrough, this_binary, CellRow, CellState, Plan};
-use crate::error::{Error, Result};
-use crate::script::context::cancelled;
-use crate::script::Settings;
+use stilts_model::error::{Error, Result};
+use stilts_script::context::cancelled;
+use stilts_script::Settings;
 
 /// How a worker pool ended.
 pub struct PoolReport {
@@ -164,7 +164,7 @@ pub fn run_pool(
                             w.cell.seed,
                             w.log.display()
                         );
-                        for l in crate::store::cells::log_tail(&w.log, 5) {
+                        for l in stilts_protocol::store::cells::log_tail(&w.log, 5) {
                             eprintln!("  | {l}");
                         }
                         report.failed.push((w.cell, w.log));

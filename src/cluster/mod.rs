@@ -15,11 +15,11 @@ pub mod status;
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::script::context::{CellMode, PlannedCell};
-use crate::script::{Runtime, Settings};
-use crate::store::cells::{log_tail, CellMark, MarkState};
-use crate::store::Store;
+use stilts_model::error::{Error, Result};
+use stilts_protocol::store::cells::{log_tail, CellMark, MarkState};
+use stilts_protocol::store::Store;
+use stilts_script::context::{CellMode, PlannedCell};
+use stilts_script::{Runtime, Settings};
 
 /// Where a cell stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -149,7 +149,7 @@ pub fn plan(settings: &Settings, script: &Path, queue: &Queue) -> Result<Plan> {
             script.display()
         ))
     })?;
-    let store = crate::script::api::runs::results_store(&rt.ctx);
+    let store = stilts_script::api::runs::results_store(&rt.ctx);
     let planned: Vec<PlannedCell> = rt.ctx.cells.borrow().clone();
     let hints = slurm::latest_jobs(&store);
     let mut seen = std::collections::BTreeSet::new();

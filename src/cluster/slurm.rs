@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{absolute, passthrough, shell_quote, this_binary, CellRow, Plan, Queue};
-use crate::error::{Error, Result};
-use crate::script::Settings;
-use crate::store::Store;
+use stilts_model::error::{Error, Result};
+use stilts_protocol::store::Store;
+use stilts_script::Settings;
 
 /// What `stilts submit` was asked for.
 #[derive(Clone, Debug)]

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{render, row, slurm, CellRow};
-use crate::error::{Error, Result};
-use crate::store::Store;
+use stilts_model::error::{Error, Result};
+use stilts_protocol::store::Store;
 
 /// The store at `path`: a store folder (`runs/`) or its `runs.jsonl`.
 pub fn open(path: &Path) -> Result<Store> {

@@ -92,14 +92,14 @@ fn help(_: &mut Repl, arg: &str) -> Flow {
         println!(
             "{}\n{}\ntype `:help NAME` for one function, e.g. `:help train`",
             overview(),
-            crate::script::docs::overview()
+            stilts_script::docs::overview()
         );
-    } else if let Some(text) = crate::script::docs::help(arg) {
+    } else if let Some(text) = stilts_script::docs::help(arg) {
         print!("{text}");
     } else if let Some(c) = find(arg.trim_start_matches(':')) {
         println!(":{} {}\n    {}", c.name, c.args, c.help);
     } else {
-        let hint = crate::script::options::closest(arg, &crate::script::docs::names())
+        let hint = stilts_script::options::closest(arg, &stilts_script::docs::names())
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         println!("no help for `{arg}`{hint}");
@@ -111,7 +111,7 @@ fn vars(r: &mut Repl, _: &str) -> Flow {
     let mut any = false;
     for (name, constant, value) in r.rt.scope.iter_raw() {
         any = true;
-        let summary = crate::script::api::results::summary(value);
+        let summary = stilts_script::api::results::summary(value);
         let first = summary.lines().next().unwrap_or("");
         let first: String = if first.chars().count() > 70 {
             first.chars().take(67).collect::<String>() + "..."
@@ -121,7 +121,7 @@ fn vars(r: &mut Repl, _: &str) -> Flow {
         println!(
             "{}{name}: {} = {first}",
             if constant { "const " } else { "" },
-            crate::script::values::type_name(value)
+            stilts_script::values::type_name(value)
         );
     }
     if !any {

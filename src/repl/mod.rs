@@ -18,9 +18,9 @@ use std::time::Instant;
 use rhai::Dynamic;
 use rustyline::error::ReadlineError;
 
-use crate::script::{context, Diagnostic, Runtime, Settings};
 use commands::Flow;
 use helper::StiltsHelper;
+use stilts_script::{context, Diagnostic, Runtime, Settings};
 
 pub struct Repl {
     pub rt: Runtime,
@@ -58,7 +58,7 @@ impl Repl {
         let t = Instant::now();
         match f(&mut self.rt) {
             Ok(v) if v.is_unit() => {}
-            Ok(v) => println!("{}", crate::script::api::results::summary(&v)),
+            Ok(v) => println!("{}", stilts_script::api::results::summary(&v)),
             Err(d) => {
                 let _ = std::io::stdout().flush();
                 eprint!("{d}");

@@ -1,0 +1,600 @@
+//! One condition of the research question, end to end and memoised: a
+//! pretrained model, an intermediate phase (none, one task, or a multi-task
+//! mix, MLM included), target training under a fresh head with model
+//! selection on a dev set, zero-shot evaluation per language on one or
+//! more evaluation sets (e.g. XNLI dev and test).
+//!
+//! This is the one experiment engine: recipes reach it through rhai's
+//! `condition(#{...})`. A condition's fingerprint hashes everything its
+//! numbers depend on (model files or weights, every data file and the
+//! examples read, options, seed, the evaluation sets); a finished condition
+//! with the same fingerprint is reused from the store, and the
+//! intermediate-phase model of (model, intermediate task(s), options, seed)
+//! is trained once, saved in Hugging Face layout under the store, and
+//! reused by every condition that needs it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::fingerprint;
+use super::multitask::Sampling;
+use super::presets::RunOptions;
+use super::run::{evaluate, multitask, train, transfer, MultitaskJob, TrainJob};
+use super::train::{Progress, TrainReport};
+use crate::store::cells::{CellMark, MarkState};
+use crate::store::{pack_bits, RunRecord, Store};
+use stilts_model::error::{Error, Result};
+use stilts_model::{LoadOptions, Model};
+use stilts_tasks::Dataset;
+
+/// A task as a condition uses it: its name and parts (languages, rounds),
+/// and their fingerprint.
+#[derive(Clone, Debug)]
+pub struct TaskData {
+    pub name: String,
+    pub parts: Arc<Vec<Dataset>>,
+    pub fingerprint: String,
+}
+
+impl TaskData {
+    /// Fingerprints the parts (hashing their files once per process).
+    pub fn new(name: &str, parts: Arc<Vec<Dataset>>) -> Result<Self> {
+        let fingerprint = fingerprint::datasets(&parts)?;
+        Ok(TaskData {
+            name: name.to_string(),
+            parts,
+            fingerprint,
+        })
+    }
+}
+
+/// Where a condition's model comes from.
+#[derive(Clone)]
+pub enum ModelSource {
+    /// A directory, hub id in the HF cache or size name: loaded (with the
+    /// target's head) when the condition runs, fingerprinted from its files.
+    Spec(String),
+    /// A model in memory (e.g. a tiny random model), with its fingerprint.
+    Loaded {
+        model: Arc<Model>,
+        fingerprint: String,
+    },
+}
+
+impl ModelSource {
+    fn fingerprint(&self) -> Result<String> {
+        match self {
+            ModelSource::Spec(s) => fingerprint::model_spec(s),
+            ModelSource::Loaded { fingerprint, .. } => Ok(fingerprint.clone()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ModelSource::Spec(s) => s.clone(),
+            ModelSource::Loaded { model, .. } => format!("{model}"),
+        }
+    }
+}
+
+/// One cell of the grid.
+#[derive(Clone)]
+pub struct Condition {
+    /// The label of its results (e.g. `squad`, `none`).
+    pub name: String,
+    pub model: ModelSource,
+    /// No task: the baseline; one: STILTs; several: a multi-task mix.
+    pub intermediate: Vec<TaskData>,
+    pub sampling: Sampling,
+    /// Model selection in the intermediate phase (a split of one of its tasks).
+    pub intermediate_dev: Option<TaskData>,
+    pub intermediate_options: RunOptions,
+    pub target: TaskData,
+    /// Model selection in the target phase (e.g. MNLI dev, English XNLI dev).
+    pub target_dev: Option<TaskData>,
+    pub target_options: RunOptions,
+    /// Zero-shot evaluations by name (e.g. `dev`, `test`), one subset per language.
+    pub evaluations: Vec<(String, TaskData)>,
+    /// Evaluation batch size.
+    pub eval_batch_size: usize,
+    pub seed: u64,
+}
+
+/// What a finished condition gives: per evaluation and language, the
+/// metric and each example's right/wrong.
+#[derive(Clone, Debug)]
+pub struct ConditionResult {
+    pub record: RunRecord,
+    /// True when it came from the store.
+    pub reused: bool,
+    /// True when its intermediate phase came from the store.
+    pub intermediate_reused: bool,
+}
+
+fn dev_fp(d: &Option<TaskData>) -> Option<&str> {
+    d.as_ref().map(|t| t.fingerprint.as_str())
+}
+
+fn options_json(o: &RunOptions, seed: u64, tasks: &[&TaskData]) -> serde_json::Value {
+    let mut o = o.clone();
+    o.seed = seed;
+    let span = tasks
+        .iter()
+        .flat_map(|t| t.parts.iter())
+        .any(|d| matches!(d.head, stilts_model::HeadKind::SpanQa));
+    o.fingerprint_json(span)
+}
+
+impl Condition {
+    /// The configuration of the intermediate phase: what its saved model
+    /// depends on.
+    pub fn intermediate_config(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "model": self.model.fingerprint()?,
+            "intermediate": self.intermediate.iter().map(|t| (&t.name, &t.fingerprint)).collect::<Vec<_>>(),
+            "sampling": self.sampling,
+            "dev": dev_fp(&self.intermediate_dev),
+            "options": options_json(&self.intermediate_options, self.seed, &self.intermediate.iter().chain(self.intermediate_dev.iter()).collect::<Vec<_>>()),
+            "keep_optimizer": !self.target_options.reset_optimizer,
+        }))
+    }
+
+    /// The full configuration (what the fingerprint hashes).
+    pub fn configuration(&self) -> Result<serde_json::Value> {
+        let mut all: Vec<&Dataset> = vec![];
+        for t in self
+            .intermediate
+            .iter()
+            .chain(self.intermediate_dev.iter())
+            .chain([&self.target])
+            .chain(self.target_dev.iter())
+            .chain(self.evaluations.iter().map(|(_, t)| t))
+        {
+            all.extend(t.parts.iter());
+        }
+        Ok(serde_json::json!({
+            "intermediate_phase": if self.intermediate.is_empty() { serde_json::Value::Null } else { self.intermediate_config()? },
+            "model": self.model.fingerprint()?,
+            "target": [&self.target.name, &self.target.fingerprint],
+            "target_dev": dev_fp(&self.target_dev),
+            "target_options": options_json(&self.target_options, self.seed, &[&self.target]),
+            "evaluations": self.evaluations.iter().map(|(n, t)| (n, &t.name, &t.fingerprint)).collect::<Vec<_>>(),
+            "eval_batch_size": self.eval_batch_size,
+            "seed": self.seed,
+            "data_files": fingerprint::data_files(&all)?,
+        }))
+    }
+
+    /// The condition's fingerprint: the SHA-256 of its configuration.
+    pub fn fingerprint(&self) -> Result<String> {
+        Ok(fingerprint::of_json(&self.configuration()?))
+    }
+}
+
+/// Where a long call reports: a progress bar per phase.
+pub type ProgressFactory<'a> = dyn FnMut(&str) -> Box<dyn Progress> + 'a;
+
+fn phase_curve(report: &TrainReport) -> Vec<(u64, f64)> {
+    report
+        .losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, *l))
+        .collect()
+}
+
+/// The code that made a record: version and, when built from a git
+/// checkout, its commit.
+pub fn code_version() -> String {
+    match option_env!("STILTS_GIT_COMMIT") {
+        Some(c) if !c.is_empty() => format!("stilts {} ({c})", env!("CARGO_PKG_VERSION")),
+        _ => format!("stilts {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// What a phase did, as kept in a record and beside a saved model.
+fn phase_summary(rep: &TrainReport) -> serde_json::Value {
+    serde_json::json!({
+        "updates": rep.steps,
+        "dev": rep.scores,
+        "best_dev": rep.best_score,
+        "best_step": rep.best_step,
+        "early_stopped": rep.early_stopped,
+        "resumed_from": rep.resumed_from,
+    })
+}
+
+/// The folder of an intermediate-phase model under the store.
+pub fn intermediate_dir(store_root: &Path, key: &str) -> PathBuf {
+    store_root
+        .join("intermediate")
+        .join(&key[..16.min(key.len())])
+}
+
+fn interrupted(phase: &str, rep: &TrainReport, checkpoint: Option<&Path>) -> Error {
+    match checkpoint {
+        Some(d) => Error::msg(format!(
+            "interrupted during {phase} at update {}; its checkpoint is in {}: run again to resume (finished conditions are kept)",
+            rep.steps,
+            d.display()
+        )),
+        None => Error::msg(format!(
+            "interrupted during {phase}; nothing of this condition was recorded (finished conditions are kept)"
+        )),
+    }
+}
+
+/// The intermediate phase: trained, or loaded from the store when the same
+/// phase (model, task(s), options, seed) finished before. Returns the
+/// encoder's model, the optimizer state when the target phase keeps it,
+/// the phase's summary and whether it was reused.
+#[allow(clippy::type_complexity)]
+fn intermediate_phase(
+    c: &Condition,
+    base: &Model,
+    store_root: Option<&Path>,
+    curves: &mut BTreeMap<String, Vec<(u64, f64)>>,
+    progress: &mut ProgressFactory<'_>,
+    cancel: &AtomicBool,
+) -> Result<(
+    Model,
+    Option<Arc<super::optim::OptimizerState>>,
+    serde_json::Value,
+    bool,
+)> {
+    let key = fingerprint::of_json(&c.intermediate_config()?);
+    let dir = store_root.map(|r| intermediate_dir(r, &key));
+    let keep_optimizer = !c.target_options.reset_optimizer;
+    if let Some(d) = &dir {
+        if d.join("phase.json").is_file() && !keep_optimizer {
+            let m = Model::load(
+                &d.display().to_string(),
+                &LoadOptions {
+                    device: base.encoder.device().clone(),
+                    dtype: base.encoder.dtype(),
+                    ..Default::default()
+                },
+            )?;
+            let summary: serde_json::Value = stilts_model::error::read_json(&d.join("phase.json"))?;
+            if let Some(cv) = summary.get("curves") {
+                if let Ok(saved) =
+                    serde_json::from_value::<BTreeMap<String, Vec<(u64, f64)>>>(cv.clone())
+                {
+                    curves.extend(saved);
+                }
+            }
+            let mut m = m;
+            m.encoder.compute_dtype = base.encoder.compute_dtype;
+            return Ok((m, None, summary["phase"].clone(), true));
+        }
+    }
+    let mut opts = c.intermediate_options.clone();
+    opts.seed = c.seed;
+    let dev = c.intermediate_dev.as_ref().and_then(|t| t.parts.first());
+    // Checkpoints beside the saved model, so a killed phase resumes.
+    let ckpt = dir.as_ref().map(|d| d.with_extension("run"));
+    let mut my_curves = BTreeMap::new();
+    let (model, rep) = if c.intermediate.len() == 1 {
+        let t = &c.intermediate[0];
+        let job = TrainJob {
+            dev,
+            fresh: true,
+            checkpoint_dir: ckpt.clone(),
+            ..TrainJob::new(base, &t.parts, &opts)
+        };
+        let (m, rep) = train(
+            &job,
+            &mut *progress(&format!("{} (intermediate)", t.name)),
+            cancel,
+        )?;
+        my_curves.insert(format!("intermediate.{}", t.name), phase_curve(&rep));
+        (m, rep)
+    } else {
+        let mix: Vec<(String, Vec<Dataset>)> = c
+            .intermediate
+            .iter()
+            .map(|t| (t.name.clone(), t.parts.as_ref().clone()))
+            .collect();
+        let job = MultitaskJob {
+            model: base,
+            tasks: &mix,
+            sampling: &c.sampling,
+            dev,
+            options: &opts,
+            checkpoint_dir: ckpt.clone(),
+        };
+        let (models, rep) = multitask(&job, &mut *progress("multi-task (intermediate)"), cancel)?;
+        my_curves.insert("intermediate.multitask".to_string(), phase_curve(&rep));
+        for (t, (name, _)) in mix.iter().enumerate() {
+            let curve = rep
+                .task_losses
+                .iter()
+                .enumerate()
+                .filter(|(_, (k, _))| *k == t)
+                .map(|(i, (_, l))| (i as u64 + 1, *l))
+                .collect();
+            my_curves.insert(format!("intermediate.multitask.{name}"), curve);
+        }
+        let m = models
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::msg("multi-task training returned no model"))?;
+        (m, rep)
+    };
+    if rep.cancelled {
+        return Err(interrupted("intermediate training", &rep, ckpt.as_deref()));
+    }
+    let summary = phase_summary(&rep);
+    if let (Some(d), false) = (&dir, keep_optimizer) {
+        // Written to a temporary folder and renamed: a kill leaves either
+        // no saved phase or a whole one (phase.json is written last).
+        let tmp = d.with_extension("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        model.save(&tmp)?;
+        stilts_model::util::write_atomic(
+            &tmp.join("phase.json"),
+            serde_json::to_string_pretty(&serde_json::json!({
+                "phase": summary,
+                "curves": my_curves,
+                "configuration": c.intermediate_config()?,
+                "code_version": code_version(),
+            }))
+            .unwrap_or_default()
+            .as_bytes(),
+        )?;
+        if d.exists() {
+            std::fs::remove_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        if let Some(p) = d.parent() {
+            std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+        }
+        std::fs::rename(&tmp, d).map_err(|e| Error::io(d, e))?;
+        // The saved model is what later conditions load: its checkpoints
+        // (weights, optimizer, best) are not needed any more.
+        if let Some(c) = &ckpt {
+            let _ = std::fs::remove_dir_all(c);
+        }
+    }
+    curves.extend(my_curves);
+    Ok((model, rep.optimizer.clone(), summary, false))
+}
+
+/// Runs one condition, or returns its record from `store` when the same
+/// fingerprint finished before (unless `force`). The record is appended to
+/// the store only when the whole condition finished; intermediate-phase
+/// models are kept under the store's folder.
+pub fn run_condition(
+    c: &Condition,
+    store: Option<&Store>,
+    force: bool,
+    progress: &mut ProgressFactory<'_>,
+    cancel: &AtomicBool,
+) -> Result<ConditionResult> {
+    let config = c.configuration()?;
+    let key = fingerprint::of_json(&config);
+    if let (Some(s), false) = (store, force) {
+        if let Some(r) = s.find(&key)? {
+            return Ok(ConditionResult {
+                record: r,
+                reused: true,
+                intermediate_reused: true,
+            });
+        }
+    }
+    // One process runs a condition at a time: a second one waits for it,
+    // then finds it done.
+    let _claim = match store {
+        Some(s) => {
+            let mut waiting = |pid: &str| {
+                progress("waiting").message(&format!(
+                    "condition {} is being run by process {pid}; waiting for it",
+                    &key[..12]
+                ))
+            };
+            let claim = s.claim(&key, &mut waiting)?;
+            if !force {
+                if let Some(r) = s.find(&key)? {
+                    return Ok(ConditionResult {
+                        record: r,
+                        reused: true,
+                        intermediate_reused: true,
+                    });
+                }
+            }
+            Some(claim)
+        }
+        None => None,
+    };
+    if let Some(s) = store {
+        s.mark(&CellMark::here(&key, &c.name, MarkState::Running, None))?;
+    }
+    let out = run_claimed(c, store, &config, &key, progress, cancel);
+    if let Some(s) = store {
+        match &out {
+            Ok(_) => s.unmark(&key),
+            Err(e) => {
+                let state = if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                    MarkState::Interrupted
+                } else {
+                    MarkState::Failed
+                };
+                let _ = s.mark(&CellMark::here(&key, &c.name, state, Some(e.to_string())));
+            }
+        }
+    }
+    out
+}
+
+/// A condition whose claim this process holds: trains, evaluates, keeps the record.
+fn run_claimed(
+    c: &Condition,
+    store: Option<&Store>,
+    config: &serde_json::Value,
+    key: &str,
+    progress: &mut ProgressFactory<'_>,
+    cancel: &AtomicBool,
+) -> Result<ConditionResult> {
+    let key = key.to_string();
+    let started = Instant::now();
+    let target_head = c
+        .target
+        .parts
+        .first()
+        .ok_or_else(|| Error::msg(format!("the target task {} has no data", c.target.name)))?
+        .head
+        .clone();
+    let base = match &c.model {
+        ModelSource::Spec(spec) => Model::load(
+            spec,
+            &LoadOptions {
+                head: Some(target_head.clone()),
+                seed: c.seed,
+                ..Default::default()
+            },
+        )?,
+        ModelSource::Loaded { model, .. } => model.as_ref().clone(),
+    };
+    let mut curves = BTreeMap::new();
+    let mut phases = serde_json::Map::new();
+    let store_root = store.and_then(|s| s.path().parent().map(Path::to_path_buf));
+    let (encoder_source, carried, inter_reused) = if c.intermediate.is_empty() {
+        (base, None, false)
+    } else {
+        let (m, opt, summary, reused) = intermediate_phase(
+            c,
+            &base,
+            store_root.as_deref(),
+            &mut curves,
+            progress,
+            cancel,
+        )?;
+        phases.insert("intermediate".into(), summary);
+        (m, opt, reused)
+    };
+    // The target task under a fresh head; the encoder's AdamW moments only
+    // when asked (`reset_optimizer: false`).
+    let fresh = transfer(&encoder_source, &target_head, c.seed, true)?;
+    let mut topts = c.target_options.clone();
+    topts.seed = c.seed;
+    let target_ckpt = store_root
+        .as_ref()
+        .map(|r| r.join("conditions").join(&key[..16]).join("target"));
+    let job = TrainJob {
+        dev: c.target_dev.as_ref().and_then(|t| t.parts.first()),
+        fresh: true,
+        optimizer: if topts.reset_optimizer { None } else { carried },
+        checkpoint_dir: target_ckpt.clone(),
+        ..TrainJob::new(&fresh, &c.target.parts, &topts)
+    };
+    let (target, rep) = train(
+        &job,
+        &mut *progress(&format!("{} (target)", c.target.name)),
+        cancel,
+    )?;
+    if rep.cancelled {
+        return Err(interrupted("target training", &rep, target_ckpt.as_deref()));
+    }
+    curves.insert(format!("target.{}", c.target.name), phase_curve(&rep));
+    phases.insert("target".into(), phase_summary(&rep));
+    // Zero-shot evaluation per language, on every evaluation set.
+    let mut metrics = BTreeMap::new();
+    let mut correct = BTreeMap::new();
+    let mut eval_opts = topts.clone();
+    eval_opts.limit = None;
+    eval_opts.max_tokens = None;
+    eval_opts.batch_size = c.eval_batch_size.max(1);
+    for (name, t) in &c.evaluations {
+        for ds in t.parts.iter() {
+            let e = evaluate(
+                &target,
+                ds,
+                &eval_opts,
+                &mut *progress(&format!("eval {name} {}", ds.name())),
+                cancel,
+            )?;
+            let lang = ds.subset.clone().unwrap_or_else(|| ds.task.clone());
+            metrics.insert(format!("{name}/{lang}"), e.score);
+            metrics.insert(format!("{name}/{lang}#n"), e.n as f64);
+            if e.metric.contains("accuracy") {
+                correct.insert(format!("{name}/{lang}"), pack_bits(&e.correct()));
+            }
+            metrics.insert(format!("{name}#metric:{}", e.metric), 0.0);
+        }
+    }
+    let record = RunRecord {
+        key: key.clone(),
+        config: serde_json::json!({
+            "name": c.name,
+            "model": c.model.describe(),
+            "configuration": config.clone(),
+            "phases": phases,
+        }),
+        code_version: code_version(),
+        metrics,
+        correct,
+        curves,
+        seconds: started.elapsed().as_secs_f64(),
+        device: format!("{:?}", target.encoder.device().location()),
+        finished_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        value: None,
+    };
+    if let Some(s) = store {
+        s.append(&record)?;
+        // The record is the result: the target phase's checkpoints go.
+        if let Some(r) = &store_root {
+            let _ = std::fs::remove_dir_all(r.join("conditions").join(&key[..16]));
+        }
+    }
+    Ok(ConditionResult {
+        record,
+        reused: false,
+        intermediate_reused: inter_reused,
+    })
+}
+
+/// One evaluation of a record: per language (in the order stored), the
+/// metric, the number of examples and the right/wrong bits.
+#[derive(Clone, Debug, Default)]
+pub struct RecordEvaluation {
+    pub metric: String,
+    pub languages: Vec<(String, f64, usize, Option<Vec<bool>>)>,
+}
+
+/// The evaluations a condition's record holds, by name.
+pub fn evaluations(record: &RunRecord) -> BTreeMap<String, RecordEvaluation> {
+    let mut out: BTreeMap<String, RecordEvaluation> = BTreeMap::new();
+    for (k, v) in &record.metrics {
+        if let Some((name, metric)) = k.split_once("#metric:") {
+            out.entry(name.to_string()).or_default().metric = metric.to_string();
+            continue;
+        }
+        if k.contains('#') {
+            continue;
+        }
+        let Some((name, lang)) = k.split_once('/') else {
+            continue;
+        };
+        let n = record
+            .metrics
+            .get(&format!("{k}#n"))
+            .copied()
+            .unwrap_or(0.0) as usize;
+        let bits = record
+            .correct
+            .get(k)
+            .and_then(|s| crate::store::unpack_bits(s));
+        out.entry(name.to_string())
+            .or_default()
+            .languages
+            .push((lang.to_string(), *v, n, bits));
+    }
+    out
+}

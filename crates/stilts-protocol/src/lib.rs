@@ -1,0 +1,19 @@
+//! The experiment engine: optimisation, training and evaluation loops, the
+//! STILTs transfer. It knows nothing about rhai or the terminal: progress
+//! and cancellation come in through [`train::Progress`] and a flag.
+
+pub mod checkpoint;
+pub mod experiment;
+pub mod fingerprint;
+pub mod lowmem;
+pub mod memory;
+pub mod mlm;
+pub mod multitask;
+pub mod optim;
+pub mod predict;
+pub mod presets;
+pub mod progress;
+pub mod run;
+pub mod stats;
+pub mod store;
+pub mod train;

@@ -1,0 +1,440 @@
+//! AdamW as transformers/PyTorch use it for fine-tuning, with what candle-nn's
+//! `AdamW` lacks: no weight decay on biases and LayerNorm weights, global
+//! gradient-norm clipping, a learning-rate schedule, and a state that can be
+//! saved and restored (for resume).
+
+use std::collections::BTreeMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor};
+
+use stilts_model::error::{Error, Result};
+use stilts_model::ParamStore;
+
+/// AdamW settings (PyTorch's names and defaults, HF's eps).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamWConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Factored second moment for matrices (Adafactor's, with Adam's first
+    /// moment and bias correction): a row and a column accumulator instead
+    /// of a full `v`, so the state of a `[rows, cols]` weight is
+    /// `rows * cols + rows + cols` floats instead of `2 * rows * cols`. Cuts
+    /// the optimizer memory almost in half (XL: 26 to 13 GiB); the update
+    /// equals AdamW's when the squared gradients are rank one, and
+    /// approximates it otherwise.
+    #[serde(default)]
+    pub factored: bool,
+    /// How bf16 weights take their update (`None`: rounded to the nearest
+    /// bf16). See [`super::lowmem`]: `kahan` or `stochastic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_update: Option<super::lowmem::Bf16Update>,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            lr: 1e-5,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            factored: false,
+            bf16_update: None,
+        }
+    }
+}
+
+/// transformers' rule: biases and LayerNorm weights are not decayed.
+pub fn decays(name: &str) -> bool {
+    !(name.ends_with(".bias") || name.contains("LayerNorm.") || name.contains("layer_norm."))
+}
+
+/// First and second moments of one parameter. With a factored second
+/// moment, `v` holds the row accumulator then the column accumulator
+/// (`rows + cols` values).
+#[derive(Clone, Debug)]
+pub struct Moments {
+    pub m: Tensor,
+    pub v: Tensor,
+}
+
+/// `(rows, cols)` of a parameter whose second moment is factored.
+fn factored_shape(config: &AdamWConfig, dims: &[usize]) -> Option<(usize, usize)> {
+    match dims {
+        [r, c] if config.factored && *r > 1 && *c > 1 => Some((*r, *c)),
+        _ => None,
+    }
+}
+
+/// The optimizer state a run ends with, to carry into the next phase
+/// (STILTs without resetting the optimizer).
+#[derive(Clone, Debug)]
+pub struct OptimizerState {
+    pub moments: BTreeMap<String, Moments>,
+    pub step: u64,
+}
+
+/// AdamW over a model's named parameters.
+pub struct AdamW {
+    pub config: AdamWConfig,
+    params: ParamStore,
+    pub moments: BTreeMap<String, Moments>,
+    /// Number of updates done so far.
+    pub step: u64,
+    /// Kahan compensation (bf16) of bf16 weights under
+    /// `bf16_update: kahan` (see [`super::lowmem`]); empty otherwise.
+    pub compensation: BTreeMap<String, Tensor>,
+}
+
+impl AdamW {
+    pub fn new(params: ParamStore, config: AdamWConfig) -> Result<Self> {
+        let mut moments = BTreeMap::new();
+        for (name, var) in params.iter() {
+            // Two separate buffers: the fused update writes them in place.
+            // (f32 zeros made directly: converting bf16 zeros of a bf16
+            // weight left a bf16 copy of the model in the allocator.)
+            let zeros = || Tensor::zeros(var.dims(), DType::F32, var.device());
+            let v = match factored_shape(&config, var.dims()) {
+                Some((r, c)) => Tensor::zeros(r + c, DType::F32, var.device())?,
+                None => zeros()?,
+            };
+            moments.insert(name.clone(), Moments { m: zeros()?, v });
+        }
+        let compensation = super::lowmem::compensation_buffers(&params, config.bf16_update)?;
+        Ok(AdamW {
+            config,
+            params,
+            moments,
+            step: 0,
+            compensation,
+        })
+    }
+
+    /// One update with learning rate `lr` (the schedule's value for this step).
+    /// Parameters without a gradient (not used by the loss) are left alone.
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        if self.config.bf16_update.is_some() {
+            return super::lowmem::step(self, grads, lr, 1.0);
+        }
+        self.step += 1;
+        let c = &self.config;
+        let t = self.step as i32;
+        let bc1 = 1.0 - c.beta1.powi(t);
+        let bc2 = 1.0 - c.beta2.powi(t);
+        let step_size = lr / bc1;
+        let bc2_sqrt = bc2.sqrt();
+        for (name, var) in self.params.iter() {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let g = g.to_dtype(DType::F32)?;
+            let mo = self
+                .moments
+                .get_mut(name)
+                .ok_or_else(|| Error::msg(format!("optimizer has no state for {name}")))?;
+            let wd = if decays(name) { c.weight_decay } else { 0.0 };
+            if let Some((r, cols)) = factored_shape(c, var.dims()) {
+                let p = var.as_tensor().to_dtype(DType::F32)?;
+                let p = if wd != 0.0 { (p * (1.0 - lr * wd))? } else { p };
+                mo.m = ((&mo.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+                // Adafactor's eps1 keeps the accumulators positive.
+                let g2 = (g.sqr()? + 1e-30)?;
+                let fresh = Tensor::cat(&[g2.mean(1)?, g2.mean(0)?], 0)?;
+                mo.v = ((&mo.v * c.beta2)? + (fresh * (1.0 - c.beta2))?)?;
+                let row = mo.v.narrow(0, 0, r)?;
+                let col = mo.v.narrow(0, r, cols)?;
+                // v ~ row col^T / mean(row): exact for rank-one g^2.
+                // (Divided on the device: no read-back, no sync.)
+                let v = row
+                    .unsqueeze(1)?
+                    .matmul(&col.unsqueeze(0)?)?
+                    .broadcast_div(&row.mean_keepdim(0)?.unsqueeze(1)?)?;
+                let denom = ((v.sqrt()? / bc2_sqrt)? + c.eps)?;
+                let p = (p - ((&mo.m / denom)? * step_size)?)?;
+                var.set(&p.to_dtype(var.dtype())?)?;
+                continue;
+            }
+            if var.device().is_cpu() && var.dtype() == DType::F32 && g.is_contiguous() {
+                // One streaming pass per buffer instead of a dozen
+                // temporaries: the 250k x H embedding dominates otherwise.
+                mo.m.inplace_op2(
+                    &g,
+                    &fused::Moment {
+                        beta: c.beta1,
+                        square: false,
+                    },
+                )?;
+                mo.v.inplace_op2(
+                    &g,
+                    &fused::Moment {
+                        beta: c.beta2,
+                        square: true,
+                    },
+                )?;
+                var.as_tensor().inplace_op3(
+                    &mo.m,
+                    &mo.v,
+                    &fused::Apply {
+                        decay: 1.0 - lr * wd,
+                        step_size,
+                        bc2_sqrt,
+                        eps: c.eps,
+                    },
+                )?;
+                continue;
+            }
+            let p = var.as_tensor().to_dtype(DType::F32)?;
+            // PyTorch order: decay, then moments, then the Adam update.
+            let p = if wd != 0.0 { (p * (1.0 - lr * wd))? } else { p };
+            mo.m = ((&mo.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+            mo.v = ((&mo.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let denom = ((mo.v.sqrt()? / bc2_sqrt)? + c.eps)?;
+            let p = (p - ((&mo.m / denom)? * step_size)?)?;
+            var.set(&p.to_dtype(var.dtype())?)?;
+        }
+        Ok(())
+    }
+
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// A copy of the moments and step count.
+    pub fn state(&self) -> Result<OptimizerState> {
+        let moments = self
+            .moments
+            .iter()
+            .map(|(k, m)| {
+                Ok((
+                    k.clone(),
+                    Moments {
+                        m: m.m.copy()?,
+                        v: m.v.copy()?,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(OptimizerState {
+            moments,
+            step: self.step,
+        })
+    }
+
+    /// Starts from `state` for every parameter it has with the same name and
+    /// shape (the shared encoder); the others (a new head) start at zero.
+    /// Returns how many parameters were carried over.
+    pub fn continue_from(&mut self, state: &OptimizerState) -> Result<usize> {
+        let mut carried = 0;
+        for (name, mine) in self.moments.iter_mut() {
+            if let Some(theirs) = state.moments.get(name) {
+                // (A factored and a full second moment do not mix.)
+                if theirs.m.dims() == mine.m.dims() && theirs.v.dims() == mine.v.dims() {
+                    *mine = Moments {
+                        m: theirs.m.to_device(mine.m.device())?.copy()?,
+                        v: theirs.v.to_device(mine.v.device())?.copy()?,
+                    };
+                    carried += 1;
+                }
+            }
+        }
+        self.step = state.step;
+        Ok(carried)
+    }
+}
+
+/// The global L2 norm of all gradients, summed in name order (deterministic).
+/// The per-parameter sums stay on the device and are read back once (one
+/// host-device sync per step, not one per parameter).
+pub fn grad_norm(params: &ParamStore, grads: &GradStore) -> Result<f64> {
+    let mut total: Option<Tensor> = None;
+    for (_, var) in params.iter() {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            let sq = g
+                .to_dtype(DType::F32)?
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?;
+            total = Some(match total {
+                Some(t) => (t + sq)?,
+                None => sq,
+            });
+        }
+    }
+    Ok(match total {
+        Some(t) => t.to_scalar::<f64>()?.sqrt(),
+        None => 0.0,
+    })
+}
+
+/// Scales all gradients so their global norm is at most `max_norm`
+/// (`torch.nn.utils.clip_grad_norm_`: factor `max_norm / (norm + 1e-6)`).
+/// Returns the norm before clipping.
+pub fn clip_grad_norm(params: &ParamStore, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
+    let norm = grad_norm(params, grads)?;
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for (_, var) in params.iter() {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                // In place where it can be (CPU): a scaled copy of the
+                // largest gradient (the word embeddings') was the step's
+                // largest transient (`memory.rs`, "workspace").
+                if !super::lowmem::scale_in_place(g, coef)? {
+                    let scaled = (g * coef)?;
+                    grads.insert(var.as_tensor(), scaled);
+                }
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Warm-up length: a number of steps or a fraction of all steps.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Warmup {
+    Steps(u64),
+    Fraction(f64),
+}
+
+/// Linear warm-up from 0 to `peak`, then linear decay to 0 at `total`
+/// (transformers' `get_linear_schedule_with_warmup`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearSchedule {
+    pub peak: f64,
+    pub warmup: u64,
+    pub total: u64,
+}
+
+impl LinearSchedule {
+    pub fn new(peak: f64, warmup: Warmup, total: u64) -> Self {
+        let warmup = match warmup {
+            Warmup::Steps(n) => n,
+            Warmup::Fraction(f) => (f * total as f64).ceil() as u64,
+        };
+        LinearSchedule {
+            peak,
+            warmup,
+            total,
+        }
+    }
+
+    /// Learning rate for update number `step` (0-based, as the LambdaLR sees it).
+    pub fn lr(&self, step: u64) -> f64 {
+        if step < self.warmup {
+            return self.peak * step as f64 / self.warmup.max(1) as f64;
+        }
+        let left = self.total.saturating_sub(step) as f64;
+        let span = self.total.saturating_sub(self.warmup).max(1) as f64;
+        self.peak * (left / span).max(0.0)
+    }
+}
+
+/// Fused CPU kernels of the AdamW update (in place, parallel over chunks).
+mod fused {
+    use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout};
+    use rayon::prelude::*;
+
+    type CResult<T> = candle_core::Result<T>;
+    const CHUNK: usize = 1 << 14;
+
+    fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+            _ => candle_core::bail!("{what}: needs contiguous f32"),
+        }
+    }
+
+    fn f32s_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> CResult<&'a mut [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+            _ => candle_core::bail!("{what}: needs contiguous f32"),
+        }
+    }
+
+    /// `m = beta * m + (1 - beta) * g` (or `g * g` for the second moment).
+    pub struct Moment {
+        pub beta: f64,
+        pub square: bool,
+    }
+
+    impl InplaceOp2 for Moment {
+        fn name(&self) -> &'static str {
+            "adamw-moment"
+        }
+        fn cpu_fwd(
+            &self,
+            s1: &mut CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+        ) -> CResult<()> {
+            let m = f32s_mut(s1, l1, "adamw moment")?;
+            let g = f32s(s2, l2, "adamw gradient")?;
+            if m.len() != g.len() {
+                candle_core::bail!("adamw: moment and gradient sizes differ");
+            }
+            let (b, a) = (self.beta as f32, (1.0 - self.beta) as f32);
+            let square = self.square;
+            m.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .for_each(|(m, g)| {
+                    if square {
+                        m.iter_mut()
+                            .zip(g)
+                            .for_each(|(m, g)| *m = b * *m + a * (g * g));
+                    } else {
+                        m.iter_mut().zip(g).for_each(|(m, g)| *m = b * *m + a * g);
+                    }
+                });
+            Ok(())
+        }
+    }
+
+    /// `p = p * decay - step_size * m / (sqrt(v) / bc2_sqrt + eps)`.
+    pub struct Apply {
+        pub decay: f64,
+        pub step_size: f64,
+        pub bc2_sqrt: f64,
+        pub eps: f64,
+    }
+
+    impl InplaceOp3 for Apply {
+        fn name(&self) -> &'static str {
+            "adamw-apply"
+        }
+        fn cpu_fwd(
+            &self,
+            s1: &mut CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+            s3: &CpuStorage,
+            l3: &Layout,
+        ) -> CResult<()> {
+            let p = f32s_mut(s1, l1, "adamw parameter")?;
+            let m = f32s(s2, l2, "adamw moment")?;
+            let v = f32s(s3, l3, "adamw moment")?;
+            if p.len() != m.len() || p.len() != v.len() {
+                candle_core::bail!("adamw: parameter and moment sizes differ");
+            }
+            let (decay, step, bc2, eps) = (
+                self.decay as f32,
+                self.step_size as f32,
+                self.bc2_sqrt as f32,
+                self.eps as f32,
+            );
+            p.par_chunks_mut(CHUNK)
+                .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
+                .for_each(|(p, (m, v))| {
+                    for i in 0..p.len() {
+                        let denom = v[i].sqrt() / bc2 + eps;
+                        p[i] = p[i] * decay - step * (m[i] / denom);
+                    }
+                });
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,744 @@
+//! Task-level training and evaluation: what a recipe calls. Datasets come
+//! from `tasks`, features from the feature cache, batches are length
+//! bucketed; training runs the fine-tuning loop, with model selection on a
+//! dev set and checkpoints when asked; evaluation reports the task's metric
+//! and a score per example (for bootstrap statistics).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, D};
+
+use super::multitask::{interleave, MultiTaskModel, Sampling, TaskSampler};
+use super::optim::OptimizerState;
+use super::presets::RunOptions;
+use super::train::{fine_tune_with_eval, Progress, Silent, TrainBatch, TrainReport};
+use stilts_model::error::{Error, Result};
+use stilts_model::{HeadKind, Model, Output, Tokenizer};
+use stilts_tasks::{
+    self as tasks, BatchSize, Dataset, EvalPlan, Example, Feature, FeatureCache, FeatureOptions,
+    Label, Metric, ReadOptions, TextEncoder,
+};
+
+/// The tokenizer of a model for feature building (in memory; a tokenizer
+/// trained for a tiny model needs no file).
+pub fn text_encoder(tok: &Tokenizer) -> Result<TextEncoder> {
+    TextEncoder::from_tokenizer(tok)
+}
+
+fn encoder_of(model: &Model) -> Result<TextEncoder> {
+    text_encoder(tokenizer_of(model)?)
+}
+
+/// The training examples of one part: a seeded subset of `limit`
+/// examples, stratified by label for classification
+/// ([`Dataset::limit_sample`], drawn with the run's seed), or all of them.
+pub fn training_part(ds: &Dataset, opts: &RunOptions) -> Dataset {
+    match opts.limit {
+        Some(n) if n < ds.len() => ds.limit_sample(n, opts.seed),
+        _ => ds.clone(),
+    }
+}
+
+/// What a training set is worth warning about before training on it: a
+/// classification set that holds one label only.
+pub fn training_warnings(parts: &[Dataset], opts: &RunOptions) -> Vec<String> {
+    let mut out = vec![];
+    for ds in parts {
+        let ds = training_part(ds, opts);
+        if let Some(l) = ds.single_label() {
+            out.push(format!(
+                "{}: all {} training examples have the label `{l}`; the classifier cannot learn the others (is the file sorted by label? `limit` draws a stratified sample, `sample` a label-balanced one)",
+                ds.name(),
+                ds.len()
+            ));
+        }
+    }
+    out
+}
+
+/// Features of (the first `limit` examples of) a dataset, through the
+/// cache: what evaluation scores (`dev_limit` and `evaluate`'s `limit` are
+/// prefixes, the same examples in every language of a parallel set).
+pub fn features(
+    ds: &Dataset,
+    enc: &TextEncoder,
+    opts: &RunOptions,
+    cache: &FeatureCache,
+) -> Result<Vec<Feature>> {
+    let mut fo = FeatureOptions::for_dataset(ds);
+    if matches!(ds.head, HeadKind::SpanQa) {
+        (fo.max_length, fo.doc_stride) = opts.qa_window();
+    } else {
+        fo.max_length = opts.max_length;
+    }
+    let limited;
+    let ds = match opts.limit {
+        Some(n) if n < ds.len() => {
+            let mut small = ds.clone();
+            small.examples.truncate(n);
+            limited = small;
+            &limited
+        }
+        _ => ds,
+    };
+    Ok(cache.features(ds, enc, &fo, &ReadOptions::default())?.0)
+}
+
+/// At most `cap` examples of `ds`: a sample drawn with `seed`, kept in
+/// file order (jiant's `train_examples_cap`).
+pub fn capped(ds: &Dataset, cap: usize, seed: u64) -> Dataset {
+    if ds.len() <= cap {
+        return ds.clone();
+    }
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut idx: Vec<usize> = (0..ds.len()).collect();
+    idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    idx.truncate(cap);
+    idx.sort_unstable();
+    let mut out = ds.clone();
+    out.examples = idx.into_iter().map(|i| ds.examples[i].clone()).collect();
+    out
+}
+
+/// The training data of one task, ready to batch: features for a
+/// supervised head, token ids for masked language modelling (masked anew
+/// each epoch).
+enum PhaseData {
+    Supervised(Vec<Feature>),
+    Mlm(Vec<Vec<u32>>),
+}
+
+impl PhaseData {
+    fn len(&self) -> usize {
+        match self {
+            PhaseData::Supervised(f) => f.len(),
+            PhaseData::Mlm(t) => t.len(),
+        }
+    }
+}
+
+fn phase_data(
+    parts: &[Dataset],
+    tok: &Tokenizer,
+    enc: &TextEncoder,
+    opts: &RunOptions,
+    cache: &FeatureCache,
+) -> Result<PhaseData> {
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::msg("the task has no data"))?;
+    if matches!(first.head, HeadKind::MaskedLm) {
+        let mut ids = vec![];
+        for ds in parts {
+            let ds = training_part(ds, opts);
+            let lines: Vec<(String, Option<String>)> = ds
+                .examples
+                .iter()
+                .filter_map(|e| match e {
+                    Example::Text { a, .. } => Some((a.clone(), None)),
+                    _ => None,
+                })
+                .collect();
+            ids.extend(tok.encode_batch(&lines, opts.max_length)?);
+        }
+        return Ok(PhaseData::Mlm(ids));
+    }
+    let mut feats = vec![];
+    for ds in parts {
+        let ds = training_part(ds, opts);
+        let all = RunOptions {
+            limit: None,
+            ..opts.clone()
+        };
+        feats.extend(features(&ds, enc, &all, cache)?);
+    }
+    Ok(PhaseData::Supervised(feats))
+}
+
+/// The tokenizer a model trains with.
+fn tokenizer_of(model: &Model) -> Result<&Tokenizer> {
+    model.tokenizer.as_ref().ok_or_else(|| Error::msg("the model has no tokenizer (no tokenizer.json in its directory): copy its base model's tokenizer files next to it"))
+}
+
+fn batch_size(opts: &RunOptions) -> BatchSize {
+    match opts.max_tokens {
+        Some(t) => BatchSize::Tokens(t),
+        None => BatchSize::Examples(opts.batch_size.max(1)),
+    }
+}
+
+/// The STILTs move, as a copy: `model`'s encoder (deep-copied, so the
+/// source stays as it is) under a head for `head`: the model's own head if
+/// it already fits and `fresh` is false, else a new one from `seed`.
+pub fn transfer(model: &Model, head: &HeadKind, seed: u64, fresh: bool) -> Result<Model> {
+    let (device, dtype) = (model.encoder.device().clone(), model.encoder.dtype());
+    let mut m = if fresh || &model.head.kind != head {
+        Model::with_head(model.encoder.to(&device, dtype)?, head.clone(), seed)?
+    } else {
+        model.to(&device, dtype)?
+    };
+    m.tokenizer = model.tokenizer.clone();
+    m.encoder.compute_dtype = model.encoder.compute_dtype;
+    m.head.compute_dtype = model.encoder.compute_dtype;
+    Ok(m)
+}
+
+/// Training data as per-epoch batch lists, reproducible per (seed, epoch).
+#[allow(clippy::too_many_arguments)]
+fn epoch_batches(
+    data: &PhaseData,
+    head: &HeadKind,
+    tok: &Tokenizer,
+    pad: u32,
+    device: &Device,
+    opts: &RunOptions,
+    seed: u64,
+    epoch: usize,
+    task: usize,
+) -> Result<Vec<TrainBatch>> {
+    let feats = match data {
+        PhaseData::Mlm(ids) => {
+            let mo = super::mlm::MlmOptions {
+                max_length: opts.max_length,
+                batch_size: opts.batch_size.max(1),
+                ..Default::default()
+            };
+            let mut b = super::mlm::epoch_batches(tok, ids, &mo, seed, epoch, device)?;
+            for x in &mut b {
+                x.task = task;
+            }
+            return Ok(b);
+        }
+        PhaseData::Supervised(f) => f,
+    };
+    let lens = tasks::batch::lengths(feats);
+    tasks::train_batches(
+        &lens,
+        batch_size(opts),
+        seed.wrapping_mul(1000).wrapping_add(epoch as u64),
+    )
+    .iter()
+    .map(|b| {
+        let batch: Vec<&Feature> = b.iter().map(|&i| &feats[i]).collect();
+        let (inputs, target) = tasks::collate(&batch, head, pad, device)?;
+        Ok(TrainBatch {
+            task,
+            inputs,
+            target,
+        })
+    })
+    .collect()
+}
+
+/// One training call: what to train, on what, how, and where it starts.
+/// Built by the caller (a recipe's `train`, a condition's phase) and passed
+/// down whole.
+#[derive(Clone)]
+pub struct TrainJob<'a> {
+    pub model: &'a Model,
+    /// The parts of one task, pooled (e.g. ANLI's rounds).
+    pub data: &'a [Dataset],
+    /// Model selection: evaluated every `eval_every` updates (default: each
+    /// epoch), the best weights kept; `None` trains to the end.
+    pub dev: Option<&'a Dataset>,
+    pub options: &'a RunOptions,
+    /// A fresh head even when the model's fits the task.
+    pub fresh: bool,
+    /// Checkpoints go here when `options.checkpoint_every` is set.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// AdamW state to start from (a previous phase's), or fresh.
+    pub optimizer: Option<Arc<OptimizerState>>,
+}
+
+impl<'a> TrainJob<'a> {
+    /// A job with no dev set, no checkpoints and a fresh optimizer.
+    pub fn new(model: &'a Model, data: &'a [Dataset], options: &'a RunOptions) -> Self {
+        TrainJob {
+            model,
+            data,
+            dev: None,
+            options,
+            fresh: false,
+            checkpoint_dir: None,
+            optimizer: None,
+        }
+    }
+}
+
+/// The loop's settings for a job: model selection only with a dev set
+/// (evaluated every `eval_every` updates, default once per epoch of
+/// `updates_per_epoch`), checkpoints in `checkpoint_dir`.
+fn loop_options(
+    opts: &RunOptions,
+    has_dev: bool,
+    updates_per_epoch: u64,
+    checkpoint_dir: &Option<PathBuf>,
+) -> super::train::TrainOptions {
+    let mut t = opts.train_options(has_dev.then_some(updates_per_epoch));
+    t.checkpoint_dir = checkpoint_dir.clone();
+    if !has_dev {
+        t.eval_every = None;
+        t.patience = None;
+    }
+    t
+}
+
+/// The dev set's options: scored on its first `dev_limit` examples.
+fn dev_options(opts: &RunOptions) -> RunOptions {
+    RunOptions {
+        limit: opts.dev_limit,
+        ..opts.clone()
+    }
+}
+
+/// Fine-tunes a copy of the job's model on its data, with a fresh head when
+/// asked or when the head does not fit. With a dev set the model is
+/// evaluated every `eval_every` updates and ends on the best weights.
+pub fn train(
+    job: &TrainJob<'_>,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<(Model, TrainReport)> {
+    let (data, opts) = (job.data, job.options);
+    let first = data
+        .first()
+        .ok_or_else(|| Error::msg("train: the task has no data"))?;
+    if let Some(d) = data.iter().find(|d| d.head != first.head) {
+        return Err(Error::msg(format!(
+            "train: {} and {} need different heads; train them as a multi-task mix",
+            first.name(),
+            d.name()
+        )));
+    }
+    if let Some(d) = job.dev {
+        if d.head != first.head {
+            return Err(Error::msg(format!(
+                "train: the dev set {} needs a {} head, but {} trains a {} head; give a dev split of the task being trained",
+                d.name(), d.head.name(), first.name(), first.head.name()
+            )));
+        }
+        if matches!(d.head, HeadKind::MaskedLm) {
+            return Err(Error::msg(
+                "train: masked language modelling has no dev metric; leave `dev` out for MLM",
+            ));
+        }
+    }
+    if matches!(
+        first.head,
+        HeadKind::Classification { .. } | HeadKind::MultipleChoice
+    ) && data
+        .iter()
+        .all(|d| d.examples.iter().all(|e| e.label().is_none()))
+    {
+        return Err(Error::msg(format!(
+            "train: no example of {} has a gold label ({}); train on a labelled split",
+            first.name(),
+            first
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let m = transfer(job.model, &first.head, opts.seed, job.fresh)?;
+    let tok = tokenizer_of(&m)?;
+    let enc = text_encoder(tok)?;
+    let cache = FeatureCache::default();
+    let pd = phase_data(data, tok, &enc, opts, &cache)?;
+    if pd.len() == 0 {
+        return Err(Error::msg(format!(
+            "train: no training examples in {}",
+            first.name()
+        )));
+    }
+    let device = m.encoder.device().clone();
+    let head = first.head.clone();
+    let pad = enc.pad_id();
+    let per_epoch =
+        epoch_batches(&pd, &head, tok, pad, &device, opts, opts.seed, 0, 0)?.len() as u64;
+    let mut next =
+        |epoch: usize| epoch_batches(&pd, &head, tok, pad, &device, opts, opts.seed, epoch, 0);
+    let dev_opts = dev_options(opts);
+    let dev_eval = match job.dev {
+        Some(d) => Some((d, features(d, &enc, &dev_opts, &cache)?)),
+        None => None,
+    };
+    let m_ref = &m;
+    let mut eval_closure = || -> Result<f64> {
+        let (d, f) = dev_eval
+            .as_ref()
+            .expect("evaluator only used with a dev set");
+        Ok(evaluate_features(m_ref, d, f, &enc, &dev_opts, &mut Silent, cancel)?.score)
+    };
+    let mut train_opts = loop_options(
+        opts,
+        job.dev.is_some(),
+        per_epoch.div_ceil(opts.grad_accum.max(1) as u64),
+        &job.checkpoint_dir,
+    );
+    train_opts.initial_optimizer = job.optimizer.clone();
+    let ev: Option<&mut super::train::Evaluator<'_>> = job.dev.map(|_| &mut eval_closure as _);
+    let report = fine_tune_with_eval(&m, &mut next, ev, &train_opts, progress, cancel)?;
+    Ok((m, report))
+}
+
+/// A multi-task call: one shared encoder (a copy of `model`'s), a fresh
+/// head per task, a task drawn per update by `sampling`.
+#[derive(Clone)]
+pub struct MultitaskJob<'a> {
+    pub model: &'a Model,
+    /// (name, parts) of each task of the mix.
+    pub tasks: &'a [(String, Vec<Dataset>)],
+    pub sampling: &'a Sampling,
+    /// Model selection on one task of the mix (its head scores it).
+    pub dev: Option<&'a Dataset>,
+    pub options: &'a RunOptions,
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+/// Multi-task intermediate training. `options.epochs` counts passes over
+/// the combined data (each task capped at `train_examples_cap` examples
+/// when set); gradient accumulation stays within one task. Returns the
+/// model of each task (all sharing the trained encoder).
+pub fn multitask(
+    job: &MultitaskJob<'_>,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<(Vec<Model>, TrainReport)> {
+    let (model, tasks_data, opts) = (job.model, job.tasks, job.options);
+    if tasks_data.is_empty() {
+        return Err(Error::msg("multitask: no tasks given"));
+    }
+    let tok = tokenizer_of(model)?;
+    let enc = text_encoder(tok)?;
+    let cache = FeatureCache::default();
+    let device = model.encoder.device().clone();
+    let mut heads = vec![];
+    let mut data: Vec<PhaseData> = vec![];
+    for (t, (name, parts)) in tasks_data.iter().enumerate() {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::msg(format!("multitask: task {name} has no data")))?;
+        heads.push((name.clone(), first.head.clone()));
+        let parts: Vec<Dataset> = match opts.train_examples_cap {
+            // The cap applies to the task as a whole: its parts pooled.
+            Some(cap) => {
+                let mut pooled = first.clone();
+                pooled.examples = parts.iter().flat_map(|p| p.examples.clone()).collect();
+                vec![capped(&pooled, cap, opts.seed.wrapping_add(t as u64))]
+            }
+            None => parts.clone(),
+        };
+        let pd = phase_data(&parts, tok, &enc, opts, &cache)?;
+        if pd.len() == 0 {
+            return Err(Error::msg(format!(
+                "multitask: task {name} has no examples"
+            )));
+        }
+        data.push(pd);
+    }
+    let dev_task = match job.dev {
+        None => None,
+        Some(d) => {
+            let i = tasks_data
+                .iter()
+                .position(|(n, p)| n == &d.task || p.first().is_some_and(|f| f.task == d.task))
+                .ok_or_else(|| {
+                    Error::msg(format!(
+                        "multitask: the dev set is of task `{}`, which is not in the mix ({}); give a dev split of one of its tasks",
+                        d.task,
+                        tasks_data.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                })?;
+            if heads[i].1 != d.head {
+                return Err(Error::msg(format!(
+                    "multitask: the dev set {} needs a {} head, but task {} trains a {} head",
+                    d.name(),
+                    d.head.name(),
+                    heads[i].0,
+                    heads[i].1.name()
+                )));
+            }
+            Some(i)
+        }
+    };
+    let encoder = model.encoder.to(&device, model.encoder.dtype())?;
+    let mt = MultiTaskModel::new(encoder, &heads, opts.seed)?;
+    let names: Vec<String> = heads.iter().map(|(n, _)| n.clone()).collect();
+    let sizes: Vec<usize> = data.iter().map(PhaseData::len).collect();
+    let probs = job.sampling.probabilities(&names, &sizes)?;
+    let pad = enc.pad_id();
+    let accum = opts.grad_accum.max(1);
+    let mut batches_per_epoch = 0usize;
+    for (pd, (_, h)) in data.iter().zip(&heads) {
+        batches_per_epoch += epoch_batches(pd, h, tok, pad, &device, opts, opts.seed, 0, 0)?.len();
+    }
+    let updates_per_epoch = batches_per_epoch.div_ceil(accum).max(1);
+    let mut next = |epoch: usize| {
+        let mut sampler = TaskSampler::new(
+            &probs,
+            opts.seed.wrapping_mul(7919).wrapping_add(epoch as u64),
+        );
+        interleave(
+            updates_per_epoch,
+            accum,
+            &mut sampler,
+            &mut |t, e| {
+                epoch_batches(
+                    &data[t],
+                    &heads[t].1,
+                    tok,
+                    pad,
+                    &device,
+                    opts,
+                    opts.seed.wrapping_add(t as u64),
+                    epoch * 1000 + e,
+                    t,
+                )
+            },
+            heads.len(),
+        )
+    };
+    let dev_opts = dev_options(opts);
+    let dev_eval = match (job.dev, dev_task) {
+        (Some(d), Some(i)) => Some((d, i, features(d, &enc, &dev_opts, &cache)?)),
+        _ => None,
+    };
+    let mt_ref = &mt;
+    let mut eval_closure = || -> Result<f64> {
+        let (d, i, f) = dev_eval
+            .as_ref()
+            .expect("evaluator only used with a dev set");
+        let m = mt_ref.model(*i);
+        Ok(evaluate_features(&m, d, f, &enc, &dev_opts, &mut Silent, cancel)?.score)
+    };
+    let train_opts = loop_options(
+        opts,
+        job.dev.is_some(),
+        updates_per_epoch as u64,
+        &job.checkpoint_dir,
+    );
+    let ev: Option<&mut super::train::Evaluator<'_>> = job.dev.map(|_| &mut eval_closure as _);
+    let report = fine_tune_with_eval(&mt, &mut next, ev, &train_opts, progress, cancel)?;
+    let models = (0..heads.len())
+        .map(|i| {
+            let mut m = mt.model(i);
+            m.tokenizer = model.tokenizer.clone();
+            m
+        })
+        .collect();
+    Ok((models, report))
+}
+
+/// One evaluation: the task's metric in percent and each example's score.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evaluation {
+    /// `accuracy`, `tagging accuracy` or `f1`.
+    pub metric: String,
+    pub score: f64,
+    /// Examples scored.
+    pub n: usize,
+    /// 1/0 per example (accuracy; per word for tagging), or its F1 (QA).
+    pub per_example: Vec<f32>,
+    /// Other figures of the metric (`exact` for SQuAD).
+    pub extra: BTreeMap<String, f64>,
+}
+
+impl Evaluation {
+    /// Per-example correctness (score > 0.5), for bootstrap statistics.
+    pub fn correct(&self) -> Vec<bool> {
+        self.per_example.iter().map(|&x| x > 0.5).collect()
+    }
+}
+
+/// Evaluates `model` on a dataset (dropout off, length-sorted batches).
+pub fn evaluate(
+    model: &Model,
+    ds: &Dataset,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<Evaluation> {
+    let enc = encoder_of(model)?;
+    let feats = features(ds, &enc, opts, &FeatureCache::default())?;
+    evaluate_features(model, ds, &feats, &enc, opts, progress, cancel)
+}
+
+enum Out {
+    Class(usize),
+    Tags(Vec<u32>),
+    Span(Vec<f32>, Vec<f32>),
+}
+
+fn argmax(t: &Tensor) -> Result<Tensor> {
+    Ok(t.detach().argmax(D::Minus1)?.to_dtype(DType::U32)?)
+}
+
+fn evaluate_features(
+    model: &Model,
+    ds: &Dataset,
+    feats: &[Feature],
+    enc: &TextEncoder,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<Evaluation> {
+    if model.head.kind != ds.head {
+        return Err(Error::msg(format!(
+            "evaluate: the model's head is {} {:?} but {} needs {} {:?}; train it on this task first",
+            model.head.kind.name(),
+            model.head.kind.labels(),
+            ds.name(),
+            ds.head.name(),
+            ds.head.labels()
+        )));
+    }
+    if matches!(ds.head, HeadKind::MaskedLm) {
+        return Err(Error::msg(format!(
+            "evaluate: {} is masked language modelling, which has no score here; evaluate on a labelled task",
+            ds.name()
+        )));
+    }
+    let n_examples = opts.limit.map_or(ds.len(), |l| l.min(ds.len()));
+    let examples = &ds.examples[..n_examples];
+    // No autograd graph during evaluation.
+    let model = &model.for_inference()?;
+    let plan = EvalPlan::new(&tasks::batch::lengths(feats), batch_size(opts));
+    let device = model.encoder.device().clone();
+    progress.start(&format!("eval {}", ds.name()), plan.batches.len() as u64);
+    let mut per_batch: Vec<Vec<Out>> = vec![];
+    for (k, b) in plan.batches.iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            progress.finish();
+            return Err(Error::msg("interrupted"));
+        }
+        let batch: Vec<&Feature> = b.iter().map(|&i| &feats[i]).collect();
+        let (inputs, _) = tasks::collate(&batch, &ds.head, enc.pad_id(), &device)?;
+        let out = model.forward(&inputs, None)?;
+        per_batch.push(match (&ds.head, out) {
+            (HeadKind::SpanQa, Output::Span { start, end }) => {
+                let s: Vec<Vec<f32>> = start.detach().to_dtype(DType::F32)?.to_vec2()?;
+                let e: Vec<Vec<f32>> = end.detach().to_dtype(DType::F32)?.to_vec2()?;
+                s.into_iter().zip(e).map(|(s, e)| Out::Span(s, e)).collect()
+            }
+            (HeadKind::Tagging { .. }, o) => argmax(o.logits()?)?
+                .to_vec2::<u32>()?
+                .into_iter()
+                .map(Out::Tags)
+                .collect(),
+            (_, o) => argmax(o.logits()?)?
+                .to_vec1::<u32>()?
+                .into_iter()
+                .map(|c| Out::Class(c as usize))
+                .collect(),
+        });
+        progress.step(k as u64 + 1, f64::NAN, 0.0);
+    }
+    progress.finish();
+    let outs = plan.restore(per_batch)?;
+    score(ds, examples, feats, outs)
+}
+
+fn score(
+    ds: &Dataset,
+    examples: &[Example],
+    feats: &[Feature],
+    outs: Vec<Out>,
+) -> Result<Evaluation> {
+    let mut per_example = vec![];
+    match ds.metric {
+        Metric::Accuracy => {
+            for (f, o) in feats.iter().zip(&outs) {
+                let gold = examples[f.example].label().ok_or_else(|| {
+                    Error::msg(format!(
+                        "{}: example {} has no gold label; evaluate on a split with labels",
+                        ds.name(),
+                        examples[f.example].id()
+                    ))
+                })?;
+                let Out::Class(p) = o else {
+                    return Err(Error::msg("internal: class output expected"));
+                };
+                per_example.push(f32::from(*p == gold));
+            }
+        }
+        Metric::TaggingAccuracy => {
+            for (f, o) in feats.iter().zip(&outs) {
+                let (Label::Tags(gold), Out::Tags(pred)) = (&f.label, o) else {
+                    return Err(Error::msg(format!("{}: no gold tags", ds.name())));
+                };
+                for (g, p) in gold.iter().zip(pred) {
+                    if *g >= 0 {
+                        per_example.push(f32::from(*g as u32 == *p));
+                    }
+                }
+            }
+        }
+        Metric::SquadV1 | Metric::SquadV2 => {
+            let logits: Vec<(Vec<f32>, Vec<f32>)> = outs
+                .into_iter()
+                .map(|o| {
+                    if let Out::Span(s, e) = o {
+                        (s, e)
+                    } else {
+                        (vec![], vec![])
+                    }
+                })
+                .collect();
+            let v2 = ds.metric == Metric::SquadV2;
+            let popts = if v2 {
+                tasks::PostprocessOptions::v2()
+            } else {
+                Default::default()
+            };
+            let preds = tasks::postprocess(examples, feats, &logits, &popts)?;
+            let map: std::collections::HashMap<String, String> = preds
+                .iter()
+                .map(|p| (p.id.clone(), p.text.clone()))
+                .collect();
+            for (ex, p) in examples.iter().zip(&preds) {
+                if let Example::Span { answers, .. } = ex {
+                    let f1 = if answers.is_empty() {
+                        f64::from(u8::from(p.text.is_empty()))
+                    } else {
+                        answers
+                            .iter()
+                            .map(|a| tasks::metrics::f1(&p.text, &a.text))
+                            .fold(0.0, f64::max)
+                    };
+                    per_example.push(f1 as f32);
+                }
+            }
+            let s = if v2 {
+                tasks::metrics::squad_v2(examples, &map)?
+            } else {
+                tasks::metrics::squad_v1(examples, &map)?
+            };
+            return Ok(Evaluation {
+                metric: "f1".into(),
+                score: s.f1,
+                n: examples.len(),
+                per_example,
+                extra: BTreeMap::from([("exact".to_string(), s.exact)]),
+            });
+        }
+    }
+    let n = per_example.len();
+    let score = if n == 0 {
+        f64::NAN
+    } else {
+        100.0 * per_example.iter().map(|&x| x as f64).sum::<f64>() / n as f64
+    };
+    Ok(Evaluation {
+        metric: ds.metric.name().to_string(),
+        score,
+        n: examples.len(),
+        per_example,
+        extra: BTreeMap::new(),
+    })
+}

@@ -1,0 +1,339 @@
+//! Models: load, tiny, save, predict, properties.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, D};
+use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};
+
+use super::{rerr, RResult};
+use crate::context::{device_name, Ctx};
+use crate::options::{from_map, ModelArgs, TinyArgs};
+use crate::values::{ModelValue, TaskValue};
+use stilts_model::{tiny, HeadKind, Inputs, LoadOptions, Model, Variant, XlmrConfig};
+use stilts_tasks::Example;
+
+impl CustomType for ModelValue {
+    fn build(mut b: TypeBuilder<Self>) {
+        b.with_name("Model")
+            .with_get("name", |m: &mut Self| m.name.clone())
+            .with_get("arch", |m: &mut Self| m.model.architecture())
+            .with_get("head", |m: &mut Self| {
+                if m.pretrained {
+                    "none".to_string()
+                } else {
+                    m.model.head.kind.name().to_string()
+                }
+            })
+            .with_get("labels", |m: &mut Self| {
+                m.model
+                    .head
+                    .kind
+                    .labels()
+                    .iter()
+                    .map(|l| Dynamic::from(l.clone()))
+                    .collect::<Array>()
+            })
+            .with_get("params", |m: &mut Self| m.model.num_parameters() as i64)
+            .with_get("layers", |m: &mut Self| {
+                m.model.config().num_hidden_layers as i64
+            })
+            .with_get("hidden", |m: &mut Self| m.model.config().hidden_size as i64)
+            .with_get("device", |m: &mut Self| {
+                device_name(m.model.encoder.device())
+            })
+            .with_get("fingerprint", |m: &mut Self| m.fingerprint.clone())
+            .with_get("training", |m: &mut Self| -> RResult<Dynamic> {
+                match &m.training {
+                    None => Ok(Dynamic::UNIT),
+                    Some(t) => rhai::serde::to_dynamic(t.as_ref()),
+                }
+            });
+    }
+}
+
+pub fn head_kind(name: &str, labels: Option<Vec<String>>) -> RResult<HeadKind> {
+    let labels = labels.unwrap_or_else(stilts_tasks::readers::nli_labels);
+    Ok(match name {
+        "classification" => HeadKind::Classification { labels },
+        "multiple_choice" => HeadKind::MultipleChoice,
+        "span_qa" => HeadKind::SpanQa,
+        "tagging" => HeadKind::Tagging { labels },
+        other => {
+            return Err(rerr(format!(
+                "unknown head `{other}`; heads: classification, multiple_choice, span_qa, tagging"
+            )))
+        }
+    })
+}
+
+fn dtype(s: Option<&str>) -> RResult<DType> {
+    match s.unwrap_or("f32") {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        other => Err(rerr(format!("dtype `{other}`: use f32 or bf16"))),
+    }
+}
+
+/// `model(spec, opts)`.
+pub fn load(ctx: &Ctx, spec: &str, args: ModelArgs) -> RResult<ModelValue> {
+    let local = ctx.path(spec);
+    let spec_s = if local.is_dir() {
+        local.display().to_string()
+    } else {
+        spec.to_string()
+    };
+    let dir = stilts_model::load::resolve(&spec_s).map_err(rerr)?;
+    let cfg = XlmrConfig::from_file(&dir.join("config.json")).map_err(rerr)?;
+    let fine_tuned = cfg
+        .architectures
+        .iter()
+        .any(|a| HeadKind::from_architecture(a, &cfg.labels).is_some());
+    if let (None, true, Some(l)) = (&args.head, fine_tuned, &args.labels) {
+        if l != &cfg.labels {
+            return Err(rerr(format!(
+                "model(\"{spec}\"): `labels` {l:?} differ from its head's {:?} ({}); give head: \"classification\" too to put a fresh head with these labels on it",
+                cfg.labels,
+                dir.join("config.json").display()
+            )));
+        }
+    }
+    let (head, pretrained) = match &args.head {
+        Some(h) => (Some(head_kind(h, args.labels.clone())?), false),
+        None if fine_tuned => (None, false),
+        None => (
+            Some(HeadKind::Classification {
+                labels: stilts_tasks::readers::nli_labels(),
+            }),
+            true,
+        ),
+    };
+    let opts = LoadOptions {
+        head,
+        seed: args.seed.unwrap_or(0),
+        device: ctx.settings.device.clone(),
+        dtype: dtype(args.dtype.as_deref())?,
+    };
+    let m = Model::from_dir(&dir, &opts).map_err(rerr)?;
+    for line in m.report.summary() {
+        if !pretrained {
+            ctx.note(&format!("note: {line}"));
+        }
+    }
+    let files = stilts_protocol::fingerprint::model_files(&dir).map_err(rerr)?;
+    let fingerprint = stilts_protocol::fingerprint::of_json(&serde_json::json!({
+        "model_files": files,
+        "head": args.head, "labels": args.labels, "seed": args.seed, "dtype": args.dtype,
+    }));
+    Ok(ModelValue {
+        model: Arc::new(m),
+        name: spec.to_string(),
+        pretrained,
+        optimizer: None,
+        fingerprint,
+        training: None,
+    })
+}
+
+/// Texts to train a tiny tokenizer on: strings, file paths, tasks, arrays of those.
+fn collect_text(ctx: &Ctx, v: &Dynamic, out: &mut Vec<String>) -> RResult<()> {
+    if let Some(t) = v.clone().try_cast::<TaskValue>() {
+        for ds in t.parts.iter() {
+            for e in &ds.examples {
+                match e {
+                    Example::Text { a, b, .. } => {
+                        out.extend(std::iter::once(a.clone()).chain(b.clone()))
+                    }
+                    Example::Choice {
+                        prompt, choices, ..
+                    } => out.extend(std::iter::once(prompt.clone()).chain(choices.iter().cloned())),
+                    Example::Span {
+                        question, context, ..
+                    } => out.extend([question.clone(), context.clone()]),
+                    Example::Words { words, .. } => out.push(words.join(" ")),
+                }
+            }
+        }
+    } else if let Some(a) = v.clone().try_cast::<Array>() {
+        for x in &a {
+            collect_text(ctx, x, out)?;
+        }
+    } else if let Some(s) = v.clone().try_cast::<String>() {
+        let p = ctx.path(&s);
+        if p.is_file() {
+            let text = stilts_tasks::io::read_text(&p).map_err(rerr)?;
+            out.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| l.replace('\t', " ")),
+            );
+        } else {
+            out.push(s);
+        }
+    } else {
+        return Err(rerr(format!(
+            "tiny_model: `text` takes strings, file paths or tasks, not {}",
+            crate::values::type_name(v)
+        )));
+    }
+    Ok(())
+}
+
+/// `tiny_model(opts)`.
+pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
+    let text = map.remove("text").ok_or_else(|| rerr("tiny_model: `text` is missing: give the text to train its tokenizer on (strings, file paths or tasks)"))?;
+    let args: TinyArgs = from_map("tiny_model options", &map)?;
+    let mut texts = vec![];
+    collect_text(ctx, &text, &mut texts)?;
+    if texts.is_empty() {
+        return Err(rerr("tiny_model: `text` holds no text"));
+    }
+    let variant = match args.arch.as_str() {
+        "xlmr" => Variant::PostLayerNorm,
+        "xlmr-xl" => Variant::PreLayerNorm,
+        other => {
+            return Err(rerr(format!(
+                "tiny_model: arch `{other}`: use xlmr or xlmr-xl"
+            )))
+        }
+    };
+    if args.heads == 0 || args.hidden % args.heads != 0 {
+        return Err(rerr(format!(
+            "tiny_model: hidden ({}) must be a multiple of heads ({})",
+            args.hidden, args.heads
+        )));
+    }
+    let spec = tiny::TinySpec {
+        variant,
+        vocab_size: args.vocab,
+        hidden_size: args.hidden,
+        num_layers: args.layers,
+        num_heads: args.heads,
+        intermediate_size: args.ffn,
+        max_position_embeddings: args.max_length + 2,
+        seed: args.seed,
+    };
+    let mut m = tiny::build(
+        &spec,
+        &texts,
+        HeadKind::Classification {
+            labels: args.labels.clone(),
+        },
+    )
+    .map_err(rerr)?;
+    let got = m.config().vocab_size;
+    if got < args.vocab {
+        ctx.record(&format!(
+            "tiny_model: asked for a vocabulary of {}, got {got}: the trainer keeps only the pieces this text supports (more or longer text gives more)",
+            args.vocab
+        ));
+    } else if got > args.vocab {
+        ctx.record(&format!(
+            "tiny_model: asked for a vocabulary of {}, got {got}: every character of the text needs a piece of its own",
+            args.vocab
+        ));
+    }
+    if !matches!(ctx.settings.device, Device::Cpu) {
+        let tok = m.tokenizer.take();
+        m = m.to(&ctx.settings.device, DType::F32).map_err(rerr)?;
+        m.tokenizer = tok;
+    }
+    let fingerprint = stilts_protocol::fingerprint::model_weights(&m).map_err(rerr)?;
+    Ok(ModelValue {
+        model: Arc::new(m),
+        name: format!("tiny-{}x{}", args.layers, args.hidden),
+        pretrained: false,
+        optimizer: None,
+        fingerprint,
+        training: None,
+    })
+}
+
+fn predict(m: &ModelValue, a: &str, b: Option<&str>) -> RResult<Map> {
+    let labels = match &m.model.head.kind {
+        HeadKind::Classification { labels } if !m.pretrained => labels.clone(),
+        _ => return Err(rerr("predict: the model has no classification head; train it on a classification task first")),
+    };
+    let tok = m
+        .model
+        .tokenizer
+        .as_ref()
+        .ok_or_else(|| rerr("predict: the model has no tokenizer"))?;
+    let ids = tok
+        .encode(a, b, m.model.config().max_sequence_length().min(512))
+        .map_err(rerr)?;
+    let inputs = Inputs::pad(&[ids], tok.pad_id(), m.model.encoder.device()).map_err(rerr)?;
+    let logits = m
+        .model
+        .forward(&inputs, None)
+        .map_err(rerr)?
+        .logits()
+        .map_err(rerr)?
+        .detach();
+    let probs = candle_nn::ops::softmax(&logits.to_dtype(DType::F32).map_err(rerr)?, D::Minus1)
+        .map_err(rerr)?;
+    let probs: Vec<f32> = probs.squeeze(0).and_then(|p| p.to_vec1()).map_err(rerr)?;
+    let best = probs
+        .iter()
+        .enumerate()
+        .max_by(|x, y| x.1.total_cmp(y.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let mut out = Map::new();
+    out.insert(
+        "label".into(),
+        Dynamic::from(labels.get(best).cloned().unwrap_or_default()),
+    );
+    out.insert(
+        "probs".into(),
+        Dynamic::from(
+            probs
+                .iter()
+                .map(|&p| Dynamic::from(p as f64))
+                .collect::<Array>(),
+        ),
+    );
+    Ok(out)
+}
+
+pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    engine.build_type::<ModelValue>();
+    let c = ctx.clone();
+    engine.register_fn("model", move |spec: &str| {
+        load(&c, spec, ModelArgs::default())
+    });
+    let c = ctx.clone();
+    engine.register_fn("model", move |spec: &str, opts: Map| {
+        let args: ModelArgs = from_map("model options", &opts)?;
+        load(&c, spec, args)
+    });
+    let c = ctx.clone();
+    engine.register_fn("tiny_model", move |opts: Map| tiny_model(&c, opts));
+    engine.register_fn("sizes", || {
+        stilts_model::registry::size_names()
+            .into_iter()
+            .map(|s| Dynamic::from(s.to_string()))
+            .collect::<Array>()
+    });
+    let c = ctx.clone();
+    engine.register_fn(
+        "save",
+        move |m: &mut ModelValue, dir: &str| -> RResult<()> {
+            c.writable(dir).map_err(rerr)?;
+            if !c.writes() {
+                return Ok(());
+            }
+            let p = Path::new(dir);
+            m.model.save(p).map_err(rerr)?;
+            c.record(&format!("saved {} to {}", m.name, p.display()));
+            Ok(())
+        },
+    );
+    engine.register_fn("predict", |m: &mut ModelValue, a: &str| predict(m, a, None));
+    engine.register_fn("predict", |m: &mut ModelValue, a: &str, b: &str| {
+        predict(m, a, Some(b))
+    });
+    engine.register_fn("to_string", |m: &mut ModelValue| m.to_string());
+    engine.register_fn("to_debug", |m: &mut ModelValue| m.to_string());
+}

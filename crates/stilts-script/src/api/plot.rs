@@ -1,0 +1,934 @@
+//! Plots (plotters): score per language, and gain vs model size. SVG or PNG
+//! by the file's extension. Text needs a TrueType font: `$STILTS_FONT`, or
+//! one of the usual system fonts; without one the plot is drawn without
+//! text and a note says so.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use plotters::coord::Shift;
+use plotters::element::ErrorBar;
+use plotters::prelude::*;
+use rhai::{Dynamic, Engine, Map};
+
+use super::{rerr, RResult};
+use crate::context::{Ctx, Item};
+use crate::values::{Comparison, Scores};
+
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/Library/Fonts/Arial.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "C:\\Windows\\Fonts\\arial.ttf",
+];
+
+/// Registers a font once; false when none was found.
+fn font_ready() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        let mut cands: Vec<PathBuf> = std::env::var("STILTS_FONT")
+            .ok()
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        cands.extend(FONT_PATHS.iter().map(PathBuf::from));
+        for p in cands {
+            if let Ok(bytes) = std::fs::read(&p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+type DrawResult = Result<(), String>;
+
+fn e<E: std::fmt::Debug>(x: E) -> String {
+    format!("{x:?}")
+}
+
+/// Okabe & Ito's colour-blind-safe palette (yellow last: it is faint on
+/// white).
+const PALETTE: &[RGBColor] = &[
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(0, 0, 0),       // black
+    RGBColor(240, 228, 66),  // yellow
+];
+
+fn colour(j: usize) -> RGBColor {
+    PALETTE[j % PALETTE.len()]
+}
+
+/// One entry of a legend drawn beside a chart (never over it).
+enum Key {
+    Bar(RGBColor),
+    Line(RGBColor),
+    Dashed,
+}
+
+/// A legend in its own area: a swatch and a name a line.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    entries: &[(String, Key)],
+) -> Result<i32, String> {
+    let style = ("sans-serif", 15).into_font();
+    let mut y = 40;
+    if !title.is_empty() {
+        area.draw(&Text::new(title.to_string(), (5, y), style.clone()))
+            .map_err(e)?;
+        y += 24;
+    }
+    for (name, key) in entries {
+        match key {
+            Key::Bar(c) => area
+                .draw(&Rectangle::new([(5, y + 2), (19, y + 14)], c.filled()))
+                .map_err(e)?,
+            Key::Line(c) => area
+                .draw(&PathElement::new(
+                    vec![(3, y + 8), (21, y + 8)],
+                    c.stroke_width(3),
+                ))
+                .map_err(e)?,
+            Key::Dashed => {
+                for x in [3, 11] {
+                    area.draw(&PathElement::new(
+                        vec![(x, y + 8), (x + 6, y + 8)],
+                        BLACK.stroke_width(2),
+                    ))
+                    .map_err(e)?;
+                }
+            }
+        }
+        area.draw(&Text::new(name.clone(), (27, y), style.clone()))
+            .map_err(e)?;
+        y += 22;
+    }
+    Ok(y)
+}
+
+/// A dashed horizontal line at `y` from `x0` to `x1`.
+fn dashed(x0: f64, x1: f64, y: f64) -> impl Iterator<Item = PathElement<(f64, f64)>> {
+    let n = 60;
+    let step = (x1 - x0) / n as f64;
+    (0..n).step_by(2).map(move |i| {
+        let a = x0 + i as f64 * step;
+        PathElement::new(vec![(a, y), (a + step, y)], BLACK.mix(0.7).stroke_width(2))
+    })
+}
+
+/// The interval method of the results' rows, for a caption.
+fn interval_note(series: &[(String, Scores)]) -> String {
+    let mut ms: Vec<&'static str> = vec![];
+    for (_, s) in series {
+        for l in s.by_lang.keys().map(String::as_str).chain(["avg"]) {
+            if let Some(m) = s.estimate(l).and_then(|e| e.ci.and(e.method)) {
+                let d = m.describe();
+                if !ms.contains(&d) {
+                    ms.push(d);
+                }
+            }
+        }
+    }
+    match ms.as_slice() {
+        [] => "no intervals (no per-example scores)".into(),
+        [m] => format!("error bars: {m}"),
+        _ => "error bars: 95% CI (methods differ by bar)".into(),
+    }
+}
+
+/// Bars: one group per language and the average, one bar per labelled
+/// result in the script's order, each with its 95% interval; a dashed
+/// chance line; the legend beside the chart.
+fn draw_languages<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    series: &[(String, Scores)],
+    text: bool,
+) -> DrawResult {
+    root.fill(&WHITE).map_err(e)?;
+    let mut langs: Vec<String> = vec![];
+    for (_, s) in series {
+        for l in s.by_lang.keys() {
+            if !langs.contains(l) {
+                langs.push(l.clone());
+            }
+        }
+    }
+    langs.sort();
+    langs.push("avg".into());
+    let value = |s: &Scores, l: &str| -> Option<f64> {
+        if l == "avg" {
+            (!s.by_lang.is_empty()).then(|| s.avg())
+        } else {
+            s.by_lang.get(l).map(|v| v.value)
+        }
+    };
+    let ci = |s: &Scores, l: &str| s.estimate(l).and_then(|e| e.ci);
+    let chance = series.iter().find_map(|(_, s)| s.chance);
+    let top = series
+        .iter()
+        .flat_map(|(_, s)| {
+            langs
+                .iter()
+                .flat_map(|l| [value(s, l), ci(s, l).map(|c| c.1)])
+                .flatten()
+                .collect::<Vec<_>>()
+        })
+        .chain(chance)
+        .fold(0.0f64, f64::max)
+        .max(1.0);
+    let top = (top * 1.08).min(100.0).max(top);
+    let metric = series
+        .first()
+        .map(|(_, s)| s.metric.clone())
+        .unwrap_or_default();
+    let (chart_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - 210);
+    let mut b = ChartBuilder::on(&chart_area);
+    b.margin(15);
+    if text {
+        let ns: Vec<usize> = series
+            .iter()
+            .flat_map(|(_, s)| s.by_lang.values().map(|v| v.n))
+            .collect();
+        let n = match (ns.iter().min(), ns.iter().max()) {
+            (Some(a), Some(b)) if a == b => format!(" (n = {a} examples each)"),
+            (Some(a), Some(b)) => format!(" (n = {a} to {b} examples each)"),
+            _ => String::new(),
+        };
+        b.caption(format!("{metric} per language{n}"), ("sans-serif", 18))
+            .x_label_area_size(35)
+            .y_label_area_size(50);
+    }
+    let n = langs.len().max(1);
+    let mut chart = b.build_cartesian_2d(0f64..n as f64, 0f64..top).map_err(e)?;
+    if text {
+        let l2 = langs.clone();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&move |x| {
+                let i = (*x - 0.5).round();
+                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    l2.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(metric.clone())
+            .draw()
+            .map_err(e)?;
+    }
+    let k = series.len().max(1) as f64;
+    let w = 0.8 / k;
+    for (j, (_, s)) in series.iter().enumerate() {
+        let c = colour(j);
+        let mut bars = vec![];
+        let mut errs = vec![];
+        for (i, l) in langs.iter().enumerate() {
+            let Some(v) = value(s, l) else { continue };
+            let x0 = i as f64 + 0.1 + j as f64 * w;
+            let fill = if l == "avg" {
+                c.filled()
+            } else {
+                c.mix(0.85).filled()
+            };
+            bars.push(Rectangle::new([(x0, 0.0), (x0 + w * 0.92, v)], fill));
+            if let Some((lo, hi)) = ci(s, l) {
+                let (xm, cap) = (x0 + w * 0.46, w * 0.18);
+                for seg in [
+                    vec![(xm, lo), (xm, hi)],
+                    vec![(xm - cap, lo), (xm + cap, lo)],
+                    vec![(xm - cap, hi), (xm + cap, hi)],
+                ] {
+                    errs.push(PathElement::new(seg, BLACK.stroke_width(1)));
+                }
+            }
+        }
+        chart.draw_series(bars).map_err(e)?;
+        chart.draw_series(errs).map_err(e)?;
+    }
+    if let Some(c) = chance {
+        chart.draw_series(dashed(0.0, n as f64, c)).map_err(e)?;
+    }
+    if text {
+        let mut entries: Vec<(String, Key)> = series
+            .iter()
+            .enumerate()
+            .map(|(j, (l, _))| (l.clone(), Key::Bar(colour(j))))
+            .collect();
+        if let Some(c) = chance {
+            entries.push((format!("chance ({c:.1})"), Key::Dashed));
+        }
+        let y = draw_legend(&legend_area, "", &entries)?;
+        // What the error bars are, wrapped under the legend.
+        let note = crate::docs::wrap(&interval_note(series), 28, "");
+        for (i, l) in note.lines().enumerate() {
+            legend_area
+                .draw(&Text::new(
+                    l.to_string(),
+                    (5, y + 14 + 18 * i as i32),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(e)?;
+        }
+    }
+    root.present().map_err(e)
+}
+
+/// One intermediate task's gains: (size name, parameters, Comparison), by
+/// parameters.
+type GainLine = (String, Vec<(String, f64, Comparison)>);
+
+/// A colour for a gain in points on a diverging scale, orange (a loss)
+/// through white to purple (a gain): PuOr, colour-blind safe.
+fn diverging(d: f64, range: f64) -> RGBColor {
+    let t = (d / range.max(1e-9)).clamp(-1.0, 1.0);
+    let (end, w) = if t >= 0.0 {
+        ((94.0, 60.0, 153.0), t)
+    } else {
+        ((230.0, 97.0, 1.0), -t)
+    };
+    let mix = |a: f64, b: f64| (a + (b - a) * w).round() as u8;
+    RGBColor(mix(255.0, end.0), mix(255.0, end.1), mix(255.0, end.2))
+}
+
+/// Gain vs model size as a paper prints it: left, the average gain
+/// (points) against parameters on a log scale, one line per intermediate
+/// task with 95% intervals, points of different tasks set slightly apart;
+/// right, a heatmap of the gain per language (rows) and task × size
+/// (columns).
+fn draw_gain<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    lines: &[GainLine],
+    text: bool,
+) -> DrawResult {
+    root.fill(&WHITE).map_err(e)?;
+    let (left, right) = root.split_horizontally(root.dim_in_pixel().0 as i32 * 11 / 20);
+    let (chart_area, legend_area) = left.split_horizontally(left.dim_in_pixel().0 as i32 - 170);
+    let vals = lines.iter().flat_map(|(_, p)| {
+        p.iter()
+            .flat_map(|(_, _, c)| {
+                [
+                    Some(c.avg.delta),
+                    c.avg.ci.map(|x| x.0),
+                    c.avg.ci.map(|x| x.1),
+                ]
+            })
+            .flatten()
+    });
+    let (lo, hi) = vals.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.1).max(0.5);
+    let params: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.1))
+        .collect();
+    let pmin = params.iter().copied().fold(f64::INFINITY, f64::min);
+    let pmax = params.iter().copied().fold(0.0f64, f64::max);
+    // x is log10(parameters): ticks at 1, 2 and 5 of each decade in range.
+    let (xlo, xhi) = ((pmin / 1.6).log10(), (pmax * 1.6).log10());
+    let ticks: Vec<f64> = (xlo.floor() as i32..=xhi.ceil() as i32)
+        .flat_map(|d| [1.0, 2.0, 5.0].map(|m| (m * 10f64.powi(d)).log10()))
+        .filter(|t| (xlo..=xhi).contains(t))
+        .collect();
+    let mut b = ChartBuilder::on(&chart_area);
+    b.margin(15);
+    if text {
+        b.caption(
+            "average gain from intermediate training (95% CI)",
+            ("sans-serif", 16),
+        )
+        .x_label_area_size(40)
+        .y_label_area_size(50);
+    }
+    let (ylo, yhi) = (lo - pad, hi + pad);
+    let mut chart = b.build_cartesian_2d(xlo..xhi, ylo..yhi).map_err(e)?;
+    if text {
+        chart
+            .configure_mesh()
+            .x_labels(0)
+            .x_desc("parameters (log scale)")
+            .y_desc("Δ (points)")
+            .draw()
+            .map_err(e)?;
+    }
+    // The log axis's ticks, drawn by hand at 1, 2 and 5 of each decade.
+    for &t in &ticks {
+        chart
+            .draw_series(LineSeries::new([(t, ylo), (t, yhi)], BLACK.mix(0.12)))
+            .map_err(e)?;
+        if text {
+            // Backend pixels; the chart's area starts at the backend's origin.
+            let at = chart.backend_coord(&(t, ylo));
+            chart_area
+                .draw(&Text::new(
+                    stilts_model::util::count(10f64.powf(t).round() as usize),
+                    (at.0 - 12, at.1 + 6),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(e)?;
+        }
+    }
+    chart
+        .draw_series(LineSeries::new(
+            [(xlo, 0.0), (xhi, 0.0)],
+            BLACK.mix(0.5).stroke_width(1),
+        ))
+        .map_err(e)?;
+    let k = lines.len();
+    for (j, (_, pts)) in lines.iter().enumerate() {
+        let c = colour(j);
+        // Dodge: tasks with equal values at one size stay visible.
+        let shift = 1.0 + 0.06 * (j as f64 - (k as f64 - 1.0) / 2.0);
+        let xy: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|(_, p, cmp)| ((p * shift).log10(), cmp.avg.delta))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))
+            .map_err(e)?;
+        chart
+            .draw_series(xy.iter().map(|&p| Circle::new(p, 4, c.filled())))
+            .map_err(e)?;
+        let bars: Vec<_> = pts
+            .iter()
+            .filter_map(|(_, p, cmp)| {
+                cmp.avg.ci.map(|(l, h)| {
+                    ErrorBar::new_vertical(
+                        (p * shift).log10(),
+                        l,
+                        cmp.avg.delta,
+                        h,
+                        c.stroke_width(2),
+                        8,
+                    )
+                })
+            })
+            .collect();
+        chart.draw_series(bars).map_err(e)?;
+    }
+    if text {
+        // Size names under their points.
+        let mut named: Vec<(String, f64)> = vec![];
+        for (_, pts) in lines {
+            for (n, p, _) in pts {
+                if !named.iter().any(|(m, _)| m == n) {
+                    named.push((n.clone(), *p));
+                }
+            }
+        }
+        chart
+            .draw_series(named.iter().map(|(n, p)| {
+                Text::new(
+                    n.clone(),
+                    (p.log10(), hi + pad * 0.75),
+                    ("sans-serif", 13).into_font(),
+                )
+            }))
+            .map_err(e)?;
+        let entries: Vec<(String, Key)> = lines
+            .iter()
+            .enumerate()
+            .map(|(j, (n, _))| (n.clone(), Key::Line(colour(j))))
+            .collect();
+        draw_legend(&legend_area, "intermediate task", &entries)?;
+    }
+    // The heatmap: languages (and avg) × (task, size).
+    let mut langs: Vec<String> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().flat_map(|(_, _, c)| c.by_lang.keys().cloned()))
+        .collect();
+    langs.sort();
+    langs.dedup();
+    langs.push("avg".into());
+    let cols: Vec<(String, &Comparison)> = lines
+        .iter()
+        .flat_map(|(t, p)| {
+            p.iter().map(move |(s, _, c)| {
+                (
+                    if lines.len() > 1 {
+                        format!("{t} {s}")
+                    } else {
+                        s.clone()
+                    },
+                    c,
+                )
+            })
+        })
+        .collect();
+    let range = cols
+        .iter()
+        .flat_map(|(_, c)| {
+            c.by_lang
+                .values()
+                .map(|d| d.delta.abs())
+                .chain([c.avg.delta.abs()])
+        })
+        .fold(0.0f64, f64::max);
+    let (nx, ny) = (cols.len().max(1), langs.len());
+    let mut hb = ChartBuilder::on(&right);
+    hb.margin(15);
+    if text {
+        hb.caption(
+            format!("gain per language (points; colour: ±{range:.1})"),
+            ("sans-serif", 16),
+        )
+        .x_label_area_size(70)
+        .y_label_area_size(45);
+    }
+    let mut heat = hb
+        .build_cartesian_2d(0f64..nx as f64, 0f64..ny as f64)
+        .map_err(e)?;
+    if text {
+        let c2: Vec<String> = cols.iter().map(|(n, _)| n.clone()).collect();
+        let l2 = langs.clone();
+        heat.configure_mesh()
+            .disable_mesh()
+            .x_labels(nx * 2 + 1)
+            .y_labels(ny * 2 + 1)
+            .x_label_formatter(&move |x| {
+                let i = (*x - 0.5).round();
+                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    c2.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&move |y| {
+                let i = (*y - 0.5).round();
+                if (y - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    // Top row first.
+                    l2.get(l2.len().wrapping_sub(1 + i as usize))
+                        .cloned()
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .map_err(e)?;
+    }
+    for (xi, (_, c)) in cols.iter().enumerate() {
+        for (yi, l) in langs.iter().enumerate() {
+            let d = if l == "avg" {
+                Some(c.avg.delta)
+            } else {
+                c.by_lang.get(l).map(|d| d.delta)
+            };
+            let y = (ny - 1 - yi) as f64;
+            let x = xi as f64;
+            let fill = d
+                .map(|d| diverging(d, range))
+                .unwrap_or(RGBColor(200, 200, 200));
+            heat.draw_series(std::iter::once(Rectangle::new(
+                [(x, y), (x + 1.0, y + 1.0)],
+                fill.filled(),
+            )))
+            .map_err(e)?;
+            if l == "avg" {
+                heat.draw_series(std::iter::once(PathElement::new(
+                    vec![(x, y + 1.0), (x + 1.0, y + 1.0)],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(e)?;
+            }
+            if let (Some(d), true) = (d, text && nx <= 12) {
+                heat.draw_series(std::iter::once(Text::new(
+                    format!("{d:+.1}"),
+                    (x + 0.3, y + 0.7),
+                    ("sans-serif", 12).into_font(),
+                )))
+                .map_err(e)?;
+            }
+        }
+    }
+    root.present().map_err(e)
+}
+
+/// Draws on an SVG or PNG file chosen by extension.
+fn render(path: &Path, draw: &dyn Fn(bool, bool) -> DrawResult) -> RResult<bool> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|x| rerr(format!("{}: {x}", dir.display())))?;
+    }
+    let ext = path
+        .extension()
+        .and_then(|x| x.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = font_ready();
+    let svg = match ext.as_str() {
+        "svg" => true,
+        "png" => false,
+        other => {
+            return Err(rerr(format!(
+                "{}: unknown plot format `{other}`; use .svg or .png",
+                path.display()
+            )))
+        }
+    };
+    draw(svg, text).map_err(|x| rerr(format!("plot {}: {x}", path.display())))?;
+    Ok(text)
+}
+
+fn record(ctx: &Ctx, path: &Path, text: bool) {
+    if !text {
+        ctx.note("note: no TrueType font found (set STILTS_FONT=/path/to/font.ttf): the plot has no labels");
+    }
+    ctx.recorder
+        .borrow_mut()
+        .push(Item::Image(path.to_path_buf()));
+}
+
+fn plot_languages(ctx: &Ctx, results: &Map, path: &str) -> RResult<String> {
+    let series: Vec<(String, Scores)> = ctx
+        .key_order(results)
+        .into_iter()
+        .map(|k| {
+            let v = &results[k.as_str()];
+            v.clone()
+                .try_cast::<Scores>()
+                .map(|s| (k.clone(), s))
+                .ok_or_else(|| {
+                    rerr(format!(
+                        "plot_languages: `{k}` is {}, not a Result",
+                        crate::values::type_name(v)
+                    ))
+                })
+        })
+        .collect::<RResult<_>>()?;
+    if series.is_empty() {
+        return Err(rerr(
+            "plot_languages: the map is empty; give label → Result",
+        ));
+    }
+    let p = PathBuf::from(path);
+    let p2 = p.clone();
+    let text = render(&p, &move |svg, text| {
+        if svg {
+            draw_languages(
+                SVGBackend::new(&p2, (1000, 500)).into_drawing_area(),
+                &series,
+                text,
+            )
+        } else {
+            draw_languages(
+                BitMapBackend::new(&p2, (1000, 500)).into_drawing_area(),
+                &series,
+                text,
+            )
+        }
+    })?;
+    record(ctx, &p, text);
+    Ok(path.to_string())
+}
+
+/// The parameters of a size: `params` (from the call) first, then the
+/// published count of a known size name.
+fn size_params(name: &str, params: &Map) -> RResult<f64> {
+    if let Some(v) = params.get(name) {
+        return v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .ok()
+            .filter(|x| *x > 0.0)
+            .ok_or_else(|| {
+                rerr(format!(
+                    "plot_gain: params `{name}` takes a positive number of parameters"
+                ))
+            });
+    }
+    stilts_model::registry::size(name)
+        .map(|s| s.published_params_m as f64 * 1e6)
+        .ok_or_else(|| {
+            rerr(format!(
+                "plot_gain: `{name}` is not a size name ({}); the x axis is parameters, so give its count: plot_gain(gains, path, #{{params: #{{\"{name}\": 118e6}}}})",
+                stilts_model::registry::size_names().join(", ")
+            ))
+        })
+}
+
+/// `gains`: size → Comparison (one intermediate task), or intermediate
+/// task → (size → Comparison). The other nesting (size → task →
+/// Comparison) is an error that says so.
+fn gain_lines(ctx: &Ctx, gains: &Map, params: &Map) -> RResult<Vec<GainLine>> {
+    let is_size = |k: &str| params.contains_key(k) || stilts_model::registry::size(k).is_some();
+    let by_params = |mut v: Vec<(String, f64, Comparison)>| {
+        v.sort_by(|a, b| a.1.total_cmp(&b.1));
+        v
+    };
+    if gains.is_empty() {
+        return Err(rerr(
+            "plot_gain: the map is empty; give size → Comparison or task → (size → Comparison)",
+        ));
+    }
+    if gains.values().all(|v| v.is::<Comparison>()) {
+        let mut pts = vec![];
+        let mut name = String::new();
+        for (k, v) in gains {
+            let c = v.clone().cast::<Comparison>();
+            name = c.new.clone();
+            pts.push((k.to_string(), size_params(k, params)?, c));
+        }
+        return Ok(vec![(name, by_params(pts))]);
+    }
+    let mut out = vec![];
+    for name in ctx.key_order(gains) {
+        let v = &gains[name.as_str()];
+        let m = v.clone().try_cast::<Map>().ok_or_else(|| {
+            rerr(format!(
+                "plot_gain: `{name}` is {}; give size → Comparison, or task → (size → Comparison)",
+                crate::values::type_name(v)
+            ))
+        })?;
+        if is_size(&name) && !m.keys().all(|k| is_size(k)) {
+            return Err(rerr(format!(
+                "plot_gain: `{name}` is a size holding a map of task → Comparison; the nesting is task → (size → Comparison): swap the two levels"
+            )));
+        }
+        let mut pts = vec![];
+        for (s, c) in &m {
+            let c = c.clone().try_cast::<Comparison>().ok_or_else(|| {
+                rerr(format!(
+                    "plot_gain: `{name}`.`{s}` is {}, not a Comparison",
+                    crate::values::type_name(c)
+                ))
+            })?;
+            pts.push((s.to_string(), size_params(s, params)?, c));
+        }
+        out.push((name, by_params(pts)));
+    }
+    Ok(out)
+}
+
+fn plot_gain(ctx: &Ctx, gains: &Map, path: &str, opts: &Map) -> RResult<String> {
+    crate::options::check_keys("plot_gain options", opts, &["params"])?;
+    let params = match opts.get("params") {
+        None => Map::new(),
+        Some(v) => v
+            .clone()
+            .try_cast::<Map>()
+            .ok_or_else(|| rerr("plot_gain: `params` takes a map of size name → parameters"))?,
+    };
+    let lines = gain_lines(ctx, gains, &params)?;
+    let p = PathBuf::from(path);
+    let p2 = p.clone();
+    let text = render(&p, &move |svg, text| {
+        if svg {
+            draw_gain(
+                SVGBackend::new(&p2, (1400, 560)).into_drawing_area(),
+                &lines,
+                text,
+            )
+        } else {
+            draw_gain(
+                BitMapBackend::new(&p2, (1400, 560)).into_drawing_area(),
+                &lines,
+                text,
+            )
+        }
+    })?;
+    record(ctx, &p, text);
+    Ok(path.to_string())
+}
+
+/// Loss per update (thin) with its running mean over 20 updates (thick),
+/// and the dev score of each evaluation on a second axis.
+fn draw_training<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    losses: &[f64],
+    dev: &[(f64, f64)],
+    text: bool,
+) -> DrawResult {
+    root.fill(&WHITE).map_err(e)?;
+    let n = losses.len().max(1) as f64;
+    let finite: Vec<f64> = losses.iter().copied().filter(|x| x.is_finite()).collect();
+    let hi = finite.iter().copied().fold(0.0_f64, f64::max).max(1e-6) * 1.05;
+    let (top, bottom) = if dev.is_empty() {
+        (root.clone(), None)
+    } else {
+        let (a, b) = root.split_vertically((root.dim_in_pixel().1 as f64 * 0.6) as u32);
+        (a, Some(b))
+    };
+    let mut c = ChartBuilder::on(&top);
+    c.margin(10);
+    if text {
+        c.caption(title, ("sans-serif", 18))
+            .x_label_area_size(30)
+            .y_label_area_size(50);
+    }
+    let mut chart = c.build_cartesian_2d(0.0..n + 1.0, 0.0..hi).map_err(e)?;
+    if text {
+        chart
+            .configure_mesh()
+            .x_desc("update")
+            .y_desc("training loss")
+            .draw()
+            .map_err(e)?;
+    }
+    let blue = RGBColor(0, 114, 178);
+    chart
+        .draw_series(LineSeries::new(
+            losses.iter().enumerate().map(|(i, l)| (i as f64 + 1.0, *l)),
+            blue.mix(0.35).stroke_width(1),
+        ))
+        .map_err(e)?;
+    let window = 20usize;
+    let smooth: Vec<(f64, f64)> = (0..losses.len())
+        .map(|i| {
+            let from = i.saturating_sub(window - 1);
+            let w = &losses[from..=i];
+            (i as f64 + 1.0, w.iter().sum::<f64>() / w.len() as f64)
+        })
+        .collect();
+    chart
+        .draw_series(LineSeries::new(smooth, blue.stroke_width(3)))
+        .map_err(e)?;
+    if let Some(b) = bottom {
+        let lo = dev.iter().map(|d| d.1).fold(f64::INFINITY, f64::min);
+        let hi = dev.iter().map(|d| d.1).fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.1).max(1.0);
+        let mut c = ChartBuilder::on(&b);
+        c.margin(10);
+        if text {
+            c.x_label_area_size(30).y_label_area_size(50);
+        }
+        let mut chart = c
+            .build_cartesian_2d(0.0..n + 1.0, (lo - pad)..(hi + pad))
+            .map_err(e)?;
+        if text {
+            chart
+                .configure_mesh()
+                .x_desc("update")
+                .y_desc("dev score")
+                .draw()
+                .map_err(e)?;
+        }
+        let orange = RGBColor(213, 94, 0);
+        chart
+            .draw_series(LineSeries::new(dev.iter().copied(), orange.stroke_width(2)))
+            .map_err(e)?;
+        chart
+            .draw_series(dev.iter().map(|&p| Circle::new(p, 3, orange.filled())))
+            .map_err(e)?;
+        // The first of equal best scores: the one model selection keeps.
+        let best = dev
+            .iter()
+            .copied()
+            .fold(None, |acc: Option<(f64, f64)>, p| match acc {
+                Some(a) if a.1 >= p.1 => Some(a),
+                _ => Some(p),
+            });
+        if let Some(best) = best {
+            chart
+                .draw_series(std::iter::once(Circle::new(best, 7, BLACK.stroke_width(2))))
+                .map_err(e)?;
+        }
+    }
+    root.present().map_err(e)
+}
+
+/// `plot_training(model, path)`: the training curve of a trained model.
+fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResult<String> {
+    let t = m.training.as_ref().ok_or_else(|| {
+        rerr(format!(
+            "plot_training: `{}` was not trained in this script (a loaded model has no curve)",
+            m.name
+        ))
+    })?;
+    let losses: Vec<f64> = t["losses"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    let dev: Vec<(f64, f64)> = t["dev"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let title = format!(
+        "{}: {} updates{}",
+        m.name,
+        losses.len(),
+        t["best_step"]
+            .as_u64()
+            .map(|s| format!(", best dev at update {s} (circled)"))
+            .unwrap_or_default()
+    );
+    let p = PathBuf::from(path);
+    let p2 = p.clone();
+    let text = render(&p, &move |svg, text| {
+        if svg {
+            draw_training(
+                SVGBackend::new(&p2, (900, 500)).into_drawing_area(),
+                &title,
+                &losses,
+                &dev,
+                text,
+            )
+        } else {
+            draw_training(
+                BitMapBackend::new(&p2, (900, 500)).into_drawing_area(),
+                &title,
+                &losses,
+                &dev,
+                text,
+            )
+        }
+    })?;
+    record(ctx, &p, text);
+    Ok(path.to_string())
+}
+
+pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    let c = ctx.clone();
+    engine.register_fn(
+        "plot_training",
+        move |m: crate::values::ModelValue, path: &str| {
+            c.writable(path).map_err(rerr)?;
+            if !c.writes() {
+                return Ok(path.to_string());
+            }
+            plot_training(&c, &m, path)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn("plot_languages", move |results: Map, path: &str| {
+        c.writable(path).map_err(rerr)?;
+        if !c.writes() {
+            return Ok(path.to_string());
+        }
+        plot_languages(&c, &results, path)
+    });
+    let c = ctx.clone();
+    engine.register_fn("plot_gain", move |gains: Map, path: &str| {
+        c.writable(path).map_err(rerr)?;
+        if !c.writes() {
+            return Ok(path.to_string());
+        }
+        plot_gain(&c, &gains, path, &Map::new())
+    });
+    let c = ctx.clone();
+    engine.register_fn("plot_gain", move |gains: Map, path: &str, opts: Map| {
+        c.writable(path).map_err(rerr)?;
+        if !c.writes() {
+            return Ok(path.to_string());
+        }
+        plot_gain(&c, &gains, path, &opts)
+    });
+    let _ = Dynamic::UNIT;
+}

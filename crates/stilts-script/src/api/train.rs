@@ -1,0 +1,666 @@
+//! Training (presets, train, the STILTs step, multi-task) and evaluation.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rhai::{Array, Dynamic, Engine, Map};
+
+use super::{rerr, RResult};
+use crate::context::{Ctx, CANCEL};
+use crate::engine_bridge;
+use crate::options::{from_map, overlay, preset_map, EvalArgs};
+use crate::values::{LangScore, ModelValue, Scores, TaskValue};
+use stilts_protocol::multitask::Sampling;
+use stilts_protocol::presets::QA_MAX_LENGTH;
+use stilts_protocol::presets::{Resolved, RunOptions, SELECTION_KEYS};
+use stilts_protocol::run::{MultitaskJob, TrainJob};
+
+/// A training call's map: the engine's options (resolved over the preset
+/// they name by `RunOptions::resolve`, which validates them) and the values
+/// only a script holds (the dev set, `new_head`).
+pub struct Call {
+    pub options: Resolved,
+    pub dev: Option<TaskValue>,
+    pub new_head: bool,
+}
+
+fn take_task(what: &str, map: &mut Map, key: &str) -> RResult<Option<TaskValue>> {
+    match map.remove(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => v.clone().try_cast::<TaskValue>().map(Some).ok_or_else(|| {
+            rerr(format!(
+                "{what}: `{key}` takes a task (e.g. task(\"mnli\", #{{data: .., split: \"dev\"}})), not {}",
+                crate::values::type_name(&v)
+            ))
+        }),
+    }
+}
+
+/// Converts a training map for a model of config `cfg` (the preset is
+/// size-aware, inputs no longer than its positions allow); a key the call
+/// cannot honour is an error.
+pub fn call_options(what: &str, cfg: &stilts_model::XlmrConfig, map: &Map) -> RResult<Call> {
+    let mut rest = map.clone();
+    let dev = take_task(what, &mut rest, "dev")?;
+    let new_head = match rest.remove("new_head") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| rerr(format!("{what}: `new_head` takes true or false, not {t}")))?,
+    };
+    for (k, v) in &rest {
+        if let Ok(x) = v.as_float() {
+            if !x.is_finite() {
+                return Err(rerr(format!(
+                    "{what}: `{k}` is {x}, out of the range of numbers (give a finite value)"
+                )));
+            }
+        }
+    }
+    let json =
+        serde_json::to_value(Dynamic::from_map(rest)).map_err(|e| rerr(format!("{what}: {e}")))?;
+    let mut options = RunOptions::resolve(&json, Some(cfg.hidden_size))
+        .map_err(|e| rerr(format!("{what}: {e}")))?;
+    options.require_dev(dev.is_some(), what).map_err(rerr)?;
+    let most = cfg.max_sequence_length();
+    options.options.max_length = options.options.max_length.min(most);
+    // Span QA windows: run_qa.py's 384 unless max_length was set, and
+    // never longer than the model's positions.
+    let (qa, _) = options.options.qa_window();
+    if qa > most {
+        options.options.qa_max_length = Some(most);
+        if !options.is_explicit("doc_stride") {
+            // run_qa.py's share: a third of the window.
+            options.options.doc_stride = options.options.doc_stride.min((most / 3).max(1));
+        }
+    }
+    Ok(Call {
+        options,
+        dev,
+        new_head,
+    })
+}
+
+/// The dev set of a call as one dataset (its parts pooled, e.g. several
+/// languages).
+fn dev_dataset(what: &str, dev: &Option<TaskValue>) -> RResult<Option<stilts_tasks::Dataset>> {
+    let Some(d) = dev else { return Ok(None) };
+    let mut parts = d.parts.iter();
+    let Some(first) = parts.next() else {
+        return Err(rerr(format!("{what}: the dev set `{}` is empty", d.name)));
+    };
+    let mut pooled = first.clone();
+    for p in parts {
+        if p.head != first.head {
+            return Err(rerr(format!(
+                "{what}: the dev set `{}` mixes heads",
+                d.name
+            )));
+        }
+        pooled.examples.extend(p.examples.iter().cloned());
+        pooled.files.extend(p.files.iter().cloned());
+    }
+    if d.parts.len() > 1 {
+        pooled.subset = None;
+    }
+    Ok(Some(pooled))
+}
+
+fn training_summary(report: &stilts_protocol::train::TrainReport, task: &str) -> serde_json::Value {
+    serde_json::json!({
+        "task": task,
+        "updates": report.steps,
+        "losses": report.losses,
+        "dev": report.scores,
+        "best_dev": report.best_score,
+        "best_step": report.best_step,
+        "early_stopped": report.early_stopped,
+        "resumed_from": report.resumed_from,
+    })
+}
+
+fn derived_fingerprint(parts: serde_json::Value) -> String {
+    stilts_protocol::fingerprint::of_json(&parts)
+}
+
+/// The options as a fingerprint sees them (for the data of `parts`).
+fn options_key(o: &RunOptions, parts: &[&stilts_tasks::Dataset]) -> serde_json::Value {
+    o.fingerprint_json(
+        parts
+            .iter()
+            .any(|d| matches!(d.head, stilts_model::HeadKind::SpanQa)),
+    )
+}
+
+fn interrupted(
+    what: &str,
+    report: &stilts_protocol::train::TrainReport,
+    dir: &std::path::Path,
+) -> Box<rhai::EvalAltResult> {
+    rerr(format!(
+        "interrupted ({}) during {what} at update {}; its checkpoint is in {}: run the script again to resume from it",
+        crate::context::signal_name(),
+        report.steps,
+        dir.display()
+    ))
+}
+
+/// Where a training call of a script checkpoints: under the store, by the
+/// fingerprint of what it trains (the model, data and options), so the
+/// next run of the same script finds and resumes it.
+fn checkpoint_dir(ctx: &Ctx, fingerprint: &str) -> std::path::PathBuf {
+    ctx.store_dir
+        .borrow()
+        .join("checkpoints")
+        .join(&fingerprint[..16.min(fingerprint.len())])
+}
+
+/// One process trains a job (and writes its checkpoints) at a time: a
+/// second one running the same script waits, then resumes from the first
+/// one's final checkpoint instead of training again.
+fn claim(ctx: &Ctx, what: &str, fingerprint: &str) -> RResult<stilts_protocol::store::Claim> {
+    super::runs::results_store(ctx)
+        .claim(fingerprint, &mut |pid| {
+            ctx.note(&format!(
+                "{what}: process {pid} is training this; waiting for it"
+            ))
+        })
+        .map_err(rerr)
+}
+
+/// Outside a plain `stilts run` (planning, one cell, collecting) a
+/// training call outside `condition()` may only reuse a finished run:
+/// training there would run in every job.
+fn only_finished(ctx: &Ctx, what: &str, dir: &std::path::Path) -> RResult<()> {
+    let mode = &ctx.settings.cell_mode;
+    if mode.trains() || stilts_protocol::checkpoint::finished(dir) {
+        return Ok(());
+    }
+    Err(rerr(format!(
+        "{what}: `{}` trains only the grid's cells (condition() calls), and this training call outside them has not run yet: make it part of a condition(), or run the script once with `stilts run` so that it is finished in {}",
+        mode.words(),
+        dir.display()
+    )))
+}
+
+/// Says how a training call began: fresh, resumed, or already finished.
+fn resumed_note(
+    ctx: &Ctx,
+    what: &str,
+    report: &stilts_protocol::train::TrainReport,
+    dir: &std::path::Path,
+) {
+    if let Some(step) = report.resumed_from {
+        if step >= report.steps {
+            ctx.record(&format!(
+                "{what}: finished before; its final checkpoint in {} reused",
+                dir.display()
+            ));
+        } else {
+            ctx.record(&format!(
+                "{what}: resumed from the checkpoint at update {step} in {}",
+                dir.display()
+            ));
+        }
+    }
+}
+
+/// The split the task's parts were read from (the registry's name for
+/// it), for messages.
+fn loaded_split(t: &TaskValue) -> String {
+    let mut splits: Vec<&str> = t.parts.iter().map(|d| d.split.as_str()).collect();
+    splits.dedup();
+    match splits.as_slice() {
+        [one] => one.to_string(),
+        _ => t.split.clone(),
+    }
+}
+
+/// Examples a training call uses (after `limit`), for the report.
+fn training_examples(parts: &[stilts_tasks::Dataset], run: &RunOptions) -> usize {
+    parts
+        .iter()
+        .map(|d| run.limit.map_or(d.len(), |l| l.min(d.len())))
+        .sum()
+}
+
+fn lr_summary(run: &RunOptions) -> String {
+    format!(
+        "batch {}{}, lr {:e}, {} epoch{}",
+        run.batch_size,
+        if run.grad_accum > 1 {
+            format!(" x {}", run.grad_accum)
+        } else {
+            String::new()
+        },
+        run.lr,
+        run.epochs,
+        if run.epochs == 1 { "" } else { "s" }
+    )
+}
+
+/// `loss 1.10 -> 0.52 (mean of the last 10%: 0.55)`.
+fn loss_summary(losses: &[f64], last: f64) -> String {
+    let Some(first) = losses.first() else {
+        return "no updates".into();
+    };
+    let tail = (losses.len() / 10).max(1);
+    let m = losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
+    format!(
+        "loss {first:.3} -> {last:.3} (mean of the last {tail}: {m:.3}; curve {})",
+        sparkline(losses, 16)
+    )
+}
+
+/// The curve of `v` in at most `width` block characters (each the mean of
+/// its stretch of values), lowest `▁` to highest `█`.
+fn sparkline(v: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if finite.is_empty() {
+        return String::new();
+    }
+    let k = width.min(finite.len()).max(1);
+    let means: Vec<f64> = (0..k)
+        .map(|i| {
+            let (a, b) = (
+                i * finite.len() / k,
+                ((i + 1) * finite.len() / k).max(i * finite.len() / k + 1),
+            );
+            finite[a..b].iter().sum::<f64>() / (b - a) as f64
+        })
+        .collect();
+    let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    means
+        .iter()
+        .map(|m| {
+            let t = if hi > lo { (m - lo) / (hi - lo) } else { 0.5 };
+            BARS[((t * 7.0).round() as usize).min(7)]
+        })
+        .collect()
+}
+
+/// `train(model, task, opts)`.
+pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<ModelValue> {
+    let what = format!("train on {} {}", t.name, loaded_split(t));
+    let call = call_options(&format!("{what}: options"), m.model.config(), opts)?;
+    let dev = dev_dataset(&what, &call.dev)?;
+    let run = &call.options.options;
+    for w in stilts_protocol::run::training_warnings(&t.parts, run) {
+        ctx.warn(&w);
+    }
+    let started = std::time::Instant::now();
+    let mut bar = ctx.progress(&what);
+    // `reset_optimizer: false`: continue from the AdamW state of the phase
+    // that produced this model (STILTs without resetting the optimizer).
+    let carry = if run.reset_optimizer {
+        None
+    } else {
+        m.optimizer.clone()
+    };
+    let fresh = call.new_head || m.pretrained;
+    let fingerprint = derived_fingerprint(serde_json::json!({
+        "parent": m.fingerprint,
+        "task": t.fingerprint().map_err(rerr)?,
+        "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
+        "options": options_key(run, &t.parts.iter().collect::<Vec<_>>()),
+        "fresh": fresh,
+        "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
+    }));
+    let dir = checkpoint_dir(ctx, &fingerprint);
+    only_finished(ctx, &what, &dir)?;
+    let _claim = claim(ctx, &what, &fingerprint)?;
+    let job = TrainJob {
+        dev: dev.as_ref(),
+        fresh,
+        optimizer: carry,
+        checkpoint_dir: Some(dir.clone()),
+        ..TrainJob::new(&m.model, &t.parts, run)
+    };
+    let (model, report) =
+        engine_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| rerr(format!("{what}: {e}")))?;
+    if report.cancelled {
+        return Err(interrupted(&what, &report, &dir));
+    }
+    resumed_note(ctx, &what, &report, &dir);
+    let last = report.losses.last().copied().unwrap_or(f64::NAN);
+    let selection = match (report.best_step, report.best_score) {
+        (Some(s), Some(b)) => format!(
+            "; best dev {b:.2} at update {s} of {} evaluations, those weights kept{}",
+            report.scores.len(),
+            if report.early_stopped {
+                " (stopped early)"
+            } else {
+                ""
+            }
+        ),
+        _ => String::new(),
+    };
+    ctx.record(&format!(
+        "{what} ({} examples): {} updates of {} ({}), {}{selection}; {:.1} s; checkpoints and curve.jsonl in {}",
+        training_examples(&t.parts, run),
+        report.steps,
+        m.name,
+        lr_summary(run),
+        loss_summary(&report.losses, last),
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    ));
+    let mut summary = training_summary(&report, &t.name);
+    summary["curve"] = serde_json::json!(dir.join("curve.jsonl").display().to_string());
+    Ok(ModelValue {
+        model: Arc::new(model),
+        name: format!("{}+{}", m.name, t.name),
+        pretrained: false,
+        optimizer: report.optimizer.clone(),
+        fingerprint,
+        training: Some(Arc::new(summary)),
+    })
+}
+
+/// The maps of the two phases of `stilts(...)` (and of a condition): the
+/// shared training keys, laid under each phase's own map. `dev` and the
+/// model-selection keys at the top level belong to the target phase (the
+/// one model selection is usually run on); the intermediate phase takes
+/// its own inside `intermediate: #{...}`.
+pub fn phase_maps(what: &str, opts: &Map) -> RResult<(Map, Map)> {
+    let mut common = opts.clone();
+    let take = |common: &mut Map, k: &str| -> RResult<Map> {
+        match common.remove(k) {
+            None => Ok(Map::new()),
+            Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
+                rerr(format!(
+                    "{what}: `{k}` takes a map of training options, not {}",
+                    crate::values::type_name(&v)
+                ))
+            }),
+        }
+    };
+    let i_opts = take(&mut common, "intermediate")?;
+    let t_opts = take(&mut common, "target")?;
+    let mut i_common = common.clone();
+    i_common.remove("dev");
+    for k in SELECTION_KEYS {
+        i_common.remove(*k);
+    }
+    Ok((overlay(&i_common, &i_opts), overlay(&common, &t_opts)))
+}
+
+/// `stilts(model, intermediate, target, opts)`.
+fn stilts(
+    ctx: &Ctx,
+    m: &ModelValue,
+    inter: &TaskValue,
+    target: &TaskValue,
+    opts: &Map,
+) -> RResult<ModelValue> {
+    let (i_map, mut t_map) = phase_maps("stilts options", opts)?;
+    // Checked up front, so a typo fails before hours of intermediate training.
+    call_options("stilts options `intermediate`", m.model.config(), &i_map)?;
+    call_options("stilts options `target`", m.model.config(), &t_map)?;
+    let mid = train(ctx, m, inter, &i_map)?;
+    t_map.insert("new_head".into(), Dynamic::from(true));
+    let mut out = train(ctx, &mid, target, &t_map)?;
+    out.name = format!("{}+{}+{}", m.name, inter.name, target.name);
+    Ok(out)
+}
+
+/// `sampling`: "uniform", "proportional", or #{cap: N} / #{temperature: T, cap: N}.
+pub fn sampling(v: Option<Dynamic>) -> RResult<Sampling> {
+    let Some(v) = v else {
+        return Ok(Sampling::Proportional);
+    };
+    if let Some(s) = v.clone().try_cast::<String>() {
+        return match s.as_str() {
+            "uniform" => Ok(Sampling::Uniform),
+            "proportional" => Ok(Sampling::Proportional),
+            other => Err(rerr(format!("multitask: sampling `{other}`: use \"uniform\", \"proportional\", #{{cap: N}}, #{{temperature: T, cap: N}} or #{{probs: #{{task: p, ...}}}}"))),
+        };
+    }
+    let m = v
+        .clone()
+        .try_cast::<Map>()
+        .ok_or_else(|| rerr("multitask: `sampling` takes a string or a map"))?;
+    crate::options::check_keys("multitask sampling", &m, &["cap", "temperature", "probs"])?;
+    if let Some(p) = m.get("probs") {
+        if m.len() > 1 {
+            return Err(rerr(
+                "sampling: `probs` fixes the probabilities; it takes no `cap` or `temperature`",
+            ));
+        }
+        let pm = p
+            .clone()
+            .try_cast::<Map>()
+            .ok_or_else(|| rerr("sampling: `probs` takes a map of task name -> probability"))?;
+        let mut probs = std::collections::BTreeMap::new();
+        for (k, v) in pm {
+            let x = v
+                .as_float()
+                .or_else(|_| v.as_int().map(|i| i as f64))
+                .map_err(|_| rerr(format!("sampling probs: `{k}` takes a number")))?;
+            probs.insert(k.to_string(), x);
+        }
+        return Ok(Sampling::Specified { probs });
+    }
+    let cap = m
+        .get("cap")
+        .map(|c| {
+            c.as_int()
+                .map(|n| n.max(1) as usize)
+                .map_err(|_| rerr("sampling: `cap` takes an integer"))
+        })
+        .transpose()?;
+    match (m.get("temperature"), cap) {
+        (Some(t), cap) => {
+            let t = t
+                .as_float()
+                .or_else(|_| t.as_int().map(|i| i as f64))
+                .map_err(|_| rerr("sampling: `temperature` takes a number"))?;
+            Ok(Sampling::Temperature {
+                temperature: t,
+                cap,
+            })
+        }
+        (None, Some(cap)) => Ok(Sampling::ProportionalCapped { cap }),
+        (None, None) => Ok(Sampling::Proportional),
+    }
+}
+
+fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<ModelValue> {
+    let ts: Vec<TaskValue> = tasks
+        .iter()
+        .map(|v| {
+            v.clone().try_cast::<TaskValue>().ok_or_else(|| {
+                rerr(format!(
+                    "multitask: `tasks` must hold tasks, not {}",
+                    crate::values::type_name(v)
+                ))
+            })
+        })
+        .collect::<RResult<_>>()?;
+    if ts.is_empty() {
+        return Err(rerr("multitask: no tasks"));
+    }
+    let mut opts = opts.clone();
+    let sampling = sampling(opts.remove("sampling"))?;
+    let call = call_options(
+        "multitask options (training keys and `sampling`)",
+        m.model.config(),
+        &opts,
+    )?;
+    let dev = dev_dataset("multitask", &call.dev)?;
+    let names: Vec<String> = ts.iter().map(|t| t.name.clone()).collect();
+    for t in &ts {
+        for w in stilts_protocol::run::training_warnings(&t.parts, &call.options.options) {
+            ctx.warn(&w);
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut bar = ctx.progress(&format!("multitask {}", names.join("+")));
+    let data: Vec<(String, Vec<stilts_tasks::Dataset>)> = ts
+        .iter()
+        .map(|t| (t.name.clone(), t.parts.as_ref().clone()))
+        .collect();
+    let fps: Vec<String> = ts
+        .iter()
+        .map(|t| t.fingerprint())
+        .collect::<stilts_model::Result<_>>()
+        .map_err(rerr)?;
+    let fingerprint = derived_fingerprint(serde_json::json!({
+        "parent": m.fingerprint,
+        "mix": fps,
+        "sampling": sampling,
+        "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
+        "options": options_key(&call.options.options, &data.iter().flat_map(|(_, p)| p.iter()).collect::<Vec<_>>()),
+    }));
+    let dir = checkpoint_dir(ctx, &fingerprint);
+    only_finished(ctx, "multitask", &dir)?;
+    let _claim = claim(ctx, "multitask", &fingerprint)?;
+    let job = MultitaskJob {
+        model: &m.model,
+        tasks: &data,
+        sampling: &sampling,
+        dev: dev.as_ref(),
+        options: &call.options.options,
+        checkpoint_dir: Some(dir.clone()),
+    };
+    let (model, report) = engine_bridge::multitask(&job, &mut *bar, &CANCEL)
+        .map_err(|e| rerr(format!("multitask: {e}")))?;
+    if report.cancelled {
+        return Err(interrupted("multitask", &report, &dir));
+    }
+    resumed_note(ctx, "multitask", &report, &dir);
+    let mut per_task = vec![];
+    for (i, n) in names.iter().enumerate() {
+        let k = report.task_losses.iter().filter(|(t, _)| *t == i).count();
+        per_task.push(format!("{n} {k}"));
+    }
+    let last = report.losses.last().copied().unwrap_or(f64::NAN);
+    ctx.record(&format!(
+        "multitask {} of {}: {} updates (batches per task: {}; {}), {}; {:.1} s; checkpoints and curve.jsonl in {}",
+        names.join("+"),
+        m.name,
+        report.steps,
+        per_task.join(", "),
+        lr_summary(&call.options.options),
+        loss_summary(&report.losses, last),
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    ));
+    Ok(ModelValue {
+        model: Arc::new(model),
+        name: format!("{}+mix({})", m.name, names.join(",")),
+        pretrained: false,
+        optimizer: report.optimizer.clone(),
+        fingerprint,
+        training: Some(Arc::new({
+            let mut s = training_summary(&report, "multitask");
+            s["curve"] = serde_json::json!(dir.join("curve.jsonl").display().to_string());
+            s
+        })),
+    })
+}
+
+/// `evaluate(model, task, opts)`.
+pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResult<Scores> {
+    if m.pretrained {
+        return Err(rerr(format!(
+            "evaluate: `{}` is a pretrained checkpoint without a trained head; train it first",
+            m.name
+        )));
+    }
+    if !ctx.settings.cell_mode.evaluates() {
+        // Planning or running one cell: the value is never shown.
+        return Ok(Scores::placeholder(&m.name, t));
+    }
+    let mut run = RunOptions::default();
+    run.max_length = a
+        .max_length
+        .unwrap_or(256)
+        .min(m.model.config().max_sequence_length());
+    let most = m.model.config().max_sequence_length();
+    run.qa_max_length = Some(a.max_length.unwrap_or(QA_MAX_LENGTH).min(most));
+    if let Some(s) = a.doc_stride {
+        run.doc_stride = s.max(1);
+    }
+    run.batch_size = a.batch_size.unwrap_or(64).max(1);
+    run.limit = a.limit;
+    let mut by_lang = std::collections::BTreeMap::new();
+    let mut metric = String::new();
+    for ds in t.parts.iter() {
+        let mut bar = ctx.progress(&format!("eval {}", t.key(ds)));
+        let e = engine_bridge::evaluate(&m.model, ds, &run, &mut *bar, &CANCEL).map_err(
+            |e| {
+                if crate::context::cancelled() {
+                    rerr(format!("interrupted ({}) during evaluate; run the script again (finished training is kept in its checkpoints)", crate::context::signal_name()))
+                } else {
+                    rerr(format!("evaluate on {}: {e}", ds.name()))
+                }
+            },
+        )?;
+        metric = e.metric.clone();
+        by_lang.insert(
+            t.key(ds),
+            LangScore {
+                value: e.score,
+                n: e.n,
+                runs: vec![],
+                correct: if e.metric.contains("accuracy") {
+                    vec![e.correct()]
+                } else {
+                    vec![]
+                },
+            },
+        );
+    }
+    Ok(Scores {
+        label: m.name.clone(),
+        task: t.name.clone(),
+        split: t.split.clone(),
+        chance: if metric.contains("accuracy") {
+            t.parts.first().and_then(|d| d.chance_accuracy())
+        } else {
+            None
+        },
+        metric,
+        by_lang,
+    })
+}
+
+pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    let c = ctx.clone();
+    engine.register_fn("train", move |m: ModelValue, t: TaskValue| {
+        train(&c, &m, &t, &Map::new())
+    });
+    let c = ctx.clone();
+    engine.register_fn("train", move |m: ModelValue, t: TaskValue, opts: Map| {
+        train(&c, &m, &t, &opts)
+    });
+    let c = ctx.clone();
+    engine.register_fn(
+        "stilts",
+        move |m: ModelValue, i: TaskValue, t: TaskValue| stilts(&c, &m, &i, &t, &Map::new()),
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "stilts",
+        move |m: ModelValue, i: TaskValue, t: TaskValue, opts: Map| stilts(&c, &m, &i, &t, &opts),
+    );
+    let c = ctx.clone();
+    engine.register_fn("multitask", move |m: ModelValue, ts: Array, opts: Map| {
+        multitask(&c, &m, &ts, &opts)
+    });
+    engine.register_fn("preset", |name: &str| preset_map(name));
+    let c = ctx.clone();
+    engine.register_fn("evaluate", move |m: ModelValue, t: TaskValue| {
+        evaluate(&c, &m, &t, &EvalArgs::default())
+    });
+    let c = ctx.clone();
+    engine.register_fn("evaluate", move |m: ModelValue, t: TaskValue, opts: Map| {
+        let a: EvalArgs = from_map("evaluate options", &opts)?;
+        evaluate(&c, &m, &t, &a)
+    });
+    let _ = Dynamic::UNIT;
+}

@@ -1,0 +1,409 @@
+//! What the bindings share: the device, `--set` parameters, the results
+//! store, the Ctrl-C flag, progress bars and the recorder that collects a
+//! run's output for its report.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::Device;
+use rhai::Dynamic;
+
+use super::errors::Sources;
+use super::values::TableValue;
+use stilts_protocol::train::{Progress, Silent};
+
+/// Set by Ctrl-C; long calls stop at their next step, the interpreter at its
+/// next operation.
+pub static CANCEL: AtomicBool = AtomicBool::new(false);
+
+pub fn cancelled() -> bool {
+    CANCEL.load(Ordering::Relaxed)
+}
+
+/// The signal that stopped the run, when one did (0: none): SIGINT
+/// (Ctrl-C), SIGTERM and SIGUSR1 (what Slurm sends before a time limit or
+/// preemption, with `--signal`).
+pub static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Installs the handlers once (later calls are no-ops): Ctrl-C, SIGTERM and
+/// SIGUSR1 all set [`CANCEL`]; training then writes a checkpoint at its
+/// next step and the run exits non-zero, to resume on the next run.
+pub fn install_ctrlc() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            SIGNAL.store(signal_hook::consts::SIGINT, Ordering::Relaxed);
+            CANCEL.store(true, Ordering::Relaxed)
+        });
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+            // SAFETY: the handler only stores to two atomics, which is
+            // async-signal-safe.
+            let _ = unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    SIGNAL.store(sig, Ordering::Relaxed);
+                    CANCEL.store(true, Ordering::Relaxed);
+                })
+            };
+        }
+    });
+}
+
+/// The name of the signal that stopped the run (`Ctrl-C`, `SIGTERM`,
+/// `SIGUSR1`), or `Ctrl-C` when none is recorded.
+pub fn signal_name() -> &'static str {
+    match SIGNAL.load(Ordering::Relaxed) {
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGUSR1 => "SIGUSR1",
+        _ => "Ctrl-C",
+    }
+}
+
+/// 90% of this machine's memory (from /proc/meminfo), or 0 (no limit)
+/// where it cannot be read.
+pub fn default_memory_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|k| k.parse::<u64>().ok())
+                })
+        })
+        .map(|kib| kib * 1024 / 10 * 9)
+        .unwrap_or(0)
+}
+
+/// The process's resident memory in bytes (from /proc/self/statm), if known.
+pub fn resident_bytes() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = t.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The nearest existing ancestor of `p`, canonicalized, with the rest
+/// appended (`..` in the rest is refused by returning `None`).
+fn resolved(p: &Path) -> Option<PathBuf> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(p)
+    };
+    let mut rest = vec![];
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(cur) {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return Some(out);
+        }
+        let name = cur.file_name()?;
+        if name == ".." {
+            return None;
+        }
+        rest.push(name.to_os_string());
+        cur = cur.parent()?;
+    }
+}
+
+/// What a run does with the grid's cells (the `condition()` calls): the
+/// unit of work that `stilts plan` lists, `stilts run --only` runs one of,
+/// and `stilts submit` / `stilts run --jobs` spread over jobs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CellMode {
+    /// Run every cell the store lacks (a plain `stilts run`).
+    #[default]
+    Run,
+    /// `stilts plan`: list the cells; train, evaluate and write nothing.
+    Plan,
+    /// `stilts run --only KEY`: run the one cell whose key starts with KEY,
+    /// then stop; nothing else trains or evaluates.
+    Only(String),
+    /// `stilts run --collect` (a cluster's collect job): every cell comes
+    /// from the store; a cell not there is an error, never trained here.
+    Collect,
+}
+
+impl CellMode {
+    /// Whether training outside cells (and cells the store lacks) may run.
+    pub fn trains(&self) -> bool {
+        *self == CellMode::Run
+    }
+
+    /// Whether evaluations outside cells run (not while planning or running one cell).
+    pub fn evaluates(&self) -> bool {
+        matches!(self, CellMode::Run | CellMode::Collect)
+    }
+
+    /// The command-line words of the mode, for messages.
+    pub fn words(&self) -> &'static str {
+        match self {
+            CellMode::Run => "stilts run",
+            CellMode::Plan => "stilts plan",
+            CellMode::Only(_) => "stilts run --only",
+            CellMode::Collect => "stilts run --collect",
+        }
+    }
+}
+
+/// One cell a run met, in the order the script reached it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PlannedCell {
+    /// The condition's fingerprint (its key in the store).
+    pub key: String,
+    pub name: String,
+    /// The model, as the condition describes it.
+    pub model: String,
+    pub seed: u64,
+    /// In the store already.
+    pub done: bool,
+}
+
+/// Settings of a runtime, from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub device: Device,
+    pub quiet: bool,
+    /// Interpreter operations before a script is stopped (0: no limit).
+    pub max_operations: u64,
+    /// `--set name=value`.
+    pub params: BTreeMap<String, Dynamic>,
+    /// Where `memo` keeps finished runs.
+    pub store_dir: PathBuf,
+    /// Bytes of memory (resident) the process may use before a script is
+    /// stopped with an error (0: no limit).
+    pub max_memory: u64,
+    /// Folders scripts may write to besides the working directory, the
+    /// report folder and the store (`--allow-write`).
+    pub allow_write: Vec<PathBuf>,
+    /// What the run does with the grid's cells.
+    pub cell_mode: CellMode,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            device: Device::Cpu,
+            quiet: false,
+            max_operations: 2_000_000_000,
+            params: BTreeMap::new(),
+            store_dir: PathBuf::from("runs"),
+            max_memory: default_memory_budget(),
+            allow_write: vec![],
+            cell_mode: CellMode::Run,
+        }
+    }
+}
+
+/// One thing a script showed.
+#[derive(Clone, Debug)]
+pub enum Item {
+    Text(String),
+    Table(TableValue),
+    /// A plot written to this file.
+    Image(PathBuf),
+    /// Raw results (JSON) under a name.
+    Data(String, serde_json::Value),
+}
+
+/// The output of one cell.
+#[derive(Clone, Debug, Default)]
+pub struct CellOutput {
+    pub title: String,
+    pub items: Vec<Item>,
+}
+
+/// Collects what a run prints and shows, cell by cell.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    pub cells: Vec<CellOutput>,
+    /// Also echo to stdout (off in tests of the recorder).
+    pub silent: bool,
+}
+
+impl Recorder {
+    fn current(&mut self) -> &mut CellOutput {
+        if self.cells.is_empty() {
+            self.cells.push(CellOutput::default());
+        }
+        self.cells.last_mut().expect("a cell")
+    }
+
+    pub fn start_cell(&mut self, title: &str) {
+        self.cells.push(CellOutput {
+            title: title.to_string(),
+            items: vec![],
+        });
+    }
+
+    pub fn text(&mut self, s: &str) {
+        let cur = self.current();
+        if let Some(Item::Text(t)) = cur.items.last_mut() {
+            t.push_str(s);
+            t.push('\n');
+        } else {
+            cur.items.push(Item::Text(format!("{s}\n")));
+        }
+    }
+
+    pub fn push(&mut self, item: Item) {
+        self.current().items.push(item);
+    }
+}
+
+/// Shared by every binding of one runtime.
+pub struct Ctx {
+    pub settings: Settings,
+    /// The folder of the script being run (relative paths fall back to it).
+    pub script_dir: Rc<RefCell<PathBuf>>,
+    pub sources: Rc<RefCell<Sources>>,
+    pub recorder: RefCell<Recorder>,
+    /// The report folder of this run, when it writes one.
+    pub report_dir: RefCell<Option<PathBuf>>,
+    pub store_dir: RefCell<PathBuf>,
+    /// The cells met so far (every mode).
+    pub cells: RefCell<Vec<PlannedCell>>,
+    /// Set when `--only`'s cell has run (or was found done): the script
+    /// then stops, successfully.
+    pub only_done: std::cell::Cell<bool>,
+    /// The keys of every map literal compiled so far, in the order the
+    /// script wrote them (rhai maps iterate sorted): tables and plots keep
+    /// the script's order of columns and bars.
+    pub map_orders: RefCell<Vec<Vec<String>>>,
+}
+
+impl Ctx {
+    pub fn new(settings: Settings) -> Rc<Self> {
+        let store = settings.store_dir.clone();
+        Rc::new(Ctx {
+            settings,
+            script_dir: Rc::new(RefCell::new(PathBuf::from("."))),
+            sources: Default::default(),
+            recorder: Default::default(),
+            report_dir: RefCell::new(None),
+            store_dir: RefCell::new(store),
+            cells: RefCell::new(vec![]),
+            only_done: std::cell::Cell::new(false),
+            map_orders: Default::default(),
+        })
+    }
+
+    /// The keys of `m` in the order a map literal of the script wrote them
+    /// (the last literal with the same keys), else sorted.
+    pub fn key_order(&self, m: &rhai::Map) -> Vec<String> {
+        let keys: Vec<String> = m.keys().map(|k| k.to_string()).collect();
+        let orders = self.map_orders.borrow();
+        for o in orders.iter().rev() {
+            if o.len() == keys.len() && o.iter().all(|k| m.contains_key(k.as_str())) {
+                return o.clone();
+            }
+        }
+        keys
+    }
+
+    /// A path from a script: as given when it exists (relative to the
+    /// working directory), else relative to the script's folder when it
+    /// exists there, else as given.
+    pub fn path(&self, p: &str) -> PathBuf {
+        let given = PathBuf::from(p);
+        if given.is_absolute() || given.exists() {
+            return given;
+        }
+        let alt = self.script_dir.borrow().join(&given);
+        if alt.exists() {
+            alt
+        } else {
+            given
+        }
+    }
+
+    /// `p` as a path the script may write to: under the working
+    /// directory, the report folder, the store, or an `--allow-write`
+    /// folder (symbolic links and `..` resolved first). Anything else is an
+    /// error naming the path and the flag.
+    pub fn writable(&self, p: &str) -> Result<PathBuf, String> {
+        let path = PathBuf::from(p);
+        let full = resolved(&path).ok_or_else(|| {
+            format!("{p}: cannot tell where this path leads; write under the working directory")
+        })?;
+        let mut roots: Vec<PathBuf> = vec![PathBuf::from(".")];
+        roots.push(self.store_dir.borrow().clone());
+        if let Some(r) = self.report_dir.borrow().as_ref() {
+            roots.push(r.clone());
+        }
+        roots.extend(self.settings.allow_write.iter().cloned());
+        for r in &roots {
+            if let Some(root) = resolved(r) {
+                if full.starts_with(&root) {
+                    return Ok(path);
+                }
+            }
+        }
+        Err(format!(
+            "{p}: a script may write only under its working directory, the report folder and the store; give --allow-write {} to let it write there",
+            full.parent().unwrap_or(&full).display()
+        ))
+    }
+
+    /// A progress bar for a long call (nothing with `--quiet`).
+    pub fn progress(&self, label: &str) -> Box<dyn Progress> {
+        if self.settings.quiet || self.settings.cell_mode == CellMode::Plan {
+            Box::new(Silent)
+        } else {
+            Box::new(stilts_protocol::progress::Bar::new(label))
+        }
+    }
+
+    /// Whether the script's writes (plots, saved tables and models) and
+    /// prints happen: not while planning or running one cell, where its
+    /// values are placeholders.
+    pub fn writes(&self) -> bool {
+        self.settings.cell_mode.evaluates()
+    }
+
+    /// Prints a line and records it for the report.
+    pub fn say(&self, s: &str) {
+        if !self.writes() {
+            return;
+        }
+        println!("{s}");
+        self.recorder.borrow_mut().text(s);
+    }
+
+    /// A note on stderr (not in the report) unless `--quiet`.
+    pub fn note(&self, s: &str) {
+        if !self.settings.quiet && self.settings.cell_mode != CellMode::Plan {
+            eprintln!("{s}");
+        }
+    }
+
+    /// A note that also goes into the report (what was trained, where a
+    /// model was saved).
+    pub fn record(&self, s: &str) {
+        self.note(s);
+        self.recorder.borrow_mut().text(s);
+    }
+
+    /// `warning: ...` on stderr (even when quiet) and in the report.
+    pub fn warn(&self, s: &str) {
+        eprintln!("warning: {s}");
+        self.recorder.borrow_mut().text(&format!("warning: {s}"));
+    }
+
+    pub fn device_name(&self) -> String {
+        device_name(&self.settings.device)
+    }
+}
+
+pub use stilts_model::device::{device_name, parse_device};
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

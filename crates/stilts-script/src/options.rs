@@ -1,0 +1,251 @@
+//! Option maps of the rhai API as typed Rust structs. Each rhai function
+//! turns its `#{...}` argument into one of these with serde
+//! (`rhai::serde::from_dynamic`); `deny_unknown_fields` makes a misspelt key
+//! an error that lists the valid ones.
+
+use rhai::{Dynamic, EvalAltResult, Map};
+use serde::Deserialize;
+
+use stilts_protocol::presets::RunOptions;
+
+/// Converts a rhai map to `T`, naming `what` (e.g. "train options") in errors.
+pub fn from_map<T: serde::de::DeserializeOwned>(
+    what: &str,
+    map: &Map,
+) -> Result<T, Box<EvalAltResult>> {
+    let d = Dynamic::from_map(map.clone());
+    rhai::serde::from_dynamic::<T>(&d).map_err(|e| {
+        let m = serde_message(&e);
+        format!("{what}: {}", unknown_field(&m).unwrap_or(m)).into()
+    })
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" as the message
+/// every other option map gives: the closest key and the valid ones, once.
+fn unknown_field(m: &str) -> Option<String> {
+    let rest = m.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let valid: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    if valid.is_empty() {
+        return None;
+    }
+    let hint = closest(key, &valid)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default();
+    Some(format!(
+        "unknown key `{key}`{hint}; valid keys: {}",
+        valid.join(", ")
+    ))
+}
+
+/// The message of a serde conversion error, without rhai's wrapping.
+pub fn serde_message(e: &EvalAltResult) -> String {
+    match e {
+        EvalAltResult::ErrorParsing(
+            rhai::ParseErrorType::BadInput(rhai::LexError::ImproperSymbol(_, m)),
+            _,
+        ) => m.clone(),
+        EvalAltResult::ErrorMismatchDataType(expected, got, _) => {
+            let got = if got.is_empty() {
+                String::new()
+            } else {
+                format!("got {got}, ")
+            };
+            format!("wrong type: {got}expected {expected}")
+        }
+        other => {
+            let s = other.to_string();
+            match s.rfind(" (line ") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// Keys a training map takes besides the engine's [`RunOptions`] (whose
+/// `RunOptions::resolve` checks the rest): the dev set (a Task value) and
+/// `new_head` (a fresh head even when the model's fits the task).
+pub const SCRIPT_TRAIN_KEYS: [&str; 2] = ["dev", "new_head"];
+
+/// Every key a training map may have.
+pub fn train_keys() -> Vec<String> {
+    let mut k: Vec<String> = SCRIPT_TRAIN_KEYS.iter().map(|s| s.to_string()).collect();
+    k.extend(RunOptions::keys());
+    k
+}
+
+/// `over`'s keys laid over `base`.
+pub fn overlay(base: &Map, over: &Map) -> Map {
+    let mut m = base.clone();
+    for (k, v) in over {
+        m.insert(k.clone(), v.clone());
+    }
+    m
+}
+
+/// A preset as a rhai map.
+pub fn preset_map(name: &str) -> Result<Map, Box<EvalAltResult>> {
+    let p = stilts_protocol::presets::preset(name).map_err(|e| e.to_string())?;
+    let d = rhai::serde::to_dynamic(&p)?;
+    Ok(d.try_cast::<Map>().unwrap_or_default())
+}
+
+/// Fails on a key of `map` not in `valid`, listing the valid ones.
+pub fn check_keys(what: &str, map: &Map, valid: &[&str]) -> Result<(), Box<EvalAltResult>> {
+    for k in map.keys() {
+        if !valid.contains(&k.as_str()) {
+            let hint = closest(k, valid)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "{what}: unknown key `{k}`{hint}; valid keys: {}",
+                valid.join(", ")
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+pub use stilts_model::util::{closest, edit_distance};
+
+/// `evaluate(m, t, #{...})`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalArgs {
+    pub batch_size: Option<usize>,
+    /// Tokens per input (span QA: the window, default 384).
+    pub max_length: Option<usize>,
+    /// Span QA: tokens of overlap between windows (default 128).
+    pub doc_stride: Option<usize>,
+    /// Evaluate on the first N examples of each language only.
+    pub limit: Option<usize>,
+}
+
+/// `model(spec, #{...})`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelArgs {
+    /// classification, multiple_choice, span_qa, tagging.
+    pub head: Option<String>,
+    pub labels: Option<Vec<String>>,
+    pub seed: Option<u64>,
+    /// f32 (default) or bf16.
+    pub dtype: Option<String>,
+}
+
+/// `tiny_model(#{...})`. `text` is read separately (strings, files or tasks).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TinyArgs {
+    #[serde(default = "d_arch")]
+    pub arch: String,
+    #[serde(default = "d_hidden")]
+    pub hidden: usize,
+    #[serde(default = "d_layers")]
+    pub layers: usize,
+    #[serde(default = "d_heads")]
+    pub heads: usize,
+    #[serde(default = "d_ffn")]
+    pub ffn: usize,
+    #[serde(default = "d_vocab")]
+    pub vocab: usize,
+    /// Longest input in tokens (position embeddings are this + 2).
+    #[serde(default = "d_maxlen")]
+    pub max_length: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "d_labels")]
+    pub labels: Vec<String>,
+    #[serde(default, skip_deserializing)]
+    pub text: (),
+}
+
+fn d_arch() -> String {
+    "xlmr".into()
+}
+fn d_hidden() -> usize {
+    32
+}
+fn d_layers() -> usize {
+    2
+}
+fn d_heads() -> usize {
+    4
+}
+fn d_ffn() -> usize {
+    64
+}
+fn d_vocab() -> usize {
+    500
+}
+fn d_maxlen() -> usize {
+    128
+}
+fn d_labels() -> Vec<String> {
+    stilts_tasks::readers::nli_labels()
+}
+
+/// `task(name, #{...})`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskArgs {
+    /// The task folder (built-in tasks).
+    pub data: Option<String>,
+    /// train, dev, test (default: train).
+    pub split: Option<String>,
+    /// Languages (or rounds) to load; default: all the task has.
+    pub languages: Option<Vec<String>>,
+    /// A seeded random subset of at most N examples of each part
+    /// (language), stratified by label for classification
+    /// ([`stilts_tasks::Dataset::limit_sample`]).
+    pub limit: Option<usize>,
+    /// The first N examples of each part (a prefix: quick, but a file
+    /// sorted by label gives one label).
+    pub first: Option<usize>,
+    /// A seeded sample of N examples of each part (language), label-balanced
+    /// for classification ([`stilts_tasks::Dataset::sample`]), after `limit`.
+    pub sample: Option<usize>,
+    /// The seed of `limit` and `sample` (default 0).
+    pub sample_seed: Option<u64>,
+    /// Leave malformed lines out (counted) instead of failing.
+    pub skip_bad_lines: Option<bool>,
+    /// `task("tsv", ...)`: a headerless TSV file.
+    pub file: Option<String>,
+    /// `task("mlm", ...)`: raw-text files, one sentence a line.
+    pub files: Option<Vec<String>>,
+    /// `task("tsv", ...)`: its columns, among `language`, `id`, `label` and one or two text columns.
+    pub columns: Option<Vec<String>>,
+    /// `task("tsv", ...)` and `task("generic", ...)`: the label set.
+    pub labels: Option<Vec<String>>,
+    /// `task("tsv", ...)`: the task's name in results (default: the file's stem).
+    pub name: Option<String>,
+    /// `task("generic", ...)`: text columns and the label column of a TSV/CSV/JSONL with a header.
+    pub text_columns: Option<Vec<String>>,
+    pub label_column: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_name_the_closest_and_list_the_valid_ones() {
+        let mut m = Map::new();
+        m.insert("lrr".into(), Dynamic::from(1e-5));
+        let e = check_keys("train options", &m, &["lr", "batch_size"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown key `lrr`")
+                && e.contains("did you mean `lr`")
+                && e.contains("batch_size"),
+            "{e}"
+        );
+        assert!(
+            train_keys().iter().any(|k| k == "dev")
+                && train_keys().iter().any(|k| k == "eval_every")
+        );
+    }
+}

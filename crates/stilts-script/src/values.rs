@@ -1,0 +1,827 @@
+//! The values a script holds: models, tasks, results, comparisons and
+//! tables. Each is cheap to clone (rhai copies values freely): the heavy
+//! part sits behind an `Arc`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use stilts_model::Model;
+use stilts_protocol::stats::{self, SeedEstimate};
+use stilts_tasks::Dataset;
+
+/// A model in a script: the model and where it came from.
+#[derive(Clone)]
+pub struct ModelValue {
+    pub model: Arc<Model>,
+    /// What loaded or made it (`xlmr-large`, `tiny`, a directory, ...).
+    pub name: String,
+    /// True for a pretrained checkpoint whose head is a placeholder: training
+    /// puts the task's head on it.
+    pub pretrained: bool,
+    /// The AdamW state its training ended with (for `reset_optimizer: false`
+    /// in the next phase); `None` for loaded or new models.
+    pub optimizer: Option<Arc<stilts_protocol::optim::OptimizerState>>,
+    /// What its numbers depend on (its files, its weights, or the model,
+    /// data and options it was trained from): memo keys and conditions use it.
+    pub fingerprint: String,
+    /// What its last training did (updates, losses, dev scores, best
+    /// update); `None` for loaded or new models.
+    pub training: Option<Arc<serde_json::Value>>,
+}
+
+impl std::fmt::Display for ModelValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "model `{}`: {}", self.name, self.model)?;
+        if self.pretrained {
+            write!(f, " (pretrained; training puts the task's head on)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A task split, one dataset per language (or one without a language).
+#[derive(Clone)]
+pub struct TaskValue {
+    pub name: String,
+    pub split: String,
+    pub parts: Arc<Vec<Dataset>>,
+    /// Computed on first use (hashing the files and examples).
+    fingerprint: Arc<std::sync::OnceLock<String>>,
+}
+
+impl TaskValue {
+    pub fn new(name: impl Into<String>, split: impl Into<String>, parts: Vec<Dataset>) -> Self {
+        TaskValue {
+            name: name.into(),
+            split: split.into(),
+            parts: Arc::new(parts),
+            fingerprint: Default::default(),
+        }
+    }
+
+    /// The fingerprint of the data (files and examples), computed once.
+    pub fn fingerprint(&self) -> stilts_model::Result<String> {
+        if let Some(f) = self.fingerprint.get() {
+            return Ok(f.clone());
+        }
+        let f = stilts_protocol::fingerprint::datasets(&self.parts)?;
+        let _ = self.fingerprint.set(f.clone());
+        Ok(f)
+    }
+
+    /// The task as the experiment engine takes it.
+    pub fn task_data(&self) -> stilts_model::Result<stilts_protocol::experiment::TaskData> {
+        Ok(stilts_protocol::experiment::TaskData {
+            name: self.name.clone(),
+            parts: self.parts.clone(),
+            fingerprint: self.fingerprint()?,
+        })
+    }
+
+    /// The key of a part in results: its language or round, else the task name.
+    pub fn key(&self, ds: &Dataset) -> String {
+        ds.subset.clone().unwrap_or_else(|| self.name.clone())
+    }
+
+    pub fn languages(&self) -> Vec<String> {
+        self.parts.iter().map(|d| self.key(d)).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Dataset::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for TaskValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(first) = self.parts.first() else {
+            return write!(f, "task `{}` ({}): empty", self.name, self.split);
+        };
+        write!(
+            f,
+            "task `{}` ({}): {} examples, head {}",
+            self.name,
+            self.split,
+            self.len(),
+            first.head.name()
+        )?;
+        if !first.labels.is_empty() {
+            write!(f, " [{}]", first.labels.join(", "))?;
+        }
+        write!(f, ", metric {}", first.metric.name())?;
+        if self.parts.len() > 1 || first.subset.is_some() {
+            let per: Vec<String> = self
+                .parts
+                .iter()
+                .map(|d| format!("{} {}", self.key(d), d.len()))
+                .collect();
+            write!(f, "; {}", per.join(", "))?;
+        }
+        let skipped: usize = self.parts.iter().map(|d| d.skipped.bad_lines).sum();
+        if skipped > 0 {
+            write!(f, "; {skipped} malformed lines left out")?;
+        }
+        Ok(())
+    }
+}
+
+/// The score of one language.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LangScore {
+    /// The metric (percent), the mean over runs when there are several.
+    pub value: f64,
+    /// Examples scored.
+    pub n: usize,
+    /// One value per run (seed) when this score is a mean; empty for one run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<f64>,
+    /// Right/wrong per example, one list per run (accuracy metrics), for
+    /// bootstrap intervals; stored packed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "bits")]
+    pub correct: Vec<Vec<bool>>,
+}
+
+/// Scores of one model on one task, per language.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Scores {
+    /// What was evaluated (the model's name, or a label the script gives).
+    pub label: String,
+    pub task: String,
+    pub split: String,
+    pub metric: String,
+    pub by_lang: BTreeMap<String, LangScore>,
+    /// What guessing scores (100 / labels for accuracy over k classes or
+    /// k candidates), for chance lines; `None` when it has no meaning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chance: Option<f64>,
+}
+
+impl Scores {
+    /// What `evaluate` and `condition` give while planning (`stilts plan`)
+    /// or running one cell (`--only`): the task's languages and sizes, every
+    /// example wrong. Never shown: those modes print and write nothing.
+    pub fn placeholder(label: &str, t: &TaskValue) -> Scores {
+        Scores {
+            label: label.to_string(),
+            task: t.name.clone(),
+            split: t.split.clone(),
+            metric: "accuracy".into(),
+            chance: None,
+            by_lang: t
+                .parts
+                .iter()
+                .map(|ds| {
+                    (
+                        t.key(ds),
+                        LangScore {
+                            value: 0.0,
+                            n: ds.len(),
+                            runs: vec![],
+                            correct: vec![vec![false; ds.len()]],
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The unweighted mean over languages.
+    pub fn avg(&self) -> f64 {
+        mean(&self.by_lang.values().map(|s| s.value).collect::<Vec<_>>())
+    }
+
+    /// Per-run averages (one per seed) when the languages carry runs.
+    pub fn avg_runs(&self) -> Vec<f64> {
+        let k = self
+            .by_lang
+            .values()
+            .map(|s| s.runs.len())
+            .min()
+            .unwrap_or(0);
+        (0..k)
+            .map(|i| mean(&self.by_lang.values().map(|s| s.runs[i]).collect::<Vec<_>>()))
+            .collect()
+    }
+
+    /// The seed-aware estimate of one language (`avg`: the mean over
+    /// languages), from the engine's statistics.
+    pub fn estimate(&self, lang: &str) -> Option<SeedEstimate> {
+        let (values, runs) = if lang == "avg" {
+            (self.avg_runs_or_value(), self.avg_strata())
+        } else {
+            let s = self.by_lang.get(lang)?;
+            let values = if s.runs.is_empty() {
+                vec![s.value]
+            } else {
+                s.runs.clone()
+            };
+            (values, strata_of(&[&s.correct]))
+        };
+        let mut e = stats::seed_estimate(&values, &runs, RESAMPLES, stat_seed(lang));
+        // A score is a percentage: an interval past 0 or 100 (t with few
+        // seeds) is cut to what the metric can take.
+        e.ci = e.ci.map(|(lo, hi)| (lo.max(0.0), hi.min(100.0)));
+        Some(e)
+    }
+
+    /// Per-seed averages over languages, or the single value.
+    fn avg_runs_or_value(&self) -> Vec<f64> {
+        let r = self.avg_runs();
+        if r.is_empty() {
+            vec![self.avg()]
+        } else {
+            r
+        }
+    }
+
+    /// Per seed, every language's per-example scores (a stratum each).
+    fn avg_strata(&self) -> Vec<stats::Strata> {
+        let parts: Vec<&Vec<Vec<bool>>> = self.by_lang.values().map(|s| &s.correct).collect();
+        strata_of(&parts)
+    }
+
+    pub fn table(&self) -> TableValue {
+        let langs: Vec<String> = self
+            .by_lang
+            .keys()
+            .cloned()
+            .chain(std::iter::once("avg".to_string()))
+            .collect();
+        let est: Vec<Option<SeedEstimate>> = langs.iter().map(|l| self.estimate(l)).collect();
+        let seeds = est.iter().flatten().map(|e| e.seeds).max().unwrap_or(1);
+        let method = common_method(est.iter().flatten().map(|e| e.method));
+        let mut header = vec!["language".to_string(), self.metric.clone()];
+        if seeds > 1 {
+            header.push("sd over seeds".into());
+        }
+        header.push("95% CI".into());
+        if seeds > 1 {
+            header.push("CI, examples only".into());
+        }
+        header.push("n".into());
+        let mut csv_header = vec!["language".to_string(), self.metric.clone()];
+        if seeds > 1 {
+            csv_header.push("sd_over_seeds".into());
+        }
+        csv_header.extend(["ci_lo".to_string(), "ci_hi".to_string()]);
+        if seeds > 1 {
+            csv_header.extend(["examples_ci_lo".to_string(), "examples_ci_hi".to_string()]);
+        }
+        csv_header.push("n".into());
+        let mut csv_rows = vec![];
+        let mut rows = vec![];
+        for (lang, e) in langs.iter().zip(&est) {
+            let n = if lang == "avg" {
+                self.by_lang.values().map(|s| s.n).sum::<usize>()
+            } else {
+                self.by_lang[lang].n
+            };
+            let value = if lang == "avg" {
+                self.avg()
+            } else {
+                self.by_lang[lang].value
+            };
+            let mut r = vec![lang.clone(), format!("{value:.1}")];
+            if seeds > 1 {
+                r.push(
+                    e.as_ref()
+                        .map(|e| format!("{:.1}", e.seed_std))
+                        .unwrap_or_default(),
+                );
+            }
+            r.push(fmt_ci(e.as_ref().and_then(|e| e.ci)));
+            if seeds > 1 {
+                r.push(fmt_ci(e.as_ref().and_then(|e| e.example_ci)));
+            }
+            r.push(n.to_string());
+            rows.push(r);
+            let mut c = vec![lang.clone(), csv_num(Some(value))];
+            if seeds > 1 {
+                c.push(csv_num(e.as_ref().map(|e| e.seed_std)));
+            }
+            c.extend(csv_ci(e.as_ref().and_then(|e| e.ci)));
+            if seeds > 1 {
+                c.extend(csv_ci(e.as_ref().and_then(|e| e.example_ci)));
+            }
+            c.push(n.to_string());
+            csv_rows.push(c);
+        }
+        TableValue {
+            title: format!(
+                "{} on {} ({}; {} seed{}; {})",
+                self.label,
+                self.task,
+                self.split,
+                seeds,
+                if seeds == 1 { "" } else { "s" },
+                method
+            ),
+            header,
+            rows,
+            csv_header,
+            csv_rows,
+        }
+    }
+
+    /// The mean of several runs (seeds) of the same evaluation.
+    pub fn mean_of(all: &[Scores]) -> Result<Scores, String> {
+        let first = all.first().ok_or("mean of no results")?;
+        let mut out = Scores {
+            label: first.label.clone(),
+            task: first.task.clone(),
+            split: first.split.clone(),
+            metric: first.metric.clone(),
+            by_lang: BTreeMap::new(),
+            chance: first.chance,
+        };
+        for lang in first.by_lang.keys() {
+            let mut runs = vec![];
+            for s in all {
+                let v = s.by_lang.get(lang).ok_or_else(|| format!("mean: `{}` has no score for `{lang}`; all results must cover the same languages", s.label))?;
+                if v.runs.is_empty() {
+                    runs.push(v.value);
+                } else {
+                    runs.extend(&v.runs);
+                }
+            }
+            let mut correct = vec![];
+            for s in all {
+                correct.extend(s.by_lang[lang].correct.iter().cloned());
+            }
+            let n = first.by_lang[lang].n;
+            if correct.len() != runs.len() || correct.iter().any(|c| c.len() != correct[0].len()) {
+                correct.clear();
+            }
+            out.by_lang.insert(
+                lang.clone(),
+                LangScore {
+                    value: mean(&runs),
+                    n,
+                    runs,
+                    correct,
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// One language of a comparison.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Delta {
+    pub base: f64,
+    pub new: f64,
+    pub delta: f64,
+    /// 95% interval of the delta, when it can be estimated (see `method`).
+    pub ci: Option<(f64, f64)>,
+    #[serde(default)]
+    pub method: Option<stats::IntervalMethod>,
+    /// The example-level interval alone (seeds fixed), beside `ci`.
+    #[serde(default)]
+    pub example_ci: Option<(f64, f64)>,
+    /// Seeds paired (or the fewer of the two sides).
+    #[serde(default)]
+    pub seeds: usize,
+}
+
+/// `compare(base, new)`: the gain of `new` over `base` per language.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Comparison {
+    pub base: String,
+    pub new: String,
+    pub metric: String,
+    /// How intervals were estimated.
+    pub method: String,
+    pub by_lang: BTreeMap<String, Delta>,
+    pub avg: Delta,
+}
+
+impl Comparison {
+    /// The gain of `b` over `a` per language and on average, paired by seed
+    /// and by example (the engine's `paired_seed_delta`). Both must cover
+    /// the same languages (the rule `mean` follows too).
+    pub fn new(a: &Scores, b: &Scores) -> Result<Comparison, String> {
+        let la: Vec<&String> = a.by_lang.keys().collect();
+        let lb: Vec<&String> = b.by_lang.keys().collect();
+        if la != lb {
+            return Err(format!(
+                "compare: `{}` covers [{}] but `{}` covers [{}]; compare results over the same languages (use task.language(...) to pick them)",
+                a.label,
+                la.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                b.label,
+                lb.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let delta = |lang: &str| -> Delta {
+            let side = |s: &Scores| -> (Vec<f64>, Vec<stats::Strata>) {
+                if lang == "avg" {
+                    (s.avg_runs_or_value(), s.avg_strata())
+                } else {
+                    let x = &s.by_lang[lang];
+                    let v = if x.runs.is_empty() {
+                        vec![x.value]
+                    } else {
+                        x.runs.clone()
+                    };
+                    (v, strata_of(&[&x.correct]))
+                }
+            };
+            let (va, ra) = side(a);
+            let (vb, rb) = side(b);
+            let mut e = stats::paired_seed_delta(&va, &ra, &vb, &rb, RESAMPLES, stat_seed(lang));
+            // A gain in points lies within [-100, 100].
+            e.ci = e.ci.map(|(lo, hi)| (lo.max(-100.0), hi.min(100.0)));
+            let (base, new) = if lang == "avg" {
+                (a.avg(), b.avg())
+            } else {
+                (a.by_lang[lang].value, b.by_lang[lang].value)
+            };
+            Delta {
+                base,
+                new,
+                delta: new - base,
+                ci: e.ci,
+                method: e.method,
+                example_ci: e.example_ci,
+                seeds: e.seeds,
+            }
+        };
+        let by_lang: BTreeMap<String, Delta> =
+            a.by_lang.keys().map(|l| (l.clone(), delta(l))).collect();
+        if by_lang.is_empty() {
+            return Err(format!("compare: `{}` has no languages", a.label));
+        }
+        let avg = delta("avg");
+        let method = common_method(by_lang.values().chain([&avg]).map(|d| d.method)).to_string();
+        Ok(Comparison {
+            base: a.label.clone(),
+            new: b.label.clone(),
+            metric: a.metric.clone(),
+            method,
+            by_lang,
+            avg,
+        })
+    }
+
+    pub fn table(&self) -> TableValue {
+        let seeds = self
+            .by_lang
+            .values()
+            .chain([&self.avg])
+            .map(|d| d.seeds)
+            .max()
+            .unwrap_or(1);
+        let mut header = vec![
+            "language".to_string(),
+            self.base.clone(),
+            self.new.clone(),
+            "Δ".into(),
+            "95% CI".into(),
+        ];
+        if seeds > 1 {
+            header.push("CI, examples only".into());
+        }
+        let row = |l: &str, d: &Delta| {
+            let mut r = vec![
+                l.to_string(),
+                format!("{:.1}", d.base),
+                format!("{:.1}", d.new),
+                format!("{:+.1}", d.delta),
+                fmt_ci(d.ci),
+            ];
+            if seeds > 1 {
+                r.push(fmt_ci(d.example_ci));
+            }
+            r
+        };
+        let mut rows: Vec<Vec<String>> = self.by_lang.iter().map(|(l, d)| row(l, d)).collect();
+        rows.push(row("avg", &self.avg));
+        let mut csv_header = vec![
+            "language".to_string(),
+            self.base.clone(),
+            self.new.clone(),
+            "delta".into(),
+            "ci_lo".into(),
+            "ci_hi".into(),
+        ];
+        if seeds > 1 {
+            csv_header.extend(["examples_ci_lo".to_string(), "examples_ci_hi".to_string()]);
+        }
+        let csv_row = |l: &str, d: &Delta| {
+            let mut r = vec![
+                l.to_string(),
+                csv_num(Some(d.base)),
+                csv_num(Some(d.new)),
+                csv_num(Some(d.delta)),
+            ];
+            r.extend(csv_ci(d.ci));
+            if seeds > 1 {
+                r.extend(csv_ci(d.example_ci));
+            }
+            r
+        };
+        let mut csv_rows: Vec<Vec<String>> =
+            self.by_lang.iter().map(|(l, d)| csv_row(l, d)).collect();
+        csv_rows.push(csv_row("avg", &self.avg));
+        TableValue {
+            csv_header,
+            csv_rows,
+            title: format!(
+                "{} vs {} ({}; {} seed{} each; {})",
+                self.new,
+                self.base,
+                self.metric,
+                seeds,
+                if seeds == 1 { "" } else { "s" },
+                self.method
+            ),
+            header,
+            rows,
+        }
+    }
+}
+
+/// Bootstrap resamples of every interval a table shows.
+const RESAMPLES: usize = 1000;
+
+/// The bootstrap seed of every row: fixed, so a table is the same every
+/// time it is made, and a row computed from the same numbers (the average
+/// of a single language) gets the same interval.
+fn stat_seed(_lang: &str) -> u64 {
+    17
+}
+
+/// `[language][run][example]` right/wrong as the engine's per-run strata
+/// (`[run][language][example]` scores); empty unless every language has the
+/// same number of runs.
+fn strata_of(parts: &[&Vec<Vec<bool>>]) -> Vec<stats::Strata> {
+    let k = parts.first().map(|p| p.len()).unwrap_or(0);
+    if k == 0 || parts.iter().any(|p| p.len() != k) {
+        return vec![];
+    }
+    (0..k)
+        .map(|r| {
+            parts
+                .iter()
+                .map(|p| p[r].iter().map(|&b| f64::from(u8::from(b))).collect())
+                .collect()
+        })
+        .collect()
+}
+
+/// The one interval method of a set of rows, or a note that they differ.
+fn common_method(ms: impl Iterator<Item = Option<stats::IntervalMethod>>) -> &'static str {
+    let ms: Vec<Option<stats::IntervalMethod>> = ms.collect();
+    match ms.first() {
+        None | Some(None) if ms.iter().all(Option::is_none) => {
+            "no interval (one run, no per-example scores)"
+        }
+        Some(first) if ms.iter().all(|m| m == first) => first.map(|m| m.describe()).unwrap_or(""),
+        _ => "95% CI: methods differ by row (some rows lack per-example scores)",
+    }
+}
+
+/// A number for a CSV cell: up to 6 decimals, no trailing zeros; empty
+/// for none or NaN.
+pub fn csv_num(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v.is_finite() => {
+            let s = format!("{v:.6}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            if s == "-0" {
+                "0".into()
+            } else {
+                s.to_string()
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// An interval's two ends as CSV cells.
+pub fn csv_ci(c: Option<(f64, f64)>) -> [String; 2] {
+    [csv_num(c.map(|c| c.0)), csv_num(c.map(|c| c.1))]
+}
+
+fn fmt_ci(c: Option<(f64, f64)>) -> String {
+    c.map(|(l, h)| format!("[{l:.1}, {h:.1}]"))
+        .unwrap_or_else(|| "—".into())
+}
+
+/// `Vec<Vec<bool>>` as packed strings (the store's encoding).
+mod bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Vec<bool>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|b| stilts_protocol::store::pack_bits(b)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<bool>>, D::Error> {
+        let v: Vec<String> = Vec::deserialize(d)?;
+        v.iter()
+            .map(|s| {
+                stilts_protocol::store::unpack_bits(s)
+                    .ok_or_else(|| serde::de::Error::custom("bad packed bits"))
+            })
+            .collect()
+    }
+}
+
+pub fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// The name a script knows a value's type by, as `type_of` says it
+/// (`Model`, `Task`, `Result`, `i64`, `map`), never a Rust path.
+pub fn type_name(v: &rhai::Dynamic) -> &'static str {
+    if v.is::<ModelValue>() {
+        "Model"
+    } else if v.is::<TaskValue>() {
+        "Task"
+    } else if v.is::<Scores>() {
+        "Result"
+    } else if v.is::<Comparison>() {
+        "Comparison"
+    } else if v.is::<TableValue>() {
+        "Table"
+    } else if v.is_unit() {
+        "()"
+    } else if v.is_int() {
+        "i64"
+    } else if v.is_float() {
+        "f64"
+    } else if v.is_bool() {
+        "bool"
+    } else if v.is_string() {
+        "string"
+    } else if v.is_char() {
+        "char"
+    } else if v.is_array() {
+        "array"
+    } else if v.is_map() {
+        "map"
+    } else if v.is_fnptr() {
+        "Fn"
+    } else {
+        "a value of another kind"
+    }
+}
+
+/// A table a script can print, save or put in a report.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TableValue {
+    pub title: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// The CSV form when it differs from the display: numbers only, an
+    /// interval as two columns (`..._lo`, `..._hi`), an empty cell where
+    /// there is none. Empty: the CSV is the display table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub csv_header: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub csv_rows: Vec<Vec<String>>,
+}
+
+impl TableValue {
+    pub fn render(&self) -> comfy_table::Table {
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        t.set_header(self.header.clone());
+        for r in &self.rows {
+            t.add_row(r.clone());
+        }
+        for (i, c) in t.column_iter_mut().enumerate() {
+            if i > 0 {
+                c.set_cell_alignment(comfy_table::CellAlignment::Right);
+            }
+        }
+        t
+    }
+
+    pub fn markdown(&self) -> String {
+        let esc = |s: &str| s.replace('|', "\\|");
+        let mut s = String::new();
+        if !self.title.is_empty() {
+            s.push_str(&format!("**{}**\n\n", esc(&self.title)));
+        }
+        s.push_str(&format!(
+            "| {} |\n",
+            self.header
+                .iter()
+                .map(|h| esc(h))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+        s.push_str(&format!(
+            "|{}\n",
+            self.header
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+                .collect::<String>()
+        ));
+        for r in &self.rows {
+            s.push_str(&format!(
+                "| {} |\n",
+                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        s
+    }
+
+    pub fn csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(vec![]);
+        let (header, rows) = if self.csv_header.is_empty() {
+            (&self.header, &self.rows)
+        } else {
+            (&self.csv_header, &self.csv_rows)
+        };
+        let _ = w.write_record(header);
+        for r in rows {
+            let _ = w.write_record(r);
+        }
+        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for TableValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.title.is_empty() {
+            writeln!(f, "{}", self.title)?;
+        }
+        write!(f, "{}", self.render())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(label: &str, vals: &[(&str, f64)]) -> Scores {
+        Scores {
+            label: label.into(),
+            task: "xnli".into(),
+            split: "test".into(),
+            metric: "accuracy".into(),
+            chance: None,
+            by_lang: vals
+                .iter()
+                .map(|(l, v)| {
+                    (
+                        l.to_string(),
+                        LangScore {
+                            value: *v,
+                            n: 10,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn intervals_stay_within_what_a_percentage_can_be() {
+        let a =
+            Scores::mean_of(&[scores("a", &[("de", 20.0)]), scores("a", &[("de", 80.0)])]).unwrap();
+        let (lo, hi) = a.estimate("de").unwrap().ci.unwrap();
+        assert_eq!(
+            (lo, hi),
+            (0.0, 100.0),
+            "t with 1 degree of freedom spans past both ends"
+        );
+        let b =
+            Scores::mean_of(&[scores("b", &[("de", 90.0)]), scores("b", &[("de", 10.0)])]).unwrap();
+        let c = Comparison::new(&a, &b).unwrap();
+        let (lo, hi) = c.by_lang["de"].ci.unwrap();
+        assert!(lo >= -100.0 && hi <= 100.0);
+    }
+
+    #[test]
+    fn means_and_deltas() {
+        let a = Scores::mean_of(&[
+            scores("a", &[("de", 70.0), ("sw", 60.0)]),
+            scores("a", &[("de", 72.0), ("sw", 62.0)]),
+        ])
+        .unwrap();
+        let b = Scores::mean_of(&[
+            scores("b", &[("de", 75.0), ("sw", 61.0)]),
+            scores("b", &[("de", 77.0), ("sw", 63.0)]),
+        ])
+        .unwrap();
+        assert_eq!(a.by_lang["de"].value, 71.0);
+        let c = Comparison::new(&a, &b).unwrap();
+        assert_eq!(c.by_lang["de"].delta, 5.0);
+        assert!(c.by_lang["de"].ci.is_some());
+        assert_eq!(c.avg.delta, 3.0);
+        assert!(c.table().to_string().contains("+5.0"));
+    }
+}

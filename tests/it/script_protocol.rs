@@ -1,0 +1,369 @@
+//! The protocol from scripts (tiny model, CPU, the real files in
+//! ../shared/data): model selection on a dev set restores the best weights;
+//! `condition` reuses finished cells by fingerprint, re-runs exactly those
+//! whose data changed, and trains a shared intermediate phase once; MLM in a
+//! multi-task mix changes the encoder; keys a call cannot honour are errors.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn stilts(dir: &Path, src: &str, args: &[&str]) -> (i32, String, String) {
+    std::fs::write(dir.join("s.rhai"), src).unwrap();
+    let mut a = vec!["run", "s.rhai", "--no-report"];
+    a.extend_from_slice(args);
+    common::stilts_in(dir, &a)
+}
+
+fn data() -> String {
+    common::shared_data().display().to_string()
+}
+
+/// A tiny model over the texts of the tasks a script loads first.
+const PRELUDE: &str = r#"
+let d = param("data", "");
+let sst = task("sst2", #{data: `${d}/intermediate/sst2`, split: "train", limit: 64});
+let sst_dev = task("sst2", #{data: `${d}/intermediate/sst2`, split: "dev", limit: 48});
+let mnli = task("mnli", #{data: `${d}/intermediate/mnli`, split: "train", limit: 48});
+let m = tiny_model(#{text: [sst, sst_dev, mnli], vocab: 300, hidden: 32, layers: 1, heads: 2, ffn: 64, max_length: 48, seed: 3});
+"#;
+
+fn lines_of(out: &str, prefix: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(prefix).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn dev_selection_ends_on_the_best_weights_not_the_last() {
+    // The bundled English sentiment data: 240 lines to train on, 60 as dev.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(crate::common::REPO).join("data/quickstart/sentiment_en.tsv"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(dir.path().join("tr.tsv"), lines[..240].join("\n") + "\n").unwrap();
+    std::fs::write(dir.path().join("dv.tsv"), lines[240..].join("\n") + "\n").unwrap();
+    let src = r#"
+let lab = ["negative", "positive"];
+let tr = task("tsv", #{file: "tr.tsv", name: "sent", columns: ["text", "label"], labels: lab});
+let dv = task("tsv", #{file: "dv.tsv", name: "sent", split: "dev", columns: ["text", "label"], labels: lab});
+let m = tiny_model(#{text: [tr, dv], vocab: 200, hidden: 32, layers: 1, heads: 2, ffn: 64, max_length: 32, seed: 3, labels: lab});
+let o = #{lr: 3e-3, epochs: 4, batch_size: 8, max_length: 32, warmup: 0.0, seed: 1};
+let ft = train(m, tr, o + #{dev: dv, eval_every: 3});
+let t = ft.training;
+print(`evals ${t.dev.len()}`);
+print(`best ${t.best_dev}`);
+print(`step ${t.best_step}`);
+print(`last ${t.dev[t.dev.len() - 1][1]}`);
+print(`final ${evaluate(ft, dv).avg}`);
+let plain = train(m, tr, o);
+print(`plain ${evaluate(plain, dv).avg}`);
+"#;
+    let (code, out, err) = stilts(dir.path(), src, &[]);
+    assert_eq!(code, 0, "{err}");
+    let num = |k: &str| -> f64 { lines_of(&out, &format!("{k} "))[0].parse().unwrap() };
+    assert_eq!(num("evals"), 40.0, "every 3 of 120 updates: {out}");
+    // The run's last evaluation is worse than its best: selection matters here.
+    assert!(num("last") < num("best"), "{out}");
+    assert!(num("step") < 120.0, "{out}");
+    // The model returned is the best one: scored again, it gives the best score.
+    assert!((num("final") - num("best")).abs() < 1e-9, "{out}");
+    // Without a dev set it ends on the last weights (the last evaluation's).
+    assert!((num("plain") - num("last")).abs() < 1e-9, "{out}");
+    assert!(
+        err.contains("best dev") && err.contains("those weights kept"),
+        "{err}"
+    );
+}
+
+#[test]
+fn keys_a_call_cannot_honour_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (call, want) in [
+        (
+            "train(m, sst, #{eval_every: 5})",
+            "`eval_every` needs a dev set",
+        ),
+        (
+            "train(m, sst, #{patience: 2})",
+            "`patience` needs a dev set",
+        ),
+        (
+            "train(m, sst, #{dev_limit: 5})",
+            "`dev_limit` needs a dev set",
+        ),
+        (
+            "stilts(m, sst, mnli, #{intermediate: #{eval_every: 5}})",
+            "`eval_every` needs a dev set",
+        ),
+        ("train(m, sst, #{dev: 3})", "`dev` takes a task"),
+        (
+            "multitask(m, [sst, mnli], #{dev: sst_dev, sampling: #{probs: #{sst2: 1.0}}})",
+            "no probability for task `mnli`",
+        ),
+        (
+            "train(m, mnli, #{dev: sst_dev})",
+            "needs a classification head",
+        ),
+        (
+            "train(m, sst, #{freeze: [\"embedings\"]})",
+            "`freeze` entry `embedings` matches no parameter",
+        ),
+        (
+            "stilts(m, sst, mnli, #{target: #{freeze: [\"layers:0-4\"]}})",
+            "encoder.layer.1",
+        ),
+    ] {
+        let src = format!("{PRELUDE}\n{call};\n");
+        let (code, _, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);
+        assert_ne!(code, 0, "{call} ran");
+        assert!(
+            err.contains(want) && err.contains("s.rhai:"),
+            "{call}: {err}"
+        );
+    }
+}
+
+/// Two conditions (no intermediate task and SST-2 → MNLI) per evaluation
+/// language, over a private copy of two XNLI dev files.
+const GRID: &str = r#"
+store(param("store", "runs"));
+let x = param("xnli", "");
+for lang in ["de", "sw"] {
+    let ev = task("xnli", #{data: x, split: "dev", languages: [lang]});
+    let o = #{lr: 1e-3, epochs: 1, batch_size: 16, max_length: 48};
+    let b = condition(#{model: m, target: mnli, evaluate: ev, options: o, seed: 1});
+    let s = condition(#{model: m, intermediate: sst, target: mnli, evaluate: ev, options: o, seed: 1});
+    print(`${lang} ${b.avg} ${s.avg}`);
+}
+let other = task("mnli", #{data: `${d}/intermediate/mnli`, split: "train", limit: 32});
+let ev = task("xnli", #{data: x, split: "dev", languages: ["sw"]});
+let r = condition(#{model: m, intermediate: sst, target: other, evaluate: #{dev: ev}, seed: 1,
+                    options: #{lr: 1e-3, epochs: 1, batch_size: 16, max_length: 48}});
+print(`other ${r.dev.avg}`);
+"#;
+
+#[test]
+fn conditions_reuse_by_fingerprint_and_rerun_exactly_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdir = dir.path().join("xnli");
+    std::fs::create_dir_all(&xdir).unwrap();
+    for l in ["de", "sw"] {
+        let text = std::fs::read_to_string(common::shared_data().join(format!("xnli/dev-{l}.tsv")))
+            .unwrap();
+        let head: Vec<&str> = text.lines().take(30).collect();
+        std::fs::write(xdir.join(format!("dev-{l}.tsv")), head.join("\n") + "\n").unwrap();
+    }
+    let src = format!("{PRELUDE}\n{GRID}");
+    let args = [
+        "--set".to_string(),
+        format!("data={}", data()),
+        "--set".to_string(),
+        format!("xnli={}", xdir.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let records = || {
+        std::fs::read_to_string(dir.path().join("runs/runs.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let (code, out1, err) = stilts(dir.path(), &src, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(records(), 5);
+    // The third SST-2 condition (another target) trained no intermediate phase.
+    assert_eq!(
+        err.matches("intermediate phase reused from the store")
+            .count(),
+        2,
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("runs/intermediate"))
+            .unwrap()
+            .count(),
+        1
+    );
+    // Again: everything is reused, the same numbers come out.
+    let (code, out2, err) = stilts(dir.path(), &src, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out1, out2);
+    assert_eq!(err.matches(": reused ").count(), 5, "{err}");
+    assert_eq!(records(), 5);
+    // Change one line of the German file: exactly its two conditions re-run.
+    let p = xdir.join("dev-de.tsv");
+    let mut lines: Vec<String> = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines[4] = lines[4].replacen('\t', " (geändert)\t", 1);
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    let (code, _, err) = stilts(dir.path(), &src, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches(": reused ").count(), 3, "{err}");
+    assert_eq!(records(), 7);
+}
+
+#[test]
+fn mlm_alone_and_in_a_mix_changes_the_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "{PRELUDE}
+let text = task(\"mlm\", #{{data: `${{d}}/xnli`, split: \"dev\", languages: [\"de\", \"sw\"], first: 40}});
+print(`mlm ${{text.len}} ${{text.languages}}`);
+let o = #{{lr: 1e-3, epochs: 1, batch_size: 8, max_length: 48, seed: 2}};
+let plain = multitask(m, [sst], o);
+let mixed = multitask(m, [sst, text], o + #{{sampling: #{{probs: #{{sst2: 0.5, mlm: 0.5}}}}}});
+let alone = train(m, text, o);
+plain.save(\"plain\");
+mixed.save(\"mixed\");
+alone.save(\"alone\");
+print(`alone ${{alone.training.updates}} ${{alone.head}}`);
+"
+    );
+    let (code, out, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);
+    assert_eq!(code, 0, "{err}");
+    // The distinct premises of the first 40 pairs of each language.
+    let distinct: usize = ["de", "sw"]
+        .iter()
+        .map(|l| {
+            let t =
+                std::fs::read_to_string(common::shared_data().join(format!("xnli/dev-{l}.tsv")))
+                    .unwrap();
+            let p: std::collections::HashSet<&str> = t
+                .lines()
+                .take(40)
+                .map(|x| x.split('\t').next().unwrap())
+                .collect();
+            p.len()
+        })
+        .sum();
+    assert!(distinct > 4 && distinct < 80);
+    assert!(
+        out.contains(&format!("mlm {distinct} [\"de\", \"sw\"]")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("alone {} masked_lm", distinct.div_ceil(8))),
+        "{out}"
+    );
+    let weights = |d: &str| {
+        let t = candle_core::safetensors::load(
+            dir.path().join(d).join("model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        t["roberta.encoder.layer.0.attention.self.query.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_ne!(
+        weights("plain"),
+        weights("mixed"),
+        "the MLM task did not reach the encoder"
+    );
+    assert!(
+        err.contains("multitask sst2+mlm") && err.contains("mlm "),
+        "{err}"
+    );
+}
+
+/// Two processes running the same script at once compute each memo key and
+/// each condition once: the second waits for the first and reuses.
+#[test]
+fn concurrent_runs_compute_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "{PRELUDE}
+let o = #{{lr: 1e-3, epochs: 2, batch_size: 8, max_length: 48}};
+let a = memo(#{{what: \"sst\", model: m, task: sst}}, || evaluate(train(m, sst, o), sst_dev).avg);
+let ev = task(\"xnli\", #{{data: `${{d}}/xnli`, split: \"dev\", languages: [\"de\"], limit: 30}});
+let c = condition(#{{model: m, intermediate: sst, target: mnli, evaluate: ev, options: o, seed: 4}});
+print(`${{a}} ${{c.avg}}`);
+"
+    );
+    std::fs::write(dir.path().join("s.rhai"), &src).unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_stilts"))
+            .current_dir(dir.path())
+            .args([
+                "run",
+                "s.rhai",
+                "--no-report",
+                "--set",
+                &format!("data={}", data()),
+            ])
+            .output()
+    };
+    let (x, y) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(
+        x.status.success() && y.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&x.stderr),
+        String::from_utf8_lossy(&y.stderr)
+    );
+    assert_eq!(x.stdout, y.stdout);
+    let records = std::fs::read_to_string(dir.path().join("runs/runs.jsonl")).unwrap();
+    assert_eq!(
+        records.lines().count(),
+        2,
+        "a key was computed twice:\n{records}"
+    );
+}
+
+/// Issue 14, item 7: the report says what was trained (updates, loss,
+/// time, checkpoints) for `train` and `multitask`, and where a model was
+/// saved; a training call names the split it trains on.
+#[test]
+fn the_report_records_training_and_saving() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "{PRELUDE}
+let dev = task(\"mnli\", #{{data: `${{d}}/intermediate/mnli`, split: \"dev\", limit: 24}});
+let o = #{{max_steps: 2, batch_size: 8, max_length: 48, lr: 1e-3}};
+let ft = train(m, dev, o);
+let mt = multitask(m, [sst, mnli], o);
+ft.save(\"saved\");
+"
+    );
+    std::fs::write(dir.path().join("s.rhai"), src).unwrap();
+    let (code, _, err) = common::stilts_in(
+        dir.path(),
+        &[
+            "--quiet",
+            "run",
+            "s.rhai",
+            "--set",
+            &format!("data={}", data()),
+            "--out",
+            "rep",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let md = std::fs::read_to_string(dir.path().join("rep/report.md")).unwrap();
+    assert!(
+        md.contains("train on mnli dev_matched (24 examples): 2 updates of tiny-1x32"),
+        "the split loaded, not `train`: {md}"
+    );
+    assert!(
+        md.contains("multitask sst2+mnli of tiny-1x32: 2 updates"),
+        "multitask says what it trained: {md}"
+    );
+    assert_eq!(
+        md.matches("; checkpoints and curve.jsonl in ").count(),
+        2,
+        "{md}"
+    );
+    assert!(md.contains("loss ") && md.contains(" s; "), "{md}");
+    assert!(md.contains("saved tiny-1x32+mnli to saved"), "{md}");
+}
