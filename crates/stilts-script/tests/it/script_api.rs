@@ -211,8 +211,12 @@ fn shared(rel: &str) -> std::path::PathBuf {
 fn task_limit_is_a_seeded_stratified_sample_of_each_language() {
     let mnli = shared("intermediate/mnli");
     let xnli = shared("xnli");
+    // The one training here stores its run in a folder of its own, never in
+    // the working directory.
+    let store = tempfile::tempdir().unwrap();
     let mut rt = Runtime::new(Settings {
         quiet: true,
+        store_dir: store.path().join("runs"),
         ..Default::default()
     });
     let (d, x) = (mnli.display(), xnli.display());
