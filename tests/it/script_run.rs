@@ -133,7 +133,7 @@ fn missing_script_and_missing_data() {
     );
     assert_eq!(code, 1);
     assert!(
-        err.contains("s.rhai:1:9: task(\"xnli\"): data folder nowhere/xnli does not exist"),
+        err.contains("s.rhai:1:9: task `xnli`: data folder nowhere/xnli does not exist"),
         "{err}"
     );
     let (code, _, err) = run("require(#{xnli: \"a/xnli\", mnli: \".\"});\n", &[]);

@@ -18,7 +18,7 @@ pub enum BadLines {
 }
 
 /// Options every reader takes.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReadOptions {
     pub on_error: BadLines,
     /// Read at most this many examples (a prefix of the file, for quick runs).

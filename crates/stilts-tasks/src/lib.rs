@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod qa;
 pub mod readers;
 pub mod registry;
+pub mod source;
 
 pub use batch::{collate, train_batches, BatchSize, EvalPlan};
 pub use cache::{CacheStatus, FeatureCache};
@@ -39,3 +40,4 @@ pub use io::{BadLine, BadLines, ReadOptions, SkipReport};
 pub use qa::{postprocess, PostprocessOptions, QaPrediction};
 pub use readers::generic::GenericSpec;
 pub use registry::{generic, layouts_markdown, load, task, tasks, TaskSpec, TASK_NAMES};
+pub use source::{layout, open, source_names, MlmText, OpenedTask, Selection, TaskSource};

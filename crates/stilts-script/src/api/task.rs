@@ -8,7 +8,9 @@ use super::{rerr, RResult};
 use crate::context::Ctx;
 use crate::options::{from_map, TaskArgs};
 use crate::values::TaskValue;
-use stilts_tasks::{self as tasks, BadLines, Example, GenericSpec, ReadOptions};
+use stilts_tasks::{
+    self as tasks, BadLines, Example, GenericSpec, MlmText, ReadOptions, Selection, TaskSource,
+};
 
 impl CustomType for TaskValue {
     fn build(mut b: TypeBuilder<Self>) {
@@ -141,169 +143,81 @@ pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
             "task(\"{name}\"): `limit` and `first` must be at least 1 (leave them out for all examples)"
         )));
     }
-    let (limit, sample, seed) = (a.limit, a.sample, a.sample_seed.unwrap_or(0));
-    let t = load_split(ctx, name, a)?;
-    let t = match limit {
-        Some(n) => TaskValue::new(
-            t.name.clone(),
-            t.split.clone(),
-            t.parts.iter().map(|p| p.limit_sample(n, seed)).collect(),
-        ),
-        None => t,
-    };
-    let Some(n) = sample else { return Ok(t) };
-    let parts = t
-        .parts
-        .iter()
-        .map(|p| p.sample(n, seed))
-        .collect::<stilts_model::Result<Vec<_>>>()
-        .map_err(rerr)?;
-    Ok(TaskValue::new(t.name, t.split, parts))
+    load_split(ctx, name, a)
 }
 
+/// Converts `task(NAME, #{..})`'s options into a [`TaskSource`] and a
+/// [`Selection`], and opens it through [`tasks::open`]; what is missing for
+/// the named source is said in the script's own syntax.
 fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
-    let read = ReadOptions {
-        on_error: if a.skip_bad_lines.unwrap_or(false) {
-            BadLines::Skip
-        } else {
-            BadLines::Fail
+    let sel = Selection {
+        split: a.split.clone().unwrap_or_else(|| "train".into()),
+        languages: a.languages.clone(),
+        limit: a.limit,
+        sample: a.sample,
+        seed: a.sample_seed.unwrap_or(0),
+        read: ReadOptions {
+            on_error: if a.skip_bad_lines.unwrap_or(false) {
+                BadLines::Skip
+            } else {
+                BadLines::Fail
+            },
+            // `first` is a prefix of each file (read no further); `limit` is
+            // drawn from the whole file afterwards.
+            limit: a.first,
         },
-        // `first` is a prefix of each file (read no further); `limit` is
-        // drawn from the whole file afterwards.
-        limit: a.first,
     };
-    let split = a.split.clone().unwrap_or_else(|| "train".into());
-    if name == "mlm" {
-        return load_mlm(ctx, &a);
-    }
-    if a.files.is_some() {
+    if name != "mlm" && a.files.is_some() {
         return Err(rerr(format!(
             "task(\"{name}\"): `files` is for task(\"mlm\") only; give the task's folder as `data`"
         )));
     }
-    if name == "tsv" {
-        let file = a
-            .file
-            .as_deref()
-            .ok_or_else(|| rerr("task(\"tsv\", ...): `file` is missing (a headerless TSV file)"))?;
-        let columns = a.columns.clone().ok_or_else(|| rerr("task(\"tsv\", ...): `columns` is missing, e.g. [\"language\", \"premise\", \"hypothesis\", \"label\"]"))?;
-        let labels = a.labels.clone().ok_or_else(|| rerr("task(\"tsv\", ...): `labels` is missing (the label set, in the classifier's order)"))?;
-        let path = ctx.path(file);
-        let tname = a.name.clone().unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_else(|| "tsv".into())
-        });
-        let mut parts = stilts_tasks::readers::columns::read(
-            &path,
-            &tname,
-            &columns,
-            &labels,
-            a.first,
-            a.skip_bad_lines.unwrap_or(false),
-        )
-        .map_err(rerr)?;
-        for p in &mut parts {
-            p.split = split.clone();
-        }
-        if let Some(langs) = &a.languages {
-            parts.retain(|p| p.subset.as_ref().is_some_and(|s| langs.contains(s)));
-            if parts.is_empty() {
-                return Err(rerr(format!(
-                    "{}: none of the languages {langs:?} is in the file",
-                    path.display()
-                )));
+    let source = match name {
+        "mlm" => TaskSource::Mlm(match (&a.files, &a.data) {
+            (Some(files), _) => MlmText::Files(files.iter().map(|f| ctx.path(f)).collect()),
+            (None, Some(data)) => MlmText::Premises {
+                data: ctx.path(data),
+            },
+            (None, None) => return Err(rerr("task(\"mlm\", ...): give `files` (raw text, one sentence a line) or `data` (an XNLI folder: its premises, per language)")),
+        }),
+        "tsv" => TaskSource::Tsv {
+            name: a.name.clone(),
+            file: ctx.path(a.file.as_deref().ok_or_else(|| {
+                rerr("task(\"tsv\", ...): `file` is missing (a headerless TSV file)")
+            })?),
+            columns: a.columns.clone().ok_or_else(|| rerr("task(\"tsv\", ...): `columns` is missing, e.g. [\"language\", \"premise\", \"hypothesis\", \"label\"]"))?,
+            labels: a.labels.clone().ok_or_else(|| rerr("task(\"tsv\", ...): `labels` is missing (the label set, in the classifier's order)"))?,
+        },
+        _ => {
+            let data = ctx.path(a.data.as_deref().ok_or_else(|| {
+                let layout = tasks::layout(name).unwrap_or_default();
+                rerr(format!("task(\"{name}\", ...): `data` is missing: give the task's folder, e.g. task(\"{name}\", #{{data: \"path/to/{name}\"}})\n{layout}"))
+            })?);
+            if name == "generic" {
+                let text_columns = a.text_columns.clone().ok_or_else(|| {
+                    rerr("task(\"generic\", ...): `text_columns` is missing (one or two column names)")
+                })?;
+                let labels = a.labels.clone().ok_or_else(|| {
+                    rerr("task(\"generic\", ...): `labels` is missing (the label set)")
+                })?;
+                let tc: Vec<&str> = text_columns.iter().map(String::as_str).collect();
+                let lb: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let label_column = a.label_column.as_deref().unwrap_or("label");
+                TaskSource::Generic {
+                    name: a.name.clone().unwrap_or_else(|| "generic".into()),
+                    data,
+                    spec: GenericSpec::new(&tc, label_column, &lb),
+                }
+            } else {
+                TaskSource::Builtin {
+                    name: name.to_string(),
+                    data,
+                }
             }
         }
-        return Ok(TaskValue::new(tname, split, parts));
-    }
-    let data = a.data.as_deref().ok_or_else(|| {
-        let layout = tasks::task(name).map(|t| t.layout()).unwrap_or_default();
-        rerr(format!("task(\"{name}\", ...): `data` is missing: give the task's folder, e.g. task(\"{name}\", #{{data: \"path/to/{name}\"}})\n{layout}"))
-    })?;
-    let root = ctx.path(data);
-    if !root.is_dir() {
-        return Err(rerr(format!(
-            "task(\"{name}\"): data folder {} does not exist",
-            root.display()
-        )));
-    }
-    let spec = if name == "generic" {
-        let text_columns = a.text_columns.clone().ok_or_else(|| {
-            rerr("task(\"generic\", ...): `text_columns` is missing (one or two column names)")
-        })?;
-        let label_column = a.label_column.clone().unwrap_or_else(|| "label".into());
-        let labels = a
-            .labels
-            .clone()
-            .ok_or_else(|| rerr("task(\"generic\", ...): `labels` is missing (the label set)"))?;
-        let tc: Vec<&str> = text_columns.iter().map(String::as_str).collect();
-        let lb: Vec<&str> = labels.iter().map(String::as_str).collect();
-        let g = GenericSpec::new(&tc, &label_column, &lb);
-        g.check().map_err(rerr)?;
-        tasks::generic(a.name.as_deref().unwrap_or("generic"), g)
-    } else {
-        tasks::task(name).map_err(rerr)?
     };
-    let subsets: Vec<Option<String>> = match &a.languages {
-        Some(l) => l.iter().map(|s| Some(s.clone())).collect(),
-        None if !spec.subsets.is_empty() && spec.default_subset.is_none() => {
-            spec.subsets.iter().map(|s| Some(s.clone())).collect()
-        }
-        None => vec![None],
-    };
-    let mut parts = vec![];
-    for s in &subsets {
-        parts.push(
-            spec.load(&root, &split, s.as_deref(), &read)
-                .map_err(rerr)?,
-        );
-    }
-    Ok(TaskValue::new(spec.name.clone(), split, parts))
-}
-
-/// `task("mlm", #{files: [...]} | #{data: XNLI_DIR, split, languages})`:
-/// raw text for masked language modelling, a part per file (named by its
-/// stem), or the distinct premises of an XNLI-layout folder, a part per
-/// language.
-fn load_mlm(ctx: &Ctx, a: &TaskArgs) -> RResult<TaskValue> {
-    if let Some(files) = &a.files {
-        if files.is_empty() {
-            return Err(rerr(
-                "task(\"mlm\"): `files` is empty; give raw-text files, one sentence a line",
-            ));
-        }
-        let parts = files
-            .iter()
-            .map(|f| {
-                let p = ctx.path(f);
-                let stem = p.file_stem().map(|s| s.to_string_lossy().to_string());
-                tasks::readers::text::raw_text(&p, stem.as_deref(), a.first).map_err(rerr)
-            })
-            .collect::<RResult<Vec<_>>>()?;
-        return Ok(TaskValue::new("mlm", "train", parts));
-    }
-    let Some(data) = &a.data else {
-        return Err(rerr("task(\"mlm\", ...): give `files` (raw text, one sentence a line) or `data` (an XNLI folder: its premises, per language)"));
-    };
-    let nli = load(
-        ctx,
-        "xnli",
-        TaskArgs {
-            data: Some(data.clone()),
-            split: a.split.clone(),
-            languages: a.languages.clone(),
-            first: a.first,
-            skip_bad_lines: a.skip_bad_lines,
-            ..Default::default()
-        },
-    )?;
-    let parts = nli
-        .parts
-        .iter()
-        .map(tasks::readers::text::first_texts)
-        .collect();
-    Ok(TaskValue::new("mlm", nli.split.clone(), parts))
+    let t = tasks::open(&source, &sel).map_err(rerr)?;
+    Ok(TaskValue::new(t.name, t.split, t.parts))
 }
 
 /// Lines left out under `skip_bad_lines` are said in the run's output and
@@ -330,21 +244,6 @@ fn report_skips(ctx: &Ctx, t: &TaskValue) {
     ctx.recorder.borrow_mut().text(&format!("warning: {msg}"));
 }
 
-/// `layout("tsv")`: the script-level tasks have no folder layout; these
-/// say what they read.
-const TSV_LAYOUT: &str =
-    "task `tsv`: one headerless TSV file, task(\"tsv\", #{file, columns, labels, name, split})
-  file     the TSV file (any name; .gz or .bz2 may be compressed)
-  columns  the name of each column, in order: `label`, one or two text columns
-           (e.g. premise, hypothesis), optionally `language` (a part per language) and `id`
-  labels   the label set, in the classifier's order
-";
-
-const MLM_LAYOUT: &str = "task `mlm`: raw text for masked language modelling
-  task(\"mlm\", #{files: [...]})   one sentence a line, a part per file (named by its stem)
-  task(\"mlm\", #{data: XNLI_DIR, split, languages})   the distinct premises of an XNLI folder, a part per language
-";
-
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.build_type::<TaskValue>();
     let c = ctx.clone();
@@ -359,28 +258,18 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         load(&c, name, TaskArgs::default())
     });
     engine.register_fn("tasks", || {
-        tasks::TASK_NAMES
-            .iter()
+        tasks::source_names()
+            .into_iter()
             .map(|s| Dynamic::from(s.to_string()))
-            .chain([
-                Dynamic::from("tsv".to_string()),
-                Dynamic::from("mlm".to_string()),
-            ])
             .collect::<Array>()
     });
     engine.register_fn("layout", |name: &str| -> RResult<String> {
-        match name {
-            "tsv" => Ok(TSV_LAYOUT.to_string()),
-            "mlm" => Ok(MLM_LAYOUT.to_string()),
-            _ => Ok(tasks::task(name)
-                .map_err(|e| {
-                    rerr(format!(
-                        "layout(\"{name}\"): {}",
-                        e.to_string().replace("unknown task", "no built-in task")
-                    ))
-                })?
-                .layout()),
-        }
+        tasks::layout(name).map_err(|e| {
+            rerr(format!(
+                "layout(\"{name}\"): {}",
+                e.to_string().replace("unknown task", "no built-in task")
+            ))
+        })
     });
     engine.register_fn(
         "language",

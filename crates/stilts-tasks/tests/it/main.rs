@@ -4,6 +4,7 @@
 use stilts_testing as common;
 
 mod bad_data;
+mod source;
 mod tasks_batch;
 mod tasks_cache;
 mod tasks_features;
