@@ -437,7 +437,7 @@ fn readable_script(file: &Path) -> crate::Result<()> {
                 Ok(())
             }
         })
-        .map_err(|e| crate::Error::msg(format!("{}: cannot read the script: {e}", file.display())))
+        .map_err(|e| crate::Error::config(file, format!("cannot read the script: {e}")))
 }
 
 /// `--only CELL`: a key prefix as `stilts plan` prints it.
@@ -732,10 +732,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             let queue = crate::cluster::slurm::squeue();
             let plan = crate::cluster::plan(&settings, file, &queue)?;
             if plan.cells.is_empty() {
-                return Err(crate::Error::msg(format!(
-                    "{}: no cells to submit (the script calls no condition()); run it with `stilts run`",
-                    file.display()
-                )));
+                return Err(crate::Error::config(file, "no cells to submit (the script calls no condition()); run it with `stilts run`"));
             }
             let opts = crate::cluster::slurm::SubmitOptions {
                 slurm: slurm.clone(),

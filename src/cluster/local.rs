@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{passthrough, this_binary, CellRow, CellState, Plan};
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 use stilts_script::context::cancelled;
 use stilts_script::Settings;
 
@@ -69,7 +69,7 @@ pub fn run_pool(
         }
     );
     let logs = plan.store.root().join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
+    std::fs::create_dir_all(&logs).with_path(&logs)?;
     let exe = this_binary()?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -104,8 +104,8 @@ pub fn run_pool(
                 .create(true)
                 .append(true)
                 .open(&log)
-                .map_err(|e| Error::io(&log, e))?;
-            let err = out.try_clone().map_err(|e| Error::io(&log, e))?;
+                .with_path(&log)?;
+            let err = out.try_clone().with_path(&log)?;
             let mut cmd = Command::new(&exe);
             cmd.arg("run")
                 .arg(script)

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{absolute, passthrough, shell_quote, this_binary, CellRow, Plan, Queue};
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 use stilts_protocol::store::Store;
 use stilts_script::Settings;
 
@@ -352,7 +352,7 @@ pub fn submit(
         format!("{stem}-{t}-{}", std::process::id())
     };
     let dir = absolute(&plan.store.root().join("slurm").join(&stamp));
-    std::fs::create_dir_all(dir.join("logs")).map_err(|e| Error::io(&dir, e))?;
+    std::fs::create_dir_all(dir.join("logs")).with_path(&dir)?;
     let exe = this_binary()?;
     let mut common = passthrough(set, settings);
     let script = script_arg.display().to_string();
@@ -395,7 +395,7 @@ pub fn submit(
         .collect();
     let write = |file: &str, text: &str| -> Result<PathBuf> {
         let p = dir.join(file);
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+        std::fs::write(&p, text).with_path(&p)?;
         Ok(p)
     };
     write("cells.txt", &table)?;

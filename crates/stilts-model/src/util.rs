@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WithPath};
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -19,15 +19,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).with_path(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     remove_stale_temps(dir, &format!(".{name}.tmp"));
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    std::fs::write(&tmp, bytes).with_path(&tmp)?;
+    std::fs::rename(&tmp, path).with_path(path)
 }
 
 /// Removes `PREFIX<pid>` files in `dir` left by writers that are gone (a
@@ -71,42 +71,31 @@ pub fn replace_dir(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .filter(|n| n != "." && n != "..")
-        .ok_or_else(|| {
-            Error::msg(format!(
-                "{}: give a folder of its own to save into",
-                dst.display()
-            ))
-        })?;
+        .ok_or_else(|| Error::config(dst, "give a folder of its own to save into"))?;
     if dst.exists() {
         if !dst.is_dir() {
-            return Err(Error::msg(format!(
-                "{}: exists and is not a folder",
-                dst.display()
-            )));
+            return Err(Error::config(dst, "exists and is not a folder"));
         }
         let others: Vec<String> = std::fs::read_dir(dst)
-            .map_err(|e| Error::io(dst, e))?
+            .with_path(dst)?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().to_string())
             .filter(|n| !keep.contains(&n.as_str()))
             .collect();
         if !others.is_empty() {
-            return Err(Error::msg(format!(
-                "{}: holds other files ({}); it is replaced whole when saving, so give a folder of its own",
-                dst.display(),
-                others.join(", ")
+            return Err(Error::config(dst, format!("holds other files ({}); it is replaced whole when saving, so give a folder of its own", others.join(", ")
             )));
         }
     }
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    std::fs::create_dir_all(parent).with_path(parent)?;
     let tmp = parent.join(format!(".{name}.tmp"));
     let old = parent.join(format!(".{name}.old"));
     for leftover in [&tmp, &old] {
         if leftover.exists() {
-            std::fs::remove_dir_all(leftover).map_err(|e| Error::io(leftover, e))?;
+            std::fs::remove_dir_all(leftover).with_path(leftover)?;
         }
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).with_path(&tmp)?;
     fill(&tmp)?;
     install_dir(&tmp, dst)
 }
@@ -131,17 +120,17 @@ pub fn sibling(dir: &Path, what: &str) -> PathBuf {
 pub fn install_dir(src: &Path, dst: &Path) -> Result<()> {
     let old = sibling(dst, "old");
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        std::fs::remove_dir_all(&old).with_path(&old)?;
     }
     if let Some(p) = dst.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+        std::fs::create_dir_all(p).with_path(p)?;
     }
     if dst.exists() {
-        std::fs::rename(dst, &old).map_err(|e| Error::io(dst, e))?;
+        std::fs::rename(dst, &old).with_path(dst)?;
     }
-    std::fs::rename(src, dst).map_err(|e| Error::io(dst, e))?;
+    std::fs::rename(src, dst).with_path(dst)?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        std::fs::remove_dir_all(&old).with_path(&old)?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::optim::{AdamW, Moments};
-use stilts_model::error::{read_json, Error, Result};
+use stilts_model::error::{read_json, Error, Result, WithPath};
 use stilts_model::{DropoutRng, ParamStore};
 
 /// Where the loop stands: everything but tensors.
@@ -79,9 +79,9 @@ pub fn save(
     let old = root.join("checkpoint.old");
     let dst = dir_of(root);
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::remove_dir_all(&tmp).with_path(&tmp)?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).with_path(&tmp)?;
     save_tensors(&params.tensors(), &tmp.join("model.safetensors"))?;
     let mut moments = BTreeMap::new();
     for (name, m) in &opt.moments {
@@ -96,17 +96,16 @@ pub fn save(
         save_tensors(b, &tmp.join("best.safetensors"))?;
     }
     let json = serde_json::to_string(state).map_err(|e| Error::msg(e.to_string()))?;
-    std::fs::write(tmp.join("state.json"), json)
-        .map_err(|e| Error::io(tmp.join("state.json"), e))?;
+    std::fs::write(tmp.join("state.json"), json).with_path(tmp.join("state.json"))?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        std::fs::remove_dir_all(&old).with_path(&old)?;
     }
     if dst.exists() {
-        std::fs::rename(&dst, &old).map_err(|e| Error::io(&dst, e))?;
+        std::fs::rename(&dst, &old).with_path(&dst)?;
     }
-    std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
+    std::fs::rename(&tmp, &dst).with_path(&dst)?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        std::fs::remove_dir_all(&old).with_path(&old)?;
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ use super::run::{evaluate, multitask, train, transfer, MultitaskJob, TrainJob};
 use super::train::{Progress, TrainReport};
 use crate::store::cells::{CellMark, MarkState};
 use crate::store::{pack_bits, RunRecord, Store};
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 use stilts_model::{LoadOptions, Model};
 use stilts_tasks::Dataset;
 
@@ -214,19 +214,6 @@ pub fn intermediate_dir(store_root: &Path, key: &str) -> PathBuf {
         .join(&key[..16.min(key.len())])
 }
 
-fn interrupted(phase: &str, rep: &TrainReport, checkpoint: Option<&Path>) -> Error {
-    match checkpoint {
-        Some(d) => Error::msg(format!(
-            "interrupted during {phase} at update {}; its checkpoint is in {}: run again to resume (finished conditions are kept)",
-            rep.steps,
-            d.display()
-        )),
-        None => Error::msg(format!(
-            "interrupted during {phase}; nothing of this condition was recorded (finished conditions are kept)"
-        )),
-    }
-}
-
 /// The intermediate phase: trained, or loaded from the store when the same
 /// phase (model, task(s), options, seed) finished before. Returns the
 /// encoder's model, the optimizer state when the target phase keeps it,
@@ -289,7 +276,8 @@ fn intermediate_phase(
             &job,
             &mut *progress(&format!("{} (intermediate)", t.name)),
             cancel,
-        )?;
+        )
+        .map_err(|e| e.during(format!("intermediate training on {}", t.name)))?;
         my_curves.insert(format!("intermediate.{}", t.name), phase_curve(&rep));
         (m, rep)
     } else {
@@ -306,7 +294,8 @@ fn intermediate_phase(
             options: &opts,
             checkpoint_dir: ckpt.clone(),
         };
-        let (models, rep) = multitask(&job, &mut *progress("multi-task (intermediate)"), cancel)?;
+        let (models, rep) = multitask(&job, &mut *progress("multi-task (intermediate)"), cancel)
+            .map_err(|e| e.during("multi-task intermediate training"))?;
         my_curves.insert("intermediate.multitask".to_string(), phase_curve(&rep));
         for (t, (name, _)) in mix.iter().enumerate() {
             let curve = rep
@@ -324,16 +313,13 @@ fn intermediate_phase(
             .ok_or_else(|| Error::msg("multi-task training returned no model"))?;
         (m, rep)
     };
-    if rep.cancelled {
-        return Err(interrupted("intermediate training", &rep, ckpt.as_deref()));
-    }
     let summary = phase_summary(&rep);
     if let (Some(d), false) = (&dir, keep_optimizer) {
         // Written to a temporary folder and renamed: a kill leaves either
         // no saved phase or a whole one (phase.json is written last).
         let tmp = d.with_extension("tmp");
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::remove_dir_all(&tmp).with_path(&tmp)?;
         }
         model.save(&tmp)?;
         stilts_model::util::write_atomic(
@@ -348,12 +334,12 @@ fn intermediate_phase(
             .as_bytes(),
         )?;
         if d.exists() {
-            std::fs::remove_dir_all(d).map_err(|e| Error::io(d, e))?;
+            std::fs::remove_dir_all(d).with_path(d)?;
         }
         if let Some(p) = d.parent() {
-            std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+            std::fs::create_dir_all(p).with_path(p)?;
         }
-        std::fs::rename(&tmp, d).map_err(|e| Error::io(d, e))?;
+        std::fs::rename(&tmp, d).with_path(d)?;
         // The saved model is what later conditions load: its checkpoints
         // (weights, optimizer, best) are not needed any more.
         if let Some(c) = &ckpt {
@@ -418,7 +404,7 @@ pub fn run_condition(
         match &out {
             Ok(_) => s.unmark(&key),
             Err(e) => {
-                let state = if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                let state = if e.is_cancelled() {
                     MarkState::Interrupted
                 } else {
                     MarkState::Failed
@@ -495,10 +481,8 @@ fn run_claimed(
         &job,
         &mut *progress(&format!("{} (target)", c.target.name)),
         cancel,
-    )?;
-    if rep.cancelled {
-        return Err(interrupted("target training", &rep, target_ckpt.as_deref()));
-    }
+    )
+    .map_err(|e| e.during(format!("target training on {}", c.target.name)))?;
     curves.insert(format!("target.{}", c.target.name), phase_curve(&rep));
     phases.insert("target".into(), phase_summary(&rep));
     // Zero-shot evaluation per language, on every evaluation set.

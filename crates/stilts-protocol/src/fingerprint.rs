@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 use stilts_model::Model;
 use stilts_tasks::Dataset;
 
@@ -37,7 +37,7 @@ fn cache() -> &'static Mutex<HashMap<FileKey, String>> {
 /// assert_eq!(&h[..8], "ba7816bf");
 /// ```
 pub fn file(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let meta = std::fs::metadata(path).with_path(path)?;
     let key = (
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         meta.len(),
@@ -46,11 +46,11 @@ pub fn file(path: &Path) -> Result<String> {
     if let Some(h) = cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(h);
     }
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut f = std::fs::File::open(path).with_path(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        let n = f.read(&mut buf).with_path(path)?;
         if n == 0 {
             break;
         }
@@ -76,7 +76,7 @@ pub fn of_json(v: &serde_json::Value) -> String {
 /// the config, every weight file (shards included) and the tokenizer.
 pub fn model_files(dir: &Path) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).with_path(dir)?;
     for e in entries {
         let e = e.map_err(|err| Error::io(dir, err))?;
         let name = e.file_name().to_string_lossy().to_string();
@@ -90,10 +90,10 @@ pub fn model_files(dir: &Path) -> Result<BTreeMap<String, String>> {
         }
     }
     if !out.contains_key("config.json") {
-        return Err(Error::msg(format!(
-            "{}: no config.json; a model directory needs one (Hugging Face layout)",
-            dir.display()
-        )));
+        return Err(Error::config(
+            dir,
+            "no config.json; a model directory needs one (Hugging Face layout)",
+        ));
     }
     Ok(out)
 }

@@ -1,6 +1,8 @@
 //! The experiment engine: optimisation, training and evaluation loops, the
 //! STILTs transfer. It knows nothing about rhai or the terminal: progress
-//! and cancellation come in through [`train::Progress`] and a flag.
+//! and cancellation come in through [`train::Progress`] and a flag, and a
+//! run the flag stopped comes back as `Error::Cancelled` (what it was
+//! doing, the update, the checkpoint), never as a message or a report flag.
 
 pub mod checkpoint;
 pub mod experiment;

@@ -69,10 +69,10 @@ pub fn epoch_batches(
     device: &Device,
 ) -> Result<Vec<TrainBatch>> {
     let mask_id = tok.token_id("<mask>").ok_or_else(|| {
-        Error::msg(format!(
-            "{}: the tokenizer has no <mask> token, needed for MLM",
-            tok.path().display()
-        ))
+        Error::config(
+            tok.path(),
+            "the tokenizer has no <mask> token, needed for MLM",
+        )
     })?;
     let special: Vec<u32> = ["<s>", "</s>", "<pad>"]
         .iter()
@@ -134,10 +134,7 @@ pub fn read_text(
         .map(|l| (l.to_string(), None))
         .collect();
     if lines.is_empty() {
-        return Err(Error::msg(format!(
-            "{}: no text to train the MLM task on",
-            path.display()
-        )));
+        return Err(Error::config(path, "no text to train the MLM task on"));
     }
     tok.encode_batch(&lines, max_length)
 }

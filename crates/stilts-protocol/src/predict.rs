@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::D;
 
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 use stilts_model::{Inputs, Model, Output};
 
 /// One input line: a text, or a premise and hypothesis.
@@ -30,8 +30,7 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
 pub fn read_source(source: &Path, skip_bad_lines: bool) -> Result<(Vec<Example>, Vec<BadLine>)> {
     let text = if source == Path::new("-") {
         let mut t = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
-            .map_err(|e| Error::io("<stdin>", e))?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).with_path("<stdin>")?;
         t
     } else {
         stilts_model::error::read_to_string(source)?
@@ -205,7 +204,7 @@ pub fn predict(
 pub fn write_jsonl(preds: &[Prediction], out: &mut impl Write) -> Result<()> {
     for p in preds {
         let line = serde_json::to_string(p).map_err(|e| Error::msg(e.to_string()))?;
-        writeln!(out, "{line}").map_err(|e| Error::io("<stdout>", e))?;
+        writeln!(out, "{line}").with_path("<stdout>")?;
     }
     Ok(())
 }

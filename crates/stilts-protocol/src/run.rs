@@ -615,7 +615,7 @@ fn evaluate_features(
     for (k, b) in plan.batches.iter().enumerate() {
         if cancel.load(Ordering::Relaxed) {
             progress.finish();
-            return Err(Error::msg("interrupted"));
+            return Err(Error::cancelled(format!("evaluation of {}", ds.name())));
         }
         let batch: Vec<&Feature> = b.iter().map(|&i| &feats[i]).collect();
         let (inputs, _) = tasks::collate(&batch, &ds.head, enc.pad_id(), &device)?;

@@ -8,7 +8,7 @@ use candle_core::{DType, Tensor};
 
 use super::checkpoint::{self, LoopState};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig, LinearSchedule, OptimizerState, Warmup};
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 use stilts_model::{DropoutRng, Encoder, Inputs, Loss, Model, ParamStore, Target};
 
 /// Settings of one fine-tuning run.
@@ -110,7 +110,7 @@ impl CurveLog {
     /// Opens `dir/curve.jsonl`: emptied for a fresh run, cut back to update
     /// `resumed_from` for a resumed one.
     pub fn open(dir: &std::path::Path, resumed_from: Option<u64>) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir).with_path(dir)?;
         let path = dir.join("curve.jsonl");
         let kept: String = match resumed_from {
             None => String::new(),
@@ -130,7 +130,7 @@ impl CurveLog {
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+            .with_path(&path)?;
         Ok(CurveLog { path, file })
     }
 
@@ -138,9 +138,7 @@ impl CurveLog {
         use std::io::Write;
         let mut s = v.to_string();
         s.push('\n');
-        self.file
-            .write_all(s.as_bytes())
-            .map_err(|e| Error::io(&self.path, e))
+        self.file.write_all(s.as_bytes()).with_path(&self.path)
     }
 }
 
@@ -168,9 +166,6 @@ pub struct TrainReport {
     pub scores: Vec<(u64, f64)>,
     pub best_score: Option<f64>,
     pub best_step: Option<u64>,
-    /// True when stopped early by the cancel flag (a checkpoint was written
-    /// if checkpointing is on).
-    pub cancelled: bool,
     pub early_stopped: bool,
     /// True when the run continued from a checkpoint.
     pub resumed_from: Option<u64>,
@@ -448,9 +443,13 @@ pub fn fine_tune_with_eval(
                 break 'epochs;
             }
             if cancel.load(Ordering::Relaxed) {
-                report.cancelled = true;
                 save(&st, &opt, &best)?;
-                break 'epochs;
+                progress.finish();
+                return Err(Error::Cancelled {
+                    during: "training".into(),
+                    step: Some(st.step),
+                    checkpoint: opts.checkpoint_dir.clone(),
+                });
             }
             let group = groups[st.group];
             let step_start = std::time::Instant::now();
@@ -590,18 +589,16 @@ pub fn fine_tune_with_eval(
             st.group = 0;
         }
     }
-    if !report.cancelled {
-        st.finished = true;
-        // Model selection: end on the best weights seen.
-        if let Some(b) = &best {
-            for (name, var) in params.iter() {
-                if let Some(t) = b.get(name) {
-                    var.set(t)?;
-                }
+    st.finished = true;
+    // Model selection: end on the best weights seen.
+    if let Some(b) = &best {
+        for (name, var) in params.iter() {
+            if let Some(t) = b.get(name) {
+                var.set(t)?;
             }
         }
-        save(&st, &opt, &best)?;
     }
+    save(&st, &opt, &best)?;
     progress.finish();
     report.steps = st.step;
     report.losses = st.losses;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::context::{CellOutput, Item};
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Result, WithPath};
 use stilts_model::util::write_atomic;
 
 /// Writes the report of `cells` into `dir`; returns the Markdown file.
@@ -15,7 +15,7 @@ pub fn write(
     cells: &[CellOutput],
     banner: Option<&str>,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).with_path(dir)?;
     let mut md = format!("# {script}\n\n");
     if let Some(b) = banner {
         for line in b.lines() {
@@ -59,7 +59,7 @@ pub fn write(
                     if p.exists()
                         && std::fs::canonicalize(p).ok() != std::fs::canonicalize(&target).ok()
                     {
-                        std::fs::copy(p, &target).map_err(|e| Error::io(&target, e))?;
+                        std::fs::copy(p, &target).with_path(&target)?;
                     }
                     md.push_str(&format!("![{name}]({name})\n\n"));
                 }

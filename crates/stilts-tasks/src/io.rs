@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 
 /// What a reader does with a malformed line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -215,7 +215,7 @@ pub fn data_ext(path: &Path) -> String {
 /// Opens a file for reading, decompressing `.gz` (gzip, multi-member) and
 /// `.bz2` (bzip2, multi-stream) transparently.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let f = File::open(path).with_path(path)?;
     let r: Box<dyn Read + Send> =
         match Compression::of(path) {
             Compression::None => Box::new(f),
@@ -232,9 +232,7 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>> {
 /// The whole (decompressed) file as text.
 pub fn read_text(path: &Path) -> Result<String> {
     let mut bytes = Vec::new();
-    open(path)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
+    open(path)?.read_to_end(&mut bytes).with_path(path)?;
     let mut text = String::from_utf8(bytes).map_err(|e| {
         let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()
@@ -306,11 +304,11 @@ impl Iterator for Lines {
 /// read in blocks so big files don't sit in memory.
 pub fn file_sha256(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut f = File::open(path).with_path(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        let n = f.read(&mut buf).with_path(path)?;
         if n == 0 {
             break;
         }

@@ -469,10 +469,7 @@ fn find(root: &Path, pattern: &str) -> Result<Option<PathBuf>> {
     let mut hits: Vec<PathBuf> = matching.iter().filter(|p| p.is_file()).cloned().collect();
     if hits.is_empty() {
         if let Some(d) = matching.iter().find(|p| p.is_dir()) {
-            return Err(Error::msg(format!(
-                "{}: is a folder, but the task reads a file of that name here (`{pattern}`); put the file itself there",
-                d.display()
-            )));
+            return Err(Error::config(d, format!("is a folder, but the task reads a file of that name here (`{pattern}`); put the file itself there")));
         }
     }
     hits.sort();
@@ -480,11 +477,13 @@ fn find(root: &Path, pattern: &str) -> Result<Option<PathBuf>> {
     let mut names: Vec<String> = hits.iter().map(|p| plain_name(p)).collect();
     names.dedup();
     if names.len() > 1 {
-        return Err(Error::msg(format!(
-            "{}: `{pattern}` matches several files ({}); keep one, or give it the exact name",
-            dir.display(),
-            names.join(", ")
-        )));
+        return Err(Error::config(
+            dir,
+            format!(
+                "`{pattern}` matches several files ({}); keep one, or give it the exact name",
+                names.join(", ")
+            ),
+        ));
     }
     Ok(hits.into_iter().next())
 }
@@ -777,10 +776,10 @@ impl TaskSpec {
             let mut part = read_file(f, &labels, opts, &mut report)?;
             part =
                 check_examples(&f.path, part, opts, &mut report).map_err(|e| match &f.filter {
-                    Some(lang) if part_was_empty(&e) => Error::msg(format!(
-                        "{}: no examples of `{lang}` in this file; pick a language it holds",
-                        f.path.display()
-                    )),
+                    Some(lang) if part_was_empty(&e) => Error::config(
+                        &f.path,
+                        format!("no examples of `{lang}` in this file; pick a language it holds"),
+                    ),
                     _ => e,
                 })?;
             if subset.is_some_and(|s| s.eq_ignore_ascii_case("all")) || files.len() > 1 {
@@ -854,10 +853,7 @@ pub fn check_examples(
 ) -> Result<Vec<Example>> {
     if examples.is_empty() {
         if report.is_empty() {
-            return Err(Error::msg(format!(
-                "{}: no examples (the file is empty or holds only a header); check the file or the split",
-                path.display()
-            )));
+            return Err(Error::config(path, "no examples (the file is empty or holds only a header); check the file or the split"));
         }
         return Ok(examples);
     }

@@ -278,10 +278,10 @@ fn open_tsv(
     if let Some(langs) = &sel.languages {
         parts.retain(|p| p.subset.as_ref().is_some_and(|s| langs.contains(s)));
         if parts.is_empty() {
-            return Err(Error::msg(format!(
-                "{}: none of the languages {langs:?} is in the file",
-                file.display()
-            )));
+            return Err(Error::config(
+                file,
+                format!("none of the languages {langs:?} is in the file"),
+            ));
         }
     }
     Ok(OpenedTask {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Store;
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 
 /// A cell's state as its last process left it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -114,7 +114,7 @@ impl Store {
     /// Writes (replaces) a cell's mark.
     pub fn mark(&self, m: &CellMark) -> Result<()> {
         let dir = self.marks_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).with_path(&dir)?;
         let json = serde_json::to_string_pretty(m).map_err(|e| Error::msg(e.to_string()))?;
         super::write_renamed(&self.mark_path(&m.key), json.as_bytes())
     }

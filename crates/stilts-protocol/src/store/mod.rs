@@ -39,7 +39,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use stilts_model::error::{Error, Result};
+use stilts_model::error::{Error, Result, WithPath};
 
 /// Everything needed to recognise, trust and reuse one run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -173,7 +173,7 @@ pub(crate) fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    res.map_err(|e| Error::io(path, e))
+    res.with_path(path)
 }
 
 impl Store {
@@ -258,7 +258,7 @@ impl Store {
     fn migrate_legacy(&self) -> Result<()> {
         let dir = self.records_dir();
         let root = self.root();
-        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        std::fs::create_dir_all(&root).with_path(&root)?;
         let legacy = if self.path.is_file() {
             self.set_aside_torn_tail()?;
             self.legacy_records()?
@@ -266,11 +266,10 @@ impl Store {
             vec![]
         };
         let tmp = temp_beside(&dir);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::create_dir_all(&tmp).with_path(&tmp)?;
         for r in &legacy {
             let line = serde_json::to_string(r).map_err(|e| Error::msg(e.to_string()))?;
-            std::fs::write(tmp.join(Self::record_name(r, &line)), line)
-                .map_err(|e| Error::io(&tmp, e))?;
+            std::fs::write(tmp.join(Self::record_name(r, &line)), line).with_path(&tmp)?;
         }
         match std::fs::rename(&tmp, &dir) {
             Ok(()) => Ok(()),
@@ -300,7 +299,7 @@ impl Store {
             return Ok(Claim { _file: None });
         }
         let dir = self.root().join("claims");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).with_path(&dir)?;
         let path = dir.join(format!("{}.lock", &key[..key.len().min(32)]));
         let mut f = OpenOptions::new()
             .create(true)
@@ -308,7 +307,7 @@ impl Store {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+            .with_path(&path)?;
         let unlocked = |e: std::io::Error| {
             warn_once(&format!(
                 "warning: {}: cannot lock ({e}); going on without claims: two processes may train the same condition, the store stays correct (STILTS_LOCKS=off silences this)",
@@ -345,7 +344,7 @@ impl Store {
     /// In a store written by an older stilts: when `runs.jsonl` does not end
     /// with a newline, moves its last partial line to the `.damaged` file.
     fn set_aside_torn_tail(&self) -> Result<()> {
-        let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let bytes = std::fs::read(&self.path).with_path(&self.path)?;
         if bytes.is_empty() || bytes.ends_with(b"\n") {
             return Ok(());
         }
@@ -360,10 +359,10 @@ impl Store {
             .create(true)
             .append(true)
             .open(&damaged)
-            .map_err(|e| Error::io(&damaged, e))?;
+            .with_path(&damaged)?;
         let mut tail = bytes[start..].to_vec();
         tail.push(b'\n');
-        d.write_all(&tail).map_err(|e| Error::io(&damaged, e))?;
+        d.write_all(&tail).with_path(&damaged)?;
         write_renamed(&self.path, &bytes[..start])?;
         eprintln!(
             "warning: {}:{line_no}: a torn record (a writer killed mid-append, {} bytes) was moved to {}",
@@ -389,9 +388,7 @@ impl Store {
         let mut line_no = 0;
         loop {
             buf.clear();
-            let n = reader
-                .read_line(&mut buf)
-                .map_err(|e| Error::io(&self.path, e))?;
+            let n = reader.read_line(&mut buf).with_path(&self.path)?;
             if n == 0 {
                 break;
             }
@@ -430,7 +427,7 @@ impl Store {
         };
         let mut names: Vec<(String, String)> = vec![];
         for e in entries {
-            let e = e.map_err(|e| Error::io(&dir, e))?;
+            let e = e.with_path(&dir)?;
             let name = e.file_name().to_string_lossy().to_string();
             if name.starts_with('.') || !name.ends_with(".json") || !name.starts_with(prefix) {
                 continue;

@@ -155,8 +155,20 @@ fn gradient_accumulation_counts_updates_and_cancel_stops() {
         &mut Silent,
         &AtomicBool::new(true),
     )
-    .unwrap();
-    assert!(r.cancelled && r.steps == 0);
+    .unwrap_err();
+    // An error that says what stopped and where, not a report with a flag.
+    assert!(
+        matches!(
+            r,
+            stilts_model::Error::Cancelled {
+                step: Some(0),
+                checkpoint: None,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.to_string(), "interrupted during training at update 0");
 }
 
 #[test]

@@ -230,7 +230,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     }
     let mut factory = |label: &str| ctx.progress(&format!("{name} seed {seed}: {label}"));
     let out = engine_bridge::condition(&c, &store, &mut factory, &CANCEL).map_err(|e| {
-        if crate::context::cancelled() {
+        if e.is_cancelled() {
             rerr(format!("condition {name} (seed {seed}): interrupted ({}); finished conditions are kept in {}, this one's checkpoint too: run again to resume it", crate::context::signal_name(), store.path().display()))
         } else {
             rerr(format!("condition {name} (seed {seed}): {e}"))

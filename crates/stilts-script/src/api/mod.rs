@@ -24,6 +24,35 @@ pub fn rerr(e: impl std::fmt::Display) -> Box<EvalAltResult> {
     e.to_string().into()
 }
 
+/// An engine error as the script sees it: an interruption
+/// ([`stilts_model::Error::Cancelled`]) names the signal, what it stopped
+/// and where its checkpoint is, and how to go on; anything else is
+/// `WHAT: error`.
+pub fn engine_err(what: &str, e: stilts_model::Error) -> Box<EvalAltResult> {
+    match e {
+        stilts_model::Error::Cancelled {
+            during,
+            step,
+            checkpoint,
+        } => rerr(format!(
+            "interrupted ({}) during {what}{}; {}",
+            crate::context::signal_name(),
+            step.map(|s| format!(" at update {s}")).unwrap_or_default(),
+            match checkpoint {
+                Some(d) => format!(
+                    "its checkpoint is in {}: run the script again to resume from it",
+                    d.display()
+                ),
+                None if during.starts_with("evaluation") => {
+                    "run the script again (finished training is kept in its checkpoints)".into()
+                }
+                None => "run the script again".into(),
+            }
+        )),
+        e => rerr(format!("{what}: {e}")),
+    }
+}
+
 /// Registers every type and function of the API.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     model::register(engine, ctx);

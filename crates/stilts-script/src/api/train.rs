@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, Map};
 
-use super::{rerr, RResult};
+use super::{engine_err, rerr, RResult};
 use crate::context::{Ctx, CANCEL};
 use crate::engine_bridge;
 use crate::options::{from_map, overlay, preset_map, EvalArgs};
@@ -131,19 +131,6 @@ fn options_key(o: &RunOptions, parts: &[&stilts_tasks::Dataset]) -> serde_json::
             .iter()
             .any(|d| matches!(d.head, stilts_model::HeadKind::SpanQa)),
     )
-}
-
-fn interrupted(
-    what: &str,
-    report: &stilts_protocol::train::TrainReport,
-    dir: &std::path::Path,
-) -> Box<rhai::EvalAltResult> {
-    rerr(format!(
-        "interrupted ({}) during {what} at update {}; its checkpoint is in {}: run the script again to resume from it",
-        crate::context::signal_name(),
-        report.steps,
-        dir.display()
-    ))
 }
 
 /// Where a training call of a script checkpoints: under the store, by the
@@ -320,10 +307,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         ..TrainJob::new(&m.model, &t.parts, run)
     };
     let (model, report) =
-        engine_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| rerr(format!("{what}: {e}")))?;
-    if report.cancelled {
-        return Err(interrupted(&what, &report, &dir));
-    }
+        engine_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| engine_err(&what, e))?;
     resumed_note(ctx, &what, &report, &dir);
     let last = report.losses.last().copied().unwrap_or(f64::NAN);
     let selection = match (report.best_step, report.best_score) {
@@ -527,10 +511,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         checkpoint_dir: Some(dir.clone()),
     };
     let (model, report) = engine_bridge::multitask(&job, &mut *bar, &CANCEL)
-        .map_err(|e| rerr(format!("multitask: {e}")))?;
-    if report.cancelled {
-        return Err(interrupted("multitask", &report, &dir));
-    }
+        .map_err(|e| engine_err("multitask", e))?;
     resumed_note(ctx, "multitask", &report, &dir);
     let mut per_task = vec![];
     for (i, n) in names.iter().enumerate() {
@@ -591,15 +572,8 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
     let mut metric = String::new();
     for ds in t.parts.iter() {
         let mut bar = ctx.progress(&format!("eval {}", t.key(ds)));
-        let e = engine_bridge::evaluate(&m.model, ds, &run, &mut *bar, &CANCEL).map_err(
-            |e| {
-                if crate::context::cancelled() {
-                    rerr(format!("interrupted ({}) during evaluate; run the script again (finished training is kept in its checkpoints)", crate::context::signal_name()))
-                } else {
-                    rerr(format!("evaluate on {}: {e}", ds.name()))
-                }
-            },
-        )?;
+        let e = engine_bridge::evaluate(&m.model, ds, &run, &mut *bar, &CANCEL)
+            .map_err(|e| engine_err(&format!("evaluate on {}", ds.name()), e))?;
         metric = e.metric.clone();
         by_lang.insert(
             t.key(ds),

@@ -26,16 +26,16 @@ pub fn read(
     let col = |n: &str| columns.iter().position(|c| c == n);
     let (lang_c, id_c) = (col("language"), col("id"));
     let label_c = col("label").ok_or_else(|| {
-        Error::msg(format!(
-            "{}: `columns` must name a `label` column, got {columns:?}",
-            path.display()
-        ))
+        Error::config(
+            path,
+            format!("`columns` must name a `label` column, got {columns:?}"),
+        )
     })?;
     let text_cs: Vec<usize> = (0..columns.len())
         .filter(|&i| Some(i) != lang_c && Some(i) != id_c && i != label_c)
         .collect();
     if text_cs.is_empty() || text_cs.len() > 2 {
-        return Err(Error::msg(format!("{}: `columns` must have one or two text columns besides language/id/label, got {columns:?}", path.display())));
+        return Err(Error::config(path, format!("`columns` must have one or two text columns besides language/id/label, got {columns:?}")));
     }
     let mut order: Vec<String> = vec![];
     let mut by: std::collections::HashMap<String, Vec<Example>> = Default::default();
@@ -101,23 +101,25 @@ pub fn read(
         }
     }
     if order.is_empty() {
-        return Err(Error::msg(format!(
-            "{}: no examples{}",
-            path.display(),
-            if skipped.is_empty() {
-                " (the file is empty)".to_string()
-            } else {
-                format!(
-                    "; every line was malformed and left out, e.g. {}",
-                    skipped
-                        .values()
-                        .flat_map(|r| r.first.first())
-                        .next()
-                        .map(|b| b.to_string())
-                        .unwrap_or_default()
-                )
-            }
-        )));
+        return Err(Error::config(
+            path,
+            format!(
+                "no examples{}",
+                if skipped.is_empty() {
+                    " (the file is empty)".to_string()
+                } else {
+                    format!(
+                        "; every line was malformed and left out, e.g. {}",
+                        skipped
+                            .values()
+                            .flat_map(|r| r.first.first())
+                            .next()
+                            .map(|b| b.to_string())
+                            .unwrap_or_default()
+                    )
+                }
+            ),
+        ));
     }
     Ok(order
         .into_iter()

@@ -27,10 +27,10 @@ pub fn raw_text(path: &Path, language: Option<&str>, limit: Option<usize>) -> Re
         })
         .collect();
     if examples.is_empty() {
-        return Err(Error::msg(format!(
-            "{}: no text to train masked language modelling on (one sentence a line)",
-            path.display()
-        )));
+        return Err(Error::config(
+            path,
+            "no text to train masked language modelling on (one sentence a line)",
+        ));
     }
     Ok(mlm_dataset(examples, language, vec![path.to_path_buf()]))
 }
