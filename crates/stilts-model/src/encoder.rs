@@ -623,21 +623,8 @@ impl Encoder {
     }
 
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
-        // detach: a Var built from a detached tensor owns a fresh copy.
-        let source = self
-            .params
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| (k, v.detach()))
-            .collect();
-        let mut pb = ParamBuilder::new(
-            source,
-            "<in memory>",
-            0,
-            self.config.initializer_range,
-            device,
-            dtype,
-        );
+        let mut pb =
+            ParamBuilder::detached(&self.params, self.config.initializer_range, device, dtype);
         let mut enc = Encoder::build(&self.config, &mut pb)?;
         enc.gradient_checkpointing = self.gradient_checkpointing;
         enc.compute_dtype = if self.compute_dtype == self.dtype() {

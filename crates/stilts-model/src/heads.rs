@@ -406,20 +406,7 @@ impl Head {
         device: &candle_core::Device,
         dtype: DType,
     ) -> Result<Self> {
-        let source = self
-            .params
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| (k, v.detach()))
-            .collect();
-        let mut pb = ParamBuilder::new(
-            source,
-            "<in memory>",
-            0,
-            config.initializer_range,
-            device,
-            dtype,
-        );
+        let mut pb = ParamBuilder::detached(&self.params, config.initializer_range, device, dtype);
         Head::build(config, self.kind.clone(), &mut pb, encoder)
     }
 }

@@ -277,21 +277,8 @@ impl Model {
     pub fn for_inference(&self) -> Result<Self> {
         let c = self.config();
         let (device, dtype) = (self.encoder.device().clone(), self.encoder.dtype());
-        let source = self
-            .params()
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| (k, v.detach()))
-            .collect();
-        let mut pb = ParamBuilder::new(
-            source,
-            "<in memory>",
-            0,
-            c.initializer_range,
-            &device,
-            dtype,
-        )
-        .for_inference();
+        let mut pb = ParamBuilder::detached(&self.params(), c.initializer_range, &device, dtype)
+            .for_inference();
         let mut encoder = Encoder::build(c, &mut pb)?;
         encoder.compute_dtype = self.encoder.compute_dtype;
         let mut head = Head::build(c, self.head.kind.clone(), &mut pb, &encoder)?;

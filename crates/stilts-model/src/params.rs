@@ -198,6 +198,19 @@ impl ParamBuilder {
         self
     }
 
+    /// A builder over detached copies of `params` (a `Var` built from a
+    /// detached tensor owns a fresh copy), in memory, on `device` in
+    /// `dtype`: the one way a model is rebuilt from another's weights
+    /// (`to`, `for_inference`).
+    pub fn detached(params: &ParamStore, std: f64, device: &Device, dtype: DType) -> Self {
+        let source = params
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.detach()))
+            .collect();
+        ParamBuilder::new(source, "<in memory>", 0, std, device, dtype)
+    }
+
     /// A builder over `params` themselves (the same `Var`s, not copies),
     /// with the names in `frozen` as plain tensors: a view of a model in
     /// which only the others are trained.

@@ -33,23 +33,11 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// Accuracy (in %) averaged over seeds, with a 95% percentile-bootstrap CI
-/// over examples: each resample draws example indices with replacement and
-/// applies them to every seed (`correct[seed][example]`).
-pub fn bootstrap_accuracy(correct: &[Vec<bool>], resamples: usize, seed: u64) -> Estimate {
-    let n = correct.first().map(Vec::len).unwrap_or(0);
-    let acc = |idx: &mut dyn Iterator<Item = usize>| -> f64 {
-        let mut hits = vec![0usize; correct.len()];
-        let mut count = 0usize;
-        for i in idx {
-            for (s, row) in correct.iter().enumerate() {
-                hits[s] += row[i] as usize;
-            }
-            count += 1;
-        }
-        100.0 * hits.iter().sum::<usize>() as f64 / (count * correct.len()).max(1) as f64
-    };
-    let value = acc(&mut (0..n));
+/// A statistic of `n` examples with its 95% percentile-bootstrap CI: each
+/// of `resamples` draws `n` example indices with replacement (ChaCha8 from
+/// `seed`) and computes `stat` on them; `stat(0..n)` is the value. No
+/// examples: NaN throughout.
+fn bootstrap(n: usize, resamples: usize, seed: u64, stat: impl Fn(&[usize]) -> f64) -> Estimate {
     if n == 0 {
         return Estimate {
             value: f64::NAN,
@@ -57,50 +45,13 @@ pub fn bootstrap_accuracy(correct: &[Vec<bool>], resamples: usize, seed: u64) ->
             high: f64::NAN,
         };
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut samples: Vec<f64> = (0..resamples)
-        .map(|_| {
-            let draw: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
-            acc(&mut draw.into_iter())
-        })
-        .collect();
-    samples.sort_by(|a, b| a.total_cmp(b));
-    Estimate {
-        value,
-        low: percentile(&samples, 0.025),
-        high: percentile(&samples, 0.975),
-    }
-}
-
-/// The difference `b - a` in accuracy (points, averaged over seeds) of two
-/// conditions on the same examples, with a 95% paired-bootstrap CI: each
-/// resample uses the same example indices for both conditions.
-pub fn paired_delta(a: &[Vec<bool>], b: &[Vec<bool>], resamples: usize, seed: u64) -> Estimate {
-    let n = a.first().map(Vec::len).unwrap_or(0);
-    let diff = |idx: &[usize]| -> f64 {
-        let mean = |c: &[Vec<bool>]| {
-            let hits: usize = c
-                .iter()
-                .map(|row| idx.iter().filter(|&&i| row[i]).count())
-                .sum();
-            100.0 * hits as f64 / (idx.len() * c.len()).max(1) as f64
-        };
-        mean(b) - mean(a)
-    };
     let all: Vec<usize> = (0..n).collect();
-    let value = diff(&all);
-    if n == 0 {
-        return Estimate {
-            value: f64::NAN,
-            low: f64::NAN,
-            high: f64::NAN,
-        };
-    }
+    let value = stat(&all);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut samples: Vec<f64> = (0..resamples)
         .map(|_| {
             let draw: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
-            diff(&draw)
+            stat(&draw)
         })
         .collect();
     samples.sort_by(|x, y| x.total_cmp(y));
@@ -109,6 +60,39 @@ pub fn paired_delta(a: &[Vec<bool>], b: &[Vec<bool>], resamples: usize, seed: u6
         low: percentile(&samples, 0.025),
         high: percentile(&samples, 0.975),
     }
+}
+
+/// Accuracy (in %) averaged over seeds, with a 95% percentile-bootstrap CI
+/// over examples: each resample draws example indices with replacement and
+/// applies them to every seed (`correct[seed][example]`).
+pub fn bootstrap_accuracy(correct: &[Vec<bool>], resamples: usize, seed: u64) -> Estimate {
+    let n = correct.first().map(Vec::len).unwrap_or(0);
+    bootstrap(n, resamples, seed, |idx| {
+        let mut hits = vec![0usize; correct.len()];
+        for &i in idx {
+            for (s, row) in correct.iter().enumerate() {
+                hits[s] += row[i] as usize;
+            }
+        }
+        100.0 * hits.iter().sum::<usize>() as f64 / (idx.len() * correct.len()).max(1) as f64
+    })
+}
+
+/// The difference `b - a` in accuracy (points, averaged over seeds) of two
+/// conditions on the same examples, with a 95% paired-bootstrap CI: each
+/// resample uses the same example indices for both conditions.
+pub fn paired_delta(a: &[Vec<bool>], b: &[Vec<bool>], resamples: usize, seed: u64) -> Estimate {
+    let n = a.first().map(Vec::len).unwrap_or(0);
+    bootstrap(n, resamples, seed, |idx| {
+        let mean = |c: &[Vec<bool>]| {
+            let hits: usize = c
+                .iter()
+                .map(|row| idx.iter().filter(|&&i| row[i]).count())
+                .sum();
+            100.0 * hits as f64 / (idx.len() * c.len()).max(1) as f64
+        };
+        mean(b) - mean(a)
+    })
 }
 
 /// Two-sided 97.5% quantile of Student's t with `df` degrees of freedom.

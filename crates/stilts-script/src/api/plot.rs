@@ -152,6 +152,16 @@ fn interval_note(series: &[(String, Scores)]) -> String {
 /// Bars: one group per language and the average, one bar per labelled
 /// result in the script's order, each with its 95% interval; a dashed
 /// chance line; the legend beside the chart.
+/// `plot_languages`: a figure of label → Result.
+struct Languages(Vec<(String, Scores)>);
+
+impl Figure for Languages {
+    const SIZE: (u32, u32) = (1000, 500);
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult {
+        draw_languages(root, &self.0, text)
+    }
+}
+
 fn draw_languages<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     series: &[(String, Scores)],
@@ -310,6 +320,16 @@ fn diverging(d: f64, range: f64) -> RGBColor {
 /// task with 95% intervals, points of different tasks set slightly apart;
 /// right, a heatmap of the gain per language (rows) and task × size
 /// (columns).
+/// `plot_gain`: the gain lines over model size.
+struct Gain(Vec<GainLine>);
+
+impl Figure for Gain {
+    const SIZE: (u32, u32) = (1400, 560);
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult {
+        draw_gain(root, &self.0, text)
+    }
+}
+
 fn draw_gain<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     lines: &[GainLine],
@@ -557,8 +577,17 @@ fn draw_gain<DB: DrawingBackend>(
     root.present().map_err(e)
 }
 
-/// Draws on an SVG or PNG file chosen by extension.
-fn render(path: &Path, draw: &dyn Fn(bool, bool) -> DrawResult) -> RResult<bool> {
+/// A plot that draws on any plotters backend (the same drawing goes to
+/// an SVG or a PNG).
+trait Figure {
+    /// The size in pixels.
+    const SIZE: (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult;
+}
+
+/// Draws `figure` on an SVG or PNG file chosen by extension; whether the
+/// plot has text (a font was found) comes back.
+fn render<F: Figure>(path: &Path, figure: &F) -> RResult<bool> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|x| rerr(format!("{}: {x}", dir.display())))?;
     }
@@ -568,9 +597,9 @@ fn render(path: &Path, draw: &dyn Fn(bool, bool) -> DrawResult) -> RResult<bool>
         .unwrap_or("")
         .to_ascii_lowercase();
     let text = font_ready();
-    let svg = match ext.as_str() {
-        "svg" => true,
-        "png" => false,
+    let drawn = match ext.as_str() {
+        "svg" => figure.draw(SVGBackend::new(path, F::SIZE).into_drawing_area(), text),
+        "png" => figure.draw(BitMapBackend::new(path, F::SIZE).into_drawing_area(), text),
         other => {
             return Err(rerr(format!(
                 "{}: unknown plot format `{other}`; use .svg or .png",
@@ -578,7 +607,7 @@ fn render(path: &Path, draw: &dyn Fn(bool, bool) -> DrawResult) -> RResult<bool>
             )))
         }
     };
-    draw(svg, text).map_err(|x| rerr(format!("plot {}: {x}", path.display())))?;
+    drawn.map_err(|x| rerr(format!("plot {}: {x}", path.display())))?;
     Ok(text)
 }
 
@@ -614,22 +643,7 @@ fn plot_languages(ctx: &Ctx, results: &Map, path: &str) -> RResult<String> {
         ));
     }
     let p = PathBuf::from(path);
-    let p2 = p.clone();
-    let text = render(&p, &move |svg, text| {
-        if svg {
-            draw_languages(
-                SVGBackend::new(&p2, (1000, 500)).into_drawing_area(),
-                &series,
-                text,
-            )
-        } else {
-            draw_languages(
-                BitMapBackend::new(&p2, (1000, 500)).into_drawing_area(),
-                &series,
-                text,
-            )
-        }
-    })?;
+    let text = render(&p, &Languages(series))?;
     record(ctx, &p, text);
     Ok(path.to_string())
 }
@@ -723,24 +737,23 @@ fn plot_gain(ctx: &Ctx, gains: &Map, path: &str, opts: &Map) -> RResult<String> 
     };
     let lines = gain_lines(ctx, gains, &params)?;
     let p = PathBuf::from(path);
-    let p2 = p.clone();
-    let text = render(&p, &move |svg, text| {
-        if svg {
-            draw_gain(
-                SVGBackend::new(&p2, (1400, 560)).into_drawing_area(),
-                &lines,
-                text,
-            )
-        } else {
-            draw_gain(
-                BitMapBackend::new(&p2, (1400, 560)).into_drawing_area(),
-                &lines,
-                text,
-            )
-        }
-    })?;
+    let text = render(&p, &Gain(lines))?;
     record(ctx, &p, text);
     Ok(path.to_string())
+}
+
+/// `plot_training`: a training curve and its dev scores.
+struct Training {
+    title: String,
+    losses: Vec<f64>,
+    dev: Vec<(f64, f64)>,
+}
+
+impl Figure for Training {
+    const SIZE: (u32, u32) = (900, 500);
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult {
+        draw_training(root, &self.title, &self.losses, &self.dev, text)
+    }
 }
 
 /// Loss per update (thin) with its running mean over 20 updates (thick),
@@ -870,26 +883,7 @@ fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResul
             .unwrap_or_default()
     );
     let p = PathBuf::from(path);
-    let p2 = p.clone();
-    let text = render(&p, &move |svg, text| {
-        if svg {
-            draw_training(
-                SVGBackend::new(&p2, (900, 500)).into_drawing_area(),
-                &title,
-                &losses,
-                &dev,
-                text,
-            )
-        } else {
-            draw_training(
-                BitMapBackend::new(&p2, (900, 500)).into_drawing_area(),
-                &title,
-                &losses,
-                &dev,
-                text,
-            )
-        }
-    })?;
+    let text = render(&p, &Training { title, losses, dev })?;
     record(ctx, &p, text);
     Ok(path.to_string())
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{json_text, kind, nonempty, read_jsonl, Row};
+use super::{json_text, kind, nonempty, read_csv, read_jsonl, Row};
 use crate::example::Example;
 use crate::io::{data_err, plain_name, Lines, ReadOptions, Sink, SkipReport};
 use stilts_model::error::Result;
@@ -290,57 +290,23 @@ fn read_cosmos_csv(
     opts: &ReadOptions,
     report: &mut SkipReport,
 ) -> Result<Vec<Example>> {
-    let reader = crate::io::open(path)?;
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(reader);
-    let header: Vec<String> = csv
-        .headers()
-        .map_err(|e| data_err(path, 1, format!("bad CSV header: {e}")))?
-        .iter()
-        .map(|s| s.trim().to_string())
-        .collect();
-    let mut sink = Sink::new(path, opts, report);
-    let mut out = Vec::new();
-    for rec in csv.records() {
-        if sink.full(out.len()) {
-            break;
-        }
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-                sink.bad(line, format!("bad CSV: {e}"))?;
-                continue;
-            }
-        };
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        if rec.len() != header.len() {
-            sink.bad(
-                line,
-                format!(
-                    "expected {} fields (header: {}), found {}",
-                    header.len(),
-                    header.join(","),
-                    rec.len()
-                ),
-            )?;
-            continue;
-        }
-        let get = |k: &str| {
-            header
-                .iter()
-                .position(|h| h == k)
-                .map(|i| rec[i].to_string())
-        };
-        let id = get("id").unwrap_or_else(|| format!("cosmosqa:{line}"));
-        let label = get("label").map(Value::String);
-        if let Some(ex) = sink.check(line, cosmos_example(id, line, &get, label.as_ref()))? {
-            out.push(ex);
-        }
-    }
-    Ok(out)
+    read_csv(
+        path,
+        opts,
+        report,
+        |header| Ok(header.to_vec()),
+        |header, rec, line| {
+            let get = |k: &str| {
+                header
+                    .iter()
+                    .position(|h| h == k)
+                    .map(|i| rec[i].to_string())
+            };
+            let id = get("id").unwrap_or_else(|| format!("cosmosqa:{line}"));
+            let label = get("label").map(Value::String);
+            cosmos_example(id, line, &get, label.as_ref()).map(Row::Keep)
+        },
+    )
 }
 
 /// CommonsenseQA JSON lines: the original layout

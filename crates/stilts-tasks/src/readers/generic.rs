@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{kind, label_index, nonempty, optional_label, read_jsonl, read_tsv, row_id, Row};
 use crate::example::Example;
-use crate::io::{data_err, data_ext, open, ReadOptions, Sink, SkipReport};
+use crate::io::{data_err, data_ext, ReadOptions, SkipReport};
 use stilts_model::error::{Error, Result};
 
 /// Columns and labels of a generic classification task.
@@ -140,69 +140,41 @@ fn read_csv(
     opts: &ReadOptions,
     report: &mut SkipReport,
 ) -> Result<Vec<Example>> {
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(open(path)?);
-    let header: Vec<String> = csv
-        .headers()
-        .map_err(|e| data_err(path, 1, format!("bad CSV header: {e}")))?
-        .iter()
-        .map(|s| s.trim().to_string())
-        .collect();
-    let col = |c: &str| header.iter().position(|h| h == c);
-    let texts = spec
-        .text_columns
-        .iter()
-        .map(|c| {
-            col(c).ok_or_else(|| {
-                data_err(
-                    path,
-                    1,
-                    format!("header has no column `{c}` (it has: {})", header.join(", ")),
-                )
+    // The columns' positions, found once in the header.
+    let columns = |header: &[String]| -> Result<(Vec<usize>, usize, Option<usize>)> {
+        let col = |c: &str| header.iter().position(|h| h == c);
+        let texts = spec
+            .text_columns
+            .iter()
+            .map(|c| {
+                col(c).ok_or_else(|| {
+                    data_err(
+                        path,
+                        1,
+                        format!("header has no column `{c}` (it has: {})", header.join(", ")),
+                    )
+                })
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let lc = col(&spec.label_column);
-    if lc.is_none() {
-        return Err(data_err(
-            path,
-            1,
-            format!(
-                "header has no label column `{}` (it has: {}); name it with label_column",
-                spec.label_column,
-                header.join(", ")
-            ),
-        ));
-    }
-    let idc = spec.id_column.as_deref().and_then(col);
-    let mut sink = Sink::new(path, opts, report);
-    let mut out = Vec::new();
-    for rec in csv.records() {
-        if sink.full(out.len()) {
-            break;
-        }
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                sink.bad(
-                    e.position().map(|p| p.line() as usize).unwrap_or(0),
-                    format!("bad CSV: {e}"),
-                )?;
-                continue;
-            }
-        };
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        let r = (|| -> std::result::Result<Row, String> {
-            if rec.len() != header.len() {
-                return Err(format!(
-                    "expected {} fields (header: {}), found {}",
-                    header.len(),
-                    header.join(","),
-                    rec.len()
-                ));
-            }
+            .collect::<Result<Vec<_>>>()?;
+        let lc = col(&spec.label_column).ok_or_else(|| {
+            data_err(
+                path,
+                1,
+                format!(
+                    "header has no label column `{}` (it has: {}); name it with label_column",
+                    spec.label_column,
+                    header.join(", ")
+                ),
+            )
+        })?;
+        Ok((texts, lc, spec.id_column.as_deref().and_then(col)))
+    };
+    super::read_csv(
+        path,
+        opts,
+        report,
+        columns,
+        |(texts, lc, idc), rec, line| {
             let id = idc
                 .map(|i| rec[i].to_string())
                 .unwrap_or_else(|| format!("{}:{line}", path.display()));
@@ -211,15 +183,8 @@ fn read_csv(
                 .zip(&spec.text_columns)
                 .map(|(&i, c)| nonempty(&rec[i], &format!("`{c}`")))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            let label = match lc {
-                Some(l) => Some(label_index(&spec.labels, rec[l].trim())?),
-                None => None,
-            };
-            Ok(make(id, line, t, label))
-        })();
-        if let Some(Row::Keep(ex)) = sink.check(line, r)? {
-            out.push(ex);
-        }
-    }
-    Ok(out)
+            let label = label_index(&spec.labels, rec[*lc].trim())?;
+            Ok(make(id, line, t, Some(label)))
+        },
+    )
 }

@@ -156,6 +156,63 @@ pub fn read_jsonl(
     Ok(out)
 }
 
+/// Reads a CSV file with a header row (normal CSV quoting; a row may have
+/// another number of fields than the header, which is a bad line): the
+/// trimmed header goes to `columns` once, which finds what `f` needs or
+/// fails naming line 1; then each record with the header's number of
+/// fields goes to `f` with its line, as [`read_jsonl`] hands objects.
+pub fn read_csv<C>(
+    path: &Path,
+    opts: &ReadOptions,
+    report: &mut SkipReport,
+    columns: impl FnOnce(&[String]) -> Result<C>,
+    mut f: impl FnMut(&C, &csv::StringRecord, usize) -> std::result::Result<Row, String>,
+) -> Result<Vec<Example>> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(super::io::open(path)?);
+    let header: Vec<String> = csv
+        .headers()
+        .map_err(|e| super::io::data_err(path, 1, format!("bad CSV header: {e}")))?
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    let cols = columns(&header)?;
+    let mut sink = Sink::new(path, opts, report);
+    let mut out = Vec::new();
+    for rec in csv.records() {
+        if sink.full(out.len()) {
+            break;
+        }
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+                sink.bad(line, format!("bad CSV: {e}"))?;
+                continue;
+            }
+        };
+        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+        let r = if rec.len() != header.len() {
+            Err(format!(
+                "expected {} fields (header: {}), found {}",
+                header.len(),
+                header.join(","),
+                rec.len()
+            ))
+        } else {
+            f(&cols, &rec, line)
+        };
+        match sink.check(line, r)? {
+            Some(Row::Keep(ex)) => out.push(ex),
+            Some(Row::NoGold) => sink.no_gold(),
+            Some(Row::Other) | None => {}
+        }
+    }
+    Ok(out)
+}
+
 /// A tab-separated table with a header row, GLUE style: no quoting, every
 /// row split on `\t` and required to have as many fields as the header.
 pub struct Tsv {
