@@ -62,6 +62,24 @@ pub struct BenchSpec {
 }
 
 impl BenchSpec {
+    /// The precision the two flags `bf16` and `bf16_weights` (kept as they
+    /// are in the results' JSON) stand for.
+    pub fn precision(&self) -> Precision {
+        if self.bf16_weights {
+            Precision::Bf16
+        } else if self.bf16 {
+            Precision::MixedBf16
+        } else {
+            Precision::F32
+        }
+    }
+
+    /// Sets both flags from a precision.
+    pub fn set_precision(&mut self, p: Precision) {
+        self.bf16 = p == Precision::MixedBf16;
+        self.bf16_weights = p == Precision::Bf16;
+    }
+
     /// The shape of `config` at `batch` x `seq`: 5 timed steps after one
     /// warm-up, f32, no checkpointing.
     pub fn new(config: &XlmrConfig, batch: usize, seq: usize) -> Self {
@@ -197,13 +215,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         &RunShape {
             batch: spec.batch,
             seq: spec.seq,
-            precision: if spec.bf16_weights {
-                Precision::Bf16
-            } else if spec.bf16 {
-                Precision::MixedBf16
-            } else {
-                Precision::F32
-            },
+            precision: spec.precision(),
             checkpointing: spec.checkpointing,
             factored_optimizer: spec.factored_optimizer,
             kahan: spec.bf16_update == Some(Bf16Update::Kahan),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use stilts_model::dtype::Precision;
 use stilts_model::{LoadOptions, Model};
 use stilts_script::{context, parse_param, Runtime, Settings};
 
@@ -155,8 +156,8 @@ pub enum Command {
         steps: usize,
         /// `f32`, `bf16` (bf16 matmuls, f32 master weights) or
         /// `bf16-weights` (weights stored in bf16).
-        #[arg(long, default_value = "f32")]
-        dtype: String,
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: Precision,
         /// Gradient checkpointing in the training step.
         #[arg(long)]
         checkpointing: bool,
@@ -218,8 +219,8 @@ pub enum Command {
         #[arg(long, default_value_t = 128)]
         seq: usize,
         /// `f32`, `bf16` (bf16 matmuls, f32 master weights) or `bf16-weights`.
-        #[arg(long, default_value = "bf16")]
-        dtype: String,
+        #[arg(long, value_enum, default_value = "bf16")]
+        dtype: Precision,
         #[arg(long)]
         checkpointing: bool,
         /// AdamW with a factored second moment (`factored_optimizer`).
@@ -268,8 +269,8 @@ pub enum Command {
         #[arg(long)]
         limit: Option<usize>,
         /// `f32`, or `bf16` (bf16 matmuls).
-        #[arg(long, default_value = "f32")]
-        dtype: String,
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: Precision,
     },
     /// Writes a tiny random XLM-R with a tokenizer trained on TEXT (one
     /// sentence a line) into DIR, in Hugging Face layout.
@@ -279,8 +280,8 @@ pub enum Command {
         #[arg(long)]
         text: PathBuf,
         /// `xlmr` (post-LayerNorm), `xlmr-xl` (pre-LayerNorm) or `bert`.
-        #[arg(long, default_value = "xlmr")]
-        arch: String,
+        #[arg(long, value_enum, default_value = "xlmr")]
+        arch: stilts_model::Variant,
         #[arg(long, default_value_t = 500)]
         vocab: usize,
         #[arg(long, default_value_t = 32)]
@@ -791,16 +792,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             spec.live_memory = *live_memory;
             spec.bf16_update = parse_bf16_update(bf16_update.as_deref())?;
             spec.steps = (*steps).max(1);
-            (spec.bf16, spec.bf16_weights) = match dtype.as_str() {
-                "f32" => (false, false),
-                "bf16" => (true, false),
-                "bf16-weights" => (false, true),
-                other => {
-                    return Err(crate::Error::msg(format!(
-                    "--dtype `{other}`: use f32, bf16 (bf16 matmuls, f32 weights) or bf16-weights"
-                )))
-                }
-            };
+            spec.set_precision(*dtype);
             let device = context::parse_device(&cli.device)?;
             let result = crate::bench::run(&spec, &device)?;
             println!(
@@ -849,7 +841,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             gib,
             json,
         }) => {
-            use stilts_protocol::memory::{self, Precision, RunShape};
+            use stilts_protocol::memory::{self, RunShape};
             let (cfg, size) = match explicit.as_deref() {
                 Some([v, h, l, a, f]) => (
                     stilts_model::XlmrConfig::new(
@@ -868,16 +860,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                     size.clone(),
                 ),
             };
-            let precision = match dtype.as_str() {
-                "f32" => Precision::F32,
-                "bf16" => Precision::MixedBf16,
-                "bf16-weights" => Precision::Bf16,
-                other => {
-                    return Err(crate::Error::msg(format!(
-                        "--dtype `{other}`: use f32, bf16 or bf16-weights"
-                    )))
-                }
-            };
+            let precision = *dtype;
             let shape = RunShape {
                 batch: *batch,
                 seq: *seq,
@@ -981,14 +964,12 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 ..Default::default()
             };
             let mut m = Model::load(model, &opts)?;
-            m = match dtype.as_str() {
-                "f32" => m,
-                "bf16" => m.with_compute_dtype(candle_core::DType::BF16),
-                other => {
-                    return Err(crate::Error::msg(format!(
-                        "--dtype `{other}`: use f32 or bf16"
-                    )))
-                }
+            m = match dtype {
+                Precision::F32 => m,
+                Precision::MixedBf16 => m.with_compute_dtype(candle_core::DType::BF16),
+                Precision::Bf16 => return Err(crate::Error::msg(
+                    "bench-xnli --dtype bf16-weights: evaluation takes f32 or bf16 (bf16 matmuls)",
+                )),
             };
             let result =
                 crate::bench::xnli_throughput(&m, model, data, *batch_size, *max_length, *limit)?;
@@ -1010,16 +991,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             labels,
             seed,
         }) => {
-            let variant = match arch.as_str() {
-                "xlmr" => stilts_model::Variant::PostLayerNorm,
-                "xlmr-xl" => stilts_model::Variant::PreLayerNorm,
-                "bert" => stilts_model::Variant::Bert,
-                other => {
-                    return Err(crate::Error::msg(format!(
-                        "--arch `{other}`: use xlmr, xlmr-xl or bert"
-                    )))
-                }
-            };
+            let variant = *arch;
             let texts: Vec<String> = stilts_model::error::read_to_string(text)?
                 .lines()
                 .filter(|l| !l.trim().is_empty())

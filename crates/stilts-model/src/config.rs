@@ -15,17 +15,45 @@ use crate::error::{Error, Result};
 /// The members of the encoder family: where the LayerNorms sit, what the
 /// parameters are called, and how position ids are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Variant {
     /// XLM-R base/large (`XLMRobertaModel`): LayerNorm after each residual,
-    /// and on the embeddings.
+    /// and on the embeddings. Named `xlmr`.
+    #[cfg_attr(feature = "clap", value(name = "xlmr"))]
     PostLayerNorm,
     /// XLM-R XL/XXL (`XLMRobertaXLModel`): LayerNorm before attention and
     /// before the FFN, none on the embeddings, one after the last layer.
+    /// Named `xlmr-xl`.
+    #[cfg_attr(feature = "clap", value(name = "xlmr-xl"))]
     PreLayerNorm,
     /// BERT (`BertModel`: mBERT, multilingual-e5, multilingual MiniLM): the
     /// post-LayerNorm network of XLM-R base under `bert.*` names, with
     /// absolute positions from 0 and BERT's pooler in the pooled heads.
+    /// Named `bert`.
+    #[cfg_attr(feature = "clap", value(name = "bert"))]
     Bert,
+}
+
+impl std::str::FromStr for Variant {
+    type Err = Error;
+
+    /// A variant by its short name: `xlmr`, `xlmr-xl` or `bert`.
+    ///
+    /// ```
+    /// use stilts_model::Variant;
+    /// assert_eq!("xlmr-xl".parse::<Variant>().unwrap(), Variant::PreLayerNorm);
+    /// assert!("gpt".parse::<Variant>().unwrap_err().to_string().contains("xlmr, xlmr-xl or bert"));
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "xlmr" => Ok(Variant::PostLayerNorm),
+            "xlmr-xl" => Ok(Variant::PreLayerNorm),
+            "bert" => Ok(Variant::Bert),
+            other => Err(Error::msg(format!(
+                "architecture `{other}`: use xlmr, xlmr-xl or bert"
+            ))),
+        }
+    }
 }
 
 /// How an encoder numbers the positions of a padded row.

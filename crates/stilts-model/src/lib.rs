@@ -17,6 +17,7 @@ pub mod config;
 pub mod cpu_kernels;
 pub mod cpu_matmul;
 pub mod device;
+pub mod dtype;
 pub mod encoder;
 pub mod error;
 pub mod heads;

@@ -69,17 +69,7 @@
 
 use stilts_model::XlmrConfig;
 
-/// How parameters and matmuls are stored and run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// f32 weights, f32 compute.
-    F32,
-    /// f32 master weights, bf16 matmuls (`bf16: true`).
-    MixedBf16,
-    /// Weights stored in bf16 (`dtype: "bf16"`), bf16 compute.
-    Bf16,
-}
+pub use stilts_model::dtype::Precision;
 
 /// The shape of one training step.
 #[derive(Clone, Copy, Debug, serde::Serialize)]

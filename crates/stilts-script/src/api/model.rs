@@ -69,11 +69,7 @@ pub fn head_kind(name: &str, labels: Option<Vec<String>>) -> RResult<HeadKind> {
 }
 
 fn dtype(s: Option<&str>) -> RResult<DType> {
-    match s.unwrap_or("f32") {
-        "f32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        other => Err(rerr(format!("dtype `{other}`: use f32 or bf16"))),
-    }
+    stilts_model::dtype::storage_dtype(s.unwrap_or("f32")).map_err(rerr)
 }
 
 /// `model(spec, opts)`.
@@ -189,15 +185,10 @@ pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
     if texts.is_empty() {
         return Err(rerr("tiny_model: `text` holds no text"));
     }
-    let variant = match args.arch.as_str() {
-        "xlmr" => Variant::PostLayerNorm,
-        "xlmr-xl" => Variant::PreLayerNorm,
-        other => {
-            return Err(rerr(format!(
-                "tiny_model: arch `{other}`: use xlmr or xlmr-xl"
-            )))
-        }
-    };
+    let variant: Variant = args
+        .arch
+        .parse()
+        .map_err(|e| rerr(format!("tiny_model: {e}")))?;
     if args.heads == 0 || args.hidden % args.heads != 0 {
         return Err(rerr(format!(
             "tiny_model: hidden ({}) must be a multiple of heads ({})",
