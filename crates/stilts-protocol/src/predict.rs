@@ -1,5 +1,6 @@
-//! `stilts predict`: apply a fine-tuned classifier to new text, one JSON line
-//! per input line, in input order.
+//! Prediction, in one place: a fine-tuned classifier applied to new text
+//! ([`predict`]: `stilts predict` and the script's `m.predict(..)`), and the
+//! classes of token batches ([`predict_classes`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -198,6 +199,22 @@ pub fn predict(
         }
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+/// Predicted class (argmax) of each row, in batch order, with dropout off
+/// and no graph kept.
+pub fn predict_classes(model: &Model, batches: &[Inputs]) -> Result<Vec<usize>> {
+    let model = &model.for_inference()?;
+    let mut out = vec![];
+    for inputs in batches {
+        let logits: candle_core::Tensor = model.forward(inputs, None)?.logits()?.detach();
+        let best = logits
+            .argmax(candle_core::D::Minus1)?
+            .to_dtype(candle_core::DType::U32)?
+            .to_vec1::<u32>()?;
+        out.extend(best.into_iter().map(|b| b as usize));
+    }
+    Ok(out)
 }
 
 /// Writes predictions as JSON lines.

@@ -650,34 +650,32 @@ fn score(
     feats: &[Feature],
     outs: Vec<Out>,
 ) -> Result<Evaluation> {
-    let mut per_example = vec![];
-    match ds.metric {
+    let hits = match ds.metric {
         Metric::Accuracy => {
-            for (f, o) in feats.iter().zip(&outs) {
-                let gold = examples[f.example].label().ok_or_else(|| {
-                    Error::msg(format!(
-                        "{}: example {} has no gold label; evaluate on a split with labels",
-                        ds.name(),
-                        examples[f.example].id()
-                    ))
-                })?;
+            let mut pred = Vec::with_capacity(outs.len());
+            for o in &outs {
                 let Out::Class(p) = o else {
                     return Err(Error::msg("internal: class output expected"));
                 };
-                per_example.push(f32::from(*p == gold));
+                pred.push(*p);
             }
+            let gold: Vec<Option<usize>> =
+                feats.iter().map(|f| examples[f.example].label()).collect();
+            let ids: Vec<&str> = feats.iter().map(|f| examples[f.example].id()).collect();
+            tasks::metrics::class_hits(&pred, &gold, &ids)
+                .map_err(|e| Error::msg(format!("{}: {e}", ds.name())))?
         }
         Metric::TaggingAccuracy => {
-            for (f, o) in feats.iter().zip(&outs) {
-                let (Label::Tags(gold), Out::Tags(pred)) = (&f.label, o) else {
+            let mut pred = Vec::with_capacity(outs.len());
+            let mut gold = Vec::with_capacity(outs.len());
+            for (f, o) in feats.iter().zip(outs) {
+                let (Label::Tags(g), Out::Tags(p)) = (&f.label, o) else {
                     return Err(Error::msg(format!("{}: no gold tags", ds.name())));
                 };
-                for (g, p) in gold.iter().zip(pred) {
-                    if *g >= 0 {
-                        per_example.push(f32::from(*g as u32 == *p));
-                    }
-                }
+                gold.push(g.clone());
+                pred.push(p);
             }
+            tasks::metrics::tagging_hits(&pred, &gold)?
         }
         Metric::SquadV1 | Metric::SquadV2 => {
             let logits: Vec<(Vec<f32>, Vec<f32>)> = outs
@@ -697,6 +695,7 @@ fn score(
                 Default::default()
             };
             let preds = tasks::postprocess(examples, feats, &logits, &popts)?;
+            let mut per_example = vec![];
             let map: std::collections::HashMap<String, String> = preds
                 .iter()
                 .map(|p| (p.id.clone(), p.text.clone()))
@@ -727,18 +726,12 @@ fn score(
                 extra: BTreeMap::from([("exact".to_string(), s.exact)]),
             });
         }
-    }
-    let n = per_example.len();
-    let score = if n == 0 {
-        f64::NAN
-    } else {
-        100.0 * per_example.iter().map(|&x| x as f64).sum::<f64>() / n as f64
     };
     Ok(Evaluation {
         metric: ds.metric.name().to_string(),
-        score,
+        score: tasks::metrics::percent(&hits),
         n: examples.len(),
-        per_example,
+        per_example: hits.iter().map(|&h| f32::from(h)).collect(),
         extra: BTreeMap::new(),
     })
 }

@@ -609,19 +609,3 @@ pub fn fine_tune_with_eval(
     report.best_step = st.best_step;
     Ok(report)
 }
-
-/// Predicted class (argmax) of each row, in batch order, with dropout off
-/// and no graph kept.
-pub fn predict_classes(model: &Model, batches: &[Inputs]) -> Result<Vec<usize>> {
-    let model = &model.for_inference()?;
-    let mut out = vec![];
-    for inputs in batches {
-        let logits: Tensor = model.forward(inputs, None)?.logits()?.detach();
-        let best = logits
-            .argmax(candle_core::D::Minus1)?
-            .to_dtype(DType::U32)?
-            .to_vec1::<u32>()?;
-        out.extend(best.into_iter().map(|b| b as usize));
-    }
-    Ok(out)
-}

@@ -6,8 +6,18 @@ use std::collections::HashMap;
 use super::example::Example;
 use stilts_model::error::{Error, Result};
 
-/// Share of `pred[i] == gold[i]` in percent; gold `None` (no label) is left out.
-pub fn accuracy(pred: &[usize], gold: &[Option<usize>]) -> Result<f64> {
+/// Whether each prediction is right, one entry per example (what the
+/// seed-aware bootstrap resamples); an example without a gold label is an
+/// error naming it (`ids[i]`): evaluate on a split with labels.
+///
+/// ```
+/// use stilts_tasks::metrics::{class_hits, percent};
+/// let hits = class_hits(&[0, 2, 1], &[Some(0), Some(1), Some(1)], &["a", "b", "c"]).unwrap();
+/// assert_eq!(hits, [true, false, true]);
+/// assert!((percent(&hits) - 66.666).abs() < 1e-2);
+/// assert!(class_hits(&[0], &[None], &["a"]).unwrap_err().to_string().contains("`a` has no gold label"));
+/// ```
+pub fn class_hits(pred: &[usize], gold: &[Option<usize>], ids: &[&str]) -> Result<Vec<bool>> {
     if pred.len() != gold.len() {
         return Err(Error::msg(format!(
             "{} predictions for {} examples",
@@ -15,23 +25,28 @@ pub fn accuracy(pred: &[usize], gold: &[Option<usize>]) -> Result<f64> {
             gold.len()
         )));
     }
-    let (mut n, mut ok) = (0usize, 0usize);
-    for (p, g) in pred.iter().zip(gold) {
-        if let Some(g) = g {
-            n += 1;
-            ok += usize::from(p == g);
-        }
-    }
-    Ok(if n == 0 {
-        0.0
-    } else {
-        100.0 * ok as f64 / n as f64
-    })
+    pred.iter()
+        .zip(gold)
+        .enumerate()
+        .map(|(i, (p, g))| match g {
+            Some(g) => Ok(p == g),
+            None => Err(Error::msg(format!(
+                "example `{}` has no gold label; evaluate on a split with labels",
+                ids.get(i).copied().unwrap_or("?")
+            ))),
+        })
+        .collect()
 }
 
-/// Share of tokens whose gold tag is not -100 that are predicted right, in
-/// percent (words, when the tags sit on first sub-tokens).
-pub fn tagging_accuracy(pred: &[Vec<usize>], gold: &[Vec<i64>]) -> Result<f64> {
+/// Whether each tagged token is right, one entry per gold tag that is not
+/// -100 (words, when the tags sit on first sub-tokens); a predicted
+/// sequence shorter than its gold one gets the missing tokens wrong.
+///
+/// ```
+/// let hits = stilts_tasks::metrics::tagging_hits(&[vec![3, 1, 7]], &[vec![3, -100, 2]]).unwrap();
+/// assert_eq!(hits, [true, false]);
+/// ```
+pub fn tagging_hits(pred: &[Vec<u32>], gold: &[Vec<i64>]) -> Result<Vec<bool>> {
     if pred.len() != gold.len() {
         return Err(Error::msg(format!(
             "{} predicted sequences for {} gold ones",
@@ -39,20 +54,25 @@ pub fn tagging_accuracy(pred: &[Vec<usize>], gold: &[Vec<i64>]) -> Result<f64> {
             gold.len()
         )));
     }
-    let (mut n, mut ok) = (0usize, 0usize);
-    for (p, g) in pred.iter().zip(gold) {
-        for (i, &t) in g.iter().enumerate() {
-            if t >= 0 {
-                n += 1;
-                ok += usize::from(p.get(i).is_some_and(|&x| x as i64 == t));
-            }
-        }
-    }
-    Ok(if n == 0 {
-        0.0
+    Ok(pred
+        .iter()
+        .zip(gold)
+        .flat_map(|(p, g)| {
+            g.iter()
+                .enumerate()
+                .filter(|(_, &t)| t >= 0)
+                .map(move |(i, &t)| p.get(i).is_some_and(|&x| x as i64 == t))
+        })
+        .collect())
+}
+
+/// The share of hits in percent; NaN for none (no score, not a zero).
+pub fn percent(hits: &[bool]) -> f64 {
+    if hits.is_empty() {
+        f64::NAN
     } else {
-        100.0 * ok as f64 / n as f64
-    })
+        100.0 * hits.iter().filter(|&&h| h).count() as f64 / hits.len() as f64
+    }
 }
 
 /// SQuAD's `normalize_answer`: lower case, drop ASCII punctuation

@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicBool;
 use candle_core::{DType, Device, Tensor};
 use stilts_model::{HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
 use stilts_protocol::optim::AdamWConfig;
-use stilts_protocol::train::{fine_tune, predict_classes, Silent, TrainOptions};
+use stilts_protocol::predict::predict_classes;
+use stilts_protocol::train::{fine_tune, Silent, TrainOptions};
 
 /// A separable toy task: does the sequence contain token 7?
 fn data() -> (Vec<Vec<u32>>, Vec<i64>) {

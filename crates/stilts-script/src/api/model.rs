@@ -4,14 +4,14 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use candle_core::{DType, Device, D};
+use candle_core::{DType, Device};
 use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};
 
 use super::{rerr, RResult};
 use crate::context::{device_name, Ctx};
 use crate::options::{from_map, ModelArgs, TinyArgs};
 use crate::values::{ModelValue, TaskValue};
-use stilts_model::{tiny, HeadKind, Inputs, LoadOptions, Model, Variant, XlmrConfig};
+use stilts_model::{tiny, HeadKind, LoadOptions, Model, Variant, XlmrConfig};
 use stilts_tasks::Example;
 
 impl CustomType for ModelValue {
@@ -242,44 +242,24 @@ pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
 }
 
 fn predict(m: &ModelValue, a: &str, b: Option<&str>) -> RResult<Map> {
-    let labels = match &m.model.head.kind {
-        HeadKind::Classification { labels } if !m.pretrained => labels.clone(),
-        _ => return Err(rerr("predict: the model has no classification head; train it on a classification task first")),
+    if !matches!(m.model.head.kind, HeadKind::Classification { .. }) || m.pretrained {
+        return Err(rerr("predict: the model has no classification head; train it on a classification task first"));
+    }
+    let example = stilts_protocol::predict::Example {
+        line: 1,
+        first: a.to_string(),
+        second: b.map(str::to_string),
     };
-    let tok = m
-        .model
-        .tokenizer
-        .as_ref()
-        .ok_or_else(|| rerr("predict: the model has no tokenizer"))?;
-    let ids = tok
-        .encode(a, b, m.model.config().max_sequence_length().min(512))
-        .map_err(rerr)?;
-    let inputs = Inputs::pad(&[ids], tok.pad_id(), m.model.encoder.device()).map_err(rerr)?;
-    let logits = m
-        .model
-        .forward(&inputs, None)
-        .map_err(rerr)?
-        .logits()
-        .map_err(rerr)?
-        .detach();
-    let probs = candle_nn::ops::softmax(&logits.to_dtype(DType::F32).map_err(rerr)?, D::Minus1)
-        .map_err(rerr)?;
-    let probs: Vec<f32> = probs.squeeze(0).and_then(|p| p.to_vec1()).map_err(rerr)?;
-    let best = probs
-        .iter()
-        .enumerate()
-        .max_by(|x, y| x.1.total_cmp(y.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0);
+    let p = stilts_protocol::predict::predict(&m.model, &[example], 1, 512)
+        .map_err(|e| rerr(format!("predict: {e}")))?
+        .pop()
+        .ok_or_else(|| rerr("predict: no prediction came back"))?;
     let mut out = Map::new();
-    out.insert(
-        "label".into(),
-        Dynamic::from(labels.get(best).cloned().unwrap_or_default()),
-    );
+    out.insert("label".into(), Dynamic::from(p.label));
     out.insert(
         "probs".into(),
         Dynamic::from(
-            probs
+            p.probs
                 .iter()
                 .map(|&p| Dynamic::from(p as f64))
                 .collect::<Array>(),
