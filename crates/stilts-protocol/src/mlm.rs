@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::train::TrainBatch;
+use super::train::{Epoch, TrainBatch};
 use stilts_model::error::{Error, Result};
 use stilts_model::loss::IGNORE_INDEX;
 use stilts_model::{Inputs, Target, Tokenizer};
@@ -59,7 +59,9 @@ pub fn mask_row(
 }
 
 /// The MLM batches of one epoch over `lines`: shuffled and masked afresh
-/// from `(seed, epoch)`, so an epoch can be rebuilt exactly (resume).
+/// from `(seed, epoch)`, so an epoch can be rebuilt exactly (resume). The
+/// masks are drawn now, in order (token ids only); each batch's tensors
+/// are made when the training loop reaches it.
 pub fn epoch_batches(
     tok: &Tokenizer,
     encoded: &[Vec<u32>],
@@ -67,7 +69,7 @@ pub fn epoch_batches(
     seed: u64,
     epoch: usize,
     device: &Device,
-) -> Result<Vec<TrainBatch>> {
+) -> Result<Epoch<'static>> {
     let mask_id = tok.token_id("<mask>").ok_or_else(|| {
         Error::config(
             tok.path(),
@@ -83,41 +85,49 @@ pub fn epoch_batches(
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     use rand::seq::SliceRandom;
     order.shuffle(&mut rng);
-    order
+    // (masked rows, their labels) of each batch.
+    let masked: Vec<(Vec<Vec<u32>>, Vec<Vec<i64>>)> = order
         .chunks(opts.batch_size.max(1))
         .map(|chunk| {
-            let mut rows = vec![];
-            let mut labels = vec![];
-            for &i in chunk {
-                let (x, y) = mask_row(
-                    &encoded[i],
-                    &special,
-                    mask_id,
-                    tok.vocab_size(),
-                    opts.probability,
-                    &mut rng,
-                );
-                rows.push(x);
-                labels.push(y);
-            }
-            let inputs = Inputs::pad(&rows, tok.pad_id(), device)?;
-            let (_, t) = inputs.dims()?;
-            let flat: Vec<i64> = labels
+            chunk
                 .iter()
-                .flat_map(|l| {
-                    l.iter()
-                        .copied()
-                        .chain(std::iter::repeat_n(IGNORE_INDEX, t - l.len()))
+                .map(|&i| {
+                    mask_row(
+                        &encoded[i],
+                        &special,
+                        mask_id,
+                        tok.vocab_size(),
+                        opts.probability,
+                        &mut rng,
+                    )
                 })
-                .collect();
-            let target = Target::Tags(Tensor::from_vec(flat, (rows.len(), t), device)?);
-            Ok(TrainBatch {
-                task: 0,
-                inputs,
-                target,
-            })
+                .unzip()
         })
-        .collect()
+        .collect();
+    let shapes = masked
+        .iter()
+        .map(|(rows, _)| (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(0)))
+        .collect();
+    let (pad, device) = (tok.pad_id(), device.clone());
+    Ok(Epoch::planned(shapes, move |i| {
+        let (rows, labels) = &masked[i];
+        let inputs = Inputs::pad(rows, pad, &device)?;
+        let (_, t) = inputs.dims()?;
+        let flat: Vec<i64> = labels
+            .iter()
+            .flat_map(|l| {
+                l.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(IGNORE_INDEX, t - l.len()))
+            })
+            .collect();
+        let target = Target::Tags(Tensor::from_vec(flat, (rows.len(), t), &device)?);
+        Ok(TrainBatch {
+            task: 0,
+            inputs,
+            target,
+        })
+    }))
 }
 
 /// Reads a raw text file (one sentence or paragraph a line; blank lines

@@ -8,7 +8,7 @@ use candle_core::DType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::train::{TrainBatch, Trainable};
+use super::train::{Epoch, TrainBatch, Trainable};
 use stilts_model::error::{Error, Result};
 use stilts_model::{DropoutRng, Encoder, Head, HeadKind, Loss, Model, ParamStore};
 
@@ -122,44 +122,58 @@ impl TaskSampler {
     }
 }
 
-/// Interleaves per-task batch lists into one training order: `updates`
-/// groups of `accum` batches, the task drawn once per group (per optimizer
+/// Interleaves per-task epochs into one training order: `updates` groups
+/// of `accum` batches, the task drawn once per group (per optimizer
 /// update, as jiant does: gradient accumulation stays within one task); a
-/// task that runs out starts its list again (its next epoch, from
-/// `task_batches(task, epoch)`).
-pub fn interleave(
+/// task that runs out starts its next epoch (`task_batches(task, epoch)`).
+/// The order is planned now from the tasks' plans; each batch is collated
+/// when the training loop reaches it.
+pub fn interleave<'a>(
     updates: usize,
     accum: usize,
     sampler: &mut TaskSampler,
-    task_batches: &mut dyn FnMut(usize, usize) -> Result<Vec<TrainBatch>>,
+    task_batches: &mut dyn FnMut(usize, usize) -> Result<Epoch<'a>>,
     tasks: usize,
-) -> Result<Vec<TrainBatch>> {
+) -> Result<Epoch<'a>> {
     let accum = accum.max(1);
     let steps = updates * accum;
-    let mut lists: Vec<std::vec::IntoIter<TrainBatch>> = Vec::with_capacity(tasks);
-    let mut epochs = vec![0usize; tasks];
+    let mut plans: std::collections::HashMap<(usize, usize), Epoch<'a>> = Default::default();
+    // Each task's current epoch and its next batch.
+    let mut at = vec![(0usize, 0usize); tasks];
     for t in 0..tasks {
-        lists.push(task_batches(t, 0)?.into_iter());
+        plans.insert((t, 0), task_batches(t, 0)?);
     }
-    let mut out = Vec::with_capacity(steps);
+    let mut order: Vec<(usize, usize, usize)> = Vec::with_capacity(steps);
+    let mut shapes = Vec::with_capacity(steps);
     let mut t = 0;
-    while out.len() < steps {
-        if out.len() % accum == 0 {
+    while order.len() < steps {
+        if order.len() % accum == 0 {
             t = sampler.sample();
         }
-        let next = match lists[t].next() {
-            Some(b) => b,
-            None => {
-                epochs[t] += 1;
-                lists[t] = task_batches(t, epochs[t])?.into_iter();
-                lists[t]
-                    .next()
-                    .ok_or_else(|| Error::msg(format!("task {t} has no batches")))?
+        let (mut e, mut k) = at[t];
+        if k >= plans[&(t, e)].len() {
+            e += 1;
+            k = 0;
+            let next = task_batches(t, e)?;
+            if next.is_empty() {
+                return Err(Error::msg(format!("task {t} has no batches")));
             }
-        };
-        out.push(TrainBatch { task: t, ..next });
+            plans.insert((t, e), next);
+        }
+        shapes.push(plans[&(t, e)].shape(k));
+        order.push((t, e, k));
+        at[t] = (e, k + 1);
     }
-    Ok(out)
+    Ok(Epoch::planned(shapes, move |i| {
+        let (t, e, k) = order[i];
+        let plan = plans
+            .get_mut(&(t, e))
+            .ok_or_else(|| Error::msg("internal: a planned epoch is missing"))?;
+        Ok(TrainBatch {
+            task: t,
+            ..plan.batch(k)?
+        })
+    }))
 }
 
 /// A shared encoder with one head per task.

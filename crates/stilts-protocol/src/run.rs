@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor, D};
 use super::multitask::{interleave, MultiTaskModel, Sampling, TaskSampler};
 use super::optim::OptimizerState;
 use super::presets::RunOptions;
-use super::train::{fine_tune_with_eval, Progress, Silent, TrainBatch, TrainReport};
+use super::train::{fine_tune_with_eval, Epoch, Progress, Silent, TrainBatch, TrainReport};
 use stilts_model::error::{Error, Result};
 use stilts_model::{HeadKind, Model, Output, Tokenizer};
 use stilts_tasks::{
@@ -187,11 +187,13 @@ pub fn transfer(model: &Model, head: &HeadKind, seed: u64, fresh: bool) -> Resul
     Ok(m)
 }
 
-/// Training data as per-epoch batch lists, reproducible per (seed, epoch).
+/// Training data as per-epoch batch plans, reproducible per (seed, epoch):
+/// the batches' example indices now, their tensors when the loop reaches
+/// them.
 #[allow(clippy::too_many_arguments)]
-fn epoch_batches(
-    data: &PhaseData,
-    head: &HeadKind,
+fn epoch_batches<'a>(
+    data: &'a PhaseData,
+    head: &'a HeadKind,
     tok: &Tokenizer,
     pad: u32,
     device: &Device,
@@ -199,7 +201,7 @@ fn epoch_batches(
     seed: u64,
     epoch: usize,
     task: usize,
-) -> Result<Vec<TrainBatch>> {
+) -> Result<Epoch<'a>> {
     let feats = match data {
         PhaseData::Mlm(ids) => {
             let mo = super::mlm::MlmOptions {
@@ -207,31 +209,37 @@ fn epoch_batches(
                 batch_size: opts.batch_size.max(1),
                 ..Default::default()
             };
-            let mut b = super::mlm::epoch_batches(tok, ids, &mo, seed, epoch, device)?;
-            for x in &mut b {
-                x.task = task;
-            }
-            return Ok(b);
+            let mut planned = super::mlm::epoch_batches(tok, ids, &mo, seed, epoch, device)?;
+            let shapes = (0..planned.len()).map(|i| planned.shape(i)).collect();
+            return Ok(Epoch::planned(shapes, move |i| {
+                Ok(TrainBatch {
+                    task,
+                    ..planned.batch(i)?
+                })
+            }));
         }
         PhaseData::Supervised(f) => f,
     };
     let lens = tasks::batch::lengths(feats);
-    tasks::train_batches(
+    let plan = tasks::train_batches(
         &lens,
         batch_size(opts),
         seed.wrapping_mul(1000).wrapping_add(epoch as u64),
-    )
-    .iter()
-    .map(|b| {
-        let batch: Vec<&Feature> = b.iter().map(|&i| &feats[i]).collect();
-        let (inputs, target) = tasks::collate(&batch, head, pad, device)?;
+    );
+    let shapes = plan
+        .iter()
+        .map(|b| (b.len(), b.iter().map(|&i| lens[i]).max().unwrap_or(0)))
+        .collect();
+    let device = device.clone();
+    Ok(Epoch::planned(shapes, move |i| {
+        let batch: Vec<&Feature> = plan[i].iter().map(|&k| &feats[k]).collect();
+        let (inputs, target) = tasks::collate(&batch, head, pad, &device)?;
         Ok(TrainBatch {
             task,
             inputs,
             target,
         })
-    })
-    .collect()
+    }))
 }
 
 /// One training call: what to train, on what, how, and where it starts.
@@ -359,6 +367,7 @@ pub fn train(
     let device = m.encoder.device().clone();
     let head = first.head.clone();
     let pad = enc.pad_id();
+    // Counted from the plan (nothing collated).
     let per_epoch =
         epoch_batches(&pd, &head, tok, pad, &device, opts, opts.seed, 0, 0)?.len() as u64;
     let mut next =
@@ -474,6 +483,7 @@ pub fn multitask(
     let probs = job.sampling.probabilities(&names, &sizes)?;
     let pad = enc.pad_id();
     let accum = opts.grad_accum.max(1);
+    // Counted from each task's plan (nothing collated).
     let mut batches_per_epoch = 0usize;
     for (pd, (_, h)) in data.iter().zip(&heads) {
         batches_per_epoch += epoch_batches(pd, h, tok, pad, &device, opts, opts.seed, 0, 0)?.len();

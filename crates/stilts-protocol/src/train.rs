@@ -193,6 +193,86 @@ impl From<(Inputs, Target)> for TrainBatch {
     }
 }
 
+/// One epoch's batches as a plan: how many there are, each one's (rows,
+/// padded length), and how to collate batch `i` when the loop reaches it.
+/// The loop holds one accumulation group of tensors at a time, never a
+/// whole epoch, and counts batches from the plan without collating any.
+pub struct Epoch<'a> {
+    shapes: Vec<(usize, usize)>,
+    collate: Box<dyn FnMut(usize) -> Result<TrainBatch> + 'a>,
+}
+
+impl<'a> Epoch<'a> {
+    /// A plan of `shapes.len()` batches; `collate(i)` builds batch `i`
+    /// (called in increasing `i`, from the first unfinished group on).
+    pub fn planned(
+        shapes: Vec<(usize, usize)>,
+        collate: impl FnMut(usize) -> Result<TrainBatch> + 'a,
+    ) -> Self {
+        Epoch {
+            shapes,
+            collate: Box::new(collate),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shapes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shapes.is_empty()
+    }
+
+    /// The (rows, padded length) of batch `i`.
+    pub fn shape(&self, i: usize) -> (usize, usize) {
+        self.shapes[i]
+    }
+
+    /// The (rows, padded length) of the batch with the most tokens.
+    pub fn largest(&self) -> (usize, usize) {
+        self.shapes
+            .iter()
+            .copied()
+            .max_by_key(|(b, t)| b * t)
+            .unwrap_or((1, 1))
+    }
+
+    /// Collates every batch, in order (for inspection and tests: training
+    /// collates one group at a time).
+    pub fn collate_all(&mut self) -> Result<Vec<TrainBatch>> {
+        (0..self.len()).map(|i| self.batch(i)).collect()
+    }
+
+    /// Collates batch `i`.
+    pub fn batch(&mut self, i: usize) -> Result<TrainBatch> {
+        if i >= self.shapes.len() {
+            return Err(Error::msg(format!(
+                "internal: batch {i} of an epoch of {}",
+                self.shapes.len()
+            )));
+        }
+        (self.collate)(i)
+    }
+}
+
+/// Batches already collated (tests, small runs).
+impl FromIterator<TrainBatch> for Epoch<'static> {
+    fn from_iter<I: IntoIterator<Item = TrainBatch>>(iter: I) -> Self {
+        iter.into_iter().collect::<Vec<_>>().into()
+    }
+}
+
+/// Batches already collated (tests, small runs).
+impl From<Vec<TrainBatch>> for Epoch<'static> {
+    fn from(batches: Vec<TrainBatch>) -> Self {
+        let shapes = batches
+            .iter()
+            .map(|b| b.inputs.dims().unwrap_or((0, 0)))
+            .collect();
+        Epoch::planned(shapes, move |i| Ok(batches[i].clone()))
+    }
+}
+
 /// What the loop trains: a model with one head, or a shared encoder with a
 /// head per task.
 pub trait Trainable {
@@ -248,9 +328,9 @@ pub type Evaluator<'a> = dyn FnMut() -> Result<f64> + 'a;
 /// Fine-tunes `model` in place. `epoch_batches(e)` returns the batches of
 /// epoch `e` in training order (the caller shuffles, from its seed, so the
 /// same epoch always gives the same order: resume depends on it).
-pub fn fine_tune(
+pub fn fine_tune<'a>(
     model: &dyn Trainable,
-    epoch_batches: &mut dyn FnMut(usize) -> Result<Vec<TrainBatch>>,
+    epoch_batches: &mut dyn FnMut(usize) -> Result<Epoch<'a>>,
     opts: &TrainOptions,
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
@@ -271,15 +351,11 @@ fn snapshot(
 fn memory_estimate(
     model: &dyn Trainable,
     params: &ParamStore,
-    batches: &[TrainBatch],
+    epoch: &Epoch<'_>,
     opts: &TrainOptions,
 ) -> super::memory::MemoryEstimate {
     use super::memory::{estimate, Precision, RunShape};
-    let (batch, seq) = batches
-        .iter()
-        .filter_map(|b| b.inputs.dims().ok())
-        .max_by_key(|(b, t)| b * t)
-        .unwrap_or((1, 1));
+    let (batch, seq) = epoch.largest();
     let precision = match (model.encoder().dtype(), opts.bf16) {
         (DType::BF16, _) => Precision::Bf16,
         (_, true) => Precision::MixedBf16,
@@ -302,9 +378,9 @@ fn memory_estimate(
 }
 
 /// [`fine_tune`] with model selection on a dev set (`opts.eval_every`).
-pub fn fine_tune_with_eval(
+pub fn fine_tune_with_eval<'a>(
     model: &dyn Trainable,
-    epoch_batches: &mut dyn FnMut(usize) -> Result<Vec<TrainBatch>>,
+    epoch_batches: &mut dyn FnMut(usize) -> Result<Epoch<'a>>,
     mut evaluator: Option<&mut Evaluator<'_>>,
     opts: &TrainOptions,
     progress: &mut dyn Progress,
@@ -331,6 +407,7 @@ pub fn fine_tune_with_eval(
     if first.is_empty() {
         return Err(Error::msg("no training batches: the training set is empty"));
     }
+    // Counted from the plan: nothing is collated yet.
     let per_epoch = first.len().div_ceil(accum) as u64;
     let mut total = per_epoch * opts.epochs.max(1) as u64;
     if let Some(m) = opts.max_steps {
@@ -431,14 +508,14 @@ pub fn fine_tune_with_eval(
         st.losses.last().copied().unwrap_or(f64::NAN),
         schedule.lr(st.step),
     );
-    let mut batches = Some(first);
+    let mut first = Some(first);
     'epochs: while !st.finished && st.epoch < opts.epochs.max(1) {
-        let list = match batches.take() {
-            Some(b) if st.epoch == 0 => b,
+        let mut epoch = match first.take() {
+            Some(e) if st.epoch == 0 => e,
             _ => epoch_batches(st.epoch)?,
         };
-        let groups: Vec<&[TrainBatch]> = list.chunks(accum).collect();
-        while st.group < groups.len() {
+        let n_groups = epoch.len().div_ceil(accum);
+        while st.group < n_groups {
             if st.step >= total {
                 break 'epochs;
             }
@@ -451,8 +528,11 @@ pub fn fine_tune_with_eval(
                     checkpoint: opts.checkpoint_dir.clone(),
                 });
             }
-            let group = groups[st.group];
             let step_start = std::time::Instant::now();
+            // This group's batches, collated now (one group in memory).
+            let group = (st.group * accum..((st.group + 1) * accum).min(epoch.len()))
+                .map(|i| epoch.batch(i))
+                .collect::<Result<Vec<_>>>()?;
             let rows: usize = group
                 .iter()
                 .map(|b| b.inputs.dims().map(|(r, _)| r).unwrap_or(0))
@@ -461,7 +541,7 @@ pub fn fine_tune_with_eval(
             let mut grads: Option<candle_core::backprop::GradStore> = None;
             let mut fused_norm = None;
             let mut loss_sum = 0.0;
-            for batch in group {
+            for batch in &group {
                 let loss = runner
                     .batch_loss(batch, Some(&mut st.rng))?
                     .scale(1.0 / group.len() as f64)?;
@@ -584,7 +664,7 @@ pub fn fine_tune_with_eval(
                 break 'epochs;
             }
         }
-        if st.group >= groups.len() {
+        if st.group >= n_groups {
             st.epoch += 1;
             st.group = 0;
         }

@@ -51,8 +51,14 @@ fn mlm_loss_falls_on_repetitive_text() {
         max_length: 38,
         batch_size: 16,
     };
-    let a = epoch_batches(&tok, &encoded, &opts, 5, 0, &Device::Cpu).unwrap();
-    let b = epoch_batches(&tok, &encoded, &opts, 5, 0, &Device::Cpu).unwrap();
+    let a = epoch_batches(&tok, &encoded, &opts, 5, 0, &Device::Cpu)
+        .unwrap()
+        .collate_all()
+        .unwrap();
+    let b = epoch_batches(&tok, &encoded, &opts, 5, 0, &Device::Cpu)
+        .unwrap()
+        .collate_all()
+        .unwrap();
     let ids = |x: &stilts_protocol::train::TrainBatch| {
         x.inputs
             .input_ids

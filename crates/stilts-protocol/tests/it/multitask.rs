@@ -163,7 +163,7 @@ fn shared_encoder_trains_with_a_head_per_task() {
             2,
         )
     };
-    let order = next(0).unwrap();
+    let order = next(0).unwrap().collate_all().unwrap();
     assert!(order.iter().any(|b| b.task == 0) && order.iter().any(|b| b.task == 1));
     let opts = TrainOptions {
         adamw: AdamWConfig {
@@ -246,7 +246,16 @@ fn the_task_is_drawn_per_update_not_per_batch() {
         .probabilities(&["a".into(), "b".into(), "c".into()], &[1, 1, 1])
         .unwrap();
     let mut sampler = TaskSampler::new(&p, 3);
-    let order = interleave(50, 4, &mut sampler, &mut |t, e| Ok(task_batches(t, e)), 3).unwrap();
+    let order = interleave(
+        50,
+        4,
+        &mut sampler,
+        &mut |t, e| Ok(task_batches(t, e).into()),
+        3,
+    )
+    .unwrap()
+    .collate_all()
+    .unwrap();
     assert_eq!(order.len(), 200);
     let mut switches_inside = 0;
     let mut switches_between = 0;
@@ -301,7 +310,7 @@ fn freeze_holds_the_shared_embeddings_and_one_head_fixed_in_a_mix() {
             8,
             1,
             &mut TaskSampler::new(&probs, epoch as u64),
-            &mut |t, e| Ok(task_batches(t, e)),
+            &mut |t, e| Ok(task_batches(t, e).into()),
             2,
         )
     };

@@ -336,3 +336,54 @@ fn a_freeze_entry_that_matches_nothing_is_an_error_naming_the_prefixes() {
     let err = run(&["embeddings", "encoder", "classifier"]).expect("nothing to train");
     assert!(err.contains("nothing is left to train"), "{err}");
 }
+
+/// Issue 15, item 5: an epoch is a plan; the loop collates one
+/// accumulation group when it reaches it, never the whole epoch up front
+/// (nor epoch 0 twice to count it).
+#[test]
+fn the_loop_collates_one_group_at_a_time() {
+    use std::cell::RefCell;
+    use stilts_protocol::train::{Epoch, Progress};
+    let (rows, labels) = data();
+    let ready: Vec<_> = batches(&rows, &labels);
+    let collated = RefCell::new(Vec::<(usize, usize)>::new());
+    // (update, batches collated when it was reported)
+    struct Watch<'a>(&'a RefCell<Vec<(usize, usize)>>, Vec<(u64, usize)>);
+    impl Progress for Watch<'_> {
+        fn step(&mut self, done: u64, _: f64, _: f64) {
+            self.1.push((done, self.0.borrow().len()));
+        }
+    }
+    let mut watch = Watch(&collated, vec![]);
+    let o = TrainOptions {
+        grad_accum: 2,
+        ..opts(2)
+    };
+    let report = fine_tune(
+        &model(1),
+        &mut |epoch| {
+            let shapes = ready.iter().map(|(i, _)| i.dims().unwrap()).collect();
+            let ready = &ready;
+            let collated = &collated;
+            Ok(Epoch::planned(shapes, move |k| {
+                collated.borrow_mut().push((epoch, k));
+                Ok(ready[k].clone().into())
+            }))
+        },
+        &o,
+        &mut watch,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    // 8 batches an epoch, 2 per update: 4 updates an epoch, 8 in all.
+    assert_eq!(report.steps, 8);
+    let seen: Vec<(u64, usize)> = watch.1.iter().copied().filter(|(d, _)| *d > 0).collect();
+    assert_eq!(
+        seen,
+        (1..=8).map(|u| (u, 2 * u as usize)).collect::<Vec<_>>(),
+        "after update u, exactly its 2u batches are collated"
+    );
+    let order = collated.borrow().clone();
+    let want: Vec<(usize, usize)> = (0..2).flat_map(|e| (0..8).map(move |k| (e, k))).collect();
+    assert_eq!(order, want, "each batch collated once, in order");
+}
