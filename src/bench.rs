@@ -11,8 +11,8 @@ use rand_chacha::ChaCha8Rng;
 
 use stilts_model::error::{Error, Result};
 use stilts_model::{registry, DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
-use stilts_protocol::lowmem::{self, Bf16Update};
 use stilts_protocol::memory::{self, MemoryEstimate, Precision, RunShape};
+use stilts_protocol::optim::lowmem::{self, Bf16Update};
 use stilts_protocol::optim::{clip_grad_norm, AdamW, AdamWConfig};
 
 /// What to time.

@@ -370,8 +370,8 @@ impl ShapeArgs {
 /// `--bf16-update kahan|stochastic`.
 fn parse_bf16_update(
     s: Option<&str>,
-) -> crate::Result<Option<stilts_protocol::lowmem::Bf16Update>> {
-    use stilts_protocol::lowmem::Bf16Update;
+) -> crate::Result<Option<stilts_protocol::optim::lowmem::Bf16Update>> {
+    use stilts_protocol::optim::lowmem::Bf16Update;
     match s {
         None => Ok(None),
         Some("kahan") => Ok(Some(Bf16Update::Kahan)),
@@ -882,7 +882,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 ));
             }
             let shape = RunShape {
-                kahan: bf16_update == Some(stilts_protocol::lowmem::Bf16Update::Kahan),
+                kahan: bf16_update == Some(stilts_protocol::optim::lowmem::Bf16Update::Kahan),
                 ..shape
             };
             let params = memory::count_parameters(&cfg, 3);
@@ -908,8 +908,9 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                     ""
                 },
                 match bf16_update {
-                    Some(stilts_protocol::lowmem::Bf16Update::Kahan) => ", bf16 update kahan",
-                    Some(stilts_protocol::lowmem::Bf16Update::Stochastic) =>
+                    Some(stilts_protocol::optim::lowmem::Bf16Update::Kahan) =>
+                        ", bf16 update kahan",
+                    Some(stilts_protocol::optim::lowmem::Bf16Update::Stochastic) =>
                         ", bf16 update stochastic",
                     None => "",
                 },

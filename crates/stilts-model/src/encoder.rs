@@ -469,22 +469,6 @@ impl Encoder {
         Ok(self.final_norm(&x)?)
     }
 
-    /// Training forward: as [`Encoder::forward`], or, with
-    /// `gradient_checkpointing` on, keeping only each layer's input and
-    /// recomputing the layer in backward (see [`super::recompute`]).
-    pub fn forward_train(
-        &self,
-        inputs: &Inputs,
-        rng: Option<&mut DropoutRng>,
-    ) -> Result<(Tensor, Option<super::recompute::Recompute>)> {
-        if self.gradient_checkpointing {
-            let (hidden, r) = super::recompute::Recompute::forward(self, inputs, rng)?;
-            Ok((hidden, Some(r)))
-        } else {
-            Ok((self.forward(inputs, rng)?, None))
-        }
-    }
-
     pub(crate) fn num_layers(&self) -> usize {
         self.inner.layers.len()
     }

@@ -22,6 +22,26 @@ use super::encoder::{Encoder, Inputs};
 use super::ops::{attention_bias, DropoutRng};
 use crate::error::{Error, Result};
 
+/// The training forward lives beside its backward (here), so the encoder
+/// knows nothing of recomputation.
+impl Encoder {
+    /// Training forward: as [`Encoder::forward`], or, with
+    /// `gradient_checkpointing` on, keeping only each layer's input and
+    /// recomputing the layer in backward (see this module).
+    pub fn forward_train(
+        &self,
+        inputs: &Inputs,
+        rng: Option<&mut DropoutRng>,
+    ) -> Result<(Tensor, Option<Recompute>)> {
+        if self.gradient_checkpointing {
+            let (hidden, r) = Recompute::forward(self, inputs, rng)?;
+            Ok((hidden, Some(r)))
+        } else {
+            Ok((self.forward(inputs, rng)?, None))
+        }
+    }
+}
+
 /// What a checkpointed forward saved for its backward.
 pub struct Recompute {
     encoder: Encoder,

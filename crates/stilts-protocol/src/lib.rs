@@ -7,7 +7,7 @@
 pub mod checkpoint;
 pub mod experiment;
 pub mod fingerprint;
-pub mod lowmem;
+pub mod freeze;
 pub mod memory;
 pub mod mlm;
 pub mod multitask;

@@ -43,7 +43,7 @@ pub struct TrainOptions {
     #[serde(skip)]
     pub initial_optimizer: Option<std::sync::Arc<OptimizerState>>,
     /// Parameters held fixed: prefixes of their names (see
-    /// [`super::presets::frozen_parameters`]). They get no gradient (the
+    /// [`super::freeze::frozen_parameters`]). They get no gradient (the
     /// forward runs through them as plain tensors), no optimizer state and
     /// no update.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -51,7 +51,7 @@ pub struct TrainOptions {
     /// Update each parameter inside backward, as soon as its gradient
     /// exists, and free the gradient (needs `gradient_checkpointing`, one
     /// batch per update; clipping uses the previous step's norm): see
-    /// [`super::lowmem`].
+    /// [`super::optim::lowmem`].
     #[serde(default, skip_serializing_if = "is_false")]
     pub fused_update: bool,
 }
@@ -367,7 +367,7 @@ fn memory_estimate(
         precision,
         checkpointing: opts.gradient_checkpointing,
         factored_optimizer: opts.adamw.factored,
-        kahan: opts.adamw.bf16_update == Some(super::lowmem::Bf16Update::Kahan),
+        kahan: opts.adamw.bf16_update == Some(super::optim::lowmem::Bf16Update::Kahan),
         fused_update: opts.fused_update,
     };
     estimate(
@@ -416,7 +416,7 @@ pub fn fine_tune_with_eval<'a>(
     let schedule = LinearSchedule::new(opts.adamw.lr, opts.warmup, total);
     let all = model.params();
     let names: Vec<String> = all.names().cloned().collect();
-    let frozen = super::presets::frozen_parameters(&opts.freeze, &names)?;
+    let frozen = super::freeze::frozen_parameters(&opts.freeze, &names)?;
     progress.message(&format!(
         "memory estimate (largest batch): {}",
         memory_estimate(model, &all, &first, opts).summary()
@@ -559,7 +559,7 @@ pub fn fine_tune_with_eval<'a>(
                 if opts.fused_update {
                     // One batch per update (checked above): backward and
                     // update in one pass.
-                    let n = super::lowmem::backward_and_update(
+                    let n = super::optim::lowmem::backward_and_update(
                         loss,
                         &params,
                         &mut opt,
@@ -604,12 +604,12 @@ pub fn fine_tune_with_eval<'a>(
                 if opts.adamw.bf16_update.is_some() {
                     // The clip factor is folded into the update: no scaled
                     // copy of the gradients.
-                    let norm = super::lowmem::grad_norm(&params, &grads)?;
+                    let norm = super::optim::lowmem::grad_norm(&params, &grads)?;
                     if !norm.is_finite() {
                         return Err(norm_error(norm));
                     }
-                    let coef = super::lowmem::clip_factor(norm, opts.max_grad_norm);
-                    super::lowmem::step(&mut opt, &grads, lr, coef)?;
+                    let coef = super::optim::lowmem::clip_factor(norm, opts.max_grad_norm);
+                    super::optim::lowmem::step(&mut opt, &grads, lr, coef)?;
                 } else {
                     let norm = clip_grad_norm(&params, &mut grads, opts.max_grad_norm)?;
                     if !norm.is_finite() {

@@ -184,7 +184,7 @@ pub fn static_checks(
     rt: &Runtime,
     file: &str,
     ast: &AST,
-    sources: &super::errors::Sources,
+    sources: &crate::sources::Sources,
 ) -> Vec<Diagnostic> {
     let known = known_functions(rt, ast);
     let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::Device;
 use rhai::Dynamic;
 
-use super::errors::Sources;
 use super::values::TableValue;
+use crate::sources::Sources;
 use stilts_protocol::train::{Progress, Silent};
 
 /// Set by Ctrl-C; long calls stop at their next step, the interpreter at its

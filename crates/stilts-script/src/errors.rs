@@ -2,8 +2,7 @@
 //! source line with a caret under the column, what to do, and for an error
 //! inside a function or module the calls that led there.
 
-use std::collections::HashMap;
-
+use crate::sources::Sources;
 use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
 /// One located message.
@@ -98,29 +97,6 @@ impl std::fmt::Display for Diagnostic {
             write!(f, "{d}")?;
         }
         Ok(())
-    }
-}
-
-/// The texts errors may point into: the script and the modules it imports.
-#[derive(Clone, Debug, Default)]
-pub struct Sources {
-    pub texts: HashMap<String, String>,
-}
-
-impl Sources {
-    pub fn add(&mut self, name: &str, text: &str) {
-        self.texts.insert(name.to_string(), text.to_string());
-    }
-
-    pub fn line(&self, file: &str, line: usize) -> Option<String> {
-        if line == 0 {
-            return None;
-        }
-        self.texts
-            .get(file)?
-            .lines()
-            .nth(line - 1)
-            .map(|s| s.trim_end().to_string())
     }
 }
 

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod options;
 pub mod report;
 pub mod resolver;
+pub mod sources;
 pub mod values;
 
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
 
-use super::errors::Sources;
+use crate::sources::Sources;
 
 /// The stdlib: import path and embedded text.
 pub const STDLIB: &[(&str, &str)] = &[

@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use stilts_model::{HeadKind, Inputs, Model, ParamStore, Target, Variant, XlmrConfig};
-use stilts_protocol::lowmem::Bf16Update;
+use stilts_protocol::optim::lowmem::Bf16Update;
 use stilts_protocol::optim::{AdamW, AdamWConfig};
 use stilts_protocol::presets::RunOptions;
 use stilts_protocol::train::{fine_tune, Silent, TrainOptions, TrainReport};
@@ -224,7 +224,7 @@ const MAX_NORM: f64 = 0.1;
 /// a separate step applies (same kernel, same gradients).
 #[test]
 fn fused_update_applies_the_same_update_as_backward_then_step() {
-    use stilts_protocol::lowmem;
+    use stilts_protocol::optim::lowmem;
     let (a, b) = (model(DType::F32), model(DType::F32));
     let (a, b) = (
         a.with_gradient_checkpointing(true),
@@ -364,7 +364,7 @@ fn small_updates_accumulate_with_kahan_and_stochastic_rounding() {
 
 #[test]
 fn stochastic_rounding_is_unbiased_and_lands_on_a_neighbour() {
-    use stilts_protocol::lowmem::round_stochastic;
+    use stilts_protocol::optim::lowmem::round_stochastic;
     let x = 1.0f32 + 0.3 * 2f32.powi(-7); // 30% of the way to the next bf16
     let n = 20_000u64;
     let mut sum = 0.0f64;

@@ -39,7 +39,7 @@ use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Tensor, Var};
 use half::bf16;
 use rayon::prelude::*;
 
-use super::optim::{decays, AdamW};
+use super::{decays, AdamW};
 use stilts_model::error::{Error, Result};
 use stilts_model::{Loss, ParamStore};
 

@@ -1,7 +1,11 @@
 //! AdamW as transformers/PyTorch use it for fine-tuning, with what candle-nn's
 //! `AdamW` lacks: no weight decay on biases and LayerNorm weights, global
 //! gradient-norm clipping, a learning-rate schedule, and a state that can be
-//! saved and restored (for resume).
+//! saved and restored (for resume). The updates that need less memory
+//! (bf16 weights with Kahan or stochastic rounding, the update inside
+//! backward) are [`lowmem`], a part of the optimizer.
+
+pub mod lowmem;
 
 use std::collections::BTreeMap;
 
@@ -29,9 +33,9 @@ pub struct AdamWConfig {
     #[serde(default)]
     pub factored: bool,
     /// How bf16 weights take their update (`None`: rounded to the nearest
-    /// bf16). See [`super::lowmem`]: `kahan` or `stochastic`.
+    /// bf16). See [`lowmem`]: `kahan` or `stochastic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bf16_update: Option<super::lowmem::Bf16Update>,
+    pub bf16_update: Option<lowmem::Bf16Update>,
 }
 
 impl Default for AdamWConfig {
@@ -86,7 +90,7 @@ pub struct AdamW {
     /// Number of updates done so far.
     pub step: u64,
     /// Kahan compensation (bf16) of bf16 weights under
-    /// `bf16_update: kahan` (see [`super::lowmem`]); empty otherwise.
+    /// `bf16_update: kahan` (see [`lowmem`]); empty otherwise.
     pub compensation: BTreeMap<String, Tensor>,
 }
 
@@ -104,7 +108,7 @@ impl AdamW {
             };
             moments.insert(name.clone(), Moments { m: zeros()?, v });
         }
-        let compensation = super::lowmem::compensation_buffers(&params, config.bf16_update)?;
+        let compensation = lowmem::compensation_buffers(&params, config.bf16_update)?;
         Ok(AdamW {
             config,
             params,
@@ -118,7 +122,7 @@ impl AdamW {
     /// Parameters without a gradient (not used by the loss) are left alone.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         if self.config.bf16_update.is_some() {
-            return super::lowmem::step(self, grads, lr, 1.0);
+            return lowmem::step(self, grads, lr, 1.0);
         }
         self.step += 1;
         let c = &self.config;
@@ -282,7 +286,7 @@ pub fn clip_grad_norm(params: &ParamStore, grads: &mut GradStore, max_norm: f64)
                 // In place where it can be (CPU): a scaled copy of the
                 // largest gradient (the word embeddings') was the step's
                 // largest transient (`memory.rs`, "workspace").
-                if !super::lowmem::scale_in_place(g, coef)? {
+                if !lowmem::scale_in_place(g, coef)? {
                     let scaled = (g * coef)?;
                     grads.insert(var.as_tensor(), scaled);
                 }
