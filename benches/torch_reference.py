@@ -27,7 +27,7 @@ import torch
 from transformers import (BertConfig, BertForSequenceClassification, XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaXLConfig,
                           XLMRobertaXLForSequenceClassification)
 
-# The shapes of stilts' size registry (crates/stilts-model/src/registry.rs); XL/XXL are pre-LayerNorm.
+# The shapes of stilts' named sizes (crates/stilts-model/src/sizes.rs); XL/XXL are pre-LayerNorm.
 SIZES = {
     "mminilm": dict(vocab=250037, hidden=384, layers=12, heads=12, ffn=1536, xl=False, bert=True),
     "me5-small": dict(vocab=250037, hidden=384, layers=12, heads=12, ffn=1536, xl=False, bert=True),

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use stilts_model::error::{Error, Result};
-use stilts_model::{registry, DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use stilts_model::{sizes, DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
 use stilts_protocol::memory::{self, MemoryEstimate, Precision, RunShape};
 use stilts_protocol::optim::lowmem::{self, Bf16Update};
 use stilts_protocol::optim::{clip_grad_norm, AdamW, AdamWConfig};
@@ -109,7 +109,7 @@ impl BenchSpec {
     /// The shape of a named size (`xlmr-base`, ...).
     pub fn from_size(name: &str, batch: usize, seq: usize) -> Result<Self> {
         Ok(Self::new(
-            &registry::size_or_error(name)?.config()?,
+            &sizes::size_or_error(name)?.config()?,
             batch,
             seq,
         ))
@@ -386,14 +386,14 @@ pub fn real_lengths(
 ) -> Result<Vec<Vec<usize>>> {
     use stilts_protocol::presets::RunOptions;
     use stilts_protocol::run;
-    use stilts_tasks::{batch::BatchSize, cache::FeatureCache, io::ReadOptions, registry};
+    use stilts_tasks::{batch::BatchSize, cache::FeatureCache, io::ReadOptions};
     let read = ReadOptions::default();
     let parts = match which {
         "xnli" => XNLI_LANGUAGES
             .iter()
-            .map(|l| registry::load("xnli", &data.join("xnli"), "dev", Some(l), &read))
+            .map(|l| stilts_tasks::load("xnli", &data.join("xnli"), "dev", Some(l), &read))
             .collect::<Result<Vec<_>>>()?,
-        "mnli" => vec![registry::load(
+        "mnli" => vec![stilts_tasks::load(
             "mnli",
             &data.join("intermediate").join("mnli"),
             "train",
@@ -476,7 +476,7 @@ pub fn xnli_throughput(
 ) -> Result<XnliThroughput> {
     use stilts_protocol::presets::RunOptions;
     use stilts_protocol::run;
-    use stilts_tasks::{cache::FeatureCache, io::ReadOptions, registry};
+    use stilts_tasks::{cache::FeatureCache, io::ReadOptions};
     let opts = RunOptions {
         batch_size,
         max_length,
@@ -484,7 +484,7 @@ pub fn xnli_throughput(
         ..Default::default()
     };
     let read = ReadOptions {
-        limit,
+        first: limit,
         ..Default::default()
     };
     let tokenizer = model.tokenizer.as_ref().ok_or_else(|| {
@@ -496,7 +496,7 @@ pub fn xnli_throughput(
     let never = std::sync::atomic::AtomicBool::new(false);
     let mut languages = vec![];
     for lang in XNLI_LANGUAGES {
-        let ds = registry::load("xnli", data, "test", Some(lang), &read)?;
+        let ds = stilts_tasks::load("xnli", data, "test", Some(lang), &read)?;
         let t0 = Instant::now();
         let _ = run::features(&ds, &encoder, &opts, &FeatureCache::default())?;
         let tokenize_s = t0.elapsed().as_secs_f64();

@@ -351,7 +351,7 @@ impl ShapeArgs {
     fn config(&self, vocab: Option<usize>) -> crate::Result<stilts_model::XlmrConfig> {
         match &self.size {
             Some(name) => {
-                let s = stilts_model::registry::size_or_error(name)?;
+                let s = stilts_model::sizes::size_or_error(name)?;
                 s.config_with_vocab(vocab.unwrap_or(s.vocab))
             }
             None => stilts_model::XlmrConfig::new(
@@ -856,7 +856,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                     format!("shape V{v} H{h} L{l} A{a} F{f}"),
                 ),
                 _ => (
-                    stilts_model::registry::size_or_error(size)?.config()?,
+                    stilts_model::sizes::size_or_error(size)?.config()?,
                     size.clone(),
                 ),
             };

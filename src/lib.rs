@@ -5,7 +5,7 @@
 //! - [`model`] (`stilts-model`): the encoder family, heads, gradients,
 //!   checkpoints, the tokenizer, and the one error type ([`Error`]);
 //! - [`tasks`] (`stilts-tasks`): readers, features, metrics, batches;
-//! - [`protocol`] (`stilts-protocol`): the experiment engine, [`store`];
+//! - [`protocol`] (`stilts-protocol`): the STILTs protocol (training, evaluation, conditions), [`store`];
 //! - [`script`] (`stilts-script`): the rhai surface and reports;
 //! - this crate: the front ends ([`cli`], [`repl`]), the cluster runner
 //!   ([`cluster`]) and the training-step benchmark ([`bench`]).

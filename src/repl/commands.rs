@@ -99,7 +99,7 @@ fn help(_: &mut Repl, arg: &str) -> Flow {
     } else if let Some(c) = find(arg.trim_start_matches(':')) {
         println!(":{} {}\n    {}", c.name, c.args, c.help);
     } else {
-        let hint = stilts_script::options::closest(arg, &stilts_script::docs::names())
+        let hint = stilts_model::util::closest(arg, &stilts_script::docs::names())
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         println!("no help for `{arg}`{hint}");

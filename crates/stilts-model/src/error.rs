@@ -98,7 +98,7 @@ impl Error {
     }
 
     /// Names what a cancelled run was doing in the caller's words (the
-    /// engine's "training" becomes "target training of mnli"); any other
+    /// protocol's "training" becomes "target training of mnli"); any other
     /// error is returned as it is.
     ///
     /// ```

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The model layer: the encoder family (XLM-R, XLM-R XL/XXL, BERT), its
 //! heads, checkpoints in Hugging Face layout, the tokenizer, importers of
 //! other formats, and tiny random models for tests.
@@ -27,7 +28,7 @@ pub mod loss;
 pub mod ops;
 pub mod params;
 pub mod recompute;
-pub mod registry;
+pub mod sizes;
 pub mod threads;
 pub mod tiny;
 pub mod tokenizer;

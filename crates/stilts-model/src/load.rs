@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
-use super::registry;
+use super::sizes;
 use crate::error::{read_json, Error, Result};
 
 /// The Hugging Face hub cache folder: `$HF_HUB_CACHE`, else `$HF_HOME/hub`,
@@ -79,7 +79,7 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     }
     let cache = hf_hub_cache();
     let mut ids: Vec<String> = vec![];
-    if let Some(size) = registry::size(spec) {
+    if let Some(size) = sizes::size(spec) {
         ids.push(size.hub_id.to_string());
         ids.extend(size.aliases.iter().map(|s| s.to_string()));
     }
@@ -108,7 +108,7 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         tried,
         hint: format!(
             "Give a directory with config.json, a hub id already in the Hugging Face cache (set HF_HOME or HF_HUB_CACHE to where it is), or a size name ({}).\nstilts never downloads: fetch the model once with `huggingface-cli download <id>` on a machine that can.",
-            registry::size_names().join(", ")
+            sizes::size_names().join(", ")
         ),
     })
 }

@@ -1,4 +1,5 @@
-//! The experiment engine: optimisation, training and evaluation loops, the
+#![warn(missing_docs)]
+//! The protocol: optimisation, training and evaluation loops, the
 //! STILTs transfer. It knows nothing about rhai or the terminal: progress
 //! and cancellation come in through [`train::Progress`] and a flag, and a
 //! run the flag stopped comes back as `Error::Cancelled` (what it was

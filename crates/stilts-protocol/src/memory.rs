@@ -50,9 +50,9 @@
 //!   only the largest segment's gradients (the embeddings) exist at once.
 //!
 //! ```
-//! use stilts_model::{registry, XlmrConfig};
+//! use stilts_model::{sizes, XlmrConfig};
 //! use stilts_protocol::memory::{estimate, Precision, RunShape};
-//! let s = registry::size("xlmr-xl").unwrap();
+//! let s = sizes::size("xlmr-xl").unwrap();
 //! let cfg = XlmrConfig::new(s.variant, s.vocab, s.hidden, s.layers, s.heads, s.ffn, 514).unwrap();
 //! let shape = RunShape {
 //!     batch: 32,

@@ -142,7 +142,7 @@ impl CurveLog {
     }
 }
 
-/// Where a long call reports progress; the engine knows no terminal.
+/// Where a long call reports progress; the protocol knows no terminal.
 pub trait Progress {
     fn start(&mut self, _what: &str, _total: u64) {}
     fn step(&mut self, _done: u64, _loss: f64, _lr: f64) {}

@@ -6,8 +6,9 @@
 use rhai::{ASTNode, Expr, Position, AST};
 
 use super::errors::{parse_diagnostic, Diagnostic};
-use super::options::{check_keys, closest, train_keys};
+use super::options::{check_keys, train_keys};
 use super::Runtime;
+use stilts_model::util::closest;
 
 /// Option keys of the map argument of each API function.
 fn option_keys(f: &str) -> Option<Vec<String>> {

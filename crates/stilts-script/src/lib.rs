@@ -1,18 +1,19 @@
+#![warn(missing_docs)]
 //! The rhai surface: engine set-up (limits, the stdlib module
 //! resolver, print capture, Ctrl-C), the registered API ([`api`]), error
 //! positions ([`errors`]), `check` ([`check`]), notebook cells ([`cells`])
 //! and run reports ([`report`]). No training logic lives here: the
 //! bindings convert rhai values to typed options and call the engine
-//! through [`engine_bridge`].
+//! through [`protocol_bridge`].
 
 pub mod api;
 pub mod cells;
 pub mod check;
 pub mod context;
 pub mod docs;
-pub mod engine_bridge;
 pub mod errors;
 pub mod options;
+pub mod protocol_bridge;
 pub mod report;
 pub mod resolver;
 pub mod sources;
@@ -37,11 +38,11 @@ impl errors::FnHints for Hints {
             .collect()
     }
     fn similar(&self, name: &str) -> Option<String> {
-        options::closest(name, &docs::names()).map(str::to_string)
+        stilts_model::util::closest(name, &docs::names()).map(str::to_string)
     }
 }
 
-/// The engine with the stilts API and limits.
+/// The rhai engine with the stilts API and limits.
 pub fn build_engine(ctx: &Rc<Ctx>) -> Engine {
     let mut engine = Engine::new();
     engine

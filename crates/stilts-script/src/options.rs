@@ -5,6 +5,7 @@
 
 use rhai::{Dynamic, EvalAltResult, Map};
 use serde::Deserialize;
+use stilts_model::util::closest;
 
 use stilts_protocol::presets::RunOptions;
 
@@ -63,7 +64,7 @@ pub fn serde_message(e: &EvalAltResult) -> String {
     }
 }
 
-/// Keys a training map takes besides the engine's [`RunOptions`] (whose
+/// Keys a training map takes besides the protocol's [`RunOptions`] (whose
 /// `RunOptions::resolve` checks the rest): the dev set (a Task value) and
 /// `new_head` (a fresh head even when the model's fits the task).
 pub const SCRIPT_TRAIN_KEYS: [&str; 2] = ["dev", "new_head"];
@@ -107,8 +108,6 @@ pub fn check_keys(what: &str, map: &Map, valid: &[&str]) -> Result<(), Box<EvalA
     }
     Ok(())
 }
-
-pub use stilts_model::util::{closest, edit_distance};
 
 /// `evaluate(m, t, #{...})`.
 #[derive(Clone, Debug, Default, Deserialize)]

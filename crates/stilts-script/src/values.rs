@@ -69,7 +69,7 @@ impl TaskValue {
         Ok(f)
     }
 
-    /// The task as the experiment engine takes it.
+    /// The task as the protocol takes it.
     pub fn task_data(&self) -> stilts_model::Result<stilts_protocol::experiment::TaskData> {
         Ok(stilts_protocol::experiment::TaskData {
             name: self.name.clone(),
@@ -208,7 +208,7 @@ impl Scores {
     }
 
     /// The seed-aware estimate of one language (`avg`: the mean over
-    /// languages), from the engine's statistics.
+    /// languages), from the protocol's statistics.
     pub fn estimate(&self, lang: &str) -> Option<SeedEstimate> {
         let (values, runs) = if lang == "avg" {
             (self.avg_runs_or_value(), self.avg_strata())
@@ -402,7 +402,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// The gain of `b` over `a` per language and on average, paired by seed
-    /// and by example (the engine's `paired_seed_delta`). Both must cover
+    /// and by example (the protocol's `paired_seed_delta`). Both must cover
     /// the same languages (the rule `mean` follows too).
     pub fn new(a: &Scores, b: &Scores) -> Result<Comparison, String> {
         let la: Vec<&String> = a.by_lang.keys().collect();
@@ -555,7 +555,7 @@ fn stat_seed(_lang: &str) -> u64 {
     17
 }
 
-/// `[language][run][example]` right/wrong as the engine's per-run strata
+/// `[language][run][example]` right/wrong as the protocol's per-run strata
 /// (`[run][language][example]` scores); empty unless every language has the
 /// same number of runs.
 fn strata_of(parts: &[&Vec<Vec<bool>>]) -> Vec<stats::Strata> {

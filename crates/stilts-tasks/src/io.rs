@@ -21,8 +21,11 @@ pub enum BadLines {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReadOptions {
     pub on_error: BadLines,
-    /// Read at most this many examples (a prefix of the file, for quick runs).
-    pub limit: Option<usize>,
+    /// Read at most this many examples (a prefix of the file, for quick
+    /// runs): a script's `first`. (Kept as `limit` in serialized options,
+    /// which feature-cache keys hold.)
+    #[serde(rename = "limit")]
+    pub first: Option<usize>,
 }
 
 impl ReadOptions {
@@ -33,8 +36,8 @@ impl ReadOptions {
         }
     }
 
-    pub fn with_limit(mut self, n: usize) -> Self {
-        self.limit = Some(n);
+    pub fn with_first(mut self, n: usize) -> Self {
+        self.first = Some(n);
         self
     }
 }
@@ -160,7 +163,7 @@ impl<'a> Sink<'a> {
     }
 
     pub fn full(&self, n: usize) -> bool {
-        self.opts.limit.is_some_and(|l| n >= l)
+        self.opts.first.is_some_and(|l| n >= l)
     }
 }
 

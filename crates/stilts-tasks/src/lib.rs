@@ -1,4 +1,5 @@
-//! Tasks and data: the task registry, readers for each task's native
+#![warn(missing_docs)]
+//! Tasks and data: the task catalog, readers for each task's native
 //! format, tokenization into features as the reference code does, metrics,
 //! batches (dynamic padding, length buckets, token budgets) and a feature
 //! cache on disk.
@@ -21,23 +22,27 @@
 
 pub mod batch;
 pub mod cache;
+pub mod catalog;
+pub mod dispatch;
 pub mod encode;
 pub mod example;
 pub mod features;
 pub mod io;
+pub mod layout;
 pub mod metrics;
 pub mod qa;
 pub mod readers;
-pub mod registry;
 pub mod source;
 
 pub use batch::{collate, train_batches, BatchSize, EvalPlan};
 pub use cache::{CacheStatus, FeatureCache};
+pub use catalog::{generic, task, tasks, TaskSpec, TASK_NAMES};
+pub use dispatch::load;
 pub use encode::TextEncoder;
 pub use example::{Answer, Dataset, Example, Metric};
 pub use features::{featurize, Feature, FeatureOptions, Label};
 pub use io::{BadLine, BadLines, ReadOptions, SkipReport};
+pub use layout::layouts_markdown;
 pub use qa::{postprocess, PostprocessOptions, QaPrediction};
 pub use readers::generic::GenericSpec;
-pub use registry::{generic, layouts_markdown, load, task, tasks, TaskSpec, TASK_NAMES};
 pub use source::{layout, open, source_names, MlmText, OpenedTask, Selection, TaskSource};

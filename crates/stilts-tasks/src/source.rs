@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use stilts_model::error::{Error, Result};
 
+use crate::catalog::{generic, task, TaskSpec, TASK_NAMES};
 use crate::example::Dataset;
 use crate::io::{BadLines, ReadOptions};
 use crate::readers::generic::GenericSpec;
 use crate::readers::{columns, text};
-use crate::registry::{generic, task, TaskSpec, TASK_NAMES};
 
 /// Where a task's examples come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +57,7 @@ pub struct Selection {
     pub split: String,
     /// The languages (or rounds) to read; `None`: all the source has.
     pub languages: Option<Vec<String>>,
-    /// Bad lines (fail or skip) and `limit`: a prefix of each file (read
+    /// Bad lines (fail or skip) and `first`: a prefix of each file (read
     /// no further).
     pub read: ReadOptions,
     /// A seeded subset of at most N examples of each part, stratified by
@@ -115,7 +115,7 @@ pub const SOURCE_NAMES: [&str; 2] = ["tsv", "mlm"];
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn open(source: &TaskSource, sel: &Selection) -> Result<OpenedTask> {
-    if sel.limit == Some(0) || sel.sample == Some(0) || sel.read.limit == Some(0) {
+    if sel.limit == Some(0) || sel.sample == Some(0) || sel.read.first == Some(0) {
         return Err(Error::msg(
             "a task's `limit`, `first` and `sample` must be at least 1 (leave them out for all examples)",
         ));
@@ -162,7 +162,7 @@ fn read(source: &TaskSource, sel: &Selection) -> Result<OpenedTask> {
                 .iter()
                 .map(|p| {
                     let stem = p.file_stem().map(|s| s.to_string_lossy().to_string());
-                    text::raw_text(p, stem.as_deref(), sel.read.limit)
+                    text::raw_text(p, stem.as_deref(), sel.read.first)
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(OpenedTask {
@@ -269,7 +269,7 @@ fn open_tsv(
         &name,
         columns,
         labels,
-        sel.read.limit,
+        sel.read.first,
         sel.read.on_error == BadLines::Skip,
     )?;
     for p in &mut parts {

@@ -22,7 +22,7 @@ use stilts_protocol::train::{Progress, Silent};
 use stilts_tasks::{self as tasks, ReadOptions};
 
 fn load(task: &str, root: &Path, split: &str, subsets: &[&str], limit: usize) -> TaskData {
-    let read = ReadOptions::default().with_limit(limit);
+    let read = ReadOptions::default().with_first(limit);
     let parts = if subsets.is_empty() {
         vec![tasks::load(task, root, split, None, &read).unwrap()]
     } else {

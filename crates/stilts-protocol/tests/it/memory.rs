@@ -84,7 +84,7 @@ fn options_move_the_right_terms() {
 /// table), not per model.
 #[test]
 fn memory_saving_options_move_their_terms_and_xxl_fits_in_130_gib() {
-    let cfg = stilts_model::registry::size("xlmr-xxl")
+    let cfg = stilts_model::sizes::size("xlmr-xxl")
         .unwrap()
         .config()
         .unwrap();

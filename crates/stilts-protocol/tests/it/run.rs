@@ -24,7 +24,7 @@ fn data(task: &str, split: &str, sub: Option<&str>, n: usize) -> stilts_tasks::D
         &root,
         split,
         sub,
-        &ReadOptions::default().with_limit(n),
+        &ReadOptions::default().with_first(n),
     )
     .unwrap()
 }

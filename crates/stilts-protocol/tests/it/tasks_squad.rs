@@ -220,7 +220,7 @@ fn squad_windows_map_answers_back() {
 /// score wins for them in post-processing.
 #[test]
 fn squad_v2_windows_and_null_answers() {
-    let opts = ReadOptions::default().with_limit(600);
+    let opts = ReadOptions::default().with_first(600);
     let ds = tasks::load("squad_v2", &v2_root(), "dev", None, &opts).unwrap();
     assert_eq!(ds.len(), 600);
     let enc = encoder();
@@ -357,7 +357,7 @@ fn squad_windows_follow_max_length_and_doc_stride() {
         &v1_root(),
         "dev",
         None,
-        &ReadOptions::default().with_limit(40),
+        &ReadOptions::default().with_first(40),
     )
     .unwrap();
     let enc = encoder();

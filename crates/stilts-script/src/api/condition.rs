@@ -1,4 +1,4 @@
-//! `condition(#{...})`: one cell of the grid, run by the experiment engine
+//! `condition(#{...})`: one cell of the grid, run by the protocol
 //! (`protocol::experiment::run_condition`) and kept in the store under its
 //! fingerprint. This file only converts the map and the results.
 
@@ -10,8 +10,8 @@ use rhai::{Array, Dynamic, Engine, Map};
 use super::train::{call_options, phase_maps, sampling};
 use super::{rerr, RResult};
 use crate::context::{CellMode, Ctx, PlannedCell, CANCEL};
-use crate::engine_bridge;
 use crate::options::check_keys;
+use crate::protocol_bridge;
 use crate::values::{LangScore, ModelValue, Scores, TaskValue};
 use stilts_protocol::experiment::{self, Condition, ModelSource, TaskData};
 
@@ -170,7 +170,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         seed,
     };
     if intermediate.len() > 1 && i_call.dev.is_some() {
-        // Checked by the engine too; said here with the script's words.
+        // Checked by the protocol too; said here with the script's words.
         let dn = &i_call
             .dev
             .as_ref()
@@ -229,7 +229,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         }
     }
     let mut factory = |label: &str| ctx.progress(&format!("{name} seed {seed}: {label}"));
-    let out = engine_bridge::condition(&c, &store, &mut factory, &CANCEL).map_err(|e| {
+    let out = protocol_bridge::condition(&c, &store, &mut factory, &CANCEL).map_err(|e| {
         if e.is_cancelled() {
             rerr(format!("condition {name} (seed {seed}): interrupted ({}); finished conditions are kept in {}, this one's checkpoint too: run again to resume it", crate::context::signal_name(), store.path().display()))
         } else {

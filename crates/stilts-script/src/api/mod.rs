@@ -1,6 +1,6 @@
 //! The registered rhai API, one concern a file. Each function converts its
 //! rhai arguments to typed options and calls one function of the engine
-//! (through [`super::engine_bridge`]) or the model and task layers.
+//! (through [`super::protocol_bridge`]) or the model and task layers.
 
 pub mod condition;
 pub mod model;
@@ -24,7 +24,7 @@ pub fn rerr(e: impl std::fmt::Display) -> Box<EvalAltResult> {
     e.to_string().into()
 }
 
-/// An engine error as the script sees it: an interruption
+/// A protocol error as the script sees it: an interruption
 /// ([`stilts_model::Error::Cancelled`]) names the signal, what it stopped
 /// and where its checkpoint is, and how to go on; anything else is
 /// `WHAT: error`.

@@ -282,7 +282,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("tiny_model", move |opts: Map| tiny_model(&c, opts));
     engine.register_fn("sizes", || {
-        stilts_model::registry::size_names()
+        stilts_model::sizes::size_names()
             .into_iter()
             .map(|s| Dynamic::from(s.to_string()))
             .collect::<Array>()

@@ -663,12 +663,12 @@ fn size_params(name: &str, params: &Map) -> RResult<f64> {
                 ))
             });
     }
-    stilts_model::registry::size(name)
+    stilts_model::sizes::size(name)
         .map(|s| s.published_params_m as f64 * 1e6)
         .ok_or_else(|| {
             rerr(format!(
                 "plot_gain: `{name}` is not a size name ({}); the x axis is parameters, so give its count: plot_gain(gains, path, #{{params: #{{\"{name}\": 118e6}}}})",
-                stilts_model::registry::size_names().join(", ")
+                stilts_model::sizes::size_names().join(", ")
             ))
         })
 }
@@ -677,7 +677,7 @@ fn size_params(name: &str, params: &Map) -> RResult<f64> {
 /// task → (size → Comparison). The other nesting (size → task →
 /// Comparison) is an error that says so.
 fn gain_lines(ctx: &Ctx, gains: &Map, params: &Map) -> RResult<Vec<GainLine>> {
-    let is_size = |k: &str| params.contains_key(k) || stilts_model::registry::size(k).is_some();
+    let is_size = |k: &str| params.contains_key(k) || stilts_model::sizes::size(k).is_some();
     let by_params = |mut v: Vec<(String, f64, Comparison)>| {
         v.sort_by(|a, b| a.1.total_cmp(&b.1));
         v

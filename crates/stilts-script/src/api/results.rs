@@ -138,7 +138,7 @@ pub fn to_table_with(v: &Dynamic, order: &dyn Fn(&Map) -> Vec<String>) -> RResul
         if same_n {
             header.push("n".into());
         }
-        // Each cell: the mean over seeds and its 95% interval (the engine's
+        // Each cell: the mean over seeds and its 95% interval (the protocol's
         // seed-aware estimate), when the Result has one.
         let cell = |s: &Scores, lang: &str| -> (String, Option<&'static str>, usize) {
             let value = if lang == "avg" {

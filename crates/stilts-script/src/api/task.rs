@@ -164,7 +164,7 @@ fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
             },
             // `first` is a prefix of each file (read no further); `limit` is
             // drawn from the whole file afterwards.
-            limit: a.first,
+            first: a.first,
         },
     };
     if name != "mlm" && a.files.is_some() {

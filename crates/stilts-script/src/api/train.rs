@@ -7,15 +7,15 @@ use rhai::{Array, Dynamic, Engine, Map};
 
 use super::{engine_err, rerr, RResult};
 use crate::context::{Ctx, CANCEL};
-use crate::engine_bridge;
 use crate::options::{from_map, overlay, preset_map, EvalArgs};
+use crate::protocol_bridge;
 use crate::values::{LangScore, ModelValue, Scores, TaskValue};
 use stilts_protocol::multitask::Sampling;
 use stilts_protocol::presets::QA_MAX_LENGTH;
 use stilts_protocol::presets::{Resolved, RunOptions, SELECTION_KEYS};
 use stilts_protocol::run::{MultitaskJob, TrainJob};
 
-/// A training call's map: the engine's options (resolved over the preset
+/// A training call's map: the protocol's options (resolved over the preset
 /// they name by `RunOptions::resolve`, which validates them) and the values
 /// only a script holds (the dev set, `new_head`).
 pub struct Call {
@@ -193,7 +193,7 @@ fn resumed_note(
     }
 }
 
-/// The split the task's parts were read from (the registry's name for
+/// The split the task's parts were read from (the catalog's name for
 /// it), for messages.
 fn loaded_split(t: &TaskValue) -> String {
     let mut splits: Vec<&str> = t.parts.iter().map(|d| d.split.as_str()).collect();
@@ -307,7 +307,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         ..TrainJob::new(&m.model, &t.parts, run)
     };
     let (model, report) =
-        engine_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| engine_err(&what, e))?;
+        protocol_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| engine_err(&what, e))?;
     resumed_note(ctx, &what, &report, &dir);
     let last = report.losses.last().copied().unwrap_or(f64::NAN);
     let selection = match (report.best_step, report.best_score) {
@@ -510,7 +510,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         options: &call.options.options,
         checkpoint_dir: Some(dir.clone()),
     };
-    let (model, report) = engine_bridge::multitask(&job, &mut *bar, &CANCEL)
+    let (model, report) = protocol_bridge::multitask(&job, &mut *bar, &CANCEL)
         .map_err(|e| engine_err("multitask", e))?;
     resumed_note(ctx, "multitask", &report, &dir);
     let mut per_task = vec![];
@@ -572,7 +572,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
     let mut metric = String::new();
     for ds in t.parts.iter() {
         let mut bar = ctx.progress(&format!("eval {}", t.key(ds)));
-        let e = engine_bridge::evaluate(&m.model, ds, &run, &mut *bar, &CANCEL)
+        let e = protocol_bridge::evaluate(&m.model, ds, &run, &mut *bar, &CANCEL)
             .map_err(|e| engine_err(&format!("evaluate on {}", ds.name()), e))?;
         metric = e.metric.clone();
         by_lang.insert(

@@ -234,7 +234,7 @@ pub fn read_cosmosqa(
     };
     if let Some(lst) = cosmos_labels_file(path) {
         let labels = read_label_list(&lst)?;
-        if report.bad_lines == 0 && opts.limit.is_none() && labels.len() != examples.len() {
+        if report.bad_lines == 0 && opts.first.is_none() && labels.len() != examples.len() {
             return Err(data_err(
                 &lst,
                 labels.len(),

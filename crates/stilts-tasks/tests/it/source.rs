@@ -55,7 +55,7 @@ fn a_builtin_task_opens_a_part_per_selected_language_and_samples_each() {
     }
     // A prefix reads no further than N lines.
     let mut first = sel("dev", &["de"]);
-    first.read.limit = Some(5);
+    first.read.first = Some(5);
     assert_eq!(
         tasks::open(&source, &first).unwrap().parts[0]
             .examples

@@ -67,7 +67,7 @@ fn cache_hits_on_rerun_and_misses_after_changes() {
         .unwrap();
     assert_eq!(s3, CacheStatus::Miss);
     assert!(f3.iter().all(|f| f.len() <= 32));
-    let limited = ReadOptions::default().with_limit(100);
+    let limited = ReadOptions::default().with_first(100);
     let ds_lim = tasks::load("xnli", data.path(), "dev", Some("fr"), &limited).unwrap();
     assert_eq!(
         cache.features(&ds_lim, enc(), &opts, &limited).unwrap().1,

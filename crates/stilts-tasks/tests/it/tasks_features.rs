@@ -82,7 +82,7 @@ fn multiple_choice_rows_are_prompt_choice_pairs() {
         &shared().join("intermediate").join("commonsenseqa"),
         "dev",
         None,
-        &ReadOptions::default().with_limit(150),
+        &ReadOptions::default().with_first(150),
     )
     .unwrap();
     let feats = featurize(
@@ -229,7 +229,7 @@ fn xnli_and_hellaswag_batches_end_to_end() {
         &shared().join("xnli"),
         "test",
         Some("de"),
-        &ReadOptions::default().with_limit(1000),
+        &ReadOptions::default().with_first(1000),
     )
     .unwrap();
     let feats = featurize(&ds, enc, &FeatureOptions::new(128)).unwrap();
@@ -270,7 +270,7 @@ fn xnli_and_hellaswag_batches_end_to_end() {
         &shared().join("intermediate").join("hellaswag"),
         "dev",
         None,
-        &ReadOptions::default().with_limit(64),
+        &ReadOptions::default().with_first(64),
     )
     .unwrap();
     let hf = featurize(&hs, enc, &FeatureOptions::new(128)).unwrap();

@@ -1,4 +1,4 @@
-//! The readers and the registry: every format on the real files in
+//! The readers and the catalog: every format on the real files in
 //! `../shared/data` where they exist, on small files written here in the
 //! documented format where they don't (QQP, GLUE MNLI, original XNLI,
 //! SNLI, CCG, Cosmos QA csv, generic), plus compressed input, malformed
@@ -74,7 +74,7 @@ fn text_pair(e: &Example) -> (&str, &str, Option<usize>) {
 #[test]
 fn xnli_all_languages_test_and_dev() {
     let root = shared().join("xnli");
-    let langs = tasks::registry::XNLI_LANGUAGES;
+    let langs = tasks::catalog::XNLI_LANGUAGES;
     let mut first_labels: Option<Vec<Option<usize>>> = None;
     for lang in langs {
         let test = tasks::load("xnli", &root, "test", Some(lang), &fail()).unwrap();
@@ -598,7 +598,7 @@ fn qqp_glue_tsv_generated() {
 #[test]
 fn hellaswag_jsonl_gz_and_txt_bz2_agree() {
     let root = inter("hellaswag");
-    // The registry prefers the jsonl; read the txt.bz2 through its reader directly.
+    // The catalog prefers the jsonl; read the txt.bz2 through its reader directly.
     let ds = tasks::load("hellaswag", &root, "dev", None, &fail()).unwrap();
     assert!(ds.files[0]
         .to_string_lossy()
@@ -806,7 +806,7 @@ fn commonsenseqa_dev_and_gz_train_prefix() {
         &root,
         "train",
         None,
-        &ReadOptions::default().with_limit(10),
+        &ReadOptions::default().with_first(10),
     )
     .unwrap();
     assert_eq!(lim.len(), 10);
@@ -974,7 +974,7 @@ fn skip_policy_counts_and_reports() {
     assert_eq!(line, 2);
     let opts = ReadOptions {
         on_error: BadLines::Skip,
-        limit: None,
+        first: None,
     };
     let ds = tasks::load("xnli", dir.path(), "dev", Some("en"), &opts).unwrap();
     assert_eq!(ds.len(), 15);
@@ -1014,7 +1014,7 @@ fn compressed_files_read_transparently_and_plain_wins() {
 }
 
 #[test]
-fn registry_lists_tasks_and_layouts() {
+fn the_catalog_lists_tasks_and_layouts() {
     let all = tasks::tasks();
     let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
     for n in [
@@ -1105,7 +1105,7 @@ fn a_seeded_sample_of_the_label_sorted_mnli_file_is_label_balanced() {
         &inter("mnli"),
         "train",
         None,
-        &fail().with_limit(960),
+        &fail().with_first(960),
     )
     .unwrap();
     assert_eq!(first.label_counts().iter().filter(|&&c| c > 0).count(), 1);
@@ -1142,7 +1142,7 @@ fn a_seeded_sample_of_the_label_sorted_mnli_file_is_label_balanced() {
         &inter("hellaswag"),
         "dev",
         None,
-        &fail().with_limit(50),
+        &fail().with_first(50),
     )
     .unwrap();
     assert_eq!(sq.sample(20, 1).unwrap().len(), 20);

@@ -2,7 +2,7 @@
 //!
 //! Every binding that trains, evaluates or reads data calls a function of
 //! this module, and nothing else in `src/script` computes. Each function is
-//! a thin call into `src/protocol` (or `src/tasks`); what the engine does
+//! a thin call into `stilts-protocol` (or `stilts-tasks`); what the protocol does
 //! not offer yet is marked WANTED with the signature the binding needs.
 //! Nothing here knows about rhai.
 
