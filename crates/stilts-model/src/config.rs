@@ -146,23 +146,50 @@ impl Variant {
 /// head). The name stays from the XLM-R days; BERT configs are read into it too.
 #[derive(Clone, Debug)]
 pub struct XlmrConfig {
+    /// The family member, from `architectures` and `model_type` (default
+    /// XLM-R base/large); loading corrects it by the checkpoint's tensor names.
     pub variant: Variant,
+    /// Number of token ids (rows of the word embedding); required.
     pub vocab_size: usize,
+    /// Width of the hidden states (`H`); required, a multiple of
+    /// `num_attention_heads`.
     pub hidden_size: usize,
+    /// Number of transformer layers; required.
     pub num_hidden_layers: usize,
+    /// Attention heads per layer; required, at least 1.
     pub num_attention_heads: usize,
+    /// Width of each layer's feed-forward inner layer; required.
     pub intermediate_size: usize,
+    /// Activation of the feed-forward layers and the MLM head (`hidden_act`,
+    /// default `gelu`).
     pub hidden_act: Activation,
+    /// Dropout probability on the embeddings and on each attention and
+    /// feed-forward output, in `[0, 1)` (default 0.1).
     pub hidden_dropout_prob: f64,
+    /// Dropout probability on the attention probabilities, in `[0, 1)`
+    /// (default 0.1).
     pub attention_probs_dropout_prob: f64,
+    /// Dropout before the head's layers; `None` (absent or null in the file):
+    /// `hidden_dropout_prob` (see `classifier_dropout()`).
     pub classifier_dropout: Option<f64>,
+    /// Rows of the position table (default 514 for XLM-R, 512 for BERT); the
+    /// longest input is this minus `position_base()`.
     pub max_position_embeddings: usize,
+    /// Number of token types (segments): default 1 for XLM-R, 2 for BERT.
     pub type_vocab_size: usize,
+    /// Epsilon of every LayerNorm (default 1e-5 for XLM-R, 1e-12 for BERT).
     pub layer_norm_eps: f64,
+    /// The padding token's id (default 1, XLM-R's `<pad>`; 0, BERT's `[PAD]`);
+    /// below `vocab_size`.
     pub pad_token_id: u32,
+    /// Standard deviation of the normal initialisation of weights a checkpoint
+    /// lacks (default 0.02).
     pub initializer_range: f64,
     /// Label names ordered by id (`id2label`); empty when the config has none.
     pub labels: Vec<String>,
+    /// transformers class names from `architectures` (e.g.
+    /// `XLMRobertaForSequenceClassification`); empty when absent. Loading takes
+    /// the head from them when none is asked for.
     pub architectures: Vec<String>,
     /// BERT's second segment: the `[SEP]` id after which token type 1
     /// starts, when the tokenizer marks pairs with token types (set from

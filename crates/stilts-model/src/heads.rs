@@ -16,14 +16,22 @@ use crate::error::{Error, Result};
 pub enum HeadKind {
     /// One label per sequence or pair. XLM-R: `classifier.dense` -> tanh ->
     /// `classifier.out_proj`; BERT: `bert.pooler.dense` -> tanh -> `classifier`.
-    Classification { labels: Vec<String> },
+    Classification {
+        /// Label names in id order (`id2label`); building the head needs at
+        /// least one.
+        labels: Vec<String>,
+    },
     /// One score per candidate: `roberta.pooler.dense` / `bert.pooler.dense`
     /// -> tanh -> `classifier` (1 logit).
     MultipleChoice,
     /// Start and end logits per token: `qa_outputs` (2 logits).
     SpanQa,
     /// One label per token: `classifier`.
-    Tagging { labels: Vec<String> },
+    Tagging {
+        /// Tag names in id order (`id2label`); building the head needs at
+        /// least one.
+        labels: Vec<String>,
+    },
     /// Masked language modelling: `lm_head.dense` -> GELU ->
     /// `lm_head.layer_norm` -> the word embeddings (tied) + `lm_head.bias`
     /// (BERT: `cls.predictions.transform.{dense,LayerNorm}`, `cls.predictions.bias`).
@@ -72,6 +80,8 @@ impl HeadKind {
         }
     }
 
+    /// The label names of a classification or tagging head; empty for the
+    /// other heads.
     pub fn labels(&self) -> &[String] {
         match self {
             HeadKind::Classification { labels } | HeadKind::Tagging { labels } => labels,
@@ -111,6 +121,7 @@ enum Layers {
 /// A head with its parameters.
 #[derive(Clone)]
 pub struct Head {
+    /// What the head predicts (and its label names).
     pub kind: HeadKind,
     params: ParamStore,
     layers: std::sync::Arc<Layers>,
@@ -125,8 +136,13 @@ pub enum Output {
     /// `[B, labels]` for classification, `[B, choices]` for multiple choice,
     /// `[B, T, labels]` for tagging.
     Logits(Tensor),
-    /// `[B, T]` each.
-    Span { start: Tensor, end: Tensor },
+    /// Span QA scores per token, `[B, T]` each.
+    Span {
+        /// Logit that the answer starts at each token, `[B, T]`.
+        start: Tensor,
+        /// Logit that the answer ends at each token, `[B, T]`.
+        end: Tensor,
+    },
 }
 
 impl Output {
@@ -147,7 +163,14 @@ pub enum Target {
     /// `[B]` class or choice index (i64, -100 skips).
     Class(Tensor),
     /// `[B]` start and end token positions (i64).
-    Span { start: Tensor, end: Tensor },
+    Span {
+        /// `[B]` index of the answer's first token; the loss skips a
+        /// position at or past `T` (and clamps a negative one to 0).
+        start: Tensor,
+        /// `[B]` index of the answer's last token; the loss treats it like
+        /// `start`.
+        end: Tensor,
+    },
     /// `[B, T]` label per token (i64, -100 skips).
     Tags(Tensor),
 }
@@ -274,6 +297,8 @@ impl Head {
         })
     }
 
+    /// The head's own trainable parameters by Hugging Face name (not the
+    /// tied MLM decoder, which is the encoder's word embedding).
     pub fn params(&self) -> &ParamStore {
         &self.params
     }
@@ -383,8 +408,6 @@ impl Head {
         })
     }
 
-    /// A copy of the head in another dtype or on another device.
-    /// (`encoder` is the copy the head will sit on.)
     /// The same head on `encoder` (a [`Encoder::with_frozen`] view), its
     /// parameters shared, those named in `frozen` as plain tensors.
     pub fn with_frozen(
@@ -399,6 +422,8 @@ impl Head {
         Ok(head)
     }
 
+    /// A copy of the head in another dtype or on another device.
+    /// (`encoder` is the copy the head will sit on.)
     pub fn to(
         &self,
         config: &XlmrConfig,

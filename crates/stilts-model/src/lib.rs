@@ -58,7 +58,10 @@ pub struct LoadOptions {
     pub head: Option<HeadKind>,
     /// Seed for initialising whatever the checkpoint lacks (a new head).
     pub seed: u64,
+    /// Where the parameters are put (default CPU).
     pub device: Device,
+    /// The dtype the parameters are stored in: checkpoint tensors are converted
+    /// to it, new ones initialised in it (default f32).
     pub dtype: DType,
 }
 
@@ -74,6 +77,7 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
+    /// The defaults (seed 0, CPU, f32) with `head` in place of the checkpoint's.
     pub fn with_head(head: HeadKind) -> Self {
         LoadOptions {
             head: Some(head),
@@ -85,8 +89,12 @@ impl LoadOptions {
 /// An encoder with a head (and the tokenizer that goes with it).
 #[derive(Clone)]
 pub struct Model {
+    /// The transformer body (embeddings and layers).
     pub encoder: Encoder,
+    /// The task head on top of the encoder.
     pub head: Head,
+    /// The checkpoint's `tokenizer.json`; `None` when the folder has none, and
+    /// for models built by `random` or `with_head`.
     pub tokenizer: Option<Tokenizer>,
     /// What loading initialised or left unused.
     pub report: LoadReport,
@@ -201,6 +209,7 @@ impl Model {
         })
     }
 
+    /// The encoder's configuration (config.json).
     pub fn config(&self) -> &XlmrConfig {
         &self.encoder.config
     }
@@ -215,6 +224,7 @@ impl Model {
         self.encoder.params().merged(self.head.params())
     }
 
+    /// Number of scalars in the encoder's and the head's trainable parameters.
     pub fn num_parameters(&self) -> usize {
         self.encoder.params().num_parameters() + self.head.params().num_parameters()
     }
@@ -225,6 +235,7 @@ impl Model {
         self.head.forward(&hidden, inputs, rng)
     }
 
+    /// The head's loss of `output` against `target` (see `Head::loss`).
     pub fn loss(&self, output: &Output, target: &Target) -> Result<Tensor> {
         self.head.loss(output, target)
     }

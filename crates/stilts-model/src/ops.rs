@@ -800,6 +800,7 @@ mod on_device {
 pub struct DropoutRng(pub ChaCha8Rng);
 
 impl DropoutRng {
+    /// A stream seeded with `seed` (the same seed, the same masks).
     pub fn new(seed: u64) -> Self {
         use rand::SeedableRng;
         DropoutRng(ChaCha8Rng::seed_from_u64(seed))
@@ -861,10 +862,13 @@ pub enum Activation {
     Gelu,
     /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
     GeluTanh,
+    /// `max(0, x)` (`relu`).
     Relu,
 }
 
 impl Activation {
+    /// The activation a `hidden_act` value names: `gelu`, `gelu_new`,
+    /// `gelu_pytorch_tanh`, `gelu_fast` or `relu`; `None` for any other.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "gelu" => Some(Activation::Gelu),
@@ -874,6 +878,8 @@ impl Activation {
         }
     }
 
+    /// The `hidden_act` name written for this activation (`gelu`, `gelu_new`,
+    /// `relu`).
     pub fn name(&self) -> &'static str {
         match self {
             Activation::Gelu => "gelu",
@@ -882,6 +888,7 @@ impl Activation {
         }
     }
 
+    /// The activation applied element-wise to `x`.
     pub fn apply(&self, x: &Tensor) -> CResult<Tensor> {
         match self {
             Activation::Gelu => gelu_erf(x),

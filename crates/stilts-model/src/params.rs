@@ -22,30 +22,37 @@ pub struct ParamStore {
 }
 
 impl ParamStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds `var` under `name`, replacing any parameter already of that name.
     pub fn insert(&mut self, name: impl Into<String>, var: Var) {
         self.vars.insert(name.into(), var);
     }
 
+    /// The parameter named `name`, if there is one.
     pub fn get(&self, name: &str) -> Option<&Var> {
         self.vars.get(name)
     }
 
+    /// Name and parameter pairs, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Var)> {
         self.vars.iter()
     }
 
+    /// The parameter names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.vars.keys()
     }
 
+    /// Number of parameters (tensors, not scalars: see `num_parameters`).
     pub fn len(&self) -> usize {
         self.vars.len()
     }
 
+    /// Whether the store holds no parameter.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }
@@ -79,7 +86,9 @@ pub enum Init {
     Normal,
     /// Like `Normal`, with the row of `padding_idx` zeroed (word embeddings).
     NormalPaddingRow(usize),
+    /// All zeros: biases, and the MLM head's output bias.
     Zeros,
+    /// All ones: LayerNorm weights.
     Ones,
 }
 
@@ -124,6 +133,7 @@ impl ParamBuilder {
         }
     }
 
+    /// The device the parameters are put on.
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -140,6 +150,7 @@ impl ParamBuilder {
         }
     }
 
+    /// Whether the checkpoint has a tensor named `name`.
     pub fn has(&self, name: &str) -> bool {
         self.source.contains_key(name)
     }
@@ -275,6 +286,8 @@ impl ParamBuilder {
 /// "unexpected" keys. Neither is fatal; both are shown to the user.
 #[derive(Clone, Debug, Default)]
 pub struct LoadReport {
+    /// The weights file (or shard index) read, or a placeholder such as
+    /// `<random init>` or `<new head>` when the weights came from no file.
     pub source: PathBuf,
     /// Parameters the checkpoint lacked, freshly initialised (e.g. a new head).
     pub initialized: Vec<String>,

@@ -179,11 +179,14 @@ impl Recompute {
 /// A training loss, with what its backward needs beyond candle's graph (the
 /// encoder's recomputation under gradient checkpointing).
 pub struct Loss {
+    /// The loss itself, a scalar tensor with its autograd graph.
     pub value: Tensor,
     recompute: Option<Recompute>,
 }
 
 impl Loss {
+    /// Wraps `value`; `recompute` is what `Encoder::forward_train` saved
+    /// (`None` without gradient checkpointing).
     pub fn new(value: Tensor, recompute: Option<Recompute>) -> Self {
         Loss { value, recompute }
     }

@@ -5,15 +5,23 @@ use super::config::Variant;
 /// A published checkpoint: its hub id and shape.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SizeSpec {
+    /// The short name a user types (`xlmr-large`, `me5-small`, ...).
     pub name: &'static str,
+    /// The Hugging Face hub repository (`FacebookAI/xlm-roberta-large`).
     pub hub_id: &'static str,
     /// Older hub ids that name the same repository (and its cache folder).
     pub aliases: &'static [&'static str],
+    /// The family member (LayerNorm placement and parameter names).
     pub variant: Variant,
+    /// Number of transformer layers.
     pub layers: usize,
+    /// Hidden size.
     pub hidden: usize,
+    /// Attention heads per layer.
     pub heads: usize,
+    /// Feed-forward inner width.
     pub ffn: usize,
+    /// Vocabulary size of the published checkpoint.
     pub vocab: usize,
     /// `max_position_embeddings` (514 for XLM-R: 512 tokens after the pad
     /// offset; 512 for BERT).

@@ -14,15 +14,23 @@ use crate::error::Result;
 /// The shape of a tiny model.
 #[derive(Clone, Debug)]
 pub struct TinySpec {
+    /// The family member (default XLM-R base/large's post-LayerNorm).
     pub variant: Variant,
     /// Target vocabulary size of the trained tokenizer (it may come out
     /// smaller on little text; the model takes the real size).
     pub vocab_size: usize,
+    /// Hidden size (default 32).
     pub hidden_size: usize,
+    /// Number of transformer layers (default 2).
     pub num_layers: usize,
+    /// Attention heads per layer; must divide `hidden_size` (default 4).
     pub num_heads: usize,
+    /// Feed-forward inner width (default 64).
     pub intermediate_size: usize,
+    /// Rows of the position table (default 130: inputs of up to 128 tokens,
+    /// as XLM-R's positions start at 2).
     pub max_position_embeddings: usize,
+    /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
 

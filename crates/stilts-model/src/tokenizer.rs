@@ -63,6 +63,8 @@ impl Tokenizer {
         })
     }
 
+    /// The file it was loaded from (`<trained tokenizer>` for one made by
+    /// `train_unigram`); named in errors.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -78,6 +80,8 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The id of the token spelled `token` (added tokens included), if the
+    /// vocabulary has it.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }

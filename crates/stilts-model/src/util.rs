@@ -147,6 +147,8 @@ pub fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
         .map(|(_, n)| n)
 }
 
+/// Edit distance in chars between `a` and `b`: insertions, deletions,
+/// substitutions and swaps of two adjacent chars, each costing 1.
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();

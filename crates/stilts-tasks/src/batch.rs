@@ -106,11 +106,14 @@ pub fn train_batches(lens: &[usize], size: BatchSize, seed: u64) -> Vec<Vec<usiz
 /// [`EvalPlan::restore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EvalPlan {
+    /// Feature indices of each batch, longest features first.
     pub batches: Vec<Vec<usize>>,
+    /// Number of features planned for (every index below it is in one batch).
     pub n: usize,
 }
 
 impl EvalPlan {
+    /// The plan for features of padded costs `lens` (see `lengths`), cut by `size`.
     pub fn new(lens: &[usize], size: BatchSize) -> Self {
         let mut idx: Vec<usize> = (0..lens.len()).collect();
         idx.sort_by_key(|&i| std::cmp::Reverse(lens[i]));

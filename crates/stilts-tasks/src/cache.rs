@@ -26,7 +26,9 @@ const FEATURES_VERSION: u32 = 1;
 /// Whether features came from the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheStatus {
+    /// Read from a cache file whose key matched.
     Hit,
+    /// Tokenized now (no valid file for the key) and written to the cache.
     Miss,
     /// Caching off ([`FeatureCache::disabled`]).
     Off,
@@ -47,12 +49,14 @@ impl Default for FeatureCache {
 }
 
 impl FeatureCache {
+    /// A cache in the folder `dir` (created when first written).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         FeatureCache {
             dir: Some(dir.into()),
         }
     }
 
+    /// No cache: features are always tokenized and never stored.
     pub fn disabled() -> Self {
         FeatureCache { dir: None }
     }
@@ -69,6 +73,7 @@ impl FeatureCache {
         }
     }
 
+    /// The cache folder; `None` when caching is off.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }

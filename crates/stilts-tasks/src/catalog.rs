@@ -16,17 +16,26 @@ pub enum Format {
     Nli,
     /// ANLI JSON lines (`context`, `hypothesis`, `label` e/n/c).
     Anli,
+    /// GLUE's QQP TSV (`question1`, `question2`, `is_duplicate`).
     Qqp,
+    /// GLUE's SST-2 TSV (`sentence` or `text`, `label`).
     Sst2,
     /// XTREME per-language TSV, or the original `xnli.{dev,test}.tsv`.
     Xnli,
+    /// AmericasNLI TSV (`id language premise hypothesis label`), per
+    /// language or combined and filtered by `language`.
     AmericasNli,
+    /// SQuAD v1.1 or v2.0 JSON (one document).
     Squad,
+    /// HellaSwag JSON lines, or its 6-lines-per-example text.
     HellaSwag,
+    /// Cosmos QA JSON lines or CSV, with an optional `{split}-labels.lst`.
     CosmosQa,
+    /// CommonsenseQA JSON lines (the original or the Hugging Face layout).
     CommonsenseQa,
     /// jiant's CCG files plus `tags_to_id.json`.
     Ccg,
+    /// A user's TSV, CSV or JSON lines with the columns the spec names.
     Generic(GenericSpec),
 }
 
@@ -37,12 +46,16 @@ pub enum Format {
 /// in the file name, and a `.gz` or `.bz2` suffix is always accepted.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SplitLayout {
+    /// The split's name (`train`, `dev`, `dev_matched`, ...).
     pub name: String,
+    /// The files the split is made of, read in order and concatenated.
     pub parts: Vec<Part>,
 }
 
+/// One file of a split: where it may be, and how to read it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Part {
+    /// Paths relative to the task folder, tried in order (see `SplitLayout`).
     pub candidates: Vec<String>,
     /// Which reader reads this part (ANLI+ mixes three).
     pub format: Format,
@@ -51,13 +64,17 @@ pub struct Part {
 /// A task: everything needed to read it, build its head and score it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskSpec {
+    /// The task's name in the catalog (`mnli`, `xnli`, ...).
     pub name: String,
+    /// One line saying what the task is, for listings.
     pub description: String,
     /// The head; for `ccg` the labels come from `tags_to_id.json` at load time.
     pub head: HeadKind,
+    /// How the task is scored.
     pub metric: Metric,
     /// What one example is, in words (for the README and messages).
     pub input: String,
+    /// The splits the task has and the files of each.
     pub splits: Vec<SplitLayout>,
     /// Languages (XNLI, AmericasNLI) or rounds (ANLI); empty if none.
     pub subsets: Vec<String>,

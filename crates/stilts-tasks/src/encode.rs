@@ -20,6 +20,7 @@ use stilts_model::Tokenizer;
 /// One window of a (question, context) pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Token ids: `<s> question </s></s> context slice </s>`.
     pub ids: Vec<u32>,
     /// For each token: its character span in the context, or `None` for
     /// question and special tokens (HF `run_qa.py` sets those to None).
@@ -70,6 +71,7 @@ impl TextEncoder {
         })
     }
 
+    /// The tokenizer file (as the model's tokenizer names it); named in errors.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -88,6 +90,8 @@ impl TextEncoder {
         })
     }
 
+    /// The id of the token spelled `t` (added tokens included), if the
+    /// vocabulary has it.
     pub fn token_id(&self, t: &str) -> Option<u32> {
         self.inner.token_to_id(t)
     }

@@ -17,6 +17,7 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The metric's name as shown in reports (`accuracy`, `squad (EM/F1)`, ...).
     pub fn name(&self) -> &'static str {
         match self {
             Metric::Accuracy => "accuracy",
@@ -33,6 +34,7 @@ use stilts_model::HeadKind;
 /// One gold answer of an extractive QA example (`answer_start` in chars).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
+    /// The answer's text, as it appears in the context.
     pub text: String,
     /// Offset of the answer in the context, in characters (Unicode scalar
     /// values, as Python indexes strings).
@@ -45,39 +47,72 @@ pub struct Answer {
 pub enum Example {
     /// One text or a pair, with a class index into the task's labels.
     Text {
+        /// The file's own id (an id column, SQuAD's `id`), else one the
+        /// reader makes, such as `ccg:12`; prefixed `{sub}/` when several
+        /// languages or rounds are read together.
         id: String,
+        /// The 1-based line of the example in its file.
         line: usize,
+        /// The text, or the first of a pair (an NLI premise).
         a: String,
+        /// The second text of a pair (an NLI hypothesis); `None` for a
+        /// single text.
         b: Option<String>,
+        /// Index into the dataset's `labels`; `None` when the example has no
+        /// gold label (unlabelled files, MLM text).
         label: Option<usize>,
     },
     /// A prompt and candidates; each row is the pair (prompt, choice).
     Choice {
+        /// The file's own id (an id column, SQuAD's `id`), else one the
+        /// reader makes, such as `ccg:12`; prefixed `{sub}/` when several
+        /// languages or rounds are read together.
         id: String,
+        /// The 1-based line of the example in its file.
         line: usize,
+        /// The context shared by every candidate.
         prompt: String,
+        /// The candidate continuations or answers, in the file's order.
         choices: Vec<String>,
+        /// Index of the correct candidate in `choices`; `None` without a
+        /// gold answer.
         label: Option<usize>,
     },
     /// Extractive QA. `answers` is empty for unanswerable (SQuAD 2.0) questions.
     Span {
+        /// The file's own id (an id column, SQuAD's `id`), else one the
+        /// reader makes, such as `ccg:12`; prefixed `{sub}/` when several
+        /// languages or rounds are read together.
         id: String,
+        /// The 1-based line of the example in its file.
         line: usize,
+        /// The question.
         question: String,
+        /// The passage the answer is a span of.
         context: String,
+        /// The gold answers (several in SQuAD's dev set).
         answers: Vec<Answer>,
+        /// True for a SQuAD 2.0 question without an answer in the context.
         is_impossible: bool,
     },
     /// A tokenized sentence with one tag index per word.
     Words {
+        /// The file's own id (an id column, SQuAD's `id`), else one the
+        /// reader makes, such as `ccg:12`; prefixed `{sub}/` when several
+        /// languages or rounds are read together.
         id: String,
+        /// The 1-based line of the example in its file.
         line: usize,
+        /// The sentence's words (pre-tokenized, as in the file).
         words: Vec<String>,
+        /// One index into the dataset's `labels` per word; `None` without
+        /// gold tags.
         tags: Option<Vec<usize>>,
     },
 }
 
 impl Example {
+    /// The example's id.
     pub fn id(&self) -> &str {
         match self {
             Example::Text { id, .. }
@@ -87,6 +122,7 @@ impl Example {
         }
     }
 
+    /// The 1-based line of the example in its file.
     pub fn line(&self) -> usize {
         match self {
             Example::Text { line, .. }
@@ -108,7 +144,9 @@ impl Example {
 /// The examples of one split of one task (one language or round, or all).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Dataset {
+    /// The task's name (`xnli`, `squad_v1`, `mlm` for raw text, ...).
     pub task: String,
+    /// The split read (`train`, `dev`, `dev_matched`, ...).
     pub split: String,
     /// Language (XNLI, AmericasNLI) or round (ANLI); `None` for tasks without.
     pub subset: Option<String>,
@@ -118,17 +156,21 @@ pub struct Dataset {
     pub labels: Vec<String>,
     /// The head this data trains (with the labels, for `ccg` read from `tags_to_id.json`).
     pub head: HeadKind,
+    /// How predictions on this data are scored.
     pub metric: Metric,
+    /// The examples, in file order.
     pub examples: Vec<Example>,
     /// What was left out, and where.
     pub skipped: SkipReport,
 }
 
 impl Dataset {
+    /// Number of examples.
     pub fn len(&self) -> usize {
         self.examples.len()
     }
 
+    /// Whether the dataset holds no example.
     pub fn is_empty(&self) -> bool {
         self.examples.is_empty()
     }

@@ -26,7 +26,12 @@ pub enum Label {
     /// Class, or index of the right choice.
     Class(usize),
     /// Start and end token (inclusive); both 0 (`<s>`) when the window has no answer.
-    Span { start: usize, end: usize },
+    Span {
+        /// Index of the answer's first token in the window.
+        start: usize,
+        /// Index of the answer's last token in the window.
+        end: usize,
+    },
     /// One value per token: a tag index, or -100.
     Tags(Vec<i64>),
 }
@@ -36,7 +41,10 @@ pub enum Label {
 pub struct Feature {
     /// Index of its example in the dataset.
     pub example: usize,
+    /// Token ids, specials included: the one row of a text, pair, QA window
+    /// or sentence, or one `(prompt, choice)` row per choice, in order.
     pub rows: Vec<Vec<u32>>,
+    /// What the model should predict for this feature.
     pub label: Label,
     /// QA windows only: each token's character span in the context (`None`
     /// outside the context); empty for other tasks.
@@ -49,6 +57,7 @@ impl Feature {
         self.rows.iter().map(Vec::len).max().unwrap_or(0)
     }
 
+    /// Whether every row is empty (or there is none).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -86,6 +95,8 @@ impl Default for FeatureOptions {
 }
 
 impl FeatureOptions {
+    /// The defaults (stride 128, chunks of 4096 examples) with sequences of
+    /// at most `max_length` tokens.
     pub fn new(max_length: usize) -> Self {
         FeatureOptions {
             max_length,

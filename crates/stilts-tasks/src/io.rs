@@ -20,6 +20,7 @@ pub enum BadLines {
 /// Options every reader takes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReadOptions {
+    /// What to do with a malformed line (default: fail).
     pub on_error: BadLines,
     /// Read at most this many examples (a prefix of the file, for quick
     /// runs): a script's `first`. (Kept as `limit` in serialized options,
@@ -29,6 +30,7 @@ pub struct ReadOptions {
 }
 
 impl ReadOptions {
+    /// The defaults, with malformed lines skipped and counted.
     pub fn skip_bad_lines() -> Self {
         ReadOptions {
             on_error: BadLines::Skip,
@@ -36,6 +38,7 @@ impl ReadOptions {
         }
     }
 
+    /// These options, reading at most the first `n` examples.
     pub fn with_first(mut self, n: usize) -> Self {
         self.first = Some(n);
         self
@@ -45,8 +48,11 @@ impl ReadOptions {
 /// One place where a line was left out.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BadLine {
+    /// The file the line is in.
     pub path: PathBuf,
+    /// The line number, counted from 1.
     pub line: usize,
+    /// What is wrong with the line.
     pub msg: String,
 }
 
@@ -73,10 +79,13 @@ impl SkipReport {
     /// How many bad-line locations are kept.
     pub const KEEP: usize = 10;
 
+    /// Whether nothing was left out.
     pub fn is_empty(&self) -> bool {
         self.bad_lines == 0 && self.no_gold_label == 0
     }
 
+    /// Adds `other`'s counts to this report and keeps its bad lines while
+    /// fewer than `KEEP` are kept.
     pub fn merge(&mut self, other: SkipReport) {
         self.bad_lines += other.bad_lines;
         self.no_gold_label += other.no_gold_label;
@@ -116,12 +125,16 @@ impl std::fmt::Display for SkipReport {
 
 /// Applies the bad-line policy for one file.
 pub struct Sink<'a> {
+    /// The file being read.
     pub path: &'a Path,
+    /// The bad-line policy and example limit.
     pub opts: &'a ReadOptions,
+    /// Where skipped lines and rows are counted.
     pub report: &'a mut SkipReport,
 }
 
 impl<'a> Sink<'a> {
+    /// A sink for reading `path` under `opts`, counting into `report`.
     pub fn new(path: &'a Path, opts: &'a ReadOptions, report: &'a mut SkipReport) -> Self {
         Sink { path, opts, report }
     }
@@ -158,15 +171,18 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// Counts a row left out for having no gold label (`-`).
     pub fn no_gold(&mut self) {
         self.report.no_gold_label += 1;
     }
 
+    /// Whether `n` examples read reach the `first` limit (never without one).
     pub fn full(&self, n: usize) -> bool {
         self.opts.first.is_some_and(|l| n >= l)
     }
 }
 
+/// An `Error::Data`: `msg` about line `line` (from 1) of `path`.
 pub fn data_err(path: &Path, line: usize, msg: impl Into<String>) -> Error {
     Error::Data {
         path: path.to_path_buf(),
@@ -178,12 +194,16 @@ pub fn data_err(path: &Path, line: usize, msg: impl Into<String>) -> Error {
 /// The compression a file name says it has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// Plain bytes (any other extension).
     None,
+    /// gzip (`.gz`).
     Gzip,
+    /// bzip2 (`.bz2`).
     Bzip2,
 }
 
 impl Compression {
+    /// The compression `path`'s extension names.
     pub fn of(path: &Path) -> Self {
         match path.extension().and_then(|e| e.to_str()) {
             Some("gz") => Compression::Gzip,
@@ -260,6 +280,7 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// Opens `path` (decompressing as `open` does) at its first line.
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Lines {
             reader: open(path)?,
@@ -269,6 +290,7 @@ impl Lines {
         })
     }
 
+    /// The file being read.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -85,13 +85,20 @@ fn find(root: &Path, pattern: &str) -> Result<Option<PathBuf>> {
 /// one-file multilingual layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
+    /// The file found under the task folder.
     pub path: PathBuf,
+    /// The reader for it (its part's format).
     pub format: Format,
+    /// The language (or round) to keep from a file that holds several (its
+    /// name has no `{sub}`); `None`: keep every row.
     pub filter: Option<String>,
+    /// The language or round this file was found for; `None` when none was
+    /// (a task without subsets, or one file read once for all of them).
     pub subset: Option<String>,
 }
 
 impl TaskSpec {
+    /// The names of the task's splits, in catalog order.
     pub fn split_names(&self) -> Vec<&str> {
         self.splits.iter().map(|s| s.name.as_str()).collect()
     }

@@ -154,15 +154,26 @@ pub fn f1(pred: &str, gold: &str) -> f64 {
 /// SQuAD scores in percent.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SquadScores {
+    /// Exact match, percent of questions (best over each question's gold answers).
     pub exact: f64,
+    /// Token-overlap F1, percent (best over each question's gold answers).
     pub f1: f64,
+    /// Number of questions scored.
     pub total: usize,
     /// SQuAD 2.0 only: the answerable and the unanswerable questions apart.
     pub has_ans_exact: Option<f64>,
+    /// F1 (percent) over the answerable questions; `None` under SQuAD v1.1 or
+    /// when there are none.
     pub has_ans_f1: Option<f64>,
+    /// Number of answerable questions (0 under SQuAD v1.1).
     pub has_ans_total: usize,
+    /// Exact match (percent) over the unanswerable questions; `None` under
+    /// SQuAD v1.1 or when there are none.
     pub no_ans_exact: Option<f64>,
+    /// F1 (percent) over the unanswerable questions; `None` under SQuAD v1.1
+    /// or when there are none.
     pub no_ans_f1: Option<f64>,
+    /// Number of unanswerable questions (0 under SQuAD v1.1).
     pub no_ans_total: usize,
 }
 

@@ -15,7 +15,10 @@ use stilts_model::error::{Error, Result};
 /// Post-processing settings (HF's defaults).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PostprocessOptions {
+    /// How many of the highest start and of the highest end logits per window
+    /// are paired into candidates (default 20).
     pub n_best: usize,
+    /// Longest answer considered, in tokens (default 30).
     pub max_answer_length: usize,
     /// SQuAD 2.0: questions may have no answer.
     pub with_negative: bool,
@@ -35,6 +38,7 @@ impl Default for PostprocessOptions {
 }
 
 impl PostprocessOptions {
+    /// The defaults for SQuAD 2.0: no-answer predictions allowed, threshold 0.
     pub fn v2() -> Self {
         PostprocessOptions {
             with_negative: true,
@@ -46,6 +50,7 @@ impl PostprocessOptions {
 /// The answer chosen for one question.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QaPrediction {
+    /// The question's id (the example's `id`).
     pub id: String,
     /// Empty for "no answer".
     pub text: String,

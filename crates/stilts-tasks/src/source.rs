@@ -21,20 +21,32 @@ use crate::readers::{columns, text};
 pub enum TaskSource {
     /// A task of the catalog ([`TASK_NAMES`]) in its release's folder
     /// layout ([`TaskSpec::layout`]).
-    Builtin { name: String, data: PathBuf },
+    Builtin {
+        /// The catalog name (`xnli`, `mnli`, ...).
+        name: String,
+        /// The task's data folder.
+        data: PathBuf,
+    },
     /// A folder of CSV/TSV/JSONL files with named columns, a split per file.
     Generic {
+        /// The task's name in results.
         name: String,
+        /// The folder holding `{train,dev,test}.{tsv,csv,jsonl}`.
         data: PathBuf,
+        /// The text columns, label column and label set.
         spec: GenericSpec,
     },
     /// One headerless TSV file (`.gz`/`.bz2` too) with the given columns
     /// (`label`, one or two text columns, optionally `language` and `id`);
     /// its name defaults to the file's stem.
     Tsv {
+        /// The task's name in results; `None`: the file's stem.
         name: Option<String>,
+        /// The TSV file.
         file: PathBuf,
+        /// The name of each column, in order.
         columns: Vec<String>,
+        /// The label set, in the classifier's order.
         labels: Vec<String>,
     },
     /// Raw text for masked language modelling.
@@ -47,7 +59,10 @@ pub enum MlmText {
     /// Files of one sentence a line, a part per file (named by its stem).
     Files(Vec<PathBuf>),
     /// The distinct premises of an XNLI-layout folder, a part per language.
-    Premises { data: PathBuf },
+    Premises {
+        /// The XNLI data folder.
+        data: PathBuf,
+    },
 }
 
 /// Which examples of a source to read.
@@ -88,8 +103,11 @@ impl Default for Selection {
 /// language (or round, or file).
 #[derive(Clone, Debug)]
 pub struct OpenedTask {
+    /// The task's name in results (`mlm` for raw text).
     pub name: String,
+    /// The split as selected (`train` for raw-text files).
     pub split: String,
+    /// One dataset per language, round or file.
     pub parts: Vec<Dataset>,
 }
 

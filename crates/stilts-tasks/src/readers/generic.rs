@@ -28,6 +28,7 @@ pub struct GenericSpec {
 }
 
 impl GenericSpec {
+    /// A spec with these columns and labels, ids from `{file}:{line}`.
     pub fn new(text_columns: &[&str], label_column: &str, labels: &[&str]) -> Self {
         GenericSpec {
             text_columns: text_columns.iter().map(|s| s.to_string()).collect(),
@@ -37,6 +38,8 @@ impl GenericSpec {
         }
     }
 
+    /// Checks the spec: one or two text columns and at least two labels, else
+    /// an error saying which is wrong.
     pub fn check(&self) -> Result<()> {
         if self.text_columns.is_empty() || self.text_columns.len() > 2 {
             return Err(Error::msg(format!(

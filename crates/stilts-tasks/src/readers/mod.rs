@@ -27,6 +27,7 @@ use stilts_model::error::Result;
 /// and XNLI's: entailment, neutral, contradiction).
 pub const NLI_LABELS: [&str; 3] = ["entailment", "neutral", "contradiction"];
 
+/// `NLI_LABELS` as owned strings (a task's label set).
 pub fn nli_labels() -> Vec<String> {
     NLI_LABELS.iter().map(|s| s.to_string()).collect()
 }
@@ -34,6 +35,8 @@ pub fn nli_labels() -> Vec<String> {
 /// A gold label as found in a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gold {
+    /// A class index into the label set (NLI: 0 entailment, 1 neutral,
+    /// 2 contradiction).
     Label(usize),
     /// `-` (MNLI/SNLI: no annotator majority) or `-1` (Hugging Face datasets).
     None,
@@ -87,6 +90,8 @@ pub fn json_text(obj: &Value, field: &str) -> std::result::Result<String, String
     }
 }
 
+/// What kind of JSON value `v` is, in words for messages (`a string`,
+/// `null`, ...).
 pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -109,6 +114,7 @@ pub fn nonempty(s: &str, what: &str) -> std::result::Result<String, String> {
 
 /// What a row parser makes of one row.
 pub enum Row {
+    /// An example to keep.
     Keep(Example),
     /// A row without a gold label (`-`), left out and counted.
     NoGold,
@@ -216,6 +222,7 @@ pub fn read_csv<C>(
 /// A tab-separated table with a header row, GLUE style: no quoting, every
 /// row split on `\t` and required to have as many fields as the header.
 pub struct Tsv {
+    /// The header row's column names, in order.
     pub header: Vec<String>,
 }
 
@@ -227,6 +234,8 @@ impl Tsv {
             .find_map(|n| self.header.iter().position(|h| h == n))
     }
 
+    /// The index of the first of `names` found in the header; an error at
+    /// line 1 of `path` listing the header when none is there.
     pub fn need(&self, path: &Path, names: &[&str]) -> Result<usize> {
         self.col(names).ok_or_else(|| {
             super::io::data_err(
