@@ -21,27 +21,48 @@ use stilts_model::{DropoutRng, ParamStore};
 pub struct LoopState {
     /// Updates done.
     pub step: u64,
-    /// Epoch of the next batch group, and its index within the epoch.
+    /// Epoch (from 0) of the next batch group to train.
     pub epoch: usize,
+    /// Index of that group within the epoch (a group is `grad_accum` batches,
+    /// one update).
     pub group: usize,
+    /// The dropout RNG as it stands after the last update (seeded from
+    /// `TrainOptions::seed`), so a resumed run draws the same masks.
     pub rng: DropoutRng,
+    /// Mean loss of each update so far, in order.
     pub losses: Vec<f64>,
     /// (task, loss) of every batch: per-task curves of a multi-task run.
     #[serde(default)]
     pub task_losses: Vec<(usize, f64)>,
+    /// Best dev score so far; `None` before the first evaluation (and always
+    /// without `eval_every`).
     pub best_score: Option<f64>,
+    /// Update at which `best_score` was reached; `None` with it.
     pub best_step: Option<u64>,
+    /// Evaluations since the best score last improved (stops the run when it
+    /// reaches `patience`).
     pub evals_since_best: usize,
+    /// (update, dev score) of every evaluation so far.
     pub scores: Vec<(u64, f64)>,
+    /// Set once the run is over (all updates done, or stopped early): resuming
+    /// a finished checkpoint trains no further.
     pub finished: bool,
     /// Identifies the run's settings; a checkpoint of other settings is refused.
     pub fingerprint: String,
 }
 
+/// A checkpoint as `load` reads it back: the loop state and the tensors, on
+/// the CPU.
 pub struct Checkpoint {
+    /// The loop state (`state.json`).
     pub state: LoopState,
+    /// Model weights by parameter name (`model.safetensors`).
     pub params: HashMap<String, Tensor>,
+    /// Optimizer tensors (`optimizer.safetensors`): `m.NAME` and `v.NAME` (the
+    /// AdamW moments), and `c.NAME` (Kahan compensation, under `bf16_update: kahan`).
     pub moments: HashMap<String, Tensor>,
+    /// Best-so-far weights (`best.safetensors`); `None` when the run kept none
+    /// (no evaluation yet, or no model selection).
     pub best: Option<HashMap<String, Tensor>>,
 }
 

@@ -34,8 +34,13 @@ use stilts_tasks::Dataset;
 /// and their fingerprint.
 #[derive(Clone, Debug)]
 pub struct TaskData {
+    /// The task's name: labels its curves and progress bars and enters the
+    /// condition's configuration.
     pub name: String,
+    /// Its datasets, one per language or round: training pools them, an
+    /// evaluation scores each apart, a dev set uses only the first.
     pub parts: Arc<Vec<Dataset>>,
+    /// Hash of the parts' data (`fingerprint::datasets`), computed by `new`.
     pub fingerprint: String,
 }
 
@@ -59,7 +64,9 @@ pub enum ModelSource {
     Spec(String),
     /// A model in memory (e.g. a tiny random model), with its fingerprint.
     Loaded {
+        /// The model; each phase trains a copy of its encoder under a fresh head.
         model: Arc<Model>,
+        /// Stands for its weights in the condition's fingerprint (given by the caller).
         fingerprint: String,
     },
 }
@@ -85,21 +92,30 @@ impl ModelSource {
 pub struct Condition {
     /// The label of its results (e.g. `squad`, `none`).
     pub name: String,
+    /// The pretrained model the condition starts from.
     pub model: ModelSource,
     /// No task: the baseline; one: STILTs; several: a multi-task mix.
     pub intermediate: Vec<TaskData>,
+    /// How a multi-task mix draws the task of each update (unused with fewer
+    /// than two intermediate tasks).
     pub sampling: Sampling,
     /// Model selection in the intermediate phase (a split of one of its tasks).
     pub intermediate_dev: Option<TaskData>,
+    /// Training options of the intermediate phase (their `seed` is replaced by
+    /// the condition's).
     pub intermediate_options: RunOptions,
+    /// The task trained in the target phase, under a fresh head.
     pub target: TaskData,
     /// Model selection in the target phase (e.g. MNLI dev, English XNLI dev).
     pub target_dev: Option<TaskData>,
+    /// Training options of the target phase (`seed` replaced by the condition's);
+    /// its `reset_optimizer: false` carries the intermediate phase's AdamW state over.
     pub target_options: RunOptions,
     /// Zero-shot evaluations by name (e.g. `dev`, `test`), one subset per language.
     pub evaluations: Vec<(String, TaskData)>,
     /// Evaluation batch size.
     pub eval_batch_size: usize,
+    /// Seed of every phase (data order, dropout, new heads); part of the fingerprint.
     pub seed: u64,
 }
 
@@ -107,6 +123,8 @@ pub struct Condition {
 /// metric and each example's right/wrong.
 #[derive(Clone, Debug)]
 pub struct ConditionResult {
+    /// The stored record: configuration, metrics by `EVALUATION/LANGUAGE`,
+    /// right/wrong bits and loss curves.
     pub record: RunRecord,
     /// True when it came from the store.
     pub reused: bool,
@@ -548,7 +566,11 @@ fn run_claimed(
 /// metric, the number of examples and the right/wrong bits.
 #[derive(Clone, Debug, Default)]
 pub struct RecordEvaluation {
+    /// The metric's name (`accuracy`, `tagging accuracy`, `f1`); empty when the
+    /// record names none.
     pub metric: String,
+    /// (language, score in percent, examples, right/wrong bits) per language;
+    /// the bits are `None` for a metric other than accuracy.
     pub languages: Vec<(String, f64, usize, Option<Vec<bool>>)>,
 }
 

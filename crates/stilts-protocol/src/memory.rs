@@ -74,10 +74,14 @@ pub use stilts_model::dtype::Precision;
 /// The shape of one training step.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct RunShape {
+    /// Rows per forward pass (the largest batch's).
     pub batch: usize,
     /// Padded tokens per row.
     pub seq: usize,
+    /// Weight and compute dtypes: f32, mixed bf16, or bf16 weights.
     pub precision: Precision,
+    /// Gradient checkpointing: only the layer inputs are kept, one layer is
+    /// recomputed at a time.
     pub checkpointing: bool,
     /// AdamW with a factored second moment (`factored_optimizer`).
     pub factored_optimizer: bool,
@@ -92,7 +96,10 @@ pub struct RunShape {
 /// Bytes, by what holds them.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct MemoryEstimate {
+    /// The weights: 4 bytes per parameter (2 with bf16 weights).
     pub parameters: u64,
+    /// Gradients in the weights' dtype: all of them, or only the largest
+    /// segment's under `fused_update`.
     pub gradients: u64,
     /// AdamW's two moments (f32); factored: the first moment and the
     /// row/column accumulators (counted as the first moment alone).
@@ -100,16 +107,20 @@ pub struct MemoryEstimate {
     /// Kept by the forward for backward (with checkpointing: the layer
     /// inputs plus one layer recomputed at a time).
     pub activations: u64,
-    /// Transient during backward and clipping: one layer's activation
-    /// gradients and one more copy of the gradients (clipping rescales them
-    /// into new tensors).
+    /// Transient during backward: with checkpointing, one layer's activation
+    /// gradients (sized as its activations), two more copies of one layer's
+    /// parameter gradients and one more word-embedding table (see "The
+    /// backward workspace"); without, the old fit: one layer's activations
+    /// plus the parameter bytes again.
     pub workspace: u64,
+    /// The sum of the five parts above.
     pub total: u64,
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
 
 impl MemoryEstimate {
+    /// `total` in GiB (2^30 bytes).
     pub fn total_gib(&self) -> f64 {
         self.total as f64 / GIB
     }

@@ -15,8 +15,9 @@ use stilts_model::{Inputs, Target, Tokenizer};
 /// Masking settings.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MlmOptions {
+    /// Chance that a non-special token is chosen for prediction (default 0.15).
     pub probability: f64,
-    pub max_length: usize,
+    /// Rows per batch (default 32; 0 counts as 1).
     pub batch_size: usize,
 }
 
@@ -24,7 +25,6 @@ impl Default for MlmOptions {
     fn default() -> Self {
         MlmOptions {
             probability: 0.15,
-            max_length: 128,
             batch_size: 32,
         }
     }

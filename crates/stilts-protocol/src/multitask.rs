@@ -20,16 +20,22 @@ pub enum Sampling {
     /// In proportion to the task's number of examples.
     Proportional,
     /// In proportion to `min(size, cap)`: large tasks do not drown small ones.
-    ProportionalCapped { cap: usize },
+    ProportionalCapped {
+        /// Most examples counted for one task.
+        cap: usize,
+    },
     /// In proportion to `min(size, cap)^(1/T)`; T = 1 is proportional,
     /// large T tends to uniform.
     Temperature {
+        /// T: must be above 0.
         temperature: f64,
+        /// Most examples counted for one task; `None`: no cap.
         cap: Option<usize>,
     },
     /// Fixed probabilities by task name (jiant's `SpecifiedProbMultiTaskSampler`);
     /// normalised, every task of the mix must be named.
     Specified {
+        /// Weight of each task by name (numbers >= 0, not all 0), divided by their sum.
         probs: std::collections::BTreeMap<String, f64>,
     },
 }
@@ -98,6 +104,8 @@ pub struct TaskSampler {
 }
 
 impl TaskSampler {
+    /// A sampler over tasks `0..probabilities.len()` (probabilities summing to 1,
+    /// as `Sampling::probabilities` gives), its draws fixed by `seed`.
     pub fn new(probabilities: &[f64], seed: u64) -> Self {
         let mut acc = 0.0;
         let cumulative = probabilities
@@ -113,6 +121,7 @@ impl TaskSampler {
         }
     }
 
+    /// The index of the next task drawn.
     pub fn sample(&mut self) -> usize {
         let u: f64 = self.rng.random();
         self.cumulative
@@ -179,6 +188,7 @@ pub fn interleave<'a>(
 /// A shared encoder with one head per task.
 #[derive(Clone)]
 pub struct MultiTaskModel {
+    /// The encoder all heads share.
     pub encoder: Encoder,
     /// (task name, head), in task-index order.
     pub heads: Vec<(String, Head)>,

@@ -13,8 +13,11 @@ use stilts_model::{Inputs, Model, Output};
 /// One input line: a text, or a premise and hypothesis.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Example {
+    /// Its line number in the input, from 1 (blank lines counted).
     pub line: usize,
+    /// The text, or the premise.
     pub first: String,
+    /// The hypothesis; `None` for a single text.
     pub second: Option<String>,
 }
 
@@ -140,9 +143,13 @@ pub fn pair_warning(model: &Model, examples: &[Example]) -> Option<String> {
 /// The prediction for one example.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Prediction {
+    /// The example's line number in the input.
     pub line: usize,
+    /// The head's scores, one per label (f32, before softmax).
     pub logits: Vec<f32>,
+    /// Softmax of `logits`.
     pub probs: Vec<f32>,
+    /// Name of the most probable label.
     pub label: String,
 }
 

@@ -26,8 +26,14 @@ pub struct RunOptions {
     pub preset: String,
     /// Peak learning rate.
     pub lr: f64,
+    /// AdamW's decoupled weight decay, not applied to biases and LayerNorm
+    /// weights (jiant 0.01, xtreme 0).
     pub weight_decay: f64,
+    /// Passes over the training data (jiant 2, xtreme 5); 0 only with
+    /// `max_steps`, and then it runs as 1.
     pub epochs: usize,
+    /// Stop after this many updates when that comes before the end of
+    /// `epochs`; `None`: no cap.
     pub max_steps: Option<u64>,
     /// Examples per forward pass.
     pub batch_size: usize,
@@ -54,7 +60,10 @@ pub struct RunOptions {
     pub warmup: f64,
     /// ...or as a number of updates (wins when set).
     pub warmup_steps: Option<u64>,
+    /// Clip the global L2 norm of the gradients to this (1.0 in both presets).
     pub max_grad_norm: f64,
+    /// Seeds the data order, dropout, new heads and `limit`'s sample (a
+    /// condition replaces it with its own seed).
     pub seed: u64,
     /// Mixed precision: bf16 matmuls, f32 weights.
     pub bf16: bool,
@@ -75,8 +84,9 @@ pub struct RunOptions {
     /// previous update's gradient norm (the first update is not clipped).
     #[serde(skip_serializing_if = "is_false")]
     pub fused_update: bool,
-    /// Evaluate on the dev set every N updates (default: once per epoch
-    /// when a dev set is given) and keep the best weights.
+    /// Evaluate on the dev set every N updates and keep the best weights.
+    /// Unset: once per epoch when a dev set is given. The presets set it
+    /// (`jiant`: 1000, `xtreme`: 100).
     pub eval_every: Option<u64>,
     /// Early stopping after this many evaluations without improvement.
     pub patience: Option<usize>,
@@ -190,7 +200,9 @@ pub const SELECTION_KEYS: &[&str] = &["eval_every", "patience", "dev_limit"];
 /// by hand (over the preset).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resolved {
+    /// The preset with the caller's keys laid over it, validated.
     pub options: RunOptions,
+    /// The keys the caller set: every key of the map but `preset`.
     pub explicit: Vec<String>,
 }
 

@@ -12,6 +12,8 @@ pub struct Bar {
 }
 
 impl Bar {
+    /// A bar whose prefix is `label` followed by each phase's name; nothing is
+    /// drawn until the first `start`.
     pub fn new(label: impl Into<String>) -> Self {
         Bar {
             label: label.into(),

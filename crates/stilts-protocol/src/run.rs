@@ -204,8 +204,8 @@ fn epoch_batches<'a>(
 ) -> Result<Epoch<'a>> {
     let feats = match data {
         PhaseData::Mlm(ids) => {
+            // (The rows were truncated to `max_length` when encoded.)
             let mo = super::mlm::MlmOptions {
-                max_length: opts.max_length,
                 batch_size: opts.batch_size.max(1),
                 ..Default::default()
             };
@@ -247,16 +247,21 @@ fn epoch_batches<'a>(
 /// down whole.
 #[derive(Clone)]
 pub struct TrainJob<'a> {
+    /// The model to start from; `train` fine-tunes a copy (see `transfer`) and
+    /// leaves this one as it is.
     pub model: &'a Model,
     /// The parts of one task, pooled (e.g. ANLI's rounds).
     pub data: &'a [Dataset],
     /// Model selection: evaluated every `eval_every` updates (default: each
     /// epoch), the best weights kept; `None` trains to the end.
     pub dev: Option<&'a Dataset>,
+    /// The resolved options: batching, loop settings, `limit`, seed.
     pub options: &'a RunOptions,
     /// A fresh head even when the model's fits the task.
     pub fresh: bool,
-    /// Checkpoints go here when `options.checkpoint_every` is set.
+    /// Folder of the loop's checkpoints (every `options.checkpoint_every`
+    /// updates, at the end and when cancelled) and `curve.jsonl`; a job
+    /// started again with the same settings resumes there. `None`: none.
     pub checkpoint_dir: Option<PathBuf>,
     /// AdamW state to start from (a previous phase's), or fresh.
     pub optimizer: Option<Arc<OptimizerState>>,
@@ -400,13 +405,19 @@ pub fn train(
 /// head per task, a task drawn per update by `sampling`.
 #[derive(Clone)]
 pub struct MultitaskJob<'a> {
+    /// The model whose encoder is copied and shared by the tasks' fresh heads
+    /// (its own head is not used).
     pub model: &'a Model,
     /// (name, parts) of each task of the mix.
     pub tasks: &'a [(String, Vec<Dataset>)],
+    /// How the task of each update is drawn (from the tasks' sizes).
     pub sampling: &'a Sampling,
     /// Model selection on one task of the mix (its head scores it).
     pub dev: Option<&'a Dataset>,
+    /// The resolved options, the same for every task of the mix.
     pub options: &'a RunOptions,
+    /// Folder of the loop's checkpoints and `curve.jsonl`, as for `TrainJob`;
+    /// `None`: none.
     pub checkpoint_dir: Option<PathBuf>,
 }
 
@@ -550,6 +561,7 @@ pub fn multitask(
 pub struct Evaluation {
     /// `accuracy`, `tagging accuracy` or `f1`.
     pub metric: String,
+    /// The metric over the `n` examples, in percent.
     pub score: f64,
     /// Examples scored.
     pub n: usize,

@@ -8,8 +8,12 @@ use rand_chacha::ChaCha8Rng;
 /// A value with its 95% confidence interval.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Estimate {
+    /// The statistic on all examples: accuracy in percent, or a difference in
+    /// points (NaN with no examples).
     pub value: f64,
+    /// Lower end of the interval (the bootstrap's 2.5th percentile).
     pub low: f64,
+    /// Upper end of the interval (the bootstrap's 97.5th percentile).
     pub high: f64,
 }
 
@@ -150,10 +154,12 @@ pub struct SeedEstimate {
     pub mean: f64,
     /// Standard deviation over seeds (0 for one seed).
     pub seed_std: f64,
+    /// Number of seeds (runs) the mean is over.
     pub seeds: usize,
     /// The 95% interval that includes seed variance where there are seeds
     /// to estimate it from (see `method`).
     pub ci: Option<(f64, f64)>,
+    /// How `ci` was estimated; `None` when there is no `ci`.
     pub method: Option<IntervalMethod>,
     /// The example-level interval alone (bootstrap over examples, seeds
     /// fixed), reported beside the seed-aware one.

@@ -14,13 +14,17 @@ use stilts_model::{DropoutRng, Encoder, Inputs, Loss, Model, ParamStore, Target}
 /// Settings of one fine-tuning run.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
+    /// Optimizer settings; `adamw.lr` is the schedule's peak learning rate.
     pub adamw: AdamWConfig,
+    /// Warm-up of the linear schedule (default: 10% of all updates).
     pub warmup: Warmup,
+    /// Passes over the training data (default 2; 0 runs as 1).
     pub epochs: usize,
     /// Stop after this many updates (overrides `epochs` when smaller).
     pub max_steps: Option<u64>,
     /// Batches whose gradients are summed before one update.
     pub grad_accum: usize,
+    /// Clip the global L2 norm of the gradients to this (default 1.0).
     pub max_grad_norm: f64,
     /// Fixes dropout masks (data order is fixed by the caller's batches).
     pub seed: u64,
@@ -37,6 +41,8 @@ pub struct TrainOptions {
     /// Write a checkpoint every N updates (and at the end) under
     /// `checkpoint_dir`; a run started again with the same settings resumes.
     pub checkpoint_every: Option<u64>,
+    /// Folder of the checkpoints and `curve.jsonl`; with it a checkpoint is
+    /// also written at the end and when cancelled. `None` writes neither.
     pub checkpoint_dir: Option<std::path::PathBuf>,
     /// Start AdamW from this state (the previous phase's) instead of zero:
     /// STILTs without resetting the optimizer. `None` resets (the default).
@@ -144,9 +150,15 @@ impl CurveLog {
 
 /// Where a long call reports progress; the protocol knows no terminal.
 pub trait Progress {
+    /// A phase begins: `what` names it (`train`, `eval NAME`), `total` is its
+    /// length in updates (training) or batches (evaluation). Does nothing by default.
     fn start(&mut self, _what: &str, _total: u64) {}
+    /// `done` of `total` are done: `loss` is the last update's mean loss and
+    /// `lr` its learning rate (NaN and 0 during evaluation). Does nothing by default.
     fn step(&mut self, _done: u64, _loss: f64, _lr: f64) {}
+    /// A line of news (memory estimate, resume, dev scores). Dropped by default.
     fn message(&mut self, _text: &str) {}
+    /// The phase ended, finished or cancelled. Does nothing by default.
     fn finish(&mut self) {}
 }
 
@@ -157,6 +169,7 @@ impl Progress for Silent {}
 /// What a run did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TrainReport {
+    /// Updates done in all (those before a resume included).
     pub steps: u64,
     /// Mean loss of each update.
     pub losses: Vec<f64>,
@@ -164,10 +177,14 @@ pub struct TrainReport {
     pub task_losses: Vec<(usize, f64)>,
     /// (update, dev score) of each evaluation.
     pub scores: Vec<(u64, f64)>,
+    /// Best dev score (higher is better); `None` when the run had no evaluation.
     pub best_score: Option<f64>,
+    /// Update of `best_score`: the model ends on the weights it had then.
     pub best_step: Option<u64>,
+    /// True when `patience` evaluations without improvement ended the run.
     pub early_stopped: bool,
-    /// True when the run continued from a checkpoint.
+    /// The update the run resumed from when it continued from a
+    /// checkpoint; `None` for a fresh start.
     pub resumed_from: Option<u64>,
     /// The optimizer state at the end (to carry into a next phase).
     #[serde(skip)]
@@ -178,8 +195,11 @@ pub struct TrainReport {
 /// a single-task model).
 #[derive(Clone, Debug)]
 pub struct TrainBatch {
+    /// Index of the task (and head) the batch trains.
     pub task: usize,
+    /// The collated token ids, masks and positions.
     pub inputs: Inputs,
+    /// The gold answers the loss is taken against, matching the head.
     pub target: Target,
 }
 
@@ -215,10 +235,12 @@ impl<'a> Epoch<'a> {
         }
     }
 
+    /// Number of batches in the epoch.
     pub fn len(&self) -> usize {
         self.shapes.len()
     }
 
+    /// True when the epoch has no batches.
     pub fn is_empty(&self) -> bool {
         self.shapes.is_empty()
     }

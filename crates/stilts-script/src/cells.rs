@@ -4,8 +4,12 @@
 /// One cell: its title and its 1-based first and last line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cell {
+    /// The text after `// %%` (`cell N` when that is empty); empty for the
+    /// untitled text before the first marker.
     pub title: String,
+    /// Line of the cell's marker (1 for the untitled leading cell).
     pub first: usize,
+    /// Line before the next marker, or the script's last line.
     pub last: usize,
 }
 

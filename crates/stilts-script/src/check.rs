@@ -80,6 +80,9 @@ const KEYWORD_FNS: &[&str] = &[
     "+",
 ];
 
+/// Every error of `text` (named `file`) without running it: syntax errors
+/// (at most 50, each offending line blanked and the text parsed again),
+/// then, once it parses, the `static_checks`; sorted by line and column.
 pub fn check(rt: &Runtime, file: &str, text: &str) -> Vec<Diagnostic> {
     let sources = rt.ctx.sources.borrow().clone();
     let mut diags: Vec<Diagnostic> = vec![];
@@ -181,6 +184,9 @@ fn known_functions(rt: &Runtime, ast: &AST) -> Vec<String> {
     names
 }
 
+/// The checks of a parsed script: calls of functions or methods the runtime
+/// does not know (with the closest name), and unknown keys in the literal
+/// option maps of API calls such as `train` and `condition`.
 pub fn static_checks(
     rt: &Runtime,
     file: &str,

@@ -19,6 +19,7 @@ use stilts_protocol::train::{Progress, Silent};
 /// next operation.
 pub static CANCEL: AtomicBool = AtomicBool::new(false);
 
+/// Whether Ctrl-C or a signal has asked the run to stop (`CANCEL` is set).
 pub fn cancelled() -> bool {
     CANCEL.load(Ordering::Relaxed)
 }
@@ -158,9 +159,12 @@ impl CellMode {
 pub struct PlannedCell {
     /// The condition's fingerprint (its key in the store).
     pub key: String,
+    /// The condition's `name` (default: its intermediate tasks joined by `+`,
+    /// or `none`).
     pub name: String,
     /// The model, as the condition describes it.
     pub model: String,
+    /// The condition's `seed` (default 0).
     pub seed: u64,
     /// In the store already.
     pub done: bool,
@@ -169,7 +173,9 @@ pub struct PlannedCell {
 /// Settings of a runtime, from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Where models are loaded and trained (`--device`; default the CPU).
     pub device: Device,
+    /// `--quiet`: no progress bars and no notes on stderr (warnings still show).
     pub quiet: bool,
     /// Interpreter operations before a script is stopped (0: no limit).
     pub max_operations: u64,
@@ -205,7 +211,9 @@ impl Default for Settings {
 /// One thing a script showed.
 #[derive(Clone, Debug)]
 pub enum Item {
+    /// Printed lines, each ending in a newline (consecutive prints share one item).
     Text(String),
+    /// A table: Markdown in the report, plus a CSV file beside it.
     Table(TableValue),
     /// A plot written to this file.
     Image(PathBuf),
@@ -216,16 +224,18 @@ pub enum Item {
 /// The output of one cell.
 #[derive(Clone, Debug, Default)]
 pub struct CellOutput {
+    /// The cell's title (`// %% title`); empty for output before the first marker.
     pub title: String,
+    /// What the cell printed and showed, in order.
     pub items: Vec<Item>,
 }
 
 /// Collects what a run prints and shows, cell by cell.
 #[derive(Debug, Default)]
 pub struct Recorder {
+    /// Each cell's output in run order; output before any marker goes into an
+    /// untitled first cell.
     pub cells: Vec<CellOutput>,
-    /// Also echo to stdout (off in tests of the recorder).
-    pub silent: bool,
 }
 
 impl Recorder {
@@ -236,6 +246,8 @@ impl Recorder {
         self.cells.last_mut().expect("a cell")
     }
 
+    /// Opens a new cell titled `title`: later output goes there (each
+    /// `// %% title` marker calls this when the script reaches it).
     pub fn start_cell(&mut self, title: &str) {
         self.cells.push(CellOutput {
             title: title.to_string(),
@@ -243,6 +255,8 @@ impl Recorder {
         });
     }
 
+    /// Records a printed line: appended, with a newline, to the current cell's
+    /// last text item, or as a new text item.
     pub fn text(&mut self, s: &str) {
         let cur = self.current();
         if let Some(Item::Text(t)) = cur.items.last_mut() {
@@ -253,6 +267,7 @@ impl Recorder {
         }
     }
 
+    /// Adds `item` to the current cell.
     pub fn push(&mut self, item: Item) {
         self.current().items.push(item);
     }
@@ -260,15 +275,21 @@ impl Recorder {
 
 /// Shared by every binding of one runtime.
 pub struct Ctx {
+    /// The command-line settings the runtime was made with.
     pub settings: Settings,
     /// The folder of the script being run (relative paths fall back to it).
     pub script_dir: Rc<RefCell<PathBuf>>,
+    /// Texts of the scripts and modules compiled so far (for error excerpts).
     pub sources: Rc<RefCell<Sources>>,
+    /// The run's output so far, cell by cell, for the report.
     pub recorder: RefCell<Recorder>,
     /// The report folder of this run, when it writes one.
     pub report_dir: RefCell<Option<PathBuf>>,
+    /// The store's folder (`runs.jsonl` lives there): `Settings::store_dir`
+    /// until the script calls `store(dir)`.
     pub store_dir: RefCell<PathBuf>,
-    /// The cells met so far (every mode).
+    /// The cells met so far under `stilts plan`, `--only` and `--collect`
+    /// (a plain run lists none).
     pub cells: RefCell<Vec<PlannedCell>>,
     /// Set when `--only`'s cell has run (or was found done): the script
     /// then stops, successfully.
@@ -280,6 +301,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A context for `settings`: script folder `.`, no report folder, no cells
+    /// and nothing recorded yet.
     pub fn new(settings: Settings) -> Rc<Self> {
         let store = settings.store_dir.clone();
         Rc::new(Ctx {
@@ -397,6 +420,7 @@ impl Ctx {
         self.recorder.borrow_mut().text(&format!("warning: {s}"));
     }
 
+    /// The settings' device by name (what a script's `device()` returns).
     pub fn device_name(&self) -> String {
         device_name(&self.settings.device)
     }
@@ -404,6 +428,7 @@ impl Ctx {
 
 pub use stilts_model::device::{device_name, parse_device};
 
+/// Whether `p` exists (file or folder).
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }

@@ -8,10 +8,14 @@ use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 /// One located message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Diagnostic {
+    /// The script or module the message is about, as the runtime named it.
     pub file: String,
     /// 1-based; 0 when unknown.
     pub line: usize,
+    /// 1-based column; 0 when unknown.
     pub col: usize,
+    /// What went wrong and what to do; its first line goes beside the location,
+    /// the others below the source line.
     pub message: String,
     /// The source line, when known.
     pub source_line: Option<String>,
@@ -22,6 +26,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A diagnostic at `pos` in `file`, with that line's text from `sources`.
     pub fn new(file: &str, pos: Position, message: impl Into<String>, sources: &Sources) -> Self {
         let (line, col) = (pos.line().unwrap_or(0), pos.position().unwrap_or(0));
         let source_line = sources.line(file, line);
@@ -36,7 +41,6 @@ impl Diagnostic {
         }
     }
 
-    /// `FILE:LINE:COL`.
     /// A message without a position.
     pub fn plain(file: &str, message: impl Into<String>) -> Self {
         Diagnostic {
@@ -60,6 +64,7 @@ impl Diagnostic {
         Some(first)
     }
 
+    /// `FILE:LINE:COL`, `FILE:LINE` without a column, `FILE` without a line.
     pub fn location(&self) -> String {
         match (self.line, self.col) {
             (0, _) => self.file.clone(),

@@ -122,14 +122,22 @@ pub fn parse_param(s: &str) -> Result<(String, Dynamic), String> {
 /// A rhai engine with the stilts API, a scope that lives across inputs (the
 /// REPL, cells) and the functions defined so far.
 pub struct Runtime {
+    /// The engine `build_engine` made: the stilts API, the limits, the module
+    /// resolver.
     pub engine: Engine,
+    /// The variables, kept across inputs; it starts with the `--set`
+    /// parameters as constants.
     pub scope: Scope<'static>,
+    /// What the bindings share (settings, store folder, recorder); the
+    /// engine's closures hold the same `Rc`.
     pub ctx: Rc<Ctx>,
     /// Script functions defined so far.
     pub lib: AST,
 }
 
 impl Runtime {
+    /// A runtime for `settings`: a fresh context and engine, the `--set`
+    /// parameters in scope, no functions defined yet.
     pub fn new(settings: Settings) -> Self {
         let ctx = Ctx::new(settings);
         let engine = build_engine(&ctx);
@@ -145,6 +153,9 @@ impl Runtime {
         }
     }
 
+    /// A run-time error of `file` as a diagnostic: at its innermost position,
+    /// the outer calls as its trace; a call that matches no function gets
+    /// the API's signatures of that name, or the closest name.
     pub fn diagnostic(&self, file: &str, e: &rhai::EvalAltResult) -> Diagnostic {
         errors::eval_diagnostic(file, e, &self.ctx.sources.borrow(), &Hints)
     }
@@ -255,9 +266,8 @@ impl Runtime {
         check::check(self, file, &cells::instrument(text, None))
     }
 
-    /// Writes the report of what ran so far into `dir`.
-    /// Writes the report of what ran; `banner` (a failed or interrupted
-    /// run) goes at its top.
+    /// Writes the report of what ran so far into `dir`; `banner` (a failed
+    /// or interrupted run) goes at its top.
     pub fn write_report(
         &self,
         dir: &Path,

@@ -113,6 +113,7 @@ pub fn check_keys(what: &str, map: &Map, valid: &[&str]) -> Result<(), Box<EvalA
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalArgs {
+    /// Examples per batch (default 64).
     pub batch_size: Option<usize>,
     /// Tokens per input (span QA: the window, default 384).
     pub max_length: Option<usize>,
@@ -128,7 +129,10 @@ pub struct EvalArgs {
 pub struct ModelArgs {
     /// classification, multiple_choice, span_qa, tagging.
     pub head: Option<String>,
+    /// Label names of a new classification or tagging head (default: the NLI
+    /// labels); without `head`, a fine-tuned model's own labels must equal them.
     pub labels: Option<Vec<String>>,
+    /// Seed of a new head's weights (default 0).
     pub seed: Option<u64>,
     /// f32 (default) or bf16.
     pub dtype: Option<String>,
@@ -138,25 +142,36 @@ pub struct ModelArgs {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TinyArgs {
+    /// The architecture: `xlmr` (default), `xlmr-xl` or `bert`.
     #[serde(default = "d_arch")]
     pub arch: String,
+    /// Hidden size (default 32; a multiple of `heads`).
     #[serde(default = "d_hidden")]
     pub hidden: usize,
+    /// Encoder layers (default 2).
     #[serde(default = "d_layers")]
     pub layers: usize,
+    /// Attention heads (default 4).
     #[serde(default = "d_heads")]
     pub heads: usize,
+    /// Feed-forward size (default 64).
     #[serde(default = "d_ffn")]
     pub ffn: usize,
+    /// Vocabulary size asked of the tokenizer trainer (default 500); it may
+    /// keep fewer pieces or need more, and says so.
     #[serde(default = "d_vocab")]
     pub vocab: usize,
     /// Longest input in tokens (position embeddings are this + 2).
     #[serde(default = "d_maxlen")]
     pub max_length: usize,
+    /// Seed of the random weights, head included (default 0).
     #[serde(default)]
     pub seed: u64,
+    /// Labels of its classification head (default: the NLI labels).
     #[serde(default = "d_labels")]
     pub labels: Vec<String>,
+    /// Never filled: `tiny_model` takes the `text` key out of the map before
+    /// the conversion (its value is strings, file paths or tasks).
     #[serde(default, skip_deserializing)]
     pub text: (),
 }
@@ -220,8 +235,9 @@ pub struct TaskArgs {
     pub labels: Option<Vec<String>>,
     /// `task("tsv", ...)`: the task's name in results (default: the file's stem).
     pub name: Option<String>,
-    /// `task("generic", ...)`: text columns and the label column of a TSV/CSV/JSONL with a header.
+    /// `task("generic", ...)`: the one or two text columns of a TSV/CSV/JSONL with a header.
     pub text_columns: Option<Vec<String>>,
+    /// `task("generic", ...)`: the label column (default `label`).
     pub label_column: Option<String>,
 }
 

@@ -20,7 +20,11 @@ pub const STDLIB: &[(&str, &str)] = &[
 
 /// Resolves stdlib names and script-relative files, caching each module.
 pub struct Resolver {
+    /// Folder that relative module paths are read from: the running script's
+    /// folder, shared with `Ctx::script_dir`.
     pub base: Rc<RefCell<PathBuf>>,
+    /// Where each loaded module's text is added (under its import path and its
+    /// file name), for error excerpts.
     pub sources: Rc<RefCell<Sources>>,
     cache: RefCell<HashMap<String, Shared<Module>>>,
     /// The modules being loaded, outermost first: an import of one of them
@@ -29,6 +33,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// A resolver with an empty module cache.
     pub fn new(base: Rc<RefCell<PathBuf>>, sources: Rc<RefCell<Sources>>) -> Self {
         Resolver {
             base,
@@ -173,6 +178,7 @@ pub fn imports(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Whether `p` is an existing file.
 pub fn is_file(p: &Path) -> bool {
     p.is_file()
 }

@@ -12,6 +12,7 @@ use stilts_tasks::Dataset;
 /// A model in a script: the model and where it came from.
 #[derive(Clone)]
 pub struct ModelValue {
+    /// The model itself, behind an `Arc`: clones of the value share its weights.
     pub model: Arc<Model>,
     /// What loaded or made it (`xlmr-large`, `tiny`, a directory, ...).
     pub name: String,
@@ -42,14 +43,20 @@ impl std::fmt::Display for ModelValue {
 /// A task split, one dataset per language (or one without a language).
 #[derive(Clone)]
 pub struct TaskValue {
+    /// The task's name (e.g. `xnli`, or a TSV file's stem), as results and
+    /// conditions name it.
     pub name: String,
+    /// The split it was loaded from (`train`, `dev`, `test`).
     pub split: String,
+    /// One dataset per language or round (a single one for a task without
+    /// languages).
     pub parts: Arc<Vec<Dataset>>,
     /// Computed on first use (hashing the files and examples).
     fingerprint: Arc<std::sync::OnceLock<String>>,
 }
 
 impl TaskValue {
+    /// A task of `parts`; its fingerprint is computed on first use.
     pub fn new(name: impl Into<String>, split: impl Into<String>, parts: Vec<Dataset>) -> Self {
         TaskValue {
             name: name.into(),
@@ -83,14 +90,17 @@ impl TaskValue {
         ds.subset.clone().unwrap_or_else(|| self.name.clone())
     }
 
+    /// The key of each part (see `key`), in part order.
     pub fn languages(&self) -> Vec<String> {
         self.parts.iter().map(|d| self.key(d)).collect()
     }
 
+    /// Examples in all parts together.
     pub fn len(&self) -> usize {
         self.parts.iter().map(Dataset::len).sum()
     }
 
+    /// True when no part has an example.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -150,9 +160,15 @@ pub struct LangScore {
 pub struct Scores {
     /// What was evaluated (the model's name, or a label the script gives).
     pub label: String,
+    /// Name of the task evaluated.
     pub task: String,
+    /// The split evaluated.
     pub split: String,
+    /// The metric's name (`accuracy`, `tagging accuracy` or `f1`); every score
+    /// is in percent.
     pub metric: String,
+    /// The score of each part, by its key (language or round, else the task
+    /// name), sorted.
     pub by_lang: BTreeMap<String, LangScore>,
     /// What guessing scores (100 / labels for accuracy over k classes or
     /// k candidates), for chance lines; `None` when it has no meaning.
@@ -244,6 +260,9 @@ impl Scores {
         strata_of(&parts)
     }
 
+    /// The scores as a table, a row per language and one for `avg`: the
+    /// value, the spread over seeds (with several), the 95% CI, the
+    /// examples-only CI (with several seeds) and n; with a CSV form of plain numbers.
     pub fn table(&self) -> TableValue {
         let langs: Vec<String> = self
             .by_lang
@@ -373,11 +392,16 @@ impl Scores {
 /// One language of a comparison.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Delta {
+    /// The baseline's score (percent; the mean over seeds, or over languages
+    /// for `avg`).
     pub base: f64,
+    /// The new result's score, as `base`.
     pub new: f64,
+    /// `new - base`, in points.
     pub delta: f64,
     /// 95% interval of the delta, when it can be estimated (see `method`).
     pub ci: Option<(f64, f64)>,
+    /// How `ci` was estimated; `None` when there is no `ci`.
     #[serde(default)]
     pub method: Option<stats::IntervalMethod>,
     /// The example-level interval alone (seeds fixed), beside `ci`.
@@ -391,12 +415,17 @@ pub struct Delta {
 /// `compare(base, new)`: the gain of `new` over `base` per language.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Comparison {
+    /// Label of the baseline result.
     pub base: String,
+    /// Label of the result compared with it.
     pub new: String,
+    /// The metric's name, taken from the baseline.
     pub metric: String,
     /// How intervals were estimated.
     pub method: String,
+    /// The comparison of each language, by key.
     pub by_lang: BTreeMap<String, Delta>,
+    /// The comparison of the unweighted means over languages.
     pub avg: Delta,
 }
 
@@ -467,6 +496,9 @@ impl Comparison {
         })
     }
 
+    /// The comparison as a table: per language and `avg`, both scores, the
+    /// gain, its 95% CI (and the examples-only one with several seeds); with a
+    /// CSV form of plain numbers.
     pub fn table(&self) -> TableValue {
         let seeds = self
             .by_lang
@@ -631,6 +663,7 @@ mod bits {
     }
 }
 
+/// The mean of `v`; NaN when it is empty.
 pub fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
         f64::NAN
@@ -678,19 +711,26 @@ pub fn type_name(v: &rhai::Dynamic) -> &'static str {
 /// A table a script can print, save or put in a report.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableValue {
+    /// A line shown above the table; empty for none.
     pub title: String,
+    /// Column names of the displayed table.
     pub header: Vec<String>,
+    /// The displayed cells (formatted text), row by row.
     pub rows: Vec<Vec<String>>,
     /// The CSV form when it differs from the display: numbers only, an
     /// interval as two columns (`..._lo`, `..._hi`), an empty cell where
     /// there is none. Empty: the CSV is the display table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub csv_header: Vec<String>,
+    /// The CSV form's rows, under `csv_header`; empty when the CSV is the
+    /// display table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub csv_rows: Vec<Vec<String>>,
 }
 
 impl TableValue {
+    /// The table for a terminal (comfy-table; every column but the first
+    /// right-aligned); the title is not in it.
     pub fn render(&self) -> comfy_table::Table {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -706,6 +746,8 @@ impl TableValue {
         t
     }
 
+    /// The table in Markdown as the report shows it: the title in bold above,
+    /// `|` in cells escaped, every column but the first right-aligned.
     pub fn markdown(&self) -> String {
         let esc = |s: &str| s.replace('|', "\\|");
         let mut s = String::new();
@@ -737,6 +779,8 @@ impl TableValue {
         s
     }
 
+    /// The CSV text: `csv_header` and `csv_rows` when set, else the displayed
+    /// header and rows (the title is not in it).
     pub fn csv(&self) -> String {
         let mut w = csv::Writer::from_writer(vec![]);
         let (header, rows) = if self.csv_header.is_empty() {

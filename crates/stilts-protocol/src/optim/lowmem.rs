@@ -56,7 +56,10 @@ pub enum Bf16Update {
 /// The step-wide coefficients of one AdamW update.
 #[derive(Clone, Copy, Debug)]
 pub struct StepCoefs {
+    /// Learning rate of this update (the schedule's value).
     pub lr: f64,
+    /// Number of this update, from 1 (`opt.step` after `begin`); part of
+    /// the stochastic-rounding hash.
     pub step: u64,
     step_size: f64,
     bc2_sqrt: f64,

@@ -18,10 +18,16 @@ use stilts_model::ParamStore;
 /// AdamW settings (PyTorch's names and defaults, HF's eps).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
+    /// Peak learning rate of the linear schedule (default 1e-5).
     pub lr: f64,
+    /// Decay rate of the first moment (default 0.9).
     pub beta1: f64,
+    /// Decay rate of the second moment (default 0.999).
     pub beta2: f64,
+    /// Added to the root of the second moment in the denominator (default 1e-8).
     pub eps: f64,
+    /// Decoupled weight decay: each update first multiplies a decayed weight
+    /// by `1 - lr * weight_decay` (default 0.01; see `decays`).
     pub weight_decay: f64,
     /// Factored second moment for matrices (Adafactor's, with Adam's first
     /// moment and bias correction): a row and a column accumulator instead
@@ -62,7 +68,10 @@ pub fn decays(name: &str) -> bool {
 /// (`rows + cols` values).
 #[derive(Clone, Debug)]
 pub struct Moments {
+    /// First moment (f32, the parameter's shape).
     pub m: Tensor,
+    /// Second moment (f32): the parameter's shape, or `rows + cols` values
+    /// when factored.
     pub v: Tensor,
 }
 
@@ -78,14 +87,19 @@ fn factored_shape(config: &AdamWConfig, dims: &[usize]) -> Option<(usize, usize)
 /// (STILTs without resetting the optimizer).
 #[derive(Clone, Debug)]
 pub struct OptimizerState {
+    /// Moments by parameter name.
     pub moments: BTreeMap<String, Moments>,
+    /// Updates done when the state was taken (bias correction goes on from it).
     pub step: u64,
 }
 
 /// AdamW over a model's named parameters.
 pub struct AdamW {
+    /// The settings it was built with.
     pub config: AdamWConfig,
     params: ParamStore,
+    /// Moments by parameter name, one entry per parameter it updates: zeros
+    /// at first, unless `continue_from` or `checkpoint::restore` replaced them.
     pub moments: BTreeMap<String, Moments>,
     /// Number of updates done so far.
     pub step: u64,
@@ -95,6 +109,9 @@ pub struct AdamW {
 }
 
 impl AdamW {
+    /// An optimizer over `params` with zero moments (f32; the second moment
+    /// factored where `config.factored` allows), step 0, and zero Kahan
+    /// compensation buffers for bf16 weights under `bf16_update: kahan`.
     pub fn new(params: ParamStore, config: AdamWConfig) -> Result<Self> {
         let mut moments = BTreeMap::new();
         for (name, var) in params.iter() {
@@ -203,6 +220,7 @@ impl AdamW {
         Ok(())
     }
 
+    /// The parameters it updates.
     pub fn params(&self) -> &ParamStore {
         &self.params
     }
@@ -299,7 +317,9 @@ pub fn clip_grad_norm(params: &ParamStore, grads: &mut GradStore, max_norm: f64)
 /// Warm-up length: a number of steps or a fraction of all steps.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Warmup {
+    /// Warm up over this many updates.
     Steps(u64),
+    /// Warm up over this fraction of all updates (rounded up).
     Fraction(f64),
 }
 
@@ -307,12 +327,17 @@ pub enum Warmup {
 /// (transformers' `get_linear_schedule_with_warmup`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LinearSchedule {
+    /// Learning rate at the end of the warm-up.
     pub peak: f64,
+    /// Warm-up length in updates.
     pub warmup: u64,
+    /// Updates in the whole run; the rate reaches 0 there.
     pub total: u64,
 }
 
 impl LinearSchedule {
+    /// The schedule of a run of `total` updates peaking at `peak`, with the
+    /// warm-up converted to updates.
     pub fn new(peak: f64, warmup: Warmup, total: u64) -> Self {
         let warmup = match warmup {
             Warmup::Steps(n) => n,

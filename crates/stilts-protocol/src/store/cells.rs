@@ -14,7 +14,10 @@ use stilts_model::error::{Error, Result, WithPath};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MarkState {
+    /// A process is running the cell (or died without a word: see
+    /// `CellMark::process_gone`).
     Running,
+    /// Its last run stopped with an error (the mark's `message`).
     Failed,
     /// Stopped by a signal (Ctrl-C, SIGTERM, Slurm's time-limit SIGUSR1)
     /// with its checkpoint kept: the next run resumes it.
@@ -24,10 +27,16 @@ pub enum MarkState {
 /// The file of one cell.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CellMark {
+    /// The cell's key (its condition's fingerprint); the file is named after
+    /// its first 32 characters.
     pub key: String,
+    /// The condition's name (e.g. `squad`, `none`).
     pub name: String,
+    /// What the cell is doing, or how it last stopped.
     pub state: MarkState,
+    /// Host name of the machine whose process wrote the mark.
     pub host: String,
+    /// Process id of that process, on that host.
     pub pid: u32,
     /// The Slurm job (`ARRAYJOB_INDEX`, or the job id), when under Slurm.
     #[serde(default)]

@@ -60,7 +60,10 @@ pub struct RunRecord {
     /// Training curves: (update, loss) per phase.
     #[serde(default)]
     pub curves: BTreeMap<String, Vec<(u64, f64)>>,
+    /// Wall-clock time the condition took, in seconds (0 for a `memo` value).
     pub seconds: f64,
+    /// The device it ran on, as candle names its location (e.g. `Cpu`); empty
+    /// for a `memo` value.
     pub device: String,
     /// Unix time the run finished.
     pub finished_at: u64,

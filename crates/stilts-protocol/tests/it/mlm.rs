@@ -48,7 +48,6 @@ fn mlm_loss_falls_on_repetitive_text() {
     let encoded = tok.encode_batch(&items, 38).unwrap();
     let opts = MlmOptions {
         probability: 0.3,
-        max_length: 38,
         batch_size: 16,
     };
     let a = epoch_batches(&tok, &encoded, &opts, 5, 0, &Device::Cpu)

@@ -368,6 +368,7 @@ fn missing_cell(store: &stilts_protocol::store::Store, key: &str, name: &str, se
     s
 }
 
+/// Registers `condition(map)`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("condition", move |spec: Map| condition(&c, &spec));

@@ -16,6 +16,8 @@ use rhai::{Engine, EvalAltResult};
 
 use super::context::Ctx;
 
+/// What a binding returns: the value, or a rhai error (a message rhai
+/// locates at the call).
 pub type RResult<T> = Result<T, Box<EvalAltResult>>;
 
 /// A stilts error (or any message) as a rhai error; rhai puts the call's

@@ -53,6 +53,8 @@ impl CustomType for ModelValue {
     }
 }
 
+/// The head a script names (`classification`, `multiple_choice`, `span_qa`,
+/// `tagging`); `labels` (default: the NLI labels) for the two that take them.
 pub fn head_kind(name: &str, labels: Option<Vec<String>>) -> RResult<HeadKind> {
     let labels = labels.unwrap_or_else(stilts_tasks::readers::nli_labels);
     Ok(match name {
@@ -268,6 +270,8 @@ fn predict(m: &ModelValue, a: &str, b: Option<&str>) -> RResult<Map> {
     Ok(out)
 }
 
+/// Registers the `Model` type and its members, `model`, `tiny_model`,
+/// `sizes`, `Model.save` and `Model.predict`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.build_type::<ModelValue>();
     let c = ctx.clone();

@@ -888,6 +888,7 @@ fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResul
     Ok(path.to_string())
 }
 
+/// Registers `plot_training`, `plot_gain` and `plot_languages`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn(

@@ -352,6 +352,9 @@ pub fn to_json(v: &Dynamic) -> RResult<serde_json::Value> {
     serde_json::to_value(v).map_err(rerr)
 }
 
+/// The value `to_json` wrote: a `$type`-tagged object back as a Result,
+/// Comparison or Table, other JSON as rhai maps, arrays, numbers, strings,
+/// bools and `()` for null.
 pub fn from_json(j: &serde_json::Value) -> RResult<Dynamic> {
     use serde_json::Value;
     match j {
@@ -430,6 +433,9 @@ fn write_value(ctx: &Ctx, v: &Dynamic, path: &str) -> RResult<()> {
     stilts_model::util::write_atomic(p, text.as_bytes()).map_err(rerr)
 }
 
+/// Registers the `Result`, `Comparison` and `Table` types and the functions
+/// on them: `mean`, `compare`, `named`, `to_map`, `ci`, `table`, `markdown`,
+/// `csv`, `save`, `show`, `save_results` and `load_results`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine
         .build_type::<Scores>()

@@ -95,6 +95,9 @@ fn memo(ctx: &Ctx, nctx: &NativeCallContext, key: Dynamic, f: FnPtr) -> RResult<
     Ok(v)
 }
 
+/// Registers what a run asks of its surroundings: `param`, `params`,
+/// `exists`, `require`, `grid`, `model_available`, `memo`, `store`,
+/// `report_dir`, `note`, `device`, and the cell marker `stilts_cell`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("param", move |name: &str, default: Dynamic| {

@@ -244,6 +244,8 @@ fn report_skips(ctx: &Ctx, t: &TaskValue) {
     ctx.recorder.borrow_mut().text(&format!("warning: {msg}"));
 }
 
+/// Registers the `Task` type, `task`, `tasks`, `layout`, `Task.language`
+/// and `Task.peek`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.build_type::<TaskValue>();
     let c = ctx.clone();

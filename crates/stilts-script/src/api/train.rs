@@ -19,8 +19,13 @@ use stilts_protocol::run::{MultitaskJob, TrainJob};
 /// they name by `RunOptions::resolve`, which validates them) and the values
 /// only a script holds (the dev set, `new_head`).
 pub struct Call {
+    /// The options resolved over the map's preset, with `max_length` (and the
+    /// span QA window) cut to what the model's positions allow.
     pub options: Resolved,
+    /// The map's `dev` task; `None`: no model selection.
     pub dev: Option<TaskValue>,
+    /// The map's `new_head`: a fresh head even when the model's fits the task
+    /// (default false).
     pub new_head: bool,
 }
 
@@ -603,6 +608,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
     })
 }
 
+/// Registers `train`, `stilts`, `multitask`, `preset` and `evaluate`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("train", move |m: ModelValue, t: TaskValue| {
