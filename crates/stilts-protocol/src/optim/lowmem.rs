@@ -613,6 +613,32 @@ mod cpu {
             let denom = vv.sqrt() / a.bc2_sqrt + a.eps;
             a.step_size * (*mi / denom)
         };
+        // f32 weights, an f32 gradient and a full second moment (the
+        // common case): one branch-free pass that the compiler vectorises,
+        // with the operations of `dir` below in the same order (so the same
+        // bits; `g * 1.0` is `g`). The general loop branches per element
+        // and took twice as long as three streaming passes (e5-small shape:
+        // 560 ms against 250 ms).
+        let v = match (&mut *ps, g, v, factors) {
+            (CpuStorage::F32(p), Grad::F32(gs), Some(v), None) => {
+                let p = &mut p[a0..b0];
+                p.par_chunks_mut(CHUNK)
+                    .zip(m.par_chunks_mut(CHUNK))
+                    .zip(v.par_chunks_mut(CHUNK))
+                    .zip(gs.par_chunks(CHUNK))
+                    .for_each(|(((p, m), v), g)| {
+                        for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                            let gi = g * a.scale;
+                            *m = b1 * *m + a1 * gi;
+                            *v = b2 * *v + a2 * (gi * gi);
+                            let denom = v.sqrt() / a.bc2_sqrt + a.eps;
+                            *p = *p * a.decay - a.step_size * (*m / denom);
+                        }
+                    });
+                return Ok(());
+            }
+            (_, _, v, _) => v,
+        };
         let n = m.len();
         let starts: Vec<usize> = (0..n.div_ceil(CHUNK)).map(|c| c * CHUNK).collect();
         match ps {
