@@ -5,7 +5,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::train::Progress;
 
-/// An indicatif bar showing step/total, loss, learning rate, rate and ETA.
+/// An indicatif bar showing step/total, loss and learning rate (training
+/// only), rate and ETA.
 pub struct Bar {
     label: String,
     bar: Option<ProgressBar>,
@@ -38,7 +39,12 @@ impl Progress for Bar {
     fn step(&mut self, done: u64, loss: f64, lr: f64) {
         if let Some(b) = &self.bar {
             b.set_position(done);
-            b.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+            // Evaluation reports no loss (NaN): its bar shows none.
+            if loss.is_nan() {
+                b.set_message("");
+            } else {
+                b.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+            }
         }
     }
 
