@@ -1,4 +1,4 @@
-//! Every example of the API reference (`docs::API`, what `stilts api`
+//! Every example of the API reference (`docs::api()`, what `stilts api`
 //! prints into the README and `:help` shows) runs as written, against a
 //! small world set up first: a tiny model under the hub names the examples
 //! load (in a Hugging Face cache made for the test), small splits of the
@@ -131,7 +131,7 @@ fn every_api_reference_example_runs() {
     }
     let world = rt.scope.clone();
     let mut failed = vec![];
-    for (i, d) in docs::API.iter().enumerate() {
+    for (i, d) in docs::api().into_iter().enumerate() {
         rt.scope = world.clone();
         if let Err(e) = rt.eval(&format!("example {i}"), d.example) {
             failed.push(format!("{}\n    {}\n    {e}", d.signature, d.example));
@@ -141,7 +141,7 @@ fn every_api_reference_example_runs() {
         failed.is_empty(),
         "{} of {} API reference examples fail:\n{}",
         failed.len(),
-        docs::API.len(),
+        docs::api().len(),
         failed.join("\n")
     );
 }

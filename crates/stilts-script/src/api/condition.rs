@@ -2,6 +2,7 @@
 //! (`protocol::experiment::run_condition`) and kept in the store under its
 //! fingerprint. This file only converts the map and the results.
 
+use crate::docs::{entry, ApiDoc};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -367,6 +368,13 @@ fn missing_cell(store: &stilts_protocol::store::Store, key: &str, name: &str, se
     s.push_str("\nrun `stilts submit` again to run the cells that did not finish");
     s
 }
+
+/// The documentation of what this file registers: what `:help`, tab
+/// completion, `check` and the README's API reference read (collected by
+/// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
+pub const DOCS: &[ApiDoc] = &[
+    entry("training", "condition", "condition(spec: map) -> Result | map", "One cell of the grid, run by the protocol and kept in the store under its fingerprint (model files or weights, every data file and example read, options, seed, evaluation sets): a finished one is reused, the intermediate-phase model of (model, intermediate task(s), options, seed) is trained once and shared. Keys: model (size name, directory or Model), intermediate (a task, an array of tasks for a mix, or () for the baseline), sampling, target, dev (target-phase model selection), evaluate (a task, or a map of name → task: returns a map of Results), options (training keys as in stilts()), seed, name (the results' label; default the intermediate task's name or `none`), eval_batch_size.", "let r = condition(#{model: \"xlmr-base\", intermediate: squad, target: mnli, dev: mnli_dev, evaluate: #{dev: xnli_dev, test: xnli_test}, seed: 1});"),
+];
 
 /// Registers `condition(map)`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {

@@ -1,5 +1,6 @@
 //! Models: load, tiny, save, predict, properties.
 
+use crate::docs::{entry, ApiDoc};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -269,6 +270,29 @@ fn predict(m: &ModelValue, a: &str, b: Option<&str>) -> RResult<Map> {
     );
     Ok(out)
 }
+
+/// The documentation of what this file registers: what `:help`, tab
+/// completion, `check` and the README's API reference read (collected by
+/// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
+pub const DOCS: &[ApiDoc] = &[
+    entry("models", "model", "model(spec: string) -> Model", "Loads a model: a directory in Hugging Face layout, a hub id from the local HF cache, or a size name (mminilm, me5-small, mbert, xlmr-base, xlmr-large, xlmr-xl, xlmr-xxl). A pretrained checkpoint gets the task's head when trained.", "let m = model(\"xlmr-large\");"),
+    entry("models", "model", "model(spec: string, opts: map) -> Model", "Loads a model with a head: opts `head` (classification, multiple_choice, span_qa, tagging), `labels`, `seed` (head init), `dtype` (f32, bf16).", "let m = model(\"runs/mnli\", #{dtype: \"bf16\"});"),
+    entry("models", "tiny_model", "tiny_model(opts: map) -> Model", "A tiny random XLM-R (or BERT) built on the spot, its tokenizer trained on `text` (strings, file paths or tasks). Keys: text, arch (xlmr, xlmr-xl, bert), hidden, layers, heads, ffn, vocab (the most pieces: the trainer keeps fewer when the text supports fewer, and says so), max_length, labels, seed.", "let m = tiny_model(#{text: [mnli], hidden: 64, layers: 2});"),
+    entry("models", "sizes", "sizes() -> array", "The size names, smallest first: the BERT-family encoders (mminilm, me5-small, mbert), then XLM-R (xlmr-base, xlmr-large, xlmr-xl, xlmr-xxl).", "for s in sizes() { print(s); }"),
+    entry("models", "save", "Model.save(dir: string)", "Writes the model (config.json, model.safetensors, tokenizer) in Hugging Face layout.", "m.save(\"runs/xnli-large\");"),
+    entry("models", "predict", "Model.predict(text: string) -> map", "Classifies one text: #{label, probs}.", "m.predict(\"a fine film\")"),
+    entry("models", "predict", "Model.predict(premise: string, hypothesis: string) -> map", "Classifies one pair: #{label, probs}.", "m.predict(\"It rains.\", \"It is wet.\")"),
+    entry("models", "name", "Model.name", "What the model was loaded or trained from.", "m.name"),
+    entry("models", "arch", "Model.arch", "transformers' class name, e.g. XLMRobertaForSequenceClassification.", "m.arch"),
+    entry("models", "head", "Model.head", "The head: classification, multiple_choice, span_qa or tagging.", "m.head"),
+    entry("models", "labels", "Model.labels", "The head's label names.", "m.labels"),
+    entry("models", "params", "Model.params", "Number of parameters.", "m.params"),
+    entry("models", "layers", "Model.layers", "Number of encoder layers.", "m.layers"),
+    entry("models", "hidden", "Model.hidden", "Hidden size.", "m.hidden"),
+    entry("models", "device", "Model.device", "Where the weights are (cpu, cuda:N).", "m.device"),
+    entry("models", "fingerprint", "Model.fingerprint", "What the model's numbers depend on, as a hash: its files (loaded), its weights (made on the spot), or the model, data and options it was trained from. memo keys use it.", "m.fingerprint"),
+    entry("models", "training", "Model.training", "What the model's last training did: #{task, updates, losses, dev: [[update, score], ...], best_dev, best_step, early_stopped, resumed_from (the update its checkpoint resumed it from, or ()), curve (the JSON-lines file of loss, lr, dev and throughput per update, beside its checkpoints)}; () for a loaded model.", "ft.training.best_dev"),
+];
 
 /// Registers the `Model` type and its members, `model`, `tiny_model`,
 /// `sizes`, `Model.save` and `Model.predict`.

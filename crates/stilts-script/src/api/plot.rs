@@ -3,6 +3,7 @@
 //! one of the usual system fonts; without one the plot is drawn without
 //! text and a note says so.
 
+use crate::docs::{entry, ApiDoc};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -887,6 +888,16 @@ fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResul
     record(ctx, &p, text);
     Ok(path.to_string())
 }
+
+/// The documentation of what this file registers: what `:help`, tab
+/// completion, `check` and the README's API reference read (collected by
+/// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
+pub const DOCS: &[ApiDoc] = &[
+    entry("tables and plots", "plot_languages", "plot_languages(results: map, path: string) -> string", "Bars of the score per language and the average, one per labelled Result in the order the map literal wrote them, each with its 95% interval (over seeds and examples for a mean, the bootstrap over examples for one run; the legend says which), a dashed chance line (100 / labels) and the legend beside the chart; colour-blind-safe colours. Writes SVG or PNG (by extension), adds it to the report, returns the path.", "plot_languages(#{base: r0, stilts: r1}, \"acc.svg\")"),
+    entry("tables and plots", "plot_training", "plot_training(model: Model, path: string) -> string", "The training curve of a model trained in this script: the loss of every update with its running mean, and the dev score of every evaluation with the best one circled; SVG or PNG, added to the report. The same numbers, with the learning rate and throughput of each update, are in the file `Model.training.curve` names (JSON lines, written as the run goes).", "plot_training(ft, \"curve.png\")"),
+    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string) -> string", "Gain vs model size: `gains` maps a size name to a Comparison (one intermediate task), or an intermediate task's name to such a map (task → size → Comparison; the other nesting is an error). Left: the average gain against parameters on a log scale, one line per intermediate task with its 95% interval; right: a heatmap of the gain per language and (task, size). SVG or PNG, added to the report.", "plot_gain(#{\"xlmr-base\": c0, \"xlmr-large\": c1}, \"gain.png\")"),
+    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string, opts: map) -> string", "plot_gain with `params`: the parameter count of each size that is not a size name (a directory, say), for the x axis.", "plot_gain(#{sst2: #{\"xlmr-base\": c0, \"runs/me5-small\": c1}}, \"gain.png\", #{params: #{\"runs/me5-small\": 118e6}})"),
+];
 
 /// Registers `plot_training`, `plot_gain` and `plot_languages`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {

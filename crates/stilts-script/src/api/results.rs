@@ -1,6 +1,7 @@
 //! Results: indexing, means over seeds, comparisons with intervals, tables,
 //! `show`, and saving/loading as JSON.
 
+use crate::docs::{entry, ApiDoc};
 use std::rc::Rc;
 
 use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};
@@ -432,6 +433,29 @@ fn write_value(ctx: &Ctx, v: &Dynamic, path: &str) -> RResult<()> {
     };
     stilts_model::util::write_atomic(p, text.as_bytes()).map_err(rerr)
 }
+
+/// The documentation of what this file registers: what `:help`, tab
+/// completion, `check` and the README's API reference read (collected by
+/// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
+pub const DOCS: &[ApiDoc] = &[
+    entry("results", "mean", "mean(results: array) -> Result", "The mean of several runs (seeds) per language; all must cover the same languages. Its table shows the mean, the standard deviation over seeds, a 95% interval that includes seed variance (t over seeds with the test set's bootstrap variance added) and, beside it, the interval over examples alone. Intervals are cut to [0, 100] (with 2 seeds, t has 1 degree of freedom and the interval is very wide: use 3 or more).", "let r = mean([r1, r2, r3]);"),
+    entry("results", "compare", "compare(base: Result, new: Result) -> Comparison", "The gain of `new` over `base` per language and on average, paired by seed and by example, with a 95% interval that includes seed variance (t over the per-seed gains with the paired example-bootstrap variance added; with one seed each: the paired bootstrap over examples, and the table says seed variance is not in it). Both must cover the same languages.", "let c = compare(base, stilts); c[\"sw\"]"),
+    entry("results", "named", "Result.named(label: string) -> Result", "A copy with another label (the column name in tables).", "r.named(\"MNLI only\")"),
+    entry("results", "avg", "Result.avg", "The mean over languages.", "r.avg"),
+    entry("results", "languages", "Result.languages", "The languages scored.", "r.languages"),
+    entry("results", "label", "Result.label", "What was evaluated.", "r.label"),
+    entry("results", "metric", "Result.metric", "The metric's name.", "r.metric"),
+    entry("results", "to_map", "Result.to_map() -> map", "Language → score.", "r.to_map()"),
+    entry("results", "ci", "Comparison.ci(lang: string) -> array", "The 95% interval of the delta [lo, hi], to six decimals (empty when it cannot be estimated); `avg` for the average.", "c.ci(\"sw\")"),
+    entry("results", "save_results", "save_results(value, path: string)", "Writes a Result, Comparison, Table or any map/array as JSON (or a table as .csv/.md).", "save_results(r, \"runs/xnli.json\");"),
+    entry("results", "load_results", "load_results(path: string) -> Result | Comparison | Table | any", "Reads what save_results wrote, as it was: a Result, a Comparison or a Table; other values as maps, arrays and numbers.", "let r = load_results(\"runs/xnli.json\");"),
+    entry("tables and plots", "table", "table(value) -> Table", "A table of a Result, a Comparison, a map of label → Result (a column each, in the order the map literal wrote them, with an `n` column of examples per cell), or an array of maps (a row each, columns in the order written). Each table says which interval it shows.", "table(#{base: r0, stilts: r1})"),
+    entry("tables and plots", "table", "table(value, opts: map) -> Table", "A table with options: `columns` (the keys of a map of Results, or of the row maps, in the order wanted; only those).", "table(#{base: r0, stilts: r1}, #{columns: [\"stilts\", \"base\"]})"),
+    entry("tables and plots", "show", "show(value)", "Prints a readable summary (tables for results) and adds it to the run's report.", "show(compare(base, s));"),
+    entry("tables and plots", "markdown", "Table.markdown() -> string", "The table in Markdown.", "t.markdown()"),
+    entry("tables and plots", "csv", "Table.csv() -> string", "The table as CSV, in numbers: a value per cell (no rounding to the display's one decimal, no `+`), an interval as two columns (`ci_lo`, `ci_hi`), an empty cell where there is none.", "t.csv()"),
+    entry("tables and plots", "save", "Table.save(path: string)", "Writes the table as .csv, .md or .json (by extension).", "t.save(\"table.csv\");"),
+];
 
 /// Registers the `Result`, `Comparison` and `Table` types and the functions
 /// on them: `mean`, `compare`, `named`, `to_map`, `ci`, `table`, `markdown`,

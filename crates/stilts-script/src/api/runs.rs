@@ -1,6 +1,7 @@
 //! Running experiments: `--set` parameters, early checks, grids, the
 //! memo store that lets a grid reuse finished runs, the report.
 
+use crate::docs::{entry, ApiDoc};
 use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};
@@ -94,6 +95,23 @@ fn memo(ctx: &Ctx, nctx: &NativeCallContext, key: Dynamic, f: FnPtr) -> RResult<
     store.put_value(&k, &to_json(&v)?).map_err(rerr)?;
     Ok(v)
 }
+
+/// The documentation of what this file registers: what `:help`, tab
+/// completion, `check` and the README's API reference read (collected by
+/// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
+pub const DOCS: &[ApiDoc] = &[
+    entry("runs", "param", "param(name: string, default) -> any", "The value given with `--set name=value`, else `default`. A `--set` name the script never reads is warned about (with the closest name it does read).", "let seeds = param(\"seeds\", [1, 2, 3]);"),
+    entry("runs", "params", "params() -> map", "All `--set` values.", "params()"),
+    entry("runs", "exists", "exists(path: string) -> bool", "Does the file or folder exist?", "exists(\"data/xnli\")"),
+    entry("runs", "require", "require(paths: map)", "Fails early, listing every entry of name → path that does not exist.", "require(#{xnli: xnli_dir, mnli: mnli_dir});"),
+    entry("runs", "model_available", "model_available(spec: string) -> bool", "Can model(spec) find the model (a directory, or the HF cache), without loading it?", "model_available(\"xlmr-xl\")"),
+    entry("runs", "grid", "grid(axes: map) -> array", "All combinations of the axes' values, as maps (sizes × tasks × seeds).", "for g in grid(#{size: [\"xlmr-base\"], seed: [1, 2]}) { print(g.size); }"),
+    entry("runs", "memo", "memo(key, f: Fn) -> any", "Runs f() once per key and keeps its result (a Result, Comparison, number, map...) in the store; later runs reuse it. Models and tasks in the key stand for their fingerprints, so a changed data file or model changes the key: put what f() reads in the key (condition() does this for you).", "let r = memo(#{size: \"xlmr-base\", seed: 1}, || evaluate(train(m, mnli), xnli));"),
+    entry("runs", "store", "store(dir: string)", "Where memo keeps finished runs (default: runs/).", "store(\"runs/size_sweep\");"),
+    entry("runs", "report_dir", "report_dir() -> string", "The report folder of this run (empty when none is written).", "report_dir()"),
+    entry("runs", "note", "note(markdown: string)", "Adds Markdown text to the report (printed too).", "note(\"Three seeds per cell.\");"),
+    entry("runs", "device", "device() -> string", "The device models go to (--device).", "device()"),
+];
 
 /// Registers what a run asks of its surroundings: `param`, `params`,
 /// `exists`, `require`, `grid`, `model_available`, `memo`, `store`,

@@ -1,5 +1,6 @@
 //! Tasks: loading splits (built-in tasks, headerless TSVs, generic files).
 
+use crate::docs::{entry, ApiDoc};
 use std::rc::Rc;
 
 use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};
@@ -243,6 +244,23 @@ fn report_skips(ctx: &Ctx, t: &TaskValue) {
     eprintln!("warning: {msg}");
     ctx.recorder.borrow_mut().text(&format!("warning: {msg}"));
 }
+
+/// The documentation of what this file registers: what `:help`, tab
+/// completion, `check` and the README's API reference read (collected by
+/// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
+pub const DOCS: &[ApiDoc] = &[
+    entry("tasks", "task", "task(name: string, opts: map) -> Task", "Loads a split of a task. Built-in tasks (see tasks()): opts `data` (the task folder), `split` (train, dev, test), `languages`, `limit` (a seeded random sample of at most N examples of each part, i.e. of each language or round, not in total: stratified by label for classification, each label keeping its share of the file, so even a file sorted by label gives every label; uniform otherwise; the whole file is read), `first` (the first N examples of each part: quick, but a file sorted by label gives one label), `sample` (a seeded sample of N examples of each part, after `first`/`limit`: the same number of each label for classification; uniform otherwise), `sample_seed` (the seed of `limit` and `sample`, default 0), `skip_bad_lines`. `task(\"tsv\", #{file, columns, labels})` reads a headerless TSV (columns: language, id, label and one or two texts); `task(\"generic\", #{data, text_columns, label_column, labels, split})` your own TSV/CSV/JSONL with a header; `task(\"mlm\", #{files: [...]})` raw text for masked language modelling (one sentence a line, a part per file), or `task(\"mlm\", #{data: XNLI_DIR, split, languages})` the distinct premises of an XNLI folder, a part per language.", "let x = task(\"xnli\", #{data: \"data/xnli\", split: \"test\", languages: [\"de\", \"sw\"]});"),
+    entry("tasks", "tasks", "tasks() -> array", "The names of the built-in tasks.", "tasks()"),
+    entry("tasks", "layout", "layout(name: string) -> string", "The files a task expects: a built-in task's folder, or what `tsv`, `generic` and `mlm` read.", "print(layout(\"hellaswag\"));"),
+    entry("tasks", "language", "Task.language(lang: string) -> Task", "One language (or round) of a task.", "x.language(\"sw\")"),
+    entry("tasks", "peek", "Task.peek(n: int) -> array", "The first n examples, as maps.", "x.peek(3)"),
+    entry("tasks", "name", "Task.name", "The task's name.", "x.name"),
+    entry("tasks", "split", "Task.split", "The split loaded.", "x.split"),
+    entry("tasks", "len", "Task.len", "Number of examples (all languages).", "x.len"),
+    entry("tasks", "languages", "Task.languages", "The languages (or rounds) loaded.", "x.languages"),
+    entry("tasks", "labels", "Task.labels", "The label set (classification, tagging).", "x.labels"),
+    entry("tasks", "metric", "Task.metric", "How the task is scored.", "x.metric"),
+];
 
 /// Registers the `Task` type, `task`, `tasks`, `layout`, `Task.language`
 /// and `Task.peek`.
