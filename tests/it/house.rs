@@ -35,8 +35,11 @@ fn module_of(src: &Path, file: &Path) -> Vec<String> {
     parts
 }
 
-/// Paths after `prefix` (`crate::` or `super::`) in code (comments dropped).
+/// Paths after `prefix` (`crate::` or `super::`) in code (comments
+/// dropped); a group `a::{b, c::d}` gives `a::b` and `a::c::d` (one level of
+/// braces, which is all `rustfmt` leaves in a `use` of this tree).
 fn paths_after<'a>(code: &'a str, prefix: &str) -> Vec<Vec<&'a str>> {
+    let is_path = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
     let mut out = vec![];
     let mut rest = code;
     while let Some(i) = rest.find(prefix) {
@@ -46,10 +49,19 @@ fn paths_after<'a>(code: &'a str, prefix: &str) -> Vec<Vec<&'a str>> {
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
             continue;
         }
-        let end = after
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-            .unwrap_or(after.len());
-        out.push(after[..end].split("::").filter(|s| !s.is_empty()).collect());
+        let end = after.find(|c: char| !is_path(c)).unwrap_or(after.len());
+        let head: Vec<&str> = after[..end].split("::").filter(|s| !s.is_empty()).collect();
+        match (after[end..].starts_with('{'), after[end..].find('}')) {
+            (true, Some(close)) => {
+                for item in after[end + 1..end + close].split(',') {
+                    let item = item.trim().split(" as ").next().unwrap_or("");
+                    let mut p = head.clone();
+                    p.extend(item.split("::").filter(|s| !s.is_empty() && *s != "self"));
+                    out.push(p);
+                }
+            }
+            _ => out.push(head),
+        }
     }
     out
 }
@@ -160,4 +172,7 @@ fn the_loop_check_finds_a_loop() {
     assert_eq!(loops_in(src), vec![vec!["a".to_string(), "b".to_string()]]);
     std::fs::write(src.join("b.rs"), "pub struct B; // crate::a::A\n").unwrap();
     assert!(loops_in(src).is_empty());
+    // A `use` group counts each of its members.
+    std::fs::write(src.join("b.rs"), "use crate::{a::A, c};\npub struct B;\n").unwrap();
+    assert_eq!(loops_in(src), vec![vec!["a".to_string(), "b".to_string()]]);
 }

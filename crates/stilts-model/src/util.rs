@@ -233,3 +233,29 @@ mod count_tests {
         assert_eq!(super::plural(2, "layer"), "2 layers");
     }
 }
+
+/// `text` in lines of at most `width` columns (a word longer than a line
+/// stands alone), each starting with `indent`; breaks only between words.
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let len = indent.chars().count() + line.chars().count();
+        if !line.is_empty() && len + 1 + word.chars().count() > width {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}

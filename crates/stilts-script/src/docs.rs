@@ -4,39 +4,8 @@
 //! A test checks that every registered function has an entry and every
 //! entry is registered, and another runs every entry's example.
 
-/// One function, method or property of the API.
-#[derive(Clone, Copy, Debug)]
-pub struct ApiDoc {
-    /// The name a script calls (`train`; `save` for `Model.save`): one name may
-    /// have several entries, one per signature.
-    pub name: &'static str,
-    /// The section it is listed under (`models`, `tasks`, `training`, ...).
-    pub group: &'static str,
-    /// Its rhai signature, e.g. `model(spec: string) -> Model`; methods and
-    /// properties as `Type.name`.
-    pub signature: &'static str,
-    /// What it does, in a sentence or a few (what `:help` prints).
-    pub doc: &'static str,
-    /// One line of rhai that uses it (`:help` prints it after `e.g.`).
-    pub example: &'static str,
-}
-
-/// An entry of a `DOCS` table (a `const fn`, so the tables are constants).
-pub const fn entry(
-    group: &'static str,
-    name: &'static str,
-    signature: &'static str,
-    doc: &'static str,
-    example: &'static str,
-) -> ApiDoc {
-    ApiDoc {
-        name,
-        group,
-        signature,
-        doc,
-        example,
-    }
-}
+pub use crate::api::doc::{entry, ApiDoc};
+use stilts_model::util::wrap;
 
 /// The sections of the reference, in order.
 pub const GROUPS: [&str; 6] = [
@@ -132,32 +101,6 @@ pub fn help(name: &str) -> Option<String> {
 
 /// Columns `:help` fills.
 pub const HELP_WIDTH: usize = 80;
-
-/// `text` in lines of at most `width` columns (a word longer than a line
-/// stands alone), each starting with `indent`; breaks only between words.
-pub fn wrap(text: &str, width: usize, indent: &str) -> String {
-    let mut out = String::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        let len = indent.chars().count() + line.chars().count();
-        if !line.is_empty() && len + 1 + word.chars().count() > width {
-            out.push_str(indent);
-            out.push_str(&line);
-            out.push('\n');
-            line.clear();
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        out.push_str(indent);
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
 
 /// `:help` without a name: every signature, by group.
 pub fn overview() -> String {

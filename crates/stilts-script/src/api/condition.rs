@@ -2,7 +2,7 @@
 //! (`protocol::experiment::run_condition`) and kept in the store under its
 //! fingerprint. This file only converts the map and the results.
 
-use crate::docs::{entry, ApiDoc};
+use super::doc::{entry, ApiDoc};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 

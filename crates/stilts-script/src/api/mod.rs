@@ -3,6 +3,7 @@
 //! (through [`super::protocol_bridge`]) or the model and task layers.
 
 pub mod condition;
+pub mod doc;
 pub mod model;
 pub mod plot;
 pub mod results;

@@ -1,6 +1,6 @@
 //! Models: load, tiny, save, predict, properties.
 
-use crate::docs::{entry, ApiDoc};
+use super::doc::{entry, ApiDoc};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! one of the usual system fonts; without one the plot is drawn without
 //! text and a note says so.
 
-use crate::docs::{entry, ApiDoc};
+use super::doc::{entry, ApiDoc};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -285,7 +285,7 @@ fn draw_languages<DB: DrawingBackend>(
         }
         let y = draw_legend(&legend_area, "", &entries)?;
         // What the error bars are, wrapped under the legend.
-        let note = crate::docs::wrap(&interval_note(series), 28, "");
+        let note = stilts_model::util::wrap(&interval_note(series), 28, "");
         for (i, l) in note.lines().enumerate() {
             legend_area
                 .draw(&Text::new(

@@ -1,7 +1,7 @@
 //! Results: indexing, means over seeds, comparisons with intervals, tables,
 //! `show`, and saving/loading as JSON.
 
-use crate::docs::{entry, ApiDoc};
+use super::doc::{entry, ApiDoc};
 use std::rc::Rc;
 
 use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};

@@ -1,7 +1,7 @@
 //! Running experiments: `--set` parameters, early checks, grids, the
 //! memo store that lets a grid reuse finished runs, the report.
 
-use crate::docs::{entry, ApiDoc};
+use super::doc::{entry, ApiDoc};
 use std::rc::Rc;
 
 use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};

@@ -1,6 +1,6 @@
 //! Tasks: loading splits (built-in tasks, headerless TSVs, generic files).
 
-use crate::docs::{entry, ApiDoc};
+use super::doc::{entry, ApiDoc};
 use std::rc::Rc;
 
 use rhai::{Array, CustomType, Dynamic, Engine, Map, TypeBuilder};

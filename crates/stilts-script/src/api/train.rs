@@ -1,6 +1,6 @@
 //! Training (presets, train, the STILTs step, multi-task) and evaluation.
 
-use crate::docs::{entry, ApiDoc};
+use super::doc::{entry, ApiDoc};
 use std::rc::Rc;
 use std::sync::Arc;
 
