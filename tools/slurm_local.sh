@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine, for the tests of `stilts submit`
-# (tests/slurm.rs) and for trying it by hand. Needs root and Debian's
+# (tests/it/slurm.rs) and for trying it by hand. Needs root and Debian's
 # `slurm-wlm` and `munge` packages (`.ci/run` installs them):
 #
 #   tools/slurm_local.sh start    # writes /etc/slurm/slurm.conf, starts munged, slurmctld, slurmd,

@@ -11,7 +11,7 @@
 //!   against 3.3 ms; PyTorch 1.5 ms). `cargo bench --bench matmul`.
 //!
 //! Both have backward passes (tested against finite differences in
-//! `tests/gradients.rs`); other dtypes and devices use candle's matmul.
+//! `crates/stilts-model/tests/it/gradients.rs`); other dtypes and devices use candle's matmul.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;

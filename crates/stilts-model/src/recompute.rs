@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The gradients equal those of the plain backward (same ops, same dropout
-//! masks; `tests/checkpointing.rs`), for about one extra forward pass.
+//! masks; `crates/stilts-protocol/tests/it/checkpointing.rs`), for about one extra forward pass.
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};

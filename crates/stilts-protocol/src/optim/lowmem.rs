@@ -22,7 +22,7 @@
 //!   of a run (or of a resumed run) is not clipped.
 //!
 //! The Kahan compensation is saved in checkpoints (a resumed run ends on
-//! the same bytes, `tests/lowmem.rs`) but not carried into the next phase
+//! the same bytes, `crates/stilts-protocol/tests/it/lowmem.rs`) but not carried into the next phase
 //! of STILTs with `reset_optimizer: false` (it starts from zero there).
 //!
 //! The moments stay f32 (full, or factored with `factored_optimizer`);
