@@ -31,12 +31,10 @@ pub fn rerr(e: impl std::fmt::Display) -> Box<EvalAltResult> {
 /// ([`stilts_model::Error::Cancelled`]) names the signal, what it stopped
 /// and where its checkpoint is, and how to go on; anything else is
 /// `WHAT: error`.
-pub fn engine_err(what: &str, e: stilts_model::Error) -> Box<EvalAltResult> {
+pub fn protocol_err(what: &str, e: stilts_model::Error) -> Box<EvalAltResult> {
     match e {
         stilts_model::Error::Cancelled {
-            during,
-            step,
-            checkpoint,
+            step, checkpoint, ..
         } => rerr(format!(
             "interrupted ({}) during {what}{}; {}",
             crate::context::signal_name(),
@@ -46,10 +44,11 @@ pub fn engine_err(what: &str, e: stilts_model::Error) -> Box<EvalAltResult> {
                     "its checkpoint is in {}: run the script again to resume from it",
                     d.display()
                 ),
-                None if during.starts_with("evaluation") => {
+                // (Only evaluation runs without a checkpoint in a script:
+                // every training call checkpoints.)
+                None => {
                     "run the script again (finished training is kept in its checkpoints)".into()
                 }
-                None => "run the script again".into(),
             }
         )),
         e => rerr(format!("{what}: {e}")),

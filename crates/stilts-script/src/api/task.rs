@@ -139,11 +139,7 @@ pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
             "task(\"{name}\"): `sample_seed` without `limit` or `sample`: give `limit: N` (a stratified subset) or `sample: N` (a label-balanced sample) too"
         )));
     }
-    if a.limit == Some(0) || a.first == Some(0) {
-        return Err(rerr(format!(
-            "task(\"{name}\"): `limit` and `first` must be at least 1 (leave them out for all examples)"
-        )));
-    }
+    // (`limit`, `first` and `sample` of 0 are refused by `tasks::open`.)
     load_split(ctx, name, a)
 }
 

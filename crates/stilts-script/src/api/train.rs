@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, Map};
 
-use super::{engine_err, rerr, RResult};
+use super::{protocol_err, rerr, RResult};
 use crate::context::{Ctx, CANCEL};
 use crate::options::{from_map, overlay, preset_map, EvalArgs};
 use crate::protocol_bridge;
@@ -313,7 +313,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         ..TrainJob::new(&m.model, &t.parts, run)
     };
     let (model, report) =
-        protocol_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| engine_err(&what, e))?;
+        protocol_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| protocol_err(&what, e))?;
     resumed_note(ctx, &what, &report, &dir);
     let last = report.losses.last().copied().unwrap_or(f64::NAN);
     let selection = match (report.best_step, report.best_score) {
@@ -517,7 +517,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         checkpoint_dir: Some(dir.clone()),
     };
     let (model, report) = protocol_bridge::multitask(&job, &mut *bar, &CANCEL)
-        .map_err(|e| engine_err("multitask", e))?;
+        .map_err(|e| protocol_err("multitask", e))?;
     resumed_note(ctx, "multitask", &report, &dir);
     let mut per_task = vec![];
     for (i, n) in names.iter().enumerate() {
@@ -579,7 +579,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
     for ds in t.parts.iter() {
         let mut bar = ctx.progress(&format!("eval {}", t.key(ds)));
         let e = protocol_bridge::evaluate(&m.model, ds, &run, &mut *bar, &CANCEL)
-            .map_err(|e| engine_err(&format!("evaluate on {}", ds.name()), e))?;
+            .map_err(|e| protocol_err(&format!("evaluate on {}", ds.name()), e))?;
         metric = e.metric.clone();
         by_lang.insert(
             t.key(ds),
