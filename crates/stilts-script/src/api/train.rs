@@ -219,17 +219,24 @@ fn training_examples(parts: &[stilts_tasks::Dataset], run: &RunOptions) -> usize
 }
 
 fn lr_summary(run: &RunOptions) -> String {
-    format!(
-        "batch {}{}, lr {:e}, {} epoch{}",
-        run.batch_size,
-        if run.grad_accum > 1 {
-            format!(" x {}", run.grad_accum)
-        } else {
-            String::new()
-        },
-        run.lr,
+    let accum = if run.grad_accum > 1 {
+        format!(" x {}", run.grad_accum)
+    } else {
+        String::new()
+    };
+    let epochs = format!(
+        "{} epoch{}",
         run.epochs,
         if run.epochs == 1 { "" } else { "s" }
+    );
+    // With `max_steps` the updates the line reports say where it stopped.
+    let limit = match run.max_steps {
+        Some(m) => format!(" or {m} updates, whichever comes first"),
+        None => String::new(),
+    };
+    format!(
+        "batch {}{accum}, lr {:e}, {epochs}{limit}",
+        run.batch_size, run.lr
     )
 }
 
