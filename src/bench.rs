@@ -59,6 +59,11 @@ pub struct BenchSpec {
     /// allocator's cache (slower; see `alloc::return_freed_memory`).
     #[serde(default)]
     pub live_memory: bool,
+    /// The encoder layers through candle's autograd instead of their
+    /// hand-written CPU forward and backward (the path before them, to
+    /// compare with; `Encoder::handwritten_layers`).
+    #[serde(default)]
+    pub autograd_layers: bool,
 }
 
 impl BenchSpec {
@@ -103,6 +108,7 @@ impl BenchSpec {
             bf16_update: None,
             fused_update: false,
             live_memory: false,
+            autograd_layers: false,
         }
     }
 
@@ -206,6 +212,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         model = model.with_compute_dtype(DType::BF16);
     }
     model = model.with_gradient_checkpointing(spec.checkpointing);
+    model.encoder.handwritten_layers = !spec.autograd_layers;
     // Counted before any inference view (which holds no trainable parameters).
     let parameters = model.num_parameters();
     let resident_after_model = memory::resident_bytes();

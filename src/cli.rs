@@ -187,6 +187,11 @@ pub enum Command {
         /// follows the live tensors (to check the memory estimate).
         #[arg(long)]
         live_memory: bool,
+        /// The encoder layers through candle's autograd, not their
+        /// hand-written CPU forward and backward (the path before them, to
+        /// compare with).
+        #[arg(long)]
+        autograd_layers: bool,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -772,6 +777,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             bf16_update,
             fused_update,
             live_memory,
+            autograd_layers,
         }) => {
             let config = shape.config(shape.size.is_none().then_some(*vocab))?;
             let mut spec = crate::bench::BenchSpec::new(&config, *batch, *seq);
@@ -790,6 +796,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             spec.factored_optimizer = *factored_optimizer;
             spec.fused_update = *fused_update;
             spec.live_memory = *live_memory;
+            spec.autograd_layers = *autograd_layers;
             spec.bf16_update = parse_bf16_update(bf16_update.as_deref())?;
             spec.steps = (*steps).max(1);
             spec.set_precision(*dtype);

@@ -82,6 +82,19 @@ impl Linear {
     }
 }
 
+/// `x W^T + b` on row-major slices (`x: [m, k]`, `W: [n, k]`, `b: [n]`):
+/// the product of [`linear`], for the hand-written layer (`layer_cpu`).
+pub(crate) fn linear_f32(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
+    Linear::run(x, w, b, m, k, n)
+}
+
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
         "stilts-linear"

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::{PositionRule, Variant, XlmrConfig};
 use super::cpu_matmul::{attention_inference, batched_matmul, linear_gelu_inference};
+use super::layer_cpu;
 use super::ops::{
     add_layer_norm, attention_bias, begin_dropout_block, cpu_f32_without_graph, dropout,
     layer_norm, masked_softmax, Activation, DropoutRng,
@@ -326,6 +327,31 @@ struct Layer {
     ffn_norm: LayerNorm,
 }
 
+impl Layer {
+    /// The layer's parameters in [`layer_cpu::PARAM_ORDER`].
+    fn tensors(&self) -> [&Tensor; layer_cpu::PARAM_ORDER] {
+        let a = &self.attention;
+        [
+            &a.query.weight,
+            &a.query.bias,
+            &a.key.weight,
+            &a.key.bias,
+            &a.value.weight,
+            &a.value.bias,
+            &a.output.weight,
+            &a.output.bias,
+            &self.attention_norm.weight,
+            &self.attention_norm.bias,
+            &self.intermediate.weight,
+            &self.intermediate.bias,
+            &self.output.weight,
+            &self.output.bias,
+            &self.ffn_norm.weight,
+            &self.ffn_norm.bias,
+        ]
+    }
+}
+
 /// The shared body of every model: what STILTs carries from one task to the
 /// next. Its parameters are named `roberta.*` (XLM-R) or `bert.*` (BERT) as
 /// in transformers.
@@ -341,6 +367,11 @@ pub struct Encoder {
     /// all, for about one extra forward pass (transformers'
     /// `gradient_checkpointing_enable`).
     pub gradient_checkpointing: bool,
+    /// Training runs each layer through its hand-written CPU forward and
+    /// backward ([`super::layer_cpu`]) where that applies (on by default;
+    /// see [`Encoder::handwritten_applies`]); off, through candle's
+    /// autograd, the reference the tests compare it with.
+    pub handwritten_layers: bool,
     params: ParamStore,
     inner: std::sync::Arc<EncoderInner>,
 }
@@ -442,6 +473,7 @@ impl Encoder {
             config: config.clone(),
             compute_dtype,
             gradient_checkpointing: false,
+            handwritten_layers: true,
             params: st,
             inner: std::sync::Arc::new(EncoderInner {
                 embeddings,
@@ -593,6 +625,91 @@ impl Encoder {
         }
     }
 
+    /// Whether training runs the layers by hand ([`super::layer_cpu`]):
+    /// `handwritten_layers` on, the weights f32 on the CPU with f32
+    /// matmuls, and exact GELU (`hidden_act: gelu`). Elsewhere candle's
+    /// autograd does the layers.
+    pub fn handwritten_applies(&self) -> bool {
+        self.handwritten_layers
+            && self.device().is_cpu()
+            && self.compute_dtype == DType::F32
+            && self.config.hidden_act == Activation::Gelu
+            && self.inner.layers.iter().all(|l| {
+                l.tensors()
+                    .iter()
+                    .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
+            })
+    }
+
+    fn layer_settings(&self) -> layer_cpu::Settings {
+        let c = &self.config;
+        layer_cpu::Settings {
+            pre_ln: c.variant == Variant::PreLayerNorm,
+            eps: c.layer_norm_eps as f32,
+            p_attn: c.attention_probs_dropout_prob,
+            p_hidden: c.hidden_dropout_prob,
+        }
+    }
+
+    fn layer_dims(&self, x: &Tensor) -> CResult<layer_cpu::Dims> {
+        let (b, t, h) = x.dims3()?;
+        Ok(layer_cpu::Dims {
+            b,
+            t,
+            h,
+            heads: self.config.num_attention_heads,
+            f: self.config.intermediate_size,
+        })
+    }
+
+    /// Layer `i` by hand (see [`Encoder::handwritten_applies`]) on `x`
+    /// (`[B, T, H]`, no graph): its output, and with `keep` what its
+    /// backward needs. Draws the dropout masks [`Encoder::layer`] draws.
+    pub(crate) fn layer_handwritten(
+        &self,
+        i: usize,
+        x: &Tensor,
+        bias: &Tensor,
+        mut rng: Option<&mut DropoutRng>,
+        keep: bool,
+    ) -> CResult<(Tensor, Option<layer_cpu::Tape>)> {
+        begin_dropout_block(rng.as_deref_mut(), self.device())?;
+        let d = self.layer_dims(x)?;
+        let s = self.layer_settings();
+        let x = x.contiguous()?;
+        let bias = bias.contiguous()?;
+        let (y, tape) = layer_cpu::with_params(&self.inner.layers[i].tensors(), |p| {
+            layer_cpu::with_f32(&[&x, &bias], |xb| {
+                Ok(layer_cpu::forward(p, s, d, xb[0], xb[1], rng, keep))
+            })
+        })?;
+        Ok((Tensor::from_vec(y, x.shape(), x.device())?, tape))
+    }
+
+    /// The backward of [`Encoder::layer_handwritten`] from `dy`, the
+    /// gradient of the layer's output: the gradient of its input, and its
+    /// trained parameters' gradients (frozen ones are left out).
+    pub(crate) fn layer_handwritten_backward(
+        &self,
+        i: usize,
+        tape: layer_cpu::Tape,
+        dy: &Tensor,
+    ) -> CResult<(Tensor, candle_core::backprop::GradStore)> {
+        let s = self.layer_settings();
+        let tensors = self.inner.layers[i].tensors();
+        let dy = dy.contiguous()?;
+        let (dx, grads) = layer_cpu::with_params(&tensors, |p| {
+            layer_cpu::with_f32(&[&dy], |g| Ok(layer_cpu::backward(p, s, tape, g[0])))
+        })?;
+        let mut store = candle_core::backprop::GradStore::default();
+        for (t, g) in tensors.iter().zip(grads) {
+            if t.is_variable() {
+                store.insert(t, Tensor::from_vec(g, t.shape(), t.device())?);
+            }
+        }
+        Ok((Tensor::from_vec(dx, dy.shape(), dy.device())?, store))
+    }
+
     /// The final LayerNorm of pre-LN encoders (identity for post-LN).
     pub(crate) fn final_norm(&self, x: &Tensor) -> CResult<Tensor> {
         match &self.inner.final_norm {
@@ -613,6 +730,7 @@ impl Encoder {
         let mut pb = ParamBuilder::shared(&self.params, frozen, self.device(), self.dtype());
         let mut enc = Encoder::build(&self.config, &mut pb)?;
         enc.gradient_checkpointing = self.gradient_checkpointing;
+        enc.handwritten_layers = self.handwritten_layers;
         enc.compute_dtype = self.compute_dtype;
         Ok(enc)
     }
@@ -624,6 +742,7 @@ impl Encoder {
             ParamBuilder::detached(&self.params, self.config.initializer_range, device, dtype);
         let mut enc = Encoder::build(&self.config, &mut pb)?;
         enc.gradient_checkpointing = self.gradient_checkpointing;
+        enc.handwritten_layers = self.handwritten_layers;
         enc.compute_dtype = if self.compute_dtype == self.dtype() {
             dtype
         } else {

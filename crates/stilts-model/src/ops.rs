@@ -541,29 +541,46 @@ impl CustomOp3 for LayerNormBackward {
             candle_core::bail!("layer_norm backward: shapes differ");
         }
         let rows = x.len() / h;
-        let eps = self.eps;
         let mut out = vec![0f32; rows * h + 2 * h];
         let (dx, sums) = out.split_at_mut(rows * h);
-        let block = cpu_kernels::SUM_BLOCK_ROWS * h;
-        let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(block)
-            .zip(x.par_chunks(block).zip(g.par_chunks(block)))
-            .map(|(dx, (x, g))| {
-                let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
-                for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
-                    cpu_kernels::layer_norm_backward_row(x, w, g, eps, dx, &mut dw, &mut db);
-                }
-                (dw, db)
-            })
-            .collect();
         let (dw, db) = sums.split_at_mut(h);
-        for (pw, pb) in &partial {
-            for i in 0..h {
-                dw[i] += pw[i];
-                db[i] += pb[i];
-            }
-        }
+        layer_norm_backward_f32(g, x, w, self.eps, dx, dw, db);
         Ok((CpuStorage::F32(out), Shape::from(rows * h + 2 * h)))
+    }
+}
+
+/// The LayerNorm backward over row-major rows of `w.len()` elements, on the
+/// CPU in f32: from the input `x` and the output gradient `g`, the input
+/// gradient into `dx` and the weight and bias gradients added to `dw` and
+/// `db`, summed in blocks of [`cpu_kernels::SUM_BLOCK_ROWS`] rows added in
+/// order (the same bytes on any number of threads).
+pub(crate) fn layer_norm_backward_f32(
+    g: &[f32],
+    x: &[f32],
+    w: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+) {
+    let h = w.len();
+    let block = cpu_kernels::SUM_BLOCK_ROWS * h;
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(block)
+        .zip(x.par_chunks(block).zip(g.par_chunks(block)))
+        .map(|(dx, (x, g))| {
+            let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
+            for ((dx, x), g) in dx.chunks_mut(h).zip(x.chunks(h)).zip(g.chunks(h)) {
+                cpu_kernels::layer_norm_backward_row(x, w, g, eps, dx, &mut dw, &mut db);
+            }
+            (dw, db)
+        })
+        .collect();
+    for (pw, pb) in &partial {
+        for i in 0..h {
+            dw[i] += pw[i];
+            db[i] += pb[i];
+        }
     }
 }
 
@@ -840,19 +857,47 @@ pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut DropoutRng>) -> CResult<Tens
         let keep = Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p)?;
         return x * (keep.to_dtype(x.dtype())? * (1.0 / (1.0 - p)))?;
     }
-    let scale = (1.0 / (1.0 - p)) as f32;
-    let p = p as f32;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| {
-            if rng.0.random::<f32>() < p {
-                0.0
-            } else {
-                scale
-            }
-        })
-        .collect();
+    let mask = dropout_mask(rng, x.elem_count(), p);
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
     x * mask
+}
+
+/// `n` dropout factors from the stream, in order: 0 with probability `p`,
+/// else `1/(1-p)`. The CPU masks of [`dropout`] and of the hand-written
+/// layer (`layer_cpu`), which must draw the same.
+///
+/// Each element takes one `u32` of the stream, as `rng.random::<f32>() <
+/// p` would (rand makes that f32 from the word's top 24 bits, `(w >> 8) *
+/// 2^-24`; scaling both sides by 2^24 is exact), but the words are drawn in
+/// bulk and compared in parallel: the same masks and the same stream
+/// position, at a fraction of the cost (`dropout_mask_matches_the_f32_draws`).
+pub fn dropout_mask(rng: &mut DropoutRng, n: usize, p: f64) -> Vec<f32> {
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let threshold = p as f32 * 16_777_216.0;
+    let mut words = vec![0u32; n];
+    // The stream in blocks drawn in parallel, each from its own position
+    // (ChaCha seeks by word): the same words as one sequential fill.
+    const BLOCK: usize = 1 << 16;
+    let start = rng.0.get_word_pos();
+    words.par_chunks_mut(BLOCK).enumerate().for_each(|(i, c)| {
+        let mut r = rng.0.clone();
+        r.set_word_pos(start + (i * BLOCK) as u128);
+        r.fill(c);
+    });
+    rng.0.set_word_pos(start + n as u128);
+    // Each word becomes its factor's bits in place; the last line reuses
+    // the buffer (an in-place collect, same size and alignment).
+    let (zero, keep) = (0f32.to_bits(), scale.to_bits());
+    words.par_chunks_mut(16_384).for_each(|c| {
+        for w in c {
+            *w = if ((*w >> 8) as f32) < threshold {
+                zero
+            } else {
+                keep
+            };
+        }
+    });
+    words.into_iter().map(f32::from_bits).collect()
 }
 
 /// The activation named by `hidden_act` in config.json.

