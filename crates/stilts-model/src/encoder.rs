@@ -352,6 +352,18 @@ impl Layer {
     }
 }
 
+/// Which of the encoder's output rows the head above reads: a sequence
+/// head (classification, multiple choice) reads only the first token's, so
+/// the last layer's other rows, which get no gradient, need not be
+/// computed in training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokensRead {
+    /// Every token (tagging, spans, MLM).
+    All,
+    /// The first token only (`<s>` / `[CLS]`).
+    First,
+}
+
 /// The shared body of every model: what STILTs carries from one task to the
 /// next. Its parameters are named `roberta.*` (XLM-R) or `bert.*` (BERT) as
 /// in transformers.
@@ -505,11 +517,37 @@ impl Encoder {
 
     /// Hidden states `[B, T, H]` of the last layer. `rng` is `Some` in
     /// training (dropout on) and `None` in evaluation.
-    pub fn forward(&self, inputs: &Inputs, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+    pub fn forward(&self, inputs: &Inputs, rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+        self.forward_reading(inputs, rng, TokensRead::All)
+    }
+
+    /// [`Encoder::forward`] for a head that reads `reads`: in evaluation
+    /// (no `rng`) of an inference view on the CPU in f32, with the first
+    /// token only, the last layer computes that row alone and the hidden
+    /// states are `[B, 1, H]`.
+    pub fn forward_reading(
+        &self,
+        inputs: &Inputs,
+        mut rng: Option<&mut DropoutRng>,
+        reads: TokensRead,
+    ) -> Result<Tensor> {
         let mut x = self.embed(inputs, rng.as_deref_mut())?;
         let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
+        let last = self.num_layers().saturating_sub(1);
+        let first_only = reads == TokensRead::First
+            && rng.is_none()
+            && self.handwritten_applies()
+            && self
+                .inner
+                .layers
+                .last()
+                .is_some_and(|l| cpu_f32_without_graph(&l.tensors()));
         for i in 0..self.num_layers() {
-            x = self.layer(i, &x, &bias, rng.as_deref_mut())?;
+            x = if first_only && i == last {
+                self.layer_handwritten(i, &x, &bias, None, false, reads)?.0
+            } else {
+                self.layer(i, &x, &bias, rng.as_deref_mut())?
+            };
         }
         Ok(self.final_norm(&x)?)
     }
@@ -651,7 +689,7 @@ impl Encoder {
         }
     }
 
-    fn layer_dims(&self, x: &Tensor) -> CResult<layer_cpu::Dims> {
+    fn layer_dims(&self, x: &Tensor, reads: TokensRead) -> CResult<layer_cpu::Dims> {
         let (b, t, h) = x.dims3()?;
         Ok(layer_cpu::Dims {
             b,
@@ -659,12 +697,17 @@ impl Encoder {
             h,
             heads: self.config.num_attention_heads,
             f: self.config.intermediate_size,
+            tq: match reads {
+                TokensRead::All => t,
+                TokensRead::First => 1,
+            },
         })
     }
 
     /// Layer `i` by hand (see [`Encoder::handwritten_applies`]) on `x`
-    /// (`[B, T, H]`, no graph): its output, and with `keep` what its
-    /// backward needs. Draws the dropout masks [`Encoder::layer`] draws.
+    /// (`[B, T, H]`, no graph): its output (`[B, 1, H]` when `reads` is
+    /// the first token only), and with `keep` what its backward needs.
+    /// Draws the dropout masks [`Encoder::layer`] draws.
     pub(crate) fn layer_handwritten(
         &self,
         i: usize,
@@ -672,9 +715,10 @@ impl Encoder {
         bias: &Tensor,
         mut rng: Option<&mut DropoutRng>,
         keep: bool,
+        reads: TokensRead,
     ) -> CResult<(Tensor, Option<layer_cpu::Tape>)> {
         begin_dropout_block(rng.as_deref_mut(), self.device())?;
-        let d = self.layer_dims(x)?;
+        let d = self.layer_dims(x, reads)?;
         let s = self.layer_settings();
         let x = x.contiguous()?;
         let bias = bias.contiguous()?;
@@ -683,7 +727,7 @@ impl Encoder {
                 Ok(layer_cpu::forward(p, s, d, xb[0], xb[1], rng, keep))
             })
         })?;
-        Ok((Tensor::from_vec(y, x.shape(), x.device())?, tape))
+        Ok((Tensor::from_vec(y, (d.b, d.tq, d.h), x.device())?, tape))
     }
 
     /// The backward of [`Encoder::layer_handwritten`] from `dy`, the
@@ -698,6 +742,7 @@ impl Encoder {
         let s = self.layer_settings();
         let tensors = self.inner.layers[i].tensors();
         let dy = dy.contiguous()?;
+        let dims = tape.dims();
         let (dx, grads) = layer_cpu::with_params(&tensors, |p| {
             layer_cpu::with_f32(&[&dy], |g| Ok(layer_cpu::backward(p, s, tape, g[0])))
         })?;
@@ -707,7 +752,8 @@ impl Encoder {
                 store.insert(t, Tensor::from_vec(g, t.shape(), t.device())?);
             }
         }
-        Ok((Tensor::from_vec(dx, dy.shape(), dy.device())?, store))
+        let shape = (dims.b, dims.t, dims.h);
+        Ok((Tensor::from_vec(dx, shape, dy.device())?, store))
     }
 
     /// The final LayerNorm of pre-LN encoders (identity for post-LN).

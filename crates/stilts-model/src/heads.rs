@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor, D};
 
 use super::config::{Variant, XlmrConfig};
-use super::encoder::{Encoder, Inputs, LayerNorm, Linear};
+use super::encoder::{Encoder, Inputs, LayerNorm, Linear, TokensRead};
 use super::loss::cross_entropy;
 use super::ops::{dropout, DropoutRng};
 use super::params::{ParamBuilder, ParamStore};
@@ -301,6 +301,16 @@ impl Head {
     /// tied MLM decoder, which is the encoder's word embedding).
     pub fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    /// Which rows of the encoder's output the head reads: the first
+    /// token's for sequence classification and multiple choice, every
+    /// token's for the others.
+    pub fn tokens_read(&self) -> TokensRead {
+        match &*self.layers {
+            Layers::Classification { .. } | Layers::Pooled { .. } => TokensRead::First,
+            _ => TokensRead::All,
+        }
     }
 
     /// Applies the head to the encoder's hidden states `[B*choices, T, H]`.

@@ -43,11 +43,19 @@ pub(crate) struct Dims {
     pub heads: usize,
     /// FFN size.
     pub f: usize,
+    /// Query rows per batch row: `t`, or 1 when only the first token's
+    /// output is read (the last layer under a sequence head: the other
+    /// rows' outputs have no gradient, so they are not computed).
+    pub tq: usize,
 }
 
 impl Dims {
     fn n(&self) -> usize {
         self.b * self.t
+    }
+    /// Rows after the attention: `b * tq`.
+    fn m(&self) -> usize {
+        self.b * self.tq
     }
     fn hd(&self) -> usize {
         self.h / self.heads
@@ -324,6 +332,34 @@ fn masked(x: &[f32], mask: Option<&Vec<f32>>) -> Vec<f32> {
     y
 }
 
+/// The first `tq` rows of each batch row's `t` (`[B*T, w]` -> `[B*tq, w]`);
+/// borrowed when that is every row.
+fn first_rows<'a>(x: &'a [f32], d: &Dims, w: usize) -> std::borrow::Cow<'a, [f32]> {
+    if d.tq == d.t {
+        return std::borrow::Cow::Borrowed(x);
+    }
+    let mut y = Vec::with_capacity(d.m() * w);
+    for bi in 0..d.b {
+        y.extend_from_slice(&x[bi * d.t * w..(bi * d.t + d.tq) * w]);
+    }
+    std::borrow::Cow::Owned(y)
+}
+
+/// Adds `src` (`[B*tq, w]`) into the first `tq` rows of each batch row of
+/// `dst` (`[B*T, w]`).
+fn add_first_rows(dst: &mut [f32], src: &[f32], d: &Dims, w: usize) {
+    if d.tq == d.t {
+        return add_into(dst, src);
+    }
+    let rows = d.tq * w;
+    for bi in 0..d.b {
+        add_into(
+            &mut dst[bi * d.t * w..bi * d.t * w + rows],
+            &src[bi * rows..(bi + 1) * rows],
+        );
+    }
+}
+
 /// Dropout factors for `n` elements, drawn as [`super::ops::dropout`]
 /// draws them (none without a stream or with `p` = 0).
 fn draw(rng: &mut Option<&mut DropoutRng>, n: usize, p: f64) -> Option<Vec<f32>> {
@@ -345,7 +381,7 @@ pub(crate) fn forward(
     mut rng: Option<&mut DropoutRng>,
     keep: bool,
 ) -> (Vec<f32>, Option<Tape>) {
-    let (n, h, t, heads, hd) = (d.n(), d.h, d.t, d.heads, d.hd());
+    let (n, m, h, t, tq, heads, hd) = (d.n(), d.m(), d.h, d.t, d.tq, d.heads, d.hd());
     let attn_in = if s.pre_ln {
         layer_norm(x, p.ln1w, p.ln1b, s.eps)
     } else {
@@ -357,16 +393,26 @@ pub(crate) fn forward(
     // The attention mask is drawn before the probabilities exist (the
     // draws do not depend on values), so one pass per (batch, head) does
     // scores, softmax, dropout and context.
-    let attn_mask = draw(&mut rng, d.b * heads * t * t, s.p_attn);
-    let mut probs = vec![0f32; d.b * heads * t * t];
-    let mut ctx = vec![0f32; n * h];
+    // Masks are drawn for every row (the stream moves as in the full
+    // layer); only the query rows' are kept.
+    let attn_mask = draw(&mut rng, d.b * heads * t * t, s.p_attn).map(|full| {
+        if tq == t {
+            return full;
+        }
+        full.chunks(t * t)
+            .flat_map(|c| &c[..tq * t])
+            .copied()
+            .collect()
+    });
+    let mut probs = vec![0f32; d.b * heads * tq * t];
+    let mut ctx = vec![0f32; m * h];
     let scale = 1.0 / (hd as f32).sqrt();
     {
         let pc = Shared(ctx.as_mut_ptr());
         let qkv = &qkv;
         let mask = attn_mask.as_deref();
-        probs.par_chunks_mut(t * t).enumerate().for_each_init(
-            || vec![0f32; t * t],
+        probs.par_chunks_mut(tq * t).enumerate().for_each_init(
+            || vec![0f32; tq * t],
             |dropped, (i, pr)| {
                 let (bi, hi) = (i / heads, i % heads);
                 let base = bi * t * 3 * h + hi * hd;
@@ -375,7 +421,7 @@ pub(crate) fn forward(
                 // the columns [hi*hd, (hi+1)*hd) of its rows of `ctx`.
                 unsafe {
                     gemm_raw(
-                        (t, t, hd),
+                        (tq, t, hd),
                         pr.as_mut_ptr(),
                         t,
                         false,
@@ -392,7 +438,7 @@ pub(crate) fn forward(
                 }
                 let used: &[f32] = match mask {
                     Some(m) => {
-                        let m = &m[i * t * t..(i + 1) * t * t];
+                        let m = &m[i * tq * t..(i + 1) * tq * t];
                         for ((o, p), m) in dropped.iter_mut().zip(pr.iter()).zip(m) {
                             *o = p * m;
                         }
@@ -403,8 +449,8 @@ pub(crate) fn forward(
                 let c = pc.get();
                 unsafe {
                     gemm_raw(
-                        (t, hd, t),
-                        c.add(bi * t * h + hi * hd),
+                        (tq, hd, t),
+                        c.add(bi * tq * h + hi * hd),
                         h,
                         false,
                         used.as_ptr(),
@@ -417,16 +463,17 @@ pub(crate) fn forward(
             },
         );
     }
-    let mut a = linear_f32(&ctx, p.wo, p.bo, n, h, h);
-    let mask1 = draw(&mut rng, n * h, s.p_hidden);
+    let mut a = linear_f32(&ctx, p.wo, p.bo, m, h, h);
+    let mask1 = draw(&mut rng, n * h, s.p_hidden).map(|f| first_rows(&f, &d, h).into_owned());
     if let Some(m) = &mask1 {
         scale_by(&mut a, m);
     }
     // Post-LN: x1 = LN1(a + x); pre-LN: x1 = x + a, the FFN reads LN2(x1).
+    let xq = first_rows(x, &d, h);
     let (ln1_in, x1) = if s.pre_ln {
-        (x.to_vec(), sum(x, &a))
+        (x.to_vec(), sum(&a, &xq))
     } else {
-        let s1 = sum(&a, x);
+        let s1 = sum(&a, &xq);
         let x1 = layer_norm(&s1, p.ln1w, p.ln1b, s.eps);
         (s1, x1)
     };
@@ -436,13 +483,13 @@ pub(crate) fn forward(
     } else {
         x1.clone()
     };
-    let u = linear_f32(&ffn_in, p.wi, p.bi, n, h, d.f);
+    let u = linear_f32(&ffn_in, p.wi, p.bi, m, h, d.f);
     let mut act = vec![0f32; u.len()];
     act.par_chunks_mut(CHUNK)
         .zip(u.par_chunks(CHUNK))
         .for_each(|(y, x)| kernels::gelu(x, y));
-    let mut o = linear_f32(&act, p.wf, p.bf, n, d.f, h);
-    let mask2 = draw(&mut rng, n * h, s.p_hidden);
+    let mut o = linear_f32(&act, p.wf, p.bf, m, d.f, h);
+    let mask2 = draw(&mut rng, n * h, s.p_hidden).map(|f| first_rows(&f, &d, h).into_owned());
     if let Some(m) = &mask2 {
         scale_by(&mut o, m);
     }
@@ -471,6 +518,13 @@ pub(crate) fn forward(
     (y, tape)
 }
 
+impl Tape {
+    /// The sizes the forward ran at.
+    pub(crate) fn dims(&self) -> Dims {
+        self.dims
+    }
+}
+
 /// The gradients of a layer's 16 parameters, in [`PARAM_ORDER`].
 pub(crate) type Grads = Vec<Vec<f32>>;
 
@@ -478,7 +532,7 @@ pub(crate) type Grads = Vec<Vec<f32>>;
 /// gradient of its input and of its parameters.
 pub(crate) fn backward(p: &Params, s: Settings, tape: Tape, dy: &[f32]) -> (Vec<f32>, Grads) {
     let d = tape.dims;
-    let (n, h, f) = (d.n(), d.h, d.f);
+    let (n, m, h, f) = (d.n(), d.m(), d.h, d.f);
     let mut grads: Grads = vec![Vec::new(); PARAM_ORDER];
     // The FFN block's output gradient, and the residual stream's so far.
     let (d_out, mut dx1) = if s.pre_ln {
@@ -490,18 +544,18 @@ pub(crate) fn backward(p: &Params, s: Settings, tape: Tape, dy: &[f32]) -> (Vec<
         (masked(&ds2, tape.mask2.as_ref()), ds2)
     };
     // FFN: o = act Wf^T + bf, act = GELU(u), u = ffn_in Wi^T + bi.
-    grads[12] = mm_tn(&d_out, &tape.act, n, h, f);
+    grads[12] = mm_tn(&d_out, &tape.act, m, h, f);
     grads[13] = kernels::column_sums(&d_out, h);
-    let d_act = mm_nn(&d_out, p.wf, n, h, f);
+    let d_act = mm_nn(&d_out, p.wf, m, h, f);
     drop(d_out);
-    let mut du = vec![0f32; n * f];
+    let mut du = vec![0f32; m * f];
     du.par_chunks_mut(CHUNK)
         .zip(tape.u.par_chunks(CHUNK).zip(d_act.par_chunks(CHUNK)))
         .for_each(|(d, (u, g))| kernels::gelu_backward(u, g, d));
     drop(d_act);
-    grads[10] = mm_tn(&du, &tape.ffn_in, n, f, h);
+    grads[10] = mm_tn(&du, &tape.ffn_in, m, f, h);
     grads[11] = kernels::column_sums(&du, f);
-    let d_ffn_in = mm_nn(&du, p.wi, n, f, h);
+    let d_ffn_in = mm_nn(&du, p.wi, m, f, h);
     drop(du);
     if s.pre_ln {
         let (dt, dw, db) = layer_norm_backward(&d_ffn_in, &tape.ln2_in, p.ln2w, s.eps);
@@ -512,8 +566,9 @@ pub(crate) fn backward(p: &Params, s: Settings, tape: Tape, dy: &[f32]) -> (Vec<
         add_into(&mut dx1, &d_ffn_in);
     }
     drop(d_ffn_in);
-    // The attention block's output gradient, and the layer input's so far.
-    let (da, mut dx) = if s.pre_ln {
+    // The attention block's output gradient, and the residual's share of
+    // the layer input's gradient (its query rows).
+    let (da, dx_q) = if s.pre_ln {
         (masked(&dx1, tape.mask1.as_ref()), dx1)
     } else {
         let (ds1, dw, db) = layer_norm_backward(&dx1, &tape.ln1_in, p.ln1w, s.eps);
@@ -522,9 +577,9 @@ pub(crate) fn backward(p: &Params, s: Settings, tape: Tape, dy: &[f32]) -> (Vec<
         drop(dx1);
         (masked(&ds1, tape.mask1.as_ref()), ds1)
     };
-    grads[6] = mm_tn(&da, &tape.ctx, n, h, h);
+    grads[6] = mm_tn(&da, &tape.ctx, m, h, h);
     grads[7] = kernels::column_sums(&da, h);
-    let dctx = mm_nn(&da, p.wo, n, h, h);
+    let dctx = mm_nn(&da, p.wo, m, h, h);
     drop(da);
     let dqkv = attention_backward(&tape, &dctx);
     drop(dctx);
@@ -538,14 +593,15 @@ pub(crate) fn backward(p: &Params, s: Settings, tape: Tape, dy: &[f32]) -> (Vec<
     let wqkv = [p.wq, p.wk, p.wv].concat();
     let d_attn_in = mm_nn(&dqkv, &wqkv, n, 3 * h, h);
     drop(dqkv);
-    if s.pre_ln {
+    let mut dx = if s.pre_ln {
         let (dt, dw, db) = layer_norm_backward(&d_attn_in, &tape.ln1_in, p.ln1w, s.eps);
         grads[8] = dw;
         grads[9] = db;
-        add_into(&mut dx, &dt);
+        dt
     } else {
-        add_into(&mut dx, &d_attn_in);
-    }
+        d_attn_in
+    };
+    add_first_rows(&mut dx, &dx_q, &d, h);
     (dx, grads)
 }
 
@@ -553,18 +609,18 @@ pub(crate) fn backward(p: &Params, s: Settings, tape: Tape, dy: &[f32]) -> (Vec<
 /// one task per (batch, head).
 fn attention_backward(tape: &Tape, dctx: &[f32]) -> Vec<f32> {
     let d = tape.dims;
-    let (t, h, heads, hd) = (d.t, d.h, d.heads, d.hd());
+    let (t, tq, h, heads, hd) = (d.t, d.tq, d.h, d.heads, d.hd());
     let scale = 1.0 / (hd as f32).sqrt();
     let mut dqkv = vec![0f32; d.n() * 3 * h];
     let out = Shared(dqkv.as_mut_ptr());
     let (qkv, probs, mask) = (&tape.qkv, &tape.probs, tape.attn_mask.as_deref());
     (0..d.b * heads).into_par_iter().for_each_init(
-        || (vec![0f32; t * t], vec![0f32; t * t], vec![0f32; t * t]),
+        || (vec![0f32; tq * t], vec![0f32; tq * t], vec![0f32; tq * t]),
         |(dropped, dp, ds), i| {
             let (bi, hi) = (i / heads, i % heads);
             let base = bi * t * 3 * h + hi * hd;
-            let pr = &probs[i * t * t..(i + 1) * t * t];
-            let m = mask.map(|m| &m[i * t * t..(i + 1) * t * t]);
+            let pr = &probs[i * tq * t..(i + 1) * tq * t];
+            let m = mask.map(|m| &m[i * tq * t..(i + 1) * tq * t]);
             let used: &[f32] = match m {
                 Some(m) => {
                     for ((o, p), m) in dropped.iter_mut().zip(pr).zip(m) {
@@ -574,7 +630,7 @@ fn attention_backward(tape: &Tape, dctx: &[f32]) -> Vec<f32> {
                 }
                 None => pr,
             };
-            let dc = dctx.as_ptr().wrapping_add(bi * t * h + hi * hd);
+            let dc = dctx.as_ptr().wrapping_add(bi * tq * h + hi * hd);
             let q = qkv.as_ptr().wrapping_add(base);
             let (k, v) = (q.wrapping_add(h), q.wrapping_add(2 * h));
             let o = out.get();
@@ -583,7 +639,7 @@ fn attention_backward(tape: &Tape, dctx: &[f32]) -> Vec<f32> {
             unsafe {
                 // d(dropped probs) = dctx v^T
                 gemm_raw(
-                    (t, t, hd),
+                    (tq, t, hd),
                     dp.as_mut_ptr(),
                     t,
                     false,
@@ -595,7 +651,7 @@ fn attention_backward(tape: &Tape, dctx: &[f32]) -> Vec<f32> {
                 );
                 // dv = dropped^T dctx
                 gemm_raw(
-                    (t, hd, t),
+                    (t, hd, tq),
                     o.add(base + 2 * h),
                     3 * h,
                     false,
@@ -617,7 +673,7 @@ fn attention_backward(tape: &Tape, dctx: &[f32]) -> Vec<f32> {
             unsafe {
                 // dq = ds k, dk = ds^T q
                 gemm_raw(
-                    (t, hd, t),
+                    (tq, hd, t),
                     o.add(base),
                     3 * h,
                     false,
@@ -628,7 +684,7 @@ fn attention_backward(tape: &Tape, dctx: &[f32]) -> Vec<f32> {
                     false,
                 );
                 gemm_raw(
-                    (t, hd, t),
+                    (t, hd, tq),
                     o.add(base + h),
                     3 * h,
                     false,

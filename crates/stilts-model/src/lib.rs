@@ -41,7 +41,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 pub use config::{PositionRule, Variant, XlmrConfig};
-pub use encoder::{Encoder, Inputs};
+pub use encoder::{Encoder, Inputs, TokensRead};
 pub use error::{Error, Result};
 pub use heads::{Head, HeadKind, Output, Target};
 pub use ops::DropoutRng;
@@ -232,7 +232,9 @@ impl Model {
 
     /// Encoder then head. `rng` is `Some` in training (dropout on).
     pub fn forward(&self, inputs: &Inputs, mut rng: Option<&mut DropoutRng>) -> Result<Output> {
-        let hidden = self.encoder.forward(inputs, rng.as_deref_mut())?;
+        let hidden =
+            self.encoder
+                .forward_reading(inputs, rng.as_deref_mut(), self.head.tokens_read())?;
         self.head.forward(&hidden, inputs, rng)
     }
 
@@ -250,7 +252,10 @@ impl Model {
         target: &Target,
         mut rng: Option<&mut DropoutRng>,
     ) -> Result<Loss> {
-        let (hidden, recompute) = self.encoder.forward_train(inputs, rng.as_deref_mut())?;
+        let reads = self.head.tokens_read();
+        let (hidden, recompute) = self
+            .encoder
+            .forward_train(inputs, rng.as_deref_mut(), reads)?;
         let out = self.head.forward(&hidden, inputs, rng)?;
         Ok(Loss::new(self.head.loss(&out, target)?, recompute))
     }

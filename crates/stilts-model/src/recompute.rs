@@ -18,7 +18,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-use super::encoder::{Encoder, Inputs};
+use super::encoder::{Encoder, Inputs, TokensRead};
 use super::ops::{attention_bias, DropoutRng};
 use crate::error::{Error, Result};
 
@@ -27,17 +27,20 @@ use crate::error::{Error, Result};
 impl Encoder {
     /// Training forward: as [`Encoder::forward`], or, with
     /// `gradient_checkpointing` on, keeping only each layer's input and
-    /// recomputing the layer in backward (see this module).
+    /// recomputing the layer in backward (see this module). `reads` says
+    /// which rows the head reads: with the first token only and the layers
+    /// by hand, the hidden states are `[B, 1, H]`.
     pub fn forward_train(
         &self,
         inputs: &Inputs,
         rng: Option<&mut DropoutRng>,
+        reads: TokensRead,
     ) -> Result<(Tensor, Option<Recompute>)> {
         if self.gradient_checkpointing {
-            let (hidden, r) = Recompute::forward(self, inputs, rng)?;
+            let (hidden, r) = Recompute::forward(self, inputs, rng, reads)?;
             Ok((hidden, Some(r)))
         } else if self.handwritten_applies() {
-            let (hidden, r) = Recompute::forward_kept(self, inputs, rng)?;
+            let (hidden, r) = Recompute::forward_kept(self, inputs, rng, reads)?;
             Ok((hidden, Some(r)))
         } else {
             Ok((self.forward(inputs, rng)?, None))
@@ -54,6 +57,8 @@ pub struct Recompute {
     inputs: Inputs,
     /// Gradient checkpointing (layers recomputed) rather than kept tapes.
     checkpointed: bool,
+    /// The rows the head reads (the last layer computes only those).
+    reads: TokensRead,
     /// The dropout stream at the start of the embeddings (`None`: no dropout).
     embed_rng: Option<DropoutRng>,
     /// Checkpointed, per layer: its input (detached) and the dropout
@@ -77,17 +82,20 @@ impl Recompute {
         encoder: &Encoder,
         inputs: &Inputs,
         mut rng: Option<&mut DropoutRng>,
+        reads: TokensRead,
     ) -> Result<(Tensor, Self)> {
         let embed_rng = rng.as_deref().cloned();
         let mut x = encoder.embed(inputs, rng.as_deref_mut())?.detach();
         let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
         let mut layers = Vec::with_capacity(encoder.num_layers());
         let by_hand = encoder.handwritten_applies();
+        let top = encoder.num_layers().saturating_sub(1);
         for i in 0..encoder.num_layers() {
             layers.push((x.clone(), rng.as_deref().cloned()));
+            let r = if i == top { reads } else { TokensRead::All };
             x = if by_hand {
                 encoder
-                    .layer_handwritten(i, &x, &bias, rng.as_deref_mut(), false)?
+                    .layer_handwritten(i, &x, &bias, rng.as_deref_mut(), false, r)?
                     .0
             } else {
                 encoder.layer(i, &x, &bias, rng.as_deref_mut())?.detach()
@@ -101,6 +109,7 @@ impl Recompute {
                 encoder: encoder.clone(),
                 inputs: inputs.clone(),
                 checkpointed: true,
+                reads,
                 embed_rng,
                 layers,
                 tapes: Vec::new(),
@@ -117,13 +126,16 @@ impl Recompute {
         encoder: &Encoder,
         inputs: &Inputs,
         mut rng: Option<&mut DropoutRng>,
+        reads: TokensRead,
     ) -> Result<(Tensor, Self)> {
         let embedded = encoder.embed(inputs, rng.as_deref_mut())?;
         let mut x = embedded.detach();
         let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
         let mut tapes = Vec::with_capacity(encoder.num_layers());
+        let top = encoder.num_layers().saturating_sub(1);
         for i in 0..encoder.num_layers() {
-            let (y, tape) = encoder.layer_handwritten(i, &x, &bias, rng.as_deref_mut(), true)?;
+            let r = if i == top { reads } else { TokensRead::All };
+            let (y, tape) = encoder.layer_handwritten(i, &x, &bias, rng.as_deref_mut(), true, r)?;
             tapes.extend(tape);
             x = y;
         }
@@ -135,6 +147,7 @@ impl Recompute {
                 encoder: encoder.clone(),
                 inputs: inputs.clone(),
                 checkpointed: false,
+                reads,
                 embed_rng: None,
                 layers: Vec::new(),
                 tapes,
@@ -195,10 +208,16 @@ impl Recompute {
             return Ok(());
         }
         let by_hand = enc.handwritten_applies();
+        let top = self.layers.len().saturating_sub(1);
         for (i, (input, rng)) in self.layers.iter().enumerate().rev() {
             let mut rng = rng.clone();
             if by_hand {
-                let (_, tape) = enc.layer_handwritten(i, input, &bias, rng.as_mut(), true)?;
+                let r = if i == top {
+                    self.reads
+                } else {
+                    TokensRead::All
+                };
+                let (_, tape) = enc.layer_handwritten(i, input, &bias, rng.as_mut(), true, r)?;
                 let tape = tape.ok_or_else(|| Error::msg("a recomputed layer kept no tape"))?;
                 let (dx, grads) = enc.layer_handwritten_backward(i, tape, &g)?;
                 each(grads)?;

@@ -240,9 +240,9 @@ impl Trainable for MultiTaskModel {
                 self.heads.len()
             ))
         })?;
-        let (hidden, recompute) = self
-            .encoder
-            .forward_train(&batch.inputs, rng.as_deref_mut())?;
+        let (hidden, recompute) =
+            self.encoder
+                .forward_train(&batch.inputs, rng.as_deref_mut(), head.tokens_read())?;
         let out = head.forward(&hidden, &batch.inputs, rng)?;
         Ok(Loss::new(head.loss(&out, &batch.target)?, recompute))
     }

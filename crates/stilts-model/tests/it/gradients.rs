@@ -660,7 +660,11 @@ fn inference_view_shares_weights_and_keeps_no_graph() {
         .logits()
         .unwrap()
         .clone();
-    assert_eq!(common::max_abs_diff(&a, &b), 0.0);
+    // The view's last layer computes the first token's row alone (by hand,
+    // `layer_cpu`), the model's every row through autograd ops: the same
+    // values to f32 rounding.
+    let d = common::max_abs_diff(&a, &b);
+    assert!(d <= 1e-5, "the view's logits differ from the model's by {d:e}");
     // Backward from the logits reaches nothing but the logits themselves.
     assert!(
         b.backward().is_ok_and(|g| g.get_ids().count() <= 1),

@@ -5,7 +5,7 @@
 //! without gradient checkpointing.
 
 use candle_core::{DType, Device, Tensor};
-use stilts_model::{DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use stilts_model::{DropoutRng, HeadKind, Inputs, Model, Target, TokensRead, Variant, XlmrConfig};
 
 use crate::common;
 
@@ -63,6 +63,12 @@ fn handwritten_layers_give_the_autograd_gradients() {
             autograd.encoder.handwritten_layers = false;
             assert!(!autograd.encoder.handwritten_applies());
             let (inputs, target) = batch(&head, &device);
+            // A sequence head reads the first token only: the last layer
+            // computes that row alone (the test then checks its gradients).
+            let reads = by_hand.head.tokens_read();
+            let (hidden, _) = by_hand.encoder.forward_train(&inputs, None, reads).unwrap();
+            let rows = if reads == TokensRead::First { 1 } else { 7 };
+            assert_eq!(hidden.dims(), [3, rows, 16], "{variant:?} {}", head.name());
             let (l0, g0) = grads_of(&autograd, &inputs, &target);
             for checkpointing in [false, true] {
                 let m = by_hand.clone().with_gradient_checkpointing(checkpointing);
