@@ -619,6 +619,140 @@ impl Encoder {
         Ok(dropout(&x, c.hidden_dropout_prob, rng)?)
     }
 
+    /// The embeddings' backward by hand (where the layers run by hand, see
+    /// [`Encoder::handwritten_applies`]), from `g`, the gradient of
+    /// [`Encoder::embed`]'s output, and `rng`, the dropout stream as it was
+    /// when `embed` began: the tables' gradients as
+    /// candle's autograd makes them (pad ids and pad positions get none),
+    /// without its zero-then-add per gradient and the copy of its
+    /// `index_add` (each a pass over the whole `[vocab, H]` table).
+    /// `None` where it does not apply.
+    pub(crate) fn embed_backward_by_hand(
+        &self,
+        inputs: &Inputs,
+        rng: Option<DropoutRng>,
+        g: &Tensor,
+    ) -> Result<Option<candle_core::backprop::GradStore>> {
+        let c = &self.config;
+        let e = &self.inner.embeddings;
+        let mut tables = vec![&e.word, &e.position, &e.token_type];
+        if let Some(ln) = &e.layer_norm {
+            tables.extend([&ln.weight, &ln.bias]);
+        }
+        if !self.handwritten_applies()
+            || !tables
+                .iter()
+                .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
+        {
+            return Ok(None);
+        }
+        let (b, t) = inputs.dims()?;
+        let h = c.hidden_size;
+        let n = b * t;
+        let ids: Vec<u32> = inputs.input_ids.flatten_all()?.to_vec1()?;
+        let types = match c.segment_separator {
+            Some(sep) if c.type_vocab_size > 1 => segment_types(inputs, sep)?,
+            _ => inputs.token_type_ids.clone(),
+        };
+        let types: Vec<u32> = types.flatten_all()?.to_vec1()?;
+        let rule = c.position_rule();
+        // The row of the position table each token reads (`None`: none
+        // trained, a pad position).
+        let pos_rows: Vec<usize> = match rule {
+            PositionRule::AfterPad => {
+                let p: Vec<u32> = inputs.position_ids.flatten_all()?.to_vec1()?;
+                p.into_iter().map(|p| p as usize).collect()
+            }
+            PositionRule::FromZero => (0..n).map(|r| r % t).collect(),
+        };
+        let positions: Vec<Option<usize>> = match rule {
+            PositionRule::AfterPad => pos_rows
+                .iter()
+                .map(|&p| (p != c.pad_token_id as usize).then_some(p))
+                .collect(),
+            PositionRule::FromZero => pos_rows.iter().map(|&p| Some(p)).collect(),
+        };
+        let pad = c.pad_token_id;
+        let g = g.contiguous()?;
+        let mut grads = candle_core::backprop::GradStore::default();
+        layer_cpu::with_f32(&[&g, &e.word, &e.position, &e.token_type], |s| {
+            let (g, word, pos, typ) = (s[0], s[1], s[2], s[3]);
+            // Dropout replayed from the stream `embed` drew from.
+            let mut ds = g.to_vec();
+            if let Some(mut r) = rng {
+                let p = c.hidden_dropout_prob;
+                if p > 0.0 {
+                    let mask = super::ops::dropout_mask(&mut r, n * h, p);
+                    ds.iter_mut().zip(&mask).for_each(|(d, m)| *d *= m);
+                }
+            }
+            if let Some(ln) = &e.layer_norm {
+                // The LayerNorm's input, the sum of the three lookups, again.
+                let mut sum = vec![0f32; n * h];
+                for (r, row) in sum.chunks_mut(h).enumerate() {
+                    let w = &word[ids[r] as usize * h..][..h];
+                    let ty = &typ[types[r] as usize * h..][..h];
+                    let po = &pos[pos_rows[r] * h..][..h];
+                    for j in 0..h {
+                        row[j] = w[j] + ty[j] + po[j];
+                    }
+                }
+                layer_cpu::with_f32(&[&ln.weight], |lw| {
+                    let mut dx = vec![0f32; n * h];
+                    let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
+                    super::ops::layer_norm_backward_f32(
+                        &ds,
+                        &sum,
+                        lw[0],
+                        ln.eps as f32,
+                        &mut dx,
+                        &mut dw,
+                        &mut db,
+                    );
+                    ds = dx;
+                    for (t, v) in [(&ln.weight, dw), (&ln.bias, db)] {
+                        if t.is_variable() {
+                            grads.insert(t, Tensor::from_vec(v, h, t.device())?);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            // Rows added in token order (the same bytes on any machine).
+            let scatter = |table: &Tensor,
+                           rows: &dyn Fn(usize) -> Option<usize>|
+             -> CResult<Option<Tensor>> {
+                if !table.is_variable() {
+                    return Ok(None);
+                }
+                let mut out = vec![0f32; table.elem_count()];
+                for (r, d) in ds.chunks(h).enumerate() {
+                    if let Some(row) = rows(r) {
+                        out[row * h..(row + 1) * h]
+                            .iter_mut()
+                            .zip(d)
+                            .for_each(|(o, v)| *o += v);
+                    }
+                }
+                Ok(Some(Tensor::from_vec(out, table.shape(), table.device())?))
+            };
+            let word_rows = |r: usize| (ids[r] != pad).then_some(ids[r] as usize);
+            let type_rows = |r: usize| Some(types[r] as usize);
+            let pos_rows = |r: usize| positions[r];
+            for (table, rows) in [
+                (&e.word, &word_rows as &dyn Fn(usize) -> Option<usize>),
+                (&e.token_type, &type_rows),
+                (&e.position, &pos_rows),
+            ] {
+                if let Some(gt) = scatter(table, rows)? {
+                    grads.insert(table, gt);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Some(grads))
+    }
+
     /// Layer `i` on hidden states `x`; `bias` is [`attention_bias`] of the mask.
     pub(crate) fn layer(
         &self,

@@ -128,6 +128,7 @@ impl Recompute {
         mut rng: Option<&mut DropoutRng>,
         reads: TokensRead,
     ) -> Result<(Tensor, Self)> {
+        let embed_rng = rng.as_deref().cloned();
         let embedded = encoder.embed(inputs, rng.as_deref_mut())?;
         let mut x = embedded.detach();
         let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
@@ -148,7 +149,7 @@ impl Recompute {
                 inputs: inputs.clone(),
                 checkpointed: false,
                 reads,
-                embed_rng: None,
+                embed_rng,
                 layers: Vec::new(),
                 tapes,
                 embedded: Some(embedded),
@@ -201,6 +202,11 @@ impl Recompute {
                 each(grads)?;
                 g = dx;
             }
+            if let Some(grads) =
+                enc.embed_backward_by_hand(&self.inputs, self.embed_rng.clone(), &g)?
+            {
+                return each(grads);
+            }
             let y = self.embedded.take().ok_or_else(|| {
                 Error::msg("the encoder's backward ran twice (its embeddings' graph is gone)")
             })?;
@@ -227,6 +233,9 @@ impl Recompute {
             let x = Var::from_tensor(input)?;
             let y = enc.layer(i, x.as_tensor(), &bias, rng.as_mut())?;
             g = self.segment_backward(y, &g, Some(&x), each)?;
+        }
+        if let Some(grads) = enc.embed_backward_by_hand(&self.inputs, self.embed_rng.clone(), &g)? {
+            return each(grads);
         }
         let mut rng = self.embed_rng.clone();
         let y = enc.embed(&self.inputs, rng.as_mut())?;

@@ -664,7 +664,10 @@ fn inference_view_shares_weights_and_keeps_no_graph() {
     // `layer_cpu`), the model's every row through autograd ops: the same
     // values to f32 rounding.
     let d = common::max_abs_diff(&a, &b);
-    assert!(d <= 1e-5, "the view's logits differ from the model's by {d:e}");
+    assert!(
+        d <= 1e-5,
+        "the view's logits differ from the model's by {d:e}"
+    );
     // Backward from the logits reaches nothing but the logits themselves.
     assert!(
         b.backward().is_ok_and(|g| g.get_ids().count() <= 1),
