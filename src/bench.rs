@@ -59,6 +59,9 @@ pub struct BenchSpec {
     /// allocator's cache (slower; see `alloc::return_freed_memory`).
     #[serde(default)]
     pub live_memory: bool,
+    /// AdamW's second moment in 8 bits (`eight_bit_second_moment`).
+    #[serde(default)]
+    pub eight_bit_second_moment: bool,
 }
 
 impl BenchSpec {
@@ -103,6 +106,7 @@ impl BenchSpec {
             bf16_update: None,
             fused_update: false,
             live_memory: false,
+            eight_bit_second_moment: false,
         }
     }
 
@@ -220,6 +224,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
             factored_optimizer: spec.factored_optimizer,
             kahan: spec.bf16_update == Some(Bf16Update::Kahan),
             fused_update: spec.fused_update,
+            eight_bit_second_moment: spec.eight_bit_second_moment,
         },
     );
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -259,6 +264,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
                 lr: 1e-5,
                 factored: spec.factored_optimizer,
                 bf16_update: spec.bf16_update,
+                eight_bit_second_moment: spec.eight_bit_second_moment,
                 ..Default::default()
             },
         )?)
@@ -307,7 +313,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
                 sync(device)?;
                 t2 = Instant::now();
                 peak(&format!("backward {}", i + 1), &mut step_peaks);
-                if spec.bf16_update.is_some() {
+                if spec.bf16_update.is_some() || spec.eight_bit_second_moment {
                     // The clip factor folded into the update.
                     let norm = lowmem::grad_norm(&params, &grads)?;
                     if let Some(opt) = opt {

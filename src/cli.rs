@@ -187,6 +187,9 @@ pub enum Command {
         /// follows the live tensors (to check the memory estimate).
         #[arg(long)]
         live_memory: bool,
+        /// AdamW's second moment in 8 bits (`eight_bit_second_moment`).
+        #[arg(long)]
+        eight_bit_second_moment: bool,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -233,6 +236,9 @@ pub enum Command {
         /// The update inside backward (`fused_update`; needs `--checkpointing`).
         #[arg(long)]
         fused_update: bool,
+        /// AdamW's second moment in 8 bits (`eight_bit_second_moment`).
+        #[arg(long)]
+        eight_bit_second_moment: bool,
         /// The accelerator's memory in GiB, to say whether the run fits.
         #[arg(long, default_value_t = 80.0)]
         gib: f64,
@@ -772,6 +778,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             bf16_update,
             fused_update,
             live_memory,
+            eight_bit_second_moment,
         }) => {
             let config = shape.config(shape.size.is_none().then_some(*vocab))?;
             let mut spec = crate::bench::BenchSpec::new(&config, *batch, *seq);
@@ -790,6 +797,12 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             spec.factored_optimizer = *factored_optimizer;
             spec.fused_update = *fused_update;
             spec.live_memory = *live_memory;
+            spec.eight_bit_second_moment = *eight_bit_second_moment;
+            if *eight_bit_second_moment && *factored_optimizer {
+                return Err(crate::Error::msg(
+                    "--eight-bit-second-moment and --factored-optimizer both replace the second moment: choose one",
+                ));
+            }
             spec.bf16_update = parse_bf16_update(bf16_update.as_deref())?;
             spec.steps = (*steps).max(1);
             spec.set_precision(*dtype);
@@ -838,6 +851,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             factored_optimizer,
             bf16_update,
             fused_update,
+            eight_bit_second_moment,
             gib,
             json,
         }) => {
@@ -869,7 +883,13 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 factored_optimizer: *factored_optimizer,
                 kahan: false,
                 fused_update: *fused_update,
+                eight_bit_second_moment: *eight_bit_second_moment,
             };
+            if *eight_bit_second_moment && *factored_optimizer {
+                return Err(crate::Error::msg(
+                    "--eight-bit-second-moment and --factored-optimizer both replace the second moment: choose one",
+                ));
+            }
             let bf16_update = parse_bf16_update(bf16_update.as_deref())?;
             if bf16_update.is_some() && precision != Precision::Bf16 {
                 return Err(crate::Error::msg(
@@ -895,7 +915,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             println!(
-                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}{}{}{}:",
+                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}{}{}{}{}:",
                 params as f64 / 1e9,
                 if *checkpointing {
                     ", gradient checkpointing"
@@ -916,6 +936,11 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 },
                 if *fused_update {
                     ", update in backward"
+                } else {
+                    ""
+                },
+                if *eight_bit_second_moment {
+                    ", 8-bit second moment"
                 } else {
                     ""
                 },
