@@ -3,7 +3,7 @@
 
 // Same allocator as the `stilts` binary (see src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: stilts::alloc::Allocator = stilts::alloc::Allocator;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()

@@ -64,6 +64,9 @@ pub struct BenchSpec {
     /// compare with; `Encoder::handwritten_layers`).
     #[serde(default)]
     pub autograd_layers: bool,
+    /// AdamW's second moment in 8 bits (`eight_bit_second_moment`).
+    #[serde(default)]
+    pub eight_bit_second_moment: bool,
 }
 
 impl BenchSpec {
@@ -109,6 +112,7 @@ impl BenchSpec {
             fused_update: false,
             live_memory: false,
             autograd_layers: false,
+            eight_bit_second_moment: false,
         }
     }
 
@@ -227,6 +231,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
             factored_optimizer: spec.factored_optimizer,
             kahan: spec.bf16_update == Some(Bf16Update::Kahan),
             fused_update: spec.fused_update,
+            eight_bit_second_moment: spec.eight_bit_second_moment,
         },
     );
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -266,6 +271,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
                 lr: 1e-5,
                 factored: spec.factored_optimizer,
                 bf16_update: spec.bf16_update,
+                eight_bit_second_moment: spec.eight_bit_second_moment,
                 ..Default::default()
             },
         )?)
@@ -314,7 +320,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
                 sync(device)?;
                 t2 = Instant::now();
                 peak(&format!("backward {}", i + 1), &mut step_peaks);
-                if spec.bf16_update.is_some() {
+                if spec.bf16_update.is_some() || spec.eight_bit_second_moment {
                     // The clip factor folded into the update.
                     let norm = lowmem::grad_norm(&params, &grads)?;
                     if let Some(opt) = opt {

@@ -192,6 +192,9 @@ pub enum Command {
         /// compare with).
         #[arg(long)]
         autograd_layers: bool,
+        /// AdamW's second moment in 8 bits (`eight_bit_second_moment`).
+        #[arg(long)]
+        eight_bit_second_moment: bool,
     },
     /// Classify every line of FILE (`text` or `premise<TAB>hypothesis`) with a
     /// fine-tuned model; prints one JSON line per example.
@@ -238,6 +241,9 @@ pub enum Command {
         /// The update inside backward (`fused_update`; needs `--checkpointing`).
         #[arg(long)]
         fused_update: bool,
+        /// AdamW's second moment in 8 bits (`eight_bit_second_moment`).
+        #[arg(long)]
+        eight_bit_second_moment: bool,
         /// The accelerator's memory in GiB, to say whether the run fits.
         #[arg(long, default_value_t = 80.0)]
         gib: f64,
@@ -778,6 +784,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             fused_update,
             live_memory,
             autograd_layers,
+            eight_bit_second_moment,
         }) => {
             let config = shape.config(shape.size.is_none().then_some(*vocab))?;
             let mut spec = crate::bench::BenchSpec::new(&config, *batch, *seq);
@@ -797,6 +804,12 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             spec.fused_update = *fused_update;
             spec.live_memory = *live_memory;
             spec.autograd_layers = *autograd_layers;
+            spec.eight_bit_second_moment = *eight_bit_second_moment;
+            if *eight_bit_second_moment && *factored_optimizer {
+                return Err(crate::Error::msg(
+                    "--eight-bit-second-moment and --factored-optimizer both replace the second moment: choose one",
+                ));
+            }
             spec.bf16_update = parse_bf16_update(bf16_update.as_deref())?;
             spec.steps = (*steps).max(1);
             spec.set_precision(*dtype);
@@ -845,6 +858,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             factored_optimizer,
             bf16_update,
             fused_update,
+            eight_bit_second_moment,
             gib,
             json,
         }) => {
@@ -876,7 +890,13 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 factored_optimizer: *factored_optimizer,
                 kahan: false,
                 fused_update: *fused_update,
+                eight_bit_second_moment: *eight_bit_second_moment,
             };
+            if *eight_bit_second_moment && *factored_optimizer {
+                return Err(crate::Error::msg(
+                    "--eight-bit-second-moment and --factored-optimizer both replace the second moment: choose one",
+                ));
+            }
             let bf16_update = parse_bf16_update(bf16_update.as_deref())?;
             if bf16_update.is_some() && precision != Precision::Bf16 {
                 return Err(crate::Error::msg(
@@ -902,7 +922,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             println!(
-                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}{}{}{}:",
+                "{size} ({:.2}B parameters), batch {batch} x {seq}, {dtype}{}{}{}{}{}:",
                 params as f64 / 1e9,
                 if *checkpointing {
                     ", gradient checkpointing"
@@ -923,6 +943,11 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 },
                 if *fused_update {
                     ", update in backward"
+                } else {
+                    ""
+                },
+                if *eight_bit_second_moment {
+                    ", 8-bit second moment"
                 } else {
                     ""
                 },

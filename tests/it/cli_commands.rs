@@ -125,4 +125,17 @@ fn bench_prints_timings_parameters_and_estimate() {
         opt(&factored) < opt(&plain),
         "a factored second moment must need less optimizer memory"
     );
+    // The 8-bit second moment, measured the way the memory table is (the
+    // system allocator from `--live-memory` on: the run must go through).
+    let eight = bench(&[
+        "--eight-bit-second-moment",
+        "--checkpointing",
+        "--live-memory",
+    ]);
+    assert_eq!(eight["spec"]["eight_bit_second_moment"], true);
+    assert!(eight["peak_resident_train"].as_u64().is_some_and(|b| b > 0));
+    assert!(
+        opt(&eight) * 8 < opt(&plain) * 6,
+        "an 8-bit second moment: about 5 bytes of state a parameter instead of 8"
+    );
 }

@@ -84,6 +84,11 @@ pub struct RunOptions {
     /// previous update's gradient norm (the first update is not clipped).
     #[serde(skip_serializing_if = "is_false")]
     pub fused_update: bool,
+    /// AdamW's second moment stored in 8 bits (block-wise quantised, 1
+    /// byte a parameter instead of 4; see `optim::lowmem::q8`). CPU only;
+    /// not with `factored_optimizer`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub eight_bit_second_moment: bool,
     /// Evaluate on the dev set every N updates and keep the best weights.
     /// Unset: once per epoch when a dev set is given. The presets set it
     /// (`jiant`: 1000, `xtreme`: 100).
@@ -133,7 +138,12 @@ fn is_false(b: &bool) -> bool {
 
 /// Options left out of the serialised form at their default (so adding
 /// them changed no existing fingerprint).
-const OMITTED_AT_DEFAULT: &[&str] = &["bf16_update", "doc_stride", "fused_update"];
+const OMITTED_AT_DEFAULT: &[&str] = &[
+    "bf16_update",
+    "doc_stride",
+    "eight_bit_second_moment",
+    "fused_update",
+];
 
 /// Names of the built-in presets.
 pub const PRESETS: &[&str] = &["jiant", "xtreme"];
@@ -161,6 +171,7 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         factored_optimizer: false,
         bf16_update: None,
         fused_update: false,
+        eight_bit_second_moment: false,
         eval_every: Some(1000),
         patience: Some(30),
         dev_limit: Some(500),
@@ -383,6 +394,9 @@ impl RunOptions {
         if self.fused_update && !self.gradient_checkpointing {
             return bad("fused_update needs gradient_checkpointing: true (the update runs segment by segment in the recomputed backward)".into());
         }
+        if self.eight_bit_second_moment && self.factored_optimizer {
+            return bad("eight_bit_second_moment and factored_optimizer both replace the second moment: choose one".into());
+        }
         if self.fused_update && self.grad_accum > 1 {
             return bad(format!(
                 "fused_update applies each batch's gradients at once: it cannot accumulate grad_accum {} batches (use grad_accum: 1 with a larger batch_size, or fused_update: false)",
@@ -436,6 +450,7 @@ impl RunOptions {
                 weight_decay: self.weight_decay,
                 factored: self.factored_optimizer,
                 bf16_update: self.bf16_update,
+                eight_bit_second_moment: self.eight_bit_second_moment,
                 ..Default::default()
             },
             warmup: match self.warmup_steps {

@@ -391,6 +391,7 @@ fn memory_estimate(
         factored_optimizer: opts.adamw.factored,
         kahan: opts.adamw.bf16_update == Some(super::optim::lowmem::Bf16Update::Kahan),
         fused_update: opts.fused_update,
+        eight_bit_second_moment: opts.adamw.eight_bit_second_moment,
     };
     estimate(
         &model.encoder().config,

@@ -25,7 +25,18 @@
 //! the same bytes, `crates/stilts-protocol/tests/it/lowmem.rs`) but not carried into the next phase
 //! of STILTs with `reset_optimizer: false` (it starts from zero there).
 //!
-//! The moments stay f32 (full, or factored with `factored_optimizer`);
+//! - **8-bit second moment** (option `eight_bit_second_moment`): `v` is
+//!   stored block-wise quantised ([`q8`]): blocks of 2048 values, each
+//!   with its f32 maximum as scale and the values as u8 codes on a quartic
+//!   map (`v = max * (code / 255)^4`: fine steps for small values, the way
+//!   8-bit Adam's dynamic map is, Dettmers et al. 2021). The kernel decodes
+//!   a block, updates it in f32 and uses the f32 value for this update's
+//!   denominator (so `v` is never below `(1 - beta2) g^2`), then encodes it
+//!   with the block's new maximum: 1 byte per value + 4 per block instead of
+//!   4. Only the second moment (the first stays f32); CPU only (on another
+//!   device an error), and not with `factored_optimizer`.
+//!
+//! The moments stay f32 unless 8-bit (full, or factored with `factored_optimizer`);
 //! the clip factor is folded into the update (the gradient is scaled as it
 //! is read, no scaled copy). On the CPU one fused pass per parameter does
 //! the moments and the update; on other devices the same arithmetic runs
@@ -153,6 +164,7 @@ pub fn update(
         .moments
         .get_mut(name)
         .ok_or_else(|| Error::msg(format!("optimizer has no state for {name}")))?;
+    let eight_bit = opt.config.eight_bit_second_moment;
     if var.device().is_cpu() && matches!(var.dtype(), DType::F32 | DType::BF16) {
         let g = g.contiguous()?;
         if let Some((r, c)) = fact {
@@ -164,8 +176,23 @@ pub fn update(
             }
             _ => None,
         };
-        cpu::apply(var, &g, &mo.m, &mo.v, comp.as_ref(), fact, a, seed)?;
+        cpu::apply(
+            var,
+            &g,
+            &mo.m,
+            &mo.v,
+            comp.as_ref(),
+            fact,
+            a,
+            seed,
+            eight_bit,
+        )?;
         return Ok(());
+    }
+    if eight_bit {
+        return Err(Error::msg(
+            "eight_bit_second_moment runs on the CPU only (f32 or bf16 weights); leave it out on a GPU",
+        ));
     }
     if mode == Some(Bf16Update::Stochastic) {
         return Err(Error::msg(
@@ -344,6 +371,8 @@ pub fn backward_and_update(
 }
 
 const CHUNK: usize = 1 << 14;
+
+const NOT_Q8: &str = "lowmem: an 8-bit second moment must be contiguous u8 (a checkpoint written without eight_bit_second_moment?)";
 
 mod cpu {
     use super::*;
@@ -529,6 +558,7 @@ mod cpu {
         fact: Option<(usize, usize)>,
         a: Arith,
         seed: Option<u64>,
+        eight_bit: bool,
     ) -> Result<()> {
         // The factored second moment's row, column and row mean.
         let factors: Option<(Vec<f32>, Vec<f32>, f32)> = match fact {
@@ -550,16 +580,32 @@ mod cpu {
                     if m.len() != g.len() || b0 - a0 != g.len() {
                         candle_core::bail!("lowmem: parameter, gradient and moment sizes differ");
                     }
-                    let mut full =
-                        |vs: Option<&mut [f32]>, cs: Option<&mut [bf16]>| -> CResult<()> {
-                            kernel(ps, a0, b0, g, m, vs, factors.as_ref(), fact, cs, a, seed)
-                        };
+                    // The second moment: full f32, none here (factored),
+                    // or 8-bit codes and scales.
+                    let mut full = |vs: Option<&mut [f32]>,
+                                    q: Option<&mut [u8]>,
+                                    cs: Option<&mut [bf16]>|
+                     -> CResult<()> {
+                        match q {
+                            Some(q) => kernel_q8(ps, a0, b0, g, m, q, cs, a, seed),
+                            None => {
+                                kernel(ps, a0, b0, g, m, vs, factors.as_ref(), fact, cs, a, seed)
+                            }
+                        }
+                    };
                     let mut with_v = |cs: Option<&mut [bf16]>| -> CResult<()> {
-                        if fact.is_some() {
-                            full(None, cs)
+                        let mut cs = cs;
+                        if eight_bit {
+                            with_mut(v, |vs, vl| match (vs, vl.contiguous_offsets()) {
+                                (CpuStorage::U8(q), Some((x, y))) => {
+                                    full(None, Some(&mut q[x..y]), cs.take())
+                                }
+                                _ => candle_core::bail!("{NOT_Q8}"),
+                            })
+                        } else if fact.is_some() {
+                            full(None, None, cs)
                         } else {
-                            let mut cs = cs;
-                            with_mut(v, |vs, vl| full(Some(f32s_mut(vs, vl)?), cs.take()))
+                            with_mut(v, |vs, vl| full(Some(f32s_mut(vs, vl)?), None, cs.take()))
                         }
                     };
                     match comp {
@@ -573,6 +619,127 @@ mod cpu {
             })
         })?;
         Ok(())
+    }
+
+    /// The update with an 8-bit second moment (`q` holds the codes, then
+    /// the block scales): per block of [`q8::BLOCK`], decode `v`, update
+    /// `m`, `v` (f32) and the parameter, then encode `v` with the block's
+    /// new maximum.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_q8(
+        ps: &mut CpuStorage,
+        a0: usize,
+        b0: usize,
+        g: Grad<'_>,
+        m: &mut [f32],
+        q: &mut [u8],
+        comp: Option<&mut [bf16]>,
+        a: Arith,
+        seed: Option<u64>,
+    ) -> CResult<()> {
+        let n = m.len();
+        if q.len() != q8::state_len(n) {
+            candle_core::bail!(
+                "lowmem: 8-bit second moment of {} bytes for {n} values (want {})",
+                q.len(),
+                q8::state_len(n)
+            );
+        }
+        let (codes, scales) = q.split_at_mut(n);
+        // Chunks of CHUNK values are whole blocks (CHUNK is a multiple).
+        const PER_CHUNK: usize = CHUNK / q8::BLOCK;
+        let starts: Vec<usize> = (0..n.div_ceil(CHUNK)).map(|c| c * CHUNK).collect();
+        let (b1, a1, b2, a2) = (a.beta1, 1.0 - a.beta1, a.beta2, 1.0 - a.beta2);
+        // One chunk: `put(j, d)` applies direction `d` to the chunk's
+        // element `j`.
+        let chunk = |s: usize,
+                     m: &mut [f32],
+                     codes: &mut [u8],
+                     scales: &mut [u8],
+                     put: &mut dyn FnMut(usize, f32)| {
+            let mut fresh = [0f32; q8::BLOCK];
+            for (b, ((m, codes), scale)) in m
+                .chunks_mut(q8::BLOCK)
+                .zip(codes.chunks_mut(q8::BLOCK))
+                .zip(scales.chunks_mut(4))
+                .enumerate()
+            {
+                let old = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
+                let mut max = 0f32;
+                for j in 0..m.len() {
+                    let i = b * q8::BLOCK + j;
+                    let gi = g.at(s + i) * a.scale;
+                    m[j] = b1 * m[j] + a1 * gi;
+                    let v = b2 * q8::decode(codes[j], old) + a2 * (gi * gi);
+                    fresh[j] = v;
+                    max = max.max(v);
+                    let denom = v.sqrt() / a.bc2_sqrt + a.eps;
+                    put(i, a.step_size * (m[j] / denom));
+                }
+                scale.copy_from_slice(&max.to_le_bytes());
+                for (c, v) in codes.iter_mut().zip(&fresh) {
+                    *c = q8::encode(*v, max);
+                }
+            }
+        };
+        let chunks = m
+            .par_chunks_mut(CHUNK)
+            .zip(codes.par_chunks_mut(CHUNK))
+            .zip(scales.par_chunks_mut(4 * PER_CHUNK))
+            .zip(starts.par_iter());
+        match ps {
+            CpuStorage::F32(p) => {
+                let p = &mut p[a0..b0];
+                p.par_chunks_mut(CHUNK)
+                    .zip(chunks)
+                    .for_each(|(p, (((m, c), sc), &s))| {
+                        chunk(s, m, c, sc, &mut |j, d| p[j] = p[j] * a.decay - d);
+                    });
+            }
+            CpuStorage::BF16(p) => {
+                let p = &mut p[a0..b0];
+                let mut cchunks: Vec<Option<&mut [bf16]>> = match comp {
+                    Some(c) => c.chunks_mut(CHUNK).map(Some).collect(),
+                    None => (0..starts.len()).map(|_| None).collect(),
+                };
+                p.par_chunks_mut(CHUNK)
+                    .zip(cchunks.par_iter_mut())
+                    .zip(chunks)
+                    .for_each(|((p, cc), (((m, c), sc), &s))| {
+                        chunk(s, m, c, sc, &mut |j, d| {
+                            bf16_put(
+                                &mut p[j],
+                                cc.as_deref_mut().map(|c| &mut c[j]),
+                                d,
+                                a,
+                                seed,
+                                s + j,
+                            )
+                        });
+                    });
+            }
+            _ => candle_core::bail!("lowmem: parameters must be f32 or bf16"),
+        }
+        Ok(())
+    }
+
+    /// Applies direction `d` to the bf16 weight `p` (element `i`): Kahan
+    /// with `c`, stochastic rounding with `seed`, else to nearest.
+    #[inline(always)]
+    fn bf16_put(p: &mut bf16, c: Option<&mut bf16>, d: f32, a: Arith, seed: Option<u64>, i: usize) {
+        let old = p.to_f32();
+        match (c, seed) {
+            (Some(c), _) => {
+                let y = old * (a.decay - 1.0) - d + c.to_f32();
+                let new = bf16::from_f32(old + y);
+                *c = bf16::from_f32(y - (new.to_f32() - old));
+                *p = new;
+            }
+            (None, Some(seed)) => {
+                *p = round_stochastic(old * a.decay - d, mix(seed ^ i as u64));
+            }
+            (None, None) => *p = bf16::from_f32(old * a.decay - d),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -678,22 +845,16 @@ mod cpu {
                         for j in 0..p.len() {
                             let vi = v.as_deref_mut().map(|v| &mut v[j]);
                             let d = dir(s + j, &mut m[j], vi);
-                            let old = p[j].to_f32();
-                            match (c.as_deref_mut(), seed) {
-                                (Some(c), _) => {
-                                    // Kahan: what the last roundings dropped
-                                    // rides along with this update.
-                                    let y = old * (a.decay - 1.0) - d + c[j].to_f32();
-                                    let new = bf16::from_f32(old + y);
-                                    c[j] = bf16::from_f32(y - (new.to_f32() - old));
-                                    p[j] = new;
-                                }
-                                (None, Some(seed)) => {
-                                    let x = old * a.decay - d;
-                                    p[j] = round_stochastic(x, mix(seed ^ (s + j) as u64));
-                                }
-                                (None, None) => p[j] = bf16::from_f32(old * a.decay - d),
-                            }
+                            // Kahan: what the last roundings dropped rides
+                            // along with this update.
+                            bf16_put(
+                                &mut p[j],
+                                c.as_deref_mut().map(|c| &mut c[j]),
+                                d,
+                                a,
+                                seed,
+                                s + j,
+                            );
                         }
                     });
             }
@@ -704,3 +865,42 @@ mod cpu {
 }
 
 pub use cpu::round_stochastic;
+
+/// The 8-bit block-wise quantisation of the second moment
+/// (`eight_bit_second_moment`). A parameter of `n` values keeps
+/// [`state_len`]`(n)` bytes: `n` codes, then one f32 scale (the block's
+/// maximum, little-endian) per block of [`BLOCK`] values. The map is
+/// quartic, `v = scale * (code / 255)^4`, i.e. the codes are linear in
+/// `v^(1/4)`: values down to `(0.5 / 255)^4 = 1.5e-11` of the block's
+/// maximum stay non-zero, and the relative step is about `4 / code` (a
+/// linear map would send everything below 1/510 of the maximum to zero).
+/// Non-negative values only (the second moment); the round trip is
+/// deterministic.
+pub mod q8 {
+    /// Values per block (one scale each).
+    pub const BLOCK: usize = 2048;
+
+    /// Bytes of the state of `n` values: codes and block scales.
+    pub fn state_len(n: usize) -> usize {
+        n + 4 * n.div_ceil(BLOCK)
+    }
+
+    /// The code of `v` (>= 0) in a block whose maximum is `max`.
+    #[inline(always)]
+    pub fn encode(v: f32, max: f32) -> u8 {
+        if !(max > 0.0) || !(v > 0.0) {
+            return 0;
+        }
+        let r = (v / max).sqrt().sqrt() * 255.0;
+        // (`as` saturates; NaN would give 0.)
+        (r + 0.5).min(255.0) as u8
+    }
+
+    /// The value of `code` in a block whose maximum is `max`.
+    #[inline(always)]
+    pub fn decode(code: u8, max: f32) -> f32 {
+        let r = code as f32 * (1.0 / 255.0);
+        let r2 = r * r;
+        max * (r2 * r2)
+    }
+}

@@ -42,6 +42,13 @@ pub struct AdamWConfig {
     /// bf16). See [`lowmem`]: `kahan` or `stochastic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bf16_update: Option<lowmem::Bf16Update>,
+    /// The second moment stored in 8 bits (option
+    /// `eight_bit_second_moment`): block-wise quantised as in 8-bit Adam
+    /// (Dettmers et al. 2021), 1 byte per value plus an f32 scale per block
+    /// of [`lowmem::q8::BLOCK`] values, instead of 4 bytes (see
+    /// [`lowmem::q8`]). CPU only; not with `factored`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub eight_bit_second_moment: bool,
 }
 
 impl Default for AdamWConfig {
@@ -54,6 +61,7 @@ impl Default for AdamWConfig {
             weight_decay: 0.01,
             factored: false,
             bf16_update: None,
+            eight_bit_second_moment: false,
         }
     }
 }
@@ -65,13 +73,15 @@ pub fn decays(name: &str) -> bool {
 
 /// First and second moments of one parameter. With a factored second
 /// moment, `v` holds the row accumulator then the column accumulator
-/// (`rows + cols` values).
+/// (`rows + cols` values); with an 8-bit second moment, `v` is u8: the
+/// codes, then each block's f32 scale as 4 little-endian bytes
+/// ([`lowmem::q8`]).
 #[derive(Clone, Debug)]
 pub struct Moments {
     /// First moment (f32, the parameter's shape).
     pub m: Tensor,
-    /// Second moment (f32): the parameter's shape, or `rows + cols` values
-    /// when factored.
+    /// Second moment: f32 of the parameter's shape, or `rows + cols` f32
+    /// values when factored, or u8 codes and block scales when 8-bit.
     pub v: Tensor,
 }
 
@@ -110,9 +120,15 @@ pub struct AdamW {
 
 impl AdamW {
     /// An optimizer over `params` with zero moments (f32; the second moment
-    /// factored where `config.factored` allows), step 0, and zero Kahan
+    /// factored where `config.factored` allows, or 8-bit under
+    /// `eight_bit_second_moment`), step 0, and zero Kahan
     /// compensation buffers for bf16 weights under `bf16_update: kahan`.
     pub fn new(params: ParamStore, config: AdamWConfig) -> Result<Self> {
+        if config.eight_bit_second_moment && config.factored {
+            return Err(stilts_model::error::Error::msg(
+                "eight_bit_second_moment and factored_optimizer both replace the second moment: choose one",
+            ));
+        }
         let mut moments = BTreeMap::new();
         for (name, var) in params.iter() {
             // Two separate buffers: the fused update writes them in place.
@@ -121,6 +137,11 @@ impl AdamW {
             let zeros = || Tensor::zeros(var.dims(), DType::F32, var.device());
             let v = match factored_shape(&config, var.dims()) {
                 Some((r, c)) => Tensor::zeros(r + c, DType::F32, var.device())?,
+                None if config.eight_bit_second_moment => Tensor::zeros(
+                    lowmem::q8::state_len(var.elem_count()),
+                    DType::U8,
+                    var.device(),
+                )?,
                 None => zeros()?,
             };
             moments.insert(name.clone(), Moments { m: zeros()?, v });
@@ -178,8 +199,11 @@ impl AdamW {
         let mut carried = 0;
         for (name, mine) in self.moments.iter_mut() {
             if let Some(theirs) = state.moments.get(name) {
-                // (A factored and a full second moment do not mix.)
-                if theirs.m.dims() == mine.m.dims() && theirs.v.dims() == mine.v.dims() {
+                // (A factored, an 8-bit and a full second moment do not mix.)
+                if theirs.m.dims() == mine.m.dims()
+                    && theirs.v.dims() == mine.v.dims()
+                    && theirs.v.dtype() == mine.v.dtype()
+                {
                     *mine = Moments {
                         m: theirs.m.to_device(mine.m.device())?.copy()?,
                         v: theirs.v.to_device(mine.v.device())?.copy()?,

@@ -300,6 +300,137 @@ fn fused_update_tracks_plain_adamw_with_and_without_clipping() {
     );
 }
 
+#[test]
+fn eight_bit_second_moment_tracks_adamw_over_200_steps() {
+    // f32 weights: against plain f32 AdamW (the same update, `v` stored
+    // in 8 bits).
+    let plain = train(&model(DType::F32), &opts());
+    let mut o = opts();
+    o.adamw.eight_bit_second_moment = true;
+    let q = train(&model(DType::F32), &o);
+    assert_ne!(
+        q.losses, plain.losses,
+        "the 8-bit state changes the numbers"
+    );
+    within(
+        "8-bit second moment, f32 weights",
+        &q.losses,
+        &plain.losses,
+        ROUNDING,
+    );
+    // bf16 weights with kahan, with and without the update in backward:
+    // against f32 master weights (mixed precision) as the other bf16 rows.
+    let reference = train(
+        &model(DType::F32),
+        &TrainOptions {
+            bf16: true,
+            ..opts()
+        },
+    );
+    o.adamw.bf16_update = Some(Bf16Update::Kahan);
+    let kahan = train(&model(DType::BF16), &o);
+    within(
+        "8-bit second moment, bf16 weights, kahan",
+        &kahan.losses,
+        &reference.losses,
+        ROUNDING,
+    );
+    o.fused_update = true;
+    let m1 = model(DType::BF16);
+    let fused = train(&m1, &o);
+    within(
+        "8-bit second moment, bf16 weights, kahan, fused_update",
+        &fused.losses,
+        &reference.losses,
+        ROUNDING,
+    );
+    // Same seed, same bytes.
+    let m2 = model(DType::BF16);
+    let again = train(&m2, &o);
+    assert_eq!(again.losses, fused.losses);
+    assert_eq!(weights(&m1), weights(&m2));
+}
+
+#[test]
+fn eight_bit_state_is_one_byte_a_value_and_round_trips_within_its_step() {
+    use stilts_protocol::optim::lowmem::q8;
+    // The state: codes, then one f32 scale per block.
+    let m = model(DType::F32);
+    let opt = AdamW::new(
+        m.params(),
+        AdamWConfig {
+            eight_bit_second_moment: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for (name, var) in m.params().iter() {
+        let v = &opt.moments[name].v;
+        assert_eq!(v.dtype(), DType::U8, "{name}");
+        assert_eq!(v.elem_count(), q8::state_len(var.elem_count()), "{name}");
+    }
+    assert_eq!(q8::state_len(2048), 2048 + 4);
+    assert_eq!(q8::state_len(2049), 2049 + 8);
+    // Round trip: the block maximum and zero exactly, every value in
+    // between within half a code step of the quartic map, monotone.
+    let max = 3.7e-5f32;
+    assert_eq!(q8::decode(q8::encode(max, max), max), max);
+    assert_eq!(q8::decode(q8::encode(0.0, max), max), 0.0);
+    assert_eq!(q8::encode(1.0, 0.0), 0, "an all-zero block");
+    let mut last = 0u8;
+    for k in 0..400 {
+        // From 1e-10 of the maximum up to the maximum.
+        let v = max * 10f32.powf(-10.0 * (1.0 - k as f32 / 399.0));
+        let c = q8::encode(v, max);
+        assert!(c >= last, "monotone");
+        last = c;
+        let back = q8::decode(c, max);
+        let r = (v / max).powf(0.25);
+        let step = 0.5 / 255.0;
+        let lo = max * (r - step).max(0.0).powi(4);
+        let hi = max * (r + step).powi(4);
+        assert!(
+            back >= lo * 0.9999 && back <= hi * 1.0001,
+            "{v:e} -> code {c} -> {back:e}, outside [{lo:e}, {hi:e}]"
+        );
+        if v >= max * 1e-2 {
+            // Above 1% of the maximum: within 6% (4 / code at code >= 80).
+            assert!((back - v).abs() <= 0.06 * v, "{v:e} -> {back:e}");
+        }
+    }
+    // A linear map would have sent this to zero; the quartic keeps it.
+    assert!(q8::decode(q8::encode(max * 1e-4, max), max) > 0.0);
+}
+
+#[test]
+fn eight_bit_second_moment_and_the_factored_one_are_an_error_together() {
+    let m = model(DType::F32);
+    let e = AdamW::new(
+        m.params(),
+        AdamWConfig {
+            eight_bit_second_moment: true,
+            factored: true,
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("choose one"), "{e}");
+    let e = RunOptions::resolve(
+        &serde_json::json!({"eight_bit_second_moment": true, "factored_optimizer": true}),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("choose one"), "{e}");
+    let ok = RunOptions::resolve(&serde_json::json!({"eight_bit_second_moment": true}), None)
+        .unwrap()
+        .options;
+    assert!(ok.train_options(None).adamw.eight_bit_second_moment);
+    assert!(RunOptions::keys().contains(&"eight_bit_second_moment".to_string()));
+    let plain = serde_json::to_value(RunOptions::default()).unwrap();
+    assert!(plain.get("eight_bit_second_moment").is_none());
+}
+
 fn one_param(value: f32, dtype: DType) -> (ParamStore, Var) {
     let v = Var::from_tensor(
         &Tensor::full(value, 64, &Device::Cpu)

@@ -14,6 +14,7 @@ fn shape(precision: Precision, checkpointing: bool) -> RunShape {
         factored_optimizer: false,
         kahan: false,
         fused_update: false,
+        eight_bit_second_moment: false,
     }
 }
 
@@ -97,6 +98,7 @@ fn memory_saving_options_move_their_terms_and_xxl_fits_in_130_gib() {
         factored_optimizer: false,
         kahan: false,
         fused_update: false,
+        eight_bit_second_moment: false,
     };
     let mixed = estimate(&cfg, n, &base);
     // The workspace is no longer a second copy of the parameters.
@@ -133,6 +135,29 @@ fn memory_saving_options_move_their_terms_and_xxl_fits_in_130_gib() {
         "the largest segment: the embeddings"
     );
     assert!(lean.total_gib() <= 130.0, "{}", lean.summary());
+    // The 8-bit second moment: 1 byte a parameter and a scale a block
+    // instead of 4 bytes; with kahan and the update in backward, XXL fits.
+    let eight = RunShape {
+        kahan: true,
+        fused_update: true,
+        ..bf16
+    };
+    let full_v = estimate(&cfg, n, &eight);
+    let q = estimate(
+        &cfg,
+        n,
+        &RunShape {
+            eight_bit_second_moment: true,
+            ..eight
+        },
+    );
+    assert_eq!(
+        q.optimizer,
+        full_v.optimizer - 3 * n + 4 * n.div_ceil(2048),
+        "{}",
+        q.summary()
+    );
+    assert!(q.total_gib() <= 130.0, "{}", q.summary());
     // Kahan on f32 weights means nothing and costs nothing.
     let f32k = estimate(
         &cfg,
@@ -143,4 +168,30 @@ fn memory_saving_options_move_their_terms_and_xxl_fits_in_130_gib() {
         },
     );
     assert_eq!(f32k.optimizer, mixed.optimizer);
+}
+
+#[test]
+fn only_measured_option_sets_are_confirmed() {
+    use stilts_protocol::memory::confirmed_by_measurement;
+    let xxl = RunShape {
+        kahan: true,
+        fused_update: true,
+        ..shape(Precision::Bf16, true)
+    };
+    assert!(confirmed_by_measurement(&xxl));
+    assert!(confirmed_by_measurement(&RunShape {
+        eight_bit_second_moment: true,
+        ..xxl
+    }));
+    // Not measured: bf16 weights rounded to nearest, or without
+    // checkpointing.
+    assert!(!confirmed_by_measurement(&RunShape {
+        kahan: false,
+        ..xxl
+    }));
+    assert!(!confirmed_by_measurement(&RunShape {
+        checkpointing: false,
+        fused_update: false,
+        ..xxl
+    }));
 }
