@@ -232,6 +232,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
             kahan: spec.bf16_update == Some(Bf16Update::Kahan),
             fused_update: spec.fused_update,
             eight_bit_second_moment: spec.eight_bit_second_moment,
+            by_hand: device.is_cpu() && spec.precision() == Precision::F32 && !spec.autograd_layers,
         },
     );
     let mut rng = ChaCha8Rng::seed_from_u64(0);

@@ -891,6 +891,9 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 kahan: false,
                 fused_update: *fused_update,
                 eight_bit_second_moment: *eight_bit_second_moment,
+                // The layers train by hand on the CPU in f32.
+                by_hand: context::parse_device(&cli.device)?.is_cpu()
+                    && precision == Precision::F32,
             };
             if *eight_bit_second_moment && *factored_optimizer {
                 return Err(crate::Error::msg(

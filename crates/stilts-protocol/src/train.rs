@@ -392,6 +392,7 @@ fn memory_estimate(
         kahan: opts.adamw.bf16_update == Some(super::optim::lowmem::Bf16Update::Kahan),
         fused_update: opts.fused_update,
         eight_bit_second_moment: opts.adamw.eight_bit_second_moment,
+        by_hand: model.encoder().handwritten_applies(),
     };
     estimate(
         &model.encoder().config,

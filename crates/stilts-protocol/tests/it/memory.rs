@@ -15,6 +15,7 @@ fn shape(precision: Precision, checkpointing: bool) -> RunShape {
         kahan: false,
         fused_update: false,
         eight_bit_second_moment: false,
+        by_hand: false,
     }
 }
 
@@ -99,8 +100,30 @@ fn memory_saving_options_move_their_terms_and_xxl_fits_in_130_gib() {
         kahan: false,
         fused_update: false,
         eight_bit_second_moment: false,
+        by_hand: false,
     };
     let mixed = estimate(&cfg, n, &base);
+    // Layers and embeddings by hand (the CPU in f32): no zero-then-add
+    // copies of a layer's gradients, no second word-embedding table.
+    let f32 = RunShape {
+        precision: Precision::F32,
+        ..base
+    };
+    let autograd = estimate(&cfg, n, &f32);
+    let by_hand = estimate(
+        &cfg,
+        n,
+        &RunShape {
+            by_hand: true,
+            ..f32
+        },
+    );
+    let word = cfg.vocab_size as u64 * cfg.hidden_size as u64 * 4;
+    assert!(autograd.workspace - by_hand.workspace > word);
+    assert_eq!(
+        autograd.parameters + autograd.gradients,
+        by_hand.parameters + by_hand.gradients
+    );
     // The workspace is no longer a second copy of the parameters.
     assert!(mixed.workspace * 4 < mixed.parameters, "{mixed:?}");
     let bf16 = RunShape {
