@@ -77,7 +77,8 @@ pub struct Recompute {
 
 impl Recompute {
     /// The checkpointed training forward: hidden states `[B, T, H]` (a leaf
-    /// variable) and what backward needs.
+    /// variable; `[B, 1, H]` when the head reads the first token only and
+    /// the layers run by hand) and what backward needs.
     pub fn forward(
         encoder: &Encoder,
         inputs: &Inputs,

@@ -225,3 +225,54 @@ pub fn test_name(module_path: &str, function: &str) -> String {
         None => function.to_string(),
     }
 }
+
+/// Three padded rows (7, 3 and 6 tokens; pad id 1) of a tiny vocabulary
+/// and their targets for `head`: a label each, or for an MLM head every
+/// third token's (the others -100).
+pub fn tiny_batch(
+    head: &stilts_model::HeadKind,
+    device: &Device,
+) -> (stilts_model::Inputs, stilts_model::Target) {
+    use stilts_model::{HeadKind, Inputs, Target};
+    let rows = vec![
+        vec![0, 5, 9, 11, 2, 17, 3],
+        vec![0, 7, 2],
+        vec![0, 30, 31, 4, 12, 2],
+    ];
+    let inputs = Inputs::pad(&rows, 1, device).unwrap();
+    let target = match head {
+        HeadKind::MaskedLm => {
+            let t: Vec<i64> = (0..21).map(|i| if i % 3 == 1 { 9 } else { -100 }).collect();
+            Target::Tags(Tensor::from_vec(t, (3, 7), device).unwrap())
+        }
+        _ => Target::Class(Tensor::new(&[2i64, 0, 1], device).unwrap()),
+    };
+    (inputs, target)
+}
+
+/// The training loss of `m` on one batch (dropout on, from `seed`) and
+/// every parameter's gradient, by name; panics naming a parameter that got
+/// none.
+pub fn loss_and_grads(
+    m: &stilts_model::Model,
+    inputs: &stilts_model::Inputs,
+    target: &stilts_model::Target,
+    seed: u64,
+) -> (f64, Vec<(String, Tensor)>) {
+    let mut rng = stilts_model::DropoutRng::new(seed);
+    let loss = m.train_loss(inputs, target, Some(&mut rng)).unwrap();
+    let value = loss.to_f64().unwrap();
+    let grads = loss.backward().unwrap();
+    let per_param = m
+        .params()
+        .iter()
+        .map(|(name, var)| {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"))
+                .clone();
+            (name.clone(), g)
+        })
+        .collect();
+    (value, per_param)
+}

@@ -4,46 +4,10 @@
 //! classification head and an MLM head tied to the embeddings, with and
 //! without gradient checkpointing.
 
-use candle_core::{DType, Device, Tensor};
-use stilts_model::{DropoutRng, HeadKind, Inputs, Model, Target, TokensRead, Variant, XlmrConfig};
+use candle_core::{DType, Device};
+use stilts_model::{DropoutRng, HeadKind, Model, TokensRead, Variant, XlmrConfig};
 
 use crate::common;
-
-fn batch(head: &HeadKind, device: &Device) -> (Inputs, Target) {
-    let rows = vec![
-        vec![0, 5, 9, 11, 2, 17, 3],
-        vec![0, 7, 2],
-        vec![0, 30, 31, 4, 12, 2],
-    ];
-    let inputs = Inputs::pad(&rows, 1, device).unwrap();
-    let target = match head {
-        HeadKind::MaskedLm => {
-            let t: Vec<i64> = (0..21).map(|i| if i % 3 == 1 { 9 } else { -100 }).collect();
-            Target::Tags(Tensor::from_vec(t, (3, 7), device).unwrap())
-        }
-        _ => Target::Class(Tensor::new(&[2i64, 0, 1], device).unwrap()),
-    };
-    (inputs, target)
-}
-
-fn grads_of(m: &Model, inputs: &Inputs, target: &Target) -> (f64, Vec<(String, Tensor)>) {
-    let mut rng = DropoutRng::new(5);
-    let loss = m.train_loss(inputs, target, Some(&mut rng)).unwrap();
-    let value = loss.to_f64().unwrap();
-    let grads = loss.backward().unwrap();
-    let per_param = m
-        .params()
-        .iter()
-        .map(|(name, var)| {
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("no gradient for {name}"))
-                .clone();
-            (name.clone(), g)
-        })
-        .collect();
-    (value, per_param)
-}
 
 #[test]
 fn handwritten_layers_give_the_autograd_gradients() {
@@ -62,17 +26,17 @@ fn handwritten_layers_give_the_autograd_gradients() {
             let mut autograd = by_hand.clone();
             autograd.encoder.handwritten_layers = false;
             assert!(!autograd.encoder.handwritten_applies());
-            let (inputs, target) = batch(&head, &device);
+            let (inputs, target) = common::tiny_batch(&head, &device);
             // A sequence head reads the first token only: the last layer
             // computes that row alone (the test then checks its gradients).
             let reads = by_hand.head.tokens_read();
             let (hidden, _) = by_hand.encoder.forward_train(&inputs, None, reads).unwrap();
             let rows = if reads == TokensRead::First { 1 } else { 7 };
             assert_eq!(hidden.dims(), [3, rows, 16], "{variant:?} {}", head.name());
-            let (l0, g0) = grads_of(&autograd, &inputs, &target);
+            let (l0, g0) = common::loss_and_grads(&autograd, &inputs, &target, 5);
             for checkpointing in [false, true] {
                 let m = by_hand.clone().with_gradient_checkpointing(checkpointing);
-                let (l1, g1) = grads_of(&m, &inputs, &target);
+                let (l1, g1) = common::loss_and_grads(&m, &inputs, &target, 5);
                 let what = format!("{variant:?} {} checkpointing {checkpointing}", head.name());
                 assert!(
                     (l1 - l0).abs() <= 1e-6 * l0.abs(),
@@ -106,7 +70,7 @@ fn handwritten_layers_leave_frozen_parameters_without_gradients() {
     assert!(!frozen.is_empty());
     m.encoder = m.encoder.with_frozen(&frozen).unwrap();
     assert!(m.encoder.handwritten_applies());
-    let (inputs, target) = batch(&head, &device);
+    let (inputs, target) = common::tiny_batch(&head, &device);
     let mut rng = DropoutRng::new(5);
     let grads = m
         .train_loss(&inputs, &target, Some(&mut rng))

@@ -7,8 +7,8 @@ use crate::common;
 
 use std::sync::atomic::AtomicBool;
 
-use candle_core::{DType, Device, Tensor};
-use stilts_model::{DropoutRng, HeadKind, Inputs, Model, Target, Variant, XlmrConfig};
+use candle_core::{DType, Device};
+use stilts_model::{HeadKind, Model, Variant, XlmrConfig};
 use stilts_protocol::optim::AdamWConfig;
 use stilts_protocol::train::{fine_tune, Silent, TrainBatch, TrainOptions};
 
@@ -16,42 +16,6 @@ fn model(variant: Variant, head: HeadKind, device: &Device) -> Model {
     // Dropout stays at XLM-R's 0.1: the recomputed layers must replay it.
     let cfg = XlmrConfig::new(variant, 40, 16, 3, 4, 24, 20).unwrap();
     Model::random(&cfg, head, 7, device, DType::F32).unwrap()
-}
-
-fn batch(head: &HeadKind, device: &Device) -> (Inputs, Target) {
-    let rows = vec![
-        vec![0, 5, 9, 11, 2],
-        vec![0, 7, 2],
-        vec![0, 30, 31, 4, 12, 2],
-    ];
-    let inputs = Inputs::pad(&rows, 1, device).unwrap();
-    let target = match head {
-        HeadKind::MaskedLm => {
-            let t: Vec<i64> = (0..18).map(|i| if i % 4 == 1 { 9 } else { -100 }).collect();
-            Target::Tags(Tensor::from_vec(t, (3, 6), device).unwrap())
-        }
-        _ => Target::Class(Tensor::new(&[2i64, 0, 1], device).unwrap()),
-    };
-    (inputs, target)
-}
-
-fn grads_of(m: &Model, inputs: &Inputs, target: &Target) -> (f64, Vec<(String, Tensor)>) {
-    let mut rng = DropoutRng::new(11);
-    let loss = m.train_loss(inputs, target, Some(&mut rng)).unwrap();
-    let value = loss.to_f64().unwrap();
-    let grads = loss.backward().unwrap();
-    let per_param = m
-        .params()
-        .iter()
-        .map(|(name, var)| {
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("no gradient for {name}"))
-                .clone();
-            (name.clone(), g)
-        })
-        .collect();
-    (value, per_param)
 }
 
 #[test]
@@ -66,9 +30,9 @@ fn checkpointed_gradients_equal_the_plain_backward() {
             ] {
                 let plain = model(variant, head.clone(), &device);
                 let checkpointed = plain.clone().with_gradient_checkpointing(true);
-                let (inputs, target) = batch(&head, &device);
-                let (l1, g1) = grads_of(&plain, &inputs, &target);
-                let (l2, g2) = grads_of(&checkpointed, &inputs, &target);
+                let (inputs, target) = common::tiny_batch(&head, &device);
+                let (l1, g1) = common::loss_and_grads(&plain, &inputs, &target, 11);
+                let (l2, g2) = common::loss_and_grads(&checkpointed, &inputs, &target, 11);
                 assert_eq!(l1, l2, "{variant:?} {}: loss differs", head.name());
                 assert_eq!(g1.len(), g2.len());
                 for ((name, a), (_, b)) in g1.iter().zip(&g2) {
@@ -108,7 +72,7 @@ fn training_with_checkpointing_follows_the_same_path() {
             &mut |_| {
                 Ok((0..4)
                     .map(|_| {
-                        let (i, t) = batch(&head, &device);
+                        let (i, t) = common::tiny_batch(&head, &device);
                         TrainBatch::from((i, t))
                     })
                     .collect())
