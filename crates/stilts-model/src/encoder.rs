@@ -619,6 +619,20 @@ impl Encoder {
         Ok(dropout(&x, c.hidden_dropout_prob, rng)?)
     }
 
+    /// Whether [`Encoder::embed_backward_by_hand`] applies: the layers run
+    /// by hand and the tables are f32 on the CPU.
+    pub(crate) fn embed_by_hand_applies(&self) -> bool {
+        let e = &self.inner.embeddings;
+        let mut tables = vec![&e.word, &e.position, &e.token_type];
+        if let Some(ln) = &e.layer_norm {
+            tables.extend([&ln.weight, &ln.bias]);
+        }
+        self.handwritten_applies()
+            && tables
+                .iter()
+                .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
+    }
+
     /// The embeddings' backward by hand (where the layers run by hand, see
     /// [`Encoder::handwritten_applies`]), from `g`, the gradient of
     /// [`Encoder::embed`]'s output, and `rng`, the dropout stream as it was
@@ -633,19 +647,11 @@ impl Encoder {
         rng: Option<DropoutRng>,
         g: &Tensor,
     ) -> Result<Option<candle_core::backprop::GradStore>> {
-        let c = &self.config;
-        let e = &self.inner.embeddings;
-        let mut tables = vec![&e.word, &e.position, &e.token_type];
-        if let Some(ln) = &e.layer_norm {
-            tables.extend([&ln.weight, &ln.bias]);
-        }
-        if !self.handwritten_applies()
-            || !tables
-                .iter()
-                .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
-        {
+        if !self.embed_by_hand_applies() {
             return Ok(None);
         }
+        let c = &self.config;
+        let e = &self.inner.embeddings;
         let (b, t) = inputs.dims()?;
         let h = c.hidden_size;
         let n = b * t;

@@ -66,7 +66,8 @@ pub struct Recompute {
     layers: Vec<(Tensor, Option<DropoutRng>)>,
     /// Not checkpointed: each hand-written layer's tape, bottom first.
     tapes: Vec<super::layer_cpu::Tape>,
-    /// Not checkpointed: the embeddings' output with its autograd graph.
+    /// Not checkpointed, embeddings' backward not by hand: their output
+    /// with its autograd graph.
     embedded: Option<Tensor>,
     /// The input of the final LayerNorm (pre-LN encoders).
     last: Tensor,
@@ -102,23 +103,7 @@ impl Recompute {
                 encoder.layer(i, &x, &bias, rng.as_deref_mut())?.detach()
             };
         }
-        let output = Var::from_tensor(&encoder.final_norm(&x)?.detach())?;
-        let hidden = output.as_tensor().clone();
-        Ok((
-            hidden,
-            Recompute {
-                encoder: encoder.clone(),
-                inputs: inputs.clone(),
-                checkpointed: true,
-                reads,
-                embed_rng,
-                layers,
-                tapes: Vec::new(),
-                embedded: None,
-                last: x,
-                output,
-            },
-        ))
+        Self::ending(encoder, inputs, reads, embed_rng, Saved::Inputs(layers), x)
     }
 
     /// The training forward with hand-written layers and no
@@ -141,19 +126,45 @@ impl Recompute {
             tapes.extend(tape);
             x = y;
         }
+        // The embeddings' graph is kept only where their backward is not by hand.
+        let embedded = (!encoder.embed_by_hand_applies()).then_some(embedded);
+        Self::ending(
+            encoder,
+            inputs,
+            reads,
+            embed_rng,
+            Saved::Tapes(tapes, embedded),
+            x,
+        )
+    }
+
+    /// What both forwards end with: the final LayerNorm of the last layer's
+    /// output `x`, its value as the leaf the head reads, and what was saved.
+    fn ending(
+        encoder: &Encoder,
+        inputs: &Inputs,
+        reads: TokensRead,
+        embed_rng: Option<DropoutRng>,
+        saved: Saved,
+        x: Tensor,
+    ) -> Result<(Tensor, Self)> {
         let output = Var::from_tensor(&encoder.final_norm(&x)?.detach())?;
         let hidden = output.as_tensor().clone();
+        let (checkpointed, layers, tapes, embedded) = match saved {
+            Saved::Inputs(layers) => (true, layers, Vec::new(), None),
+            Saved::Tapes(tapes, embedded) => (false, Vec::new(), tapes, embedded),
+        };
         Ok((
             hidden,
             Recompute {
                 encoder: encoder.clone(),
                 inputs: inputs.clone(),
-                checkpointed: false,
+                checkpointed,
                 reads,
                 embed_rng,
-                layers: Vec::new(),
+                layers,
                 tapes,
-                embedded: Some(embedded),
+                embedded,
                 last: x,
                 output,
             },
@@ -282,6 +293,15 @@ impl Recompute {
         each(params)?;
         Ok(out)
     }
+}
+
+/// What a training forward saved per layer.
+enum Saved {
+    /// Checkpointed: each layer's input and dropout stream.
+    Inputs(Vec<(Tensor, Option<DropoutRng>)>),
+    /// By hand: each layer's tape, and the embeddings' output with its
+    /// graph where their backward is not by hand.
+    Tapes(Vec<super::layer_cpu::Tape>, Option<Tensor>),
 }
 
 /// A training loss, with what its backward needs beyond candle's graph (the
