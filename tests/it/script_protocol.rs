@@ -127,6 +127,67 @@ fn keys_a_call_cannot_honour_are_errors() {
     }
 }
 
+#[test]
+fn a_dev_set_of_several_parts_is_refused_unless_pooled_by_train_and_condition_alike() {
+    // One rule for dev sets (the protocol's `run::dev_set`): selecting on
+    // XNLI dev in several languages is not zero-shot, so it is an error in
+    // every training call unless `dev_pool: true` asks for it.
+    let dir = tempfile::tempdir().unwrap();
+    let x2 = r#"let x2 = task("xnli", #{data: `${d}/xnli`, split: "dev", languages: ["ar", "en"], first: 30});"#;
+    for call in [
+        "train(m, mnli, #{dev: x2})",
+        "stilts(m, sst, mnli, #{dev: x2})",
+        "condition(#{model: m, target: mnli, dev: x2, evaluate: x2, seed: 1})",
+        "condition(#{model: m, intermediate: sst, target: mnli, evaluate: x2, seed: 1, options: #{intermediate: #{dev: x2}}})",
+    ] {
+        let src = format!("{PRELUDE}\n{x2}\n{call};\n");
+        let (code, _, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);
+        assert_ne!(code, 0, "{call} ran");
+        assert!(
+            err.contains("has 2 parts (ar, en)")
+                && err.contains("dev_pool: true")
+                && err.contains("language(\"en\")")
+                && err.contains("s.rhai:"),
+            "{call}: {err}"
+        );
+    }
+    let src = format!("{PRELUDE}\n{x2}\ntrain(m, mnli, #{{dev_pool: true}});\n");
+    let (code, _, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);
+    assert_ne!(code, 0);
+    assert!(err.contains("there is no `dev`"), "{err}");
+    // Pooled on purpose: the dev score is over every part's examples, not
+    // over the first part alone. ANLI's rounds (the first 30 dev examples
+    // of each have other label shares, so even a model that predicts one
+    // class scores each round differently; XNLI's languages are parallel).
+    // Equal parts: the pooled accuracy is the mean of the parts'.
+    let src = format!(
+        r#"{PRELUDE}
+let a3 = task("anli", #{{data: `${{d}}/intermediate/anli`, split: "dev", languages: ["r1", "r2", "r3"], first: 30}});
+let o = #{{lr: 3e-3, max_steps: 6, batch_size: 8, max_length: 48, warmup: 0.0, seed: 1, eval_every: 2}};
+let ft = train(m, mnli, o + #{{dev: a3, dev_pool: true}});
+let r = evaluate(ft, a3);
+print(`parts ${{r.languages.len()}}`);
+print(`best ${{ft.training.best_dev}}`);
+print(`avg ${{r.avg}}`);
+print(`first ${{r.to_map()[r.languages[0]]}}`);
+print(`names ${{r.languages}}`);
+let one = train(m, mnli, o + #{{dev: a3.language("r2")}});
+print(`one ${{one.training.best_dev}}`);
+print(`one_eval ${{evaluate(one, a3.language("r2")).avg}}`);
+let c = condition(#{{model: m, target: mnli, dev: a3, dev_pool: true, evaluate: a3, seed: 1, options: #{{max_steps: 2, batch_size: 8, max_length: 48, eval_every: 1}}}});
+print(`condition ${{c.avg}}`);
+"#
+    );
+    let (code, out, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);
+    assert_eq!(code, 0, "{err}");
+    let num = |k: &str| -> f64 { lines_of(&out, &format!("{k} "))[0].parse().unwrap() };
+    assert_eq!(num("parts"), 3.0, "{out}");
+    assert!((num("best") - num("avg")).abs() < 1e-9, "{out}");
+    assert!((num("first") - num("avg")).abs() > 1.0, "{out}");
+    assert!((num("one") - num("one_eval")).abs() < 1e-9, "{out}");
+    assert!(num("condition").is_finite(), "{out}");
+}
+
 /// Two conditions (no intermediate task and SST-2 → MNLI) per evaluation
 /// language, over a private copy of two XNLI dev files.
 const GRID: &str = r#"

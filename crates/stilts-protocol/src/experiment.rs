@@ -38,7 +38,8 @@ pub struct TaskData {
     /// condition's configuration.
     pub name: String,
     /// Its datasets, one per language or round: training pools them, an
-    /// evaluation scores each apart, a dev set uses only the first.
+    /// evaluation scores each apart; a dev set has one (the script applies
+    /// [`crate::run::dev_set`], the one rule for dev sets, before it gets here).
     pub parts: Arc<Vec<Dataset>>,
     /// Hash of the parts' data (`fingerprint::datasets`), computed by `new`.
     pub fingerprint: String,
@@ -53,6 +54,20 @@ impl TaskData {
             parts,
             fingerprint,
         })
+    }
+}
+
+/// The one dataset of a dev set: a task of several parts is refused here
+/// too, by the protocol's one rule ([`crate::run::dev_set`]).
+fn dev_part(t: &Option<TaskData>) -> Result<Option<&Dataset>> {
+    match t {
+        None => Ok(None),
+        Some(t) => {
+            if t.parts.len() != 1 {
+                crate::run::dev_set(&t.name, &t.parts, false)?;
+            }
+            Ok(t.parts.first())
+        }
     }
 }
 
@@ -278,7 +293,7 @@ fn intermediate_phase(
     }
     let mut opts = c.intermediate_options.clone();
     opts.seed = c.seed;
-    let dev = c.intermediate_dev.as_ref().and_then(|t| t.parts.first());
+    let dev = dev_part(&c.intermediate_dev)?;
     // Checkpoints beside the saved model, so a killed phase resumes.
     let ckpt = dir.as_ref().map(|d| d.with_extension("run"));
     let mut my_curves = BTreeMap::new();
@@ -489,7 +504,7 @@ fn run_claimed(
         .as_ref()
         .map(|r| r.join("conditions").join(&key[..16]).join("target"));
     let job = TrainJob {
-        dev: c.target_dev.as_ref().and_then(|t| t.parts.first()),
+        dev: dev_part(&c.target_dev)?,
         fresh: true,
         optimizer: if topts.reset_optimizer { None } else { carried },
         checkpoint_dir: target_ckpt.clone(),

@@ -87,6 +87,76 @@ pub fn features(
     Ok(cache.features(ds, enc, &fo, &ReadOptions::default())?.0)
 }
 
+/// The one rule for a dev set (the data model selection scores), for
+/// `train`, `multitask`, `stilts` and `condition` alike: a task of one part
+/// is used as it is; a task of several parts (languages, rounds) is an error
+/// unless `pool` asks for them pooled into one set. Selecting a checkpoint
+/// on several languages' data uses target-language data, which is not
+/// zero-shot transfer, so it has to be asked for by name.
+///
+/// ```
+/// use stilts_protocol::run::dev_set;
+/// use stilts_tasks::{Dataset, Metric};
+/// let part = |lang: &str| Dataset {
+///     task: "xnli".into(),
+///     split: "dev".into(),
+///     subset: Some(lang.into()),
+///     files: vec![],
+///     labels: vec!["entailment".into()],
+///     head: stilts_model::HeadKind::Classification { labels: vec!["entailment".into()] },
+///     metric: Metric::Accuracy,
+///     examples: vec![],
+///     skipped: Default::default(),
+/// };
+/// assert!(dev_set("xnli", &[part("en")], false).is_ok());
+/// let e = dev_set("xnli", &[part("ar"), part("en")], false).unwrap_err().to_string();
+/// assert!(e.contains("dev_pool: true") && e.contains("language(\"en\")"));
+/// assert!(dev_set("xnli", &[part("ar"), part("en")], true).is_ok());
+/// ```
+pub fn dev_set(name: &str, parts: &[Dataset], pool: bool) -> Result<Dataset> {
+    let Some(first) = parts.first() else {
+        return Err(Error::msg(format!("the dev set `{name}` is empty")));
+    };
+    if parts.len() == 1 {
+        return Ok(first.clone());
+    }
+    if !pool {
+        let names: Vec<String> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.subset.clone().unwrap_or_else(|| format!("part {}", i + 1)))
+            .collect();
+        let shown = if names.len() > 6 {
+            format!("{}, …", names[..6].join(", "))
+        } else {
+            names.join(", ")
+        };
+        let one = first.subset.as_deref().unwrap_or("en");
+        return Err(Error::msg(format!(
+            "the dev set `{name}` has {} parts ({shown}): model selection on them would use \
+             data of every part (for a multilingual task, target-language data, which is not \
+             zero-shot transfer); give one part, e.g. `dev: {name}_dev.language(\"{}\")`, or pool \
+             them on purpose with `dev_pool: true`",
+            parts.len(),
+            if parts.iter().any(|p| p.subset.as_deref() == Some("en")) { "en" } else { one },
+        )));
+    }
+    let mut pooled = first.clone();
+    for p in &parts[1..] {
+        if p.head != first.head {
+            return Err(Error::msg(format!(
+                "the dev set `{name}` mixes heads ({} and {}): it cannot be pooled",
+                first.head.name(),
+                p.head.name()
+            )));
+        }
+        pooled.examples.extend(p.examples.iter().cloned());
+        pooled.files.extend(p.files.iter().cloned());
+    }
+    pooled.subset = None;
+    Ok(pooled)
+}
+
 /// At most `cap` examples of `ds`: a sample drawn with `seed`, kept in
 /// file order (jiant's `train_examples_cap`).
 pub fn capped(ds: &Dataset, cap: usize, seed: u64) -> Dataset {

@@ -65,9 +65,10 @@ pub fn serde_message(e: &EvalAltResult) -> String {
 }
 
 /// Keys a training map takes besides the protocol's [`RunOptions`] (whose
-/// `RunOptions::resolve` checks the rest): the dev set (a Task value) and
-/// `new_head` (a fresh head even when the model's fits the task).
-pub const SCRIPT_TRAIN_KEYS: [&str; 2] = ["dev", "new_head"];
+/// `RunOptions::resolve` checks the rest): the dev set (a Task value),
+/// `dev_pool` (pool a dev set's parts on purpose) and `new_head` (a fresh
+/// head even when the model's fits the task).
+pub const SCRIPT_TRAIN_KEYS: [&str; 3] = ["dev", "dev_pool", "new_head"];
 
 /// Every key a training map may have.
 pub fn train_keys() -> Vec<String> {

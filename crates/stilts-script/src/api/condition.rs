@@ -24,6 +24,7 @@ pub const CONDITION_KEYS: &[&str] = &[
     "sampling",
     "target",
     "dev",
+    "dev_pool",
     "evaluate",
     "options",
     "seed",
@@ -99,8 +100,10 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             ))
         })?,
     };
-    if let Some(d) = get("dev") {
-        options.insert("dev".into(), d);
+    for k in ["dev", "dev_pool"] {
+        if let Some(d) = get(k) {
+            options.insert(k.into(), d);
+        }
     }
     let (i_map, t_map) = phase_maps("condition options", &options)?;
     let i_call = call_options("condition options `intermediate`", &hidden_of, &i_map)?;
@@ -373,7 +376,7 @@ fn missing_cell(store: &stilts_protocol::store::Store, key: &str, name: &str, se
 /// completion, `check` and the README's API reference read (collected by
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
-    entry("training", "condition", "condition(spec: map) -> Result | map", "One cell of the grid, run by the protocol and kept in the store under its fingerprint (model files or weights, every data file and example read, options, seed, evaluation sets): a finished one is reused, the intermediate-phase model of (model, intermediate task(s), options, seed) is trained once and shared. Keys: model (size name, directory or Model), intermediate (a task, an array of tasks for a mix, or () for the baseline), sampling, target, dev (target-phase model selection), evaluate (a task, or a map of name → task: returns a map of Results), options (training keys as in stilts()), seed, name (the results' label; default the intermediate task's name or `none`), eval_batch_size.", "let r = condition(#{model: \"xlmr-base\", intermediate: squad, target: mnli, dev: mnli_dev, evaluate: #{dev: xnli_dev, test: xnli_test}, seed: 1});"),
+    entry("training", "condition", "condition(spec: map) -> Result | map", "One cell of the grid, run by the protocol and kept in the store under its fingerprint (model files or weights, every data file and example read, options, seed, evaluation sets): a finished one is reused, the intermediate-phase model of (model, intermediate task(s), options, seed) is trained once and shared. Keys: model (size name, directory or Model), intermediate (a task, an array of tasks for a mix, or () for the baseline), sampling, target, dev (target-phase model selection: a task of one part, e.g. xnli_dev.language(\"en\"); several parts only with dev_pool: true), dev_pool, evaluate (a task, or a map of name → task: returns a map of Results), options (training keys as in stilts()), seed, name (the results' label; default the intermediate task's name or `none`), eval_batch_size.", "let r = condition(#{model: \"xlmr-base\", intermediate: squad, target: mnli, dev: mnli_dev, evaluate: #{dev: xnli_dev, test: xnli_test}, seed: 1});"),
 ];
 
 /// Registers `condition(map)`.

@@ -49,6 +49,26 @@ fn take_task(what: &str, map: &mut Map, key: &str) -> RResult<Option<TaskValue>>
 pub fn call_options(what: &str, cfg: &stilts_model::XlmrConfig, map: &Map) -> RResult<Call> {
     let mut rest = map.clone();
     let dev = take_task(what, &mut rest, "dev")?;
+    let dev_pool = match rest.remove("dev_pool") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| rerr(format!("{what}: `dev_pool` takes true or false, not {t}")))?,
+    };
+    if dev_pool && dev.is_none() {
+        return Err(rerr(format!(
+            "{what}: `dev_pool` pools the parts of a dev set, but there is no `dev`; give one or leave `dev_pool` out"
+        )));
+    }
+    // The protocol's one dev-set rule: one part, or several pooled on
+    // purpose. What follows sees a task of one part.
+    let dev = dev
+        .map(|d| {
+            stilts_protocol::run::dev_set(&d.name, &d.parts, dev_pool)
+                .map(|one| TaskValue::new(d.name.clone(), d.split.clone(), vec![one]))
+                .map_err(|e| rerr(format!("{what}: {e}")))
+        })
+        .transpose()?;
     let new_head = match rest.remove("new_head") {
         None => false,
         Some(v) => v
@@ -88,29 +108,13 @@ pub fn call_options(what: &str, cfg: &stilts_model::XlmrConfig, map: &Map) -> RR
     })
 }
 
-/// The dev set of a call as one dataset (its parts pooled, e.g. several
-/// languages).
+/// The dev set of a call as one dataset: [`call_options`] has applied the
+/// protocol's rule (`stilts_protocol::run::dev_set`), so it has one part.
 fn dev_dataset(what: &str, dev: &Option<TaskValue>) -> RResult<Option<stilts_tasks::Dataset>> {
     let Some(d) = dev else { return Ok(None) };
-    let mut parts = d.parts.iter();
-    let Some(first) = parts.next() else {
-        return Err(rerr(format!("{what}: the dev set `{}` is empty", d.name)));
-    };
-    let mut pooled = first.clone();
-    for p in parts {
-        if p.head != first.head {
-            return Err(rerr(format!(
-                "{what}: the dev set `{}` mixes heads",
-                d.name
-            )));
-        }
-        pooled.examples.extend(p.examples.iter().cloned());
-        pooled.files.extend(p.files.iter().cloned());
-    }
-    if d.parts.len() > 1 {
-        pooled.subset = None;
-    }
-    Ok(Some(pooled))
+    stilts_protocol::run::dev_set(&d.name, &d.parts, false)
+        .map(Some)
+        .map_err(|e| rerr(format!("{what}: {e}")))
 }
 
 fn training_summary(report: &stilts_protocol::train::TrainReport, task: &str) -> serde_json::Value {
@@ -359,7 +363,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
 
 /// The maps of the two phases of `stilts(...)` (and of a condition): the
 /// shared training keys, laid under each phase's own map. `dev` and the
-/// model-selection keys at the top level belong to the target phase (the
+/// model-selection keys (and `dev_pool`) at the top level belong to the target phase (the
 /// one model selection is usually run on); the intermediate phase takes
 /// its own inside `intermediate: #{...}`.
 pub fn phase_maps(what: &str, opts: &Map) -> RResult<(Map, Map)> {
@@ -379,6 +383,7 @@ pub fn phase_maps(what: &str, opts: &Map) -> RResult<(Map, Map)> {
     let t_opts = take(&mut common, "target")?;
     let mut i_common = common.clone();
     i_common.remove("dev");
+    i_common.remove("dev_pool");
     for k in SELECTION_KEYS {
         i_common.remove(*k);
     }
@@ -621,7 +626,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
     entry("training", "train", "train(model: Model, task: Task) -> Model", "Fine-tunes a copy of the model on the task with the `jiant` preset; a model whose head does not fit the task gets a fresh one.", "let ft = train(m, mnli);"),
-    entry("training", "train", "train(model: Model, task: Task, opts: map) -> Model", "Fine-tunes with options over a preset: preset (jiant, xtreme; xtreme's lr is size-aware: 2e-5 below hidden 1024, 3e-5 from large up), lr, weight_decay, epochs, max_steps, batch_size, grad_accum, max_tokens, max_length (span QA: the window length; without it run_qa.py's 384), doc_stride (span QA: tokens of overlap between a long context's windows; run_qa.py's 128, a third of max_length when that is shorter), warmup, warmup_steps, max_grad_norm, seed, bf16, gradient_checkpointing (recompute activations in backward: same gradients, less memory), factored_optimizer (AdamW with a factored second moment: about half the optimizer memory), bf16_update (a model with bf16 weights, `dtype: \"bf16\"`: \"kahan\" keeps a bf16 compensation per weight, \"stochastic\" rounds at random, CPU only; left out, updates below half a bf16 step are lost; an error on f32 weights), fused_update (update each parameter inside the checkpointed backward and free its gradient: needs gradient_checkpointing and grad_accum 1; clips with the previous update's norm), eight_bit_second_moment (AdamW's second moment stored block-wise in 8 bits: 1 byte a parameter instead of 4; CPU only; not with factored_optimizer), limit (a seeded sample of at most N examples of each part, stratified by label for classification, drawn with the run's seed), reset_optimizer (false: continue from the AdamW state of the model's last training), freeze (parameters held fixed, no gradient, no optimizer state: prefixes of their names without `roberta.`/`bert.`, on whole dotted parts, e.g. [\"embeddings\"], [\"embeddings\", \"layers:0-3\"] for encoder layers 0 to 3, \"encoder.layer.5\", \"classifier\"; an entry matching no parameter is an error listing the prefixes), new_head. Model selection: `dev` (a task split; its parts pooled) with eval_every (updates; jiant 1000, xtreme 100, else once per epoch), patience (evaluations without gain before stopping; jiant 30) and dev_limit (score the first N dev examples; jiant 500): the model ends on the best dev weights. eval_every, patience or dev_limit set without a dev set, checkpoint_every (not honoured in scripts yet) and unknown keys are errors. A classification training set whose examples all have one label gets a warning; the report records each training's updates, loss, time and checkpoint folder.", "train(m, mnli, #{preset: \"xtreme\", dev: xnli_dev.language(\"en\"), seed: 2})"),
+    entry("training", "train", "train(model: Model, task: Task, opts: map) -> Model", "Fine-tunes with options over a preset: preset (jiant, xtreme; xtreme's lr is size-aware: 2e-5 below hidden 1024, 3e-5 from large up), lr, weight_decay, epochs, max_steps, batch_size, grad_accum, max_tokens, max_length (span QA: the window length; without it run_qa.py's 384), doc_stride (span QA: tokens of overlap between a long context's windows; run_qa.py's 128, a third of max_length when that is shorter), warmup, warmup_steps, max_grad_norm, seed, bf16, gradient_checkpointing (recompute activations in backward: same gradients, less memory), factored_optimizer (AdamW with a factored second moment: about half the optimizer memory), bf16_update (a model with bf16 weights, `dtype: \"bf16\"`: \"kahan\" keeps a bf16 compensation per weight, \"stochastic\" rounds at random, CPU only; left out, updates below half a bf16 step are lost; an error on f32 weights), fused_update (update each parameter inside the checkpointed backward and free its gradient: needs gradient_checkpointing and grad_accum 1; clips with the previous update's norm), eight_bit_second_moment (AdamW's second moment stored block-wise in 8 bits: 1 byte a parameter instead of 4; CPU only; not with factored_optimizer), limit (a seeded sample of at most N examples of each part, stratified by label for classification, drawn with the run's seed), reset_optimizer (false: continue from the AdamW state of the model's last training), freeze (parameters held fixed, no gradient, no optimizer state: prefixes of their names without `roberta.`/`bert.`, on whole dotted parts, e.g. [\"embeddings\"], [\"embeddings\", \"layers:0-3\"] for encoder layers 0 to 3, \"encoder.layer.5\", \"classifier\"; an entry matching no parameter is an error listing the prefixes), new_head. Model selection: `dev` (a task split of one part, e.g. `xnli_dev.language(\"en\")`; a dev set of several parts is an error unless `dev_pool: true` pools them: selecting on target-language data is not zero-shot) with eval_every (updates; jiant 1000, xtreme 100, else once per epoch), patience (evaluations without gain before stopping; jiant 30) and dev_limit (score the first N dev examples; jiant 500): the model ends on the best dev weights. eval_every, patience or dev_limit set without a dev set, checkpoint_every (not honoured in scripts yet) and unknown keys are errors. A classification training set whose examples all have one label gets a warning; the report records each training's updates, loss, time and checkpoint folder.", "train(m, mnli, #{preset: \"xtreme\", dev: xnli_dev.language(\"en\"), seed: 2})"),
     entry("training", "stilts", "stilts(model: Model, intermediate: Task, target: Task) -> Model", "The STILTs step: train on the intermediate task, put a fresh head on the encoder, train on the target task.", "let s = stilts(m, hellaswag, mnli);"),
     entry("training", "stilts", "stilts(model: Model, intermediate: Task, target: Task, opts: map) -> Model", "STILTs with options: training keys for both phases, and `intermediate: #{...}` / `target: #{...}` for one phase. `dev` and the model-selection keys (eval_every, patience, dev_limit) at the top level belong to the target phase; the intermediate phase takes its own inside `intermediate: #{dev: ...}`.", "stilts(m, squad, mnli, #{seed: 1, dev: mnli_dev, intermediate: #{epochs: 2}})"),
     entry("training", "multitask", "multitask(model: Model, tasks: array, opts: map) -> Model", "Multi-task training of one encoder on several tasks (a head each; task(\"mlm\", ...) adds masked language modelling), the task drawn per optimizer update (gradient accumulation stays within it). Training keys plus `sampling`: \"proportional\" (default), \"uniform\", #{cap: N}, #{temperature: T, cap: N} or #{probs: #{task: p, ...}} (jiant's samplers); train_examples_cap (at most N examples of each task, a seeded sample: shortens training too); `dev` (a split of one task of the mix, scored with its head). Returns the encoder under the last task's head.", "multitask(m, [squad, hellaswag, mlm], #{seed: 1, sampling: #{probs: #{squad_v1: 0.4, hellaswag: 0.4, mlm: 0.2}}})"),
