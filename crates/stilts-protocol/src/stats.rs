@@ -276,7 +276,8 @@ fn example_variance(runs: &[Strata]) -> Option<f64> {
 /// - k ≥ 2 seeds with per-example scores: `mean ± t(k-1) · sqrt(s²/k + v)`,
 ///   s² the variance of the seeds' scores, v the test set's share (see
 ///   `example_variance`): it covers the accuracy a new seed would reach on
-///   new examples of the same population;
+///   new examples of the same population; never narrower than the
+///   examples-only interval (it is widened to hold it);
 /// - k ≥ 2 without them: t over seeds;
 /// - one seed: the percentile bootstrap over examples, labelled as such.
 ///
@@ -304,10 +305,18 @@ pub fn seed_estimate(values: &[f64], runs: &[Strata], resamples: usize, seed: u6
         (_, _) if example_variance(runs).is_some() => {
             let v = example_variance(runs).unwrap_or(0.0);
             let h = t975(k as f64 - 1.0) * (sd * sd / k as f64 + v).sqrt();
-            (
-                Some((mean - h, mean + h)),
-                Some(IntervalMethod::SeedsAndExamples),
-            )
+            // Never narrower than the examples alone allow: where the
+            // variance components are estimated at or below zero (seeds
+            // that score alike but disagree on examples: two collapsed
+            // models predicting different classes), `mean ± h` can be
+            // narrower than, even zero-width inside, the bootstrap over
+            // examples; the interval is then widened to hold it.
+            let (mut lo, mut hi) = (mean - h, mean + h);
+            if let Some((_, (blo, bhi))) = boot {
+                lo = lo.min(blo);
+                hi = hi.max(bhi);
+            }
+            (Some((lo, hi)), Some(IntervalMethod::SeedsAndExamples))
         }
         (_, _) => {
             let h = t975(k as f64 - 1.0) * sd / (k as f64).sqrt();

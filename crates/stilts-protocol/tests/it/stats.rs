@@ -141,3 +141,57 @@ fn one_seed_says_its_interval_is_over_examples_only() {
     let t = seed_estimate(&[70.0, 72.0, 71.0], &[], 200, 0);
     assert_eq!(t.method, Some(IntervalMethod::Seeds));
 }
+
+/// Two collapsed seeds: each predicts one class for every example, each
+/// its own class, so both score exactly a third and their spread is 0.
+fn collapsed(class: usize, labels: &[usize]) -> Vec<Vec<f64>> {
+    vec![labels.iter().map(|&l| f64::from(u8::from(l == class))).collect()]
+}
+
+#[test]
+fn the_seed_aware_interval_is_never_narrower_than_the_examples_alone() {
+    let labels: Vec<usize> = (0..90).map(|i| i % 3).collect();
+    // Disagreeing seeds with equal scores: the variance components come out
+    // at or below zero; before, this printed a zero-width [33.3, 33.3]
+    // beside an examples-only interval of about ±10 points.
+    let e = seed_estimate(
+        &[100.0 / 3.0, 100.0 / 3.0],
+        &[collapsed(0, &labels), collapsed(1, &labels)],
+        500,
+        1,
+    );
+    let (lo, hi) = e.ci.unwrap();
+    let (elo, ehi) = e.example_ci.unwrap();
+    assert!(ehi - elo > 5.0, "the examples vary: {e:?}");
+    assert!(lo <= elo && hi >= ehi, "not narrower than examples-only: {e:?}");
+    assert!(hi - lo > 5.0, "{e:?}");
+    // Identical seeds (the same predictions twice): no seed spread, but the
+    // test set's sampling variance stays.
+    let same = seed_estimate(
+        &[100.0 / 3.0, 100.0 / 3.0],
+        &[collapsed(2, &labels), collapsed(2, &labels)],
+        500,
+        1,
+    );
+    let (lo, hi) = same.ci.unwrap();
+    let (elo, ehi) = same.example_ci.unwrap();
+    assert!(lo <= elo && hi >= ehi && hi - lo > 5.0, "{same:?}");
+    // Seeds that disagree in score too: the seed term already dominates.
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (values, runs) = simulate(&mut rng, 0.7, 300, 3);
+    let d = seed_estimate(&values, &runs, 500, 2);
+    let (lo, hi) = d.ci.unwrap();
+    let (elo, ehi) = d.example_ci.unwrap();
+    assert!(lo <= elo && hi >= ehi, "{d:?}");
+    // A gain between two such conditions, paired by seed: same rule.
+    let g = paired_seed_delta(
+        &[100.0 / 3.0, 100.0 / 3.0],
+        &[collapsed(0, &labels), collapsed(1, &labels)],
+        &[100.0 / 3.0, 100.0 / 3.0],
+        &[collapsed(1, &labels), collapsed(0, &labels)],
+        500,
+        3,
+    );
+    let (lo, hi) = g.ci.unwrap();
+    assert!(hi - lo > 5.0 && lo < 0.0 && hi > 0.0, "{g:?}");
+}
