@@ -112,9 +112,10 @@ pub enum Command {
         /// checkpoint and requeue itself (Slurm's `--signal`).
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         signal_before: u64,
-        /// The device every cell trains on.
-        #[arg(long, default_value = "cuda")]
-        cell_device: String,
+        /// The device every cell trains on (default: cuda in a build with
+        /// CUDA, else cpu).
+        #[arg(long, value_name = "DEVICE")]
+        cell_device: Option<String>,
         /// The collect job's report folder (default: reports/SCRIPT).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -128,7 +129,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compiles a script without running it and reports every error found.
+    /// Checks a script as `stilts plan` runs it (nothing trains, evaluates
+    /// or is written) and reports every error found, with its position.
     Check {
         file: PathBuf,
         /// Names given with --set at run time (so the script may use them as constants).
@@ -633,15 +635,28 @@ fn run_script(
     }
 }
 
+/// `stilts check FILE`: every syntax error, unknown function and literal
+/// option key at once; then, when there are none, the script runs as
+/// `stilts plan` runs it ([`context::CellMode::Check`]: nothing trains,
+/// evaluates or is written), so that an option, key, type, file or
+/// folder error surfaces with its position in seconds, not hours in.
 fn check_script(cli: &Cli, file: &Path, set: &[String]) -> crate::Result<ExitCode> {
-    let rt = Runtime::new(settings(cli, set)?);
+    let mut s = settings(cli, set)?;
+    s.cell_mode = context::CellMode::Check;
+    let mut rt = Runtime::new(s);
     let text = stilts_model::error::read_to_string(file)?;
     *rt.ctx.script_dir.borrow_mut() = file
         .parent()
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    let diags = rt.check(&file.display().to_string(), &text);
+    let mut diags = rt.check(&file.display().to_string(), &text);
+    if diags.is_empty() {
+        context::install_ctrlc();
+        if let Err(d) = rt.run_file(file, None) {
+            diags.push(d);
+        }
+    }
     for d in &diags {
         eprint!("{d}");
     }
@@ -740,6 +755,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             out,
         }) => {
             readable_script(file)?;
+            let cell_device = crate::cluster::slurm::cell_device(cell_device.as_deref(), slurm)?;
             let settings = settings(&cli, set)?;
             let queue = crate::cluster::slurm::squeue();
             let plan = crate::cluster::plan(&settings, file, &queue)?;
@@ -752,7 +768,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 max_parallel: *max_parallel,
                 dry_run: *dry_run,
                 signal_before: *signal_before,
-                cell_device: cell_device.clone(),
+                cell_device,
                 out: out.clone(),
             };
             crate::cluster::slurm::submit(&settings, &plan, file, set, &opts)?;

@@ -29,11 +29,12 @@ pub struct RunOptions {
     /// AdamW's decoupled weight decay, not applied to biases and LayerNorm
     /// weights (jiant 0.01, xtreme 0).
     pub weight_decay: f64,
-    /// Passes over the training data (jiant 2, xtreme 5); 0 only with
-    /// `max_steps`, and then it runs as 1.
+    /// Passes over the training data (jiant 2, xtreme 5); not used with
+    /// `max_steps`.
     pub epochs: usize,
-    /// Stop after this many updates when that comes before the end of
-    /// `epochs`; `None`: no cap.
+    /// Train for exactly this many updates, cycling the data (a new shuffle
+    /// each pass) as often as that takes: it overrides `epochs`, as
+    /// `max_steps` does in transformers' Trainer. `None`: `epochs` passes.
     pub max_steps: Option<u64>,
     /// Examples per forward pass.
     pub batch_size: usize,
@@ -243,6 +244,12 @@ impl Resolved {
     }
 }
 
+fn obj_insert(value: &mut serde_json::Value, k: &str, v: serde_json::Value) {
+    if let Some(o) = value.as_object_mut() {
+        o.insert(k.to_string(), v);
+    }
+}
+
 impl RunOptions {
     /// `preset` (default `jiant`) with the keys of `overrides` (a JSON
     /// object) replaced. An unknown key is an error that lists the valid ones.
@@ -317,16 +324,46 @@ impl RunOptions {
             }
             obj.insert(k.clone(), v.clone());
         }
+        // A whole number written as a float (`max_steps: 5.0`, what `--set
+        // n=5.0` or arithmetic gives) where a count is expected: the count.
+        let base_json = serde_json::to_value(&base).unwrap_or_default();
+        let fits = |k: &str, v: &serde_json::Value| {
+            let mut one = base_json.clone();
+            one[k] = v.clone();
+            serde_json::from_value::<RunOptions>(one).is_ok()
+        };
+        for k in &explicit {
+            let v = &map[k.as_str()];
+            if let Some(x) = v.as_f64().filter(|x| v.is_f64() && x.fract() == 0.0 && *x >= 0.0) {
+                let whole = serde_json::json!(x as u64);
+                if !fits(k.as_str(), v) && fits(k.as_str(), &whole) {
+                    obj_insert(&mut value, k, whole);
+                }
+            }
+        }
         let mut options: RunOptions = serde_json::from_value(value).map_err(|e| {
-            // Name the key whose value does not fit (`freeze: "embeddings"`).
-            let base = serde_json::to_value(&base).unwrap_or_default();
-            let culprit = explicit.iter().find(|k| {
-                let mut one = base.clone();
-                one[k.as_str()] = map[k.as_str()].clone();
-                serde_json::from_value::<RunOptions>(one).is_err()
-            });
+            // Name the key whose value does not fit (`freeze: "embeddings"`),
+            // what it takes, with an example, and what it was given.
+            let culprit = explicit
+                .iter()
+                .find(|k| !fits(k.as_str(), &map[k.as_str()]));
             match culprit {
-                Some(k) => Error::msg(format!("training options: `{k}`: {e}")),
+                Some(k) => {
+                    let e = e.to_string();
+                    let got = &map[k.as_str()];
+                    match stilts_model::util::expected_in_words(&e) {
+                        Some((words, example)) => {
+                            let example = match (&base_json[k.as_str()], words) {
+                                (d, "a whole number" | "a number") if d.is_number() => d.to_string(),
+                                _ => example.to_string(),
+                            };
+                            Error::msg(format!(
+                                "training options: `{k}` takes {words} (e.g. `{k}: {example}`), not {got}"
+                            ))
+                        }
+                        None => Error::msg(format!("training options: `{k}`: {e}")),
+                    }
+                }
                 None => Error::msg(format!("training options: {e}")),
             }
         })?;

@@ -130,6 +130,10 @@ pub enum CellMode {
     /// `stilts run --collect` (a cluster's collect job): every cell comes
     /// from the store; a cell not there is an error, never trained here.
     Collect,
+    /// `stilts check`: the script runs as `stilts plan` runs it (options,
+    /// keys, types, files and folders are all checked), but every training
+    /// call and cell returns a stand-in at once, and nothing is written.
+    Check,
 }
 
 impl CellMode {
@@ -150,7 +154,13 @@ impl CellMode {
             CellMode::Plan => "stilts plan",
             CellMode::Only(_) => "stilts run --only",
             CellMode::Collect => "stilts run --collect",
+            CellMode::Check => "stilts check",
         }
+    }
+
+    /// Whether the run only lists or checks (no progress bars, no notes).
+    pub fn silent(&self) -> bool {
+        matches!(self, CellMode::Plan | CellMode::Check)
     }
 }
 
@@ -298,6 +308,10 @@ pub struct Ctx {
     /// script wrote them (rhai maps iterate sorted): tables and plots keep
     /// the script's order of columns and bars.
     pub map_orders: RefCell<Vec<Vec<String>>>,
+    /// The string defaults `param(name, default)` returned (no `--set
+    /// name=...` given): an error about a path built from one names the
+    /// `--set` that gives it.
+    pub defaults_used: RefCell<Vec<(String, String)>>,
 }
 
 impl Ctx {
@@ -315,7 +329,23 @@ impl Ctx {
             cells: RefCell::new(vec![]),
             only_done: std::cell::Cell::new(false),
             map_orders: Default::default(),
+            defaults_used: Default::default(),
         })
+    }
+
+    /// What to add to an error `message` that names a path built from a
+    /// `param` default: which `--set` gives that path instead.
+    pub fn default_hint(&self, message: &str) -> Option<String> {
+        self.defaults_used
+            .borrow()
+            .iter()
+            .filter(|(_, v)| v.len() >= 3 && message.contains(v.as_str()))
+            .max_by_key(|(_, v)| v.len())
+            .map(|(k, v)| {
+                format!(
+                    "`{v}` is the default of param(\"{k}\", ...) (relative to the working directory, else to the script's folder): give the right one with --set {k}=PATH"
+                )
+            })
     }
 
     /// The keys of `m` in the order a map literal of the script wrote them
@@ -377,7 +407,7 @@ impl Ctx {
 
     /// A progress bar for a long call (nothing with `--quiet`).
     pub fn progress(&self, label: &str) -> Box<dyn Progress> {
-        if self.settings.quiet || self.settings.cell_mode == CellMode::Plan {
+        if self.settings.quiet || self.settings.cell_mode.silent() {
             Box::new(Silent)
         } else {
             Box::new(stilts_protocol::progress::Bar::new(label))
@@ -402,7 +432,7 @@ impl Ctx {
 
     /// A note on stderr (not in the report) unless `--quiet`.
     pub fn note(&self, s: &str) {
-        if !self.settings.quiet && self.settings.cell_mode != CellMode::Plan {
+        if !self.settings.quiet && !self.settings.cell_mode.silent() {
             eprintln!("{s}");
         }
     }

@@ -40,6 +40,23 @@ impl errors::FnHints for Hints {
     fn similar(&self, name: &str) -> Option<String> {
         stilts_model::util::closest(name, &docs::names()).map(str::to_string)
     }
+    fn properties(&self, ty: &str) -> Vec<String> {
+        let prefix = format!("{ty}.");
+        let mut out: Vec<String> = vec![];
+        for d in docs::api() {
+            if let Some(p) = d.signature.strip_prefix(&prefix) {
+                let p: String = p
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                // A property: `Type.name` with no argument list.
+                if !d.signature.contains('(') && !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The rhai engine with the stilts API and limits.
@@ -257,7 +274,14 @@ impl Runtime {
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &full);
         self.lib = full.clone_functions_only();
         self.keep_imports(&text);
-        r.map_err(|e| self.diagnostic(&name, &e))
+        r.map_err(|e| {
+            let mut d = self.diagnostic(&name, &e);
+            if let Some(h) = self.ctx.default_hint(&d.message) {
+                d.message.push('\n');
+                d.message.push_str(&h);
+            }
+            d
+        })
     }
 
     /// Every error `check` finds in a script, without running it.
