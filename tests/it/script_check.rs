@@ -319,3 +319,20 @@ fn missing_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.rhai"));
 }
+
+/// Issue 32, item 4: a recipe's default data path that is not there (run
+/// from another folder) names the `--set` that gives it.
+#[test]
+fn a_default_path_that_is_not_there_names_its_set() {
+    let (code, out, _) = check_in(
+        "let d = param(\"data\", \"data/quickstart\");\nlet t = task(\"tsv\", #{file: `${d}/nli_train_en.tsv`, columns: [\"premise\", \"hypothesis\", \"label\"], labels: [\"a\", \"b\"]});\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("s.rhai:2:")
+            && out.contains("data/quickstart/nli_train_en.tsv")
+            && out.contains("--set data=PATH"),
+        "{out}"
+    );
+}

@@ -57,6 +57,14 @@ pub struct RunOptions {
     /// (resolved, not a key of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qa_max_length: Option<usize>,
+    /// Span QA: a question longer than this many tokens is cut to it
+    /// before windowing (XTREME's and jiant's `max_query_length`, 64); how
+    /// many were cut is said in the training line.
+    #[serde(
+        default = "default_max_query_length",
+        skip_serializing_if = "is_default_max_query_length"
+    )]
+    pub max_query_length: usize,
     /// Warm-up as a fraction of all updates...
     pub warmup: f64,
     /// ...or as a number of updates (wins when set).
@@ -127,6 +135,14 @@ fn is_default_doc_stride(n: &usize) -> bool {
     *n == default_doc_stride()
 }
 
+fn default_max_query_length() -> usize {
+    stilts_tasks::MAX_QUERY_LENGTH
+}
+
+fn is_default_max_query_length(n: &usize) -> bool {
+    *n == default_max_query_length()
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         preset("jiant").expect("built-in preset")
@@ -144,6 +160,7 @@ const OMITTED_AT_DEFAULT: &[&str] = &[
     "doc_stride",
     "eight_bit_second_moment",
     "fused_update",
+    "max_query_length",
 ];
 
 /// Names of the built-in presets.
@@ -163,6 +180,7 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         max_length: 256,
         doc_stride: default_doc_stride(),
         qa_max_length: None,
+        max_query_length: default_max_query_length(),
         warmup: 0.1,
         warmup_steps: None,
         max_grad_norm: 1.0,
@@ -417,6 +435,7 @@ impl RunOptions {
             ("limit", self.limit),
             ("train_examples_cap", self.train_examples_cap),
             ("max_steps", self.max_steps.map(|x| x as usize)),
+            ("max_query_length", Some(self.max_query_length)),
         ] {
             if v == Some(0) {
                 return bad(format!("`{k}` must be at least 1 (leave it out for none)"));
@@ -467,6 +486,10 @@ impl RunOptions {
             o.doc_stride = default_doc_stride();
         }
         let mut v = serde_json::to_value(&o).unwrap_or_default();
+        if span_qa {
+            // Questions are cut to it (always named: it changed the features).
+            v["max_query_length"] = o.max_query_length.into();
+        }
         if o.limit.is_some() {
             v["limit_rule"] = "stratified".into();
         }

@@ -189,6 +189,8 @@ pub struct TrainReport {
     pub resumed_from: Option<u64>,
     /// Updates in one pass over the training data (`max_steps` cycles it).
     pub updates_per_epoch: u64,
+    /// Span QA: training questions cut to `max_query_length` tokens.
+    pub questions_cut: u64,
     /// The optimizer state at the end (to carry into a next phase).
     #[serde(skip)]
     pub optimizer: Option<std::sync::Arc<OptimizerState>>,

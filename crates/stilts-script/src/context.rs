@@ -19,6 +19,24 @@ use stilts_protocol::train::{Progress, Silent};
 /// next operation.
 pub static CANCEL: AtomicBool = AtomicBool::new(false);
 
+/// Set by the REPL: messages then say "run the call again" where a batch
+/// run would say "run the script again".
+pub static INTERACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// What to run again after an interruption: the call (REPL) or the script.
+pub fn again() -> &'static str {
+    again_words(INTERACTIVE.load(Ordering::Relaxed))
+}
+
+/// [`again`]'s words in the REPL (`interactive`) and in a batch run.
+pub fn again_words(interactive: bool) -> &'static str {
+    if interactive {
+        "run the call again"
+    } else {
+        "run the script again"
+    }
+}
+
 /// Whether Ctrl-C or a signal has asked the run to stop (`CANCEL` is set).
 pub fn cancelled() -> bool {
     CANCEL.load(Ordering::Relaxed)
@@ -62,22 +80,89 @@ pub fn signal_name() -> &'static str {
     }
 }
 
-/// 90% of this machine's memory (from /proc/meminfo), or 0 (no limit)
-/// where it cannot be read.
+/// 90% of the memory this process may use: the smallest of the machine's
+/// memory (/proc/meminfo), its cgroup's `memory.max` (what Slurm's `--mem`
+/// and containers set; cgroup v1's `memory.limit_in_bytes`) and its
+/// address-space limit (`ulimit -v`, RLIMIT_AS); 0 (no limit) where none
+/// can be read.
 pub fn default_memory_budget() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+    [
+        machine_memory(),
+        cgroup_memory_limit(),
+        address_space_limit(),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .map(|b| b / 10 * 9)
+    .unwrap_or(0)
+}
+
+/// The machine's memory in bytes (MemTotal).
+fn machine_memory() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = t
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The smallest memory limit of this process's cgroup and its ancestors
+/// (`memory.max` in cgroup v2, `memory.limit_in_bytes` in v1), if any.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut best: Option<u64> = None;
+    for line in own.lines() {
+        // v2: `0::/path`; v1: `N:memory:/path` (or `N:...,memory,...:/path`).
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        let (root, file) = if controllers.is_empty() {
+            ("/sys/fs/cgroup", "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        let mut dir = PathBuf::from(root).join(path.trim_start_matches('/'));
+        loop {
+            if let Ok(v) = std::fs::read_to_string(dir.join(file)) {
+                // `max`, or v1's "no limit" (a page-rounded i64::MAX).
+                if let Ok(b) = v.trim().parse::<u64>() {
+                    if b < (1u64 << 60) {
+                        best = Some(best.map_or(b, |x| x.min(b)));
+                    }
+                }
+            }
+            if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                break;
+            }
+        }
+    }
+    best
+}
+
+/// The soft address-space limit (`ulimit -v`, RLIMIT_AS) in bytes, if any,
+/// from /proc/self/limits.
+pub fn address_space_limit() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let l = t.lines().find(|l| l.starts_with("Max address space"))?;
+    l["Max address space".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|k| k.parse::<u64>().ok())
-                })
-        })
-        .map(|kib| kib * 1024 / 10 * 9)
-        .unwrap_or(0)
+}
+
+/// The process's virtual size in bytes (from /proc/self/statm), if known:
+/// what an address-space limit counts.
+pub fn virtual_bytes() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = t.split_whitespace().next()?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 /// The process's resident memory in bytes (from /proc/self/statm), if known.
@@ -336,6 +421,20 @@ impl Ctx {
     /// What to add to an error `message` that names a path built from a
     /// `param` default: which `--set` gives that path instead.
     pub fn default_hint(&self, message: &str) -> Option<String> {
+        let lower = message.to_lowercase();
+        let missing = [
+            "no such file",
+            "not found",
+            "does not exist",
+            "missing",
+            "cannot read",
+            "no model in",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
+        if !missing {
+            return None;
+        }
         self.defaults_used
             .borrow()
             .iter()

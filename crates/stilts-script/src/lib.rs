@@ -86,12 +86,26 @@ pub fn build_engine(ctx: &Rc<Ctx>) -> Engine {
         )
     });
     let budget = ctx.settings.max_memory;
+    // An address-space limit (`ulimit -v`) counts virtual memory: a script
+    // nearing it stops with a message instead of an allocation abort.
+    let address_space = context::address_space_limit().map(|l| l / 10 * 9);
     engine.on_progress(move |ops| {
         if context::cancelled() {
             return Some(Dynamic::from(format!("interrupted ({})", context::signal_name())));
         }
         // The memory budget, checked every 4096 operations: a script that
         // builds ever larger values stops with an error, not an abort.
+        if let (Some(limit), 0) = (address_space, ops % 4096) {
+            if let Some(used) = context::virtual_bytes() {
+                if used > limit {
+                    return Some(Dynamic::from(format!(
+                        "the run's address space is {:.1} GiB, near its limit of {:.1} GiB (ulimit -v); free large values (strings, arrays, maps) or raise the limit",
+                        used as f64 / (1u64 << 30) as f64,
+                        limit as f64 / 0.9 / (1u64 << 30) as f64
+                    )));
+                }
+            }
+        }
         if budget > 0 && ops % 4096 == 0 {
             if let Some(used) = context::resident_bytes() {
                 if used > budget {

@@ -201,6 +201,10 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         for w in stilts_protocol::run::training_warnings(&t.parts, o) {
             ctx.warn(&w);
         }
+        let what = format!("condition {name}: {} {}", t.name, t.split);
+        if let Some(w) = super::train::evaluation_split_warning(&what, t) {
+            ctx.warn(&w);
+        }
     }
     let store = super::runs::results_store(ctx);
     let key = c.fingerprint().map_err(rerr)?;
