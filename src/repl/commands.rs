@@ -110,11 +110,12 @@ fn help(_: &mut Repl, arg: &str) -> Flow {
 fn vars(r: &mut Repl, _: &str) -> Flow {
     let mut any = false;
     // A name defined again (`let a = 1; ... let a = 2;`) shadows the older
-    // one, which the scope keeps: only the newest is shown.
+    // one, which the scope keeps: only the newest (met first: the scope
+    // is read newest first) is shown.
     let all: Vec<_> = r.rt.scope.iter_raw().collect();
     for (i, (name, constant, value)) in all.iter().enumerate() {
         let (name, constant, value) = (*name, *constant, *value);
-        if all[i + 1..].iter().any(|(n, ..)| *n == name) {
+        if all[..i].iter().any(|(n, ..)| *n == name) {
             continue;
         }
         any = true;

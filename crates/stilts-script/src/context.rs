@@ -115,19 +115,26 @@ fn machine_memory() -> Option<u64> {
 /// (`memory.max` in cgroup v2, `memory.limit_in_bytes` in v1), if any.
 pub fn cgroup_memory_limit() -> Option<u64> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    cgroup_memory_limit_in(&own, Path::new("/sys/fs/cgroup"))
+}
+
+/// [`cgroup_memory_limit`] for the `/proc/self/cgroup` text `own`, with the
+/// cgroup filesystem at `sys` (`/sys/fs/cgroup`).
+pub fn cgroup_memory_limit_in(own: &str, sys: &Path) -> Option<u64> {
     let mut best: Option<u64> = None;
     for line in own.lines() {
         // v2: `0::/path`; v1: `N:memory:/path` (or `N:...,memory,...:/path`).
         let mut f = line.splitn(3, ':');
         let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
         let (root, file) = if controllers.is_empty() {
-            ("/sys/fs/cgroup", "memory.max")
+            (sys.to_path_buf(), "memory.max")
         } else if controllers.split(',').any(|c| c == "memory") {
-            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            (sys.join("memory"), "memory.limit_in_bytes")
         } else {
             continue;
         };
-        let mut dir = PathBuf::from(root).join(path.trim_start_matches('/'));
+        let root_len = root.as_os_str().len();
+        let mut dir = root.join(path.trim_start_matches('/'));
         loop {
             if let Ok(v) = std::fs::read_to_string(dir.join(file)) {
                 // `max`, or v1's "no limit" (a page-rounded i64::MAX).
@@ -137,7 +144,7 @@ pub fn cgroup_memory_limit() -> Option<u64> {
                     }
                 }
             }
-            if dir.as_os_str().len() <= root.len() || !dir.pop() {
+            if dir.as_os_str().len() <= root_len || !dir.pop() {
                 break;
             }
         }
@@ -560,4 +567,33 @@ pub use stilts_model::device::{device_name, parse_device};
 /// Whether `p` exists (file or folder).
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 32, item 9: the memory budget reads the cgroup's limit (what
+    /// Slurm's `--mem` sets), the smallest along the path, v2 and v1.
+    #[test]
+    fn cgroup_limits_are_read_along_the_path() {
+        let sys = tempfile::tempdir().unwrap();
+        let job = sys.path().join("slurm/job_7");
+        std::fs::create_dir_all(job.join("step_0")).unwrap();
+        std::fs::write(sys.path().join("slurm/memory.max"), "max\n").unwrap();
+        std::fs::write(job.join("memory.max"), "4294967296\n").unwrap();
+        std::fs::write(job.join("step_0/memory.max"), "max\n").unwrap();
+        assert_eq!(
+            cgroup_memory_limit_in("0::/slurm/job_7/step_0\n", sys.path()),
+            Some(4 << 30)
+        );
+        assert_eq!(cgroup_memory_limit_in("0::/slurm\n", sys.path()), None);
+        let v1 = sys.path().join("memory/user");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(v1.join("memory.limit_in_bytes"), "1073741824\n").unwrap();
+        assert_eq!(
+            cgroup_memory_limit_in("5:cpu:/x\n4:memory:/user\n", sys.path()),
+            Some(1 << 30)
+        );
+    }
 }

@@ -88,20 +88,22 @@ pub fn build_engine(ctx: &Rc<Ctx>) -> Engine {
     let budget = ctx.settings.max_memory;
     // An address-space limit (`ulimit -v`) counts virtual memory: a script
     // nearing it stops with a message instead of an allocation abort.
-    let address_space = context::address_space_limit().map(|l| l / 10 * 9);
+    let address_space = context::address_space_limit().map(|l| l / 5 * 4);
     engine.on_progress(move |ops| {
         if context::cancelled() {
             return Some(Dynamic::from(format!("interrupted ({})", context::signal_name())));
         }
         // The memory budget, checked every 4096 operations: a script that
         // builds ever larger values stops with an error, not an abort.
-        if let (Some(limit), 0) = (address_space, ops % 4096) {
+        // Every 256 operations (only under a limit): a value that doubles
+        // can cross it in a few hundred.
+        if let (Some(limit), 0) = (address_space, ops % 256) {
             if let Some(used) = context::virtual_bytes() {
                 if used > limit {
                     return Some(Dynamic::from(format!(
                         "the run's address space is {:.1} GiB, near its limit of {:.1} GiB (ulimit -v); free large values (strings, arrays, maps) or raise the limit",
                         used as f64 / (1u64 << 30) as f64,
-                        limit as f64 / 0.9 / (1u64 << 30) as f64
+                        limit as f64 / 0.8 / (1u64 << 30) as f64
                     )));
                 }
             }
