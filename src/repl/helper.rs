@@ -304,7 +304,10 @@ mod tests {
             .contains(&"epochs_var".to_string()));
         // A map given to no known call: no keys.
         let line = "let o = #{ep";
-        assert!(!h.candidates(line, line.len()).1.contains(&"epochs".to_string()));
+        assert!(!h
+            .candidates(line, line.len())
+            .1
+            .contains(&"epochs".to_string()));
     }
 
     #[test]

@@ -238,7 +238,11 @@ fn submit_dry_run_writes_the_batch_scripts_and_submits_nothing() {
         "{out}"
     );
     // The cells' device follows the build (issue 32, item 6).
-    let device = if cfg!(feature = "cuda") { "cuda" } else { "cpu" };
+    let device = if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "cpu"
+    };
     assert!(
         out.contains("--only \"$cell\"") && out.contains(&format!("--device {device}")),
         "{out}"
@@ -323,7 +327,10 @@ fn submit_from_a_build_without_cuda_does_not_send_cuda_cells() {
             && err.contains("--cell-device cpu"),
         "{err}"
     );
-    assert!(!d.join("runs/slurm").exists(), "a refused submit wrote its files");
+    assert!(
+        !d.join("runs/slurm").exists(),
+        "a refused submit wrote its files"
+    );
     // Without the flag: cpu, and a word about the GPUs asked for.
     let (code, out, err) = stilts_in(
         d,
@@ -338,7 +345,10 @@ fn submit_from_a_build_without_cuda_does_not_send_cuda_cells() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("--device cpu") && !out.contains("--device cuda"), "{out}");
+    assert!(
+        out.contains("--device cpu") && !out.contains("--device cuda"),
+        "{out}"
+    );
     assert!(err.contains("built without CUDA"), "{err}");
 }
 
@@ -363,7 +373,11 @@ fn squeue_failures_are_reported_only_where_there_is_a_cluster() {
         .unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     };
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let run = |args: &[&str]| -> (i32, String, String) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_stilts"))
             .current_dir(d)
@@ -385,7 +399,10 @@ fn squeue_failures_are_reported_only_where_there_is_a_cluster() {
     ] {
         let (code, out, err) = run(args);
         assert_eq!(code, 0, "{err}");
-        assert!(!err.contains("squeue") && !out.contains("squeue"), "{args:?}: {out}{err}");
+        assert!(
+            !err.contains("squeue") && !out.contains("squeue"),
+            "{args:?}: {out}{err}"
+        );
     }
     fake("squeue: error: Unable to contact slurm controller (connect failure)");
     let (code, _, err) = run(&["plan", "tiny_grid.rhai", "--set", &data]);

@@ -89,8 +89,14 @@ fn good_script_and_recipes_pass() {
     }
     for (s, set) in [
         ("quickstart", vec![]),
-        ("xstilts_xnli", vec!["--set", "data=data", "--set", "dry=true"]),
-        ("size_sweep", vec!["--set", "data=data", "--set", "dry=true"]),
+        (
+            "xstilts_xnli",
+            vec!["--set", "data=data", "--set", "dry=true"],
+        ),
+        (
+            "size_sweep",
+            vec!["--set", "data=data", "--set", "dry=true"],
+        ),
     ] {
         let p = format!("{}/scripts/{s}.rhai", crate::common::REPO);
         let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
@@ -173,10 +179,20 @@ print(`updates ${{ft.training.updates}}`);
     let start = std::time::Instant::now();
     let (code, out, dir) = check_in(&src, &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("s.rhai: ok") && !out.contains("updates"), "{out}");
-    assert_eq!(entries(dir.path()), ["s.rhai", "tr.tsv"], "check wrote files");
+    assert!(
+        out.contains("s.rhai: ok") && !out.contains("updates"),
+        "{out}"
+    );
+    assert_eq!(
+        entries(dir.path()),
+        ["s.rhai", "tr.tsv"],
+        "check wrote files"
+    );
     // (50 epochs would take far longer than this if anything trained.)
-    eprintln!("check of a training script: {:.1} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "check of a training script: {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
 
     // An unknown key in a condition's options (a variable: no literal
     // at the call) is found, at the condition's line.
@@ -189,7 +205,8 @@ let c = condition(#{{model: m, target: tr, evaluate: tr, options: o, seed: 1}});
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("s.rhai:5:")
-            && out.contains("condition options: unknown training option `lrr` (did you mean `lr`?)"),
+            && out
+                .contains("condition options: unknown training option `lrr` (did you mean `lr`?)"),
         "{out}"
     );
     assert_eq!(entries(dir.path()), ["s.rhai", "tr.tsv"]);
@@ -200,7 +217,10 @@ let c = condition(#{{model: m, target: tr, evaluate: tr, options: o, seed: 1}});
         &[],
     );
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("s.rhai:1:") && out.contains("nothere.tsv"), "{out}");
+    assert!(
+        out.contains("s.rhai:1:") && out.contains("nothere.tsv"),
+        "{out}"
+    );
 
     // A wrong type in a training map built at run time, at the train call.
     let (code, out, _) = check_in(
@@ -209,7 +229,8 @@ let c = condition(#{{model: m, target: tr, evaluate: tr, options: o, seed: 1}});
     );
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("s.rhai:6:") && out.contains("`batch_size` takes a whole number (e.g. `batch_size: "),
+        out.contains("s.rhai:6:")
+            && out.contains("`batch_size` takes a whole number (e.g. `batch_size: "),
         "{out}"
     );
 }
@@ -293,7 +314,9 @@ fn type_errors_speak_the_scripts_language() {
     let (code, out) = run("let n = 3;\nfor s in n { print(s); }\n", &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("s.rhai:2:") && out.contains("loops over an array, a range") && !out.contains("iterable type"),
+        out.contains("s.rhai:2:")
+            && out.contains("loops over an array, a range")
+            && !out.contains("iterable type"),
         "{out}"
     );
     // An unknown property: the closest one and the list.
@@ -334,5 +357,37 @@ fn a_default_path_that_is_not_there_names_its_set() {
             && out.contains("data/quickstart/nli_train_en.tsv")
             && out.contains("--set data=PATH"),
         "{out}"
+    );
+}
+
+/// Issue 32, item 10: SST-2's labels print with GLUE's names, not `[0, 1]`;
+/// a task of one example says `1 example`.
+#[test]
+fn sst2_labels_have_their_names() {
+    let sst = format!(
+        "{}/intermediate/sst2",
+        crate::common::shared_data().display()
+    );
+    let (code, out, _) = check_in("", &[]);
+    assert_eq!(code, 0, "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.rhai"),
+        format!(
+            "let t = task(\"sst2\", #{{data: \"{sst}\", split: \"dev\", first: 1}});\nprint(t);\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
+        .current_dir(dir.path())
+        .args(["--quiet", "run", "s.rhai", "--no-report"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 example, head classification [negative, positive]"),
+        "{text}"
     );
 }

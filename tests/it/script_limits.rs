@@ -130,7 +130,9 @@ fn an_address_space_limit_stops_the_script_with_its_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("s.rhai:4:") && err.contains("ulimit -v") && !err.contains("memory allocation"),
+        err.contains("s.rhai:4:")
+            && err.contains("ulimit -v")
+            && !err.contains("memory allocation"),
         "{err}"
     );
 }

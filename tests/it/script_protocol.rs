@@ -368,7 +368,9 @@ ft.save(\"saved\");
     assert!(md.contains("saved tiny-1x32+mnli to saved"), "{md}");
     // Training on an evaluation split is said (issue 32, item 10).
     assert!(
-        md.contains("warning: train on mnli dev_matched: training on `dev_matched`, an evaluation split"),
+        md.contains(
+            "warning: train on mnli dev_matched: training on `dev_matched`, an evaluation split"
+        ),
         "{md}"
     );
 }
@@ -404,18 +406,25 @@ print(`updates ${{ft.training.updates}}`);
 fn long_squad_questions_are_cut_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let words = |n: usize, w: &str| -> String {
-        (0..n).map(|i| format!("{w}{}", i % 7)).collect::<Vec<_>>().join(" ")
+        (0..n)
+            .map(|i| format!("{w}{}", i % 7))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
-    let context = format!("{} paris is the answer here {}", words(80, "ctx"), words(70, "more"));
+    let context = format!(
+        "{} paris is the answer here {}",
+        words(80, "ctx"),
+        words(70, "more")
+    );
     let start = context.find("paris").unwrap();
     let long_q = format!("{} where", words(100, "q"));
     let short_q = format!("{} where", words(8, "w"));
     let squad = serde_json::json!({"version": "1.1", "data": [{"title": "t", "paragraphs": [{
-        "context": context,
-        "qas": [
-            {"id": "long", "question": long_q, "answers": [{"text": "paris", "answer_start": start}]},
-            {"id": "short", "question": short_q, "answers": [{"text": "paris", "answer_start": start}]},
-        ]}]}]});
+    "context": context,
+    "qas": [
+        {"id": "long", "question": long_q, "answers": [{"text": "paris", "answer_start": start}]},
+        {"id": "short", "question": short_q, "answers": [{"text": "paris", "answer_start": start}]},
+    ]}]}]});
     std::fs::create_dir_all(dir.path().join("sq")).unwrap();
     std::fs::write(dir.path().join("sq/train-v1.1.json"), squad.to_string()).unwrap();
     let src = format!(
@@ -443,7 +452,8 @@ print(`updates ${{ft.training.updates}}`);
     let (code, _, err) = stilts(dir.path(), &src3, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("question long") && err.contains("leaving no room for the context")
+        err.contains("question long")
+            && err.contains("leaving no room for the context")
             && err.contains("max_query_length"),
         "{err}"
     );

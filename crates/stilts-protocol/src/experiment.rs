@@ -418,7 +418,9 @@ pub fn run_condition(
         None => None,
     };
     if let Some(s) = store {
-        s.mark(&CellMark::here(&key, &c.name, MarkState::Running, None).of(&c.model_label, c.seed))?;
+        s.mark(
+            &CellMark::here(&key, &c.name, MarkState::Running, None).of(&c.model_label, c.seed),
+        )?;
     }
     let out = run_claimed(c, store, &config, &key, progress, cancel);
     if let Some(s) = store {

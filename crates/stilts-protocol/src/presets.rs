@@ -352,7 +352,10 @@ impl RunOptions {
         };
         for k in &explicit {
             let v = &map[k.as_str()];
-            if let Some(x) = v.as_f64().filter(|x| v.is_f64() && x.fract() == 0.0 && *x >= 0.0) {
+            if let Some(x) = v
+                .as_f64()
+                .filter(|x| v.is_f64() && x.fract() == 0.0 && *x >= 0.0)
+            {
                 let whole = serde_json::json!(x as u64);
                 if !fits(k.as_str(), v) && fits(k.as_str(), &whole) {
                     obj_insert(&mut value, k, whole);

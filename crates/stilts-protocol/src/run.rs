@@ -402,8 +402,7 @@ pub fn train(
     if matches!(head, HeadKind::SpanQa) {
         for ds in data {
             let ds = training_part(ds, opts);
-            report.questions_cut +=
-                tasks::long_questions(&ds, &enc, opts.max_query_length)? as u64;
+            report.questions_cut += tasks::long_questions(&ds, &enc, opts.max_query_length)? as u64;
         }
     }
     Ok((m, report))

@@ -86,6 +86,9 @@ mod tests {
         assert!(repl.to_string().contains("run the call again"), "{repl}");
         assert!(!repl.to_string().contains("script"), "{repl}");
         let batch = protocol_err_in("evaluate", cancelled(), crate::context::again_words(false));
-        assert!(batch.to_string().contains("run the script again"), "{batch}");
+        assert!(
+            batch.to_string().contains("run the script again"),
+            "{batch}"
+        );
     }
 }

@@ -345,7 +345,12 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
     }));
     if ctx.settings.cell_mode == crate::context::CellMode::Check {
-        return Ok(stand_in(m, format!("{}+{}", m.name, t.name), fingerprint, &t.name));
+        return Ok(stand_in(
+            m,
+            format!("{}+{}", m.name, t.name),
+            fingerprint,
+            &t.name,
+        ));
     }
     let dir = checkpoint_dir(ctx, &fingerprint);
     only_finished(ctx, &what, &dir)?;
