@@ -376,6 +376,7 @@ impl RunOptions {
                         Some((words, example)) => {
                             let example = match (&base_json[k.as_str()], words) {
                                 (d, "a whole number" | "a number") if d.is_number() => d.to_string(),
+                                (_, "an array") if k == "freeze" => "[\"embeddings\"]".to_string(),
                                 _ => example.to_string(),
                             };
                             Error::msg(format!(
