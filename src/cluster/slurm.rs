@@ -40,7 +40,7 @@ pub struct SubmitOptions {
     pub dry_run: bool,
     /// Seconds before the time limit at which Slurm sends SIGUSR1.
     pub signal_before: u64,
-    /// `--device` of every cell (`cuda` on a GPU partition).
+    /// `--device` of every cell ([`cell_device`]: `cuda` in a CUDA build).
     pub cell_device: String,
     /// The collect job's report folder (`--out`).
     pub out: Option<PathBuf>,
@@ -101,6 +101,34 @@ pub fn latest_jobs(store: &Store) -> BTreeMap<String, (String, String)> {
     out
 }
 
+/// The device the cells of a submission train on: `given` (`--cell-device`),
+/// else `cuda` in a build with CUDA and `cpu` in one without. The cells run
+/// this same binary, so a CUDA device from a build without CUDA would fail
+/// at every cell's start: refused here, before anything is submitted.
+pub fn cell_device(given: Option<&str>, slurm: &str) -> Result<String> {
+    let cuda = cfg!(feature = "cuda");
+    let device = given
+        .map(|d| d.trim().to_string())
+        .unwrap_or_else(|| if cuda { "cuda" } else { "cpu" }.to_string());
+    let parsed_cuda = device.starts_with("cuda");
+    if !parsed_cuda && device != "cpu" {
+        return Err(Error::msg(format!(
+            "--cell-device `{device}`: use cpu, cuda or cuda:N"
+        )));
+    }
+    if parsed_cuda && !cuda {
+        return Err(Error::msg(format!(
+            "--cell-device {device}: this stilts was built without CUDA, and every cell runs this binary, so each would fail at its start; give --cell-device cpu, or rebuild with `cargo build --release --features cuda` and submit again"
+        )));
+    }
+    if !cuda && given.is_none() && slurm.contains("gpu") {
+        eprintln!(
+            "warning: --slurm asks for GPUs, but this stilts was built without CUDA: the cells train on the CPU (--cell-device cpu); rebuild with `--features cuda` to use them"
+        );
+    }
+    Ok(device)
+}
+
 /// Whether a command can be started.
 fn have(cmd: &str) -> bool {
     Command::new(cmd)
@@ -115,6 +143,11 @@ fn have(cmd: &str) -> bool {
 /// `None` where there is no `squeue` or it cannot reach the controller.
 /// (`sacct` would tell finished jobs' exit codes, but needs the accounting
 /// daemon; the store's marks say the same.)
+///
+/// Where Slurm's commands are installed but no cluster is configured
+/// (squeue: "Could not establish a configuration source") there is no
+/// queue to read and nothing is said; where a cluster is configured and
+/// squeue fails, a warning says so once per process.
 pub fn squeue() -> Queue {
     if !have("squeue") {
         return None;
@@ -125,10 +158,15 @@ pub fn squeue() -> Queue {
         .ok()?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        eprintln!(
-            "warning: squeue failed ({}); job states come from the store only",
-            err.lines().last().unwrap_or("").trim()
-        );
+        if !no_cluster(&err) {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: Slurm's squeue failed ({}); the states below come from the store alone",
+                    err.lines().last().unwrap_or("").trim()
+                )
+            });
+        }
         return None;
     }
     Some(
@@ -140,6 +178,13 @@ pub fn squeue() -> Queue {
             })
             .collect(),
     )
+}
+
+/// Whether squeue's error says there is no cluster here at all (Slurm's
+/// commands installed, no configuration): not worth a word.
+fn no_cluster(stderr: &str) -> bool {
+    stderr.contains("Could not establish a configuration source")
+        || stderr.contains("slurm.conf: No such file")
 }
 
 /// The sbatch options of `--slurm`, split as a shell would.

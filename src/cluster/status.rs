@@ -26,8 +26,19 @@ pub fn open(path: &Path) -> Result<Store> {
     Ok(store)
 }
 
-/// The rows of every known cell, in submission order.
+/// The rows of every known cell: those of the submissions in submission
+/// order, then those only a cell mark knows (started by `run --jobs`,
+/// `--only` or a plain run), then the finished conditions of the store's
+/// records that neither names.
 pub fn rows(store: &Store, queue: &super::Queue) -> Vec<CellRow> {
+    rows_with(store, queue, &store.records().unwrap_or_default())
+}
+
+fn rows_with(
+    store: &Store,
+    queue: &super::Queue,
+    records: &[stilts_protocol::store::RunRecord],
+) -> Vec<CellRow> {
     let hints = slurm::latest_jobs(store);
     let mut known: BTreeMap<String, (usize, String, String, u64)> = BTreeMap::new();
     let mut order = 0;
@@ -43,7 +54,21 @@ pub fn rows(store: &Store, queue: &super::Queue) -> Vec<CellRow> {
         order += 1;
         known
             .entry(m.key.clone())
-            .or_insert((order, m.name.clone(), String::new(), 0));
+            .or_insert((order, m.name.clone(), m.model.clone(), m.seed));
+    }
+    // Conditions kept in the store (a record with phases; memo values have none).
+    for r in records {
+        let c = &r.config;
+        if c.get("phases").is_none() {
+            continue;
+        }
+        order += 1;
+        known.entry(r.key.clone()).or_insert((
+            order,
+            c["name"].as_str().unwrap_or("").to_string(),
+            c["model_label"].as_str().unwrap_or("").to_string(),
+            c["configuration"]["seed"].as_u64().unwrap_or(0),
+        ));
     }
     let mut list: Vec<(usize, String, String, String, u64)> = known
         .into_iter()
@@ -58,8 +83,8 @@ pub fn rows(store: &Store, queue: &super::Queue) -> Vec<CellRow> {
 /// What `stilts status` prints.
 pub fn report(store: &Store, json: bool) -> Result<String> {
     let queue = slurm::squeue();
-    let rows = rows(store, &queue);
     let records = store.records()?;
+    let rows = rows_with(store, &queue, &records);
     // The JSON-lines view is derived: bring it up to date.
     if store.records_dir().is_dir() {
         store.write_view()?;
@@ -76,17 +101,21 @@ pub fn report(store: &Store, json: bool) -> Result<String> {
     }
     let mut out = String::new();
     out.push_str(&format!(
-        "store {}: {} records{}\n",
+        "store {}: {}{}\n",
         store.root().display(),
-        records.len(),
+        stilts_model::util::plural(records.len(), "record"),
         if queue.is_some() {
             ", Slurm queue read with squeue"
         } else {
-            "; no squeue here: states come from the store alone"
+            ""
         }
     ));
     if rows.is_empty() {
-        out.push_str("no cells submitted or started from this store yet (`stilts plan FILE` lists a script's cells)\n");
+        out.push_str(if records.is_empty() {
+            "no cells submitted or started from this store yet (`stilts plan FILE` lists a script's cells)\n"
+        } else {
+            "no grid cells (condition() calls) in it yet: its records are memo() values (`stilts plan FILE` lists a script's cells)\n"
+        });
         return Ok(out);
     }
     out.push_str(&render(&rows));

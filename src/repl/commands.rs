@@ -109,7 +109,15 @@ fn help(_: &mut Repl, arg: &str) -> Flow {
 
 fn vars(r: &mut Repl, _: &str) -> Flow {
     let mut any = false;
-    for (name, constant, value) in r.rt.scope.iter_raw() {
+    // A name defined again (`let a = 1; ... let a = 2;`) shadows the older
+    // one, which the scope keeps: only the newest (met first: the scope
+    // is read newest first) is shown.
+    let all: Vec<_> = r.rt.scope.iter_raw().collect();
+    for (i, (name, constant, value)) in all.iter().enumerate() {
+        let (name, constant, value) = (*name, *constant, *value);
+        if all[..i].iter().any(|(n, ..)| *n == name) {
+            continue;
+        }
         any = true;
         let summary = stilts_script::api::results::summary(value);
         let first = summary.lines().next().unwrap_or("");

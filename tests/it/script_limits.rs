@@ -110,6 +110,33 @@ fn runaway_memory_stops_the_script_with_an_error() {
     );
 }
 
+/// Issue 32, item 9: under an address-space limit (`ulimit -v`, what
+/// some clusters set) a growing script stops with its message, not an
+/// allocation abort (exit 134), without `--max-memory`.
+#[test]
+fn an_address_space_limit_stops_the_script_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = "let s = \"x\";\nfor i in 0..23 { s += s; }\nlet m = #{};\nfor i in 0..4000 { m[`k${i}`] = s + `${i}`; }\nprint(m.len());\n";
+    std::fs::write(dir.path().join("s.rhai"), src).unwrap();
+    let out = std::process::Command::new("sh")
+        .current_dir(dir.path())
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 4000000 && exec {} run s.rhai --no-report",
+            env!("CARGO_BIN_EXE_stilts")
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s.rhai:4:")
+            && err.contains("ulimit -v")
+            && !err.contains("memory allocation"),
+        "{err}"
+    );
+}
+
 #[test]
 fn numbers_out_of_range_are_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -427,4 +427,95 @@ ft.save(\"saved\");
     );
     assert!(md.contains("loss ") && md.contains(" s; "), "{md}");
     assert!(md.contains("saved tiny-1x32+mnli to saved"), "{md}");
+    // Training on an evaluation split is said (issue 32, item 10).
+    assert!(
+        md.contains(
+            "warning: train on mnli dev_matched: training on `dev_matched`, an evaluation split"
+        ),
+        "{md}"
+    );
+}
+
+/// Issue 32, item 5: `max_steps` overrides `epochs`, as in transformers'
+/// Trainer: the data is cycled until that many updates, and the training
+/// line says so.
+#[test]
+fn max_steps_overrides_epochs_and_cycles_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    // sst: 64 examples in batches of 8 = 8 updates an epoch.
+    let src = format!(
+        "{PRELUDE}
+let ft = train(m, sst, #{{max_steps: 20, epochs: 1, batch_size: 8, max_length: 48, lr: 1e-3}});
+print(`updates ${{ft.training.updates}}`);
+"
+    );
+    let (code, out, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("updates 20"), "{out}");
+    assert!(
+        err.contains("20 updates of tiny-1x32")
+            && err.contains("max_steps 20 (overrides epochs; 2.5 passes over the data, cycled)"),
+        "{err}"
+    );
+}
+
+/// Issue 32, item 7: a SQuAD question longer than `max_query_length` (64
+/// tokens) is cut before windowing and counted in the training line; a
+/// long question in a short window gets a shorter overlap instead of
+/// stopping the run.
+#[test]
+fn long_squad_questions_are_cut_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let words = |n: usize, w: &str| -> String {
+        (0..n)
+            .map(|i| format!("{w}{}", i % 7))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let context = format!(
+        "{} paris is the answer here {}",
+        words(80, "ctx"),
+        words(70, "more")
+    );
+    let start = context.find("paris").unwrap();
+    let long_q = format!("{} where", words(100, "q"));
+    let short_q = format!("{} where", words(8, "w"));
+    let squad = serde_json::json!({"version": "1.1", "data": [{"title": "t", "paragraphs": [{
+    "context": context,
+    "qas": [
+        {"id": "long", "question": long_q, "answers": [{"text": "paris", "answer_start": start}]},
+        {"id": "short", "question": short_q, "answers": [{"text": "paris", "answer_start": start}]},
+    ]}]}]});
+    std::fs::create_dir_all(dir.path().join("sq")).unwrap();
+    std::fs::write(dir.path().join("sq/train-v1.1.json"), squad.to_string()).unwrap();
+    let src = format!(
+        "let sq = task(\"squad_v1\", #{{data: \"sq\", split: \"train\"}});
+let m = tiny_model(#{{text: [{:?}, {:?}, {:?}], vocab: 200, hidden: 32, layers: 1, heads: 2, ffn: 64, max_length: 128, seed: 3}});
+let ft = train(m, sq, #{{max_steps: 2, batch_size: 4, max_length: 96, lr: 1e-3}});
+print(`updates ${{ft.training.updates}}`);
+",
+        context, long_q, short_q
+    );
+    let (code, out, err) = stilts(dir.path(), &src, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("updates 2"), "{out}");
+    assert!(
+        err.contains("(2 examples; 1 question cut to 64 tokens (max_query_length))"),
+        "{err}"
+    );
+    // With a smaller max_query_length the cut is counted against it, and a
+    // question that leaves no room for the context is an error naming it.
+    let src2 = src.replace("max_length: 96,", "max_length: 96, max_query_length: 10,");
+    let (code, _, err) = stilts(dir.path(), &src2, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 questions cut to 10 tokens"), "{err}");
+    let src3 = src.replace("max_length: 96,", "max_length: 64, max_query_length: 64,");
+    let (code, _, err) = stilts(dir.path(), &src3, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("question long")
+            && err.contains("leaving no room for the context")
+            && err.contains("max_query_length"),
+        "{err}"
+    );
 }

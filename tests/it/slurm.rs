@@ -5,6 +5,11 @@
 //! exactly as if nothing had happened, and a second submit runs only the
 //! cell that did not finish.
 //!
+//! Nothing here waits on the clock: a cell the test signals or kills is
+//! held (SIGSTOP) at its first update until the signal is in place, and
+//! the waits poll for what they need (a log line, a queue state), with
+//! deadlines only as a last resort (issue 32, item 11).
+//!
 //! Where Slurm cannot be started (no root, not installed) these tests say
 //! why and pass without running, except when `STILTS_REQUIRE_SLURM=1`
 //! (set by `.ci/run`), where that is a failure.
@@ -132,7 +137,7 @@ fn a_submitted_grid_reports_byte_for_byte_what_a_local_run_reports() {
     // While it runs, status knows the jobs.
     let st = status(d);
     assert!(st.contains(&format!("{array}_0")), "{st}");
-    wait_until("the collect job", Duration::from_secs(600), || {
+    wait_until("the collect job", Duration::from_secs(1200), || {
         !in_queue(&collect)
     });
     let report = d.join("reports/tiny_grid/results.json");
@@ -219,6 +224,99 @@ fn updates_done(d: &Path, key: &str) -> usize {
     .unwrap_or(0)
 }
 
+/// The process id of the stilts process running cell `key` (16 hex), from
+/// its mark in the store (written as the cell starts).
+fn cell_pid(d: &Path, key: &str) -> Option<u32> {
+    let dir = d.join("runs/cells");
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        if e.file_name().to_string_lossy().starts_with(key) {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            if v["state"] == "running" {
+                return v["pid"].as_u64().map(|p| p as u32);
+            }
+        }
+    }
+    None
+}
+
+fn kill(sig: &str, pid: u32) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+/// Whether `pid` has a SIGUSR1 waiting (it is stopped: the signal stays
+/// pending until it is continued).
+fn usr1_pending(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status.lines().any(|l| {
+        (l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
+            && l.split_whitespace()
+                .nth(1)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .is_some_and(|m| m & (1 << 9) != 0)
+    })
+}
+
+/// A cell held still once it has trained: its stilts process is stopped
+/// (SIGSTOP) at its first update, so what the test does to it next
+/// (a signal, a kill) cannot come after its training ended, however fast
+/// or slow the machine is.
+struct Held {
+    key: String,
+    pid: Option<u32>,
+}
+
+impl Held {
+    fn new(key: &str) -> Self {
+        Held {
+            key: key.to_string(),
+            pid: None,
+        }
+    }
+
+    /// Stops the cell's process if it has begun training; whether it is held.
+    fn poll(&mut self, d: &Path) -> bool {
+        if self.pid.is_none() && updates_done(d, &self.key) >= 1 {
+            if let Some(pid) = cell_pid(d, &self.key) {
+                kill("STOP", pid);
+                assert!(
+                    updates_done(d, &self.key) < 60,
+                    "cell {} finished its training before it could be held",
+                    self.key
+                );
+                self.pid = Some(pid);
+            }
+        }
+        self.pid.is_some()
+    }
+}
+
+/// Polls `done` (every 5 ms) while holding `held` at its first update;
+/// `limit` is a last resort, far above what the wait takes.
+fn wait_holding(
+    what: &str,
+    limit: Duration,
+    d: &Path,
+    held: &mut [&mut Held],
+    mut done: impl FnMut(&mut [&mut Held]) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        for h in held.iter_mut() {
+            h.poll(d);
+        }
+        if done(held) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_killed_and_a_preempted_cell_are_run_again_alone() {
     let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
@@ -235,13 +333,25 @@ fn a_killed_and_a_preempted_cell_are_run_again_alone() {
         .lines()
         .map(|l| l.split('\t').next().unwrap().to_string())
         .collect();
-    // Element 0: the time-limit signal, as Slurm sends it to the batch
-    // shell (`--signal=B:USR1`): checkpoint, requeue, resume.
-    wait_until("cell 0 to train", Duration::from_secs(300), || {
-        updates_done(d, &cells[0]) >= 3
+    // Elements 0 and 1 run side by side: each is held (SIGSTOP) at its
+    // first update, so the signal and the kill below always find it
+    // training; nothing here depends on how long an update takes.
+    let (mut c0, mut c1) = (Held::new(&cells[0]), Held::new(&cells[1]));
+    let long = Duration::from_secs(1200);
+    wait_holding("cell 0 to train", long, d, &mut [&mut c0, &mut c1], |h| {
+        h[0].pid.is_some()
     });
+    // Element 0: the time-limit signal, as Slurm sends it to the batch
+    // shell (`--signal=B:USR1`), which passes it on to the held stilts;
+    // once it is pending there, stilts goes on, checkpoints, and the
+    // element is requeued and resumes.
+    let pid0 = c0.pid.unwrap();
     let mut signal = scancel(&["--batch", "--signal=USR1", &format!("{array}_0")]);
-    wait_until("cell 0 to be requeued", Duration::from_secs(60), || {
+    wait_holding("SIGUSR1 to reach cell 0", long, d, &mut [&mut c1], |_| {
+        usr1_pending(pid0)
+    });
+    kill("CONT", pid0);
+    wait_holding("cell 0 to be requeued", long, d, &mut [&mut c1], |_| {
         cell_log(d, &cells[0]).contains("requeued")
     });
     let _ = signal.kill();
@@ -251,16 +361,17 @@ fn a_killed_and_a_preempted_cell_are_run_again_alone() {
     let _ = Command::new("scontrol")
         .args(["update", &format!("JobId={array}_0"), "StartTime=now"])
         .status();
-    // Element 1: killed outright.
-    wait_until("cell 1 to train", Duration::from_secs(300), || {
-        updates_done(d, &cells[1]) >= 3
+    // Element 1: killed outright while held at its first update (Slurm
+    // continues it, then sends SIGTERM and, after KillWait, SIGKILL).
+    wait_holding("cell 1 to train", long, d, &mut [&mut c1], |h| {
+        h[0].pid.is_some()
     });
-    let mut kill = scancel(&[&format!("{array}_1")]);
-    wait_until("the collect job", Duration::from_secs(900), || {
+    let mut kill_job = scancel(&[&format!("{array}_1")]);
+    wait_until("the collect job", long, || {
         !in_queue(&collect) && !in_queue(&array)
     });
-    let _ = kill.kill();
-    let _ = kill.wait();
+    let _ = kill_job.kill();
+    let _ = kill_job.wait();
     // The requeued element resumed from its checkpoint and finished.
     let log0 = cell_log(d, &cells[0]);
     assert!(
@@ -290,7 +401,7 @@ fn a_killed_and_a_preempted_cell_are_run_again_alone() {
     let subs = std::fs::read_dir(d.join("runs/slurm")).unwrap().count();
     assert_eq!(subs, 2);
     let array2 = array2.unwrap();
-    wait_until("the second collect job", Duration::from_secs(600), || {
+    wait_until("the second collect job", Duration::from_secs(1200), || {
         !in_queue(&collect2) && !in_queue(&array2)
     });
     let report = d.join("reports/tiny_grid/results.json");

@@ -147,6 +147,35 @@ pub fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
         .map(|(_, n)| n)
 }
 
+/// What a value of the type a conversion error expects is, in a script's
+/// words, with an example value: `u64` -> ("a whole number", "3"),
+/// `alloc::vec::Vec<alloc::string::String>` -> ("an array of strings",
+/// `["a", "b"]`). The type is read from serde's and rhai's messages
+/// (`expected u64`, `expecting alloc::vec::Vec<...>`); `None` where it
+/// names none of these.
+pub fn expected_in_words(message: &str) -> Option<(&'static str, &'static str)> {
+    let m = message;
+    let tail = m
+        .rsplit_once("expected ")
+        .or_else(|| m.rsplit_once("expecting "))
+        .map(|(_, t)| t.trim_end_matches([')', '.']).trim())?;
+    let t = tail.rsplit("::").next().unwrap_or(tail);
+    Some(match t {
+        _ if tail.contains("Vec<") && tail.contains("String") => {
+            ("an array of strings", "[\"a\", \"b\"]")
+        }
+        _ if tail.contains("Vec<") || tail == "a sequence" => ("an array", "[1, 2]"),
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => {
+            ("a whole number", "3")
+        }
+        "f32" | "f64" => ("a number", "0.1"),
+        "bool" | "a boolean" => ("true or false", "true"),
+        "String" | "a string" | "str" => ("a string", "\"name\""),
+        "a map" => ("a map", "#{}"),
+        _ => return None,
+    })
+}
+
 /// Edit distance in chars between `a` and `b`: insertions, deletions,
 /// substitutions and swaps of two adjacent chars, each costing 1.
 pub fn edit_distance(a: &str, b: &str) -> usize {

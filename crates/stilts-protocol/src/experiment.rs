@@ -109,6 +109,9 @@ pub struct Condition {
     pub name: String,
     /// The pretrained model the condition starts from.
     pub model: ModelSource,
+    /// How the model is named in `stilts plan` and `stilts status` (the
+    /// script's name for it); not part of the fingerprint.
+    pub model_label: String,
     /// No task: the baseline; one: STILTs; several: a multi-task mix.
     pub intermediate: Vec<TaskData>,
     /// How a multi-task mix draws the task of each update (unused with fewer
@@ -430,7 +433,9 @@ pub fn run_condition(
         None => None,
     };
     if let Some(s) = store {
-        s.mark(&CellMark::here(&key, &c.name, MarkState::Running, None))?;
+        s.mark(
+            &CellMark::here(&key, &c.name, MarkState::Running, None).of(&c.model_label, c.seed),
+        )?;
     }
     let out = run_claimed(c, store, &config, &key, progress, cancel);
     if let Some(s) = store {
@@ -442,7 +447,10 @@ pub fn run_condition(
                 } else {
                     MarkState::Failed
                 };
-                let _ = s.mark(&CellMark::here(&key, &c.name, state, Some(e.to_string())));
+                let _ = s.mark(
+                    &CellMark::here(&key, &c.name, state, Some(e.to_string()))
+                        .of(&c.model_label, c.seed),
+                );
             }
         }
     }
@@ -548,6 +556,7 @@ fn run_claimed(
         config: serde_json::json!({
             "name": c.name,
             "model": c.model.describe(),
+            "model_label": c.model_label,
             "configuration": config.clone(),
             "phases": phases,
         }),

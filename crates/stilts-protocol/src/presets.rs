@@ -29,11 +29,12 @@ pub struct RunOptions {
     /// AdamW's decoupled weight decay, not applied to biases and LayerNorm
     /// weights (jiant 0.01, xtreme 0).
     pub weight_decay: f64,
-    /// Passes over the training data (jiant 2, xtreme 5); 0 only with
-    /// `max_steps`, and then it runs as 1.
+    /// Passes over the training data (jiant 2, xtreme 5); not used with
+    /// `max_steps`.
     pub epochs: usize,
-    /// Stop after this many updates when that comes before the end of
-    /// `epochs`; `None`: no cap.
+    /// Train for exactly this many updates, cycling the data (a new shuffle
+    /// each pass) as often as that takes: it overrides `epochs`, as
+    /// `max_steps` does in transformers' Trainer. `None`: `epochs` passes.
     pub max_steps: Option<u64>,
     /// Examples per forward pass.
     pub batch_size: usize,
@@ -56,6 +57,14 @@ pub struct RunOptions {
     /// (resolved, not a key of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qa_max_length: Option<usize>,
+    /// Span QA: a question longer than this many tokens is cut to it
+    /// before windowing (XTREME's and jiant's `max_query_length`, 64); how
+    /// many were cut is said in the training line.
+    #[serde(
+        default = "default_max_query_length",
+        skip_serializing_if = "is_default_max_query_length"
+    )]
+    pub max_query_length: usize,
     /// Warm-up as a fraction of all updates...
     pub warmup: f64,
     /// ...or as a number of updates (wins when set).
@@ -126,6 +135,14 @@ fn is_default_doc_stride(n: &usize) -> bool {
     *n == default_doc_stride()
 }
 
+fn default_max_query_length() -> usize {
+    stilts_tasks::MAX_QUERY_LENGTH
+}
+
+fn is_default_max_query_length(n: &usize) -> bool {
+    *n == default_max_query_length()
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         preset("jiant").expect("built-in preset")
@@ -143,6 +160,7 @@ const OMITTED_AT_DEFAULT: &[&str] = &[
     "doc_stride",
     "eight_bit_second_moment",
     "fused_update",
+    "max_query_length",
 ];
 
 /// Names of the built-in presets.
@@ -162,6 +180,7 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         max_length: 256,
         doc_stride: default_doc_stride(),
         qa_max_length: None,
+        max_query_length: default_max_query_length(),
         warmup: 0.1,
         warmup_steps: None,
         max_grad_norm: 1.0,
@@ -243,6 +262,12 @@ impl Resolved {
     }
 }
 
+fn obj_insert(value: &mut serde_json::Value, k: &str, v: serde_json::Value) {
+    if let Some(o) = value.as_object_mut() {
+        o.insert(k.to_string(), v);
+    }
+}
+
 impl RunOptions {
     /// `preset` (default `jiant`) with the keys of `overrides` (a JSON
     /// object) replaced. An unknown key is an error that lists the valid ones.
@@ -317,16 +342,50 @@ impl RunOptions {
             }
             obj.insert(k.clone(), v.clone());
         }
+        // A whole number written as a float (`max_steps: 5.0`, what `--set
+        // n=5.0` or arithmetic gives) where a count is expected: the count.
+        let base_json = serde_json::to_value(&base).unwrap_or_default();
+        let fits = |k: &str, v: &serde_json::Value| {
+            let mut one = base_json.clone();
+            one[k] = v.clone();
+            serde_json::from_value::<RunOptions>(one).is_ok()
+        };
+        for k in &explicit {
+            let v = &map[k.as_str()];
+            if let Some(x) = v
+                .as_f64()
+                .filter(|x| v.is_f64() && x.fract() == 0.0 && *x >= 0.0)
+            {
+                let whole = serde_json::json!(x as u64);
+                if !fits(k.as_str(), v) && fits(k.as_str(), &whole) {
+                    obj_insert(&mut value, k, whole);
+                }
+            }
+        }
         let mut options: RunOptions = serde_json::from_value(value).map_err(|e| {
-            // Name the key whose value does not fit (`freeze: "embeddings"`).
-            let base = serde_json::to_value(&base).unwrap_or_default();
-            let culprit = explicit.iter().find(|k| {
-                let mut one = base.clone();
-                one[k.as_str()] = map[k.as_str()].clone();
-                serde_json::from_value::<RunOptions>(one).is_err()
-            });
+            // Name the key whose value does not fit (`freeze: "embeddings"`),
+            // what it takes, with an example, and what it was given.
+            let culprit = explicit
+                .iter()
+                .find(|k| !fits(k.as_str(), &map[k.as_str()]));
             match culprit {
-                Some(k) => Error::msg(format!("training options: `{k}`: {e}")),
+                Some(k) => {
+                    let e = e.to_string();
+                    let got = &map[k.as_str()];
+                    match stilts_model::util::expected_in_words(&e) {
+                        Some((words, example)) => {
+                            let example = match (&base_json[k.as_str()], words) {
+                                (d, "a whole number" | "a number") if d.is_number() => d.to_string(),
+                                (_, "an array") if k == "freeze" => "[\"embeddings\"]".to_string(),
+                                _ => example.to_string(),
+                            };
+                            Error::msg(format!(
+                                "training options: `{k}` takes {words} (e.g. `{k}: {example}`), not {got}"
+                            ))
+                        }
+                        None => Error::msg(format!("training options: `{k}`: {e}")),
+                    }
+                }
                 None => Error::msg(format!("training options: {e}")),
             }
         })?;
@@ -380,6 +439,7 @@ impl RunOptions {
             ("limit", self.limit),
             ("train_examples_cap", self.train_examples_cap),
             ("max_steps", self.max_steps.map(|x| x as usize)),
+            ("max_query_length", Some(self.max_query_length)),
         ] {
             if v == Some(0) {
                 return bad(format!("`{k}` must be at least 1 (leave it out for none)"));
@@ -430,6 +490,10 @@ impl RunOptions {
             o.doc_stride = default_doc_stride();
         }
         let mut v = serde_json::to_value(&o).unwrap_or_default();
+        if span_qa {
+            // Questions are cut to it (always named: it changed the features).
+            v["max_query_length"] = o.max_query_length.into();
+        }
         if o.limit.is_some() {
             v["limit_rule"] = "stratified".into();
         }

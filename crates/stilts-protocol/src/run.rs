@@ -71,6 +71,7 @@ pub fn features(
     let mut fo = FeatureOptions::for_dataset(ds);
     if matches!(ds.head, HeadKind::SpanQa) {
         (fo.max_length, fo.doc_stride) = opts.qa_window();
+        fo.max_query_length = Some(opts.max_query_length);
     } else {
         fo.max_length = opts.max_length;
     }
@@ -467,7 +468,13 @@ pub fn train(
     );
     train_opts.initial_optimizer = job.optimizer.clone();
     let ev: Option<&mut super::train::Evaluator<'_>> = job.dev.map(|_| &mut eval_closure as _);
-    let report = fine_tune_with_eval(&m, &mut next, ev, &train_opts, progress, cancel)?;
+    let mut report = fine_tune_with_eval(&m, &mut next, ev, &train_opts, progress, cancel)?;
+    if matches!(head, HeadKind::SpanQa) {
+        for ds in data {
+            let ds = training_part(ds, opts);
+            report.questions_cut += tasks::long_questions(&ds, &enc, opts.max_query_length)? as u64;
+        }
+    }
     Ok((m, report))
 }
 

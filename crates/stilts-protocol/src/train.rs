@@ -20,7 +20,8 @@ pub struct TrainOptions {
     pub warmup: Warmup,
     /// Passes over the training data (default 2; 0 runs as 1).
     pub epochs: usize,
-    /// Stop after this many updates (overrides `epochs` when smaller).
+    /// Exactly this many updates, the data cycled as often as that takes
+    /// (overrides `epochs`, as `max_steps` does in transformers' Trainer).
     pub max_steps: Option<u64>,
     /// Batches whose gradients are summed before one update.
     pub grad_accum: usize,
@@ -186,6 +187,10 @@ pub struct TrainReport {
     /// The update the run resumed from when it continued from a
     /// checkpoint; `None` for a fresh start.
     pub resumed_from: Option<u64>,
+    /// Updates in one pass over the training data (`max_steps` cycles it).
+    pub updates_per_epoch: u64,
+    /// Span QA: training questions cut to `max_query_length` tokens.
+    pub questions_cut: u64,
     /// The optimizer state at the end (to carry into a next phase).
     #[serde(skip)]
     pub optimizer: Option<std::sync::Arc<OptimizerState>>,
@@ -433,10 +438,12 @@ pub fn fine_tune_with_eval<'a>(
     }
     // Counted from the plan: nothing is collated yet.
     let per_epoch = first.len().div_ceil(accum) as u64;
-    let mut total = per_epoch * opts.epochs.max(1) as u64;
-    if let Some(m) = opts.max_steps {
-        total = total.min(m);
-    }
+    // `max_steps`, as in transformers' Trainer, overrides `epochs`: the
+    // data is cycled (a fresh shuffle each pass) until that many updates.
+    let (total, epochs) = match opts.max_steps {
+        Some(m) => (m, m.div_ceil(per_epoch.max(1)) as usize),
+        None => (per_epoch * opts.epochs.max(1) as u64, opts.epochs.max(1)),
+    };
     let schedule = LinearSchedule::new(opts.adamw.lr, opts.warmup, total);
     let all = model.params();
     let names: Vec<String> = all.names().cloned().collect();
@@ -494,7 +501,10 @@ pub fn fine_tune_with_eval<'a>(
         fingerprint: fingerprint.clone(),
     };
     let mut best: Option<std::collections::BTreeMap<String, Tensor>> = None;
-    let mut report = TrainReport::default();
+    let mut report = TrainReport {
+        updates_per_epoch: per_epoch,
+        ..TrainReport::default()
+    };
     if let Some(dir) = &opts.checkpoint_dir {
         if let Some(ck) = checkpoint::load(dir)? {
             if ck.state.fingerprint != fingerprint {
@@ -533,7 +543,7 @@ pub fn fine_tune_with_eval<'a>(
         schedule.lr(st.step),
     );
     let mut first = Some(first);
-    'epochs: while !st.finished && st.epoch < opts.epochs.max(1) {
+    'epochs: while !st.finished && st.epoch < epochs {
         let mut epoch = match first.take() {
             Some(e) if st.epoch == 0 => e,
             _ => epoch_batches(st.epoch)?,

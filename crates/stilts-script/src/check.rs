@@ -10,8 +10,9 @@ use super::options::{check_keys, train_keys};
 use super::Runtime;
 use stilts_model::util::closest;
 
-/// Option keys of the map argument of each API function.
-fn option_keys(f: &str) -> Option<Vec<String>> {
+/// Option keys of the map argument of each API function (what `check`
+/// and the REPL's completion of map keys know).
+pub fn option_keys(f: &str) -> Option<Vec<String>> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     Some(match f {
         "train" => train_keys(),

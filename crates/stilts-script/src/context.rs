@@ -19,6 +19,24 @@ use stilts_protocol::train::{Progress, Silent};
 /// next operation.
 pub static CANCEL: AtomicBool = AtomicBool::new(false);
 
+/// Set by the REPL: messages then say "run the call again" where a batch
+/// run would say "run the script again".
+pub static INTERACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// What to run again after an interruption: the call (REPL) or the script.
+pub fn again() -> &'static str {
+    again_words(INTERACTIVE.load(Ordering::Relaxed))
+}
+
+/// [`again`]'s words in the REPL (`interactive`) and in a batch run.
+pub fn again_words(interactive: bool) -> &'static str {
+    if interactive {
+        "run the call again"
+    } else {
+        "run the script again"
+    }
+}
+
 /// Whether Ctrl-C or a signal has asked the run to stop (`CANCEL` is set).
 pub fn cancelled() -> bool {
     CANCEL.load(Ordering::Relaxed)
@@ -62,22 +80,96 @@ pub fn signal_name() -> &'static str {
     }
 }
 
-/// 90% of this machine's memory (from /proc/meminfo), or 0 (no limit)
-/// where it cannot be read.
+/// 90% of the memory this process may use: the smallest of the machine's
+/// memory (/proc/meminfo), its cgroup's `memory.max` (what Slurm's `--mem`
+/// and containers set; cgroup v1's `memory.limit_in_bytes`) and its
+/// address-space limit (`ulimit -v`, RLIMIT_AS); 0 (no limit) where none
+/// can be read.
 pub fn default_memory_budget() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+    [
+        machine_memory(),
+        cgroup_memory_limit(),
+        address_space_limit(),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .map(|b| b / 10 * 9)
+    .unwrap_or(0)
+}
+
+/// The machine's memory in bytes (MemTotal).
+fn machine_memory() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = t
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The smallest memory limit of this process's cgroup and its ancestors
+/// (`memory.max` in cgroup v2, `memory.limit_in_bytes` in v1), if any.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    cgroup_memory_limit_in(&own, Path::new("/sys/fs/cgroup"))
+}
+
+/// [`cgroup_memory_limit`] for the `/proc/self/cgroup` text `own`, with the
+/// cgroup filesystem at `sys` (`/sys/fs/cgroup`).
+pub fn cgroup_memory_limit_in(own: &str, sys: &Path) -> Option<u64> {
+    let mut best: Option<u64> = None;
+    for line in own.lines() {
+        // v2: `0::/path`; v1: `N:memory:/path` (or `N:...,memory,...:/path`).
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        let (root, file) = if controllers.is_empty() {
+            (sys.to_path_buf(), "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (sys.join("memory"), "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        let root_len = root.as_os_str().len();
+        let mut dir = root.join(path.trim_start_matches('/'));
+        loop {
+            if let Ok(v) = std::fs::read_to_string(dir.join(file)) {
+                // `max`, or v1's "no limit" (a page-rounded i64::MAX).
+                if let Ok(b) = v.trim().parse::<u64>() {
+                    if b < (1u64 << 60) {
+                        best = Some(best.map_or(b, |x| x.min(b)));
+                    }
+                }
+            }
+            if dir.as_os_str().len() <= root_len || !dir.pop() {
+                break;
+            }
+        }
+    }
+    best
+}
+
+/// The soft address-space limit (`ulimit -v`, RLIMIT_AS) in bytes, if any,
+/// from /proc/self/limits.
+pub fn address_space_limit() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let l = t.lines().find(|l| l.starts_with("Max address space"))?;
+    l["Max address space".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|k| k.parse::<u64>().ok())
-                })
-        })
-        .map(|kib| kib * 1024 / 10 * 9)
-        .unwrap_or(0)
+}
+
+/// The process's virtual size in bytes (from /proc/self/statm), if known:
+/// what an address-space limit counts.
+pub fn virtual_bytes() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = t.split_whitespace().next()?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 /// The process's resident memory in bytes (from /proc/self/statm), if known.
@@ -130,6 +222,10 @@ pub enum CellMode {
     /// `stilts run --collect` (a cluster's collect job): every cell comes
     /// from the store; a cell not there is an error, never trained here.
     Collect,
+    /// `stilts check`: the script runs as `stilts plan` runs it (options,
+    /// keys, types, files and folders are all checked), but every training
+    /// call and cell returns a stand-in at once, and nothing is written.
+    Check,
 }
 
 impl CellMode {
@@ -150,7 +246,13 @@ impl CellMode {
             CellMode::Plan => "stilts plan",
             CellMode::Only(_) => "stilts run --only",
             CellMode::Collect => "stilts run --collect",
+            CellMode::Check => "stilts check",
         }
+    }
+
+    /// Whether the run only lists or checks (no progress bars, no notes).
+    pub fn silent(&self) -> bool {
+        matches!(self, CellMode::Plan | CellMode::Check)
     }
 }
 
@@ -298,6 +400,10 @@ pub struct Ctx {
     /// script wrote them (rhai maps iterate sorted): tables and plots keep
     /// the script's order of columns and bars.
     pub map_orders: RefCell<Vec<Vec<String>>>,
+    /// The string defaults `param(name, default)` returned (no `--set
+    /// name=...` given): an error about a path built from one names the
+    /// `--set` that gives it.
+    pub defaults_used: RefCell<Vec<(String, String)>>,
 }
 
 impl Ctx {
@@ -315,7 +421,37 @@ impl Ctx {
             cells: RefCell::new(vec![]),
             only_done: std::cell::Cell::new(false),
             map_orders: Default::default(),
+            defaults_used: Default::default(),
         })
+    }
+
+    /// What to add to an error `message` that names a path built from a
+    /// `param` default: which `--set` gives that path instead.
+    pub fn default_hint(&self, message: &str) -> Option<String> {
+        let lower = message.to_lowercase();
+        let missing = [
+            "no such file",
+            "not found",
+            "does not exist",
+            "missing",
+            "cannot read",
+            "no model in",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
+        if !missing {
+            return None;
+        }
+        self.defaults_used
+            .borrow()
+            .iter()
+            .filter(|(_, v)| v.len() >= 3 && message.contains(v.as_str()))
+            .max_by_key(|(_, v)| v.len())
+            .map(|(k, v)| {
+                format!(
+                    "`{v}` is the default of param(\"{k}\", ...) (relative to the working directory, else to the script's folder): give the right one with --set {k}=PATH"
+                )
+            })
     }
 
     /// The keys of `m` in the order a map literal of the script wrote them
@@ -377,7 +513,7 @@ impl Ctx {
 
     /// A progress bar for a long call (nothing with `--quiet`).
     pub fn progress(&self, label: &str) -> Box<dyn Progress> {
-        if self.settings.quiet || self.settings.cell_mode == CellMode::Plan {
+        if self.settings.quiet || self.settings.cell_mode.silent() {
             Box::new(Silent)
         } else {
             Box::new(stilts_protocol::progress::Bar::new(label))
@@ -402,7 +538,7 @@ impl Ctx {
 
     /// A note on stderr (not in the report) unless `--quiet`.
     pub fn note(&self, s: &str) {
-        if !self.settings.quiet && self.settings.cell_mode != CellMode::Plan {
+        if !self.settings.quiet && !self.settings.cell_mode.silent() {
             eprintln!("{s}");
         }
     }
@@ -431,4 +567,33 @@ pub use stilts_model::device::{device_name, parse_device};
 /// Whether `p` exists (file or folder).
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 32, item 9: the memory budget reads the cgroup's limit (what
+    /// Slurm's `--mem` sets), the smallest along the path, v2 and v1.
+    #[test]
+    fn cgroup_limits_are_read_along_the_path() {
+        let sys = tempfile::tempdir().unwrap();
+        let job = sys.path().join("slurm/job_7");
+        std::fs::create_dir_all(job.join("step_0")).unwrap();
+        std::fs::write(sys.path().join("slurm/memory.max"), "max\n").unwrap();
+        std::fs::write(job.join("memory.max"), "4294967296\n").unwrap();
+        std::fs::write(job.join("step_0/memory.max"), "max\n").unwrap();
+        assert_eq!(
+            cgroup_memory_limit_in("0::/slurm/job_7/step_0\n", sys.path()),
+            Some(4 << 30)
+        );
+        assert_eq!(cgroup_memory_limit_in("0::/slurm\n", sys.path()), None);
+        let v1 = sys.path().join("memory/user");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(v1.join("memory.limit_in_bytes"), "1073741824\n").unwrap();
+        assert_eq!(
+            cgroup_memory_limit_in("5:cpu:/x\n4:memory:/user\n", sys.path()),
+            Some(1 << 30)
+        );
+    }
 }

@@ -160,6 +160,26 @@ pub trait FnHints {
     fn signatures(&self, name: &str) -> Vec<String>;
     /// A known name close to `name`.
     fn similar(&self, name: &str) -> Option<String>;
+    /// The documented properties of the type `ty` (`Model`: name, arch, ...).
+    fn properties(&self, _ty: &str) -> Vec<String> {
+        vec![]
+    }
+}
+
+/// `` `TYPE` has no property `PROP` ``, with the closest property the type
+/// has and the list of them.
+fn no_property(ty: &str, prop: &str, hints: &dyn FnHints) -> String {
+    let props = hints.properties(ty);
+    let refs: Vec<&str> = props.iter().map(String::as_str).collect();
+    let hint = stilts_model::util::closest(prop, &refs)
+        .map(|c| format!("; did you mean `{c}`?"))
+        .unwrap_or_default();
+    let list = if props.is_empty() {
+        String::new()
+    } else {
+        format!("\n{ty}'s properties: {}", props.join(", "))
+    };
+    format!("`{ty}` has no property `{prop}`{hint}{list}")
 }
 
 /// A run-time error, located at its innermost position; the outer calls
@@ -213,7 +233,7 @@ pub fn eval_message(e: &EvalAltResult, hints: &dyn FnHints) -> String {
             } else if name.starts_with("get$") || name.starts_with("set$") {
                 let prop = &name[4..];
                 let ty = args.trim_start_matches('(').split([',', ')']).next().unwrap_or("").trim();
-                format!("`{ty}` has no property `{prop}`")
+                no_property(ty, prop, hints)
             } else {
                 let hint = hints.similar(name).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
                 format!("unknown function `{call}`{hint}\n`:help` lists the API")
@@ -223,6 +243,14 @@ pub fn eval_message(e: &EvalAltResult, hints: &dyn FnHints) -> String {
         ErrorModuleNotFound(m, _) => format!("module `{m}` not found: stdlib modules are {}; other paths are files relative to the script", crate::resolver::STDLIB.iter().map(|(n, _)| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")),
         ErrorMismatchDataType(expected, got, _) => format!("wrong type: expected {expected}, got {got}"),
         ErrorPropertyNotFound(p, _) => format!("no property `{p}`"),
+        ErrorDotExpr(m, _) if m.starts_with("Unknown property '") => {
+            // rhai: "Unknown property 'P' - a getter is not registered for type 'T'".
+            let mut q = m.split('\'');
+            let prop = q.nth(1).unwrap_or("");
+            let ty = q.nth(1).unwrap_or("");
+            no_property(ty, prop, hints)
+        }
+        ErrorFor(_) => "`for x in VALUE` loops over an array, a range (`0..n`) or a string, and VALUE is none of these; for one value write it as an array (`[1]`, or `--set seeds=[1]` on the command line)".into(),
         ErrorIndexNotFound(i, _) => format!("no entry {i}"),
         ErrorTooManyOperations(_) => "the script ran past its operation limit (a runaway loop?); stopped. Raise it with --max-operations N (0: no limit)".into(),
         ErrorStackOverflow(_) => "too many nested calls (runaway recursion?); stopped".into(),

@@ -40,6 +40,23 @@ impl errors::FnHints for Hints {
     fn similar(&self, name: &str) -> Option<String> {
         stilts_model::util::closest(name, &docs::names()).map(str::to_string)
     }
+    fn properties(&self, ty: &str) -> Vec<String> {
+        let prefix = format!("{ty}.");
+        let mut out: Vec<String> = vec![];
+        for d in docs::api() {
+            if let Some(p) = d.signature.strip_prefix(&prefix) {
+                let p: String = p
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                // A property: `Type.name` with no argument list.
+                if !d.signature.contains('(') && !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The rhai engine with the stilts API and limits.
@@ -69,12 +86,28 @@ pub fn build_engine(ctx: &Rc<Ctx>) -> Engine {
         )
     });
     let budget = ctx.settings.max_memory;
+    // An address-space limit (`ulimit -v`) counts virtual memory: a script
+    // nearing it stops with a message instead of an allocation abort.
+    let address_space = context::address_space_limit().map(|l| l / 5 * 4);
     engine.on_progress(move |ops| {
         if context::cancelled() {
             return Some(Dynamic::from(format!("interrupted ({})", context::signal_name())));
         }
         // The memory budget, checked every 4096 operations: a script that
         // builds ever larger values stops with an error, not an abort.
+        // Every 256 operations (only under a limit): a value that doubles
+        // can cross it in a few hundred.
+        if let (Some(limit), 0) = (address_space, ops % 256) {
+            if let Some(used) = context::virtual_bytes() {
+                if used > limit {
+                    return Some(Dynamic::from(format!(
+                        "the run's address space is {:.1} GiB, near its limit of {:.1} GiB (ulimit -v); free large values (strings, arrays, maps) or raise the limit",
+                        used as f64 / (1u64 << 30) as f64,
+                        limit as f64 / 0.8 / (1u64 << 30) as f64
+                    )));
+                }
+            }
+        }
         if budget > 0 && ops % 4096 == 0 {
             if let Some(used) = context::resident_bytes() {
                 if used > budget {
@@ -257,7 +290,14 @@ impl Runtime {
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &full);
         self.lib = full.clone_functions_only();
         self.keep_imports(&text);
-        r.map_err(|e| self.diagnostic(&name, &e))
+        r.map_err(|e| {
+            let mut d = self.diagnostic(&name, &e);
+            if let Some(h) = self.ctx.default_hint(&d.message) {
+                d.message.push('\n');
+                d.message.push_str(&h);
+            }
+            d
+        })
     }
 
     /// Every error `check` finds in a script, without running it.

@@ -9,16 +9,86 @@ use stilts_model::util::closest;
 
 use stilts_protocol::presets::RunOptions;
 
+/// Keys whose value is a list where one item has one obvious reading:
+/// `languages: "en"` is `languages: ["en"]`.
+const ONE_OR_MORE: [&str; 2] = ["languages", "files"];
+
 /// Converts a rhai map to `T`, naming `what` (e.g. "train options") in errors.
+/// Where one reading is obvious it is taken: a single string for a list of
+/// [`ONE_OR_MORE`], a whole float (`5.0`) for a count. A value of the wrong
+/// type is an error naming its key, what the key takes (with an example)
+/// and what it was given, in the script's words.
 pub fn from_map<T: serde::de::DeserializeOwned>(
     what: &str,
     map: &Map,
 ) -> Result<T, Box<EvalAltResult>> {
-    let d = Dynamic::from_map(map.clone());
-    rhai::serde::from_dynamic::<T>(&d).map_err(|e| {
+    let convert = |m: &Map| rhai::serde::from_dynamic::<T>(&Dynamic::from_map(m.clone()));
+    let first = match convert(map) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let mut fixed = map.clone();
+    let mut changed = false;
+    for (k, v) in map {
+        let one = |v: &Dynamic| {
+            let mut m = Map::new();
+            m.insert(k.clone(), v.clone());
+            convert(&m)
+        };
+        let Err(e) = one(v) else { continue };
         let m = serde_message(&e);
+        if let Some(u) = unknown_field(&m) {
+            return Err(format!("{what}: {u}").into());
+        }
+        let mut readings = vec![];
+        if let Ok(x) = v.as_float() {
+            if x.fract() == 0.0 && x.abs() < 9e15 {
+                readings.push(Dynamic::from_int(x as rhai::INT));
+            }
+        }
+        if v.is_string() && ONE_OR_MORE.contains(&k.as_str()) {
+            readings.push(Dynamic::from_array(vec![v.clone()]));
+        }
+        match readings.into_iter().find(|r| one(r).is_ok()) {
+            Some(r) => {
+                fixed.insert(k.clone(), r);
+                changed = true;
+            }
+            None => return Err(format!("{what}: {}", wrong_type(k, v, &m)).into()),
+        }
+    }
+    convert(&fixed).map_err(|e| {
+        let m = serde_message(if changed { &e } else { &first });
         format!("{what}: {}", unknown_field(&m).unwrap_or(m)).into()
     })
+}
+
+/// `` `key` takes WHAT (e.g. `key: EXAMPLE`), not VALUE (TYPE) `` from a
+/// conversion error's message `m` about the value `v` of `key`.
+pub fn wrong_type(key: &str, v: &Dynamic, m: &str) -> String {
+    let got = crate::values::type_name(v);
+    let mut shown = if v.is_string() {
+        format!("{:?}", v.clone().into_string().unwrap_or_default())
+    } else {
+        v.to_string()
+    };
+    if shown.chars().count() > 60 {
+        shown = shown.chars().take(57).collect::<String>() + "...";
+    }
+    match stilts_model::util::expected_in_words(m) {
+        Some((words, example)) => {
+            let example = match key {
+                "languages" => "[\"en\", \"de\"]",
+                "files" => "[\"corpus.txt\"]",
+                "labels" => "[\"negative\", \"positive\"]",
+                "columns" => "[\"text\", \"label\"]",
+                "text_columns" => "[\"premise\", \"hypothesis\"]",
+                _ => example,
+            };
+            format!("`{key}` takes {words} (e.g. `{key}: {example}`), not {shown} ({got})")
+        }
+        None => format!("`{key}`: {m}"),
+    }
 }
 
 /// serde's "unknown field `x`, expected one of `a`, `b`" as the message

@@ -113,10 +113,10 @@ impl std::fmt::Display for TaskValue {
         };
         write!(
             f,
-            "task `{}` ({}): {} examples, head {}",
+            "task `{}` ({}): {}, head {}",
             self.name,
             self.split,
-            self.len(),
+            stilts_model::util::plural(self.len(), "example"),
             first.head.name()
         )?;
         if !first.labels.is_empty() {

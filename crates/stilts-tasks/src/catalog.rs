@@ -265,9 +265,9 @@ pub fn task(name: &str) -> Result<TaskSpec> {
         "sst2" => spec(Base {
             name: "sst2",
             description: "SST-2 (GLUE)",
-            head: classification(glue::binary_labels()),
+            head: classification(glue::sst2_labels()),
             metric: Metric::Accuracy,
-            input: "one sentence; labels 0/1",
+            input: "one sentence; labels 0/1 in the file, named negative/positive (GLUE's names)",
             splits: vec![layout("train", Sst2, &["train.tsv", "train*.tsv"]), layout("dev", Sst2, &["dev.tsv"]), layout("test", Sst2, &["test.tsv"])],
         }),
         "hellaswag" => {

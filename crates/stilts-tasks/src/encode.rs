@@ -194,6 +194,7 @@ impl TextEncoder {
         pairs: &[(&str, &str)],
         max_length: usize,
         stride: usize,
+        max_query: Option<usize>,
     ) -> Result<Vec<std::result::Result<Vec<Window>, String>>> {
         use rayon::prelude::*;
         let raw = self.configured(Mode::None, 0, 0)?;
@@ -221,11 +222,19 @@ impl TextEncoder {
             .zip(which)
             .map(|(q, ci)| {
                 let (q, c) = (q.get_ids(), &cs[ci]);
+                // A long question is cut (XTREME's and jiant's max_query_length).
+                let q = &q[..q.len().min(max_query.unwrap_or(usize::MAX))];
                 let (cids, coff) = (c.get_ids(), c.get_offsets());
                 let room = max_length.saturating_sub(q.len() + 4);
-                if cids.len() > room && room <= stride {
-                    return Err(format!("the question takes {} tokens, leaving {room} for the context (stride {stride})", q.len()));
+                if room == 0 && !cids.is_empty() {
+                    return Err(format!(
+                        "the question takes {} tokens, leaving no room for the context",
+                        q.len()
+                    ));
                 }
+                // Windows overlap by `stride` tokens where the room allows,
+                // else by half the room (a long question in a short window).
+                let stride = if room <= stride { room / 2 } else { stride };
                 let mut parts = Vec::new();
                 if cids.len() <= room {
                     parts.push((0, cids.len()));
@@ -257,6 +266,17 @@ impl TextEncoder {
                     })
                     .collect())
             })
+            .collect())
+    }
+
+    /// The length in tokens of each question (no special tokens).
+    pub fn question_lengths(&self, questions: &[&str]) -> Result<Vec<usize>> {
+        let raw = self.configured(Mode::None, 0, 0)?;
+        Ok(raw
+            .encode_batch_fast(questions.to_vec(), false)
+            .map_err(|e| tok_err(&self.path, e))?
+            .iter()
+            .map(|q| q.get_ids().len())
             .collect())
     }
 

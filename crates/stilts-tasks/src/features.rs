@@ -68,6 +68,31 @@ impl Feature {
     }
 }
 
+/// The longest question of span QA in tokens: longer ones are cut to it
+/// before windowing (the rule of XTREME's and jiant's SQuAD preprocessing).
+pub const MAX_QUERY_LENGTH: usize = 64;
+
+/// Questions of span QA examples longer than `max_query` tokens (what
+/// windowing cuts to that length).
+pub fn long_questions(ds: &Dataset, enc: &TextEncoder, max_query: usize) -> Result<usize> {
+    let questions: Vec<&str> = ds
+        .examples
+        .iter()
+        .filter_map(|e| match e {
+            Example::Span { question, .. } => Some(question.trim_start()),
+            _ => None,
+        })
+        .collect();
+    if questions.is_empty() {
+        return Ok(0);
+    }
+    Ok(enc
+        .question_lengths(&questions)?
+        .into_iter()
+        .filter(|&n| n > max_query)
+        .count())
+}
+
 /// Tokenization settings (part of the feature cache key).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeatureOptions {
@@ -78,6 +103,11 @@ pub struct FeatureOptions {
     /// Examples per tokenizer call (memory bound; not in the cache key).
     #[serde(skip, default = "default_chunk")]
     pub chunk: usize,
+    /// QA: questions are cut to this many tokens before windowing
+    /// (XTREME's and jiant's `max_query_length`, [`MAX_QUERY_LENGTH`]);
+    /// `None`: not cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_query_length: Option<usize>,
 }
 
 fn default_chunk() -> usize {
@@ -90,6 +120,7 @@ impl Default for FeatureOptions {
             max_length: 128,
             doc_stride: 128,
             chunk: default_chunk(),
+            max_query_length: None,
         }
     }
 }
@@ -104,12 +135,14 @@ impl FeatureOptions {
         }
     }
 
-    /// HF `run_qa.py`'s defaults: 384 tokens, stride 128.
+    /// HF `run_qa.py`'s defaults: 384 tokens, stride 128; questions cut
+    /// to [`MAX_QUERY_LENGTH`] tokens.
     pub fn squad() -> Self {
         FeatureOptions {
             max_length: 384,
             doc_stride: 128,
             chunk: 1024,
+            max_query_length: Some(MAX_QUERY_LENGTH),
         }
     }
 
@@ -215,13 +248,18 @@ fn featurize_chunk(
                     _ => unreachable!(),
                 })
                 .collect();
-            let wins = enc.encode_windows(&pairs, opts.max_length, opts.doc_stride)?;
+            let wins = enc.encode_windows(
+                &pairs,
+                opts.max_length,
+                opts.doc_stride,
+                opts.max_query_length,
+            )?;
             for (i, (e, w)) in part.iter().zip(wins).enumerate() {
                 let Example::Span { answers, id, .. } = e else {
                     unreachable!()
                 };
                 let w = w.map_err(|m| {
-                    Error::msg(format!("question {id} (line {}): cannot make windows of {} tokens with stride {}: {m}; give a smaller doc_stride or a larger max_length", e.line(), opts.max_length, opts.doc_stride))
+                    Error::msg(format!("question {id} (line {}): cannot make windows of {} tokens: {m}; give a larger max_length{}", e.line(), opts.max_length, if opts.max_query_length.is_some() { " or a smaller max_query_length" } else { "" }))
                 })?;
                 let answer = answers
                     .first()

@@ -40,7 +40,7 @@ pub use catalog::{generic, task, tasks, TaskSpec, TASK_NAMES};
 pub use dispatch::load;
 pub use encode::TextEncoder;
 pub use example::{Answer, Dataset, Example, Metric};
-pub use features::{featurize, Feature, FeatureOptions, Label};
+pub use features::{featurize, long_questions, Feature, FeatureOptions, Label, MAX_QUERY_LENGTH};
 pub use io::{BadLine, BadLines, ReadOptions, SkipReport};
 pub use layout::layouts_markdown;
 pub use qa::{postprocess, PostprocessOptions, QaPrediction};

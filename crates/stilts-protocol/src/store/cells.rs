@@ -50,6 +50,12 @@ pub struct CellMark {
     /// Why it failed or stopped.
     #[serde(default)]
     pub message: Option<String>,
+    /// The condition's model, as the script names it.
+    #[serde(default)]
+    pub model: String,
+    /// The condition's seed.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 fn now() -> u64 {
@@ -84,7 +90,17 @@ impl CellMark {
                 .filter(|s| !s.is_empty()),
             since: now(),
             message,
+            model: String::new(),
+            seed: 0,
         }
+    }
+
+    /// The mark with the condition's model and seed (what `stilts status`
+    /// shows for a cell no submission lists).
+    pub fn of(mut self, model: &str, seed: u64) -> Self {
+        self.model = model.to_string();
+        self.seed = seed;
+        self
     }
 
     /// Whether the process of a `running` mark is gone (known only on the

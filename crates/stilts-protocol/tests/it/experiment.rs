@@ -94,6 +94,7 @@ impl Setup {
                 "sst2".into()
             },
             model: ModelSource::Spec(self.model.clone()),
+            model_label: "tiny".into(),
             intermediate,
             sampling: Sampling::Proportional,
             intermediate_dev: None,

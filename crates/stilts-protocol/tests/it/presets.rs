@@ -135,7 +135,8 @@ fn freeze_reaches_the_loop_and_malformed_entries_are_errors() {
         (serde_json::json!({"freeze": [""]}), "is empty"),
         (
             serde_json::json!({"freeze": "embeddings"}),
-            "`freeze`: invalid type: string",
+            // In the script's words (issue 32, item 1).
+            "`freeze` takes an array (e.g. `freeze: [\"embeddings\"]`), not \"embeddings\"",
         ),
     ] {
         let err = RunOptions::resolve(&bad, None).unwrap_err().to_string();

@@ -106,8 +106,17 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         }
     }
     let (i_map, t_map) = phase_maps("condition options", &options)?;
-    let i_call = call_options("condition options `intermediate`", &hidden_of, &i_map)?;
-    let t_call = call_options("condition options `target`", &hidden_of, &t_map)?;
+    // A baseline has one phase: its options are checked (and named) as
+    // the condition's, not as those of an intermediate phase it lacks.
+    let (i_call, t_call) = if intermediate.is_empty() {
+        let t = call_options("condition options", &hidden_of, &t_map)?;
+        (call_options("condition options", &hidden_of, &i_map)?, t)
+    } else {
+        (
+            call_options("condition options `intermediate`", &hidden_of, &i_map)?,
+            call_options("condition options `target`", &hidden_of, &t_map)?,
+        )
+    };
     if i_call.options.is_explicit("seed") || t_call.options.is_explicit("seed") {
         return Err(rerr(
             "condition: give the seed as the condition's `seed`, not inside `options`",
@@ -159,6 +168,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     let c = Condition {
         name: name.clone(),
         model,
+        model_label: model_label.clone(),
         intermediate: intermediate.iter().map(data).collect::<RResult<_>>()?,
         sampling: sampling(get("sampling"))?,
         intermediate_dev: i_call.dev.as_ref().map(data).transpose()?,
@@ -194,6 +204,10 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         for w in stilts_protocol::run::training_warnings(&t.parts, o) {
             ctx.warn(&w);
         }
+        let what = format!("condition {name}: {} {}", t.name, t.split);
+        if let Some(w) = super::train::evaluation_split_warning(&what, t) {
+            ctx.warn(&w);
+        }
     }
     let store = super::runs::results_store(ctx);
     let key = c.fingerprint().map_err(rerr)?;
@@ -202,6 +216,8 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     if mode != CellMode::Run {
         let done = match mode {
             CellMode::Collect => collect_wait(&store, &key)?,
+            // Checking: a stand-in whether or not the store has it.
+            CellMode::Check => false,
             _ => store.find(&key).map_err(rerr)?.is_some(),
         };
         ctx.cells.borrow_mut().push(PlannedCell {

@@ -32,6 +32,11 @@ pub fn rerr(e: impl std::fmt::Display) -> Box<EvalAltResult> {
 /// and where its checkpoint is, and how to go on; anything else is
 /// `WHAT: error`.
 pub fn protocol_err(what: &str, e: stilts_model::Error) -> Box<EvalAltResult> {
+    protocol_err_in(what, e, crate::context::again())
+}
+
+/// [`protocol_err`] with the words that say what to run again (`again`).
+fn protocol_err_in(what: &str, e: stilts_model::Error, again: &str) -> Box<EvalAltResult> {
     match e {
         stilts_model::Error::Cancelled {
             step, checkpoint, ..
@@ -41,14 +46,12 @@ pub fn protocol_err(what: &str, e: stilts_model::Error) -> Box<EvalAltResult> {
             step.map(|s| format!(" at update {s}")).unwrap_or_default(),
             match checkpoint {
                 Some(d) => format!(
-                    "its checkpoint is in {}: run the script again to resume from it",
+                    "its checkpoint is in {}: {again} to resume from it",
                     d.display()
                 ),
                 // (Only evaluation runs without a checkpoint in a script:
                 // every training call checkpoints.)
-                None => {
-                    "run the script again (finished training is kept in its checkpoints)".into()
-                }
+                None => format!("{again} (finished training is kept in its checkpoints)"),
             }
         )),
         e => rerr(format!("{what}: {e}")),
@@ -64,4 +67,28 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     results::register(engine, ctx);
     plot::register(engine, ctx);
     runs::register(engine, ctx);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 32, item 10: Ctrl-C in the REPL says to run the call again,
+    /// not the script.
+    #[test]
+    fn an_interruption_says_what_to_run_again() {
+        let cancelled = || stilts_model::Error::Cancelled {
+            during: "evaluation".into(),
+            step: None,
+            checkpoint: None,
+        };
+        let repl = protocol_err_in("evaluate", cancelled(), crate::context::again_words(true));
+        assert!(repl.to_string().contains("run the call again"), "{repl}");
+        assert!(!repl.to_string().contains("script"), "{repl}");
+        let batch = protocol_err_in("evaluate", cancelled(), crate::context::again_words(false));
+        assert!(
+            batch.to_string().contains("run the script again"),
+            "{batch}"
+        );
+    }
 }

@@ -78,6 +78,11 @@ fn memo(ctx: &Ctx, nctx: &NativeCallContext, key: Dynamic, f: FnPtr) -> RResult<
         ));
         return from_json(&v);
     }
+    if !ctx.writes() {
+        // Planning, checking or one cell's job: its values are stand-ins,
+        // never kept.
+        return f.call_within_context(nctx, ());
+    }
     // One process computes a key at a time: a second waits, then reuses.
     let key = stilts_protocol::store::config_key(&k);
     let _claim = store
@@ -119,7 +124,20 @@ pub const DOCS: &[ApiDoc] = &[
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("param", move |name: &str, default: Dynamic| {
-        c.settings.params.get(name).cloned().unwrap_or(default)
+        match c.settings.params.get(name) {
+            // One value where the default is a list (`--set seeds=1` for
+            // `param("seeds", [1, 2, 3])`): a list of that one value.
+            Some(v) if default.is_array() && !v.is_array() && !v.is_unit() => {
+                Dynamic::from_array(vec![v.clone()])
+            }
+            Some(v) => v.clone(),
+            None => {
+                if let Some(s) = default.clone().try_cast::<String>() {
+                    c.defaults_used.borrow_mut().push((name.to_string(), s));
+                }
+                default
+            }
+        }
     });
     let c = ctx.clone();
     engine.register_fn("params", move || -> Map {

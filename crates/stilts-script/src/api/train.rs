@@ -181,6 +181,21 @@ fn only_finished(ctx: &Ctx, what: &str, dir: &std::path::Path) -> RResult<()> {
     )))
 }
 
+/// What a training call returns under `stilts check`: the model as it
+/// was (nothing trains), named and fingerprinted as the trained one would
+/// be, with an empty training summary.
+fn stand_in(m: &ModelValue, name: String, fingerprint: String, task: &str) -> ModelValue {
+    let summary = training_summary(&stilts_protocol::train::TrainReport::default(), task);
+    ModelValue {
+        model: m.model.clone(),
+        name,
+        pretrained: false,
+        optimizer: None,
+        fingerprint,
+        training: Some(Arc::new(summary)),
+    }
+}
+
 /// Says how a training call began: fresh, resumed, or already finished.
 fn resumed_note(
     ctx: &Ctx,
@@ -214,6 +229,21 @@ fn loaded_split(t: &TaskValue) -> String {
     }
 }
 
+/// A training call on a split named dev or test (`train(m, xnli_dev)`):
+/// numbers measured on it afterwards are no longer held-out.
+pub fn evaluation_split_warning(what: &str, t: &TaskValue) -> Option<String> {
+    let split = loaded_split(t);
+    let lower = split.to_lowercase();
+    ["dev", "test", "valid"]
+        .iter()
+        .any(|w| lower.starts_with(w))
+        .then(|| {
+            format!(
+                "{what}: training on `{split}`, an evaluation split: scores measured on it afterwards are not held-out; train on the task's train split (split: \"train\") unless this is what you mean"
+            )
+        })
+}
+
 /// Examples a training call uses (after `limit`), for the report.
 fn training_examples(parts: &[stilts_tasks::Dataset], run: &RunOptions) -> usize {
     parts
@@ -222,26 +252,28 @@ fn training_examples(parts: &[stilts_tasks::Dataset], run: &RunOptions) -> usize
         .sum()
 }
 
-fn lr_summary(run: &RunOptions) -> String {
+/// `per_epoch`: updates in one pass over the data, where known.
+fn lr_summary(run: &RunOptions, per_epoch: Option<u64>) -> String {
     let accum = if run.grad_accum > 1 {
         format!(" x {}", run.grad_accum)
     } else {
         String::new()
     };
-    let epochs = format!(
-        "{} epoch{}",
-        run.epochs,
-        if run.epochs == 1 { "" } else { "s" }
-    );
-    // With `max_steps` the updates the line reports say where it stopped.
-    let limit = match run.max_steps {
-        Some(m) => format!(" or {m} updates, whichever comes first"),
-        None => String::new(),
+    // `max_steps` overrides `epochs` (as in transformers): say so, and how
+    // many passes over the data it made.
+    let length = match (run.max_steps, per_epoch) {
+        (Some(m), Some(p)) if p > 0 => format!(
+            "max_steps {m} (overrides epochs; {:.1} passes over the data, cycled)",
+            m as f64 / p as f64
+        ),
+        (Some(m), _) => format!("max_steps {m} (overrides epochs)"),
+        (None, _) => format!(
+            "{} epoch{}",
+            run.epochs,
+            if run.epochs == 1 { "" } else { "s" }
+        ),
     };
-    format!(
-        "batch {}{accum}, lr {:e}, {epochs}{limit}",
-        run.batch_size, run.lr
-    )
+    format!("batch {}{accum}, lr {:e}, {length}", run.batch_size, run.lr)
 }
 
 /// `loss 1.10 -> 0.52 (mean of the last 10%: 0.55)`.
@@ -295,6 +327,9 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
     for w in stilts_protocol::run::training_warnings(&t.parts, run) {
         ctx.warn(&w);
     }
+    if let Some(w) = evaluation_split_warning(&what, t) {
+        ctx.warn(&w);
+    }
     let started = std::time::Instant::now();
     let mut bar = ctx.progress(&what);
     // `reset_optimizer: false`: continue from the AdamW state of the phase
@@ -313,6 +348,14 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         "fresh": fresh,
         "optimizer_from": if run.reset_optimizer { None } else { Some(&m.fingerprint) },
     }));
+    if ctx.settings.cell_mode == crate::context::CellMode::Check {
+        return Ok(stand_in(
+            m,
+            format!("{}+{}", m.name, t.name),
+            fingerprint,
+            &t.name,
+        ));
+    }
     let dir = checkpoint_dir(ctx, &fingerprint);
     only_finished(ctx, &what, &dir)?;
     let _claim = claim(ctx, &what, &fingerprint)?;
@@ -340,11 +383,19 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         _ => String::new(),
     };
     ctx.record(&format!(
-        "{what} ({} examples): {} updates of {} ({}), {}{selection}; {:.1} s; checkpoints and curve.jsonl in {}",
-        training_examples(&t.parts, run),
+        "{what} ({}{}): {} updates of {} ({}), {}{selection}; {:.1} s; checkpoints and curve.jsonl in {}",
+        stilts_model::util::plural(training_examples(&t.parts, run), "example"),
+        match report.questions_cut {
+            0 => String::new(),
+            n => format!(
+                "; {} cut to {} tokens (max_query_length)",
+                stilts_model::util::plural(n as usize, "question"),
+                run.max_query_length
+            ),
+        },
         report.steps,
         m.name,
-        lr_summary(run),
+        lr_summary(run, Some(report.updates_per_epoch)),
         loss_summary(&report.losses, last),
         started.elapsed().as_secs_f64(),
         dir.display()
@@ -517,6 +568,10 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         "dev": call.dev.as_ref().map(|d| d.fingerprint()).transpose().map_err(rerr)?,
         "options": options_key(&call.options.options, &data.iter().flat_map(|(_, p)| p.iter()).collect::<Vec<_>>()),
     }));
+    if ctx.settings.cell_mode == crate::context::CellMode::Check {
+        let name = format!("{}+mix({})", m.name, names.join(","));
+        return Ok(stand_in(m, name, fingerprint, "multitask"));
+    }
     let dir = checkpoint_dir(ctx, &fingerprint);
     only_finished(ctx, "multitask", &dir)?;
     let _claim = claim(ctx, "multitask", &fingerprint)?;
@@ -543,7 +598,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         m.name,
         report.steps,
         per_task.join(", "),
-        lr_summary(&call.options.options),
+        lr_summary(&call.options.options, Some(report.updates_per_epoch)),
         loss_summary(&report.losses, last),
         started.elapsed().as_secs_f64(),
         dir.display()
@@ -626,7 +681,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
     entry("training", "train", "train(model: Model, task: Task) -> Model", "Fine-tunes a copy of the model on the task with the `jiant` preset; a model whose head does not fit the task gets a fresh one.", "let ft = train(m, mnli);"),
-    entry("training", "train", "train(model: Model, task: Task, opts: map) -> Model", "Fine-tunes with options over a preset: preset (jiant, xtreme; xtreme's lr is size-aware: 2e-5 below hidden 1024, 3e-5 from large up), lr, weight_decay, epochs, max_steps, batch_size, grad_accum, max_tokens, max_length (span QA: the window length; without it run_qa.py's 384), doc_stride (span QA: tokens of overlap between a long context's windows; run_qa.py's 128, a third of max_length when that is shorter), warmup, warmup_steps, max_grad_norm, seed, bf16, gradient_checkpointing (recompute activations in backward: same gradients, less memory), factored_optimizer (AdamW with a factored second moment: about half the optimizer memory), bf16_update (a model with bf16 weights, `dtype: \"bf16\"`: \"kahan\" keeps a bf16 compensation per weight, \"stochastic\" rounds at random, CPU only; left out, updates below half a bf16 step are lost; an error on f32 weights), fused_update (update each parameter inside the checkpointed backward and free its gradient: needs gradient_checkpointing and grad_accum 1; clips with the previous update's norm), eight_bit_second_moment (AdamW's second moment stored block-wise in 8 bits: 1 byte a parameter instead of 4; CPU only; not with factored_optimizer), limit (a seeded sample of at most N examples of each part, stratified by label for classification, drawn with the run's seed), reset_optimizer (false: continue from the AdamW state of the model's last training), freeze (parameters held fixed, no gradient, no optimizer state: prefixes of their names without `roberta.`/`bert.`, on whole dotted parts, e.g. [\"embeddings\"], [\"embeddings\", \"layers:0-3\"] for encoder layers 0 to 3, \"encoder.layer.5\", \"classifier\"; an entry matching no parameter is an error listing the prefixes), new_head. Model selection: `dev` (a task split of one part, e.g. `xnli_dev.language(\"en\")`; a dev set of several parts is an error unless `dev_pool: true` pools them: selecting on target-language data is not zero-shot) with eval_every (updates; jiant 1000, xtreme 100, else once per epoch), patience (evaluations without gain before stopping; jiant 30) and dev_limit (score the first N dev examples; jiant 500): the model ends on the best dev weights. eval_every, patience or dev_limit set without a dev set, checkpoint_every (not honoured in scripts yet) and unknown keys are errors. A classification training set whose examples all have one label gets a warning; the report records each training's updates, loss, time and checkpoint folder.", "train(m, mnli, #{preset: \"xtreme\", dev: xnli_dev.language(\"en\"), seed: 2})"),
+    entry("training", "train", "train(model: Model, task: Task, opts: map) -> Model", "Fine-tunes with options over a preset: preset (jiant, xtreme; xtreme's lr is size-aware: 2e-5 below hidden 1024, 3e-5 from large up), lr, weight_decay, epochs, max_steps (exactly this many updates, the data cycled: it overrides epochs, as in transformers' Trainer), batch_size, grad_accum, max_tokens, max_length (span QA: the window length; without it run_qa.py's 384), doc_stride (span QA: tokens of overlap between a long context's windows; run_qa.py's 128, a third of max_length when that is shorter, half the room a long question leaves when that is less), max_query_length (span QA: questions are cut to this many tokens before windowing, as XTREME and jiant do; default 64; the training line says how many were cut), warmup, warmup_steps, max_grad_norm, seed, bf16, gradient_checkpointing (recompute activations in backward: same gradients, less memory), factored_optimizer (AdamW with a factored second moment: about half the optimizer memory), bf16_update (a model with bf16 weights, `dtype: \"bf16\"`: \"kahan\" keeps a bf16 compensation per weight, \"stochastic\" rounds at random, CPU only; left out, updates below half a bf16 step are lost; an error on f32 weights), fused_update (update each parameter inside the checkpointed backward and free its gradient: needs gradient_checkpointing and grad_accum 1; clips with the previous update's norm), eight_bit_second_moment (AdamW's second moment stored block-wise in 8 bits: 1 byte a parameter instead of 4; CPU only; not with factored_optimizer), limit (a seeded sample of at most N examples of each part, stratified by label for classification, drawn with the run's seed), reset_optimizer (false: continue from the AdamW state of the model's last training), freeze (parameters held fixed, no gradient, no optimizer state: prefixes of their names without `roberta.`/`bert.`, on whole dotted parts, e.g. [\"embeddings\"], [\"embeddings\", \"layers:0-3\"] for encoder layers 0 to 3, \"encoder.layer.5\", \"classifier\"; an entry matching no parameter is an error listing the prefixes), new_head. Model selection: `dev` (a task split of one part, e.g. `xnli_dev.language(\"en\")`; a dev set of several parts is an error unless `dev_pool: true` pools them: selecting on target-language data is not zero-shot) with eval_every (updates; jiant 1000, xtreme 100, else once per epoch), patience (evaluations without gain before stopping; jiant 30) and dev_limit (score the first N dev examples; jiant 500): the model ends on the best dev weights. eval_every, patience or dev_limit set without a dev set, checkpoint_every (updates between checkpoints: a script checkpoints every checkpoint_every updates, at the end and when stopped by a signal, and resumes from them when run again) and unknown keys are errors. A classification training set whose examples all have one label gets a warning; the report records each training's updates, loss, time and checkpoint folder.", "train(m, mnli, #{preset: \"xtreme\", dev: xnli_dev.language(\"en\"), seed: 2})"),
     entry("training", "stilts", "stilts(model: Model, intermediate: Task, target: Task) -> Model", "The STILTs step: train on the intermediate task, put a fresh head on the encoder, train on the target task.", "let s = stilts(m, hellaswag, mnli);"),
     entry("training", "stilts", "stilts(model: Model, intermediate: Task, target: Task, opts: map) -> Model", "STILTs with options: training keys for both phases, and `intermediate: #{...}` / `target: #{...}` for one phase. `dev` and the model-selection keys (eval_every, patience, dev_limit) at the top level belong to the target phase; the intermediate phase takes its own inside `intermediate: #{dev: ...}`.", "stilts(m, squad, mnli, #{seed: 1, dev: mnli_dev, intermediate: #{epochs: 2}})"),
     entry("training", "multitask", "multitask(model: Model, tasks: array, opts: map) -> Model", "Multi-task training of one encoder on several tasks (a head each; task(\"mlm\", ...) adds masked language modelling), the task drawn per optimizer update (gradient accumulation stays within it). Training keys plus `sampling`: \"proportional\" (default), \"uniform\", #{cap: N}, #{temperature: T, cap: N} or #{probs: #{task: p, ...}} (jiant's samplers); train_examples_cap (at most N examples of each task, a seeded sample: shortens training too); `dev` (a split of one task of the mix, scored with its head). Returns the encoder under the last task's head.", "multitask(m, [squad, hellaswag, mlm], #{seed: 1, sampling: #{probs: #{squad_v1: 0.4, hellaswag: 0.4, mlm: 0.2}}})"),

@@ -14,6 +14,12 @@ pub fn binary_labels() -> Vec<String> {
     vec!["0".into(), "1".into()]
 }
 
+/// SST-2's label names (GLUE's: 0 negative, 1 positive), for its head;
+/// the files hold [`binary_labels`].
+pub fn sst2_labels() -> Vec<String> {
+    vec!["negative".into(), "positive".into()]
+}
+
 /// QQP: header `id qid1 qid2 question1 question2 is_duplicate` (train, dev)
 /// or `id question1 question2` (test, no labels).
 pub fn read_qqp(path: &Path, opts: &ReadOptions, report: &mut SkipReport) -> Result<Vec<Example>> {
