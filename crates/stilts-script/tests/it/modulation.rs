@@ -429,3 +429,43 @@ fn new_functions_are_documented_and_their_examples_run() {
         }
     }
 }
+
+/// The sweep's report module: `by_task` turns the grid's size → task
+/// nesting around, `paper_figures` writes the three figures as PNG and
+/// SVG, and the modulation table takes the turned map.
+#[test]
+fn the_sweep_report_module_makes_the_figures_and_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime();
+    *rt.ctx.report_dir.borrow_mut() = Some(dir.path().to_path_buf());
+    for s in 0..3 {
+        let base = result("none", 0, 0, Some(PARAMS[s]));
+        let new = result("sst2", 3 - s, 1, Some(PARAMS[s]));
+        rt.scope.push(format!("b{s}"), base.clone());
+        rt.scope.push(format!("n{s}"), new.clone());
+        rt.scope
+            .push(format!("g{s}"), Comparison::new(&base, &new).unwrap());
+    }
+    let v = rt
+        .eval(
+            "r",
+            &format!(
+                r#"import "stilts/report" as rep;
+let results = #{{small: #{{none: b0, sst2: n0}}, mid: #{{none: b1, sst2: n1}}, big: #{{none: b2, sst2: n2}}}};
+let gains = #{{small: #{{sst2: g0}}, mid: #{{sst2: g1}}, big: #{{sst2: g2}}}};
+let files = rep::paper_figures(results, gains, "{}");
+[files.len(), rep::by_task(gains).keys(), modulation(rep::by_task(gains)).csv()]"#,
+                dir.path().display()
+            ),
+        )
+        .unwrap()
+        .into_array()
+        .unwrap();
+    assert_eq!(v[0].as_int().unwrap(), 4, "two figures, PNG and SVG");
+    for f in ["accuracy_vs_parameters.svg", "gain_vs_parameters.png"] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    assert_eq!(v[1].to_string(), r#"["sst2"]"#);
+    let csv = v[2].clone().into_string().unwrap();
+    assert!(csv.contains("sst2,avg,"), "{csv}");
+}
