@@ -184,7 +184,11 @@ fn real_recipes_dry_runs_print_the_plan() {
 #[test]
 fn the_cpu_xnli_recipe_names_the_import_command_when_the_model_is_missing() {
     let dir = tempfile::tempdir().unwrap();
-    for s in ["scripts/xnli_cpu.rhai", "benches/finetune_stilts.rhai"] {
+    for s in [
+        "scripts/xnli_cpu.rhai",
+        "scripts/depth_cpu.rhai",
+        "benches/finetune_stilts.rhai",
+    ] {
         let script = root().join(s);
         // `check` runs the recipe as `plan` does: the missing model is
         // found there, in seconds, with the same message (issue 32, item 2).

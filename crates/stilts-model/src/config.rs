@@ -472,6 +472,29 @@ impl XlmrConfig {
         self
     }
 
+    /// The config of the first `n` encoder layers (a depth ablation): the
+    /// layer count in both the field and the JSON a save writes; an error
+    /// message for 0 or more layers than there are.
+    ///
+    /// ```
+    /// use stilts_model::{Variant, XlmrConfig};
+    /// let c = XlmrConfig::new(Variant::Bert, 100, 32, 6, 4, 64, 40).unwrap();
+    /// assert_eq!(c.truncated(2).unwrap().num_hidden_layers, 2);
+    /// assert!(c.truncated(7).unwrap_err().contains("1 to 6"));
+    /// ```
+    pub fn truncated(&self, n: usize) -> std::result::Result<Self, String> {
+        if n < 1 || n > self.num_hidden_layers {
+            return Err(format!(
+                "layers: {n}: this model has {} encoder layers; keep 1 to {}",
+                self.num_hidden_layers, self.num_hidden_layers
+            ));
+        }
+        let mut c = self.clone();
+        c.num_hidden_layers = n;
+        c.raw.insert("num_hidden_layers".into(), Value::from(n));
+        Ok(c)
+    }
+
     /// The JSON transformers reads back, for a model whose head is the
     /// transformers class `architecture` with the given labels.
     pub fn to_json(&self, architecture: &str, labels: &[String]) -> Value {

@@ -64,6 +64,10 @@ pub struct LoadOptions {
     /// The dtype the parameters are stored in: checkpoint tensors are converted
     /// to it, new ones initialised in it (default f32).
     pub dtype: DType,
+    /// Keep only the first N encoder layers (a depth ablation): the config
+    /// says N, the later layers' weights are left unused; `None` keeps all.
+    /// An error for 0 or more than the checkpoint has.
+    pub layers: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -73,6 +77,7 @@ impl Default for LoadOptions {
             seed: 0,
             device: Device::Cpu,
             dtype: DType::F32,
+            layers: None,
         }
     }
 }
@@ -112,6 +117,11 @@ impl Model {
     pub fn from_dir(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let mut config = XlmrConfig::from_file(&cfg_path)?;
+        if let Some(n) = opts.layers {
+            config = config
+                .truncated(n)
+                .map_err(|m| Error::config(&cfg_path, m))?;
+        }
         let (tensors, source) = load::read_weights(dir, config.variant.prefix())?;
         config.variant = config
             .variant

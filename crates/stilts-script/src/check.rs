@@ -28,7 +28,10 @@ pub fn option_keys(f: &str) -> Option<Vec<String>> {
             k
         }
         "evaluate" => s(&["batch_size", "max_length", "doc_stride", "limit"]),
-        "model" => s(&["head", "labels", "seed", "dtype"]),
+        "model" => s(&["head", "labels", "seed", "dtype", "layers"]),
+        // (modulation's one-argument form takes the gains map itself.)
+        "seeds_needed" => s(&["params", "half_width", "languages"]),
+        "plot_scaling" => s(&["params"]),
         "tiny_model" => s(&[
             "text",
             "arch",

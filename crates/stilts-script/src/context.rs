@@ -321,6 +321,8 @@ pub enum Item {
     Image(PathBuf),
     /// Raw results (JSON) under a name.
     Data(String, serde_json::Value),
+    /// A paragraph of Markdown (a sentence that reads a result).
+    Markdown(String),
 }
 
 /// The output of one cell.

@@ -21,13 +21,14 @@ pub const GROUPS: [&str; 6] = [
 /// registers), by section, in the files' order within a section. Methods
 /// are written `Type.name`; properties `Type.name` without parentheses.
 pub fn api() -> Vec<&'static ApiDoc> {
-    use crate::api::{condition, model, plot, results, runs, task, train};
+    use crate::api::{condition, model, modulation, plot, results, runs, task, train};
     let all = [
         model::DOCS,
         task::DOCS,
         train::DOCS,
         condition::DOCS,
         results::DOCS,
+        modulation::DOCS,
         plot::DOCS,
         runs::DOCS,
     ];

@@ -207,6 +207,8 @@ pub struct ModelArgs {
     pub seed: Option<u64>,
     /// f32 (default) or bf16.
     pub dtype: Option<String>,
+    /// Keep only the first N encoder layers (a depth ablation).
+    pub layers: Option<usize>,
 }
 
 /// `tiny_model(#{...})`. `text` is read separately (strings, files or tasks).

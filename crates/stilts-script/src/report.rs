@@ -63,6 +63,7 @@ pub fn write(
                     }
                     md.push_str(&format!("![{name}]({name})\n\n"));
                 }
+                Item::Markdown(t) => md.push_str(&format!("{}\n\n", t.trim_end())),
                 Item::Data(_, j) => data.push(serde_json::json!({"cell": c.title, "value": j})),
             }
         }

@@ -174,6 +174,11 @@ pub struct Scores {
     /// k candidates), for chance lines; `None` when it has no meaning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chance: Option<f64>,
+    /// Parameters of the model that made it (encoder and head), where
+    /// stilts knows them: what `plot_gain` and `modulation` put on the size
+    /// axis without a `params` map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<u64>,
 }
 
 impl Scores {
@@ -187,6 +192,7 @@ impl Scores {
             split: t.split.clone(),
             metric: "accuracy".into(),
             chance: None,
+            params: None,
             by_lang: t
                 .parts
                 .iter()
@@ -223,20 +229,27 @@ impl Scores {
             .collect()
     }
 
+    /// One language's (`avg`: the mean over languages) score per seed and,
+    /// where kept, per-example scores per seed (`[seed][language][example]`),
+    /// as the protocol's statistics take them; `None` for a language it
+    /// does not have.
+    pub fn seed_data(&self, lang: &str) -> Option<(Vec<f64>, Vec<stats::Strata>)> {
+        if lang == "avg" {
+            return Some((self.avg_runs_or_value(), self.avg_strata()));
+        }
+        let s = self.by_lang.get(lang)?;
+        let values = if s.runs.is_empty() {
+            vec![s.value]
+        } else {
+            s.runs.clone()
+        };
+        Some((values, strata_of(&[&s.correct])))
+    }
+
     /// The seed-aware estimate of one language (`avg`: the mean over
     /// languages), from the protocol's statistics.
     pub fn estimate(&self, lang: &str) -> Option<SeedEstimate> {
-        let (values, runs) = if lang == "avg" {
-            (self.avg_runs_or_value(), self.avg_strata())
-        } else {
-            let s = self.by_lang.get(lang)?;
-            let values = if s.runs.is_empty() {
-                vec![s.value]
-            } else {
-                s.runs.clone()
-            };
-            (values, strata_of(&[&s.correct]))
-        };
+        let (values, runs) = self.seed_data(lang)?;
         let mut e = stats::seed_estimate(&values, &runs, RESAMPLES, stat_seed(lang));
         // A score is a percentage: an interval past 0 or 100 (t with few
         // seeds) is cut to what the metric can take.
@@ -356,6 +369,9 @@ impl Scores {
             metric: first.metric.clone(),
             by_lang: BTreeMap::new(),
             chance: first.chance,
+            params: first
+                .params
+                .filter(|p| all.iter().all(|s| s.params == Some(*p))),
         };
         for lang in first.by_lang.keys() {
             let mut runs = vec![];
@@ -427,6 +443,11 @@ pub struct Comparison {
     pub by_lang: BTreeMap<String, Delta>,
     /// The comparison of the unweighted means over languages.
     pub avg: Delta,
+    /// The two Results compared (baseline, new), kept for what is computed
+    /// from the runs themselves (`modulation`, `seeds_needed`); `None` in a
+    /// comparison saved before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<Box<(Scores, Scores)>>,
 }
 
 impl Comparison {
@@ -446,19 +467,7 @@ impl Comparison {
             ));
         }
         let delta = |lang: &str| -> Delta {
-            let side = |s: &Scores| -> (Vec<f64>, Vec<stats::Strata>) {
-                if lang == "avg" {
-                    (s.avg_runs_or_value(), s.avg_strata())
-                } else {
-                    let x = &s.by_lang[lang];
-                    let v = if x.runs.is_empty() {
-                        vec![x.value]
-                    } else {
-                        x.runs.clone()
-                    };
-                    (v, strata_of(&[&x.correct]))
-                }
-            };
+            let side = |s: &Scores| s.seed_data(lang).unwrap_or_default();
             let (va, ra) = side(a);
             let (vb, rb) = side(b);
             let mut e = stats::paired_seed_delta(&va, &ra, &vb, &rb, RESAMPLES, stat_seed(lang));
@@ -493,7 +502,19 @@ impl Comparison {
             method,
             by_lang,
             avg,
+            sides: Some(Box::new((a.clone(), b.clone()))),
         })
+    }
+
+    /// The parameters of the model compared, when both Results carry the
+    /// same count (the baseline and the new condition at one size).
+    pub fn params(&self) -> Option<u64> {
+        let (a, b) = self.sides.as_deref()?;
+        match (a.params, b.params) {
+            (Some(x), Some(y)) if x == y => Some(x),
+            (Some(x), None) | (None, Some(x)) => Some(x),
+            _ => None,
+        }
     }
 
     /// The comparison as a table: per language and `avg`, both scores, the
@@ -816,6 +837,7 @@ mod tests {
             split: "test".into(),
             metric: "accuracy".into(),
             chance: None,
+            params: None,
             by_lang: vals
                 .iter()
                 .map(|(l, v)| {

@@ -137,6 +137,11 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         }
     };
     let single_eval = !get("evaluate").is_some_and(|v| v.is::<Map>());
+    // The model the cell trains and scores: its config with the target's head.
+    let params = stilts_protocol::memory::count_parameters(
+        &hidden_of,
+        target.parts.first().map_or(3, |d| d.labels.len().max(1)),
+    );
     let seed = match get("seed") {
         None => 0,
         Some(v) => {
@@ -320,6 +325,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             },
             metric: e.metric,
             by_lang,
+            params: Some(params),
         };
         if single_eval {
             return Ok(Dynamic::from(s));

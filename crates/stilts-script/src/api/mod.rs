@@ -5,6 +5,7 @@
 pub mod condition;
 pub mod doc;
 pub mod model;
+pub mod modulation;
 pub mod plot;
 pub mod results;
 pub mod runs;
@@ -65,6 +66,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     train::register(engine, ctx);
     condition::register(engine, ctx);
     results::register(engine, ctx);
+    modulation::register(engine, ctx);
     plot::register(engine, ctx);
     runs::register(engine, ctx);
 }

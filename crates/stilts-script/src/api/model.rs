@@ -113,8 +113,9 @@ pub fn load(ctx: &Ctx, spec: &str, args: ModelArgs) -> RResult<ModelValue> {
         seed: args.seed.unwrap_or(0),
         device: ctx.settings.device.clone(),
         dtype: dtype(args.dtype.as_deref())?,
+        layers: args.layers,
     };
-    let m = Model::from_dir(&dir, &opts).map_err(rerr)?;
+    let m = Model::from_dir(&dir, &opts).map_err(|e| rerr(format!("model(\"{spec}\"): {e}")))?;
     for line in m.report.summary() {
         if !pretrained {
             ctx.note(&format!("note: {line}"));
@@ -124,10 +125,14 @@ pub fn load(ctx: &Ctx, spec: &str, args: ModelArgs) -> RResult<ModelValue> {
     let fingerprint = stilts_protocol::fingerprint::of_json(&serde_json::json!({
         "model_files": files,
         "head": args.head, "labels": args.labels, "seed": args.seed, "dtype": args.dtype,
+        "layers": args.layers,
     }));
     Ok(ModelValue {
         model: Arc::new(m),
-        name: spec.to_string(),
+        name: match args.layers {
+            Some(n) => format!("{spec} (first {n} layers)"),
+            None => spec.to_string(),
+        },
         pretrained,
         optimizer: None,
         fingerprint,
@@ -276,7 +281,7 @@ fn predict(m: &ModelValue, a: &str, b: Option<&str>) -> RResult<Map> {
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
     entry("models", "model", "model(spec: string) -> Model", "Loads a model: a directory in Hugging Face layout, a hub id from the local HF cache, or a size name (mminilm, me5-small, mbert, xlmr-base, xlmr-large, xlmr-xl, xlmr-xxl). A pretrained checkpoint gets the task's head when trained.", "let m = model(\"xlmr-large\");"),
-    entry("models", "model", "model(spec: string, opts: map) -> Model", "Loads a model with a head: opts `head` (classification, multiple_choice, span_qa, tagging), `labels`, `seed` (head init), `dtype` (f32, bf16).", "let m = model(\"runs/mnli\", #{dtype: \"bf16\"});"),
+    entry("models", "model", "model(spec: string, opts: map) -> Model", "Loads a model with a head: opts `head` (classification, multiple_choice, span_qa, tagging), `labels`, `seed` (head init), `dtype` (f32, bf16), `layers` (keep the first N encoder layers: a depth ablation; the config, the parameter count and the fingerprint follow; an error for 0 or more layers than the model has).", "let m = model(\"runs/mnli\", #{dtype: \"bf16\", layers: 4});"),
     entry("models", "tiny_model", "tiny_model(opts: map) -> Model", "A tiny random XLM-R (or BERT) built on the spot, its tokenizer trained on `text` (strings, file paths or tasks). Keys: text, arch (xlmr, xlmr-xl, bert), hidden, layers, heads, ffn, vocab (the most pieces: the trainer keeps fewer when the text supports fewer, and says so), max_length, labels, seed.", "let m = tiny_model(#{text: [mnli], hidden: 64, layers: 2});"),
     entry("models", "sizes", "sizes() -> array", "The size names, smallest first: the BERT-family encoders (mminilm, me5-small, mbert), then XLM-R (xlmr-base, xlmr-large, xlmr-xl, xlmr-xxl).", "for s in sizes() { print(s); }"),
     entry("models", "save", "Model.save(dir: string)", "Writes the model (config.json, model.safetensors, tokenizer) in Hugging Face layout.", "m.save(\"runs/xnli-large\");"),

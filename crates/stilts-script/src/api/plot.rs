@@ -15,6 +15,7 @@ use rhai::{Dynamic, Engine, Map};
 use super::{rerr, RResult};
 use crate::context::{Ctx, Item};
 use crate::values::{Comparison, Scores};
+use stilts_protocol::stats;
 
 const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -301,7 +302,7 @@ fn draw_languages<DB: DrawingBackend>(
 
 /// One intermediate task's gains: (size name, parameters, Comparison), by
 /// parameters.
-type GainLine = (String, Vec<(String, f64, Comparison)>);
+pub(crate) type GainLine = (String, Vec<(String, f64, Comparison)>);
 
 /// A colour for a gain in points on a diverging scale, orange (a loss)
 /// through white to purple (a gain): PuOr, colour-blind safe.
@@ -314,6 +315,37 @@ fn diverging(d: f64, range: f64) -> RGBColor {
     };
     let mix = |a: f64, b: f64| (a + (b - a) * w).round() as u8;
     RGBColor(mix(255.0, end.0), mix(255.0, end.1), mix(255.0, end.2))
+}
+
+/// The weighted fit of a task's average gain on log10(parameters) and its
+/// 95% band, at 40 points across its sizes: (x, fit, low, high); empty
+/// with fewer than two sizes or without the runs (a loaded Comparison).
+fn fitted_band(pts: &[(String, f64, Comparison)]) -> Vec<(f64, f64, f64, f64)> {
+    let mut gains = vec![];
+    for (_, p, c) in pts {
+        let Some((a, b)) = c.sides.as_deref() else {
+            return vec![];
+        };
+        let (Some((av, ar)), Some((bv, br))) = (a.seed_data("avg"), b.seed_data("avg")) else {
+            return vec![];
+        };
+        gains.push((*p, stats::SizeGain::new(&av, &ar, &bv, &br)));
+    }
+    let xs: Vec<f64> = gains.iter().map(|g| g.0.log10()).collect();
+    let (x0, x1) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    if gains.len() < 2 || x1 <= x0 {
+        return vec![];
+    }
+    let sizes: Vec<(f64, &stats::SizeGain)> = gains.iter().map(|g| (g.0, &g.1)).collect();
+    (0..40)
+        .filter_map(|i| {
+            let x = x0 + (x1 - x0) * i as f64 / 39.0;
+            stats::fitted_gain(&sizes, x).map(|c| (x, c.estimate, c.ci.0, c.ci.1))
+        })
+        .collect()
 }
 
 /// Gain vs model size as a paper prints it: left, the average gain
@@ -339,6 +371,8 @@ fn draw_gain<DB: DrawingBackend>(
     root.fill(&WHITE).map_err(e)?;
     let (left, right) = root.split_horizontally(root.dim_in_pixel().0 as i32 * 11 / 20);
     let (chart_area, legend_area) = left.split_horizontally(left.dim_in_pixel().0 as i32 - 170);
+    let bands: Vec<Vec<(f64, f64, f64, f64)>> = lines.iter().map(|(_, p)| fitted_band(p)).collect();
+    let band_vals = bands.iter().flatten().flat_map(|b| [b.2, b.3]);
     let vals = lines.iter().flat_map(|(_, p)| {
         p.iter()
             .flat_map(|(_, _, c)| {
@@ -350,7 +384,9 @@ fn draw_gain<DB: DrawingBackend>(
             })
             .flatten()
     });
-    let (lo, hi) = vals.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = vals
+        .chain(band_vals)
+        .fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
     let pad = ((hi - lo) * 0.1).max(0.5);
     let params: Vec<f64> = lines
         .iter()
@@ -368,7 +404,7 @@ fn draw_gain<DB: DrawingBackend>(
     b.margin(15);
     if text {
         b.caption(
-            "average gain from intermediate training (95% CI)",
+            "average gain (95% CI); line: weighted fit, band: its 95% CI",
             ("sans-serif", 16),
         )
         .x_label_area_size(40)
@@ -409,6 +445,24 @@ fn draw_gain<DB: DrawingBackend>(
         ))
         .map_err(e)?;
     let k = lines.len();
+    // Each task's fitted line on log10(parameters) and its 95% band.
+    for (j, band) in bands.iter().enumerate() {
+        if band.is_empty() {
+            continue;
+        }
+        let c = colour(j);
+        let mut poly: Vec<(f64, f64)> = band.iter().map(|b| (b.0, b.3)).collect();
+        poly.extend(band.iter().rev().map(|b| (b.0, b.2)));
+        chart
+            .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled())))
+            .map_err(e)?;
+        chart
+            .draw_series(LineSeries::new(
+                band.iter().map(|b| (b.0, b.1)),
+                c.mix(0.8).stroke_width(1),
+            ))
+            .map_err(e)?;
+    }
     for (j, (_, pts)) in lines.iter().enumerate() {
         let c = colour(j);
         // Dodge: tasks with equal values at one size stay visible.
@@ -417,9 +471,12 @@ fn draw_gain<DB: DrawingBackend>(
             .iter()
             .map(|(_, p, cmp)| ((p * shift).log10(), cmp.avg.delta))
             .collect();
-        chart
-            .draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))
-            .map_err(e)?;
+        // Joined point to point only where there is no fitted line.
+        if bands[j].is_empty() {
+            chart
+                .draw_series(LineSeries::new(xy.clone(), c.stroke_width(2)))
+                .map_err(e)?;
+        }
         chart
             .draw_series(xy.iter().map(|&p| Circle::new(p, 4, c.filled())))
             .map_err(e)?;
@@ -473,6 +530,19 @@ fn draw_gain<DB: DrawingBackend>(
         .collect();
     langs.sort();
     langs.dedup();
+    // Languages by the baseline's accuracy (averaged over the columns),
+    // highest at the top: a reader sees the resource level down the rows.
+    let base_acc = |l: &str| -> f64 {
+        let v: Vec<f64> = lines
+            .iter()
+            .flat_map(|(_, p)| {
+                p.iter()
+                    .filter_map(|(_, _, c)| c.by_lang.get(l).map(|d| d.base))
+            })
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    langs.sort_by(|a, b| base_acc(b).total_cmp(&base_acc(a)));
     langs.push("avg".into());
     let cols: Vec<(String, &Comparison)> = lines
         .iter()
@@ -503,7 +573,7 @@ fn draw_gain<DB: DrawingBackend>(
     hb.margin(15);
     if text {
         hb.caption(
-            format!("gain per language (points; colour: ±{range:.1})"),
+            format!("gain per language (points; colour ±{range:.1}); rows by baseline accuracy"),
             ("sans-serif", 16),
         )
         .x_label_area_size(70)
@@ -650,8 +720,9 @@ fn plot_languages(ctx: &Ctx, results: &Map, path: &str) -> RResult<String> {
 }
 
 /// The parameters of a size: `params` (from the call) first, then the
-/// published count of a known size name.
-fn size_params(name: &str, params: &Map) -> RResult<f64> {
+/// count the compared Results carry (a model stilts loaded, made or cut
+/// knows its own), then the published count of a known size name.
+fn size_params(who: &str, name: &str, c: &Comparison, params: &Map) -> RResult<f64> {
     if let Some(v) = params.get(name) {
         return v
             .as_float()
@@ -660,15 +731,18 @@ fn size_params(name: &str, params: &Map) -> RResult<f64> {
             .filter(|x| *x > 0.0)
             .ok_or_else(|| {
                 rerr(format!(
-                    "plot_gain: params `{name}` takes a positive number of parameters"
+                    "{who}: params `{name}` takes a positive number of parameters"
                 ))
             });
+    }
+    if let Some(p) = c.params() {
+        return Ok(p as f64);
     }
     stilts_model::sizes::size(name)
         .map(|s| s.published_params_m as f64 * 1e6)
         .ok_or_else(|| {
             rerr(format!(
-                "plot_gain: `{name}` is not a size name ({}); the x axis is parameters, so give its count: plot_gain(gains, path, #{{params: #{{\"{name}\": 118e6}}}})",
+                "{who}: `{name}` is not a size name ({}) and its Results do not say how many parameters their model has; the x axis is parameters, so give its count: {who}(gains, ..., #{{params: #{{\"{name}\": 118e6}}}})",
                 stilts_model::sizes::size_names().join(", ")
             ))
         })
@@ -676,25 +750,31 @@ fn size_params(name: &str, params: &Map) -> RResult<f64> {
 
 /// `gains`: size → Comparison (one intermediate task), or intermediate
 /// task → (size → Comparison). The other nesting (size → task →
-/// Comparison) is an error that says so.
-fn gain_lines(ctx: &Ctx, gains: &Map, params: &Map) -> RResult<Vec<GainLine>> {
+/// Comparison) is an error that says so. `who` names the function in
+/// errors.
+pub(crate) fn gain_lines(
+    who: &str,
+    ctx: &Ctx,
+    gains: &Map,
+    params: &Map,
+) -> RResult<Vec<GainLine>> {
     let is_size = |k: &str| params.contains_key(k) || stilts_model::sizes::size(k).is_some();
     let by_params = |mut v: Vec<(String, f64, Comparison)>| {
         v.sort_by(|a, b| a.1.total_cmp(&b.1));
         v
     };
     if gains.is_empty() {
-        return Err(rerr(
-            "plot_gain: the map is empty; give size → Comparison or task → (size → Comparison)",
-        ));
+        return Err(rerr(format!(
+            "{who}: the map is empty; give size → Comparison or task → (size → Comparison)"
+        )));
     }
     if gains.values().all(|v| v.is::<Comparison>()) {
         let mut pts = vec![];
         let mut name = String::new();
-        for (k, v) in gains {
-            let c = v.clone().cast::<Comparison>();
+        for k in ctx.key_order(gains) {
+            let c = gains[k.as_str()].clone().cast::<Comparison>();
             name = c.new.clone();
-            pts.push((k.to_string(), size_params(k, params)?, c));
+            pts.push((k.to_string(), size_params(who, &k, &c, params)?, c));
         }
         return Ok(vec![(name, by_params(pts))]);
     }
@@ -703,24 +783,25 @@ fn gain_lines(ctx: &Ctx, gains: &Map, params: &Map) -> RResult<Vec<GainLine>> {
         let v = &gains[name.as_str()];
         let m = v.clone().try_cast::<Map>().ok_or_else(|| {
             rerr(format!(
-                "plot_gain: `{name}` is {}; give size → Comparison, or task → (size → Comparison)",
+                "{who}: `{name}` is {}; give size → Comparison, or task → (size → Comparison)",
                 crate::values::type_name(v)
             ))
         })?;
         if is_size(&name) && !m.keys().all(|k| is_size(k)) {
             return Err(rerr(format!(
-                "plot_gain: `{name}` is a size holding a map of task → Comparison; the nesting is task → (size → Comparison): swap the two levels"
+                "{who}: `{name}` is a size holding a map of task → Comparison; the nesting is task → (size → Comparison): swap the two levels"
             )));
         }
         let mut pts = vec![];
-        for (s, c) in &m {
+        for s in ctx.key_order(&m) {
+            let c = &m[s.as_str()];
             let c = c.clone().try_cast::<Comparison>().ok_or_else(|| {
                 rerr(format!(
-                    "plot_gain: `{name}`.`{s}` is {}, not a Comparison",
+                    "{who}: `{name}`.`{s}` is {}, not a Comparison",
                     crate::values::type_name(c)
                 ))
             })?;
-            pts.push((s.to_string(), size_params(s, params)?, c));
+            pts.push((s.to_string(), size_params(who, &s, &c, params)?, c));
         }
         out.push((name, by_params(pts)));
     }
@@ -736,9 +817,228 @@ fn plot_gain(ctx: &Ctx, gains: &Map, path: &str, opts: &Map) -> RResult<String> 
             .try_cast::<Map>()
             .ok_or_else(|| rerr("plot_gain: `params` takes a map of size name → parameters"))?,
     };
-    let lines = gain_lines(ctx, gains, &params)?;
+    let lines = gain_lines("plot_gain", ctx, gains, &params)?;
     let p = PathBuf::from(path);
     let text = render(&p, &Gain(lines))?;
+    record(ctx, &p, text);
+    Ok(path.to_string())
+}
+
+/// One condition's results by size: (condition, [(size, parameters, Result)]
+/// by parameters).
+type ScoreLine = (String, Vec<(String, f64, Scores)>);
+
+/// `plot_scaling`: the average score against parameters, a line per
+/// condition.
+struct Scaling(Vec<ScoreLine>);
+
+impl Figure for Scaling {
+    const SIZE: (u32, u32) = (900, 520);
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult {
+        draw_scaling(root, &self.0, text)
+    }
+}
+
+/// The average score (over languages) of each condition against the
+/// model's parameters on a log axis, with each point's 95% interval;
+/// conditions set slightly apart; the legend beside.
+fn draw_scaling<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    lines: &[ScoreLine],
+    text: bool,
+) -> DrawResult {
+    root.fill(&WHITE).map_err(e)?;
+    let (chart_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - 190);
+    let point = |s: &Scores| -> (f64, Option<(f64, f64)>) {
+        (s.avg(), s.estimate("avg").and_then(|e| e.ci))
+    };
+    let vals: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p)| {
+            p.iter().flat_map(|(_, _, s)| {
+                let (v, ci) = point(s);
+                [Some(v), ci.map(|c| c.0), ci.map(|c| c.1)]
+            })
+        })
+        .flatten()
+        .filter(|v| v.is_finite())
+        .collect();
+    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.1).max(0.5);
+    let (ylo, yhi) = ((lo - pad).max(0.0), (hi + pad).min(100.0));
+    let params: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.1))
+        .collect();
+    let pmin = params.iter().copied().fold(f64::INFINITY, f64::min);
+    let pmax = params.iter().copied().fold(0.0f64, f64::max);
+    let (xlo, xhi) = ((pmin / 1.6).log10(), (pmax * 1.6).log10());
+    let metric = lines
+        .first()
+        .and_then(|(_, p)| p.first())
+        .map(|(_, _, s)| s.metric.clone())
+        .unwrap_or_default();
+    let mut b = ChartBuilder::on(&chart_area);
+    b.margin(15);
+    if text {
+        let what = lines
+            .first()
+            .and_then(|(_, p)| p.first())
+            .map(|(_, _, s)| format!("{} {}", s.task, s.split))
+            .unwrap_or_default();
+        b.caption(
+            format!("{what}: average {metric} vs parameters (95% CI)"),
+            ("sans-serif", 16),
+        )
+        .x_label_area_size(40)
+        .y_label_area_size(50);
+    }
+    let mut chart = b.build_cartesian_2d(xlo..xhi, ylo..yhi).map_err(e)?;
+    if text {
+        chart
+            .configure_mesh()
+            .x_labels(0)
+            .x_desc("parameters (log scale)")
+            .y_desc(metric.clone())
+            .draw()
+            .map_err(e)?;
+    }
+    let ticks: Vec<f64> = (xlo.floor() as i32..=xhi.ceil() as i32)
+        .flat_map(|d| [1.0, 2.0, 5.0].map(|m| (m * 10f64.powi(d)).log10()))
+        .filter(|t| (xlo..=xhi).contains(t))
+        .collect();
+    for &t in &ticks {
+        chart
+            .draw_series(LineSeries::new([(t, ylo), (t, yhi)], BLACK.mix(0.12)))
+            .map_err(e)?;
+        if text {
+            let at = chart.backend_coord(&(t, ylo));
+            chart_area
+                .draw(&Text::new(
+                    stilts_model::util::count(10f64.powf(t).round() as usize),
+                    (at.0 - 12, at.1 + 6),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(e)?;
+        }
+    }
+    let k = lines.len();
+    for (j, (_, pts)) in lines.iter().enumerate() {
+        let c = colour(j);
+        let shift = 1.0 + 0.05 * (j as f64 - (k as f64 - 1.0) / 2.0);
+        let xy: Vec<(f64, f64, Option<(f64, f64)>)> = pts
+            .iter()
+            .map(|(_, p, s)| {
+                let (v, ci) = point(s);
+                ((p * shift).log10(), v, ci)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                xy.iter().map(|p| (p.0, p.1)),
+                c.stroke_width(2),
+            ))
+            .map_err(e)?;
+        chart
+            .draw_series(xy.iter().map(|p| Circle::new((p.0, p.1), 4, c.filled())))
+            .map_err(e)?;
+        chart
+            .draw_series(xy.iter().filter_map(|p| {
+                p.2.map(|(l, h)| ErrorBar::new_vertical(p.0, l, p.1, h, c.stroke_width(2), 8))
+            }))
+            .map_err(e)?;
+    }
+    if text {
+        let entries: Vec<(String, Key)> = lines
+            .iter()
+            .enumerate()
+            .map(|(j, (n, _))| (n.clone(), Key::Line(colour(j))))
+            .collect();
+        let y = draw_legend(&legend_area, "condition", &entries)?;
+        let all: Vec<(String, Scores)> = lines
+            .iter()
+            .flat_map(|(n, p)| p.iter().map(move |(_, _, s)| (n.clone(), s.clone())))
+            .collect();
+        let note = stilts_model::util::wrap(&interval_note(&all), 24, "");
+        for (i, l) in note.lines().enumerate() {
+            legend_area
+                .draw(&Text::new(
+                    l.to_string(),
+                    (5, y + 14 + 18 * i as i32),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(e)?;
+        }
+    }
+    root.present().map_err(e)
+}
+
+/// The parameters of a size for `plot_scaling`: `params`, else the
+/// Result's own count, else a size name's published count.
+fn result_params(name: &str, s: &Scores, params: &Map) -> RResult<f64> {
+    if let Some(v) = params.get(name) {
+        return v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .ok()
+            .filter(|x| *x > 0.0)
+            .ok_or_else(|| {
+                rerr(format!(
+                    "plot_scaling: params `{name}` takes a positive number of parameters"
+                ))
+            });
+    }
+    if let Some(p) = s.params {
+        return Ok(p as f64);
+    }
+    stilts_model::sizes::size(name)
+        .map(|s| s.published_params_m as f64 * 1e6)
+        .ok_or_else(|| {
+            rerr(format!(
+                "plot_scaling: `{name}` is not a size name and its Result does not say how many parameters its model has; give them: plot_scaling(results, path, #{{params: #{{\"{name}\": 118e6}}}})"
+            ))
+        })
+}
+
+fn plot_scaling(ctx: &Ctx, results: &Map, path: &str, opts: &Map) -> RResult<String> {
+    crate::options::check_keys("plot_scaling options", opts, &["params"])?;
+    let params = match opts.get("params") {
+        None => Map::new(),
+        Some(v) => v
+            .clone()
+            .try_cast::<Map>()
+            .ok_or_else(|| rerr("plot_scaling: `params` takes a map of size name → parameters"))?,
+    };
+    if results.is_empty() {
+        return Err(rerr(
+            "plot_scaling: the map is empty; give condition → (size → Result)",
+        ));
+    }
+    let mut lines = vec![];
+    for name in ctx.key_order(results) {
+        let v = &results[name.as_str()];
+        let m = v.clone().try_cast::<Map>().ok_or_else(|| {
+            rerr(format!(
+                "plot_scaling: `{name}` is {}; give condition → (size → Result)",
+                crate::values::type_name(v)
+            ))
+        })?;
+        let mut pts = vec![];
+        for s in ctx.key_order(&m) {
+            let r = m[s.as_str()].clone().try_cast::<Scores>().ok_or_else(|| {
+                rerr(format!(
+                    "plot_scaling: `{name}`.`{s}` is {}, not a Result (the nesting is condition → size → Result)",
+                    crate::values::type_name(&m[s.as_str()])
+                ))
+            })?;
+            pts.push((s.clone(), result_params(&s, &r, &params)?, r));
+        }
+        pts.sort_by(|a, b| a.1.total_cmp(&b.1));
+        lines.push((name, pts));
+    }
+    let p = PathBuf::from(path);
+    let text = render(&p, &Scaling(lines))?;
     record(ctx, &p, text);
     Ok(path.to_string())
 }
@@ -895,11 +1195,13 @@ fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResul
 pub const DOCS: &[ApiDoc] = &[
     entry("tables and plots", "plot_languages", "plot_languages(results: map, path: string) -> string", "Bars of the score per language and the average, one per labelled Result in the order the map literal wrote them, each with its 95% interval (over seeds and examples for a mean, the bootstrap over examples for one run; the legend says which), a dashed chance line (100 / labels) and the legend beside the chart; colour-blind-safe colours. Writes SVG or PNG (by extension), adds it to the report, returns the path.", "plot_languages(#{base: r0, stilts: r1}, \"acc.svg\")"),
     entry("tables and plots", "plot_training", "plot_training(model: Model, path: string) -> string", "The training curve of a model trained in this script: the loss of every update with its running mean, and the dev score of every evaluation with the best one circled; SVG or PNG, added to the report. The same numbers, with the learning rate and throughput of each update, are in the file `Model.training.curve` names (JSON lines, written as the run goes).", "plot_training(ft, \"curve.png\")"),
-    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string) -> string", "Gain vs model size: `gains` maps a size name to a Comparison (one intermediate task), or an intermediate task's name to such a map (task → size → Comparison; the other nesting is an error). Left: the average gain against parameters on a log scale, one line per intermediate task with its 95% interval; right: a heatmap of the gain per language and (task, size). SVG or PNG, added to the report.", "plot_gain(#{\"xlmr-base\": c0, \"xlmr-large\": c1}, \"gain.png\")"),
-    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string, opts: map) -> string", "plot_gain with `params`: the parameter count of each size that is not a size name (a directory, say), for the x axis.", "plot_gain(#{sst2: #{\"xlmr-base\": c0, \"runs/me5-small\": c1}}, \"gain.png\", #{params: #{\"runs/me5-small\": 118e6}})"),
+    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string) -> string", "Gain vs model size: `gains` maps a size to a Comparison (one intermediate task), or an intermediate task's name to such a map (task → size → Comparison; the other nesting is an error). A size's parameters come from its Results (a model stilts loaded, made or cut knows its count) or a size name. Left: the average gain against parameters on a log scale, per intermediate task its points with 95% intervals and, with two or more sizes, the weighted fit of the gain on log10(parameters) with its 95% band (modulation's slope); right: a heatmap of the gain per language (rows by the baseline's accuracy, highest first) and (task, size). SVG or PNG, added to the report.", "plot_gain(#{\"xlmr-base\": c0, \"xlmr-large\": c1}, \"gain.png\")"),
+    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string, opts: map) -> string", "plot_gain with `params`: the parameter count of each size whose Results do not carry one and that is not a size name, for the x axis.", "plot_gain(#{sst2: #{\"xlmr-base\": c0, \"runs/me5-small\": c1}}, \"gain.png\", #{params: #{\"runs/me5-small\": 118e6}})"),
+    entry("tables and plots", "plot_scaling", "plot_scaling(results: map, path: string) -> string", "The average score against model parameters (log scale): `results` maps a condition (baseline, each intermediate task) to size → Result; a line per condition with each point's 95% interval (the legend says which kind). Parameters as plot_gain finds them. SVG or PNG, added to the report.", "plot_scaling(#{none: #{\"xlmr-base\": r0, \"xlmr-large\": r1}, sst2: #{\"xlmr-base\": r2, \"xlmr-large\": r3}}, \"scaling.svg\")"),
+    entry("tables and plots", "plot_scaling", "plot_scaling(results: map, path: string, opts: map) -> string", "plot_scaling with `params`: size → parameters for sizes whose Results do not carry a count.", "plot_scaling(#{none: #{small: r0, big: r1}}, \"scaling.png\", #{params: #{small: 4e7, big: 1.2e8}})"),
 ];
 
-/// Registers `plot_training`, `plot_gain` and `plot_languages`.
+/// Registers `plot_training`, `plot_gain`, `plot_scaling` and `plot_languages`.
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn(
@@ -936,5 +1238,24 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         }
         plot_gain(&c, &gains, path, &opts)
     });
+    let c = ctx.clone();
+    engine.register_fn("plot_scaling", move |results: Map, path: &str| {
+        c.writable(path).map_err(rerr)?;
+        if !c.writes() {
+            return Ok(path.to_string());
+        }
+        plot_scaling(&c, &results, path, &Map::new())
+    });
+    let c = ctx.clone();
+    engine.register_fn(
+        "plot_scaling",
+        move |results: Map, path: &str, opts: Map| {
+            c.writable(path).map_err(rerr)?;
+            if !c.writes() {
+                return Ok(path.to_string());
+            }
+            plot_scaling(&c, &results, path, &opts)
+        },
+    );
     let _ = Dynamic::UNIT;
 }

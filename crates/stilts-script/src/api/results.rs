@@ -23,6 +23,10 @@ impl CustomType for Scores {
             })
             .with_get("label", |r: &mut Self| r.label.clone())
             .with_get("metric", |r: &mut Self| r.metric.clone())
+            .with_get("params", |r: &mut Self| match r.params {
+                Some(p) => Dynamic::from(p as i64),
+                None => Dynamic::UNIT,
+            })
             .with_indexer_get(|r: &mut Self, lang: &str| -> RResult<f64> {
                 if lang == "avg" {
                     return Ok(r.avg());
@@ -445,6 +449,7 @@ pub const DOCS: &[ApiDoc] = &[
     entry("results", "languages", "Result.languages", "The languages scored.", "r.languages"),
     entry("results", "label", "Result.label", "What was evaluated.", "r.label"),
     entry("results", "metric", "Result.metric", "The metric's name.", "r.metric"),
+    entry("results", "params", "Result.params", "The parameters of the model that made it (encoder and head), where stilts knows them (a model it loaded, made or cut; a condition's model); () otherwise. plot_gain, plot_scaling and modulation put it on the size axis.", "r.params"),
     entry("results", "to_map", "Result.to_map() -> map", "Language → score.", "r.to_map()"),
     entry("results", "ci", "Comparison.ci(lang: string) -> array", "The 95% interval of the delta [lo, hi], to six decimals (empty when it cannot be estimated); `avg` for the average.", "c.ci(\"sw\")"),
     entry("results", "save_results", "save_results(value, path: string)", "Writes a Result, Comparison, Table or any map/array as JSON (or a table as .csv/.md).", "save_results(r, \"runs/xnli.json\");"),

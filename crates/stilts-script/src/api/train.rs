@@ -673,6 +673,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
         },
         metric,
         by_lang,
+        params: Some(m.model.num_parameters() as u64),
     })
 }
 

@@ -3,5 +3,6 @@
 
 use stilts_testing as common;
 
+mod modulation;
 mod plots;
 mod script_api;

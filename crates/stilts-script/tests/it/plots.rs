@@ -47,6 +47,7 @@ fn result(label: &str, shift: usize) -> Scores {
         metric: "accuracy".into(),
         by_lang,
         chance: Some(100.0 / 3.0),
+        params: None,
     }
 }
 

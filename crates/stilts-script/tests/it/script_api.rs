@@ -360,6 +360,7 @@ fn comparison_intervals_come_without_float_noise() {
             metric: "accuracy".into(),
             by_lang,
             chance: Some(100.0 / 3.0),
+            params: None,
         }
     };
     let c = Comparison::new(&side("a", 0), &side("b", 3)).unwrap();
