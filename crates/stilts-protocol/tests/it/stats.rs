@@ -194,6 +194,7 @@ fn the_seed_aware_interval_is_never_narrower_than_the_examples_alone() {
     );
     let (lo, hi) = g.ci.unwrap();
     assert!(hi - lo > 5.0 && lo < 0.0 && hi > 0.0, "{g:?}");
+}
 
 // ---------------------------------------------------------------------------
 // How the gain changes with size (issue 25): simulated sweeps whose gain
