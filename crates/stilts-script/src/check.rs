@@ -26,7 +26,16 @@ fn option_keys(f: &str) -> Option<Vec<String>> {
             k.extend(["intermediate".to_string(), "target".to_string()]);
             k
         }
-        "evaluate" => s(&["batch_size", "max_length", "doc_stride", "limit"]),
+        "evaluate" => s(&[
+            "batch_size",
+            "max_length",
+            "doc_stride",
+            "limit",
+            "layer",
+            "pooling",
+            "direction",
+            "scoring",
+        ]),
         "model" => s(&["head", "labels", "seed", "dtype"]),
         "tiny_model" => s(&[
             "text",
