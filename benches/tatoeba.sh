@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Tatoeba (36 languages, XTREME's protocol) with the real multilingual-e5-small:
+# stilts against the same computation in transformers, one after the other on
+# this machine, each run once per round (ROUNDS, default 1), with nice.
+#
+#   bash benches/tatoeba.sh ME5_DIR [THREADS]
+#
+# ME5_DIR: tools/get_me5_small.sh ME5_DIR. STILTS: the stilts binary (default
+# target/release/stilts). PYTHON: the pinned reference environment (default
+# target/pyref/bin/python). Prints each side's JSON line (seconds spent on
+# tokenizing, encoding and searching; loading the model not counted) and
+# compares the per-language accuracies and retrieved sentences.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=$1
+threads=${2:-$(nproc)}
+stilts=${STILTS:-target/release/stilts}
+python=${PYTHON:-target/pyref/bin/python}
+rounds=${ROUNDS:-1}
+data=${DATA:-../shared/data}
+mkdir -p target/tatoeba_bench
+for r in $(seq "$rounds"); do
+  echo "round $r: stilts ($threads threads)"
+  RAYON_NUM_THREADS=$threads nice "$stilts" run benches/tatoeba.rhai --no-report --threads "$threads" \
+    --set "model=$model" --set "data=$data" --set "out=target/tatoeba_bench/stilts.json" | tail -n 1
+  for mode in xtreme sorted; do
+    echo "round $r: transformers, $mode ($threads threads)"
+    nice "$python" benches/tatoeba_reference.py "$model" --data "$data/tatoeba" --mode "$mode" \
+      --threads "$threads" --found "target/tatoeba_bench/found_$mode.json" | tail -n 1
+  done
+done
