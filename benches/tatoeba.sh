@@ -26,6 +26,21 @@ for r in $(seq "$rounds"); do
   for mode in xtreme sorted; do
     echo "round $r: transformers, $mode ($threads threads)"
     nice "$python" benches/tatoeba_reference.py "$model" --data "$data/tatoeba" --mode "$mode" \
-      --threads "$threads" --found "target/tatoeba_bench/found_$mode.json" | tail -n 1
+      --threads "$threads" --found "target/tatoeba_bench/found_$mode.json" | tail -n 1 \
+      | tee "target/tatoeba_bench/ref_$mode.json"
   done
 done
+# Per language: stilts against transformers (XTREME's procedure).
+"$python" - <<'PY'
+import json
+s = json.load(open("target/tatoeba_bench/stilts.json"))
+by = s.get("by_lang") or s.get("value", {}).get("by_lang")
+r = json.loads(open("target/tatoeba_bench/ref_xtreme.json").read().strip().splitlines()[-1])["accuracy"]
+rows = [(l, by[l]["value"], r[l]) for l in r]
+print("| lang | stilts | transformers | diff |")
+print("| --- | ---: | ---: | ---: |")
+for l, a, b in rows:
+    print(f"| {l} | {a:.1f} | {b:.1f} | {a - b:+.1f} |")
+n = len(rows)
+print(f"| avg | {sum(a for _, a, _ in rows) / n:.2f} | {sum(b for _, _, b in rows) / n:.2f} | |")
+PY

@@ -81,6 +81,7 @@ def main():
     ap.add_argument("--mode", default="xtreme", choices=["xtreme", "sorted"])
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--found", default="")
+    ap.add_argument("--languages", default="", help="comma-separated subset (a quick check)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -91,7 +92,9 @@ def main():
         model.encoder.layer = model.encoder.layer[: a.layer]
     start = time.perf_counter()
     acc, found = {}, {}
-    for lang, code in LANGUAGES.items():
+    langs = a.languages.split(",") if a.languages else list(LANGUAGES)
+    for lang in langs:
+        code = LANGUAGES[lang]
         xx = read(os.path.join(a.data, f"tatoeba.{code}-eng.{code}"))
         en = read(os.path.join(a.data, f"tatoeba.{code}-eng.eng"))
         vx = unit(embed(model, tok, xx, a.layer, a.mode))

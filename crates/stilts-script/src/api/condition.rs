@@ -281,6 +281,9 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
                 parts.push(s);
             }
         }
+        if parts.is_empty() {
+            parts.push("no training (the pretrained encoder)".to_string());
+        }
         ctx.record(&format!(
             "condition {name} (seed {seed}): {}{}; {:.1} s; stored as {short}",
             parts.join("; "),
