@@ -59,7 +59,10 @@ print(`mean ${mean([a, a]).avg}`);
     );
     let (code, out, err) = stilts(dir.path(), &src);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("split test [\"de\", \"sw\"] 80 retrieval accuracy"), "{out}");
+    assert!(
+        out.contains("split test [\"de\", \"sw\"] 80 retrieval accuracy"),
+        "{out}"
+    );
     assert!(out.contains("metric retrieval accuracy"), "{out}");
     // (de, sw, average) of each evaluation.
     let v: Vec<Vec<f64>> = ["a ", "b ", "c ", "e ", "f ", "g ", "h "]
@@ -69,12 +72,21 @@ print(`mean ${mean([a, a]).avg}`);
     let differ = |x: &[f64], y: &[f64]| x.iter().zip(y).any(|(p, q)| (p - q).abs() > 1e-9);
     // Each option changes what is computed: the layer (b against c), the
     // pooling (c against a), direction and scoring, candidate pool, length.
-    assert!(differ(&v[1], &v[2]), "`layer` changed nothing: {v:?}\n{out}");
+    assert!(
+        differ(&v[1], &v[2]),
+        "`layer` changed nothing: {v:?}\n{out}"
+    );
     for (i, x) in v.iter().enumerate().skip(2) {
         assert!(differ(x, &v[0]), "option {i} changed nothing: {v:?}\n{out}");
     }
-    assert!(v.iter().flatten().all(|x| (0.0..=100.0).contains(x)), "{v:?}");
-    assert!((values(&out, "delta ")[0] - (v[1][2] - v[0][2])).abs() < 1e-6, "{out}");
+    assert!(
+        v.iter().flatten().all(|x| (0.0..=100.0).contains(x)),
+        "{v:?}"
+    );
+    assert!(
+        (values(&out, "delta ")[0] - (v[1][2] - v[0][2])).abs() < 1e-6,
+        "{out}"
+    );
     assert!((values(&out, "mean ")[0] - v[0][2]).abs() < 1e-9, "{out}");
     assert!(out.contains("mean1") && out.contains("cls2"), "{out}");
 }
@@ -98,7 +110,10 @@ fn wrong_retrieval_options_are_errors_at_the_script_line() {
         let src = format!("{PRELUDE}\n{call};\n");
         let (code, _, err) = stilts(dir.path(), &src);
         assert_ne!(code, 0, "{call} ran");
-        assert!(err.contains(want) && err.contains("s.rhai:"), "{call}: {err}");
+        assert!(
+            err.contains(want) && err.contains("s.rhai:"),
+            "{call}: {err}"
+        );
     }
 }
 
@@ -129,7 +144,10 @@ print(`target ${t.xnli.avg} ${t.tatoeba.avg}`);
     // The intermediate phase changed the encoder, so its retrieval.
     let sst = values(&out, "sst ")[0];
     assert!((sst - none[0]).abs() > 1e-9, "{out}");
-    assert!((values(&out, "gain ")[0] - (sst - none[0])).abs() < 1e-6, "{out}");
+    assert!(
+        (values(&out, "gain ")[0] - (sst - none[0])).abs() < 1e-6,
+        "{out}"
+    );
     // After the target phase too: another encoder again.
     let t = values(&out, "target ");
     assert!((t[1] - sst).abs() > 1e-9, "{out}");
@@ -137,5 +155,8 @@ print(`target ${t.xnli.avg} ${t.tatoeba.avg}`);
     let (code, out2, err) = stilts(dir.path(), &src);
     assert_eq!(code, 0, "{err}");
     assert_eq!(values(&out2, "sst ")[0], sst);
-    assert!(err.matches("reused").count() >= 3 || out2.matches("reused").count() >= 3, "{out2}\n{err}");
+    assert!(
+        err.matches("reused").count() >= 3 || out2.matches("reused").count() >= 3,
+        "{out2}\n{err}"
+    );
 }

@@ -113,9 +113,9 @@ pub const TATOEBA_LANGUAGES: [&str; 36] = [
 /// The ISO 639-3 code of LASER's files for each of [`TATOEBA_LANGUAGES`]
 /// (XTREME's own table: `cmn` Mandarin, `pes` Persian, `swh` Swahili).
 pub const TATOEBA_FILE_CODES: [&str; 36] = [
-    "afr", "ara", "bul", "ben", "deu", "ell", "spa", "est", "eus", "pes", "fin", "fra", "heb", "hin",
-    "hun", "ind", "ita", "jpn", "jav", "kat", "kaz", "kor", "mal", "mar", "nld", "por", "rus", "swh",
-    "tam", "tel", "tha", "tgl", "tur", "urd", "vie", "cmn",
+    "afr", "ara", "bul", "ben", "deu", "ell", "spa", "est", "eus", "pes", "fin", "fra", "heb",
+    "hin", "hun", "ind", "ita", "jpn", "jav", "kat", "kaz", "kor", "mal", "mar", "nld", "por",
+    "rus", "swh", "tam", "tel", "tha", "tgl", "tur", "urd", "vie", "cmn",
 ];
 /// ANLI rounds.
 pub const ANLI_ROUNDS: [&str; 3] = ["r1", "r2", "r3"];

@@ -45,8 +45,7 @@ fn fixture_model() -> Model {
 fn tatoeba_matches_the_transformers_reference_sentence_for_sentence() {
     let dir = common::fixtures().join("retrieval");
     let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let languages: Vec<String> = serde_json::from_value(expected["languages"].clone()).unwrap();
     let first = expected["first"].as_u64().unwrap() as usize;
     let model = fixture_model();
@@ -106,7 +105,12 @@ fn tatoeba_matches_the_transformers_reference_sentence_for_sentence() {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} queries differ:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} queries differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     // 3 languages x 5 (hidden state, pooling) x 2 directions x 2 scorings x 100.
     assert_eq!(checked + ties, 6000);
     assert!(ties < 60, "{ties} near ties");
@@ -151,7 +155,10 @@ fn the_default_layer_and_run_evaluate_follow_xtreme() {
     let err = evaluate_retrieval(&model, ds, &deep, &mut Silent, &cancel)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`layer: 4`") && err.contains("3 layers"), "{err}");
+    assert!(
+        err.contains("`layer: 4`") && err.contains("3 layers"),
+        "{err}"
+    );
     // Training on it is refused.
     let ropts = stilts_protocol::presets::RunOptions::default();
     let job = run::TrainJob::new(&model, &t.parts, &ropts);

@@ -636,12 +636,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
 
 /// `evaluate(model, tatoeba, opts)`: sentence retrieval with the model's
 /// encoder as it is (a pretrained checkpoint too; its head is ignored).
-fn evaluate_retrieval(
-    ctx: &Ctx,
-    m: &ModelValue,
-    t: &TaskValue,
-    a: &EvalArgs,
-) -> RResult<Scores> {
+fn evaluate_retrieval(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResult<Scores> {
     use stilts_protocol::retrieval::RetrievalOptions;
     use stilts_tasks::retrieval::{Direction, Scoring};
     if a.doc_stride.is_some() {

@@ -48,15 +48,32 @@ fn the_36_xtreme_languages_are_read_from_laser_files_as_pairs() {
         };
         assert_eq!(*k, want, "{l}");
     }
-    let zh = t.parts.iter().find(|d| d.subset.as_deref() == Some("zh")).unwrap();
-    assert!(zh.files[0].ends_with("tatoeba.cmn-eng.cmn") && zh.files[1].ends_with("tatoeba.cmn-eng.eng"));
+    let zh = t
+        .parts
+        .iter()
+        .find(|d| d.subset.as_deref() == Some("zh"))
+        .unwrap();
+    assert!(
+        zh.files[0].ends_with("tatoeba.cmn-eng.cmn")
+            && zh.files[1].ends_with("tatoeba.cmn-eng.eng")
+    );
     let de = std::fs::read_to_string(data.join("tatoeba.deu-eng.deu")).unwrap();
     let en = std::fs::read_to_string(data.join("tatoeba.deu-eng.eng")).unwrap();
-    let t = open(&source(&data), &sel(Some(&["de"]), ReadOptions::default().with_first(5))).unwrap();
+    let t = open(
+        &source(&data),
+        &sel(Some(&["de"]), ReadOptions::default().with_first(5)),
+    )
+    .unwrap();
     let d = &t.parts[0];
     assert_eq!(d.len(), 5);
     match &d.examples[2] {
-        Example::Text { id, line, a, b, label } => {
+        Example::Text {
+            id,
+            line,
+            a,
+            b,
+            label,
+        } => {
             assert_eq!((id.as_str(), *line, label), ("de:3", 3, &None));
             assert_eq!(a, de.lines().nth(2).unwrap().trim());
             assert_eq!(b.as_deref(), Some(en.lines().nth(2).unwrap().trim()));
@@ -85,19 +102,28 @@ fn ragged_blank_and_non_utf8_lines_name_file_and_line() {
     let e = open(&source(p), &sel(de, ReadOptions::default()))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("tatoeba.deu-eng.deu:3") && e.contains("ends after 2 lines"), "{e}");
+    assert!(
+        e.contains("tatoeba.deu-eng.deu:3") && e.contains("ends after 2 lines"),
+        "{e}"
+    );
     // Ragged is an error even when bad lines are skipped.
     assert!(open(&source(p), &sel(de, ReadOptions::skip_bad_lines())).is_err());
     put("tatoeba.deu-eng.eng", b"one\n \nthree\n");
     let e = open(&source(p), &sel(de, ReadOptions::default()))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("tatoeba.deu-eng.eng:2") && e.contains("blank"), "{e}");
+    assert!(
+        e.contains("tatoeba.deu-eng.eng:2") && e.contains("blank"),
+        "{e}"
+    );
     put("tatoeba.deu-eng.eng", b"one\ntw\xffo\nthree\n");
     let e = open(&source(p), &sel(de, ReadOptions::default()))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("tatoeba.deu-eng.eng:2") && e.contains("UTF-8"), "{e}");
+    assert!(
+        e.contains("tatoeba.deu-eng.eng:2") && e.contains("UTF-8"),
+        "{e}"
+    );
     // Skipped: the pair goes, the others keep their lines.
     let t = open(&source(p), &sel(de, ReadOptions::skip_bad_lines())).unwrap();
     let d = &t.parts[0];
