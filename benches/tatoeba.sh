@@ -43,11 +43,24 @@ s = json.load(open("target/tatoeba_bench/stilts.json"))
 by = s.get("by_lang") or s.get("value", {}).get("by_lang")
 ref = json.loads(open("target/tatoeba_bench/ref_xtreme.json").read().strip().splitlines()[-1])
 r = ref["accuracy"]
+found = json.load(open("target/tatoeba_bench/found_xtreme.json"))
+
+
+def bits(packed):
+    # stilts keeps right/wrong as "N:hex", the first query the high bit.
+    n, h = packed.split(":")
+    b = bytes.fromhex(h + "0" * (len(h) % 2))
+    return [(b[i // 8] >> (7 - i % 8)) & 1 for i in range(int(n))]
+
+
 rows = [(l, by[l]["value"], r[l]) for l in r]
-print("| lang | stilts | transformers | diff |")
+print("| lang | stilts | transformers | queries right in one, wrong in the other |")
 print("| --- | ---: | ---: | ---: |")
 for l, a, b in rows:
-    print(f"| {l} | {a:.1f} | {b:.1f} | {a - b:+.1f} |")
+    mine = bits(by[l]["correct"][0])
+    theirs = [int(p == q) for q, p in enumerate(found[l])]
+    d = sum(x != y for x, y in zip(mine, theirs))
+    print(f"| {l} | {a:.1f} | {b:.1f} | {d} of {len(theirs)} |")
 n = len(rows)
 print(f"| avg | {sum(a for _, a, _ in rows) / n:.2f} | {ref['average']:.2f} | |")
 PY
