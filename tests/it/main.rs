@@ -15,6 +15,7 @@ mod script_limits;
 mod script_protocol;
 mod script_recipes;
 mod script_resume;
+mod script_retrieval;
 mod script_run;
 mod slurm;
 mod tokenizer;

@@ -98,7 +98,7 @@ fn quickstart_recipe_runs_and_writes_a_report() {
 #[test]
 fn real_recipes_fail_early_listing_missing_inputs() {
     let dir = tempfile::tempdir().unwrap();
-    for s in ["xstilts_xnli", "size_sweep"] {
+    for s in ["xstilts_xnli", "size_sweep", "xstilts_retrieval"] {
         let script = root().join(format!("scripts/{s}.rhai"));
         let (code, _, err) = stilts(
             &[
@@ -161,6 +161,26 @@ fn real_recipes_dry_runs_print_the_plan() {
         "{out}"
     );
     let script = root().join("scripts/xstilts_xnli.rhai");
+    let (code, out, err) = stilts(
+        &[
+            "--quiet",
+            "run",
+            script.to_str().unwrap(),
+            "--no-report",
+            "--set",
+            "data=data",
+            "--set",
+            "dry=true",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("36 runs: 12 conditions × 3 seeds on xlmr-large") && out.contains("dry run"),
+        "{out}"
+    );
+    // The retrieval recipe: the same conditions, no target phase.
+    let script = root().join("scripts/xstilts_retrieval.rhai");
     let (code, out, err) = stilts(
         &[
             "--quiet",

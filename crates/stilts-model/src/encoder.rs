@@ -352,6 +352,37 @@ impl Layer {
     }
 }
 
+/// How [`Encoder::sentence_embeddings`] makes one vector of a sentence's
+/// hidden states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Pooling {
+    /// The mean over the real (non-pad) tokens, `<s>` and `</s>` included.
+    Mean,
+    /// The first token's (`<s>` / `[CLS]`).
+    Cls,
+}
+
+impl Pooling {
+    /// `"mean"` or `"cls"`; anything else is an error listing them.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            other => Err(crate::error::Error::msg(format!(
+                "pooling `{other}`: use \"mean\" (the mean over the tokens) or \"cls\" (the first token)"
+            ))),
+        }
+    }
+
+    /// The name [`Pooling::parse`] reads.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+        }
+    }
+}
+
 /// Which of the encoder's output rows the head above reads: a sequence
 /// head (classification, multiple choice) reads only the first token's, so
 /// the last layer's other rows, which get no gradient, need not be
@@ -554,6 +585,50 @@ impl Encoder {
 
     pub(crate) fn num_layers(&self) -> usize {
         self.inner.layers.len()
+    }
+
+    /// Hidden state `layer` of transformers' `output_hidden_states`
+    /// (`[B, T, H]`): 0 the embeddings, k the output of layer k (counted
+    /// from 1), the last one the encoder's output (pre-LN encoders: after
+    /// their final LayerNorm, as transformers' last hidden state). Only the
+    /// layers up to `layer` run; dropout off.
+    pub fn hidden_state(&self, inputs: &Inputs, layer: usize) -> Result<Tensor> {
+        let n = self.num_layers();
+        if layer > n {
+            return Err(crate::error::Error::msg(format!(
+                "layer {layer}: this encoder has {n} layers (hidden states 0 = the embeddings to {n})"
+            )));
+        }
+        let mut x = self.embed(inputs, None)?;
+        let bias = attention_bias(&inputs.attention_mask, x.dtype())?;
+        for i in 0..layer {
+            x = self.layer(i, &x, &bias, None)?;
+        }
+        if layer == n {
+            x = self.final_norm(&x)?;
+        }
+        Ok(x)
+    }
+
+    /// One f32 vector per row (`[B, H]`) from [`Encoder::hidden_state`]
+    /// `layer`: the mean over the row's real tokens (its attention mask,
+    /// special tokens included, as XTREME's `evaluate_retrieval.py`), or
+    /// the first token's (`<s>` / `[CLS]`).
+    pub fn sentence_embeddings(
+        &self,
+        inputs: &Inputs,
+        layer: usize,
+        pooling: Pooling,
+    ) -> Result<Tensor> {
+        let x = self.hidden_state(inputs, layer)?.to_dtype(DType::F32)?;
+        Ok(match pooling {
+            Pooling::Cls => Self::first_token(&x)?,
+            Pooling::Mean => {
+                let mask = inputs.attention_mask.to_dtype(DType::F32)?;
+                let sum = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+                sum.broadcast_div(&mask.sum_keepdim(1)?)?
+            }
+        })
     }
 
     /// Embeddings (word + token type + position), their LayerNorm (post-LN)

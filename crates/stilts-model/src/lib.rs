@@ -41,7 +41,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 pub use config::{PositionRule, Variant, XlmrConfig};
-pub use encoder::{Encoder, Inputs, TokensRead};
+pub use encoder::{Encoder, Inputs, Pooling, TokensRead};
 pub use error::{Error, Result};
 pub use heads::{Head, HeadKind, Output, Target};
 pub use ops::DropoutRng;

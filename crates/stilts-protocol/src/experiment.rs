@@ -122,8 +122,11 @@ pub struct Condition {
     /// Training options of the intermediate phase (their `seed` is replaced by
     /// the condition's).
     pub intermediate_options: RunOptions,
-    /// The task trained in the target phase, under a fresh head.
-    pub target: TaskData,
+    /// The task trained in the target phase, under a fresh head; `None`:
+    /// no target phase, the evaluations (retrieval only: no head to score
+    /// with) read the encoder right after the intermediate phase (or the
+    /// pretrained one).
+    pub target: Option<TaskData>,
     /// Model selection in the target phase (e.g. MNLI dev, English XNLI dev).
     pub target_dev: Option<TaskData>,
     /// Training options of the target phase (`seed` replaced by the condition's);
@@ -185,7 +188,7 @@ impl Condition {
             .intermediate
             .iter()
             .chain(self.intermediate_dev.iter())
-            .chain([&self.target])
+            .chain(self.target.iter())
             .chain(self.target_dev.iter())
             .chain(self.evaluations.iter().map(|(_, t)| t))
         {
@@ -194,9 +197,9 @@ impl Condition {
         Ok(serde_json::json!({
             "intermediate_phase": if self.intermediate.is_empty() { serde_json::Value::Null } else { self.intermediate_config()? },
             "model": self.model.fingerprint()?,
-            "target": [&self.target.name, &self.target.fingerprint],
+            "target": self.target.as_ref().map(|t| (&t.name, &t.fingerprint)),
             "target_dev": dev_fp(&self.target_dev),
-            "target_options": options_json(&self.target_options, self.seed, &[&self.target]),
+            "target_options": self.target.as_ref().map(|t| options_json(&self.target_options, self.seed, &[t])),
             "evaluations": self.evaluations.iter().map(|(n, t)| (n, &t.name, &t.fingerprint)).collect::<Vec<_>>(),
             "eval_batch_size": self.eval_batch_size,
             "seed": self.seed,
@@ -468,13 +471,30 @@ fn run_claimed(
 ) -> Result<ConditionResult> {
     let key = key.to_string();
     let started = Instant::now();
-    let target_head = c
-        .target
-        .parts
-        .first()
-        .ok_or_else(|| Error::msg(format!("the target task {} has no data", c.target.name)))?
-        .head
-        .clone();
+    let target_head = match &c.target {
+        Some(t) => t
+            .parts
+            .first()
+            .ok_or_else(|| Error::msg(format!("the target task {} has no data", t.name)))?
+            .head
+            .clone(),
+        None => {
+            // Only retrieval reads an encoder without a trained head.
+            if let Some((name, _)) = c.evaluations.iter().find(|(_, t)| {
+                t.parts
+                    .iter()
+                    .any(|d| d.metric != stilts_tasks::Metric::Retrieval)
+            }) {
+                return Err(Error::msg(format!(
+                    "evaluation `{name}` needs a head trained on a target task, and this condition has none (`target: ()`); give a target task, or evaluate only retrieval tasks (tatoeba) here"
+                )));
+            }
+            // A stand-in head, never trained or read.
+            stilts_model::HeadKind::Classification {
+                labels: stilts_tasks::readers::nli_labels(),
+            }
+        }
+    };
     let base = match &c.model {
         ModelSource::Spec(spec) => Model::load(
             spec,
@@ -503,29 +523,36 @@ fn run_claimed(
         phases.insert("intermediate".into(), summary);
         (m, opt, reused)
     };
-    // The target task under a fresh head; the encoder's AdamW moments only
-    // when asked (`reset_optimizer: false`).
-    let fresh = transfer(&encoder_source, &target_head, c.seed, true)?;
     let mut topts = c.target_options.clone();
     topts.seed = c.seed;
-    let target_ckpt = store_root
-        .as_ref()
-        .map(|r| r.join("conditions").join(&key[..16]).join("target"));
-    let job = TrainJob {
-        dev: dev_part(&c.target_dev)?,
-        fresh: true,
-        optimizer: if topts.reset_optimizer { None } else { carried },
-        checkpoint_dir: target_ckpt.clone(),
-        ..TrainJob::new(&fresh, &c.target.parts, &topts)
+    let target = match &c.target {
+        // No target phase: the evaluations read this encoder as it is.
+        None => encoder_source,
+        Some(tt) => {
+            // The target task under a fresh head; the encoder's AdamW moments
+            // only when asked (`reset_optimizer: false`).
+            let fresh = transfer(&encoder_source, &target_head, c.seed, true)?;
+            let target_ckpt = store_root
+                .as_ref()
+                .map(|r| r.join("conditions").join(&key[..16]).join("target"));
+            let job = TrainJob {
+                dev: dev_part(&c.target_dev)?,
+                fresh: true,
+                optimizer: if topts.reset_optimizer { None } else { carried },
+                checkpoint_dir: target_ckpt.clone(),
+                ..TrainJob::new(&fresh, &tt.parts, &topts)
+            };
+            let (target, rep) = train(
+                &job,
+                &mut *progress(&format!("{} (target)", tt.name)),
+                cancel,
+            )
+            .map_err(|e| e.during(format!("target training on {}", tt.name)))?;
+            curves.insert(format!("target.{}", tt.name), phase_curve(&rep));
+            phases.insert("target".into(), phase_summary(&rep));
+            target
+        }
     };
-    let (target, rep) = train(
-        &job,
-        &mut *progress(&format!("{} (target)", c.target.name)),
-        cancel,
-    )
-    .map_err(|e| e.during(format!("target training on {}", c.target.name)))?;
-    curves.insert(format!("target.{}", c.target.name), phase_curve(&rep));
-    phases.insert("target".into(), phase_summary(&rep));
     // Zero-shot evaluation per language, on every evaluation set.
     let mut metrics = BTreeMap::new();
     let mut correct = BTreeMap::new();

@@ -16,6 +16,7 @@ pub mod optim;
 pub mod predict;
 pub mod presets;
 pub mod progress;
+pub mod retrieval;
 pub mod run;
 pub mod stats;
 pub mod store;

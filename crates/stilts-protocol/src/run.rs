@@ -391,6 +391,7 @@ pub fn train(
     let first = data
         .first()
         .ok_or_else(|| Error::msg("train: the task has no data"))?;
+    no_training_data(data)?;
     if let Some(d) = data.iter().find(|d| d.head != first.head) {
         return Err(Error::msg(format!(
             "train: {} and {} need different heads; train them as a multi-task mix",
@@ -478,6 +479,17 @@ pub fn train(
     Ok((m, report))
 }
 
+/// A retrieval test set (Tatoeba) has nothing to train on.
+fn no_training_data(parts: &[Dataset]) -> Result<()> {
+    match parts.iter().find(|d| d.metric == Metric::Retrieval) {
+        Some(d) => Err(Error::msg(format!(
+            "{} is a retrieval test set: it has no training data; evaluate(model, task) scores the encoder as it is (in a condition: `target: ()` and the task under `evaluate`)",
+            d.name()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A multi-task call: one shared encoder (a copy of `model`'s), a fresh
 /// head per task, a task drawn per update by `sampling`.
 #[derive(Clone)]
@@ -510,6 +522,9 @@ pub fn multitask(
     let (model, tasks_data, opts) = (job.model, job.tasks, job.options);
     if tasks_data.is_empty() {
         return Err(Error::msg("multitask: no tasks given"));
+    }
+    for (_, parts) in tasks_data {
+        no_training_data(parts)?;
     }
     let tok = tokenizer_of(model)?;
     let enc = text_encoder(tok)?;
@@ -663,6 +678,15 @@ pub fn evaluate(
     progress: &mut dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Evaluation> {
+    if ds.metric == Metric::Retrieval {
+        // No head: the encoder's sentence embeddings, XTREME's defaults.
+        let r = super::retrieval::RetrievalOptions {
+            batch_size: opts.batch_size.max(1),
+            limit: opts.limit,
+            ..Default::default()
+        };
+        return super::retrieval::evaluate_retrieval(model, ds, &r, progress, cancel);
+    }
     let enc = encoder_of(model)?;
     let feats = features(ds, &enc, opts, &FeatureCache::default())?;
     evaluate_features(model, ds, &feats, &enc, opts, progress, cancel)
@@ -775,6 +799,12 @@ fn score(
                 pred.push(p);
             }
             tasks::metrics::tagging_hits(&pred, &gold)?
+        }
+        Metric::Retrieval => {
+            return Err(Error::msg(format!(
+                "{} is scored by retrieval, not through a head",
+                ds.name()
+            )))
         }
         Metric::SquadV1 | Metric::SquadV2 => {
             let logits: Vec<(Vec<f32>, Vec<f32>)> = outs

@@ -27,7 +27,16 @@ pub fn option_keys(f: &str) -> Option<Vec<String>> {
             k.extend(["intermediate".to_string(), "target".to_string()]);
             k
         }
-        "evaluate" => s(&["batch_size", "max_length", "doc_stride", "limit"]),
+        "evaluate" => s(&[
+            "batch_size",
+            "max_length",
+            "doc_stride",
+            "limit",
+            "layer",
+            "pooling",
+            "direction",
+            "scoring",
+        ]),
         "model" => s(&["head", "labels", "seed", "dtype", "layers"]),
         // (modulation's one-argument form takes the gains map itself.)
         "seeds_needed" => s(&["params", "half_width", "languages"]),

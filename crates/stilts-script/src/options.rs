@@ -192,6 +192,14 @@ pub struct EvalArgs {
     pub doc_stride: Option<usize>,
     /// Evaluate on the first N examples of each language only.
     pub limit: Option<usize>,
+    /// Retrieval: the hidden state pooled (0 = the embeddings).
+    pub layer: Option<usize>,
+    /// Retrieval: "mean" or "cls".
+    pub pooling: Option<String>,
+    /// Retrieval: "xx-en", "en-xx" or "both".
+    pub direction: Option<String>,
+    /// Retrieval: "cosine" or "margin".
+    pub scoring: Option<String>,
 }
 
 /// `model(spec, #{...})`.

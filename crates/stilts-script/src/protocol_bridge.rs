@@ -40,6 +40,18 @@ pub fn evaluate(
     run::evaluate(model, ds, opts, progress, cancel)
 }
 
+/// Sentence retrieval with `model`'s encoder on one language of a
+/// retrieval task (Tatoeba).
+pub fn evaluate_retrieval(
+    model: &Model,
+    ds: &Dataset,
+    opts: &stilts_protocol::retrieval::RetrievalOptions,
+    progress: &mut dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<Evaluation> {
+    stilts_protocol::retrieval::evaluate_retrieval(model, ds, opts, progress, cancel)
+}
+
 /// Multi-task training of one encoder on several tasks; the encoder under
 /// the last task's head.
 pub fn multitask(

@@ -85,6 +85,14 @@ impl TaskValue {
         })
     }
 
+    /// Whether the task is scored by sentence retrieval (Tatoeba): no head,
+    /// no training data.
+    pub fn is_retrieval(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|d| d.metric == stilts_tasks::Metric::Retrieval)
+    }
+
     /// The key of a part in results: its language or round, else the task name.
     pub fn key(&self, ds: &Dataset) -> String {
         ds.subset.clone().unwrap_or_else(|| self.name.clone())

@@ -41,6 +41,7 @@ let xnli = task("xnli", #{data: `${d}/xnli`, split: "dev", languages: ["de", "en
 let xnli_dev = xnli;
 let xnli_test = task("xnli", #{data: `${d}/xnli`, split: "test", languages: ["de", "en", "sw"], limit: 12});
 let x = xnli_test;
+let tatoeba = task("tatoeba", #{data: `${d}/tatoeba`, languages: ["de", "sw"], first: 20});
 let xnli_dir = `${d}/xnli`;
 let mnli_dir = `${d}/mnli`;
 let m = tiny_model(#{text: [mnli, xnli, squad, hellaswag], hidden: 32, layers: 1, heads: 2, ffn: 64, vocab: 800, max_length: 160});
@@ -73,6 +74,7 @@ fn every_api_reference_example_runs() {
     link(shared().join("intermediate/mnli"), "data/mnli");
     link(shared().join("intermediate/hellaswag"), "data/hellaswag");
     link(shared().join("intermediate/squad_v1.1"), "data/squad");
+    link(shared().join("tatoeba"), "data/tatoeba");
     std::fs::create_dir_all(w.join("text")).unwrap();
     std::fs::write(
         w.join("text/mlm.txt"),

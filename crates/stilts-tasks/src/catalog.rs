@@ -37,6 +37,10 @@ pub enum Format {
     Ccg,
     /// A user's TSV, CSV or JSON lines with the columns the spec names.
     Generic(GenericSpec),
+    /// LASER's Tatoeba release: two line-aligned text files per language,
+    /// `tatoeba.{code}-eng.{code}` and `tatoeba.{code}-eng.eng` (a split's
+    /// two parts, read together as sentence pairs).
+    Tatoeba,
 }
 
 /// One split: the files it is made of. Each part is a list of candidate
@@ -84,6 +88,11 @@ pub struct TaskSpec {
     pub default_subset: Option<String>,
     /// Extra lines for the layout description.
     pub notes: Vec<String>,
+    /// Where a subset's files spell it otherwise (Tatoeba's ISO 639-3
+    /// `deu` for XTREME's `de`): (subset, code); a candidate's `{code}` is
+    /// replaced by it (by the subset itself when it is not listed).
+    #[serde(default)]
+    pub file_codes: Vec<(String, String)>,
 }
 
 /// The 15 XNLI languages.
@@ -93,6 +102,20 @@ pub const XNLI_LANGUAGES: [&str; 15] = [
 /// The 10 AmericasNLI languages.
 pub const AMERICASNLI_LANGUAGES: [&str; 10] = [
     "aym", "bzd", "cni", "gn", "hch", "nah", "oto", "quy", "shp", "tar",
+];
+/// The 36 languages of XTREME's Tatoeba task, in XTREME's two-letter
+/// codes.
+pub const TATOEBA_LANGUAGES: [&str; 36] = [
+    "af", "ar", "bg", "bn", "de", "el", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id",
+    "it", "ja", "jv", "ka", "kk", "ko", "ml", "mr", "nl", "pt", "ru", "sw", "ta", "te", "th", "tl",
+    "tr", "ur", "vi", "zh",
+];
+/// The ISO 639-3 code of LASER's files for each of [`TATOEBA_LANGUAGES`]
+/// (XTREME's own table: `cmn` Mandarin, `pes` Persian, `swh` Swahili).
+pub const TATOEBA_FILE_CODES: [&str; 36] = [
+    "afr", "ara", "bul", "ben", "deu", "ell", "spa", "est", "eus", "pes", "fin", "fra", "heb",
+    "hin", "hun", "ind", "ita", "jpn", "jav", "kat", "kaz", "kor", "mal", "mar", "nld", "por",
+    "rus", "swh", "tam", "tel", "tha", "tgl", "tur", "urd", "vie", "cmn",
 ];
 /// ANLI rounds.
 pub const ANLI_ROUNDS: [&str; 3] = ["r1", "r2", "r3"];
@@ -137,6 +160,7 @@ fn spec(b: Base) -> TaskSpec {
         subset_kind: None,
         default_subset: None,
         notes: Vec::new(),
+        file_codes: Vec::new(),
     }
 }
 
@@ -149,7 +173,7 @@ const MNLI_TRAIN: &[&str] = &[
 const SNLI_TRAIN: &[&str] = &["snli_1.0_train.jsonl", "train.jsonl", "train.tsv"];
 
 /// The names of the built-in tasks.
-pub const TASK_NAMES: [&str; 15] = [
+pub const TASK_NAMES: [&str; 16] = [
     "mnli",
     "anli",
     "anli_plus",
@@ -164,6 +188,7 @@ pub const TASK_NAMES: [&str; 15] = [
     "ccg",
     "xnli",
     "americasnli",
+    "tatoeba",
     "generic",
 ];
 
@@ -384,6 +409,38 @@ pub fn task(name: &str) -> Result<TaskSpec> {
             t.notes = strs(&["TSV with header `id language premise hypothesis label`; the combined `anli.{dev,test}.tsv` is filtered by `language`"]);
             t
         }
+        "tatoeba" => {
+            let mut t = spec(Base {
+                name: "tatoeba",
+                description: "Tatoeba sentence retrieval (XTREME's 36 languages, LASER's release; no training data)",
+                // No head reads it: retrieval scores the encoder's sentence
+                // embeddings (`evaluate`); the empty label set stands for none.
+                head: classification(Vec::new()),
+                metric: Metric::Retrieval,
+                input: "sentence pairs (xx, en): line i of both files, each sentence encoded alone",
+                splits: vec![SplitLayout {
+                    name: "test".into(),
+                    parts: vec![
+                        Part { candidates: strs(&["tatoeba.{code}-eng.{code}"]), format: Tatoeba },
+                        Part { candidates: strs(&["tatoeba.{code}-eng.eng"]), format: Tatoeba },
+                    ],
+                }],
+            });
+            t.subsets = strs(&TATOEBA_LANGUAGES);
+            t.subset_kind = Some("language".into());
+            t.file_codes = TATOEBA_LANGUAGES
+                .iter()
+                .zip(TATOEBA_FILE_CODES)
+                .map(|(l, c)| (l.to_string(), c.to_string()))
+                .collect();
+            t.notes = strs(&[
+                "{code} = LASER's ISO 639-3 code of the language: af afr, ar ara, bg bul, bn ben, de deu, el ell, es spa, et est, eu eus, fa pes, fi fin, fr fra, he heb, hi hin, hu hun, id ind, it ita, ja jpn, jv jav, ka kat, kk kaz, ko kor, ml mal, mr mar, nl nld, pt por, ru rus, sw swh, ta tam, te tel, th tha, tl tgl, tr tur, ur urd, vi vie, zh cmn",
+                "line i of `tatoeba.{code}-eng.{code}` translates line i of `tatoeba.{code}-eng.eng`: both files must have the same number of lines",
+                "the only split is `test` (the default of task(\"tatoeba\")); no languages named: all 36",
+                "scored by evaluate(model, task): nearest-neighbour retrieval of each sentence's translation (see `evaluate`)",
+            ]);
+            t
+        }
         "generic" => generic("generic", GenericSpec::new(&["text"], "label", &["0", "1"])),
         other => {
             return Err(Error::msg(format!(
@@ -393,6 +450,20 @@ pub fn task(name: &str) -> Result<TaskSpec> {
         }
     };
     Ok(t)
+}
+
+/// The split `task(NAME)` reads when none is named: `test` for a task
+/// that has no other (`tatoeba`), else `train`.
+///
+/// ```
+/// assert_eq!(stilts_tasks::catalog::default_split("tatoeba"), "test");
+/// assert_eq!(stilts_tasks::catalog::default_split("xnli"), "train");
+/// ```
+pub fn default_split(name: &str) -> &'static str {
+    match name {
+        "tatoeba" => "test",
+        _ => "train",
+    }
 }
 
 /// A classification task over a user's own files: `{train,dev,test}.{tsv,csv,jsonl}`
@@ -425,5 +496,6 @@ pub fn generic(name: &str, spec: GenericSpec) -> TaskSpec {
         subset_kind: None,
         default_subset: None,
         notes: strs(&["tsv: header row, tab-split, no quoting; csv: header row, quoted fields; jsonl: one object per line"]),
+        file_codes: Vec::new(),
     }
 }

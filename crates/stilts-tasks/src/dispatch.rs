@@ -12,7 +12,7 @@ use crate::catalog::{task, Format, TaskSpec};
 use crate::example::{Dataset, Example};
 use crate::io::{plain_name, ReadOptions, SkipReport};
 use crate::layout::SourceFile;
-use crate::readers::{ccg, choice, glue, nli, squad};
+use crate::readers::{ccg, choice, glue, nli, squad, tatoeba};
 
 impl TaskSpec {
     /// Reads a split (of one language or round, or `all`) from the task
@@ -43,7 +43,14 @@ impl TaskSpec {
         }
         let mut examples: Vec<Example> = Vec::new();
         let mut skipped = SkipReport::default();
-        for f in &files {
+        let paired = matches!(files.as_slice(), [xx, _] if xx.format == Format::Tatoeba);
+        if let ([xx, en], true) = (files.as_slice(), paired) {
+            // Two files read together: sentence pairs.
+            let sub = xx.subset.as_deref().unwrap_or("xx");
+            examples = tatoeba::read_pairs(&xx.path, &en.path, sub, opts, &mut skipped)?;
+            examples = check_examples(&xx.path, examples, opts, &mut skipped)?;
+        }
+        for f in files.iter().filter(|_| !paired) {
             let mut report = SkipReport::default();
             let mut part = read_file(f, &labels, opts, &mut report)?;
             part =
@@ -214,6 +221,10 @@ pub fn read_file(
         Format::CommonsenseQa => choice::read_commonsenseqa(p, opts, report),
         Format::Ccg => ccg::read_ccg(p, labels, opts, report),
         Format::Generic(spec) => super::readers::generic::read_generic(p, spec, opts, report),
+        Format::Tatoeba => Err(Error::config(
+            p,
+            "a Tatoeba file is read with its counterpart (the pair of `tatoeba.{code}-eng.*` files): open the task `tatoeba`",
+        )),
     }
 }
 

@@ -14,6 +14,9 @@ pub enum Metric {
     SquadV2,
     /// Share of correctly tagged words (first sub-tokens), in percent.
     TaggingAccuracy,
+    /// Share of sentences whose translation is their nearest neighbour
+    /// among the other side's sentences (Tatoeba), in percent.
+    Retrieval,
 }
 
 impl Metric {
@@ -24,6 +27,7 @@ impl Metric {
             Metric::SquadV1 => "squad (EM/F1)",
             Metric::SquadV2 => "squad_v2 (EM/F1, no-answer)",
             Metric::TaggingAccuracy => "tagging accuracy",
+            Metric::Retrieval => "retrieval accuracy",
         }
     }
 }

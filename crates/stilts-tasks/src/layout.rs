@@ -148,12 +148,33 @@ impl TaskSpec {
         if self.subsets.contains(&s) {
             Ok(vec![Some(s)])
         } else {
+            let code = self
+                .file_codes
+                .iter()
+                .find(|(_, c)| c == &s)
+                .map(|(sub, _)| format!(" (`{s}` is the files' code of `{sub}`: name it `{sub}`)"))
+                .unwrap_or_default();
             Err(Error::msg(format!(
-                "task `{}` has no {kind} `{s}`; its {kind}s: {} (or `all`)",
+                "task `{}` has no {kind} `{s}`{code}; its {kind}s: {} (or `all`)",
                 self.name,
                 self.subsets.join(", ")
             )))
         }
+    }
+
+    /// A candidate file name for subset `s`: `{sub}` (`{SUB}` upper case)
+    /// and `{code}` (the subset's code in the files, see `file_codes`)
+    /// filled in.
+    fn fill(&self, candidate: &str, s: &str) -> String {
+        let code = self
+            .file_codes
+            .iter()
+            .find(|(sub, _)| sub == s)
+            .map_or(s, |(_, c)| c.as_str());
+        candidate
+            .replace("{sub}", s)
+            .replace("{SUB}", &s.to_ascii_uppercase())
+            .replace("{code}", code)
     }
 
     pub(crate) fn resolve_part(
@@ -163,11 +184,9 @@ impl TaskSpec {
         sub: Option<&str>,
     ) -> Result<Option<SourceFile>> {
         for c in &part.candidates {
-            let has_sub = c.contains("{sub}") || c.contains("{SUB}");
+            let has_sub = c.contains("{sub}") || c.contains("{SUB}") || c.contains("{code}");
             let pat = match sub {
-                Some(s) => c
-                    .replace("{sub}", s)
-                    .replace("{SUB}", &s.to_ascii_uppercase()),
+                Some(s) => self.fill(c, s),
                 None if has_sub => continue,
                 None => c.clone(),
             };
@@ -208,9 +227,7 @@ impl TaskSpec {
                             .candidates
                             .iter()
                             .map(|c| match sub {
-                                Some(s) => c
-                                    .replace("{sub}", s)
-                                    .replace("{SUB}", &s.to_ascii_uppercase()),
+                                Some(s) => self.fill(c, s),
                                 None => c.clone(),
                             })
                             .collect();
@@ -297,12 +314,14 @@ impl TaskSpec {
     /// The file layout the task expects, as indented text (used in error
     /// messages and the README).
     pub fn layout(&self) -> String {
+        let head = if self.metric == crate::example::Metric::Retrieval {
+            "none (the encoder's sentence embeddings)"
+        } else {
+            self.head.name()
+        };
         let mut s = format!(
             "{} — {}\n  input: {}\n  head: {}",
-            self.name,
-            self.description,
-            self.input,
-            self.head.name()
+            self.name, self.description, self.input, head
         );
         let labels = self.head.labels();
         if !labels.is_empty() {

@@ -32,6 +32,7 @@ pub mod layout;
 pub mod metrics;
 pub mod qa;
 pub mod readers;
+pub mod retrieval;
 pub mod source;
 
 pub use batch::{collate, train_batches, BatchSize, EvalPlan};

@@ -99,7 +99,7 @@ impl Setup {
             sampling: Sampling::Proportional,
             intermediate_dev: None,
             intermediate_options: self.opts.clone(),
-            target: self.mnli.clone(),
+            target: Some(self.mnli.clone()),
             target_dev: None,
             target_options: self.opts.clone(),
             evaluations: evals,

@@ -12,6 +12,7 @@ mod multitask;
 mod optim;
 mod presets;
 mod resume;
+mod retrieval;
 mod run;
 mod stats;
 mod store;

@@ -87,10 +87,16 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             .collect::<RResult<_>>()?,
         Some(v) => vec![task_of("intermediate", &v)?],
     };
-    let target = task_of(
-        "target",
-        &need("target", "the target task, e.g. MNLI train")?,
-    )?;
+    // `target: ()`: no target phase (retrieval evaluations only).
+    let target = match spec.get("target") {
+        Some(v) if v.is_unit() => None,
+        Some(v) => Some(task_of("target", v)?),
+        None => {
+            return Err(rerr(
+                "condition: `target` is missing (the target task, e.g. MNLI train; or () for none: the encoder right after the intermediate phase, for retrieval evaluations such as tatoeba)",
+            ))
+        }
+    };
     let mut options = match get("options") {
         None => Map::new(),
         Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
@@ -137,11 +143,36 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         }
     };
     let single_eval = !get("evaluate").is_some_and(|v| v.is::<Map>());
-    // The model the cell trains and scores: its config with the target's head.
-    let params = stilts_protocol::memory::count_parameters(
-        &hidden_of,
-        target.parts.first().map_or(3, |d| d.labels.len().max(1)),
-    );
+    if target.is_none() {
+        if let Some((k, t)) = evaluations.iter().find(|(_, t)| !t.is_retrieval()) {
+            return Err(rerr(format!(
+                "condition: `target` is () (no target phase), but evaluation `{k}` ({}) needs a head trained on a target task; give a target task, or evaluate only retrieval tasks (tatoeba)",
+                t.name
+            )));
+        }
+        let target_keys = [
+            ("dev", options.contains_key("dev")),
+            ("dev_pool", options.contains_key("dev_pool")),
+            ("options.target", options.contains_key("target")),
+        ];
+        if let Some((k, _)) = target_keys.iter().find(|(_, given)| *given) {
+            return Err(rerr(format!(
+                "condition: `{k}` belongs to the target phase, and `target` is () (none): leave it out"
+            )));
+        }
+    }
+    // The model the cell scores: its config with the target's head (the
+    // encoder alone where there is no target phase).
+    let params = match target.as_ref() {
+        Some(t) => stilts_protocol::memory::count_parameters(
+            &hidden_of,
+            t.parts.first().map_or(3, |d| d.labels.len().max(1)),
+        ),
+        None => {
+            let h = hidden_of.hidden_size as u64;
+            stilts_protocol::memory::count_parameters(&hidden_of, 0) - (h * h + h)
+        }
+    };
     let seed = match get("seed") {
         None => 0,
         Some(v) => {
@@ -178,7 +209,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         sampling: sampling(get("sampling"))?,
         intermediate_dev: i_call.dev.as_ref().map(data).transpose()?,
         intermediate_options: i_call.options.options.clone(),
-        target: data(&target)?,
+        target: target.as_ref().map(data).transpose()?,
         target_dev: t_call.dev.as_ref().map(data).transpose()?,
         target_options: t_call.options.options.clone(),
         evaluations: evaluations
@@ -204,7 +235,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
     for (t, o) in intermediate
         .iter()
         .map(|t| (t, &i_call.options.options))
-        .chain([(&target, &t_call.options.options)])
+        .chain(target.iter().map(|t| (t, &t_call.options.options)))
     {
         for w in stilts_protocol::run::training_warnings(&t.parts, o) {
             ctx.warn(&w);
@@ -281,6 +312,9 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
                 }
                 parts.push(s);
             }
+        }
+        if parts.is_empty() {
+            parts.push("no training (the pretrained encoder)".to_string());
         }
         ctx.record(&format!(
             "condition {name} (seed {seed}): {}{}; {:.1} s; stored as {short}",
@@ -398,7 +432,7 @@ fn missing_cell(store: &stilts_protocol::store::Store, key: &str, name: &str, se
 /// completion, `check` and the README's API reference read (collected by
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
-    entry("training", "condition", "condition(spec: map) -> Result | map", "One cell of the grid, run by the protocol and kept in the store under its fingerprint (model files or weights, every data file and example read, options, seed, evaluation sets): a finished one is reused, the intermediate-phase model of (model, intermediate task(s), options, seed) is trained once and shared. Keys: model (size name, directory or Model), intermediate (a task, an array of tasks for a mix, or () for the baseline), sampling, target, dev (target-phase model selection: a task of one part, e.g. xnli_dev.language(\"en\"); several parts only with dev_pool: true), dev_pool, evaluate (a task, or a map of name → task: returns a map of Results), options (training keys as in stilts()), seed, name (the results' label; default the intermediate task's name or `none`), eval_batch_size.", "let r = condition(#{model: \"xlmr-base\", intermediate: squad, target: mnli, dev: mnli_dev, evaluate: #{dev: xnli_dev, test: xnli_test}, seed: 1});"),
+    entry("training", "condition", "condition(spec: map) -> Result | map", "One cell of the grid, run by the protocol and kept in the store under its fingerprint (model files or weights, every data file and example read, options, seed, evaluation sets): a finished one is reused, the intermediate-phase model of (model, intermediate task(s), options, seed) is trained once and shared. Keys: model (size name, directory or Model), intermediate (a task, an array of tasks for a mix, or () for the baseline), sampling, target (the target task; () for none: the evaluations read the encoder right after the intermediate phase, or the pretrained one, and must all be retrieval tasks such as tatoeba, scored with evaluate's defaults), dev (target-phase model selection: a task of one part, e.g. xnli_dev.language(\"en\"); several parts only with dev_pool: true), dev_pool, evaluate (a task, or a map of name → task: returns a map of Results; a retrieval task beside XNLI is scored from the encoder after the target phase, with evaluate's retrieval defaults), options (training keys as in stilts()), seed, name (the results' label; default the intermediate task's name or `none`), eval_batch_size.", "let r = condition(#{model: \"xlmr-base\", intermediate: squad, target: mnli, dev: mnli_dev, evaluate: #{dev: xnli_dev, test: xnli_test}, seed: 1});"),
 ];
 
 /// Registers `condition(map)`.

@@ -148,7 +148,10 @@ pub fn load(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
 /// the named source is said in the script's own syntax.
 fn load_split(ctx: &Ctx, name: &str, a: TaskArgs) -> RResult<TaskValue> {
     let sel = Selection {
-        split: a.split.clone().unwrap_or_else(|| "train".into()),
+        split: a
+            .split
+            .clone()
+            .unwrap_or_else(|| tasks::catalog::default_split(name).into()),
         languages: a.languages.clone(),
         limit: a.limit,
         sample: a.sample,
@@ -245,7 +248,7 @@ fn report_skips(ctx: &Ctx, t: &TaskValue) {
 /// completion, `check` and the README's API reference read (collected by
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
-    entry("tasks", "task", "task(name: string, opts: map) -> Task", "Loads a split of a task. Built-in tasks (see tasks()): opts `data` (the task folder), `split` (train, dev, test), `languages`, `limit` (a seeded random sample of at most N examples of each part, i.e. of each language or round, not in total: stratified by label for classification, each label keeping its share of the file, so even a file sorted by label gives every label; uniform otherwise; the whole file is read), `first` (the first N examples of each part: quick, but a file sorted by label gives one label), `sample` (a seeded sample of N examples of each part, after `first`/`limit`: the same number of each label for classification; uniform otherwise), `sample_seed` (the seed of `limit` and `sample`, default 0), `skip_bad_lines`. `task(\"tsv\", #{file, columns, labels})` reads a headerless TSV (columns: language, id, label and one or two texts); `task(\"generic\", #{data, text_columns, label_column, labels, split})` your own TSV/CSV/JSONL with a header; `task(\"mlm\", #{files: [...]})` raw text for masked language modelling (one sentence a line, a part per file), or `task(\"mlm\", #{data: XNLI_DIR, split, languages})` the distinct premises of an XNLI folder, a part per language.", "let x = task(\"xnli\", #{data: \"data/xnli\", split: \"test\", languages: [\"de\", \"sw\"]});"),
+    entry("tasks", "task", "task(name: string, opts: map) -> Task", "Loads a split of a task. Built-in tasks (see tasks()): opts `data` (the task folder), `split` (train, dev, test), `languages`, `limit` (a seeded random sample of at most N examples of each part, i.e. of each language or round, not in total: stratified by label for classification, each label keeping its share of the file, so even a file sorted by label gives every label; uniform otherwise; the whole file is read), `first` (the first N examples of each part: quick, but a file sorted by label gives one label), `sample` (a seeded sample of N examples of each part, after `first`/`limit`: the same number of each label for classification; uniform otherwise), `sample_seed` (the seed of `limit` and `sample`, default 0), `skip_bad_lines`. `task(\"tsv\", #{file, columns, labels})` reads a headerless TSV (columns: language, id, label and one or two texts); `task(\"generic\", #{data, text_columns, label_column, labels, split})` your own TSV/CSV/JSONL with a header; `task(\"mlm\", #{files: [...]})` raw text for masked language modelling (one sentence a line, a part per file), or `task(\"mlm\", #{data: XNLI_DIR, split, languages})` the distinct premises of an XNLI folder, a part per language. `task(\"tatoeba\", #{data, languages})` the Tatoeba retrieval test set (LASER's files; XTREME's 36 languages in two-letter codes, all by default; split `test`), scored by evaluate(model, tatoeba, opts).", "let x = task(\"xnli\", #{data: \"data/xnli\", split: \"test\", languages: [\"de\", \"sw\"]});"),
     entry("tasks", "tasks", "tasks() -> array", "The names of the built-in tasks.", "tasks()"),
     entry("tasks", "layout", "layout(name: string) -> string", "The files a task expects: a built-in task's folder, or what `tsv`, `generic` and `mlm` read.", "print(layout(\"hellaswag\"));"),
     entry("tasks", "language", "Task.language(lang: string) -> Task", "One language (or round) of a task.", "x.language(\"sw\")"),

@@ -617,8 +617,26 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
     })
 }
 
+/// The keys of `evaluate`'s map that only retrieval reads.
+pub const RETRIEVAL_KEYS: &[&str] = &["layer", "pooling", "direction", "scoring"];
+
 /// `evaluate(model, task, opts)`.
 pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResult<Scores> {
+    if t.is_retrieval() {
+        return evaluate_retrieval(ctx, m, t, a);
+    }
+    let given = [
+        a.layer.is_some(),
+        a.pooling.is_some(),
+        a.direction.is_some(),
+        a.scoring.is_some(),
+    ];
+    if let Some((k, _)) = RETRIEVAL_KEYS.iter().zip(given).find(|(_, g)| *g) {
+        return Err(rerr(format!(
+            "evaluate: `{k}` is an option of retrieval tasks (tatoeba); `{}` is scored through the model's head: leave `{k}` out",
+            t.name
+        )));
+    }
     if m.pretrained {
         return Err(rerr(format!(
             "evaluate: `{}` is a pretrained checkpoint without a trained head; train it first",
@@ -677,6 +695,78 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
     })
 }
 
+/// `evaluate(model, tatoeba, opts)`: sentence retrieval with the model's
+/// encoder as it is (a pretrained checkpoint too; its head is ignored).
+fn evaluate_retrieval(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResult<Scores> {
+    use stilts_protocol::retrieval::RetrievalOptions;
+    use stilts_tasks::retrieval::{Direction, Scoring};
+    if a.doc_stride.is_some() {
+        return Err(rerr(format!(
+            "evaluate: `doc_stride` is for span QA windows; `{}` encodes each sentence whole: leave it out",
+            t.name
+        )));
+    }
+    let mut r = RetrievalOptions::default();
+    let layers = m.model.config().num_hidden_layers;
+    if let Some(l) = a.layer {
+        if l > layers {
+            return Err(rerr(format!(
+                "evaluate: `layer: {l}`, but `{}` has {layers} layers: give 0 (the embeddings) to {layers} (its output)",
+                m.name
+            )));
+        }
+        r.layer = Some(l);
+    }
+    let opt = |what: &str, e: stilts_model::Error| rerr(format!("evaluate: {what}: {e}"));
+    if let Some(p) = &a.pooling {
+        r.pooling = stilts_model::Pooling::parse(p).map_err(|e| opt("`pooling`", e))?;
+    }
+    if let Some(d) = &a.direction {
+        r.direction = Direction::parse(d).map_err(|e| opt("`direction`", e))?;
+    }
+    if let Some(s) = &a.scoring {
+        r.scoring = Scoring::parse(s).map_err(|e| opt("`scoring`", e))?;
+    }
+    if let Some(b) = a.batch_size {
+        r.batch_size = b.max(1);
+    }
+    if let Some(l) = a.max_length {
+        if l < 3 {
+            return Err(rerr("evaluate: `max_length` must leave room for a token besides <s> and </s> (at least 3)"));
+        }
+        r.max_length = l;
+    }
+    r.limit = a.limit;
+    if !ctx.settings.cell_mode.evaluates() {
+        return Ok(Scores::placeholder(&m.name, t));
+    }
+    let mut by_lang = std::collections::BTreeMap::new();
+    let mut metric = String::new();
+    for ds in t.parts.iter() {
+        let mut bar = ctx.progress(&format!("retrieval {}", t.key(ds)));
+        let e = protocol_bridge::evaluate_retrieval(&m.model, ds, &r, &mut *bar, &CANCEL)
+            .map_err(|e| protocol_err(&format!("evaluate on {}", ds.name()), e))?;
+        metric = e.metric.clone();
+        by_lang.insert(
+            t.key(ds),
+            LangScore {
+                value: e.score,
+                n: e.n,
+                runs: vec![],
+                correct: vec![e.correct()],
+            },
+        );
+    }
+    Ok(Scores {
+        label: m.name.clone(),
+        task: t.name.clone(),
+        split: t.split.clone(),
+        chance: None,
+        metric,
+        by_lang,
+    })
+}
+
 /// The documentation of what this file registers: what `:help`, tab
 /// completion, `check` and the README's API reference read (collected by
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
@@ -688,7 +778,8 @@ pub const DOCS: &[ApiDoc] = &[
     entry("training", "multitask", "multitask(model: Model, tasks: array, opts: map) -> Model", "Multi-task training of one encoder on several tasks (a head each; task(\"mlm\", ...) adds masked language modelling), the task drawn per optimizer update (gradient accumulation stays within it). Training keys plus `sampling`: \"proportional\" (default), \"uniform\", #{cap: N}, #{temperature: T, cap: N} or #{probs: #{task: p, ...}} (jiant's samplers); train_examples_cap (at most N examples of each task, a seeded sample: shortens training too); `dev` (a split of one task of the mix, scored with its head). Returns the encoder under the last task's head.", "multitask(m, [squad, hellaswag, mlm], #{seed: 1, sampling: #{probs: #{squad_v1: 0.4, hellaswag: 0.4, mlm: 0.2}}})"),
     entry("training", "preset", "preset(name: string) -> map", "The settings of a training preset (jiant, xtreme).", "preset(\"xtreme\")"),
     entry("results", "evaluate", "evaluate(model: Model, task: Task) -> Result", "Scores the model on each language of the task (dropout off).", "let r = evaluate(ft, xnli);"),
-    entry("results", "evaluate", "evaluate(model: Model, task: Task, opts: map) -> Result", "Evaluation with options: batch_size, max_length (span QA: the window, default 384), doc_stride (span QA, default 128), limit (the first N examples of each language: the same pairs in every language of a parallel set).", "evaluate(ft, xnli, #{batch_size: 128})"),
+    entry("results", "evaluate", "evaluate(model: Model, task: Task, opts: map) -> Result", "Evaluation with options: batch_size, max_length (span QA: the window, default 384), doc_stride (span QA, default 128), limit (the first N examples of each language: the same pairs in every language of a parallel set). A retrieval task (task(\"tatoeba\", ...)) takes the options below.", "evaluate(ft, xnli, #{batch_size: 128})"),
+    entry("results", "evaluate", "evaluate(model: Model, tatoeba: Task, opts: map) -> Result", "Sentence retrieval (Tatoeba), zero-shot from the encoder as it is: any model (pretrained, after an intermediate task, fine-tuned: its head is ignored). Each sentence is encoded alone (`<s> … </s>`, max_length 512 tokens or what the model's positions allow), pooled from one hidden state, and its nearest neighbour on the other side must be its translation; per language the accuracy in percent and each query's right/wrong (mean, compare, table work as for XNLI). Options: layer (the hidden state: 0 the embeddings, k the output of layer k; default as XTREME: 8 of 12 layers, 14 of 24, the same relative depth elsewhere: 2/3 of the depth up to 12, 7/12 from 24, L/2 + 2 between, rounded; only those layers run), pooling (\"mean\" over the tokens, <s> and </s> included, XTREME's; or \"cls\", the first token), direction (\"xx-en\", each sentence retrieves its English translation, XTREME's score; \"en-xx\"; \"both\": the queries of both, so the score is the mean of the two, as LASER reports), scoring (\"cosine\"; \"margin\": the ratio margin of Artetxe & Schwenk 2019 over k = 4 neighbours, as LASER), batch_size (sentences, default 100, sorted by length), max_length, limit (the first N pairs of each language: a smaller candidate pool).", "evaluate(m, tatoeba, #{layer: 1, pooling: \"cls\", direction: \"both\", scoring: \"margin\"})"),
 ];
 
 /// Registers `train`, `stilts`, `multitask`, `preset` and `evaluate`.

@@ -13,6 +13,7 @@ pub mod generic;
 pub mod glue;
 pub mod nli;
 pub mod squad;
+pub mod tatoeba;
 pub mod text;
 
 use std::path::Path;

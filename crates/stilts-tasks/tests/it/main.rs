@@ -9,3 +9,4 @@ mod tasks_batch;
 mod tasks_cache;
 mod tasks_features;
 mod tasks_readers;
+mod tatoeba;
