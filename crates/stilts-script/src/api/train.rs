@@ -764,6 +764,8 @@ fn evaluate_retrieval(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) ->
         chance: None,
         metric,
         by_lang,
+        // Retrieval reads the encoder alone (the head is ignored).
+        params: Some(m.model.encoder.params().num_parameters() as u64),
     })
 }
 
