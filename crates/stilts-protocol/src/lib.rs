@@ -6,6 +6,7 @@
 //! doing, the update, the checkpoint), never as a message or a report flag.
 
 pub mod checkpoint;
+pub mod evaluation;
 pub mod experiment;
 pub mod fingerprint;
 pub mod freeze;

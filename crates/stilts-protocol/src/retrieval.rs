@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::run::Evaluation;
+use super::evaluation::Evaluation;
 use super::train::Progress;
 use stilts_model::error::{Error, Result};
 use stilts_model::{Inputs, Model, Pooling};

@@ -648,27 +648,7 @@ pub fn multitask(
     Ok((models, report))
 }
 
-/// One evaluation: the task's metric in percent and each example's score.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Evaluation {
-    /// `accuracy`, `tagging accuracy` or `f1`.
-    pub metric: String,
-    /// The metric over the `n` examples, in percent.
-    pub score: f64,
-    /// Examples scored.
-    pub n: usize,
-    /// 1/0 per example (accuracy; per word for tagging), or its F1 (QA).
-    pub per_example: Vec<f32>,
-    /// Other figures of the metric (`exact` for SQuAD).
-    pub extra: BTreeMap<String, f64>,
-}
-
-impl Evaluation {
-    /// Per-example correctness (score > 0.5), for bootstrap statistics.
-    pub fn correct(&self) -> Vec<bool> {
-        self.per_example.iter().map(|&x| x > 0.5).collect()
-    }
-}
+pub use crate::evaluation::Evaluation;
 
 /// Evaluates `model` on a dataset (dropout off, length-sorted batches).
 pub fn evaluate(
