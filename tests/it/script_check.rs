@@ -383,8 +383,8 @@ fn sst2_labels_have_their_names() {
         .args(["--quiet", "run", "s.rhai", "--no-report"])
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + String::from_utf8_lossy(&out.stderr).as_ref();
+    let text = String::from_utf8_lossy(&out.stdout).to_string()
+        + String::from_utf8_lossy(&out.stderr).as_ref();
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("1 example, head classification [negative, positive]"),

@@ -125,7 +125,11 @@ pub fn dev_set(name: &str, parts: &[Dataset], pool: bool) -> Result<Dataset> {
         let names: Vec<String> = parts
             .iter()
             .enumerate()
-            .map(|(i, p)| p.subset.clone().unwrap_or_else(|| format!("part {}", i + 1)))
+            .map(|(i, p)| {
+                p.subset
+                    .clone()
+                    .unwrap_or_else(|| format!("part {}", i + 1))
+            })
             .collect();
         let shown = if names.len() > 6 {
             format!("{}, …", names[..6].join(", "))
@@ -139,7 +143,11 @@ pub fn dev_set(name: &str, parts: &[Dataset], pool: bool) -> Result<Dataset> {
              zero-shot transfer); give one part, e.g. `dev: {name}_dev.language(\"{}\")`, or pool \
              them on purpose with `dev_pool: true`",
             parts.len(),
-            if parts.iter().any(|p| p.subset.as_deref() == Some("en")) { "en" } else { one },
+            if parts.iter().any(|p| p.subset.as_deref() == Some("en")) {
+                "en"
+            } else {
+                one
+            },
         )));
     }
     let mut pooled = first.clone();

@@ -145,7 +145,10 @@ fn one_seed_says_its_interval_is_over_examples_only() {
 /// Two collapsed seeds: each predicts one class for every example, each
 /// its own class, so both score exactly a third and their spread is 0.
 fn collapsed(class: usize, labels: &[usize]) -> Vec<Vec<f64>> {
-    vec![labels.iter().map(|&l| f64::from(u8::from(l == class))).collect()]
+    vec![labels
+        .iter()
+        .map(|&l| f64::from(u8::from(l == class)))
+        .collect()]
 }
 
 #[test]
@@ -163,7 +166,10 @@ fn the_seed_aware_interval_is_never_narrower_than_the_examples_alone() {
     let (lo, hi) = e.ci.unwrap();
     let (elo, ehi) = e.example_ci.unwrap();
     assert!(ehi - elo > 5.0, "the examples vary: {e:?}");
-    assert!(lo <= elo && hi >= ehi, "not narrower than examples-only: {e:?}");
+    assert!(
+        lo <= elo && hi >= ehi,
+        "not narrower than examples-only: {e:?}"
+    );
     assert!(hi - lo > 5.0, "{e:?}");
     // Identical seeds (the same predictions twice): no seed spread, but the
     // test set's sampling variance stays.
