@@ -491,6 +491,13 @@ pub fn paired_seed_delta(
 // Welch–Satterthwaite over the seed terms (k_s − 1 each) and the examples'
 // term (n − 1), so a contrast over sizes with 3 seeds each has about 2 to
 // 6 degrees of freedom, not the thousands the examples alone would claim.
+// Where `compare` reports a wider interval for a size's gain than these
+// terms give (t over the seeds' degrees of freedom for the whole variance,
+// its floor for seeds that score alike, the hull of the examples-only
+// interval), one more term w_s per size makes up the difference,
+// Σ_s c_s² · w_s with k_s − 1 degrees of freedom (`SizeGain::holding`): a
+// contrast is built on the intervals the gain table shows, never narrower
+// than a gain it contains.
 
 /// Student's t quantile: the `p` quantile with `df` degrees of freedom
 /// (fractional df, as Welch–Satterthwaite gives, are fine); the normal
@@ -570,6 +577,11 @@ pub struct SizeGain {
     /// (Σ MS_residual / k over the sides, points²; 0 with one seed).
     /// `None` without per-example scores.
     pub examples: Option<Vec<(Vec<f64>, f64)>>,
+    /// Variance (points²) added so that this gain's interval alone is as
+    /// wide as the one `compare` reports for it (see
+    /// [`SizeGain::holding`]); 0 from [`SizeGain::new`]. Counted with
+    /// seeds − 1 degrees of freedom (infinite with one seed).
+    pub widen: f64,
 }
 
 /// Mean of `runs[seed][stratum][i]` over seeds, in points, and the residual
@@ -686,7 +698,89 @@ impl SizeGain {
             seeds: ka.min(kb),
             seed_terms,
             examples,
+            widen: 0.0,
         }
+    }
+
+    /// The gain `compare` reports at one size, in the form contrasts across
+    /// sizes need: [`SizeGain::new`] held to [`paired_seed_delta`]'s
+    /// interval with the same `resamples` and `seed` (see
+    /// [`SizeGain::holding`]). What `modulation` and the gain plot use, so
+    /// a difference between sizes is built on the very variance the gain
+    /// table shows.
+    ///
+    /// ```
+    /// use stilts_protocol::stats::{contrast, paired_seed_delta, SizeGain};
+    /// // Two seeds a side that score alike but disagree on examples.
+    /// let run = |m: usize| vec![(0..60).map(|i| f64::from(u8::from(i % 3 == m))).collect::<Vec<_>>()];
+    /// let (av, bv) = ([100.0 / 3.0; 2], [100.0 / 3.0; 2]);
+    /// let (ar, br) = ([run(0), run(1)], [run(1), run(2)]);
+    /// let reported = paired_seed_delta(&av, &ar, &bv, &br, 200, 1).ci.unwrap();
+    /// let g = SizeGain::paired(&av, &ar, &bv, &br, 200, 1);
+    /// let own = contrast(&[&g], &[1.0]).unwrap().ci;
+    /// assert!(own.0 <= reported.0 + 1e-9 && own.1 >= reported.1 - 1e-9);
+    /// ```
+    pub fn paired(
+        a_values: &[f64],
+        a_runs: &[Strata],
+        b_values: &[f64],
+        b_runs: &[Strata],
+        resamples: usize,
+        seed: u64,
+    ) -> SizeGain {
+        let reported = paired_seed_delta(a_values, a_runs, b_values, b_runs, resamples, seed);
+        SizeGain::new(a_values, a_runs, b_values, b_runs).holding(&reported)
+    }
+
+    /// This gain with [`SizeGain::widen`] set so that the interval of
+    /// this gain alone (`contrast` of it with coefficient 1) is as wide as
+    /// `reported`'s (the interval `compare` prints for it), the least
+    /// widening that does (bisection: the half-width grows with it); 0
+    /// where it is as wide already.
+    ///
+    /// `compare` takes t over the seeds' degrees of freedom for the whole
+    /// variance (seeds and test set), never reports an interval narrower
+    /// than the data allow (its floor for seeds that score alike, the hull
+    /// of the examples-only interval), and its intervals are what a reader
+    /// sees beside a difference. Built on the variance terms alone, with
+    /// Welch–Satterthwaite degrees of freedom, a difference between sizes
+    /// came out narrower than the one gain it contains (a size whose gain
+    /// was exactly 0 beside one printed as ±48 gave a difference of ±7.7).
+    /// Held to `compare`'s intervals, a contrast is as conservative as the
+    /// gains it combines.
+    pub fn holding(mut self, reported: &SeedEstimate) -> SizeGain {
+        self.widen = 0.0;
+        let Some((lo, hi)) = reported.ci else {
+            return self;
+        };
+        let half = (reported.mean - lo).max(hi - reported.mean);
+        if !(half > 0.0 && half.is_finite()) {
+            return self;
+        }
+        let mut probe = self.clone();
+        let mut covers = |w: f64| {
+            probe.widen = w;
+            contrast(&[&probe], &[1.0]).is_some_and(|c| c.ci.1 - c.estimate >= half)
+        };
+        if covers(0.0) {
+            return self;
+        }
+        // t is never below the normal quantile: this much always reaches it.
+        let mut high = (half / t_quantile(0.975, f64::INFINITY)).powi(2) * 1.000001;
+        if !covers(high) {
+            return self;
+        }
+        let mut low = 0.0;
+        for _ in 0..100 {
+            let mid = 0.5 * (low + high);
+            if covers(mid) {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        self.widen = high;
+        self
     }
 
     /// Whether the seed spread can be estimated (every side has 2+ seeds).
@@ -792,6 +886,16 @@ pub fn contrast(gains: &[&SizeGain], coef: &[f64]) -> Option<Contrast> {
         var += v;
         denom += v * v / df;
     }
+    // What `compare` adds beyond these terms at each size (`holding`).
+    for (g, c) in gains.iter().zip(coef) {
+        let v = c * c * g.widen;
+        if v > 0.0 {
+            var += v;
+            if g.seeds >= 2 {
+                denom += v * v / (g.seeds as f64 - 1.0);
+            }
+        }
+    }
     let se = var.sqrt();
     let df = if denom > 0.0 {
         var * var / denom
@@ -872,7 +976,7 @@ fn slope_weights(gains: &[&SizeGain]) -> Vec<f64> {
             } else {
                 0.0
             };
-            seeds + examples_term(&[g], &[1.0]).map_or(0.0, |e| e.0)
+            seeds + examples_term(&[g], &[1.0]).map_or(0.0, |e| e.0) + g.widen
         })
         .collect();
     if vars.iter().all(|v| v.is_finite() && *v > 0.0) {

@@ -40,7 +40,9 @@ pub fn option_keys(f: &str) -> Option<Vec<String>> {
         "model" => s(&["head", "labels", "seed", "dtype", "layers"]),
         // (modulation's one-argument form takes the gains map itself.)
         "seeds_needed" => s(&["params", "half_width", "languages"]),
-        "plot_scaling" => s(&["params"]),
+        "plot_scaling" => s(crate::api::plot::SCALING_KEYS),
+        "plot_gain" => s(crate::api::plot::GAIN_KEYS),
+        "plot_languages" => s(crate::api::plot::LANGUAGES_KEYS),
         "tiny_model" => s(&[
             "text",
             "arch",

@@ -514,6 +514,40 @@ impl Comparison {
         })
     }
 
+    /// The gain at this comparison's size for `lang` (a language or
+    /// `"avg"`) in the form contrasts across sizes take: held to the very
+    /// interval this comparison reports (`SizeGain::paired` with the same
+    /// resamples and seed). `None` without the runs (a comparison saved by
+    /// an older stilts) or where the language is missing.
+    pub fn size_gain(&self, lang: &str) -> Option<stats::SizeGain> {
+        let (a, b) = self.sides.as_deref()?;
+        let (av, ar) = a.seed_data(lang)?;
+        let (bv, br) = b.seed_data(lang)?;
+        Some(stats::SizeGain::paired(
+            &av,
+            &ar,
+            &bv,
+            &br,
+            RESAMPLES,
+            stat_seed(lang),
+        ))
+    }
+
+    /// Each seed's gain for `lang` (`"avg"` for the average), seeds paired
+    /// by number as `compare` pairs them; empty where the two sides have
+    /// different seed counts or the runs are not kept.
+    pub fn seed_gains(&self, lang: &str) -> Vec<f64> {
+        let Some((a, b)) = self.sides.as_deref() else {
+            return vec![];
+        };
+        match (a.seed_data(lang), b.seed_data(lang)) {
+            (Some((va, _)), Some((vb, _))) if va.len() == vb.len() => {
+                va.iter().zip(&vb).map(|(x, y)| y - x).collect()
+            }
+            _ => vec![],
+        }
+    }
+
     /// The parameters of the model compared, when both Results carry the
     /// same count (the baseline and the new condition at one size).
     pub fn params(&self) -> Option<u64> {
@@ -808,6 +842,39 @@ impl TableValue {
         s
     }
 
+    /// The table in LaTeX as a paper prints it: a `table` float with the
+    /// title as its caption, a `tabular` with booktabs rules (`\toprule`,
+    /// `\midrule`, `\bottomrule`; `\usepackage{booktabs}`), the first
+    /// column left-aligned and the others right-aligned, as displayed.
+    /// LaTeX's special characters are escaped and the symbols the tables
+    /// use (Δ, −, ±, →, ×, ≥, ≤, …) become their math-mode commands, so it
+    /// compiles with pdflatex as it is.
+    pub fn latex(&self) -> String {
+        let mut s = String::from("\\begin{table}[t]\n\\centering\n");
+        if !self.title.is_empty() {
+            s.push_str(&format!("\\caption{{{}}}\n", latex_escape(&self.title)));
+        }
+        let cols: String = (0..self.header.len())
+            .map(|i| if i == 0 { 'l' } else { 'r' })
+            .collect();
+        s.push_str(&format!("\\begin{{tabular}}{{{cols}}}\n\\toprule\n"));
+        let line = |cells: &[String]| {
+            cells
+                .iter()
+                .map(|c| latex_escape(c))
+                .collect::<Vec<_>>()
+                .join(" & ")
+                + " \\\\\n"
+        };
+        s.push_str(&line(&self.header));
+        s.push_str("\\midrule\n");
+        for r in &self.rows {
+            s.push_str(&line(r));
+        }
+        s.push_str("\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+        s
+    }
+
     /// The CSV text: `csv_header` and `csv_rows` when set, else the displayed
     /// header and rows (the title is not in it).
     pub fn csv(&self) -> String {
@@ -823,6 +890,38 @@ impl TableValue {
         }
         String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
     }
+}
+
+/// Text for a LaTeX table cell: the ten special characters escaped, the
+/// symbols stilts' tables print as math-mode commands (pdflatex's default
+/// input encoding has none of them).
+fn latex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '~' => out.push_str("\\textasciitilde{}"),
+            '^' => out.push_str("\\textasciicircum{}"),
+            'Δ' => out.push_str("$\\Delta$"),
+            '−' => out.push_str("$-$"),
+            '±' => out.push_str("$\\pm$"),
+            '→' => out.push_str("$\\rightarrow$"),
+            '×' => out.push_str("$\\times$"),
+            '≥' => out.push_str("$\\geq$"),
+            '≤' => out.push_str("$\\leq$"),
+            '…' => out.push_str("\\ldots{}"),
+            '·' => out.push_str("$\\cdot$"),
+            '²' => out.push_str("$^2$"),
+            '—' => out.push_str("---"),
+            '–' => out.push_str("--"),
+            _ => out.push(ch),
+        }
+    }
+    out
 }
 
 impl std::fmt::Display for TableValue {
@@ -897,5 +996,42 @@ mod tests {
         assert!(c.by_lang["de"].ci.is_some());
         assert_eq!(c.avg.delta, 3.0);
         assert!(c.table().to_string().contains("+5.0"));
+    }
+
+    #[test]
+    fn a_table_in_latex_is_booktabs_with_its_symbols_escaped() {
+        let t = TableValue {
+            title: "gain (95% CI), 3 seeds: SST-2 → MNLI".into(),
+            header: vec!["language".into(), "Δ".into(), "note_1".into()],
+            rows: vec![
+                vec![
+                    "sw".into(),
+                    "+2.1 [−0.5, 4.7]".into(),
+                    "a & b #1 {x}".into(),
+                ],
+                vec!["avg".into(), "±3.0".into(), "50% of $".into()],
+            ],
+            csv_header: vec![],
+            csv_rows: vec![],
+        };
+        let x = t.latex();
+        let lines: Vec<&str> = x.lines().collect();
+        assert_eq!(lines[0], r"\begin{table}[t]");
+        assert_eq!(
+            lines[2],
+            r"\caption{gain (95\% CI), 3 seeds: SST-2 $\rightarrow$ MNLI}"
+        );
+        assert_eq!(lines[3], r"\begin{tabular}{lrr}");
+        assert_eq!(lines[4], r"\toprule");
+        assert_eq!(lines[5], r"language & $\Delta$ & note\_1 \\");
+        assert_eq!(lines[6], r"\midrule");
+        assert_eq!(lines[7], r"sw & +2.1 [$-$0.5, 4.7] & a \& b \#1 \{x\} \\");
+        assert_eq!(lines[8], r"avg & $\pm$3.0 & 50\% of \$ \\");
+        assert_eq!(
+            &lines[9..],
+            [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        );
+        // Nothing outside ASCII is left for pdflatex to choke on.
+        assert!(x.is_ascii(), "{x}");
     }
 }

@@ -409,3 +409,77 @@ fn t_distribution_holm_and_seeds_needed() {
     let one = SizeGain::new(&[60.0], &[], &[62.0], &[]);
     assert_eq!(seeds_needed(&[&one], &[1.0], 1.0), None);
 }
+
+/// A difference between sizes is built on the variance `compare` reports
+/// for each size's gain. The bug this guards: a sweep where the small
+/// size's two seeds collapsed onto different classes (compare: a gain of 0
+/// with an interval of about ±10, its floor) and the large size's gain was
+/// exactly 0 on every example (both sides the same predictions) printed a
+/// size difference of ±3.6 — narrower than the one gain it contains.
+#[test]
+fn a_size_difference_is_never_narrower_than_a_gain_it_contains() {
+    let labels: Vec<usize> = (0..90).map(|i| i % 3).collect();
+    let third = [100.0 / 3.0, 100.0 / 3.0];
+    let small_a = [collapsed(0, &labels), collapsed(1, &labels)];
+    let small_b = [collapsed(1, &labels), collapsed(2, &labels)];
+    let large = [collapsed(2, &labels), collapsed(2, &labels)];
+    let reported = paired_seed_delta(&third, &small_a, &third, &small_b, 500, 3);
+    let (rlo, rhi) = reported.ci.unwrap();
+    assert!(rhi - rlo > 5.0, "compare's interval: {reported:?}");
+    let small = SizeGain::paired(&third, &small_a, &third, &small_b, 500, 3);
+    let big = SizeGain::paired(&third, &large, &third, &large, 500, 3);
+    // Each gain alone: the interval compare reports, or wider.
+    let own = contrast(&[&small], &[1.0]).unwrap();
+    assert!(
+        own.ci.0 <= rlo + 1e-9 && own.ci.1 >= rhi - 1e-9,
+        "{own:?} vs {reported:?}"
+    );
+    // The difference holds the small size's gain's interval (the large
+    // size's gain is 0 on every example and adds nothing).
+    let d = contrast(&[&small, &big], &[-1.0, 1.0]).unwrap();
+    assert!(
+        d.ci.1 - d.estimate >= rhi - reported.mean - 1e-9,
+        "{d:?} vs {reported:?}"
+    );
+    assert!(d.ci.0 < 0.0 && d.ci.1 > 0.0, "{d:?}");
+    // Before: the terms alone (no `holding`) gave the narrow interval.
+    let bare = contrast(
+        &[
+            &SizeGain::new(&third, &small_a, &third, &small_b),
+            &SizeGain::new(&third, &large, &third, &large),
+        ],
+        &[-1.0, 1.0],
+    )
+    .unwrap();
+    assert!(
+        bare.ci.1 - bare.estimate < d.ci.1 - d.estimate,
+        "{bare:?} vs {d:?}"
+    );
+    // And the slope over three sizes carries it too: a middle size as
+    // degenerate as the small one.
+    let m = modulation(&[(1e8, &small), (1e9, &small.clone()), (1e10, &big)]);
+    let s = m.slope.unwrap();
+    assert!(s.se > 0.0 && s.ci.0 < 0.0 && s.ci.1 > 0.0, "{s:?}");
+}
+
+/// An ordinary gain (seeds that disagree in score): its interval alone,
+/// held, is the very interval `compare` reports (t over the seeds for the
+/// whole variance), where the bare terms (Welch–Satterthwaite) give a
+/// narrower one.
+#[test]
+fn a_held_gain_alone_is_the_interval_compare_reports() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (av, ar) = simulate(&mut rng, 0.6, 400, 3);
+    let (bv, br) = simulate(&mut rng, 0.65, 400, 3);
+    let e = paired_seed_delta(&av, &ar, &bv, &br, 500, 4);
+    let (lo, hi) = e.ci.unwrap();
+    let g = SizeGain::paired(&av, &ar, &bv, &br, 500, 4);
+    let own = contrast(&[&g], &[1.0]).unwrap();
+    let half = (e.mean - lo).max(hi - e.mean);
+    assert!(
+        (own.ci.1 - own.estimate - half).abs() < 1e-6 * half,
+        "{own:?} vs {e:?}"
+    );
+    let bare = contrast(&[&SizeGain::new(&av, &ar, &bv, &br)], &[1.0]).unwrap();
+    assert!(bare.ci.1 - bare.estimate <= half, "{bare:?} vs {e:?}");
+}

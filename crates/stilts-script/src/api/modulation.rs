@@ -100,23 +100,21 @@ fn analyse(who: &str, lines: &[GainLine]) -> RResult<Vec<TaskRows>> {
             }
         }
         langs.push("avg".into());
-        let mut sides = vec![];
         for (s, _, c) in sizes {
-            let (a, b) = c.sides.as_deref().ok_or_else(|| {
-                rerr(format!(
+            if c.sides.is_none() {
+                return Err(rerr(format!(
                     "{who}: `{task}`.`{s}` is a Comparison without its runs (saved by an older stilts); make it again with compare(base, new)"
-                ))
-            })?;
-            sides.push((a, b));
+                )));
+            }
         }
         let mut rows = vec![];
         for lang in langs {
-            let gains: Vec<SizeGain> = sides
+            // Each size's gain with the variance its `compare` reports.
+            let gains: Vec<SizeGain> = sizes
                 .iter()
-                .map(|(a, b)| {
-                    let (av, ar) = a.seed_data(&lang).unwrap_or_default();
-                    let (bv, br) = b.seed_data(&lang).unwrap_or_default();
-                    SizeGain::new(&av, &ar, &bv, &br)
+                .map(|(_, _, c)| {
+                    c.size_gain(&lang)
+                        .unwrap_or_else(|| SizeGain::new(&[], &[], &[], &[]))
                 })
                 .collect();
             let pts: Vec<(f64, &SizeGain)> = sizes.iter().map(|x| x.1).zip(gains.iter()).collect();

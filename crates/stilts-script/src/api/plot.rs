@@ -7,6 +7,7 @@ use super::doc::{entry, ApiDoc};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::ErrorBar;
 use plotters::prelude::*;
@@ -151,22 +152,279 @@ fn interval_note(series: &[(String, Scores)]) -> String {
     }
 }
 
+/// The option keys of each plot (what `stilts check` checks too).
+pub(crate) const LANGUAGES_KEYS: &[&str] = &["interval"];
+pub(crate) const GAIN_KEYS: &[&str] = &["params", "interval"];
+pub(crate) const SCALING_KEYS: &[&str] = &["params", "interval"];
+
+/// What a figure's marks of uncertainty show: the plots' `interval`
+/// option.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shown {
+    /// The 95% interval with seed variance in it (over examples alone for a
+    /// cell of one seed: the only one there is).
+    Seeds,
+    /// The 95% interval over test examples alone, seeds fixed.
+    Examples,
+    /// Each seed's value as a dot over the mean (a cell of one seed: its
+    /// interval over examples).
+    Points,
+}
+
+/// The `interval` option of a plot, and whether it was the default. The
+/// default is `Points` where a cell of the figure has exactly two seeds (a
+/// 95% interval from two seeds uses t = 12.7 and spans most of the axis,
+/// hiding every effect), else `Seeds`.
+fn shown(who: &str, opts: &Map, seeds: impl Iterator<Item = usize>) -> RResult<(Shown, bool)> {
+    let Some(v) = opts.get("interval") else {
+        let two = seeds.into_iter().any(|k| k == 2);
+        return Ok((if two { Shown::Points } else { Shown::Seeds }, true));
+    };
+    let got = v.clone().into_string().ok();
+    let s = match got.as_deref() {
+        Some("seeds") => Shown::Seeds,
+        Some("examples") => Shown::Examples,
+        Some("points") => Shown::Points,
+        _ => {
+            return Err(rerr(format!(
+                "{who}: `interval` takes \"seeds\" (the 95% CI with seed variance), \"examples\" (the 95% CI over examples alone) or \"points\" (each seed's value over the mean); got {}",
+                got.map_or_else(|| crate::values::type_name(v).to_string(), |g| format!("\"{g}\""))
+            )))
+        }
+    };
+    Ok((s, false))
+}
+
+/// One plotted value and its marks: the interval drawn as an error bar
+/// (none in `Points` mode where there are seeds to draw) and the seeds'
+/// own values (in `Points` mode only).
+struct Mark {
+    value: f64,
+    ci: Option<(f64, f64)>,
+    points: Vec<f64>,
+}
+
+impl Mark {
+    /// A value with its seed-aware interval, examples-only interval and
+    /// per-seed values, as `shown` draws it.
+    fn new(
+        shown: Shown,
+        value: f64,
+        ci: Option<(f64, f64)>,
+        example_ci: Option<(f64, f64)>,
+        seeds: Vec<f64>,
+    ) -> Mark {
+        match shown {
+            Shown::Seeds => Mark {
+                value,
+                ci,
+                points: vec![],
+            },
+            Shown::Examples => Mark {
+                value,
+                ci: example_ci.or(if seeds.len() <= 1 { ci } else { None }),
+                points: vec![],
+            },
+            Shown::Points if seeds.len() >= 2 => Mark {
+                value,
+                ci: None,
+                points: seeds,
+            },
+            Shown::Points => Mark {
+                value,
+                ci,
+                points: vec![],
+            },
+        }
+    }
+
+    /// A Result's score for `lang` (`"avg"` for the mean over languages).
+    fn of_scores(shown: Shown, s: &Scores, lang: &str) -> Option<Mark> {
+        let value = if lang == "avg" {
+            if s.by_lang.is_empty() {
+                return None;
+            }
+            s.avg()
+        } else {
+            s.by_lang.get(lang)?.value
+        };
+        let e = s.estimate(lang);
+        let seeds = s.seed_data(lang).map(|d| d.0).unwrap_or_default();
+        Some(Mark::new(
+            shown,
+            value,
+            e.as_ref().and_then(|e| e.ci),
+            e.as_ref().and_then(|e| e.example_ci),
+            seeds,
+        ))
+    }
+
+    /// A Comparison's gain for `lang` (`"avg"` for the average); the
+    /// points are the per-seed gains (seeds paired by number).
+    fn of_gain(shown: Shown, c: &Comparison, lang: &str) -> Option<Mark> {
+        let d = if lang == "avg" {
+            &c.avg
+        } else {
+            c.by_lang.get(lang)?
+        };
+        Some(Mark::new(
+            shown,
+            d.delta,
+            d.ci,
+            d.example_ci,
+            c.seed_gains(lang),
+        ))
+    }
+
+    /// The lowest and highest thing drawn.
+    fn extent(&self) -> impl Iterator<Item = f64> + '_ {
+        [Some(self.value), self.ci.map(|c| c.0), self.ci.map(|c| c.1)]
+            .into_iter()
+            .flatten()
+            .chain(self.points.iter().copied())
+            .filter(|v| v.is_finite())
+    }
+}
+
+/// What the marks are, for a figure's note: `methods` describes the
+/// seed-aware intervals (the kinds the figure's cells have).
+fn shown_note(shown: Shown, defaulted: bool, methods: String) -> String {
+    match shown {
+        Shown::Seeds => methods,
+        Shown::Examples => {
+            "error bars: 95% CI over test examples alone (seeds fixed: seed variance not in it)"
+                .into()
+        }
+        Shown::Points => format!(
+            "dots: each seed's value; the mark: their mean; a cell of one seed: its 95% CI over examples{}",
+            if defaulted {
+                " (shown as points: an interval from 2 seeds uses t = 12.7; interval: \"seeds\" draws it)"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// A number for an axis: no decimals for a whole number (`80`, not
+/// `80.0`), else up to two without trailing zeros.
+fn tick(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{:.0}", v.round())
+    } else {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// The ticks of a log10 axis from `xlo` to `xhi`: 1, 2 and 5 of each
+/// decade; where fewer than two of those fall in range (sizes within a
+/// factor of a few), the sizes themselves (`at`, log10).
+fn log_ticks(xlo: f64, xhi: f64, at: &[f64]) -> Vec<f64> {
+    let grid: Vec<f64> = (xlo.floor() as i32..=xhi.ceil() as i32)
+        .flat_map(|d| [1.0, 2.0, 5.0].map(|m| (m * 10f64.powi(d)).log10()))
+        .filter(|t| (xlo..=xhi).contains(t))
+        .collect();
+    if grid.len() >= 2 {
+        return grid;
+    }
+    let mut t: Vec<f64> = at.to_vec();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    t
+}
+
+/// The ticks of a log10(parameters) axis drawn by hand (plotters has no
+/// log axis over a transformed coordinate): a faint line and a label each.
+fn log_axis<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    area: &DrawingArea<DB, Shift>,
+    ticks: &[f64],
+    (ylo, yhi): (f64, f64),
+    text: bool,
+) -> DrawResult {
+    for &t in ticks {
+        chart
+            .draw_series(LineSeries::new([(t, ylo), (t, yhi)], BLACK.mix(0.12)))
+            .map_err(e)?;
+        if text {
+            // Backend pixels, made relative to the area drawn on.
+            let (at, base) = (chart.backend_coord(&(t, ylo)), area.get_base_pixel());
+            let at = (at.0 - base.0, at.1 - base.1);
+            let style = ("sans-serif", 13).into_font().into_text_style(area).pos(
+                plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Top,
+                ),
+            );
+            area.draw(&Text::new(
+                params_label(10f64.powf(t)),
+                (at.0, at.1 + 6),
+                style,
+            ))
+            .map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+/// A parameter count as a tick label: `118M`, `1.2B`, `560k`.
+fn params_label(p: f64) -> String {
+    let (v, unit) = if p >= 1e9 {
+        (p / 1e9, "B")
+    } else if p >= 1e6 {
+        (p / 1e6, "M")
+    } else if p >= 1e3 {
+        (p / 1e3, "k")
+    } else {
+        (p, "")
+    };
+    let s = if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        tick(&((v * 10.0).round() / 10.0))
+    };
+    format!("{s}{unit}")
+}
+
+/// Dots for the seeds of one mark at `x` (hollow, so a dot on the mean
+/// still shows).
+fn seed_dots<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    x: f64,
+    m: &Mark,
+    c: RGBColor,
+) -> DrawResult {
+    chart
+        .draw_series(
+            m.points
+                .iter()
+                .map(|&v| Circle::new((x, v), 4, c.mix(0.9).stroke_width(2))),
+        )
+        .map_err(e)?;
+    Ok(())
+}
+
 /// Bars: one group per language and the average, one bar per labelled
 /// result in the script's order, each with its 95% interval; a dashed
 /// chance line; the legend beside the chart.
 /// `plot_languages`: a figure of label → Result.
-struct Languages(Vec<(String, Scores)>);
+struct Languages {
+    series: Vec<(String, Scores)>,
+    shown: (Shown, bool),
+}
 
 impl Figure for Languages {
     const SIZE: (u32, u32) = (1000, 500);
     fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult {
-        draw_languages(root, &self.0, text)
+        draw_languages(root, &self.series, self.shown, text)
     }
 }
 
 fn draw_languages<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     series: &[(String, Scores)],
+    (shown, defaulted): (Shown, bool),
     text: bool,
 ) -> DrawResult {
     root.fill(&WHITE).map_err(e)?;
@@ -180,24 +438,16 @@ fn draw_languages<DB: DrawingBackend>(
     }
     langs.sort();
     langs.push("avg".into());
-    let value = |s: &Scores, l: &str| -> Option<f64> {
-        if l == "avg" {
-            (!s.by_lang.is_empty()).then(|| s.avg())
-        } else {
-            s.by_lang.get(l).map(|v| v.value)
-        }
-    };
-    let ci = |s: &Scores, l: &str| s.estimate(l).and_then(|e| e.ci);
-    let chance = series.iter().find_map(|(_, s)| s.chance);
-    let top = series
+    let marks: Vec<Vec<Option<Mark>>> = series
         .iter()
-        .flat_map(|(_, s)| {
-            langs
-                .iter()
-                .flat_map(|l| [value(s, l), ci(s, l).map(|c| c.1)])
-                .flatten()
-                .collect::<Vec<_>>()
-        })
+        .map(|(_, s)| langs.iter().map(|l| Mark::of_scores(shown, s, l)).collect())
+        .collect();
+    let chance = series.iter().find_map(|(_, s)| s.chance);
+    let top = marks
+        .iter()
+        .flatten()
+        .flatten()
+        .flat_map(|m| m.extent().collect::<Vec<_>>())
         .chain(chance)
         .fold(0.0f64, f64::max)
         .max(1.0);
@@ -239,18 +489,20 @@ fn draw_languages<DB: DrawingBackend>(
                     String::new()
                 }
             })
-            .y_desc(metric.clone())
+            .y_label_formatter(&tick)
+            .y_desc(format!("{metric} (%)"))
             .draw()
             .map_err(e)?;
     }
     let k = series.len().max(1) as f64;
     let w = 0.8 / k;
-    for (j, (_, s)) in series.iter().enumerate() {
+    for (j, _) in series.iter().enumerate() {
         let c = colour(j);
         let mut bars = vec![];
         let mut errs = vec![];
         for (i, l) in langs.iter().enumerate() {
-            let Some(v) = value(s, l) else { continue };
+            let Some(m) = &marks[j][i] else { continue };
+            let v = m.value;
             let x0 = i as f64 + 0.1 + j as f64 * w;
             let fill = if l == "avg" {
                 c.filled()
@@ -258,7 +510,7 @@ fn draw_languages<DB: DrawingBackend>(
                 c.mix(0.85).filled()
             };
             bars.push(Rectangle::new([(x0, 0.0), (x0 + w * 0.92, v)], fill));
-            if let Some((lo, hi)) = ci(s, l) {
+            if let Some((lo, hi)) = m.ci {
                 let (xm, cap) = (x0 + w * 0.46, w * 0.18);
                 for seg in [
                     vec![(xm, lo), (xm, hi)],
@@ -271,6 +523,11 @@ fn draw_languages<DB: DrawingBackend>(
         }
         chart.draw_series(bars).map_err(e)?;
         chart.draw_series(errs).map_err(e)?;
+        for (i, m) in marks[j].iter().enumerate() {
+            if let Some(m) = m {
+                seed_dots(&mut chart, i as f64 + 0.1 + (j as f64 + 0.46) * w, m, BLACK)?;
+            }
+        }
     }
     if let Some(c) = chance {
         chart.draw_series(dashed(0.0, n as f64, c)).map_err(e)?;
@@ -286,7 +543,8 @@ fn draw_languages<DB: DrawingBackend>(
         }
         let y = draw_legend(&legend_area, "", &entries)?;
         // What the error bars are, wrapped under the legend.
-        let note = stilts_model::util::wrap(&interval_note(series), 28, "");
+        let note =
+            stilts_model::util::wrap(&shown_note(shown, defaulted, interval_note(series)), 28, "");
         for (i, l) in note.lines().enumerate() {
             legend_area
                 .draw(&Text::new(
@@ -323,13 +581,10 @@ fn diverging(d: f64, range: f64) -> RGBColor {
 fn fitted_band(pts: &[(String, f64, Comparison)]) -> Vec<(f64, f64, f64, f64)> {
     let mut gains = vec![];
     for (_, p, c) in pts {
-        let Some((a, b)) = c.sides.as_deref() else {
+        let Some(g) = c.size_gain("avg") else {
             return vec![];
         };
-        let (Some((av, ar)), Some((bv, br))) = (a.seed_data("avg"), b.seed_data("avg")) else {
-            return vec![];
-        };
-        gains.push((*p, stats::SizeGain::new(&av, &ar, &bv, &br)));
+        gains.push((*p, g));
     }
     let xs: Vec<f64> = gains.iter().map(|g| g.0.log10()).collect();
     let (x0, x1) = (
@@ -348,44 +603,82 @@ fn fitted_band(pts: &[(String, f64, Comparison)]) -> Vec<(f64, f64, f64, f64)> {
         .collect()
 }
 
+/// The metric the gains are in (the baselines'), for the axis.
+fn gain_metric(lines: &[GainLine]) -> String {
+    lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, _, c)| c.metric.clone()))
+        .next()
+        .unwrap_or_else(|| "score".into())
+}
+
+/// What the gains' seed-aware intervals are, for the note.
+fn gain_interval_note(lines: &[GainLine]) -> String {
+    let mut ms: Vec<&'static str> = vec![];
+    for (_, p) in lines {
+        for (_, _, c) in p {
+            if let Some(m) = c.avg.ci.and(c.avg.method) {
+                let d = m.describe();
+                if !ms.contains(&d) {
+                    ms.push(d);
+                }
+            }
+        }
+    }
+    match ms.as_slice() {
+        [] => "no intervals (no per-example scores)".into(),
+        [m] => format!("error bars: {m}"),
+        _ => "error bars: 95% CI (methods differ by point)".into(),
+    }
+}
+
 /// Gain vs model size as a paper prints it: left, the average gain
 /// (points) against parameters on a log scale, one line per intermediate
 /// task with 95% intervals, points of different tasks set slightly apart;
 /// right, a heatmap of the gain per language (rows) and task × size
 /// (columns).
 /// `plot_gain`: the gain lines over model size.
-struct Gain(Vec<GainLine>);
+struct Gain {
+    lines: Vec<GainLine>,
+    shown: (Shown, bool),
+}
 
 impl Figure for Gain {
     const SIZE: (u32, u32) = (1400, 560);
     fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult {
-        draw_gain(root, &self.0, text)
+        draw_gain(root, &self.lines, self.shown, text)
     }
 }
 
 fn draw_gain<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     lines: &[GainLine],
+    (shown, defaulted): (Shown, bool),
     text: bool,
 ) -> DrawResult {
     root.fill(&WHITE).map_err(e)?;
     let (left, right) = root.split_horizontally(root.dim_in_pixel().0 as i32 * 11 / 20);
     let (chart_area, legend_area) = left.split_horizontally(left.dim_in_pixel().0 as i32 - 170);
     let bands: Vec<Vec<(f64, f64, f64, f64)>> = lines.iter().map(|(_, p)| fitted_band(p)).collect();
-    let band_vals = bands.iter().flatten().flat_map(|b| [b.2, b.3]);
-    let vals = lines.iter().flat_map(|(_, p)| {
-        p.iter()
-            .flat_map(|(_, _, c)| {
-                [
-                    Some(c.avg.delta),
-                    c.avg.ci.map(|x| x.0),
-                    c.avg.ci.map(|x| x.1),
-                ]
-            })
-            .flatten()
-    });
+    let marks: Vec<Vec<Option<Mark>>> = lines
+        .iter()
+        .map(|(_, p)| {
+            p.iter()
+                .map(|(_, _, c)| Mark::of_gain(shown, c, "avg"))
+                .collect()
+        })
+        .collect();
+    let vals: Vec<f64> = marks
+        .iter()
+        .flatten()
+        .flatten()
+        .flat_map(|m| m.extent().collect::<Vec<_>>())
+        .collect();
+    // The axis follows the marks (and 0); a band wider than them runs off
+    // the chart rather than squeezing the points into a line (with few
+    // seeds its interval is wide).
     let (lo, hi) = vals
-        .chain(band_vals)
+        .into_iter()
         .fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
     let pad = ((hi - lo) * 0.1).max(0.5);
     let params: Vec<f64> = lines
@@ -396,15 +689,13 @@ fn draw_gain<DB: DrawingBackend>(
     let pmax = params.iter().copied().fold(0.0f64, f64::max);
     // x is log10(parameters): ticks at 1, 2 and 5 of each decade in range.
     let (xlo, xhi) = ((pmin / 1.6).log10(), (pmax * 1.6).log10());
-    let ticks: Vec<f64> = (xlo.floor() as i32..=xhi.ceil() as i32)
-        .flat_map(|d| [1.0, 2.0, 5.0].map(|m| (m * 10f64.powi(d)).log10()))
-        .filter(|t| (xlo..=xhi).contains(t))
-        .collect();
+    let at: Vec<f64> = params.iter().map(|p| p.log10()).collect();
+    let ticks = log_ticks(xlo, xhi, &at);
     let mut b = ChartBuilder::on(&chart_area);
     b.margin(15);
     if text {
         b.caption(
-            "average gain (95% CI); line: weighted fit, band: its 95% CI",
+            "average gain; line: weighted fit, band: its 95% CI",
             ("sans-serif", 16),
         )
         .x_label_area_size(40)
@@ -417,27 +708,12 @@ fn draw_gain<DB: DrawingBackend>(
             .configure_mesh()
             .x_labels(0)
             .x_desc("parameters (log scale)")
-            .y_desc("Δ (points)")
+            .y_label_formatter(&tick)
+            .y_desc(format!("gain in {} (points)", gain_metric(lines)))
             .draw()
             .map_err(e)?;
     }
-    // The log axis's ticks, drawn by hand at 1, 2 and 5 of each decade.
-    for &t in &ticks {
-        chart
-            .draw_series(LineSeries::new([(t, ylo), (t, yhi)], BLACK.mix(0.12)))
-            .map_err(e)?;
-        if text {
-            // Backend pixels; the chart's area starts at the backend's origin.
-            let at = chart.backend_coord(&(t, ylo));
-            chart_area
-                .draw(&Text::new(
-                    stilts_model::util::count(10f64.powf(t).round() as usize),
-                    (at.0 - 12, at.1 + 6),
-                    ("sans-serif", 13).into_font(),
-                ))
-                .map_err(e)?;
-        }
-    }
+    log_axis(&mut chart, &chart_area, &ticks, (ylo, yhi), text)?;
     chart
         .draw_series(LineSeries::new(
             [(xlo, 0.0), (xhi, 0.0)],
@@ -451,14 +727,16 @@ fn draw_gain<DB: DrawingBackend>(
             continue;
         }
         let c = colour(j);
-        let mut poly: Vec<(f64, f64)> = band.iter().map(|b| (b.0, b.3)).collect();
-        poly.extend(band.iter().rev().map(|b| (b.0, b.2)));
+        // Cut to the axis: the band may be wider than the marks.
+        let cut = |v: f64| v.clamp(ylo, yhi);
+        let mut poly: Vec<(f64, f64)> = band.iter().map(|b| (b.0, cut(b.3))).collect();
+        poly.extend(band.iter().rev().map(|b| (b.0, cut(b.2))));
         chart
             .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled())))
             .map_err(e)?;
         chart
             .draw_series(LineSeries::new(
-                band.iter().map(|b| (b.0, b.1)),
+                band.iter().map(|b| (b.0, cut(b.1))),
                 c.mix(0.8).stroke_width(1),
             ))
             .map_err(e)?;
@@ -471,6 +749,11 @@ fn draw_gain<DB: DrawingBackend>(
             .iter()
             .map(|(_, p, cmp)| ((p * shift).log10(), cmp.avg.delta))
             .collect();
+        for ((_, p, _), m) in pts.iter().zip(&marks[j]) {
+            if let Some(m) = m {
+                seed_dots(&mut chart, (p * shift).log10(), m, c)?;
+            }
+        }
         // Joined point to point only where there is no fitted line.
         if bands[j].is_empty() {
             chart
@@ -482,16 +765,11 @@ fn draw_gain<DB: DrawingBackend>(
             .map_err(e)?;
         let bars: Vec<_> = pts
             .iter()
-            .filter_map(|(_, p, cmp)| {
-                cmp.avg.ci.map(|(l, h)| {
-                    ErrorBar::new_vertical(
-                        (p * shift).log10(),
-                        l,
-                        cmp.avg.delta,
-                        h,
-                        c.stroke_width(2),
-                        8,
-                    )
+            .zip(&marks[j])
+            .filter_map(|((_, p, _), m)| {
+                let m = m.as_ref()?;
+                m.ci.map(|(l, h)| {
+                    ErrorBar::new_vertical((p * shift).log10(), l, m.value, h, c.stroke_width(2), 8)
                 })
             })
             .collect();
@@ -507,21 +785,39 @@ fn draw_gain<DB: DrawingBackend>(
                 }
             }
         }
+        // Centred over their sizes, inside the chart (the last one used to
+        // run into the legend).
+        let centred = ("sans-serif", 13)
+            .into_font()
+            .into_text_style(&chart_area)
+            .pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ));
         chart
-            .draw_series(named.iter().map(|(n, p)| {
-                Text::new(
-                    n.clone(),
-                    (p.log10(), hi + pad * 0.75),
-                    ("sans-serif", 13).into_font(),
-                )
-            }))
+            .draw_series(
+                named.iter().map(|(n, p)| {
+                    Text::new(n.clone(), (p.log10(), hi + pad * 0.6), centred.clone())
+                }),
+            )
             .map_err(e)?;
         let entries: Vec<(String, Key)> = lines
             .iter()
             .enumerate()
             .map(|(j, (n, _))| (n.clone(), Key::Line(colour(j))))
             .collect();
-        draw_legend(&legend_area, "intermediate task", &entries)?;
+        let y = draw_legend(&legend_area, "intermediate task", &entries)?;
+        let methods = gain_interval_note(lines);
+        let note = stilts_model::util::wrap(&shown_note(shown, defaulted, methods), 22, "");
+        for (i, l) in note.lines().enumerate() {
+            legend_area
+                .draw(&Text::new(
+                    l.to_string(),
+                    (5, y + 14 + 18 * i as i32),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(e)?;
+        }
     }
     // The heatmap: languages (and avg) × (task, size).
     let mut langs: Vec<String> = lines
@@ -569,7 +865,9 @@ fn draw_gain<DB: DrawingBackend>(
         })
         .fold(0.0f64, f64::max);
     let (nx, ny) = (cols.len().max(1), langs.len());
-    let mut hb = ChartBuilder::on(&right);
+    let (heat_area, bar_area) = right.split_horizontally(right.dim_in_pixel().0 as i32 - 110);
+    colour_bar(&bar_area, range, text)?;
+    let mut hb = ChartBuilder::on(&heat_area);
     hb.margin(15);
     if text {
         hb.caption(
@@ -648,6 +946,68 @@ fn draw_gain<DB: DrawingBackend>(
     root.present().map_err(e)
 }
 
+/// The heatmap's key: the diverging scale from −`range` (a loss, orange)
+/// through 0 (white) to +`range` (a gain, purple), labelled in points.
+fn colour_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    range: f64,
+    text: bool,
+) -> DrawResult {
+    let range = if range > 0.0 { range } else { 1.0 };
+    let mut b = ChartBuilder::on(area);
+    b.margin_top(45)
+        .margin_bottom(85)
+        .margin_left(5)
+        .margin_right(65);
+    let chart = b.build_cartesian_2d(0f64..1.0, -range..range).map_err(e)?;
+    let mut chart = chart;
+    if text {
+        // Labels by hand, right of the bar: −range, −range/2, 0, +range/2, +range.
+        for f in [-1.0, -0.5, 0.0, 0.5, 1.0] {
+            let v = f * range;
+            let (at, base) = (chart.backend_coord(&(1.0, v)), area.get_base_pixel());
+            let at = (at.0 - base.0, at.1 - base.1);
+            let label = if f == 0.0 {
+                "0".to_string()
+            } else {
+                format!("{}{:.1}", if v > 0.0 { "+" } else { "−" }, v.abs())
+            };
+            area.draw(&Text::new(
+                label,
+                (at.0 + 6, at.1 - 7),
+                ("sans-serif", 13).into_font(),
+            ))
+            .map_err(e)?;
+        }
+    }
+    let steps = 60;
+    chart
+        .draw_series((0..steps).map(|i| {
+            let a = -range + 2.0 * range * i as f64 / steps as f64;
+            let b = a + 2.0 * range / steps as f64;
+            Rectangle::new(
+                [(0.0, a), (1.0, b)],
+                diverging(0.5 * (a + b), range).filled(),
+            )
+        }))
+        .map_err(e)?;
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(0.0, -range), (1.0, range)],
+            BLACK.mix(0.5).stroke_width(1),
+        )))
+        .map_err(e)?;
+    if text {
+        area.draw(&Text::new(
+            "gain (pts)",
+            (5, 22),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(e)?;
+    }
+    Ok(())
+}
+
 /// A plot that draws on any plotters backend (the same drawing goes to
 /// an SVG or a PNG).
 trait Figure {
@@ -691,7 +1051,13 @@ fn record(ctx: &Ctx, path: &Path, text: bool) {
         .push(Item::Image(path.to_path_buf()));
 }
 
-fn plot_languages(ctx: &Ctx, results: &Map, path: &str) -> RResult<String> {
+/// The seeds a Result is the mean of (1 for one run).
+fn seed_count(s: &Scores) -> usize {
+    s.seed_data("avg").map_or(1, |d| d.0.len())
+}
+
+fn plot_languages(ctx: &Ctx, results: &Map, path: &str, opts: &Map) -> RResult<String> {
+    crate::options::check_keys("plot_languages options", opts, LANGUAGES_KEYS)?;
     let series: Vec<(String, Scores)> = ctx
         .key_order(results)
         .into_iter()
@@ -714,7 +1080,9 @@ fn plot_languages(ctx: &Ctx, results: &Map, path: &str) -> RResult<String> {
         ));
     }
     let p = PathBuf::from(path);
-    let text = render(&p, &Languages(series))?;
+    let seeds = series.iter().map(|(_, s)| seed_count(s));
+    let shown = shown("plot_languages", opts, seeds)?;
+    let text = render(&p, &Languages { series, shown })?;
     record(ctx, &p, text);
     Ok(path.to_string())
 }
@@ -809,7 +1177,7 @@ pub(crate) fn gain_lines(
 }
 
 fn plot_gain(ctx: &Ctx, gains: &Map, path: &str, opts: &Map) -> RResult<String> {
-    crate::options::check_keys("plot_gain options", opts, &["params"])?;
+    crate::options::check_keys("plot_gain options", opts, GAIN_KEYS)?;
     let params = match opts.get("params") {
         None => Map::new(),
         Some(v) => v
@@ -818,8 +1186,13 @@ fn plot_gain(ctx: &Ctx, gains: &Map, path: &str, opts: &Map) -> RResult<String> 
             .ok_or_else(|| rerr("plot_gain: `params` takes a map of size name → parameters"))?,
     };
     let lines = gain_lines("plot_gain", ctx, gains, &params)?;
+    let seeds: Vec<usize> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, _, c)| c.avg.seeds))
+        .collect();
+    let shown = shown("plot_gain", opts, seeds.into_iter())?;
     let p = PathBuf::from(path);
-    let text = render(&p, &Gain(lines))?;
+    let text = render(&p, &Gain { lines, shown })?;
     record(ctx, &p, text);
     Ok(path.to_string())
 }
@@ -830,12 +1203,15 @@ type ScoreLine = (String, Vec<(String, f64, Scores)>);
 
 /// `plot_scaling`: the average score against parameters, a line per
 /// condition.
-struct Scaling(Vec<ScoreLine>);
+struct Scaling {
+    lines: Vec<ScoreLine>,
+    shown: (Shown, bool),
+}
 
 impl Figure for Scaling {
     const SIZE: (u32, u32) = (900, 520);
     fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult {
-        draw_scaling(root, &self.0, text)
+        draw_scaling(root, &self.lines, self.shown, text)
     }
 }
 
@@ -845,23 +1221,24 @@ impl Figure for Scaling {
 fn draw_scaling<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     lines: &[ScoreLine],
+    (shown, defaulted): (Shown, bool),
     text: bool,
 ) -> DrawResult {
     root.fill(&WHITE).map_err(e)?;
     let (chart_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 as i32 - 190);
-    let point = |s: &Scores| -> (f64, Option<(f64, f64)>) {
-        (s.avg(), s.estimate("avg").and_then(|e| e.ci))
-    };
-    let vals: Vec<f64> = lines
+    let marks: Vec<Vec<Option<Mark>>> = lines
         .iter()
-        .flat_map(|(_, p)| {
-            p.iter().flat_map(|(_, _, s)| {
-                let (v, ci) = point(s);
-                [Some(v), ci.map(|c| c.0), ci.map(|c| c.1)]
-            })
+        .map(|(_, p)| {
+            p.iter()
+                .map(|(_, _, s)| Mark::of_scores(shown, s, "avg"))
+                .collect()
         })
+        .collect();
+    let vals: Vec<f64> = marks
+        .iter()
         .flatten()
-        .filter(|v| v.is_finite())
+        .flatten()
+        .flat_map(|m| m.extent().collect::<Vec<_>>())
         .collect();
     let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -888,7 +1265,7 @@ fn draw_scaling<DB: DrawingBackend>(
             .map(|(_, _, s)| format!("{} {}", s.task, s.split))
             .unwrap_or_default();
         b.caption(
-            format!("{what}: average {metric} vs parameters (95% CI)"),
+            format!("{what}: average {metric} vs parameters"),
             ("sans-serif", 16),
         )
         .x_label_area_size(40)
@@ -900,40 +1277,33 @@ fn draw_scaling<DB: DrawingBackend>(
             .configure_mesh()
             .x_labels(0)
             .x_desc("parameters (log scale)")
-            .y_desc(metric.clone())
+            .y_label_formatter(&tick)
+            .y_desc(format!("{metric} (%)"))
             .draw()
             .map_err(e)?;
     }
-    let ticks: Vec<f64> = (xlo.floor() as i32..=xhi.ceil() as i32)
-        .flat_map(|d| [1.0, 2.0, 5.0].map(|m| (m * 10f64.powi(d)).log10()))
-        .filter(|t| (xlo..=xhi).contains(t))
-        .collect();
-    for &t in &ticks {
-        chart
-            .draw_series(LineSeries::new([(t, ylo), (t, yhi)], BLACK.mix(0.12)))
-            .map_err(e)?;
-        if text {
-            let at = chart.backend_coord(&(t, ylo));
-            chart_area
-                .draw(&Text::new(
-                    stilts_model::util::count(10f64.powf(t).round() as usize),
-                    (at.0 - 12, at.1 + 6),
-                    ("sans-serif", 13).into_font(),
-                ))
-                .map_err(e)?;
-        }
-    }
+    let at: Vec<f64> = params.iter().map(|p| p.log10()).collect();
+    log_axis(
+        &mut chart,
+        &chart_area,
+        &log_ticks(xlo, xhi, &at),
+        (ylo, yhi),
+        text,
+    )?;
     let k = lines.len();
     for (j, (_, pts)) in lines.iter().enumerate() {
         let c = colour(j);
         let shift = 1.0 + 0.05 * (j as f64 - (k as f64 - 1.0) / 2.0);
         let xy: Vec<(f64, f64, Option<(f64, f64)>)> = pts
             .iter()
-            .map(|(_, p, s)| {
-                let (v, ci) = point(s);
-                ((p * shift).log10(), v, ci)
-            })
+            .zip(&marks[j])
+            .filter_map(|((_, p, _), m)| m.as_ref().map(|m| ((p * shift).log10(), m.value, m.ci)))
             .collect();
+        for ((_, p, _), m) in pts.iter().zip(&marks[j]) {
+            if let Some(m) = m {
+                seed_dots(&mut chart, (p * shift).log10(), m, c)?;
+            }
+        }
         chart
             .draw_series(LineSeries::new(
                 xy.iter().map(|p| (p.0, p.1)),
@@ -960,7 +1330,8 @@ fn draw_scaling<DB: DrawingBackend>(
             .iter()
             .flat_map(|(n, p)| p.iter().map(move |(_, _, s)| (n.clone(), s.clone())))
             .collect();
-        let note = stilts_model::util::wrap(&interval_note(&all), 24, "");
+        let note =
+            stilts_model::util::wrap(&shown_note(shown, defaulted, interval_note(&all)), 24, "");
         for (i, l) in note.lines().enumerate() {
             legend_area
                 .draw(&Text::new(
@@ -1002,7 +1373,7 @@ fn result_params(name: &str, s: &Scores, params: &Map) -> RResult<f64> {
 }
 
 fn plot_scaling(ctx: &Ctx, results: &Map, path: &str, opts: &Map) -> RResult<String> {
-    crate::options::check_keys("plot_scaling options", opts, &["params"])?;
+    crate::options::check_keys("plot_scaling options", opts, SCALING_KEYS)?;
     let params = match opts.get("params") {
         None => Map::new(),
         Some(v) => v
@@ -1037,8 +1408,13 @@ fn plot_scaling(ctx: &Ctx, results: &Map, path: &str, opts: &Map) -> RResult<Str
         pts.sort_by(|a, b| a.1.total_cmp(&b.1));
         lines.push((name, pts));
     }
+    let seeds = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, _, s)| seed_count(s)))
+        .collect::<Vec<_>>();
+    let shown = shown("plot_scaling", opts, seeds.into_iter())?;
     let p = PathBuf::from(path);
-    let text = render(&p, &Scaling(lines))?;
+    let text = render(&p, &Scaling { lines, shown })?;
     record(ctx, &p, text);
     Ok(path.to_string())
 }
@@ -1048,12 +1424,14 @@ struct Training {
     title: String,
     losses: Vec<f64>,
     dev: Vec<(f64, f64)>,
+    /// The loss of a model that has learned nothing (ln K for K classes).
+    chance: Option<(f64, usize)>,
 }
 
 impl Figure for Training {
     const SIZE: (u32, u32) = (900, 500);
     fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, text: bool) -> DrawResult {
-        draw_training(root, &self.title, &self.losses, &self.dev, text)
+        draw_training(root, self, text)
     }
 }
 
@@ -1061,15 +1439,20 @@ impl Figure for Training {
 /// and the dev score of each evaluation on a second axis.
 fn draw_training<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
-    title: &str,
-    losses: &[f64],
-    dev: &[(f64, f64)],
+    t: &Training,
     text: bool,
 ) -> DrawResult {
+    let (title, losses, dev) = (t.title.as_str(), &t.losses[..], &t.dev[..]);
     root.fill(&WHITE).map_err(e)?;
     let n = losses.len().max(1) as f64;
     let finite: Vec<f64> = losses.iter().copied().filter(|x| x.is_finite()).collect();
-    let hi = finite.iter().copied().fold(0.0_f64, f64::max).max(1e-6) * 1.05;
+    let hi = finite
+        .iter()
+        .copied()
+        .chain(t.chance.map(|c| c.0))
+        .fold(0.0_f64, f64::max)
+        .max(1e-6)
+        * 1.05;
     let (top, bottom) = if dev.is_empty() {
         (root.clone(), None)
     } else {
@@ -1088,9 +1471,24 @@ fn draw_training<DB: DrawingBackend>(
         chart
             .configure_mesh()
             .x_desc("update")
-            .y_desc("training loss")
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .y_desc("training loss (nats)")
             .draw()
             .map_err(e)?;
+    }
+    if let Some((c, k)) = t.chance {
+        // A model that predicts every class alike scores ln K.
+        chart.draw_series(dashed(0.0, n + 1.0, c)).map_err(e)?;
+        if text {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("chance: ln {k} = {c:.2}"),
+                    (n * 0.75, c + hi * 0.02),
+                    ("sans-serif", 13).into_font(),
+                )))
+                .map_err(e)?;
+        }
     }
     let blue = RGBColor(0, 114, 178);
     chart
@@ -1126,7 +1524,9 @@ fn draw_training<DB: DrawingBackend>(
             chart
                 .configure_mesh()
                 .x_desc("update")
-                .y_desc("dev score")
+                .x_label_formatter(&tick)
+                .y_label_formatter(&tick)
+                .y_desc("dev score (%)")
                 .draw()
                 .map_err(e)?;
         }
@@ -1184,7 +1584,17 @@ fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResul
             .unwrap_or_default()
     );
     let p = PathBuf::from(path);
-    let text = render(&p, &Training { title, losses, dev })?;
+    let k = m.model.head.kind.labels().len();
+    let chance = (k >= 2).then(|| ((k as f64).ln(), k));
+    let text = render(
+        &p,
+        &Training {
+            title,
+            losses,
+            dev,
+            chance,
+        },
+    )?;
     record(ctx, &p, text);
     Ok(path.to_string())
 }
@@ -1193,12 +1603,13 @@ fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResul
 /// completion, `check` and the README's API reference read (collected by
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
-    entry("tables and plots", "plot_languages", "plot_languages(results: map, path: string) -> string", "Bars of the score per language and the average, one per labelled Result in the order the map literal wrote them, each with its 95% interval (over seeds and examples for a mean, the bootstrap over examples for one run; the legend says which), a dashed chance line (100 / labels) and the legend beside the chart; colour-blind-safe colours. Writes SVG or PNG (by extension), adds it to the report, returns the path.", "plot_languages(#{base: r0, stilts: r1}, \"acc.svg\")"),
-    entry("tables and plots", "plot_training", "plot_training(model: Model, path: string) -> string", "The training curve of a model trained in this script: the loss of every update with its running mean, and the dev score of every evaluation with the best one circled; SVG or PNG, added to the report. The same numbers, with the learning rate and throughput of each update, are in the file `Model.training.curve` names (JSON lines, written as the run goes).", "plot_training(ft, \"curve.png\")"),
-    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string) -> string", "Gain vs model size: `gains` maps a size to a Comparison (one intermediate task), or an intermediate task's name to such a map (task → size → Comparison; the other nesting is an error). A size's parameters come from its Results (a model stilts loaded, made or cut knows its count) or a size name. Left: the average gain against parameters on a log scale, per intermediate task its points with 95% intervals and, with two or more sizes, the weighted fit of the gain on log10(parameters) with its 95% band (modulation's slope); right: a heatmap of the gain per language (rows by the baseline's accuracy, highest first) and (task, size). SVG or PNG, added to the report.", "plot_gain(#{\"xlmr-base\": c0, \"xlmr-large\": c1}, \"gain.png\")"),
-    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string, opts: map) -> string", "plot_gain with `params`: the parameter count of each size whose Results do not carry one and that is not a size name, for the x axis.", "plot_gain(#{sst2: #{\"xlmr-base\": c0, \"runs/me5-small\": c1}}, \"gain.png\", #{params: #{\"runs/me5-small\": 118e6}})"),
+    entry("tables and plots", "plot_languages", "plot_languages(results: map, path: string) -> string", "Bars of the score per language and the average, one per labelled Result in the order the map literal wrote them, each with its 95% interval (over seeds and examples for a mean, the bootstrap over examples for one run; the legend says which), a dashed chance line (100 / labels) and the legend beside the chart; colour-blind-safe colours. Writes SVG or PNG (by extension), adds it to the report, returns the path. With two seeds a Result, the seeds are drawn as dots (see the form with options).", "plot_languages(#{base: r0, stilts: r1}, \"acc.svg\")"),
+    entry("tables and plots", "plot_languages", "plot_languages(results: map, path: string, opts: map) -> string", "plot_languages with `interval`: what each bar's mark shows — \"seeds\" (the 95% interval with seed variance; over examples for one run), \"examples\" (the 95% interval over test examples alone, seeds fixed) or \"points\" (each seed's score as a dot over the bar). The default is \"points\" where a Result is the mean of exactly two seeds (an interval from two seeds uses t = 12.7 and hides every effect), else \"seeds\"; the figure says which it drew. The same key and default in plot_gain and plot_scaling.", "plot_languages(#{base: r0, stilts: r1}, \"acc.png\", #{interval: \"examples\"})"),
+    entry("tables and plots", "plot_training", "plot_training(model: Model, path: string) -> string", "The training curve of a model trained in this script: the loss of every update with its running mean and, for a classification head of K labels, the dashed chance level ln K (a loss that stays there: the model learned nothing), and the dev score of every evaluation with the best one circled; SVG or PNG, added to the report. The same numbers, with the learning rate and throughput of each update, are in the file `Model.training.curve` names (JSON lines, written as the run goes).", "plot_training(ft, \"curve.png\")"),
+    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string) -> string", "Gain vs model size: `gains` maps a size to a Comparison (one intermediate task), or an intermediate task's name to such a map (task → size → Comparison; the other nesting is an error). A size's parameters come from its Results (a model stilts loaded, made or cut knows its count) or a size name. Left: the average gain against parameters on a log scale, per intermediate task its points with 95% intervals and, with two or more sizes, the weighted fit of the gain on log10(parameters) with its 95% band (modulation's slope); right: a heatmap of the gain per language (rows by the baseline's accuracy, highest first) and (task, size), with its colour bar in points. SVG or PNG, added to the report.", "plot_gain(#{\"xlmr-base\": c0, \"xlmr-large\": c1}, \"gain.png\")"),
+    entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string, opts: map) -> string", "plot_gain with `params`: the parameter count of each size whose Results do not carry one and that is not a size name, for the x axis; `interval`: \"seeds\", \"examples\" or \"points\" (each seed's gain, seeds paired by number), as plot_languages takes it. The y axis follows the points and their marks; a fitted band wider than them is cut at the axis.", "plot_gain(#{sst2: #{\"xlmr-base\": c0, \"runs/me5-small\": c1}}, \"gain.png\", #{params: #{\"runs/me5-small\": 118e6}})"),
     entry("tables and plots", "plot_scaling", "plot_scaling(results: map, path: string) -> string", "The average score against model parameters (log scale): `results` maps a condition (baseline, each intermediate task) to size → Result; a line per condition with each point's 95% interval (the legend says which kind). Parameters as plot_gain finds them. SVG or PNG, added to the report.", "plot_scaling(#{none: #{\"xlmr-base\": r0, \"xlmr-large\": r1}, sst2: #{\"xlmr-base\": r2, \"xlmr-large\": r3}}, \"scaling.svg\")"),
-    entry("tables and plots", "plot_scaling", "plot_scaling(results: map, path: string, opts: map) -> string", "plot_scaling with `params`: size → parameters for sizes whose Results do not carry a count.", "plot_scaling(#{none: #{small: r0, big: r1}}, \"scaling.png\", #{params: #{small: 4e7, big: 1.2e8}})"),
+    entry("tables and plots", "plot_scaling", "plot_scaling(results: map, path: string, opts: map) -> string", "plot_scaling with `params`: size → parameters for sizes whose Results do not carry a count; `interval`: \"seeds\", \"examples\" or \"points\", as plot_languages takes it.", "plot_scaling(#{none: #{small: r0, big: r1}}, \"scaling.png\", #{params: #{small: 4e7, big: 1.2e8}})"),
 ];
 
 /// Registers `plot_training`, `plot_gain`, `plot_scaling` and `plot_languages`.
@@ -1220,8 +1631,19 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         if !c.writes() {
             return Ok(path.to_string());
         }
-        plot_languages(&c, &results, path)
+        plot_languages(&c, &results, path, &Map::new())
     });
+    let c = ctx.clone();
+    engine.register_fn(
+        "plot_languages",
+        move |results: Map, path: &str, opts: Map| {
+            c.writable(path).map_err(rerr)?;
+            if !c.writes() {
+                return Ok(path.to_string());
+            }
+            plot_languages(&c, &results, path, &opts)
+        },
+    );
     let c = ctx.clone();
     engine.register_fn("plot_gain", move |gains: Map, path: &str| {
         c.writable(path).map_err(rerr)?;

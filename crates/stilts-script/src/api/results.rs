@@ -428,10 +428,11 @@ fn write_value(ctx: &Ctx, v: &Dynamic, path: &str) -> RResult<()> {
     let text = match ext {
         "csv" => to_table_with(v, &script_order(ctx, None))?.csv(),
         "md" => to_table_with(v, &script_order(ctx, None))?.markdown(),
+        "tex" => to_table_with(v, &script_order(ctx, None))?.latex(),
         "json" => serde_json::to_string_pretty(&to_json(v)?).map_err(rerr)?,
         other => {
             return Err(rerr(format!(
-                "{path}: unknown extension `{other}`; use .json, .csv or .md"
+                "{path}: unknown extension `{other}`; use .json, .csv, .md or .tex"
             )))
         }
     };
@@ -452,14 +453,15 @@ pub const DOCS: &[ApiDoc] = &[
     entry("results", "params", "Result.params", "The parameters of the model that made it (encoder and head), where stilts knows them (a model it loaded, made or cut; a condition's model); () otherwise. plot_gain, plot_scaling and modulation put it on the size axis.", "r.params"),
     entry("results", "to_map", "Result.to_map() -> map", "Language → score.", "r.to_map()"),
     entry("results", "ci", "Comparison.ci(lang: string) -> array", "The 95% interval of the delta [lo, hi], to six decimals (empty when it cannot be estimated); `avg` for the average.", "c.ci(\"sw\")"),
-    entry("results", "save_results", "save_results(value, path: string)", "Writes a Result, Comparison, Table or any map/array as JSON (or a table as .csv/.md).", "save_results(r, \"runs/xnli.json\");"),
+    entry("results", "save_results", "save_results(value, path: string)", "Writes a Result, Comparison, Table or any map/array as JSON (or a table as .csv/.md/.tex).", "save_results(r, \"runs/xnli.json\");"),
     entry("results", "load_results", "load_results(path: string) -> Result | Comparison | Table | any", "Reads what save_results wrote, as it was: a Result, a Comparison or a Table; other values as maps, arrays and numbers.", "let r = load_results(\"runs/xnli.json\");"),
     entry("tables and plots", "table", "table(value) -> Table", "A table of a Result, a Comparison, a map of label → Result (a column each, in the order the map literal wrote them, with an `n` column of examples per cell), or an array of maps (a row each, columns in the order written). Each table says which interval it shows.", "table(#{base: r0, stilts: r1})"),
     entry("tables and plots", "table", "table(value, opts: map) -> Table", "A table with options: `columns` (the keys of a map of Results, or of the row maps, in the order wanted; only those).", "table(#{base: r0, stilts: r1}, #{columns: [\"stilts\", \"base\"]})"),
     entry("tables and plots", "show", "show(value)", "Prints a readable summary (tables for results) and adds it to the run's report.", "show(compare(base, s));"),
     entry("tables and plots", "markdown", "Table.markdown() -> string", "The table in Markdown.", "t.markdown()"),
+    entry("tables and plots", "latex", "Table.latex() -> string", "The table in LaTeX for a paper: a `table` float with the title as caption and a booktabs `tabular` (`\\usepackage{booktabs}`), the first column left-aligned, the rest right-aligned; special characters escaped and the symbols the tables print (Δ, −, ±, →, ×) as math commands, so it compiles as it is.", "t.latex()"),
     entry("tables and plots", "csv", "Table.csv() -> string", "The table as CSV, in numbers: a value per cell (no rounding to the display's one decimal, no `+`), an interval as two columns (`ci_lo`, `ci_hi`), an empty cell where there is none.", "t.csv()"),
-    entry("tables and plots", "save", "Table.save(path: string)", "Writes the table as .csv, .md or .json (by extension).", "t.save(\"table.csv\");"),
+    entry("tables and plots", "save", "Table.save(path: string)", "Writes the table as .csv, .md, .tex (LaTeX, booktabs) or .json (by extension).", "t.save(\"table.csv\");"),
 ];
 
 /// Registers the `Result`, `Comparison` and `Table` types and the functions
@@ -542,6 +544,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     });
     engine.register_fn("markdown", |t: &mut TableValue| t.markdown());
     engine.register_fn("csv", |t: &mut TableValue| t.csv());
+    engine.register_fn("latex", |t: &mut TableValue| t.latex());
     let c = ctx.clone();
     engine.register_fn("save", move |t: &mut TableValue, path: &str| {
         c.writable(path).map_err(rerr)?;

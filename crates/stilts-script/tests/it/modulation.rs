@@ -138,15 +138,7 @@ fn modulation_says_how_the_gain_changes_with_size() {
     let rows = csv_rows(&csv);
     assert_eq!(rows.len(), 2 * 3, "two tasks x (2 languages + avg)");
     // The numbers are the protocol's on the same runs.
-    let gains: Vec<SizeGain> = a
-        .iter()
-        .map(|c| {
-            let (x, y) = c.sides.as_deref().unwrap();
-            let (av, ar) = x.seed_data("avg").unwrap();
-            let (bv, br) = y.seed_data("avg").unwrap();
-            SizeGain::new(&av, &ar, &bv, &br)
-        })
-        .collect();
+    let gains: Vec<SizeGain> = a.iter().map(|c| c.size_gain("avg").unwrap()).collect();
     let pts: Vec<(f64, &SizeGain)> = PARAMS.iter().map(|&p| p as f64).zip(gains.iter()).collect();
     let want = stats::modulation(&pts);
     let row = rows
@@ -251,15 +243,7 @@ fn two_sizes_test_the_difference_and_few_seeds_say_how_many_they_need() {
         .unwrap();
     let rows = csv_rows(&csv);
     assert_eq!(rows.len(), 3, "{csv}");
-    let g: Vec<SizeGain> = c
-        .iter()
-        .map(|c| {
-            let (x, y) = c.sides.as_deref().unwrap();
-            let (av, ar) = x.seed_data("avg").unwrap();
-            let (bv, br) = y.seed_data("avg").unwrap();
-            SizeGain::new(&av, &ar, &bv, &br)
-        })
-        .collect();
+    let g: Vec<SizeGain> = c.iter().map(|c| c.size_gain("avg").unwrap()).collect();
     let want = stats::seeds_needed(&[&g[0], &g[1]], &[-1.0, 1.0], 2.0);
     assert_eq!(rows[2]["interval_of"], "Δ xlmr-large−xlmr-base");
     assert_eq!(

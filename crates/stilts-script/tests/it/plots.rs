@@ -94,7 +94,7 @@ fn language_bars_have_intervals_chance_and_a_legend_beside() {
         .eval(
             "p",
             &format!(
-                r#"plot_languages(#{{"MNLI only": b, "SST-2 → MNLI": s}}, "{}")"#,
+                r#"plot_languages(#{{"MNLI only": b, "SST-2 → MNLI": s}}, "{}", #{{interval: "seeds"}})"#,
                 path.display()
             ),
         )
@@ -283,4 +283,125 @@ let gains = #{{"xlmr-base": #{{sst2: c0, squad: d0}}, "xlmr-large": #{{sst2: c1,
         .eval("u", r#"plot_gain(#{"mine": c0, "xlmr-base": c1}, "u.svg")"#)
         .unwrap_err();
     assert!(e.message.contains("params"), "{e}");
+}
+
+/// Two seeds a cell: the default draws each seed as a dot over the mean
+/// and says why (an interval from two seeds uses t = 12.7); `interval`
+/// picks the seed-aware or the examples-only interval instead; anything
+/// else is an error that lists the choices.
+#[test]
+fn with_two_seeds_the_seeds_are_drawn_as_points_and_the_figure_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    rt.scope.push("b", result("b", 0));
+    rt.scope.push("s", result("s", 2));
+    rt.scope.push(
+        "c0",
+        Comparison::new(&result("b", 0), &result("s", 2)).unwrap(),
+    );
+    rt.scope.push(
+        "c1",
+        Comparison::new(&result("b", 0), &result("s", 1)).unwrap(),
+    );
+    let draw = |rt: &mut Runtime, call: &str, file: &str| -> String {
+        let path = dir.path().join(file);
+        rt.eval("p", &call.replace("PATH", &path.display().to_string()))
+            .unwrap();
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let circles = |svg: &str| svg.matches("<circle").count();
+    let bars = |svg: &str| {
+        attrs(svg, "<polyline", "stroke")
+            .iter()
+            .filter(|s| s.as_str() == "#000000")
+            .count()
+    };
+    let points = draw(
+        &mut rt,
+        r#"plot_languages(#{base: b, stilts: s}, "PATH")"#,
+        "p.svg",
+    );
+    let seeds = draw(
+        &mut rt,
+        r#"plot_languages(#{base: b, stilts: s}, "PATH", #{interval: "seeds"})"#,
+        "s.svg",
+    );
+    let examples = draw(
+        &mut rt,
+        r#"plot_languages(#{base: b, stilts: s}, "PATH", #{interval: "examples"})"#,
+        "e.svg",
+    );
+    // 16 bars a series, two seeds each: 64 dots, and no error bars.
+    assert_eq!(circles(&points), 64, "a dot per seed per bar");
+    assert_eq!(circles(&seeds), 0);
+    assert!(
+        bars(&seeds) >= bars(&points) + 32 * 3,
+        "a stem and two caps a bar: {} against {}",
+        bars(&seeds),
+        bars(&points)
+    );
+    assert!(bars(&examples) >= bars(&points) + 32 * 3);
+    // The examples-only interval is the narrower one (t = 12.7 with two seeds).
+    assert_ne!(seeds, examples);
+    if font() {
+        assert!(
+            points.contains("each seed"),
+            "the figure says what the dots are"
+        );
+        assert!(points.contains("12.7"), "and why");
+        assert!(examples.contains("examples alone"));
+    }
+    // The gain figure and the scaling figure take it too.
+    let gain = draw(
+        &mut rt,
+        r#"plot_gain(#{"xlmr-base": c0, "xlmr-large": c1}, "PATH")"#,
+        "g.svg",
+    );
+    assert!(circles(&gain) >= 2 * 3, "two means and four seeds");
+    let gain_seeds = draw(
+        &mut rt,
+        r#"plot_gain(#{"xlmr-base": c0, "xlmr-large": c1}, "PATH", #{interval: "seeds"})"#,
+        "gs.svg",
+    );
+    // Seeds mode: the two means and the two error bars (plotters marks an
+    // error bar's centre with a circle too); points mode: the four seeds
+    // in their place.
+    let hollow = |svg: &str| {
+        attrs(svg, "<circle", "fill")
+            .iter()
+            .filter(|f| f.as_str() == "none")
+            .count()
+    };
+    assert_eq!(circles(&gain) - circles(&gain_seeds), 2, "{gain}");
+    assert_eq!(
+        (hollow(&gain), hollow(&gain_seeds)),
+        (4, 2),
+        "four hollow seed dots; two error bar centres"
+    );
+    let scaling = draw(
+        &mut rt,
+        r#"plot_scaling(#{none: #{"xlmr-base": b, "xlmr-large": s}}, "PATH")"#,
+        "sc.svg",
+    );
+    let scaling_seeds = draw(
+        &mut rt,
+        r#"plot_scaling(#{none: #{"xlmr-base": b, "xlmr-large": s}}, "PATH", #{interval: "seeds"})"#,
+        "scs.svg",
+    );
+    assert_eq!(
+        circles(&scaling) - circles(&scaling_seeds),
+        2,
+        "four seeds for two bars"
+    );
+    for call in [
+        r#"plot_languages(#{base: b}, "x.svg", #{interval: "sd"})"#,
+        r#"plot_gain(#{"xlmr-base": c0}, "x.svg", #{interval: 1})"#,
+        r#"plot_scaling(#{none: #{"xlmr-base": b}}, "x.svg", #{interval: "bootstrap"})"#,
+    ] {
+        let e = rt.eval("bad", call).unwrap_err();
+        assert!(
+            e.message.contains("`interval` takes \"seeds\"") && e.message.contains("\"points\""),
+            "{call}: {e}"
+        );
+    }
 }
