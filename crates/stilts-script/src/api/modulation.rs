@@ -434,7 +434,7 @@ fn modulation(ctx: &Ctx, gains: &Map, o: &Opts) -> RResult<TableValue> {
         _ => "p: the slope is 0".to_string(),
     };
     let title = format!(
-        "How the gain changes with model size ({metric}, points; parameters: {sizes_note}). Gains: {}. Differences and slope: t over each size's seeds (independent across sizes) with the test set's variance paired by example, Welch–Satterthwaite df; slope: weighted least squares on log10(parameters), points per 10× parameters; {test}; Holm p: over the {tests} task{} of the sweep (average rows); seeds for ±{h}: seeds a cell for a 95% interval of ±{h} points (— : one seed, or the test set alone is wider).",
+        "How the gain changes with model size ({metric}, points; parameters: {sizes_note}). Gains: {}. Differences and slope: each size's seed variance (independent across sizes) with the test set's variance paired by example, Welch–Satterthwaite df, each size's gain held to its interval above (never narrower than a gain they contain); slope: weighted least squares on log10(parameters), points per 10× parameters; {test}; Holm p: over the {tests} task{} of the sweep (average rows); seeds for ±{h}: seeds a cell for a 95% interval of ±{h} points (— : one seed, or the test set alone is wider).",
         if methods.is_empty() { "no interval".to_string() } else { methods.join("; ") },
         if tests == 1 { "" } else { "s" },
     );

@@ -29,10 +29,11 @@ const FONT_PATHS: &[&str] = &[
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-/// Registers a font once; false when none was found.
-fn font_ready() -> bool {
-    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *READY.get_or_init(|| {
+/// The font registered for plots' text (once), or `None` when none was
+/// found; its bytes also go into a PDF.
+fn font() -> Option<&'static [u8]> {
+    static FONT: std::sync::OnceLock<Option<&'static [u8]>> = std::sync::OnceLock::new();
+    *FONT.get_or_init(|| {
         let mut cands: Vec<PathBuf> = std::env::var("STILTS_FONT")
             .ok()
             .map(PathBuf::from)
@@ -43,12 +44,44 @@ fn font_ready() -> bool {
             if let Ok(bytes) = std::fs::read(&p) {
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
                 if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
+                    return Some(bytes);
                 }
             }
         }
-        false
+        None
     })
+}
+
+/// Registers a font once; false when none was found.
+fn font_ready() -> bool {
+    font().is_some()
+}
+
+/// A figure drawn as SVG turned into a one-page PDF (svg2pdf), its text
+/// set in the plots' font (embedded, subset).
+fn pdf_of_svg(svg: &str) -> Result<Vec<u8>, String> {
+    use svg2pdf::usvg;
+    let mut options = usvg::Options::default();
+    if let Some(bytes) = font() {
+        let db = options.fontdb_mut();
+        db.load_font_data(bytes.to_vec());
+        // plotters names the generic family; point it at the font loaded.
+        let family = db
+            .faces()
+            .next()
+            .and_then(|f| f.families.first())
+            .map(|f| f.0.clone());
+        if let Some(family) = family {
+            db.set_sans_serif_family(family);
+        }
+    }
+    let tree = usvg::Tree::from_str(svg, &options).map_err(|x| format!("reading the SVG: {x}"))?;
+    svg2pdf::to_pdf(
+        &tree,
+        svg2pdf::ConversionOptions::default(),
+        svg2pdf::PageOptions::default(),
+    )
+    .map_err(|x| format!("writing the PDF: {x:?}"))
 }
 
 type DrawResult = Result<(), String>;
@@ -1031,9 +1064,21 @@ fn render<F: Figure>(path: &Path, figure: &F) -> RResult<bool> {
     let drawn = match ext.as_str() {
         "svg" => figure.draw(SVGBackend::new(path, F::SIZE).into_drawing_area(), text),
         "png" => figure.draw(BitMapBackend::new(path, F::SIZE).into_drawing_area(), text),
+        "pdf" => {
+            let mut svg = String::new();
+            figure
+                .draw(
+                    SVGBackend::with_string(&mut svg, F::SIZE).into_drawing_area(),
+                    text,
+                )
+                .and_then(|()| pdf_of_svg(&svg))
+                .and_then(|pdf| {
+                    stilts_model::util::write_atomic(path, &pdf).map_err(|x| x.to_string())
+                })
+        }
         other => {
             return Err(rerr(format!(
-                "{}: unknown plot format `{other}`; use .svg or .png",
+                "{}: unknown plot format `{other}`; use .png, .svg or .pdf",
                 path.display()
             )))
         }

@@ -405,3 +405,41 @@ fn with_two_seeds_the_seeds_are_drawn_as_points_and_the_figure_says_so() {
         );
     }
 }
+
+/// `.pdf` writes a one-page PDF of the same drawing (svg2pdf), the text in
+/// the plots' font, embedded; an unknown extension is an error naming the
+/// three that work.
+#[test]
+fn a_figure_saved_as_pdf_is_a_pdf_with_its_font() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    rt.scope.push("b", result("b", 0));
+    rt.scope.push("s", result("s", 2));
+    let path = dir.path().join("acc.pdf");
+    rt.eval(
+        "p",
+        &format!(
+            r#"plot_languages(#{{base: b, stilts: s}}, "{}")"#,
+            path.display()
+        ),
+    )
+    .unwrap();
+    let pdf = std::fs::read(&path).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    assert_eq!(
+        pdf.windows(b"/Type /Page\n".len())
+            .filter(|w| w.starts_with(b"/Type /Page") && !w.starts_with(b"/Type /Pages"))
+            .count()
+            .min(1),
+        1,
+        "a page"
+    );
+    if font() {
+        let has = |needle: &[u8]| pdf.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"/FontFile"), "the font embedded");
+    }
+    let e = rt
+        .eval("x", r#"plot_languages(#{base: b}, "acc.jpg")"#)
+        .unwrap_err();
+    assert!(e.message.contains(".png, .svg or .pdf"), "{e}");
+}
