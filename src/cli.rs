@@ -589,6 +589,18 @@ fn run_script(
             Ok(_) => rt
                 .write_report(st, &title, None)
                 .and_then(|_| stilts_model::util::install_dir(st, dir))
+                .and_then(|_| {
+                    // The partial report of an earlier run that did not
+                    // finish is superseded by this complete one.
+                    let failed = stilts_model::util::sibling(dir, "failed");
+                    if failed.exists() {
+                        stilts_model::error::WithPath::with_path(
+                            std::fs::remove_dir_all(&failed),
+                            &failed,
+                        )?;
+                    }
+                    Ok(())
+                })
                 .map(|_| {
                     rt.ctx
                         .note(&format!("report: {}", dir.join("report.md").display()))

@@ -1013,3 +1013,30 @@ fn broken_tokenizer_json_is_named() {
     assert!(matches!(e, Error::Tokenizer { .. }), "{e}");
     assert!(message(&e).contains(&path.display().to_string()), "{e}");
 }
+
+/// Issue 31, item 7: a saved model's files get the permissions any new
+/// file gets (the umask decides), not the 0600 of the safetensors writer's
+/// private temporary file: a shared store's models stay readable by the group.
+#[cfg(unix)]
+#[test]
+fn saved_weights_get_the_permissions_the_umask_gives() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let want = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+    write_tiny(Variant::PostLayerNorm, &dir.path().join("m"));
+    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        let got = std::fs::metadata(dir.path().join("m").join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(got, want, "{f}: mode {got:o}, a new file gets {want:o}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("m")).unwrap().count(),
+        4,
+        "no scratch file is left beside the weights"
+    );
+}
