@@ -161,6 +161,29 @@ pub struct LangScore {
     /// bootstrap intervals; stored packed.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "bits")]
     pub correct: Vec<Vec<bool>>,
+    /// The runs whose model learned nothing here (collapsed to one class,
+    /// or its loss ended at chance), one line each naming the run and why
+    /// (`stilts_protocol::summary::collapses`); tables mark such cells.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collapse: Vec<String>,
+}
+
+impl LangScore {
+    /// The runs (seeds) behind this score: one, or as many as `runs`.
+    pub fn run_count(&self) -> usize {
+        self.runs.len().max(1)
+    }
+
+    /// What a table adds to a cell whose runs learned nothing: ` (collapsed)`
+    /// when every run did, ` (collapsed 1/3)` when some did; empty otherwise.
+    pub fn collapse_mark(&self) -> String {
+        let (k, n) = (self.collapse.len(), self.run_count());
+        match k {
+            0 => String::new(),
+            _ if k >= n => " (collapsed)".into(),
+            _ => format!(" (collapsed {k}/{n})"),
+        }
+    }
 }
 
 /// Scores of one model on one task, per language.
@@ -187,6 +210,15 @@ pub struct Scores {
     /// axis without a `params` map.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<u64>,
+    /// The store keys of the conditions behind it (one per seed; empty for
+    /// a Result not made by `condition`): what `plot_training` reads their
+    /// curves from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<String>,
+    /// The folders of the final models of those conditions that kept one
+    /// (`keep: "final"`): what `Result.model_dir` gives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_dirs: Vec<String>,
 }
 
 impl Scores {
@@ -201,6 +233,8 @@ impl Scores {
             metric: "accuracy".into(),
             chance: None,
             params: None,
+            cells: vec![],
+            model_dirs: vec![],
             by_lang: t
                 .parts
                 .iter()
@@ -212,6 +246,7 @@ impl Scores {
                             n: ds.len(),
                             runs: vec![],
                             correct: vec![vec![false; ds.len()]],
+                            collapse: vec![],
                         },
                     )
                 })
@@ -222,6 +257,18 @@ impl Scores {
     /// The unweighted mean over languages.
     pub fn avg(&self) -> f64 {
         mean(&self.by_lang.values().map(|s| s.value).collect::<Vec<_>>())
+    }
+
+    /// The mark of the `avg` row: the runs that learned nothing in some
+    /// language, out of the runs.
+    pub fn avg_collapse_mark(&self) -> String {
+        let worst = self
+            .by_lang
+            .values()
+            .max_by_key(|s| s.collapse.len())
+            .cloned()
+            .unwrap_or_default();
+        worst.collapse_mark()
     }
 
     /// Per-run averages (one per seed) when the languages carry runs.
@@ -325,7 +372,12 @@ impl Scores {
             } else {
                 self.by_lang[lang].value
             };
-            let mut r = vec![lang.clone(), format!("{value:.1}")];
+            let mark = if lang == "avg" {
+                self.avg_collapse_mark()
+            } else {
+                self.by_lang[lang].collapse_mark()
+            };
+            let mut r = vec![lang.clone(), format!("{value:.1}{mark}")];
             if seeds > 1 {
                 r.push(
                     e.as_ref()
@@ -380,6 +432,11 @@ impl Scores {
             params: first
                 .params
                 .filter(|p| all.iter().all(|s| s.params == Some(*p))),
+            cells: all.iter().flat_map(|s| s.cells.iter().cloned()).collect(),
+            model_dirs: all
+                .iter()
+                .flat_map(|s| s.model_dirs.iter().cloned())
+                .collect(),
         };
         for lang in first.by_lang.keys() {
             let mut runs = vec![];
@@ -392,8 +449,10 @@ impl Scores {
                 }
             }
             let mut correct = vec![];
+            let mut collapse = vec![];
             for s in all {
                 correct.extend(s.by_lang[lang].correct.iter().cloned());
+                collapse.extend(s.by_lang[lang].collapse.iter().cloned());
             }
             let n = first.by_lang[lang].n;
             if correct.len() != runs.len() || correct.iter().any(|c| c.len() != correct[0].len()) {
@@ -406,6 +465,7 @@ impl Scores {
                     n,
                     runs,
                     correct,
+                    collapse,
                 },
             );
         }
@@ -846,6 +906,8 @@ mod tests {
             metric: "accuracy".into(),
             chance: None,
             params: None,
+            cells: vec![],
+            model_dirs: vec![],
             by_lang: vals
                 .iter()
                 .map(|(l, v)| {
