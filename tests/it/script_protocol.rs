@@ -542,6 +542,7 @@ for seed in [1, 2] {{
                         options: o + #{{intermediate: #{{dev: mnli_dev, eval_every: 1}}}}}}));
 }}
 show(table(#{{flat: mean(rs)}}));
+show(compare(rs[0], rs[1]));
 plot_training(rs[0], `${{report_dir()}}/training.png`);
 let k = rs[1].cells;
 plot_training(k[0].sub_string(0, 16), `${{report_dir()}}/training2.png`);
@@ -580,6 +581,10 @@ try {{ plot_training(mean(rs), `${{report_dir()}}/no.png`); }} catch (e) {{ prin
     assert!(
         out.contains("(collapsed)"),
         "the table marks the cells: {out}"
+    );
+    assert!(
+        out.lines().any(|l| l.matches("(collapsed)").count() == 2),
+        "a comparison marks both sides: {out}"
     );
     assert!(
         out.contains("mean: ") && out.contains("is the mean of 2 conditions"),

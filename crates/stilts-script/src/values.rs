@@ -606,11 +606,27 @@ impl Comparison {
         if seeds > 1 {
             header.push("CI, examples only".into());
         }
+        // A side whose model learned nothing in a language is marked there.
+        let mark = |s: &Scores, l: &str| {
+            if l == "avg" {
+                s.avg_collapse_mark()
+            } else {
+                s.by_lang
+                    .get(l)
+                    .map(LangScore::collapse_mark)
+                    .unwrap_or_default()
+            }
+        };
+        let marks = |l: &str| match self.sides.as_deref() {
+            Some((a, b)) => (mark(a, l), mark(b, l)),
+            None => (String::new(), String::new()),
+        };
         let row = |l: &str, d: &Delta| {
+            let (mb, mn) = marks(l);
             let mut r = vec![
                 l.to_string(),
-                format!("{:.1}", d.base),
-                format!("{:.1}", d.new),
+                format!("{:.1}{mb}", d.base),
+                format!("{:.1}{mn}", d.new),
                 format!("{:+.1}", d.delta),
                 fmt_ci(d.ci),
             ];

@@ -112,7 +112,7 @@ pub fn plan(store: &Store) -> Result<(Vec<Garbage>, Vec<PathBuf>)> {
         } else if name.ends_with(".tmp") || name.ends_with(".old") {
             "leftover of a killed save"
         } else {
-            "intermediate-phase model (trained again by a condition that needs it)"
+            "intermediate-phase model; a condition that needs it trains it again"
         };
         out.push(Garbage {
             bytes: size_of(&e),
