@@ -574,8 +574,7 @@ try {{ plot_training(mean(rs), `${{report_dir()}}/no.png`); }} catch (e) {{ prin
         "each seed's model is marked: {err}"
     );
     assert!(
-        err.contains("target phase learned nothing: loss ended at 0.69")
-            && err.contains("chance is ln 2 = 0.693"),
+        err.contains("target phase loss at chance: ended at 0.69") && err.contains("ln 2 = 0.693"),
         "{err}"
     );
     assert!(

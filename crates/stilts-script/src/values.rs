@@ -175,13 +175,20 @@ impl LangScore {
     }
 
     /// What a table adds to a cell whose runs learned nothing: ` (collapsed)`
-    /// when every run did, ` (collapsed 1/3)` when some did; empty otherwise.
+    /// when every run predicts one class, ` (collapsed 1/3)` when some do;
+    /// ` (loss at chance)` (or `1/3`) when their loss ended at ln K but
+    /// their predictions are spread; empty otherwise.
     pub fn collapse_mark(&self) -> String {
         let (k, n) = (self.collapse.len(), self.run_count());
+        let what = if self.collapse.iter().any(|c| c.contains("collapsed:")) {
+            "collapsed"
+        } else {
+            "loss at chance"
+        };
         match k {
             0 => String::new(),
-            _ if k >= n => " (collapsed)".into(),
-            _ => format!(" (collapsed {k}/{n})"),
+            _ if k >= n => format!(" ({what})"),
+            _ => format!(" ({what} {k}/{n})"),
         }
     }
 }
@@ -955,6 +962,33 @@ mod tests {
         let c = Comparison::new(&a, &b).unwrap();
         let (lo, hi) = c.by_lang["de"].ci.unwrap();
         assert!(lo >= -100.0 && hi <= 100.0);
+    }
+
+    /// Issue 31, item 2: a cell says how many of its runs learned
+    /// nothing, and whether they collapsed or only their loss says so.
+    #[test]
+    fn cells_of_models_that_learned_nothing_are_marked() {
+        let mut one = scores("a", &[("de", 30.0)]);
+        let mut two = scores("a", &[("de", 40.0)]);
+        one.by_lang.get_mut("de").unwrap().collapse =
+            vec!["a seed 1: collapsed: predicts `neutral` for 98%".into()];
+        assert_eq!(one.by_lang["de"].collapse_mark(), " (collapsed)");
+        let m = Scores::mean_of(&[one.clone(), two.clone()]).unwrap();
+        assert_eq!(m.by_lang["de"].collapse_mark(), " (collapsed 1/2)");
+        assert!(m.table().to_string().contains("35.0 (collapsed 1/2)"));
+        two.by_lang.get_mut("de").unwrap().collapse =
+            vec!["a seed 2: loss at chance: ended at 1.098, ln 3 = 1.099".into()];
+        assert_eq!(two.by_lang["de"].collapse_mark(), " (loss at chance)");
+        let c = Comparison::new(&two, &one).unwrap();
+        let t = c.table().to_string();
+        assert!(
+            t.contains("40.0 (loss at chance)") && t.contains("30.0 (collapsed)"),
+            "{t}"
+        );
+        assert_eq!(
+            scores("b", &[("de", 50.0)]).by_lang["de"].collapse_mark(),
+            ""
+        );
     }
 
     #[test]
