@@ -1040,3 +1040,39 @@ fn saved_weights_get_the_permissions_the_umask_gives() {
         "no scratch file is left beside the weights"
     );
 }
+
+/// Issue 31, item 6: a model is saved in the dtype its weights have (bf16
+/// weights as bf16: half the disk), and loads back bit for bit.
+#[test]
+fn bf16_weights_are_saved_as_bf16() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny(Variant::PostLayerNorm, &dir.path().join("f32"));
+    let opts = LoadOptions {
+        dtype: DType::BF16,
+        ..Default::default()
+    };
+    let m = load(&dir.path().join("f32"), &opts);
+    m.save(&dir.path().join("bf16")).unwrap();
+    let saved =
+        candle_core::safetensors::load(dir.path().join("bf16/model.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert!(saved.values().all(|t| t.dtype() == DType::BF16));
+    let size = |d: &str| {
+        std::fs::metadata(dir.path().join(d).join("model.safetensors"))
+            .unwrap()
+            .len()
+    };
+    assert!(
+        size("bf16") * 3 < size("f32") * 2,
+        "bf16 is about half the size"
+    );
+    let back = load(&dir.path().join("bf16"), &opts);
+    for ((k, a), (_, b)) in m
+        .params()
+        .tensors()
+        .iter()
+        .zip(back.params().tensors().iter())
+    {
+        assert_eq!(bits(a), bits(b), "{k}");
+    }
+}
