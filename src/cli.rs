@@ -121,6 +121,17 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Lists and removes the checkpoints and intermediate-phase models of a
+    /// store that no unfinished condition needs (kept final models,
+    /// records and `train()` checkpoints stay), with their sizes.
+    Gc {
+        /// The store folder (default `runs`) or its runs.jsonl.
+        #[arg(default_value = "runs")]
+        store: PathBuf,
+        /// List what would be removed, and its size; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The cells of a store: done, running, queued, failed, interrupted,
     /// stopped or to run, with job ids and logs.
     Status {
@@ -589,6 +600,18 @@ fn run_script(
             Ok(_) => rt
                 .write_report(st, &title, None)
                 .and_then(|_| stilts_model::util::install_dir(st, dir))
+                .and_then(|_| {
+                    // The partial report of an earlier run that did not
+                    // finish is superseded by this complete one.
+                    let failed = stilts_model::util::sibling(dir, "failed");
+                    if failed.exists() {
+                        stilts_model::error::WithPath::with_path(
+                            std::fs::remove_dir_all(&failed),
+                            &failed,
+                        )?;
+                    }
+                    Ok(())
+                })
                 .map(|_| {
                     rt.ctx
                         .note(&format!("report: {}", dir.join("report.md").display()))
@@ -773,6 +796,43 @@ fn run(cli: Cli) -> crate::Result<ExitCode> {
                 out: out.clone(),
             };
             crate::cluster::slurm::submit(&settings, &plan, file, set, &opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Gc { store, dry_run }) => {
+            use stilts_protocol::store::gc;
+            let s = crate::cluster::status::open(store)?;
+            let (garbage, kept) = gc::plan(&s)?;
+            let total: u64 = garbage.iter().map(|g| g.bytes).sum();
+            for g in &garbage {
+                println!(
+                    "{:>9}  {}  ({})",
+                    gc::human_bytes(g.bytes),
+                    g.path.display(),
+                    g.what
+                );
+            }
+            for k in &kept {
+                println!(
+                    "{:>9}  {}  (kept: an unfinished condition needs it)",
+                    gc::human_bytes(gc::size_of(k)),
+                    k.display()
+                );
+            }
+            if !*dry_run {
+                gc::remove(&garbage)?;
+            }
+            println!(
+                "{} {} folder{} ({}){}",
+                if *dry_run { "would remove" } else { "removed" },
+                garbage.len(),
+                if garbage.len() == 1 { "" } else { "s" },
+                gc::human_bytes(total),
+                if kept.is_empty() {
+                    String::new()
+                } else {
+                    format!("; kept {} that unfinished conditions need", kept.len())
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Status { store, json }) => {

@@ -155,6 +155,13 @@ pub fn run_pool(
                             w.cell.name,
                             w.cell.seed
                         );
+                        // What it trained is in its log; a model that
+                        // learned nothing is said here too.
+                        if let Ok(Some(r)) = plan.store.find(&w.cell.key) {
+                            if let Some(c) = stilts_protocol::summary::collapse_line(&r) {
+                                eprintln!("  warning: {c}");
+                            }
+                        }
                     } else {
                         eprintln!(
                             "[{}/{total}] failed {} {} (seed {}) after {secs:.1} s ({status}): see {}",

@@ -519,3 +519,224 @@ print(`updates ${{ft.training.updates}}`);
         "{err}"
     );
 }
+
+/// Issue 31, items 1, 2 and 5: a condition's console line says what each
+/// phase trained (updates, examples, loss with its sparkline, dev curve,
+/// time), run now or reused; a model that learned nothing (here: one
+/// update at a learning rate too small to move it, so its loss ends at
+/// ln 3) is marked on the console, in its tables and in the report, which
+/// closes with each condition's configuration, phases and prediction
+/// shares; `plot_training` draws a condition's phases from its record.
+#[test]
+fn conditions_say_what_they_trained_and_mark_a_model_that_learned_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "{PRELUDE}
+store(\"runs\");
+let ev = task(\"sst2\", #{{data: `${{d}}/intermediate/sst2`, split: \"dev\", limit: 24}});
+let mnli_dev = task(\"mnli\", #{{data: `${{d}}/intermediate/mnli`, split: \"dev\", limit: 12}});
+let o = #{{max_steps: 1, lr: 1e-9, batch_size: 8, max_length: 48, warmup: 0.0}};
+let rs = [];
+for seed in [1, 2] {{
+    rs.push(condition(#{{model: m, intermediate: mnli, target: sst, evaluate: ev, seed: seed, name: \"flat\",
+                        options: o + #{{intermediate: #{{dev: mnli_dev, eval_every: 1}}}}}}));
+}}
+show(table(#{{flat: mean(rs)}}));
+show(compare(rs[0], rs[1]));
+plot_training(rs[0], `${{report_dir()}}/training.png`);
+let k = rs[1].cells;
+plot_training(k[0].sub_string(0, 16), `${{report_dir()}}/training2.png`);
+try {{ plot_training(mean(rs), `${{report_dir()}}/no.png`); }} catch (e) {{ print(`mean: ${{e}}`); }}
+"
+    );
+    std::fs::write(dir.path().join("s.rhai"), &src).unwrap();
+    let args = [
+        "run",
+        "s.rhai",
+        "--set",
+        &format!("data={}", data()),
+        "--out",
+        "rep",
+    ];
+    let (code, out, err) = common::stilts_in(dir.path(), &args);
+    assert_eq!(code, 0, "{err}");
+    // Each phase of each condition: task, updates, examples, loss, time.
+    for phase in [
+        "intermediate mnli: 1 updates of 48 examples, loss ",
+        "target sst2: 1 updates of 64 examples, loss ",
+    ] {
+        assert_eq!(err.matches(phase).count(), 2, "{phase}: {err}");
+    }
+    assert!(err.contains("dev ") && err.contains("best "), "{err}");
+    assert_eq!(
+        err.matches("  warning: ").count(),
+        2,
+        "each seed's model is marked: {err}"
+    );
+    assert!(
+        err.contains("target phase loss at chance: ended at 0.69") && err.contains("ln 2 = 0.693"),
+        "{err}"
+    );
+    assert!(
+        out.contains("(collapsed)"),
+        "the table marks the cells: {out}"
+    );
+    assert!(
+        out.lines().any(|l| l.matches("(collapsed)").count() == 2),
+        "a comparison marks both sides: {out}"
+    );
+    assert!(
+        out.contains("mean: ") && out.contains("is the mean of 2 conditions"),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(dir.path().join("rep/report.md")).unwrap();
+    for want in [
+        "## Conditions",
+        "configuration of each condition",
+        "| flat | tiny-1x32 | mnli | 48 | 1 | 1e-9 | 8 | 48 | best dev score, every 1 updates",
+        "| 1, 2 | stilts ",
+        "what each phase trained",
+        "predictions of flat (seed 1)",
+        "predictions of flat (seed 2)",
+        "warning: collapsed",
+    ] {
+        assert!(md.contains(want), "{want}: {md}");
+    }
+    assert!(
+        std::fs::metadata(dir.path().join("rep/training.png"))
+            .unwrap()
+            .len()
+            > 0
+    );
+    assert!(
+        std::fs::metadata(dir.path().join("rep/training2.png"))
+            .unwrap()
+            .len()
+            > 0
+    );
+    // Reused from the store: the same account of what was trained.
+    let (code, _, err2) = common::stilts_in(dir.path(), &args);
+    assert_eq!(code, 0, "{err2}");
+    assert_eq!(err2.matches(": reused ").count(), 2, "{err2}");
+    let phases = |e: &str| -> Vec<String> {
+        e.lines()
+            .filter(|l| l.starts_with("  "))
+            .map(|l| l.replace(" (reused from the store)", ""))
+            .collect()
+    };
+    assert_eq!(phases(&err), phases(&err2));
+}
+
+/// Issue 31, item 6: `keep: "final"` keeps the model after the target
+/// phase under the store, reachable from the Result (`model_dir`) and
+/// loadable by `model(dir)` with the same scores; `keep` is checked; a
+/// condition found in the store without the model `keep` asks for is
+/// trained again to keep it; `stilts gc` lists (`--dry-run`) and removes
+/// the intermediate models and checkpoints no unfinished condition needs,
+/// keeping those one does and the final models.
+#[test]
+fn kept_models_are_reachable_and_gc_removes_what_nothing_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "{PRELUDE}
+store(\"runs\");
+let ev = task(\"sst2\", #{{data: `${{d}}/intermediate/sst2`, split: \"dev\", limit: 24}});
+let o = #{{max_steps: 2, lr: 1e-3, batch_size: 8, max_length: 48}};
+let r = condition(#{{model: m, intermediate: mnli, target: sst, evaluate: ev, seed: param(\"seed\", 1), options: o, keep: param(\"keep\", \"final\")}});
+print(`dir ${{r.model_dir}}`);
+if r.model_dir != () {{
+    let back = model(r.model_dir);
+    print(`same ${{evaluate(back, ev).avg == r.avg}}`);
+}}
+"
+    );
+    std::fs::write(dir.path().join("s.rhai"), &src).unwrap();
+    let data = format!("data={}", data());
+    let run = |extra: &[&str]| {
+        let mut a = vec!["run", "s.rhai", "--no-report", "--set", &data];
+        a.extend_from_slice(extra);
+        common::stilts_in(dir.path(), &a)
+    };
+    let (code, out, err) = run(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("dir runs/models/") && out.contains("same true"),
+        "{out}"
+    );
+    assert!(err.contains("final model kept in runs/models/"), "{err}");
+    let models = dir.path().join("runs/models");
+    let kept: Vec<_> = std::fs::read_dir(&models).unwrap().flatten().collect();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].path().join("model.safetensors").is_file());
+    // keep: "final" keeps no intermediate-phase model, nor its checkpoints.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("runs/intermediate"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+    // A value keep does not know is an error naming the choices.
+    let (code, _, err) = run(&["--set", "keep=all"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("`keep: \"all\"` is not a choice; give one of \"none\", \"intermediate\", \"final\", \"both\"")
+            && err.contains("s.rhai:"),
+        "{err}"
+    );
+    // The model gone, the record still there: trained again to keep it.
+    std::fs::remove_dir_all(&models).unwrap();
+    let (code, out, err) = run(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("trained again"), "{err}");
+    assert!(out.contains("same true"), "{out}");
+    // Seeds 2 and 3 keep their intermediate-phase models; seed 3's cell is
+    // then marked failed (unfinished) and names its intermediate phase.
+    for seed in ["seed=2", "seed=3"] {
+        let (code, _, err) = run(&["--set", "keep=intermediate", "--set", seed]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let inter = dir.path().join("runs/intermediate");
+    let mut names: Vec<String> = std::fs::read_dir(&inter)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let store = stilts_protocol::store::Store::new(dir.path().join("runs/runs.jsonl"));
+    let fake_key = "f".repeat(64);
+    store
+        .mark(&stilts_protocol::store::cells::CellMark::here(
+            &fake_key,
+            "unfinished",
+            stilts_protocol::store::cells::MarkState::Failed,
+            Some("killed".into()),
+        ))
+        .unwrap();
+    let cdir = dir.path().join("runs/conditions").join(&fake_key[..16]);
+    std::fs::create_dir_all(&cdir).unwrap();
+    std::fs::write(cdir.join("intermediate"), &names[1]).unwrap();
+    let (code, out, err) = common::stilts_in(dir.path(), &["gc", "runs", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&names[0])
+            && out.contains("would remove 1 folder (")
+            && out.contains("kept 2"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&inter).unwrap().count(),
+        2,
+        "a dry run removes nothing"
+    );
+    let (code, out, err) = common::stilts_in(dir.path(), &["gc", "runs"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed 1 folder ("), "{out}");
+    assert!(!inter.join(&names[0]).exists() && inter.join(&names[1]).exists());
+    assert!(cdir.exists(), "the unfinished condition's checkpoints stay");
+    assert_eq!(
+        std::fs::read_dir(&models).unwrap().count(),
+        1,
+        "kept models stay"
+    );
+}

@@ -264,6 +264,17 @@ fn failed_runs_write_a_marked_report_beside_the_last_complete_one() {
         "{partial}"
     );
     assert!(!dir.path().join("reports/.s.running").exists());
+    // Issue 31, item 7: a later run that finishes supersedes the partial
+    // report of the failed one.
+    let (code, _, err) = run_in(dir.path(), good, &["--set", "v=2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::read_to_string(&report)
+        .unwrap()
+        .contains("value 2"));
+    assert!(
+        !dir.path().join("reports/.s.failed").exists(),
+        "the failed run's partial report outlived a complete run"
+    );
 }
 
 /// Issue 14, item 12: a `--set` name the script never reads is warned

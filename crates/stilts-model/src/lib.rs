@@ -380,12 +380,33 @@ pub(crate) fn write_safetensors(
     dir: &Path,
 ) -> Result<()> {
     let tmp = dir.join(".model.safetensors.tmp");
-    candle_core::safetensors::save(tensors, &tmp).map_err(|e| Error::Weights {
-        path: tmp.clone(),
-        msg: e.to_string(),
-    })?;
+    save_safetensors(tensors, &tmp)?;
     let path = dir.join("model.safetensors");
     std::fs::rename(&tmp, &path).with_path(&path)
+}
+
+/// Writes `tensors` to the safetensors file `path` with the permissions
+/// any new file gets here (the umask decides: group-readable in a shared
+/// store under umask 002 or 022). The safetensors writer goes through a
+/// private temporary file (mode 0600) renamed into place, which would keep
+/// a shared store's weights from everyone else; its mode is set back to
+/// what a plain `File::create` gives.
+pub fn save_safetensors(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
+    let probe = crate::util::sibling_file(path, "mode");
+    let perms = std::fs::File::create(&probe)
+        .and_then(|f| f.metadata())
+        .map(|m| m.permissions())
+        .with_path(&probe);
+    let _ = std::fs::remove_file(&probe);
+    let perms = perms?;
+    candle_core::safetensors::save(tensors, path).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    std::fs::set_permissions(path, perms).with_path(path)
 }
 
 /// Writes `tokenizer_config.json` for `tok` into `dir`, so transformers'

@@ -100,6 +100,15 @@ pub fn replace_dir(
     install_dir(&tmp, dst)
 }
 
+/// `PARENT/.NAME.WHAT.PID` for the file `PARENT/NAME`: a hidden scratch
+/// file beside it, private to this process.
+pub fn sibling_file(path: &Path, what: &str) -> PathBuf {
+    let s = sibling(path, what);
+    let mut name = s.into_os_string();
+    name.push(format!(".{}", std::process::id()));
+    PathBuf::from(name)
+}
+
 /// `PARENT/.NAME.WHAT` for `PARENT/NAME`: a hidden sibling of a folder.
 pub fn sibling(dir: &Path, what: &str) -> PathBuf {
     let parent = dir

@@ -75,10 +75,7 @@ fn save_tensors(map: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
         .iter()
         .map(|(k, v)| Ok((k.clone(), v.to_device(&Device::Cpu)?.contiguous()?)))
         .collect::<candle_core::Result<_>>()?;
-    candle_core::safetensors::save(&cpu, path).map_err(|e| Error::Weights {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })
+    stilts_model::save_safetensors(&cpu, path)
 }
 
 fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {

@@ -17,6 +17,10 @@ pub struct Evaluation {
     pub per_example: Vec<f32>,
     /// Other figures of the metric (`exact` for SQuAD).
     pub extra: BTreeMap<String, f64>,
+    /// Classification: how many times each class was predicted (by label);
+    /// empty for other heads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub predicted: BTreeMap<String, u64>,
 }
 
 impl Evaluation {

@@ -102,6 +102,57 @@ impl ModelSource {
     }
 }
 
+/// Which of a condition's models are kept under the store (`keep:` in
+/// `condition(#{...})`). Kept models are not part of the fingerprint: they
+/// change no number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// None: the intermediate phase's checkpoints go once the condition is
+    /// recorded; a condition sharing the phase trains it again.
+    None,
+    /// The intermediate-phase model, under `STORE/intermediate/`, reused by
+    /// every condition that shares the phase (the default).
+    #[default]
+    Intermediate,
+    /// The final model (after the target phase) in Hugging Face layout under
+    /// `STORE/models/KEY/`, for `stilts predict` and `model(dir)`; the
+    /// intermediate phase as with `None`.
+    Final,
+    /// Both.
+    Both,
+}
+
+impl Keep {
+    /// The names a script gives.
+    pub const NAMES: &'static [&'static str] = &["none", "intermediate", "final", "both"];
+
+    /// The value of a name in [`Keep::NAMES`].
+    pub fn parse(s: &str) -> Option<Keep> {
+        Some(match s {
+            "none" => Keep::None,
+            "intermediate" => Keep::Intermediate,
+            "final" => Keep::Final,
+            "both" => Keep::Both,
+            _ => return None,
+        })
+    }
+
+    /// Whether the intermediate-phase model is saved for reuse.
+    pub fn intermediate(self) -> bool {
+        matches!(self, Keep::Intermediate | Keep::Both)
+    }
+
+    /// Whether the final model is saved.
+    pub fn final_model(self) -> bool {
+        matches!(self, Keep::Final | Keep::Both)
+    }
+}
+
+/// The folder of a condition's final model under the store (`keep: "final"`).
+pub fn final_model_dir(store_root: &Path, key: &str) -> PathBuf {
+    store_root.join("models").join(&key[..16.min(key.len())])
+}
+
 /// One cell of the grid.
 #[derive(Clone)]
 pub struct Condition {
@@ -138,6 +189,8 @@ pub struct Condition {
     pub eval_batch_size: usize,
     /// Seed of every phase (data order, dropout, new heads); part of the fingerprint.
     pub seed: u64,
+    /// Which models are kept under the store; not part of the fingerprint.
+    pub keep: Keep,
 }
 
 /// What a finished condition gives: per evaluation and language, the
@@ -151,6 +204,12 @@ pub struct ConditionResult {
     pub reused: bool,
     /// True when its intermediate phase came from the store.
     pub intermediate_reused: bool,
+    /// The final model's folder under the store, when it is there (kept
+    /// by `keep: "final"` or `"both"`, now or by an earlier run).
+    pub model_dir: Option<PathBuf>,
+    /// True when the condition was in the store without the final model
+    /// `keep` asks for, and was trained again to keep it.
+    pub trained_again_to_keep: bool,
 }
 
 fn dev_fp(d: &Option<TaskData>) -> Option<&str> {
@@ -234,9 +293,21 @@ pub fn code_version() -> String {
     }
 }
 
-/// What a phase did, as kept in a record and beside a saved model.
-fn phase_summary(rep: &TrainReport) -> serde_json::Value {
+/// What a phase did, as kept in a record and beside a saved model (read
+/// back by [`crate::summary::phases`]): its task (`multitask` for a mix),
+/// the training examples it used, the classes of its head, its time.
+fn phase_summary(
+    rep: &TrainReport,
+    task: &str,
+    examples: usize,
+    classes: Option<usize>,
+    seconds: f64,
+) -> serde_json::Value {
     serde_json::json!({
+        "task": task,
+        "examples": examples,
+        "classes": classes,
+        "seconds": seconds,
         "updates": rep.steps,
         "dev": rep.scores,
         "best_dev": rep.best_score,
@@ -244,6 +315,14 @@ fn phase_summary(rep: &TrainReport) -> serde_json::Value {
         "early_stopped": rep.early_stopped,
         "resumed_from": rep.resumed_from,
     })
+}
+
+/// The classes of a classification task's head; `None` for other heads.
+fn classes_of(parts: &[Dataset]) -> Option<usize> {
+    match &parts.first()?.head {
+        stilts_model::HeadKind::Classification { labels } => Some(labels.len()),
+        _ => None,
+    }
 }
 
 /// The folder of an intermediate-phase model under the store.
@@ -294,7 +373,11 @@ fn intermediate_phase(
             }
             let mut m = m;
             m.encoder.compute_dtype = base.encoder.compute_dtype;
-            return Ok((m, None, summary["phase"].clone(), true));
+            let mut phase = summary["phase"].clone();
+            if phase.is_object() {
+                phase["reused"] = true.into();
+            }
+            return Ok((m, None, phase, true));
         }
     }
     let mut opts = c.intermediate_options.clone();
@@ -303,6 +386,7 @@ fn intermediate_phase(
     // Checkpoints beside the saved model, so a killed phase resumes.
     let ckpt = dir.as_ref().map(|d| d.with_extension("run"));
     let mut my_curves = BTreeMap::new();
+    let started = Instant::now();
     let (model, rep) = if c.intermediate.len() == 1 {
         let t = &c.intermediate[0];
         let job = TrainJob {
@@ -352,8 +436,30 @@ fn intermediate_phase(
             .ok_or_else(|| Error::msg("multi-task training returned no model"))?;
         (m, rep)
     };
-    let summary = phase_summary(&rep);
-    if let (Some(d), false) = (&dir, keep_optimizer) {
+    let summary = if c.intermediate.len() == 1 {
+        let t = &c.intermediate[0];
+        phase_summary(
+            &rep,
+            &t.name,
+            crate::run::training_examples(&t.parts, &opts, false),
+            classes_of(&t.parts),
+            started.elapsed().as_secs_f64(),
+        )
+    } else {
+        let examples = c
+            .intermediate
+            .iter()
+            .map(|t| crate::run::training_examples(&t.parts, &opts, true))
+            .sum();
+        phase_summary(
+            &rep,
+            "multitask",
+            examples,
+            None,
+            started.elapsed().as_secs_f64(),
+        )
+    };
+    if let (Some(d), false, true) = (&dir, keep_optimizer, c.keep.intermediate()) {
         // Written to a temporary folder and renamed: a kill leaves either
         // no saved phase or a whole one (phase.json is written last).
         let tmp = d.with_extension("tmp");
@@ -402,15 +508,37 @@ pub fn run_condition(
 ) -> Result<ConditionResult> {
     let config = c.configuration()?;
     let key = fingerprint::of_json(&config);
+    // A finished condition is reused, unless `keep` asks for a final model
+    // its earlier run did not keep: then it is trained again (the same
+    // numbers) to keep it.
+    let reuse = |r: RunRecord| {
+        let has_model = store
+            .map(|s| {
+                final_model_dir(&s.root(), &key)
+                    .join("config.json")
+                    .is_file()
+            })
+            .unwrap_or(false);
+        (!c.keep.final_model() || has_model).then(|| ConditionResult {
+            record: r,
+            reused: true,
+            intermediate_reused: true,
+            model_dir: store
+                .map(|s| final_model_dir(&s.root(), &key))
+                .filter(|_| has_model),
+            trained_again_to_keep: false,
+        })
+    };
+    let mut missing_model = false;
     if let (Some(s), false) = (store, force) {
         if let Some(r) = s.find(&key)? {
-            return Ok(ConditionResult {
-                record: r,
-                reused: true,
-                intermediate_reused: true,
-            });
+            match reuse(r) {
+                Some(done) => return Ok(done),
+                None => missing_model = true,
+            }
         }
     }
+
     // One process runs a condition at a time: a second one waits for it,
     // then finds it done.
     let _claim = match store {
@@ -424,11 +552,9 @@ pub fn run_condition(
             let claim = s.claim(&key, &mut waiting)?;
             if !force {
                 if let Some(r) = s.find(&key)? {
-                    return Ok(ConditionResult {
-                        record: r,
-                        reused: true,
-                        intermediate_reused: true,
-                    });
+                    if let Some(done) = reuse(r) {
+                        return Ok(done);
+                    }
                 }
             }
             Some(claim)
@@ -440,7 +566,10 @@ pub fn run_condition(
             &CellMark::here(&key, &c.name, MarkState::Running, None).of(&c.model_label, c.seed),
         )?;
     }
-    let out = run_claimed(c, store, &config, &key, progress, cancel);
+    let out = run_claimed(c, store, &config, &key, progress, cancel).map(|mut r| {
+        r.trained_again_to_keep = missing_model;
+        r
+    });
     if let Some(s) = store {
         match &out {
             Ok(_) => s.unmark(&key),
@@ -509,6 +638,19 @@ fn run_claimed(
     let mut curves = BTreeMap::new();
     let mut phases = serde_json::Map::new();
     let store_root = store.and_then(|s| s.path().parent().map(Path::to_path_buf));
+    let inter_key = (!c.intermediate.is_empty())
+        .then(|| c.intermediate_config().map(|v| fingerprint::of_json(&v)))
+        .transpose()?;
+    if let (Some(r), Some(ik)) = (&store_root, &inter_key) {
+        // What `stilts gc` keeps while this condition is unfinished: the
+        // intermediate phase it needs.
+        let d = r.join("conditions").join(&key[..16]);
+        std::fs::create_dir_all(&d).with_path(&d)?;
+        stilts_model::util::write_atomic(
+            &d.join("intermediate"),
+            ik[..16.min(ik.len())].as_bytes(),
+        )?;
+    }
     let (encoder_source, carried, inter_reused) = if c.intermediate.is_empty() {
         (base, None, false)
     } else {
@@ -542,6 +684,7 @@ fn run_claimed(
                 checkpoint_dir: target_ckpt.clone(),
                 ..TrainJob::new(&fresh, &tt.parts, &topts)
             };
+            let phase_started = Instant::now();
             let (target, rep) = train(
                 &job,
                 &mut *progress(&format!("{} (target)", tt.name)),
@@ -549,13 +692,23 @@ fn run_claimed(
             )
             .map_err(|e| e.during(format!("target training on {}", tt.name)))?;
             curves.insert(format!("target.{}", tt.name), phase_curve(&rep));
-            phases.insert("target".into(), phase_summary(&rep));
+            phases.insert(
+                "target".into(),
+                phase_summary(
+                    &rep,
+                    &tt.name,
+                    crate::run::training_examples(&tt.parts, &topts, false),
+                    classes_of(&tt.parts),
+                    phase_started.elapsed().as_secs_f64(),
+                ),
+            );
             target
         }
     };
     // Zero-shot evaluation per language, on every evaluation set.
     let mut metrics = BTreeMap::new();
     let mut correct = BTreeMap::new();
+    let mut predictions = BTreeMap::new();
     let mut eval_opts = topts.clone();
     eval_opts.limit = None;
     eval_opts.max_tokens = None;
@@ -575,6 +728,9 @@ fn run_claimed(
             if e.metric.contains("accuracy") {
                 correct.insert(format!("{name}/{lang}"), pack_bits(&e.correct()));
             }
+            if !e.predicted.is_empty() {
+                predictions.insert(format!("{name}/{lang}"), e.predicted.clone());
+            }
             metrics.insert(format!("{name}#metric:{}", e.metric), 0.0);
         }
     }
@@ -591,6 +747,7 @@ fn run_claimed(
         metrics,
         correct,
         curves,
+        predictions,
         seconds: started.elapsed().as_secs_f64(),
         device: format!("{:?}", target.encoder.device().location()),
         finished_at: std::time::SystemTime::now()
@@ -599,17 +756,33 @@ fn run_claimed(
             .unwrap_or(0),
         value: None,
     };
+    // The final model, before the record: a record of a condition that
+    // keeps its model means the model is there.
+    let model_dir = match (&store_root, c.keep.final_model()) {
+        (Some(r), true) => {
+            let d = final_model_dir(r, &key);
+            target.save(&d)?;
+            Some(d)
+        }
+        _ => None,
+    };
     if let Some(s) = store {
         s.append(&record)?;
-        // The record is the result: the target phase's checkpoints go.
+        // The record is the result: the target phase's checkpoints go, and
+        // the intermediate phase's when its model is not kept.
         if let Some(r) = &store_root {
             let _ = std::fs::remove_dir_all(r.join("conditions").join(&key[..16]));
+            if let (Some(ik), false) = (&inter_key, c.keep.intermediate()) {
+                let _ = std::fs::remove_dir_all(intermediate_dir(r, ik).with_extension("run"));
+            }
         }
     }
     Ok(ConditionResult {
         record,
         reused: false,
         intermediate_reused: inter_reused,
+        model_dir,
+        trained_again_to_keep: false,
     })
 }
 

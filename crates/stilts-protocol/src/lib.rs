@@ -21,4 +21,5 @@ pub mod retrieval;
 pub mod run;
 pub mod stats;
 pub mod store;
+pub mod summary;
 pub mod train;

@@ -230,5 +230,6 @@ pub fn evaluate_retrieval(
         n: hits.len(),
         per_example: hits.iter().map(|&h| f32::from(u8::from(h))).collect(),
         extra,
+        predicted: BTreeMap::new(),
     })
 }

@@ -42,6 +42,17 @@ pub fn training_part(ds: &Dataset, opts: &RunOptions) -> Dataset {
     }
 }
 
+/// The training examples a phase uses: each part's after `limit` (see
+/// [`training_part`]), summed. Multi-task training caps each task at
+/// `train_examples_cap` first (its parts pooled), when that is set.
+pub fn training_examples(parts: &[Dataset], opts: &RunOptions, multitask: bool) -> usize {
+    let limited = |n: usize| opts.limit.map_or(n, |l| l.min(n));
+    match opts.train_examples_cap {
+        Some(cap) if multitask => limited(cap.min(parts.iter().map(Dataset::len).sum())),
+        _ => parts.iter().map(|d| limited(d.len())).sum(),
+    }
+}
+
 /// What a training set is worth warning about before training on it: a
 /// classification set that holds one label only.
 pub fn training_warnings(parts: &[Dataset], opts: &RunOptions) -> Vec<String> {
@@ -761,14 +772,23 @@ fn score(
     feats: &[Feature],
     outs: Vec<Out>,
 ) -> Result<Evaluation> {
+    let mut predicted = BTreeMap::new();
     let hits = match ds.metric {
         Metric::Accuracy => {
             let mut pred = Vec::with_capacity(outs.len());
+            let labels = ds.head.labels();
+            // Every class, those never predicted too (at 0).
+            predicted.extend(labels.iter().map(|l| (l.clone(), 0u64)));
             for o in &outs {
                 let Out::Class(p) = o else {
                     return Err(Error::msg("internal: class output expected"));
                 };
                 pred.push(*p);
+                let name = labels
+                    .get(*p)
+                    .cloned()
+                    .unwrap_or_else(|| format!("class {p}"));
+                *predicted.entry(name).or_insert(0u64) += 1;
             }
             let gold: Vec<Option<usize>> =
                 feats.iter().map(|f| examples[f.example].label()).collect();
@@ -841,6 +861,7 @@ fn score(
                 n: examples.len(),
                 per_example,
                 extra: BTreeMap::from([("exact".to_string(), s.exact)]),
+                predicted: BTreeMap::new(),
             });
         }
     };
@@ -850,5 +871,6 @@ fn score(
         n: examples.len(),
         per_example: hits.iter().map(|&h| f32::from(h)).collect(),
         extra: BTreeMap::new(),
+        predicted,
     })
 }

@@ -395,6 +395,10 @@ pub struct Ctx {
     /// The cells met so far under `stilts plan`, `--only` and `--collect`
     /// (a plain run lists none).
     pub cells: RefCell<Vec<PlannedCell>>,
+    /// The records of the conditions this run ran or reused, in order: the
+    /// report's closing section (configuration, what each phase trained,
+    /// prediction distributions) is made from them.
+    pub conditions: RefCell<Vec<stilts_protocol::store::RunRecord>>,
     /// Set when `--only`'s cell has run (or was found done): the script
     /// then stops, successfully.
     pub only_done: std::cell::Cell<bool>,
@@ -421,6 +425,7 @@ impl Ctx {
             report_dir: RefCell::new(None),
             store_dir: RefCell::new(store),
             cells: RefCell::new(vec![]),
+            conditions: RefCell::new(vec![]),
             only_done: std::cell::Cell::new(false),
             map_orders: Default::default(),
             defaults_used: Default::default(),

@@ -314,7 +314,13 @@ impl Runtime {
         title: &str,
         banner: Option<&str>,
     ) -> stilts_model::Result<PathBuf> {
-        report::write(dir, title, &self.ctx.recorder.borrow().cells, banner)
+        report::write(
+            dir,
+            title,
+            &self.ctx.recorder.borrow().cells,
+            &self.ctx.conditions.borrow(),
+            banner,
+        )
     }
 
     /// The title of the cell that ran last (where a failed run stopped).

@@ -161,6 +161,36 @@ pub struct LangScore {
     /// bootstrap intervals; stored packed.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "bits")]
     pub correct: Vec<Vec<bool>>,
+    /// The runs whose model learned nothing here (collapsed to one class,
+    /// or its loss ended at chance), one line each naming the run and why
+    /// (`stilts_protocol::summary::collapses`); tables mark such cells.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collapse: Vec<String>,
+}
+
+impl LangScore {
+    /// The runs (seeds) behind this score: one, or as many as `runs`.
+    pub fn run_count(&self) -> usize {
+        self.runs.len().max(1)
+    }
+
+    /// What a table adds to a cell whose runs learned nothing: ` (collapsed)`
+    /// when every run predicts one class, ` (collapsed 1/3)` when some do;
+    /// ` (loss at chance)` (or `1/3`) when their loss ended at ln K but
+    /// their predictions are spread; empty otherwise.
+    pub fn collapse_mark(&self) -> String {
+        let (k, n) = (self.collapse.len(), self.run_count());
+        let what = if self.collapse.iter().any(|c| c.contains("collapsed:")) {
+            "collapsed"
+        } else {
+            "loss at chance"
+        };
+        match k {
+            0 => String::new(),
+            _ if k >= n => format!(" ({what})"),
+            _ => format!(" ({what} {k}/{n})"),
+        }
+    }
 }
 
 /// Scores of one model on one task, per language.
@@ -187,6 +217,15 @@ pub struct Scores {
     /// axis without a `params` map.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<u64>,
+    /// The store keys of the conditions behind it (one per seed; empty for
+    /// a Result not made by `condition`): what `plot_training` reads their
+    /// curves from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<String>,
+    /// The folders of the final models of those conditions that kept one
+    /// (`keep: "final"`): what `Result.model_dir` gives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_dirs: Vec<String>,
 }
 
 impl Scores {
@@ -201,6 +240,8 @@ impl Scores {
             metric: "accuracy".into(),
             chance: None,
             params: None,
+            cells: vec![],
+            model_dirs: vec![],
             by_lang: t
                 .parts
                 .iter()
@@ -212,6 +253,7 @@ impl Scores {
                             n: ds.len(),
                             runs: vec![],
                             correct: vec![vec![false; ds.len()]],
+                            collapse: vec![],
                         },
                     )
                 })
@@ -222,6 +264,18 @@ impl Scores {
     /// The unweighted mean over languages.
     pub fn avg(&self) -> f64 {
         mean(&self.by_lang.values().map(|s| s.value).collect::<Vec<_>>())
+    }
+
+    /// The mark of the `avg` row: the runs that learned nothing in some
+    /// language, out of the runs.
+    pub fn avg_collapse_mark(&self) -> String {
+        let worst = self
+            .by_lang
+            .values()
+            .max_by_key(|s| s.collapse.len())
+            .cloned()
+            .unwrap_or_default();
+        worst.collapse_mark()
     }
 
     /// Per-run averages (one per seed) when the languages carry runs.
@@ -325,7 +379,12 @@ impl Scores {
             } else {
                 self.by_lang[lang].value
             };
-            let mut r = vec![lang.clone(), format!("{value:.1}")];
+            let mark = if lang == "avg" {
+                self.avg_collapse_mark()
+            } else {
+                self.by_lang[lang].collapse_mark()
+            };
+            let mut r = vec![lang.clone(), format!("{value:.1}{mark}")];
             if seeds > 1 {
                 r.push(
                     e.as_ref()
@@ -380,6 +439,11 @@ impl Scores {
             params: first
                 .params
                 .filter(|p| all.iter().all(|s| s.params == Some(*p))),
+            cells: all.iter().flat_map(|s| s.cells.iter().cloned()).collect(),
+            model_dirs: all
+                .iter()
+                .flat_map(|s| s.model_dirs.iter().cloned())
+                .collect(),
         };
         for lang in first.by_lang.keys() {
             let mut runs = vec![];
@@ -392,8 +456,10 @@ impl Scores {
                 }
             }
             let mut correct = vec![];
+            let mut collapse = vec![];
             for s in all {
                 correct.extend(s.by_lang[lang].correct.iter().cloned());
+                collapse.extend(s.by_lang[lang].collapse.iter().cloned());
             }
             let n = first.by_lang[lang].n;
             if correct.len() != runs.len() || correct.iter().any(|c| c.len() != correct[0].len()) {
@@ -406,6 +472,7 @@ impl Scores {
                     n,
                     runs,
                     correct,
+                    collapse,
                 },
             );
         }
@@ -580,11 +647,27 @@ impl Comparison {
         if seeds > 1 {
             header.push("CI, examples only".into());
         }
+        // A side whose model learned nothing in a language is marked there.
+        let mark = |s: &Scores, l: &str| {
+            if l == "avg" {
+                s.avg_collapse_mark()
+            } else {
+                s.by_lang
+                    .get(l)
+                    .map(LangScore::collapse_mark)
+                    .unwrap_or_default()
+            }
+        };
+        let marks = |l: &str| match self.sides.as_deref() {
+            Some((a, b)) => (mark(a, l), mark(b, l)),
+            None => (String::new(), String::new()),
+        };
         let row = |l: &str, d: &Delta| {
+            let (mb, mn) = marks(l);
             let mut r = vec![
                 l.to_string(),
-                format!("{:.1}", d.base),
-                format!("{:.1}", d.new),
+                format!("{:.1}{mb}", d.base),
+                format!("{:.1}{mn}", d.new),
                 format!("{:+.1}", d.delta),
                 fmt_ci(d.ci),
             ];
@@ -945,6 +1028,8 @@ mod tests {
             metric: "accuracy".into(),
             chance: None,
             params: None,
+            cells: vec![],
+            model_dirs: vec![],
             by_lang: vals
                 .iter()
                 .map(|(l, v)| {
@@ -976,6 +1061,33 @@ mod tests {
         let c = Comparison::new(&a, &b).unwrap();
         let (lo, hi) = c.by_lang["de"].ci.unwrap();
         assert!(lo >= -100.0 && hi <= 100.0);
+    }
+
+    /// Issue 31, item 2: a cell says how many of its runs learned
+    /// nothing, and whether they collapsed or only their loss says so.
+    #[test]
+    fn cells_of_models_that_learned_nothing_are_marked() {
+        let mut one = scores("a", &[("de", 30.0)]);
+        let mut two = scores("a", &[("de", 40.0)]);
+        one.by_lang.get_mut("de").unwrap().collapse =
+            vec!["a seed 1: collapsed: predicts `neutral` for 98%".into()];
+        assert_eq!(one.by_lang["de"].collapse_mark(), " (collapsed)");
+        let m = Scores::mean_of(&[one.clone(), two.clone()]).unwrap();
+        assert_eq!(m.by_lang["de"].collapse_mark(), " (collapsed 1/2)");
+        assert!(m.table().to_string().contains("35.0 (collapsed 1/2)"));
+        two.by_lang.get_mut("de").unwrap().collapse =
+            vec!["a seed 2: loss at chance: ended at 1.098, ln 3 = 1.099".into()];
+        assert_eq!(two.by_lang["de"].collapse_mark(), " (loss at chance)");
+        let c = Comparison::new(&two, &one).unwrap();
+        let t = c.table().to_string();
+        assert!(
+            t.contains("40.0 (loss at chance)") && t.contains("30.0 (collapsed)"),
+            "{t}"
+        );
+        assert_eq!(
+            scores("b", &[("de", 50.0)]).by_lang["de"].collapse_mark(),
+            ""
+        );
     }
 
     #[test]

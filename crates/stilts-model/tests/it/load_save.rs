@@ -1013,3 +1013,66 @@ fn broken_tokenizer_json_is_named() {
     assert!(matches!(e, Error::Tokenizer { .. }), "{e}");
     assert!(message(&e).contains(&path.display().to_string()), "{e}");
 }
+
+/// Issue 31, item 7: a saved model's files get the permissions any new
+/// file gets (the umask decides), not the 0600 of the safetensors writer's
+/// private temporary file: a shared store's models stay readable by the group.
+#[cfg(unix)]
+#[test]
+fn saved_weights_get_the_permissions_the_umask_gives() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let want = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+    write_tiny(Variant::PostLayerNorm, &dir.path().join("m"));
+    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        let got = std::fs::metadata(dir.path().join("m").join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(got, want, "{f}: mode {got:o}, a new file gets {want:o}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("m")).unwrap().count(),
+        4,
+        "no scratch file is left beside the weights"
+    );
+}
+
+/// Issue 31, item 6: a model is saved in the dtype its weights have (bf16
+/// weights as bf16: half the disk), and loads back bit for bit.
+#[test]
+fn bf16_weights_are_saved_as_bf16() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny(Variant::PostLayerNorm, &dir.path().join("f32"));
+    let opts = LoadOptions {
+        dtype: DType::BF16,
+        ..Default::default()
+    };
+    let m = load(&dir.path().join("f32"), &opts);
+    m.save(&dir.path().join("bf16")).unwrap();
+    let saved =
+        candle_core::safetensors::load(dir.path().join("bf16/model.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert!(saved.values().all(|t| t.dtype() == DType::BF16));
+    let size = |d: &str| {
+        std::fs::metadata(dir.path().join(d).join("model.safetensors"))
+            .unwrap()
+            .len()
+    };
+    assert!(
+        size("bf16") * 3 < size("f32") * 2,
+        "bf16 is about half the size"
+    );
+    let back = load(&dir.path().join("bf16"), &opts);
+    for ((k, a), (_, b)) in m
+        .params()
+        .tensors()
+        .iter()
+        .zip(back.params().tensors().iter())
+    {
+        assert_eq!(bits(a), bits(b), "{k}");
+    }
+}

@@ -33,6 +33,7 @@
 //! killed mid-append) goes to `runs.jsonl.damaged` with a warning.
 
 pub mod cells;
+pub mod gc;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -60,6 +61,12 @@ pub struct RunRecord {
     /// Training curves: (update, loss) per phase.
     #[serde(default)]
     pub curves: BTreeMap<String, Vec<(u64, f64)>>,
+    /// How many times the model predicted each class, per classification
+    /// evaluation set (`EVALUATION/LANGUAGE`): what marks a model that
+    /// collapsed to one class (`summary::collapses`). Empty in records
+    /// written before stilts kept it, and for other metrics.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub predictions: BTreeMap<String, BTreeMap<String, u64>>,
     /// Wall-clock time the condition took, in seconds (0 for a `memo` value).
     pub seconds: f64,
     /// The device it ran on, as candle names its location (e.g. `Cpu`); empty
@@ -495,6 +502,7 @@ impl Store {
             metrics: BTreeMap::new(),
             correct: BTreeMap::new(),
             curves: BTreeMap::new(),
+            predictions: BTreeMap::new(),
             seconds: 0.0,
             device: String::new(),
             finished_at: now,
@@ -505,6 +513,33 @@ impl Store {
     /// The value last kept under `config`, if any.
     pub fn get_value(&self, config: &serde_json::Value) -> Result<Option<serde_json::Value>> {
         Ok(self.find(&config_key(config))?.and_then(|r| r.value))
+    }
+
+    /// The latest finished run whose key starts with `prefix` (a cell's
+    /// short key, as `stilts plan` and `--only` show it). A prefix two
+    /// different keys start with is an error naming both.
+    pub fn find_prefix(&self, prefix: &str) -> Result<Option<RunRecord>> {
+        let all: Vec<RunRecord> = if self.records_dir().is_dir() {
+            self.record_files(prefix)?
+                .iter()
+                .filter_map(|p| Self::read_record(p))
+                .collect()
+        } else {
+            self.legacy_records()?
+        };
+        let hits: Vec<RunRecord> = all
+            .into_iter()
+            .filter(|r| r.key.starts_with(prefix))
+            .collect();
+        if let Some(other) = hits.iter().find(|r| r.key != hits[0].key) {
+            return Err(Error::msg(format!(
+                "{}: the cell key `{prefix}` is ambiguous: it starts {} and {}; give more of it",
+                self.path.display(),
+                &hits[0].key[..16.min(hits[0].key.len())],
+                &other.key[..16.min(other.key.len())]
+            )));
+        }
+        Ok(hits.into_iter().next_back())
     }
 
     /// The latest finished run with exactly this configuration.

@@ -105,6 +105,7 @@ impl Setup {
             evaluations: evals,
             eval_batch_size: 32,
             seed,
+            keep: Default::default(),
         }
     }
 }

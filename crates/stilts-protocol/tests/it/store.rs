@@ -20,6 +20,7 @@ fn record(writer: usize, i: usize) -> RunRecord {
         metrics: BTreeMap::from([("xnli.sw".to_string(), i as f64)]),
         correct: BTreeMap::from([("xnli.sw".to_string(), pack_bits(&[true, false, true]))]),
         curves: BTreeMap::new(),
+        predictions: BTreeMap::new(),
         seconds: 0.5,
         device: "cpu".into(),
         finished_at: 0,

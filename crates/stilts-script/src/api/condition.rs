@@ -29,6 +29,7 @@ pub const CONDITION_KEYS: &[&str] = &[
     "options",
     "seed",
     "eval_batch_size",
+    "keep",
 ];
 
 fn task_of(what: &str, v: &Dynamic) -> RResult<TaskValue> {
@@ -201,7 +202,29 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         .transpose()?
         .unwrap_or(64)
         .max(1) as usize;
+    let keep = match get("keep") {
+        None => experiment::Keep::default(),
+        Some(v) => {
+            let s = v.clone().into_string().map_err(|t| {
+                rerr(format!(
+                    "condition: `keep` takes one of {} (e.g. `keep: \"final\"`), not {t}",
+                    experiment::Keep::NAMES.join(", ")
+                ))
+            })?;
+            experiment::Keep::parse(&s).ok_or_else(|| {
+                rerr(format!(
+                    "condition: `keep: \"{s}\"` is not a choice; give one of {}",
+                    experiment::Keep::NAMES
+                        .iter()
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?
+        }
+    };
     let c = Condition {
+        keep,
         name: name.clone(),
         model,
         model_label: model_label.clone(),
@@ -293,51 +316,63 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
         }
     })?;
     let short = &out.record.key[..12];
-    if out.reused {
-        ctx.record(&format!(
+    // What each phase trained and whether the model learned anything, from
+    // the record: the same lines for a condition run now and one reused.
+    let mut lines = vec![if out.trained_again_to_keep {
+        format!(
+            "condition {name} (seed {seed}): trained again ({:.1} s) to keep its final model (keep: \"final\"), which its earlier run did not keep; stored as {short}",
+            out.record.seconds
+        )
+    } else if out.reused {
+        format!(
             "condition {name} (seed {seed}): reused {short} from {}",
             store.path().display()
-        ));
+        )
     } else {
-        let phases = &out.record.config["phases"];
-        let mut parts = vec![];
-        for p in ["intermediate", "target"] {
-            if let Some(ph) = phases.get(p) {
-                let mut s = format!("{p} {} updates", ph["updates"]);
-                if let Some(r) = ph["resumed_from"].as_u64() {
-                    s.push_str(&format!(" (resumed from the checkpoint at update {r})"));
-                }
-                if let Some(b) = ph["best_dev"].as_f64() {
-                    s.push_str(&format!(", best dev {b:.2} at update {}", ph["best_step"]));
-                }
-                parts.push(s);
-            }
-        }
-        if parts.is_empty() {
-            parts.push("no training (the pretrained encoder)".to_string());
-        }
-        ctx.record(&format!(
-            "condition {name} (seed {seed}): {}{}; {:.1} s; stored as {short}",
-            parts.join("; "),
+        format!(
+            "condition {name} (seed {seed}): {:.1} s{}; stored as {short}",
+            out.record.seconds,
             if out.intermediate_reused {
                 " (intermediate phase reused from the store)"
             } else {
                 ""
-            },
-            out.record.seconds
-        ));
+            }
+        )
+    }];
+    let phases = stilts_protocol::summary::phases(&out.record);
+    if phases.is_empty() {
+        lines.push("  no training (the pretrained encoder)".to_string());
     }
+    for p in &phases {
+        lines.push(format!("  {}", p.describe()));
+    }
+    if let Some(d) = &out.model_dir {
+        lines.push(format!("  final model kept in {}", d.display()));
+    }
+    if let Some(c) = stilts_protocol::summary::collapse_line(&out.record) {
+        lines.push(format!("  warning: {c}"));
+    }
+    ctx.record(&lines.join("\n"));
+    ctx.conditions.borrow_mut().push(out.record.clone());
     if hit {
         // `--only`: its cell is kept; nothing else in the script runs.
         ctx.only_done.set(true);
         return Err(rerr(format!("--only {}: done", &key[..16])));
     }
     let evals = experiment::evaluations(&out.record);
+    let collapsed = stilts_protocol::summary::collapses(&out.record);
     let mut results = Map::new();
     for (ename, t) in &evaluations {
         let e = evals.get(ename).cloned().unwrap_or_default();
         let mut by_lang = BTreeMap::new();
         for (lang, v, n, bits) in e.languages {
+            let collapse = collapsed
+                .get(&format!("{ename}/{lang}"))
+                .map(|cs| {
+                    let why: Vec<String> = cs.iter().map(|c| c.to_string()).collect();
+                    vec![format!("{name} seed {seed}: {}", why.join("; "))]
+                })
+                .unwrap_or_default();
             by_lang.insert(
                 lang,
                 LangScore {
@@ -345,6 +380,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
                     n,
                     runs: vec![],
                     correct: bits.map(|b| vec![b]).unwrap_or_default(),
+                    collapse,
                 },
             );
         }
@@ -360,6 +396,12 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             metric: e.metric,
             by_lang,
             params: Some(params),
+            cells: vec![out.record.key.clone()],
+            model_dirs: out
+                .model_dir
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect(),
         };
         if single_eval {
             return Ok(Dynamic::from(s));
@@ -432,7 +474,7 @@ fn missing_cell(store: &stilts_protocol::store::Store, key: &str, name: &str, se
 /// completion, `check` and the README's API reference read (collected by
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
-    entry("training", "condition", "condition(spec: map) -> Result | map", "One cell of the grid, run by the protocol and kept in the store under its fingerprint (model files or weights, every data file and example read, options, seed, evaluation sets): a finished one is reused, the intermediate-phase model of (model, intermediate task(s), options, seed) is trained once and shared. Keys: model (size name, directory or Model), intermediate (a task, an array of tasks for a mix, or () for the baseline), sampling, target (the target task; () for none: the evaluations read the encoder right after the intermediate phase, or the pretrained one, and must all be retrieval tasks such as tatoeba, scored with evaluate's defaults), dev (target-phase model selection: a task of one part, e.g. xnli_dev.language(\"en\"); several parts only with dev_pool: true), dev_pool, evaluate (a task, or a map of name → task: returns a map of Results; a retrieval task beside XNLI is scored from the encoder after the target phase, with evaluate's retrieval defaults), options (training keys as in stilts()), seed, name (the results' label; default the intermediate task's name or `none`), eval_batch_size.", "let r = condition(#{model: \"xlmr-base\", intermediate: squad, target: mnli, dev: mnli_dev, evaluate: #{dev: xnli_dev, test: xnli_test}, seed: 1});"),
+    entry("training", "condition", "condition(spec: map) -> Result | map", "One cell of the grid, run by the protocol and kept in the store under its fingerprint (model files or weights, every data file and example read, options, seed, evaluation sets): a finished one is reused, the intermediate-phase model of (model, intermediate task(s), options, seed) is trained once and shared. Keys: model (size name, directory or Model), intermediate (a task, an array of tasks for a mix, or () for the baseline), sampling, target (the target task; () for none: the evaluations read the encoder right after the intermediate phase, or the pretrained one, and must all be retrieval tasks such as tatoeba, scored with evaluate's defaults), dev (target-phase model selection: a task of one part, e.g. xnli_dev.language(\"en\"); several parts only with dev_pool: true), dev_pool, evaluate (a task, or a map of name → task: returns a map of Results; a retrieval task beside XNLI is scored from the encoder after the target phase, with evaluate's retrieval defaults), options (training keys as in stilts()), seed, name (the results' label; default the intermediate task's name or `none`), eval_batch_size, keep (which models stay under the store: \"intermediate\", the default: the intermediate-phase model, shared by the conditions that need it; \"final\": the model after the target phase, in Hugging Face layout under STORE/models/, its folder in `Result.model_dir`, for `stilts predict` and model(dir); \"both\"; \"none\": neither, the intermediate phase's checkpoints removed once the condition is recorded; models are saved in the dtype they were trained in; a condition in the store without the final model `keep` asks for is trained again to keep it; `stilts gc STORE` removes what no unfinished condition needs).", "let r = condition(#{model: \"xlmr-base\", intermediate: squad, target: mnli, dev: mnli_dev, evaluate: #{dev: xnli_dev, test: xnli_test}, seed: 1});"),
 ];
 
 /// Registers `condition(map)`.

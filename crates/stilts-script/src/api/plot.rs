@@ -1644,6 +1644,62 @@ fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResul
     Ok(path.to_string())
 }
 
+/// `plot_training(result or cell key, path)`: the training of one
+/// condition (one seed), each phase from the curves its record keeps.
+fn plot_condition_training(ctx: &Ctx, which: &Dynamic, path: &str) -> RResult<String> {
+    let store = super::runs::results_store(ctx);
+    let key = if let Some(r) = which.clone().try_cast::<crate::values::Scores>() {
+        match r.cells.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(rerr(format!("plot_training: the Result `{}` was not made by condition() (no training is kept with it); give a trained Model, a condition's Result or a cell key", r.label))),
+            many => return Err(rerr(format!("plot_training: the Result `{}` is the mean of {} conditions (seeds); give one seed's Result, or a cell key", r.label, many.len()))),
+        }
+    } else {
+        which.clone().into_string().map_err(|t| {
+            rerr(format!(
+                "plot_training takes a Model, a condition's Result or a cell key, not {t}"
+            ))
+        })?
+    };
+    let rec = store.find_prefix(&key).map_err(rerr)?.ok_or_else(|| {
+        rerr(format!(
+            "plot_training: no condition with the key `{key}` in {}",
+            store.path().display()
+        ))
+    })?;
+    let (losses, dev, phases) = stilts_protocol::summary::training_curve(&rec);
+    if losses.is_empty() {
+        return Err(rerr(format!(
+            "plot_training: the condition {} trained nothing (no curve kept)",
+            &rec.key[..12]
+        )));
+    }
+    let title = format!(
+        "{} (seed {}): {phases}",
+        rec.config["name"].as_str().unwrap_or_default(),
+        rec.config["configuration"]["seed"]
+    );
+    // The target phase's classes (the line a classification head's loss
+    // sits on while it has learned nothing).
+    let chance = stilts_protocol::summary::phases(&rec)
+        .last()
+        .and_then(|ph| ph.classes)
+        .filter(|&k| k >= 2)
+        .map(|k| ((k as f64).ln(), k));
+    let p = PathBuf::from(path);
+    let text = render(
+        &p,
+        &Training {
+            title,
+            losses,
+            dev,
+            chance,
+        },
+    )?;
+    record(ctx, &p, text);
+    Ok(path.to_string())
+}
+
 /// The documentation of what this file registers: what `:help`, tab
 /// completion, `check` and the README's API reference read (collected by
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
@@ -1651,6 +1707,7 @@ pub const DOCS: &[ApiDoc] = &[
     entry("tables and plots", "plot_languages", "plot_languages(results: map, path: string) -> string", "Bars of the score per language and the average, one per labelled Result in the order the map literal wrote them, each with its 95% interval (over seeds and examples for a mean, the bootstrap over examples for one run; the legend says which), a dashed chance line (100 / labels) and the legend beside the chart; colour-blind-safe colours. Writes SVG or PNG (by extension), adds it to the report, returns the path. With two seeds a Result, the seeds are drawn as dots (see the form with options).", "plot_languages(#{base: r0, stilts: r1}, \"acc.svg\")"),
     entry("tables and plots", "plot_languages", "plot_languages(results: map, path: string, opts: map) -> string", "plot_languages with `interval`: what each bar's mark shows — \"seeds\" (the 95% interval with seed variance; over examples for one run), \"examples\" (the 95% interval over test examples alone, seeds fixed) or \"points\" (each seed's score as a dot over the bar). The default is \"points\" where a Result is the mean of exactly two seeds (an interval from two seeds uses t = 12.7 and hides every effect), else \"seeds\"; the figure says which it drew. The same key and default in plot_gain and plot_scaling.", "plot_languages(#{base: r0, stilts: r1}, \"acc.png\", #{interval: \"examples\"})"),
     entry("tables and plots", "plot_training", "plot_training(model: Model, path: string) -> string", "The training curve of a model trained in this script: the loss of every update with its running mean and, for a classification head of K labels, the dashed chance level ln K (a loss that stays there: the model learned nothing), and the dev score of every evaluation with the best one circled; SVG or PNG, added to the report. The same numbers, with the learning rate and throughput of each update, are in the file `Model.training.curve` names (JSON lines, written as the run goes).", "plot_training(ft, \"curve.png\")"),
+    entry("tables and plots", "plot_training", "plot_training(condition: Result | string, path: string) -> string", "The training of one condition (one seed: its Result, or its cell key as `stilts plan` shows it), drawn from the curves its record keeps in the store: the loss of every update of each phase in order (the target phase's updates counted on from the intermediate phase's; the title says which updates are which phase) and the dev evaluations, the best circled. A mean over seeds is an error: give one seed's Result.", "let one = condition(#{model: m, target: mnli, evaluate: xnli, options: quick, seed: 1}); plot_training(one, \"training.png\")"),
     entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string) -> string", "Gain vs model size: `gains` maps a size to a Comparison (one intermediate task), or an intermediate task's name to such a map (task → size → Comparison; the other nesting is an error). A size's parameters come from its Results (a model stilts loaded, made or cut knows its count) or a size name. Left: the average gain against parameters on a log scale, per intermediate task its points with 95% intervals and, with two or more sizes, the weighted fit of the gain on log10(parameters) with its 95% band (modulation's slope); right: a heatmap of the gain per language (rows by the baseline's accuracy, highest first) and (task, size), with its colour bar in points. SVG or PNG, added to the report.", "plot_gain(#{\"xlmr-base\": c0, \"xlmr-large\": c1}, \"gain.png\")"),
     entry("tables and plots", "plot_gain", "plot_gain(gains: map, path: string, opts: map) -> string", "plot_gain with `params`: the parameter count of each size whose Results do not carry one and that is not a size name, for the x axis; `interval`: \"seeds\", \"examples\" or \"points\" (each seed's gain, seeds paired by number), as plot_languages takes it. The y axis follows the points and their marks; a fitted band wider than them is cut at the axis.", "plot_gain(#{sst2: #{\"xlmr-base\": c0, \"runs/me5-small\": c1}}, \"gain.png\", #{params: #{\"runs/me5-small\": 118e6}})"),
     entry("tables and plots", "plot_scaling", "plot_scaling(results: map, path: string) -> string", "The average score against model parameters (log scale): `results` maps a condition (baseline, each intermediate task) to size → Result; a line per condition with each point's 95% interval (the legend says which kind). Parameters as plot_gain finds them. SVG or PNG, added to the report.", "plot_scaling(#{none: #{\"xlmr-base\": r0, \"xlmr-large\": r1}, sst2: #{\"xlmr-base\": r2, \"xlmr-large\": r3}}, \"scaling.svg\")"),
@@ -1670,6 +1727,26 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             plot_training(&c, &m, path)
         },
     );
+    for ty in ["Result", "string"] {
+        let c = ctx.clone();
+        let f = move |which: Dynamic, path: &str| -> RResult<String> {
+            c.writable(path).map_err(rerr)?;
+            if !c.writes() {
+                return Ok(path.to_string());
+            }
+            plot_condition_training(&c, &which, path)
+        };
+        if ty == "Result" {
+            engine.register_fn(
+                "plot_training",
+                move |r: crate::values::Scores, path: &str| f(Dynamic::from(r), path),
+            );
+        } else {
+            engine.register_fn("plot_training", move |k: &str, path: &str| {
+                f(Dynamic::from(k.to_string()), path)
+            });
+        }
+    }
     let c = ctx.clone();
     engine.register_fn("plot_languages", move |results: Map, path: &str| {
         c.writable(path).map_err(rerr)?;

@@ -27,6 +27,24 @@ impl CustomType for Scores {
                 Some(p) => Dynamic::from(p as i64),
                 None => Dynamic::UNIT,
             })
+            .with_get("model_dir", |r: &mut Self| -> RResult<Dynamic> {
+                match r.model_dirs.as_slice() {
+                    [] => Ok(Dynamic::UNIT),
+                    [one] => Ok(Dynamic::from(one.clone())),
+                    many => Err(rerr(format!(
+                        "`{}` is the mean of {} conditions, each with its model; take model_dir of one seed's Result",
+                        r.label,
+                        many.len()
+                    ))),
+                }
+            })
+            .with_get("cells", |r: &mut Self| {
+                r.cells
+                    .iter()
+                    .cloned()
+                    .map(Dynamic::from)
+                    .collect::<Array>()
+            })
             .with_indexer_get(|r: &mut Self, lang: &str| -> RResult<f64> {
                 if lang == "avg" {
                     return Ok(r.avg());
@@ -154,16 +172,25 @@ pub fn to_table_with(v: &Dynamic, order: &dyn Fn(&Map) -> Vec<String>) -> RResul
             let Some(value) = value else {
                 return ("—".into(), None, 0);
             };
+            // A cell whose model learned nothing says so.
+            let mark = if lang == "avg" {
+                s.avg_collapse_mark()
+            } else {
+                s.by_lang
+                    .get(lang)
+                    .map(|x| x.collapse_mark())
+                    .unwrap_or_default()
+            };
             match s.estimate(lang) {
                 Some(e) => match e.ci {
                     Some((lo, hi)) => (
-                        format!("{value:.1} [{lo:.1}, {hi:.1}]"),
+                        format!("{value:.1} [{lo:.1}, {hi:.1}]{mark}"),
                         e.method.map(|m| m.describe()),
                         e.seeds,
                     ),
-                    None => (format!("{value:.1}"), None, e.seeds),
+                    None => (format!("{value:.1}{mark}"), None, e.seeds),
                 },
-                None => (format!("{value:.1}"), None, 1),
+                None => (format!("{value:.1}{mark}"), None, 1),
             }
         };
         let mut methods = vec![];
@@ -451,6 +478,8 @@ pub const DOCS: &[ApiDoc] = &[
     entry("results", "label", "Result.label", "What was evaluated.", "r.label"),
     entry("results", "metric", "Result.metric", "The metric's name.", "r.metric"),
     entry("results", "params", "Result.params", "The parameters of the model that made it (encoder and head), where stilts knows them (a model it loaded, made or cut; a condition's model); () otherwise. plot_gain, plot_scaling and modulation put it on the size axis.", "r.params"),
+    entry("results", "cells", "Result.cells", "The store keys of the conditions behind a Result made by condition() (one per seed; a mean has each of its seeds'), as `stilts plan` and `run --only` take them: plot_training draws one; empty for other Results.", "r.cells"),
+    entry("results", "model_dir", "Result.model_dir", "The folder of the final model of a condition that keeps it (`keep: \"final\"` or `\"both\"`), in Hugging Face layout: `model(dir)` loads it, `stilts predict` reads it; () when none was kept; an error for a mean of several.", "r.model_dir"),
     entry("results", "to_map", "Result.to_map() -> map", "Language → score.", "r.to_map()"),
     entry("results", "ci", "Comparison.ci(lang: string) -> array", "The 95% interval of the delta [lo, hi], to six decimals (empty when it cannot be estimated); `avg` for the average.", "c.ci(\"sw\")"),
     entry("results", "save_results", "save_results(value, path: string)", "Writes a Result, Comparison, Table or any map/array as JSON (or a table as .csv/.md/.tex).", "save_results(r, \"runs/xnli.json\");"),

@@ -244,14 +244,6 @@ pub fn evaluation_split_warning(what: &str, t: &TaskValue) -> Option<String> {
         })
 }
 
-/// Examples a training call uses (after `limit`), for the report.
-fn training_examples(parts: &[stilts_tasks::Dataset], run: &RunOptions) -> usize {
-    parts
-        .iter()
-        .map(|d| run.limit.map_or(d.len(), |l| l.min(d.len())))
-        .sum()
-}
-
 /// `per_epoch`: updates in one pass over the data, where known.
 fn lr_summary(run: &RunOptions, per_epoch: Option<u64>) -> String {
     let accum = if run.grad_accum > 1 {
@@ -274,48 +266,6 @@ fn lr_summary(run: &RunOptions, per_epoch: Option<u64>) -> String {
         ),
     };
     format!("batch {}{accum}, lr {:e}, {length}", run.batch_size, run.lr)
-}
-
-/// `loss 1.10 -> 0.52 (mean of the last 10%: 0.55)`.
-fn loss_summary(losses: &[f64], last: f64) -> String {
-    let Some(first) = losses.first() else {
-        return "no updates".into();
-    };
-    let tail = (losses.len() / 10).max(1);
-    let m = losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
-    format!(
-        "loss {first:.3} -> {last:.3} (mean of the last {tail}: {m:.3}; curve {})",
-        sparkline(losses, 16)
-    )
-}
-
-/// The curve of `v` in at most `width` block characters (each the mean of
-/// its stretch of values), lowest `▁` to highest `█`.
-fn sparkline(v: &[f64], width: usize) -> String {
-    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if finite.is_empty() {
-        return String::new();
-    }
-    let k = width.min(finite.len()).max(1);
-    let means: Vec<f64> = (0..k)
-        .map(|i| {
-            let (a, b) = (
-                i * finite.len() / k,
-                ((i + 1) * finite.len() / k).max(i * finite.len() / k + 1),
-            );
-            finite[a..b].iter().sum::<f64>() / (b - a) as f64
-        })
-        .collect();
-    let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    means
-        .iter()
-        .map(|m| {
-            let t = if hi > lo { (m - lo) / (hi - lo) } else { 0.5 };
-            BARS[((t * 7.0).round() as usize).min(7)]
-        })
-        .collect()
 }
 
 /// `train(model, task, opts)`.
@@ -369,7 +319,6 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
     let (model, report) =
         protocol_bridge::train(&job, &mut *bar, &CANCEL).map_err(|e| protocol_err(&what, e))?;
     resumed_note(ctx, &what, &report, &dir);
-    let last = report.losses.last().copied().unwrap_or(f64::NAN);
     let selection = match (report.best_step, report.best_score) {
         (Some(s), Some(b)) => format!(
             "; best dev {b:.2} at update {s} of {} evaluations, those weights kept{}",
@@ -384,7 +333,10 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
     };
     ctx.record(&format!(
         "{what} ({}{}): {} updates of {} ({}), {}{selection}; {:.1} s; checkpoints and curve.jsonl in {}",
-        stilts_model::util::plural(training_examples(&t.parts, run), "example"),
+        stilts_model::util::plural(
+            stilts_protocol::run::training_examples(&t.parts, run, false),
+            "example"
+        ),
         match report.questions_cut {
             0 => String::new(),
             n => format!(
@@ -396,7 +348,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
         report.steps,
         m.name,
         lr_summary(run, Some(report.updates_per_epoch)),
-        loss_summary(&report.losses, last),
+        stilts_protocol::summary::loss_summary(&report.losses),
         started.elapsed().as_secs_f64(),
         dir.display()
     ));
@@ -591,7 +543,6 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         let k = report.task_losses.iter().filter(|(t, _)| *t == i).count();
         per_task.push(format!("{n} {k}"));
     }
-    let last = report.losses.last().copied().unwrap_or(f64::NAN);
     ctx.record(&format!(
         "multitask {} of {}: {} updates (batches per task: {}; {}), {}; {:.1} s; checkpoints and curve.jsonl in {}",
         names.join("+"),
@@ -599,7 +550,7 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         report.steps,
         per_task.join(", "),
         lr_summary(&call.options.options, Some(report.updates_per_epoch)),
-        loss_summary(&report.losses, last),
+        stilts_protocol::summary::loss_summary(&report.losses),
         started.elapsed().as_secs_f64(),
         dir.display()
     ));
@@ -677,6 +628,9 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
                 } else {
                     vec![]
                 },
+                collapse: stilts_protocol::summary::one_class(&e.predicted)
+                    .map(|c| vec![format!("{}: {c}", m.name)])
+                    .unwrap_or_default(),
             },
         );
     }
@@ -692,6 +646,8 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
         metric,
         by_lang,
         params: Some(m.model.num_parameters() as u64),
+        cells: vec![],
+        model_dirs: vec![],
     })
 }
 
@@ -754,6 +710,7 @@ fn evaluate_retrieval(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) ->
                 n: e.n,
                 runs: vec![],
                 correct: vec![e.correct()],
+                collapse: vec![],
             },
         );
     }
@@ -766,6 +723,8 @@ fn evaluate_retrieval(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) ->
         by_lang,
         // Retrieval reads the encoder alone (the head is ignored).
         params: Some(m.model.encoder.params().num_parameters() as u64),
+        cells: vec![],
+        model_dirs: vec![],
     })
 }
 

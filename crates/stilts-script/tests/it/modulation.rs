@@ -38,6 +38,7 @@ fn result(label: &str, extra: usize, wobble: usize, params: Option<u64>) -> Scor
                 n: N,
                 runs: vals,
                 correct: runs,
+                collapse: vec![],
             },
         );
     }
@@ -49,6 +50,8 @@ fn result(label: &str, extra: usize, wobble: usize, params: Option<u64>) -> Scor
         by_lang,
         chance: Some(100.0 / 3.0),
         params,
+        cells: vec![],
+        model_dirs: vec![],
     }
 }
 

@@ -37,6 +37,7 @@ fn result(label: &str, shift: usize) -> Scores {
                 n: 60,
                 runs: vals,
                 correct: runs,
+                collapse: vec![],
             },
         );
     }
@@ -48,6 +49,8 @@ fn result(label: &str, shift: usize) -> Scores {
         by_lang,
         chance: Some(100.0 / 3.0),
         params: None,
+        cells: vec![],
+        model_dirs: vec![],
     }
 }
 

@@ -351,6 +351,7 @@ fn comparison_intervals_come_without_float_noise() {
                 n: 48,
                 runs: vec![],
                 correct: vec![correct],
+                collapse: vec![],
             },
         );
         Scores {
@@ -361,6 +362,8 @@ fn comparison_intervals_come_without_float_noise() {
             by_lang,
             chance: Some(100.0 / 3.0),
             params: None,
+            cells: vec![],
+            model_dirs: vec![],
         }
     };
     let c = Comparison::new(&side("a", 0), &side("b", 3)).unwrap();
