@@ -1529,7 +1529,7 @@ fn draw_training<DB: DrawingBackend>(
             chart
                 .draw_series(std::iter::once(Text::new(
                     format!("chance: ln {k} = {c:.2}"),
-                    (n * 0.75, c + hi * 0.02),
+                    (n * 0.72, c - hi * 0.03),
                     ("sans-serif", 13).into_font(),
                 )))
                 .map_err(e)?;
