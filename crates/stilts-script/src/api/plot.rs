@@ -156,6 +156,25 @@ fn draw_legend<DB: DrawingBackend>(
     Ok(y)
 }
 
+/// A note wrapped to `width` characters under a legend that ends at `y`.
+fn draw_note<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    y: i32,
+    note: &str,
+    width: usize,
+) -> DrawResult {
+    let note = stilts_model::util::wrap(note, width, "");
+    for (i, l) in note.lines().enumerate() {
+        area.draw(&Text::new(
+            l.to_string(),
+            (5, y + 14 + 18 * i as i32),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(e)?;
+    }
+    Ok(())
+}
+
 /// A dashed horizontal line at `y` from `x0` to `x1`.
 fn dashed(x0: f64, x1: f64, y: f64) -> impl Iterator<Item = PathElement<(f64, f64)>> {
     let n = 60;
@@ -320,6 +339,16 @@ impl Mark {
     }
 }
 
+/// Every value a figure's marks draw (for its axis).
+fn extents(marks: &[Vec<Option<Mark>>]) -> Vec<f64> {
+    marks
+        .iter()
+        .flatten()
+        .flatten()
+        .flat_map(|m| m.extent().collect::<Vec<_>>())
+        .collect()
+}
+
 /// What the marks are, for a figure's note: `methods` describes the
 /// seed-aware intervals (the kinds the figure's cells have).
 fn shown_note(shown: Shown, defaulted: bool, methods: String) -> String {
@@ -477,11 +506,8 @@ fn draw_languages<DB: DrawingBackend>(
         .map(|(_, s)| langs.iter().map(|l| Mark::of_scores(shown, s, l)).collect())
         .collect();
     let chance = series.iter().find_map(|(_, s)| s.chance);
-    let top = marks
-        .iter()
-        .flatten()
-        .flatten()
-        .flat_map(|m| m.extent().collect::<Vec<_>>())
+    let top = extents(&marks)
+        .into_iter()
         .chain(chance)
         .fold(0.0f64, f64::max)
         .max(1.0);
@@ -577,17 +603,12 @@ fn draw_languages<DB: DrawingBackend>(
         }
         let y = draw_legend(&legend_area, "", &entries)?;
         // What the error bars are, wrapped under the legend.
-        let note =
-            stilts_model::util::wrap(&shown_note(shown, defaulted, interval_note(series)), 28, "");
-        for (i, l) in note.lines().enumerate() {
-            legend_area
-                .draw(&Text::new(
-                    l.to_string(),
-                    (5, y + 14 + 18 * i as i32),
-                    ("sans-serif", 13).into_font(),
-                ))
-                .map_err(e)?;
-        }
+        draw_note(
+            &legend_area,
+            y,
+            &shown_note(shown, defaulted, interval_note(series)),
+            28,
+        )?;
     }
     root.present().map_err(e)
 }
@@ -702,12 +723,7 @@ fn draw_gain<DB: DrawingBackend>(
                 .collect()
         })
         .collect();
-    let vals: Vec<f64> = marks
-        .iter()
-        .flatten()
-        .flatten()
-        .flat_map(|m| m.extent().collect::<Vec<_>>())
-        .collect();
+    let vals = extents(&marks);
     // The axis follows the marks (and 0); a band wider than them runs off
     // the chart rather than squeezing the points into a line (with few
     // seeds its interval is wide).
@@ -842,16 +858,7 @@ fn draw_gain<DB: DrawingBackend>(
             .collect();
         let y = draw_legend(&legend_area, "intermediate task", &entries)?;
         let methods = gain_interval_note(lines);
-        let note = stilts_model::util::wrap(&shown_note(shown, defaulted, methods), 22, "");
-        for (i, l) in note.lines().enumerate() {
-            legend_area
-                .draw(&Text::new(
-                    l.to_string(),
-                    (5, y + 14 + 18 * i as i32),
-                    ("sans-serif", 13).into_font(),
-                ))
-                .map_err(e)?;
-        }
+        draw_note(&legend_area, y, &shown_note(shown, defaulted, methods), 22)?;
     }
     // The heatmap: languages (and avg) × (task, size).
     let mut langs: Vec<String> = lines
@@ -1280,12 +1287,7 @@ fn draw_scaling<DB: DrawingBackend>(
                 .collect()
         })
         .collect();
-    let vals: Vec<f64> = marks
-        .iter()
-        .flatten()
-        .flatten()
-        .flat_map(|m| m.extent().collect::<Vec<_>>())
-        .collect();
+    let vals = extents(&marks);
     let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.1).max(0.5);
@@ -1376,17 +1378,12 @@ fn draw_scaling<DB: DrawingBackend>(
             .iter()
             .flat_map(|(n, p)| p.iter().map(move |(_, _, s)| (n.clone(), s.clone())))
             .collect();
-        let note =
-            stilts_model::util::wrap(&shown_note(shown, defaulted, interval_note(&all)), 24, "");
-        for (i, l) in note.lines().enumerate() {
-            legend_area
-                .draw(&Text::new(
-                    l.to_string(),
-                    (5, y + 14 + 18 * i as i32),
-                    ("sans-serif", 13).into_font(),
-                ))
-                .map_err(e)?;
-        }
+        draw_note(
+            &legend_area,
+            y,
+            &shown_note(shown, defaulted, interval_note(&all)),
+            24,
+        )?;
     }
     root.present().map_err(e)
 }
