@@ -27,51 +27,19 @@ pub fn option_keys(f: &str) -> Option<Vec<String>> {
             k.extend(["intermediate".to_string(), "target".to_string()]);
             k
         }
-        "evaluate" => s(&[
-            "batch_size",
-            "max_length",
-            "doc_stride",
-            "limit",
-            "layer",
-            "pooling",
-            "direction",
-            "scoring",
-        ]),
-        "model" => s(&["head", "labels", "seed", "dtype", "layers"]),
+        "evaluate" => s(&crate::options::struct_keys::<crate::options::EvalArgs>()),
+        "model" => s(&crate::options::struct_keys::<crate::options::ModelArgs>()),
         // (modulation's one-argument form takes the gains map itself.)
-        "seeds_needed" => s(&["params", "half_width", "languages"]),
+        "seeds_needed" => s(crate::api::modulation::OPTION_KEYS),
         "plot_scaling" => s(crate::api::plot::SCALING_KEYS),
         "plot_gain" => s(crate::api::plot::GAIN_KEYS),
         "plot_languages" => s(crate::api::plot::LANGUAGES_KEYS),
-        "tiny_model" => s(&[
-            "text",
-            "arch",
-            "hidden",
-            "layers",
-            "heads",
-            "ffn",
-            "vocab",
-            "max_length",
-            "seed",
-            "labels",
-        ]),
-        "task" => s(&[
-            "data",
-            "split",
-            "languages",
-            "limit",
-            "first",
-            "sample",
-            "sample_seed",
-            "skip_bad_lines",
-            "file",
-            "files",
-            "columns",
-            "labels",
-            "name",
-            "text_columns",
-            "label_column",
-        ]),
+        "tiny_model" => {
+            let mut k = s(&crate::options::struct_keys::<crate::options::TinyArgs>());
+            k.push(crate::api::model::TINY_TEXT_KEY.to_string());
+            k
+        }
+        "task" => s(&crate::options::struct_keys::<crate::options::TaskArgs>()),
         _ => return None,
     })
 }

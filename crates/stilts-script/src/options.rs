@@ -147,6 +147,57 @@ pub fn train_keys() -> Vec<String> {
     k
 }
 
+/// The keys an option struct takes, read from its derived `Deserialize`
+/// (the field names serde hands to `deserialize_struct`), so that what
+/// `stilts check` checks and what the call accepts have one home: the
+/// struct. serde has no introspection of its own; this asks the derive.
+///
+/// ```
+/// use stilts_script::options::{struct_keys, EvalArgs};
+/// assert!(struct_keys::<EvalArgs>().contains(&"batch_size"));
+/// ```
+pub fn struct_keys<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+    use serde::de::{Error, Visitor};
+    /// Stops the derive as soon as it has named its fields.
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names read")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields.to_vec()
+}
+
 /// `over`'s keys laid over `base`.
 pub fn overlay(base: &Map, over: &Map) -> Map {
     let mut m = base.clone();
@@ -325,6 +376,78 @@ pub struct TaskArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys read from a struct are the ones its conversion accepts:
+    /// each alone passes the unknown-key check, and a key not among them
+    /// fails it (so `stilts check` and the call agree).
+    #[test]
+    fn struct_keys_are_what_the_conversion_accepts() {
+        fn agrees<T: serde::de::DeserializeOwned>(what: &str, expect: &[&str]) {
+            let keys = struct_keys::<T>();
+            for k in expect {
+                assert!(keys.contains(k), "{what}: `{k}` in {keys:?}");
+            }
+            for k in &keys {
+                let mut m = Map::new();
+                m.insert((*k).into(), Dynamic::UNIT);
+                if let Err(e) = from_map::<T>(what, &m) {
+                    assert!(!e.to_string().contains("unknown key"), "{what}: {k}: {e}");
+                }
+            }
+            let mut m = Map::new();
+            m.insert("no_such_key".into(), Dynamic::UNIT);
+            let e = from_map::<T>(what, &m).err().expect("an unknown key fails");
+            assert!(e.to_string().contains("unknown key `no_such_key`"), "{e}");
+        }
+        agrees::<EvalArgs>(
+            "evaluate",
+            &[
+                "batch_size",
+                "max_length",
+                "doc_stride",
+                "limit",
+                "layer",
+                "pooling",
+                "direction",
+                "scoring",
+            ],
+        );
+        agrees::<ModelArgs>("model", &["head", "labels", "seed", "dtype", "layers"]);
+        agrees::<TinyArgs>(
+            "tiny_model",
+            &[
+                "arch",
+                "hidden",
+                "layers",
+                "heads",
+                "ffn",
+                "vocab",
+                "max_length",
+                "seed",
+                "labels",
+            ],
+        );
+        agrees::<TaskArgs>(
+            "task",
+            &[
+                "data",
+                "split",
+                "languages",
+                "limit",
+                "first",
+                "sample",
+                "sample_seed",
+                "skip_bad_lines",
+                "file",
+                "files",
+                "columns",
+                "labels",
+                "name",
+                "text_columns",
+                "label_column",
+            ],
+        );
+    }
 
     #[test]
     fn unknown_keys_name_the_closest_and_list_the_valid_ones() {

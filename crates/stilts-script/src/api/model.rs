@@ -184,9 +184,14 @@ fn collect_text(ctx: &Ctx, v: &Dynamic, out: &mut Vec<String>) -> RResult<()> {
     Ok(())
 }
 
+/// The key of `tiny_model`'s map that is not in [`TinyArgs`]: the text its
+/// tokenizer is trained on (strings, paths or tasks: rhai values, taken
+/// out before the rest is converted).
+pub(crate) const TINY_TEXT_KEY: &str = "text";
+
 /// `tiny_model(opts)`.
 pub fn tiny_model(ctx: &Ctx, mut map: Map) -> RResult<ModelValue> {
-    let text = map.remove("text").ok_or_else(|| rerr("tiny_model: `text` is missing: give the text to train its tokenizer on (strings, file paths or tasks)"))?;
+    let text = map.remove(TINY_TEXT_KEY).ok_or_else(|| rerr("tiny_model: `text` is missing: give the text to train its tokenizer on (strings, file paths or tasks)"))?;
     let args: TinyArgs = from_map("tiny_model options", &map)?;
     let mut texts = vec![];
     collect_text(ctx, &text, &mut texts)?;

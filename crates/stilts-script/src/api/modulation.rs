@@ -17,6 +17,10 @@ use crate::context::{Ctx, Item};
 use crate::values::{csv_num, Comparison, TableValue};
 use stilts_protocol::stats::{self, Contrast, Modulation, SizeGain};
 
+/// The option keys of `modulation` and `seeds_needed` (what `stilts check`
+/// checks too).
+pub(crate) const OPTION_KEYS: &[&str] = &["params", "half_width", "languages"];
+
 /// The options of `modulation` and `seeds_needed`.
 struct Opts {
     params: Map,
@@ -25,11 +29,7 @@ struct Opts {
 }
 
 fn opts(who: &str, m: &Map, languages_default: bool) -> RResult<Opts> {
-    crate::options::check_keys(
-        &format!("{who} options"),
-        m,
-        &["params", "half_width", "languages"],
-    )?;
+    crate::options::check_keys(&format!("{who} options"), m, OPTION_KEYS)?;
     let params = match m.get("params") {
         None => Map::new(),
         Some(v) => v.clone().try_cast::<Map>().ok_or_else(|| {
