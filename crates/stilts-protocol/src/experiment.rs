@@ -725,7 +725,7 @@ fn run_claimed(
             let lang = ds.subset.clone().unwrap_or_else(|| ds.task.clone());
             metrics.insert(format!("{name}/{lang}"), e.score);
             metrics.insert(format!("{name}/{lang}#n"), e.n as f64);
-            if e.metric.contains("accuracy") {
+            if stilts_tasks::Metric::names_accuracy(&e.metric) {
                 correct.insert(format!("{name}/{lang}"), pack_bits(&e.correct()));
             }
             if !e.predicted.is_empty() {

@@ -30,6 +30,48 @@ impl Metric {
             Metric::Retrieval => "retrieval accuracy",
         }
     }
+
+    /// The metric `name()` calls `name`, if any (records and results keep
+    /// the name).
+    ///
+    /// ```
+    /// use stilts_tasks::Metric;
+    /// assert_eq!(Metric::from_name("tagging accuracy"), Some(Metric::TaggingAccuracy));
+    /// assert_eq!(Metric::from_name("f1"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Metric> {
+        [
+            Metric::Accuracy,
+            Metric::SquadV1,
+            Metric::SquadV2,
+            Metric::TaggingAccuracy,
+            Metric::Retrieval,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+    }
+
+    /// Whether every example (or word) is right or wrong and the score is
+    /// the share right: what per-example right/wrong bits, their bootstrap
+    /// and a chance level are for. Not the F1 of span QA.
+    pub fn is_accuracy(&self) -> bool {
+        matches!(
+            self,
+            Metric::Accuracy | Metric::TaggingAccuracy | Metric::Retrieval
+        )
+    }
+
+    /// [`Metric::is_accuracy`] of the metric named `name`; false for a name
+    /// that is no metric's.
+    ///
+    /// ```
+    /// use stilts_tasks::Metric;
+    /// assert!(Metric::names_accuracy("accuracy"));
+    /// assert!(!Metric::names_accuracy("squad (EM/F1)"));
+    /// ```
+    pub fn names_accuracy(name: &str) -> bool {
+        Metric::from_name(name).is_some_and(|m| m.is_accuracy())
+    }
 }
 
 use super::io::SkipReport;

@@ -388,7 +388,7 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             label: name.clone(),
             task: t.name.clone(),
             split: t.split.clone(),
-            chance: if e.metric.contains("accuracy") {
+            chance: if stilts_tasks::Metric::names_accuracy(&e.metric) {
                 t.parts.first().and_then(|d| d.chance_accuracy())
             } else {
                 None

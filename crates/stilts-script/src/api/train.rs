@@ -623,7 +623,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
                 value: e.score,
                 n: e.n,
                 runs: vec![],
-                correct: if e.metric.contains("accuracy") {
+                correct: if stilts_tasks::Metric::names_accuracy(&e.metric) {
                     vec![e.correct()]
                 } else {
                     vec![]
@@ -638,7 +638,7 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
         label: m.name.clone(),
         task: t.name.clone(),
         split: t.split.clone(),
-        chance: if metric.contains("accuracy") {
+        chance: if stilts_tasks::Metric::names_accuracy(&metric) {
             t.parts.first().and_then(|d| d.chance_accuracy())
         } else {
             None
