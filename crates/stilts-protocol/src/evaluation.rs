@@ -4,6 +4,14 @@
 
 use std::collections::BTreeMap;
 
+/// Examples per evaluation batch unless a call says otherwise (`evaluate`'s
+/// `batch_size`, a condition's `eval_batch_size`).
+pub const EVAL_BATCH_SIZE: usize = 64;
+
+/// Tokens per evaluated input unless `evaluate`'s `max_length` says
+/// otherwise (cut to what the model's positions allow).
+pub const EVAL_MAX_LENGTH: usize = 256;
+
 /// One evaluation: the task's metric in percent and each example's score.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {

@@ -200,8 +200,9 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
                 .map_err(|_| rerr("condition: `eval_batch_size` takes an integer"))
         })
         .transpose()?
-        .unwrap_or(64)
-        .max(1) as usize;
+        .map_or(stilts_protocol::evaluation::EVAL_BATCH_SIZE, |b| {
+            b.max(1) as usize
+        });
     let keep = match get("keep") {
         None => experiment::Keep::default(),
         Some(v) => {

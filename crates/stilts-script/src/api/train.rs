@@ -601,14 +601,17 @@ pub fn evaluate(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) -> RResu
     let mut run = RunOptions::default();
     run.max_length = a
         .max_length
-        .unwrap_or(256)
+        .unwrap_or(stilts_protocol::evaluation::EVAL_MAX_LENGTH)
         .min(m.model.config().max_sequence_length());
     let most = m.model.config().max_sequence_length();
     run.qa_max_length = Some(a.max_length.unwrap_or(QA_MAX_LENGTH).min(most));
     if let Some(s) = a.doc_stride {
         run.doc_stride = s.max(1);
     }
-    run.batch_size = a.batch_size.unwrap_or(64).max(1);
+    run.batch_size = a
+        .batch_size
+        .unwrap_or(stilts_protocol::evaluation::EVAL_BATCH_SIZE)
+        .max(1);
     run.limit = a.limit;
     let mut by_lang = std::collections::BTreeMap::new();
     let mut metric = String::new();
