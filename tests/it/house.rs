@@ -176,3 +176,46 @@ fn the_loop_check_finds_a_loop() {
     std::fs::write(src.join("b.rs"), "use crate::{a::A, c};\npub struct B;\n").unwrap();
     assert_eq!(loops_in(src), vec![vec!["a".to_string(), "b".to_string()]]);
 }
+
+/// The relative links of `text` (Markdown `](target)`), without anchors;
+/// web addresses left out.
+fn relative_links(text: &str) -> Vec<String> {
+    text.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .map(|t| t.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|t| !t.is_empty() && !t.contains("://") && !t.starts_with("mailto:"))
+        .collect()
+}
+
+/// Every relative link of the README and of `docs/` names a file or
+/// folder that exists (the manual moved into `docs/`; a link left behind
+/// would point nowhere).
+#[test]
+fn every_relative_link_of_the_docs_resolves() {
+    let root = Path::new(crate::common::REPO);
+    let mut pages = vec![root.join("README.md"), root.join("benches/README.md")];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            pages.push(p);
+        }
+    }
+    assert!(pages.len() > 5, "{pages:?}");
+    let mut broken = vec![];
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for link in relative_links(&text) {
+            let target = page.parent().unwrap().join(&link);
+            if !target.exists() {
+                broken.push(format!("{}: {link}", page.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "links to nothing: {broken:#?}");
+    // The check can fail: a link to a missing page is found.
+    assert_eq!(
+        relative_links("see [x](docs/nope.md#a) and [y](https://e.org)"),
+        ["docs/nope.md"]
+    );
+}

@@ -53,14 +53,14 @@ fn help_and_markdown_come_from_the_table() {
             && h.contains("e.g. ")
     );
     assert!(docs::markdown().contains("| `compare(base: Result, new: Result) -> Comparison` |"));
-    // The README's API reference is the table (`stilts api`), not a copy
-    // edited by hand.
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(crate::common::REPO).join("README.md"))
+    // The API reference (docs/api.md) is the table (`stilts api`), not a
+    // copy edited by hand.
+    let api =
+        std::fs::read_to_string(std::path::Path::new(crate::common::REPO).join("docs/api.md"))
             .unwrap();
     assert!(
-        readme.contains(docs::markdown().trim()),
-        "README's API reference differs from docs::api(): regenerate it with `stilts api`"
+        api.contains(docs::markdown().trim()),
+        "docs/api.md differs from docs::api(): regenerate it with `stilts api`"
     );
     // `:help` breaks lines between words, never inside one.
     let h = docs::help("train").unwrap();
