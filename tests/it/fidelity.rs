@@ -58,7 +58,7 @@ fn stilts_side(dir: &Path, out: &str, extra: &[&str]) {
         "--set",
         "xnli=()",
         "--set",
-        "lr=1e-3",
+        "lr=3e-3",
         "--set",
         "batch_size=8",
         "--set",
@@ -90,7 +90,7 @@ fn trains_like_transformers_on_a_tiny_model() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // English NLI pairs bundled with the repo: 96 to train on (12 batches of
-    // 8, two epochs: 24 updates), 48 to compare the final models on.
+    // 8, two epochs: 24 updates at lr 3e-3), 48 to compare the final models on.
     let text =
         std::fs::read_to_string(Path::new(common::REPO).join("data/quickstart/nli_train_en.tsv"))
             .unwrap();
@@ -134,7 +134,7 @@ tiny_model(#{text: [tr], vocab: 300, hidden: 32, layers: 2, heads: 2, ffn: 64, m
             "--out",
             "torch",
             "--lr",
-            "1e-3",
+            "3e-3",
             "--batch",
             "8",
             "--max-length",
@@ -175,14 +175,15 @@ tiny_model(#{text: [tr], vocab: 300, hidden: 32, layers: 2, heads: 2, ffn: 64, m
         ],
     );
     assert_eq!(c["updates"], 24, "{c}");
-    // The losses move (a step of the schedule or a missed update would show).
+    // The weights move: the second epoch sees the same 12 batches as the
+    // first, and their losses differ by far more than the tolerance.
     let losses: Vec<f64> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("torch/losses.json")).unwrap())
             .unwrap();
-    assert!(
-        (losses[0] - losses[23]).abs() > 1e-2,
-        "training moved the loss: {losses:?}"
-    );
+    let moved = (0..12)
+        .map(|i| (losses[i] - losses[i + 12]).abs())
+        .fold(0.0, f64::max);
+    assert!(moved > 1e-3, "training moved the loss: {losses:?}");
     let agree = c["max_loss_diff"].as_f64().unwrap();
     assert!(agree < 1e-4, "loss at every update: {c}");
     assert!(
@@ -203,4 +204,5 @@ tiny_model(#{text: [tr], vocab: 300, hidden: 32, layers: 2, heads: 2, ffn: 64, m
         dropout > 100.0 * agree.max(1e-6),
         "dropout on should not match: {dropout} vs {agree}"
     );
+    eprintln!("fidelity: {c}; controls: shuffled {shuffled:.3e}, dropout 0.1 {dropout:.3e}");
 }
