@@ -7,6 +7,7 @@ mod atomic_save;
 mod bad_data;
 mod cli_commands;
 mod cluster;
+mod fidelity;
 mod house;
 mod predict_cli;
 mod repl;

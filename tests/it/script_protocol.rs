@@ -116,6 +116,31 @@ fn keys_a_call_cannot_honour_are_errors() {
             "stilts(m, sst, mnli, #{target: #{freeze: [\"layers:0-4\"]}})",
             "encoder.layer.1",
         ),
+        // The tiny model's head is NLI's: it cannot be kept for SST-2.
+        (
+            "train(m, sst, #{new_head: false})",
+            "`new_head: false` keeps the model's head, but it is a classification head",
+        ),
+        (
+            "train(m, sst, #{dropout: 1.0})",
+            "dropout is a probability in [0, 1)",
+        ),
+        (
+            "train(m, sst, #{shuffle: 0})",
+            "`shuffle` takes",
+        ),
+        (
+            "multitask(m, [sst, mnli], #{new_head: true})",
+            "every task of a mix trains a fresh head",
+        ),
+        (
+            "stilts(m, sst, mnli, #{target: #{new_head: false}})",
+            "puts a fresh head on the encoder for the target task",
+        ),
+        (
+            "condition(#{model: m, intermediate: (), target: mnli, evaluate: sst_dev, options: #{new_head: false}})",
+            "a condition trains each phase under a fresh head",
+        ),
     ] {
         let src = format!("{PRELUDE}\n{call};\n");
         let (code, _, err) = stilts(dir.path(), &src, &["--set", &format!("data={}", data())]);

@@ -419,6 +419,14 @@ impl XlmrConfig {
         self.max_position_embeddings - self.position_base()
     }
 
+    /// Sets every dropout probability to `p`: hidden, attention and the
+    /// classifier's (`classifier_dropout`).
+    pub fn set_dropout(&mut self, p: f64) {
+        self.hidden_dropout_prob = p;
+        self.attention_probs_dropout_prob = p;
+        self.classifier_dropout = Some(p);
+    }
+
     /// Dropout before classification layers (transformers' rule).
     pub fn classifier_dropout(&self) -> f64 {
         self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)

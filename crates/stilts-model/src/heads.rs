@@ -432,6 +432,19 @@ impl Head {
         Ok(head)
     }
 
+    /// The same head (weights shared) with its dropout probability set to
+    /// `p`, where it has dropout (classification, multiple choice, tagging;
+    /// span QA and MLM have none, as in transformers).
+    pub fn with_dropout(mut self, p: f64) -> Self {
+        if matches!(
+            &*self.layers,
+            Layers::Classification { .. } | Layers::Pooled { .. } | Layers::Tagging { .. }
+        ) {
+            self.dropout = p;
+        }
+        self
+    }
+
     /// A copy of the head in another dtype or on another device.
     /// (`encoder` is the copy the head will sit on.)
     pub fn to(

@@ -285,6 +285,16 @@ impl Model {
         self
     }
 
+    /// The same model (weights shared) with every dropout probability set
+    /// to `p`: the encoder's hidden and attention dropout and the head's
+    /// (its config says so, so a head rebuilt from it agrees). For a
+    /// training view (`dropout` of a run); `0.0` turns dropout off.
+    pub fn with_dropout(mut self, p: f64) -> Self {
+        self.encoder.config.set_dropout(p);
+        self.head = self.head.with_dropout(p);
+        self
+    }
+
     /// A view for training with the parameters named in `frozen` held
     /// fixed: the same weights (shared, not copied), the frozen ones as
     /// plain tensors, so backward computes no gradient for them and the

@@ -22,7 +22,7 @@ use std::time::Instant;
 use super::fingerprint;
 use super::multitask::Sampling;
 use super::presets::RunOptions;
-use super::run::{evaluate, multitask, train, transfer, MultitaskJob, TrainJob};
+use super::run::{evaluate, multitask, train, transfer, HeadChoice, MultitaskJob, TrainJob};
 use super::train::{Progress, TrainReport};
 use crate::store::cells::{CellMark, MarkState};
 use crate::store::{pack_bits, RunRecord, Store};
@@ -391,7 +391,7 @@ fn intermediate_phase(
         let t = &c.intermediate[0];
         let job = TrainJob {
             dev,
-            fresh: true,
+            head: HeadChoice::Fresh,
             checkpoint_dir: ckpt.clone(),
             ..TrainJob::new(base, &t.parts, &opts)
         };
@@ -679,7 +679,7 @@ fn run_claimed(
                 .map(|r| r.join("conditions").join(&key[..16]).join("target"));
             let job = TrainJob {
                 dev: dev_part(&c.target_dev)?,
-                fresh: true,
+                head: HeadChoice::Fresh,
                 optimizer: if topts.reset_optimizer { None } else { carried },
                 checkpoint_dir: target_ckpt.clone(),
                 ..TrainJob::new(&fresh, &tt.parts, &topts)

@@ -19,6 +19,14 @@ pub struct MlmOptions {
     pub probability: f64,
     /// Rows per batch (default 32; 0 counts as 1).
     pub batch_size: usize,
+    /// Rows in random order (default true); false: in the order given
+    /// (`shuffle: false`; the masks are still drawn from the seed).
+    #[serde(default = "shuffled")]
+    pub shuffle: bool,
+}
+
+fn shuffled() -> bool {
+    true
 }
 
 impl Default for MlmOptions {
@@ -26,6 +34,7 @@ impl Default for MlmOptions {
         MlmOptions {
             probability: 0.15,
             batch_size: 32,
+            shuffle: true,
         }
     }
 }
@@ -84,7 +93,9 @@ pub fn epoch_batches(
         ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     use rand::seq::SliceRandom;
-    order.shuffle(&mut rng);
+    if opts.shuffle {
+        order.shuffle(&mut rng);
+    }
     // (masked rows, their labels) of each batch.
     let masked: Vec<(Vec<Vec<u32>>, Vec<Vec<i64>>)> = order
         .chunks(opts.batch_size.max(1))

@@ -252,12 +252,19 @@ impl Trainable for MultiTaskModel {
         dtype: DType,
         checkpointing: bool,
         frozen: &BTreeSet<String>,
+        dropout: Option<f64>,
     ) -> Result<Box<dyn Trainable>> {
         let mut m = self.clone();
         m.encoder.compute_dtype = dtype;
         m.encoder.gradient_checkpointing = checkpointing;
+        if let Some(p) = dropout {
+            m.encoder.config.set_dropout(p);
+        }
         for (_, h) in &mut m.heads {
             h.compute_dtype = dtype;
+            if let Some(p) = dropout {
+                *h = h.clone().with_dropout(p);
+            }
         }
         if !frozen.is_empty() {
             // Heads' parameters are `TASK/name` here, plain `name` in the head.

@@ -122,6 +122,19 @@ pub struct RunOptions {
     /// prefixes of parameter names, see [`crate::freeze::frozen_parameters`]
     /// (`["embeddings"]`, `["embeddings", "layers:0-3"]`).
     pub freeze: Vec<String>,
+    /// Every dropout probability of the model for this run (the encoder's
+    /// hidden and attention dropout and the head's), in place of its
+    /// config.json's; `0.0` turns dropout off. `None`: the model's own.
+    /// The model keeps its config (a saved model says what it was built
+    /// with); evaluation has dropout off either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// Batches in random order (true, the default: shuffled, length-bucketed
+    /// per seed and epoch); false: the examples in their file order, cut
+    /// into consecutive batches, the same every epoch (a controlled
+    /// comparison with another implementation that reads the same file).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub shuffle: bool,
 }
 
 /// Span QA windows when `max_length` is not set: run_qa.py's 384.
@@ -153,14 +166,24 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn default_true() -> bool {
+    true
+}
+
 /// Options left out of the serialised form at their default (so adding
 /// them changed no existing fingerprint).
 const OMITTED_AT_DEFAULT: &[&str] = &[
     "bf16_update",
     "doc_stride",
+    "dropout",
     "eight_bit_second_moment",
     "fused_update",
     "max_query_length",
+    "shuffle",
 ];
 
 /// Names of the built-in presets.
@@ -199,6 +222,8 @@ pub fn preset(name: &str) -> Result<RunOptions> {
         train_examples_cap: None,
         reset_optimizer: true,
         freeze: vec![],
+        dropout: None,
+        shuffle: true,
     };
     match name {
         "jiant" => Ok(base),
@@ -419,6 +444,13 @@ impl RunOptions {
                 self.max_length
             ));
         }
+        if let Some(p) = self.dropout {
+            if !(0.0..1.0).contains(&p) {
+                return bad(format!(
+                    "dropout is a probability in [0, 1) (0 turns it off), not {p}"
+                ));
+            }
+        }
         if self.doc_stride == 0 {
             return bad("doc_stride must be at least 1".into());
         }
@@ -535,6 +567,7 @@ impl RunOptions {
             initial_optimizer: None,
             freeze: self.freeze.clone(),
             fused_update: self.fused_update,
+            dropout: self.dropout,
         }
     }
 }

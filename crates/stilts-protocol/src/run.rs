@@ -297,6 +297,7 @@ fn epoch_batches<'a>(
             // (The rows were truncated to `max_length` when encoded.)
             let mo = super::mlm::MlmOptions {
                 batch_size: opts.batch_size.max(1),
+                shuffle: opts.shuffle,
                 ..Default::default()
             };
             let mut planned = super::mlm::epoch_batches(tok, ids, &mo, seed, epoch, device)?;
@@ -311,11 +312,15 @@ fn epoch_batches<'a>(
         PhaseData::Supervised(f) => f,
     };
     let lens = tasks::batch::lengths(feats);
-    let plan = tasks::train_batches(
-        &lens,
-        batch_size(opts),
-        seed.wrapping_mul(1000).wrapping_add(epoch as u64),
-    );
+    let plan = if opts.shuffle {
+        tasks::train_batches(
+            &lens,
+            batch_size(opts),
+            seed.wrapping_mul(1000).wrapping_add(epoch as u64),
+        )
+    } else {
+        tasks::batch::in_order(&lens, batch_size(opts))
+    };
     let shapes = plan
         .iter()
         .map(|b| (b.len(), b.iter().map(|&i| lens[i]).max().unwrap_or(0)))
@@ -330,6 +335,21 @@ fn epoch_batches<'a>(
             target,
         })
     }))
+}
+
+/// Which head a training call trains on the model's encoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeadChoice {
+    /// The model's own head where it fits the task (same kind and labels),
+    /// else a fresh one from the run's seed (the default).
+    #[default]
+    Fitting,
+    /// A fresh head even when the model's fits (`new_head: true`).
+    Fresh,
+    /// The model's own head, as its checkpoint holds it (e.g. the one a
+    /// reference framework initialised), never replaced: an error when it
+    /// does not fit the task (`new_head: false`).
+    Kept,
 }
 
 /// One training call: what to train, on what, how, and where it starts.
@@ -347,8 +367,8 @@ pub struct TrainJob<'a> {
     pub dev: Option<&'a Dataset>,
     /// The resolved options: batching, loop settings, `limit`, seed.
     pub options: &'a RunOptions,
-    /// A fresh head even when the model's fits the task.
-    pub fresh: bool,
+    /// The model's head, a fresh one, or the model's where it fits.
+    pub head: HeadChoice,
     /// Folder of the loop's checkpoints (every `options.checkpoint_every`
     /// updates, at the end and when cancelled) and `curve.jsonl`; a job
     /// started again with the same settings resumes there. `None`: none.
@@ -365,7 +385,7 @@ impl<'a> TrainJob<'a> {
             data,
             dev: None,
             options,
-            fresh: false,
+            head: HeadChoice::Fitting,
             checkpoint_dir: None,
             optimizer: None,
         }
@@ -449,7 +469,26 @@ pub fn train(
                 .join(", ")
         )));
     }
-    let m = transfer(job.model, &first.head, opts.seed, job.fresh)?;
+    if job.head == HeadChoice::Kept && job.model.head.kind != first.head {
+        let labels = |h: &HeadKind| match h.labels() {
+            [] => String::new(),
+            l => format!(" {l:?}"),
+        };
+        return Err(Error::msg(format!(
+            "train: `new_head: false` keeps the model's head, but it is a {} head{} and {} needs a {} head{}: load the model with `head` and `labels` set to the task's (model(dir, #{{head: \"classification\", labels: [...]}}) reads the checkpoint's head weights under those names), or leave `new_head` out for a fresh head",
+            job.model.head.kind.name(),
+            labels(&job.model.head.kind),
+            first.name(),
+            first.head.name(),
+            labels(&first.head),
+        )));
+    }
+    let m = transfer(
+        job.model,
+        &first.head,
+        opts.seed,
+        job.head == HeadChoice::Fresh,
+    )?;
     let tok = tokenizer_of(&m)?;
     let enc = text_encoder(tok)?;
     let cache = FeatureCache::default();

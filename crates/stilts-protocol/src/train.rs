@@ -61,6 +61,11 @@ pub struct TrainOptions {
     /// [`super::optim::lowmem`].
     #[serde(default, skip_serializing_if = "is_false")]
     pub fused_update: bool,
+    /// Every dropout probability of the model for this run (hidden,
+    /// attention, the head's) in place of its config's; `None`: the
+    /// config's. Only the training view changes: the model keeps its config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -86,6 +91,7 @@ impl Default for TrainOptions {
             initial_optimizer: None,
             freeze: vec![],
             fused_update: false,
+            dropout: None,
         }
     }
 }
@@ -310,14 +316,16 @@ pub trait Trainable {
     /// The loss of one batch (`rng`: dropout on).
     fn batch_loss(&self, batch: &TrainBatch, rng: Option<&mut DropoutRng>) -> Result<Loss>;
     /// The same model (weights shared) computing its matmuls in `dtype`
-    /// (mixed precision), with gradient checkpointing on or off, and the
+    /// (mixed precision), with gradient checkpointing on or off, the
     /// parameters named in `frozen` as plain tensors (no gradient; not in
-    /// the view's `params()`).
+    /// the view's `params()`), and every dropout probability set to
+    /// `dropout` where it is `Some`.
     fn for_training(
         &self,
         dtype: DType,
         checkpointing: bool,
         frozen: &BTreeSet<String>,
+        dropout: Option<f64>,
     ) -> Result<Box<dyn Trainable>>;
 }
 
@@ -336,11 +344,15 @@ impl Trainable for Model {
         dtype: DType,
         checkpointing: bool,
         frozen: &BTreeSet<String>,
+        dropout: Option<f64>,
     ) -> Result<Box<dyn Trainable>> {
-        let m = self
+        let mut m = self
             .clone()
             .with_compute_dtype(dtype)
             .with_gradient_checkpointing(checkpointing);
+        if let Some(p) = dropout {
+            m = m.with_dropout(p);
+        }
         Ok(Box::new(if frozen.is_empty() {
             m
         } else {
@@ -460,6 +472,7 @@ pub fn fine_tune_with_eval<'a>(
         },
         opts.gradient_checkpointing,
         &frozen,
+        opts.dropout,
     )?;
     // What is trained: every parameter but the frozen ones (the runner's
     // own, the same `Var`s as the model's).

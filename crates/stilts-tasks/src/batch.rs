@@ -101,6 +101,15 @@ pub fn train_batches(lens: &[usize], size: BatchSize, seed: u64) -> Vec<Vec<usiz
     batches
 }
 
+/// Training batches in the features' own order (`shuffle: false`): the
+/// indices `0..lens.len()` cut into consecutive batches, with no shuffle and
+/// no sorting by length, the same in every epoch: a file's order, as a
+/// reference implementation that iterates its dataset unshuffled sees it.
+pub fn in_order(lens: &[usize], size: BatchSize) -> Vec<Vec<usize>> {
+    let order: Vec<usize> = (0..lens.len()).collect();
+    cut(&order, lens, size)
+}
+
 /// Evaluation batches: features sorted by length, longest first (a batch
 /// too big for memory shows up at once); put results back in order with
 /// [`EvalPlan::restore`].

@@ -49,6 +49,7 @@ fn mlm_loss_falls_on_repetitive_text() {
     let opts = MlmOptions {
         probability: 0.3,
         batch_size: 16,
+        ..Default::default()
     };
     let a = epoch_batches(&tok, &encoded, &opts, 5, 0, &Device::Cpu)
         .unwrap()

@@ -143,3 +143,40 @@ fn freeze_reaches_the_loop_and_malformed_entries_are_errors() {
         assert!(err.contains(says), "{bad}: {err}");
     }
 }
+
+#[test]
+fn dropout_and_shuffle_are_checked_and_change_no_default_fingerprint() {
+    // At their defaults the new keys are left out of the serialised options,
+    // so every fingerprint made before them still names the same run.
+    let plain = serde_json::to_value(RunOptions::default()).unwrap();
+    assert!(plain.get("dropout").is_none() && plain.get("shuffle").is_none());
+    let keys = RunOptions::keys();
+    assert!(keys.contains(&"dropout".to_string()) && keys.contains(&"shuffle".to_string()));
+    let r =
+        RunOptions::resolve(&serde_json::json!({"dropout": 0.0, "shuffle": false}), None).unwrap();
+    assert_eq!((r.options.dropout, r.options.shuffle), (Some(0.0), false));
+    assert_eq!(r.options.train_options(None).dropout, Some(0.0));
+    let fp = |v| {
+        serde_json::to_string(
+            &RunOptions::resolve(&v, None)
+                .unwrap()
+                .options
+                .fingerprint_json(false),
+        )
+        .unwrap()
+    };
+    assert_ne!(
+        fp(serde_json::json!({})),
+        fp(serde_json::json!({"shuffle": false}))
+    );
+    assert_ne!(
+        fp(serde_json::json!({})),
+        fp(serde_json::json!({"dropout": 0.1}))
+    );
+    for bad in [1.0, -0.1, 1.5] {
+        let e = RunOptions::resolve(&serde_json::json!({ "dropout": bad }), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dropout is a probability in [0, 1)"), "{e}");
+    }
+}

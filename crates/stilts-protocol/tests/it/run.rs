@@ -10,7 +10,9 @@ use stilts_model::tiny::{build, TinySpec};
 use stilts_model::HeadKind;
 use stilts_protocol::multitask::Sampling;
 use stilts_protocol::presets::RunOptions;
-use stilts_protocol::run::{evaluate, multitask, train, transfer, MultitaskJob, TrainJob};
+use stilts_protocol::run::{
+    evaluate, multitask, train, transfer, HeadChoice, MultitaskJob, TrainJob,
+};
 use stilts_protocol::train::Silent;
 use stilts_tasks::{self as tasks, ReadOptions};
 
@@ -84,7 +86,7 @@ fn train_with_dev_selection_then_evaluate_and_transfer() {
     let o = opts(serde_json::json!({"eval_every": 8}));
     let job = TrainJob {
         dev: Some(&dev),
-        fresh: true,
+        head: HeadChoice::Fresh,
         ..TrainJob::new(&base, &train_data, &o)
     };
     let (model, report) = train(&job, &mut Silent, &cancel).unwrap();

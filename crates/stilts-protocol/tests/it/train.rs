@@ -272,7 +272,7 @@ fn a_frozen_view_computes_no_gradient_for_frozen_parameters() {
         5,
         "word, position, token type, LayerNorm weight and bias"
     );
-    let view = m.for_training(DType::F32, false, &frozen).unwrap();
+    let view = m.for_training(DType::F32, false, &frozen, None).unwrap();
     let (rows, labels) = data();
     let (inputs, target) = batches(&rows, &labels).remove(0);
     let grads = view

@@ -124,6 +124,11 @@ pub fn condition(ctx: &Ctx, spec: &Map) -> RResult<Dynamic> {
             call_options("condition options `target`", &hidden_of, &t_map)?,
         )
     };
+    if i_call.new_head.is_some() || t_call.new_head.is_some() {
+        return Err(rerr(
+            "condition: `new_head`: a condition trains each phase under a fresh head (the STILTs protocol); leave it out (train(m, task, #{new_head: false}) trains a model's own head)",
+        ));
+    }
     if i_call.options.is_explicit("seed") || t_call.options.is_explicit("seed") {
         return Err(rerr(
             "condition: give the seed as the condition's `seed`, not inside `options`",

@@ -14,7 +14,7 @@ use crate::values::{LangScore, ModelValue, Scores, TaskValue};
 use stilts_protocol::multitask::Sampling;
 use stilts_protocol::presets::QA_MAX_LENGTH;
 use stilts_protocol::presets::{Resolved, RunOptions, SELECTION_KEYS};
-use stilts_protocol::run::{MultitaskJob, TrainJob};
+use stilts_protocol::run::{HeadChoice, MultitaskJob, TrainJob};
 
 /// A training call's map: the protocol's options (resolved over the preset
 /// they name by `RunOptions::resolve`, which validates them) and the values
@@ -25,9 +25,10 @@ pub struct Call {
     pub options: Resolved,
     /// The map's `dev` task; `None`: no model selection.
     pub dev: Option<TaskValue>,
-    /// The map's `new_head`: a fresh head even when the model's fits the task
-    /// (default false).
-    pub new_head: bool,
+    /// The map's `new_head`: true, a fresh head even when the model's fits
+    /// the task; false, the model's own head, an error where it does not
+    /// fit; left out (`None`), the model's head where it fits, else a fresh one.
+    pub new_head: Option<bool>,
 }
 
 fn take_task(what: &str, map: &mut Map, key: &str) -> RResult<Option<TaskValue>> {
@@ -70,10 +71,11 @@ pub fn call_options(what: &str, cfg: &stilts_model::XlmrConfig, map: &Map) -> RR
         })
         .transpose()?;
     let new_head = match rest.remove("new_head") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .map_err(|t| rerr(format!("{what}: `new_head` takes true or false, not {t}")))?,
+        None => None,
+        Some(v) => Some(
+            v.as_bool()
+                .map_err(|t| rerr(format!("{what}: `new_head` takes true or false, not {t}")))?,
+        ),
     };
     for (k, v) in &rest {
         if let Ok(x) = v.as_float() {
@@ -289,7 +291,18 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
     } else {
         m.optimizer.clone()
     };
-    let fresh = call.new_head || m.pretrained;
+    let head = match (call.new_head, m.pretrained) {
+        (Some(false), true) => {
+            return Err(rerr(format!(
+                "{what}: `new_head: false` keeps the model's head, but `{}` was loaded as a pretrained checkpoint without one (its config.json names no task head): leave `new_head` out for a fresh head, or load a checkpoint that holds its head (a *ForSequenceClassification saved by transformers, or model(dir, #{{head: \"classification\"}}) where the weights are in the file)",
+                m.name
+            )))
+        }
+        (Some(false), false) => HeadChoice::Kept,
+        (Some(true), _) | (None, true) => HeadChoice::Fresh,
+        (None, false) => HeadChoice::Fitting,
+    };
+    let fresh = head == HeadChoice::Fresh;
     let fingerprint = derived_fingerprint(serde_json::json!({
         "parent": m.fingerprint,
         "task": t.fingerprint().map_err(rerr)?,
@@ -311,7 +324,7 @@ pub fn train(ctx: &Ctx, m: &ModelValue, t: &TaskValue, opts: &Map) -> RResult<Mo
     let _claim = claim(ctx, &what, &fingerprint)?;
     let job = TrainJob {
         dev: dev.as_ref(),
-        fresh,
+        head,
         optimizer: carry,
         checkpoint_dir: Some(dir.clone()),
         ..TrainJob::new(&m.model, &t.parts, run)
@@ -404,7 +417,12 @@ fn stilts(
     let (i_map, mut t_map) = phase_maps("stilts options", opts)?;
     // Checked up front, so a typo fails before hours of intermediate training.
     call_options("stilts options `intermediate`", m.model.config(), &i_map)?;
-    call_options("stilts options `target`", m.model.config(), &t_map)?;
+    let t_call = call_options("stilts options `target`", m.model.config(), &t_map)?;
+    if t_call.new_head == Some(false) {
+        return Err(rerr(
+            "stilts options: `new_head: false` would keep a head on the target phase, but the STILTs step puts a fresh head on the encoder for the target task: give `new_head` for the intermediate phase inside `intermediate: #{...}`, or leave it out",
+        ));
+    }
     let mid = train(ctx, m, inter, &i_map)?;
     t_map.insert("new_head".into(), Dynamic::from(true));
     let mut out = train(ctx, &mid, target, &t_map)?;
@@ -495,6 +513,11 @@ fn multitask(ctx: &Ctx, m: &ModelValue, tasks: &Array, opts: &Map) -> RResult<Mo
         m.model.config(),
         &opts,
     )?;
+    if call.new_head.is_some() {
+        return Err(rerr(
+            "multitask: `new_head`: every task of a mix trains a fresh head of its own; leave it out",
+        ));
+    }
     let dev = dev_dataset("multitask", &call.dev)?;
     let names: Vec<String> = ts.iter().map(|t| t.name.clone()).collect();
     for t in &ts {
@@ -736,7 +759,7 @@ fn evaluate_retrieval(ctx: &Ctx, m: &ModelValue, t: &TaskValue, a: &EvalArgs) ->
 /// `docs::api`). Every entry's example runs in a test (`api_examples.rs`).
 pub const DOCS: &[ApiDoc] = &[
     entry("training", "train", "train(model: Model, task: Task) -> Model", "Fine-tunes a copy of the model on the task with the `jiant` preset; a model whose head does not fit the task gets a fresh one.", "let ft = train(m, mnli);"),
-    entry("training", "train", "train(model: Model, task: Task, opts: map) -> Model", "Fine-tunes with options over a preset: preset (jiant, xtreme; xtreme's lr is size-aware: 2e-5 below hidden 1024, 3e-5 from large up), lr, weight_decay, epochs, max_steps (exactly this many updates, the data cycled: it overrides epochs, as in transformers' Trainer), batch_size, grad_accum, max_tokens, max_length (span QA: the window length; without it run_qa.py's 384), doc_stride (span QA: tokens of overlap between a long context's windows; run_qa.py's 128, a third of max_length when that is shorter, half the room a long question leaves when that is less), max_query_length (span QA: questions are cut to this many tokens before windowing, as XTREME and jiant do; default 64; the training line says how many were cut), warmup, warmup_steps, max_grad_norm, seed, bf16, gradient_checkpointing (recompute activations in backward: same gradients, less memory), factored_optimizer (AdamW with a factored second moment: about half the optimizer memory), bf16_update (a model with bf16 weights, `dtype: \"bf16\"`: \"kahan\" keeps a bf16 compensation per weight, \"stochastic\" rounds at random, CPU only; left out, updates below half a bf16 step are lost; an error on f32 weights), fused_update (update each parameter inside the checkpointed backward and free its gradient: needs gradient_checkpointing and grad_accum 1; clips with the previous update's norm), eight_bit_second_moment (AdamW's second moment stored block-wise in 8 bits: 1 byte a parameter instead of 4; CPU only; not with factored_optimizer), limit (a seeded sample of at most N examples of each part, stratified by label for classification, drawn with the run's seed), reset_optimizer (false: continue from the AdamW state of the model's last training), freeze (parameters held fixed, no gradient, no optimizer state: prefixes of their names without `roberta.`/`bert.`, on whole dotted parts, e.g. [\"embeddings\"], [\"embeddings\", \"layers:0-3\"] for encoder layers 0 to 3, \"encoder.layer.5\", \"classifier\"; an entry matching no parameter is an error listing the prefixes), new_head. Model selection: `dev` (a task split of one part, e.g. `xnli_dev.language(\"en\")`; a dev set of several parts is an error unless `dev_pool: true` pools them: selecting on target-language data is not zero-shot) with eval_every (updates; jiant 1000, xtreme 100, else once per epoch), patience (evaluations without gain before stopping; jiant 30) and dev_limit (score the first N dev examples; jiant 500): the model ends on the best dev weights. eval_every, patience or dev_limit set without a dev set, checkpoint_every (updates between checkpoints: a script checkpoints every checkpoint_every updates, at the end and when stopped by a signal, and resumes from them when run again) and unknown keys are errors. A classification training set whose examples all have one label gets a warning; the report records each training's updates, loss, time and checkpoint folder.", "train(m, mnli, #{preset: \"xtreme\", dev: xnli_dev.language(\"en\"), seed: 2})"),
+    entry("training", "train", "train(model: Model, task: Task, opts: map) -> Model", "Fine-tunes with options over a preset: preset (jiant, xtreme; xtreme's lr is size-aware: 2e-5 below hidden 1024, 3e-5 from large up), lr, weight_decay, epochs, max_steps (exactly this many updates, the data cycled: it overrides epochs, as in transformers' Trainer), batch_size, grad_accum, max_tokens, max_length (span QA: the window length; without it run_qa.py's 384), doc_stride (span QA: tokens of overlap between a long context's windows; run_qa.py's 128, a third of max_length when that is shorter, half the room a long question leaves when that is less), max_query_length (span QA: questions are cut to this many tokens before windowing, as XTREME and jiant do; default 64; the training line says how many were cut), warmup, warmup_steps, max_grad_norm, seed, bf16, gradient_checkpointing (recompute activations in backward: same gradients, less memory), factored_optimizer (AdamW with a factored second moment: about half the optimizer memory), bf16_update (a model with bf16 weights, `dtype: \"bf16\"`: \"kahan\" keeps a bf16 compensation per weight, \"stochastic\" rounds at random, CPU only; left out, updates below half a bf16 step are lost; an error on f32 weights), fused_update (update each parameter inside the checkpointed backward and free its gradient: needs gradient_checkpointing and grad_accum 1; clips with the previous update's norm), eight_bit_second_moment (AdamW's second moment stored block-wise in 8 bits: 1 byte a parameter instead of 4; CPU only; not with factored_optimizer), limit (a seeded sample of at most N examples of each part, stratified by label for classification, drawn with the run's seed), reset_optimizer (false: continue from the AdamW state of the model's last training), freeze (parameters held fixed, no gradient, no optimizer state: prefixes of their names without `roberta.`/`bert.`, on whole dotted parts, e.g. [\"embeddings\"], [\"embeddings\", \"layers:0-3\"] for encoder layers 0 to 3, \"encoder.layer.5\", \"classifier\"; an entry matching no parameter is an error listing the prefixes), dropout (every dropout probability of the model for this run, in place of its config.json's: hidden, attention and the head's; 0 turns dropout off; a probability in [0, 1); the trained model keeps its config), shuffle (false: the examples in their file order cut into consecutive batches, the same every epoch, for a controlled comparison with another implementation reading the same file; default true: shuffled and length-bucketed per seed and epoch), new_head (true: a fresh head even when the model's fits the task; false: the model's own head as its checkpoint holds it, e.g. one a reference framework initialised and saved, an error where it does not fit the task (kind and labels) or the model was loaded without one; left out: the model's head where it fits, else a fresh one; `multitask` and `condition` always train fresh heads and take no new_head). Model selection: `dev` (a task split of one part, e.g. `xnli_dev.language(\"en\")`; a dev set of several parts is an error unless `dev_pool: true` pools them: selecting on target-language data is not zero-shot) with eval_every (updates; jiant 1000, xtreme 100, else once per epoch), patience (evaluations without gain before stopping; jiant 30) and dev_limit (score the first N dev examples; jiant 500): the model ends on the best dev weights. eval_every, patience or dev_limit set without a dev set, checkpoint_every (updates between checkpoints: a script checkpoints every checkpoint_every updates, at the end and when stopped by a signal, and resumes from them when run again) and unknown keys are errors. A classification training set whose examples all have one label gets a warning; the report records each training's updates, loss, time and checkpoint folder.", "train(m, mnli, #{preset: \"xtreme\", dev: xnli_dev.language(\"en\"), seed: 2})"),
     entry("training", "stilts", "stilts(model: Model, intermediate: Task, target: Task) -> Model", "The STILTs step: train on the intermediate task, put a fresh head on the encoder, train on the target task.", "let s = stilts(m, hellaswag, mnli);"),
     entry("training", "stilts", "stilts(model: Model, intermediate: Task, target: Task, opts: map) -> Model", "STILTs with options: training keys for both phases, and `intermediate: #{...}` / `target: #{...}` for one phase. `dev` and the model-selection keys (eval_every, patience, dev_limit) at the top level belong to the target phase; the intermediate phase takes its own inside `intermediate: #{dev: ...}`.", "stilts(m, squad, mnli, #{seed: 1, dev: mnli_dev, intermediate: #{epochs: 2}})"),
     entry("training", "multitask", "multitask(model: Model, tasks: array, opts: map) -> Model", "Multi-task training of one encoder on several tasks (a head each; task(\"mlm\", ...) adds masked language modelling), the task drawn per optimizer update (gradient accumulation stays within it). Training keys plus `sampling`: \"proportional\" (default), \"uniform\", #{cap: N}, #{temperature: T, cap: N} or #{probs: #{task: p, ...}} (jiant's samplers); train_examples_cap (at most N examples of each task, a seeded sample: shortens training too); `dev` (a split of one task of the mix, scored with its head). Returns the encoder under the last task's head.", "multitask(m, [squad, hellaswag, mlm], #{seed: 1, sampling: #{probs: #{squad_v1: 0.4, hellaswag: 0.4, mlm: 0.2}}})"),

@@ -7,7 +7,7 @@ use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use stilts_model::loss::IGNORE_INDEX;
 use stilts_model::{HeadKind, Target};
-use stilts_tasks::batch::{lengths, BUCKET_BATCHES};
+use stilts_tasks::batch::{in_order, lengths, BUCKET_BATCHES};
 use stilts_tasks::{collate, train_batches, BatchSize, EvalPlan, Feature, Label};
 
 fn random_lengths(n: usize, seed: u64) -> Vec<usize> {
@@ -256,4 +256,22 @@ fn collate_for_each_head() {
     // A label of the wrong kind for the head is an error.
     assert!(collate(&[&tg[0]], &head, 1, &dev).is_err());
     assert!(collate(&[], &head, 1, &dev).is_err());
+}
+
+#[test]
+fn in_order_batches_are_consecutive_in_file_order() {
+    let lens = random_lengths(70, 4);
+    let b = in_order(&lens, BatchSize::Examples(32));
+    assert_eq!(
+        b,
+        vec![
+            (0..32).collect::<Vec<_>>(),
+            (32..64).collect(),
+            (64..70).collect()
+        ]
+    );
+    // A token budget cuts the same order where the padded batch would overflow.
+    let t = in_order(&lens, BatchSize::Tokens(400));
+    covers_once(&t, 70);
+    assert_eq!(t.concat(), (0..70).collect::<Vec<_>>());
 }
