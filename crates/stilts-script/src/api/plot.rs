@@ -187,21 +187,31 @@ fn dashed(x0: f64, x1: f64, y: f64) -> impl Iterator<Item = PathElement<(f64, f6
 
 /// The interval method of the results' rows, for a caption.
 fn interval_note(series: &[(String, Scores)]) -> String {
+    let methods = series.iter().flat_map(|(_, s)| {
+        s.by_lang
+            .keys()
+            .map(String::as_str)
+            .chain(["avg"])
+            .filter_map(|l| s.estimate(l).and_then(|e| e.ci.and(e.method)))
+            .collect::<Vec<_>>()
+    });
+    methods_note(methods, "bar")
+}
+
+/// "error bars: METHOD" for the interval methods a figure draws, or that
+/// they differ by `what` (bar, point).
+fn methods_note(methods: impl Iterator<Item = stats::IntervalMethod>, what: &str) -> String {
     let mut ms: Vec<&'static str> = vec![];
-    for (_, s) in series {
-        for l in s.by_lang.keys().map(String::as_str).chain(["avg"]) {
-            if let Some(m) = s.estimate(l).and_then(|e| e.ci.and(e.method)) {
-                let d = m.describe();
-                if !ms.contains(&d) {
-                    ms.push(d);
-                }
-            }
+    for m in methods {
+        let d = m.describe();
+        if !ms.contains(&d) {
+            ms.push(d);
         }
     }
     match ms.as_slice() {
         [] => "no intervals (no per-example scores)".into(),
         [m] => format!("error bars: {m}"),
-        _ => "error bars: 95% CI (methods differ by bar)".into(),
+        _ => format!("error bars: 95% CI (methods differ by {what})"),
     }
 }
 
@@ -669,22 +679,10 @@ fn gain_metric(lines: &[GainLine]) -> String {
 
 /// What the gains' seed-aware intervals are, for the note.
 fn gain_interval_note(lines: &[GainLine]) -> String {
-    let mut ms: Vec<&'static str> = vec![];
-    for (_, p) in lines {
-        for (_, _, c) in p {
-            if let Some(m) = c.avg.ci.and(c.avg.method) {
-                let d = m.describe();
-                if !ms.contains(&d) {
-                    ms.push(d);
-                }
-            }
-        }
-    }
-    match ms.as_slice() {
-        [] => "no intervals (no per-example scores)".into(),
-        [m] => format!("error bars: {m}"),
-        _ => "error bars: 95% CI (methods differ by point)".into(),
-    }
+    let methods = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().filter_map(|(_, _, c)| c.avg.ci.and(c.avg.method)));
+    methods_note(methods, "point")
 }
 
 /// Gain vs model size as a paper prints it: left, the average gain
