@@ -266,16 +266,35 @@ impl Scores {
         mean(&self.by_lang.values().map(|s| s.value).collect::<Vec<_>>())
     }
 
-    /// The mark of the `avg` row: the runs that learned nothing in some
-    /// language, out of the runs.
+    /// The mark of the `avg` row: where every language is marked, the
+    /// worst language's mark (` (collapsed)`, ` (collapsed 1/3)`); where
+    /// only some are, how many (` (collapsed in 2/6 languages)`): an average
+    /// over languages a model handled is not itself collapsed.
     pub fn avg_collapse_mark(&self) -> String {
-        let worst = self
+        let marked: Vec<&LangScore> = self
             .by_lang
             .values()
-            .max_by_key(|s| s.collapse.len())
-            .cloned()
-            .unwrap_or_default();
-        worst.collapse_mark()
+            .filter(|s| !s.collapse.is_empty())
+            .collect();
+        let Some(worst) = marked.iter().max_by_key(|s| s.collapse.len()) else {
+            return String::new();
+        };
+        if marked.len() == self.by_lang.len() {
+            return worst.collapse_mark();
+        }
+        let what = if marked
+            .iter()
+            .any(|s| s.collapse.iter().any(|c| c.contains("collapsed:")))
+        {
+            "collapsed"
+        } else {
+            "loss at chance"
+        };
+        format!(
+            " ({what} in {}/{} languages)",
+            marked.len(),
+            self.by_lang.len()
+        )
     }
 
     /// Per-run averages (one per seed) when the languages carry runs.
@@ -1072,6 +1091,14 @@ mod tests {
         one.by_lang.get_mut("de").unwrap().collapse =
             vec!["a seed 1: collapsed: predicts `neutral` for 98%".into()];
         assert_eq!(one.by_lang["de"].collapse_mark(), " (collapsed)");
+        // An average over languages of which some collapsed says how many.
+        let mut some = scores("a", &[("de", 33.3), ("en", 60.0)]);
+        some.by_lang.get_mut("de").unwrap().collapse =
+            vec!["a seed 1: collapsed: predicts `neutral` for 100%".into()];
+        assert_eq!(some.avg_collapse_mark(), " (collapsed in 1/2 languages)");
+        some.by_lang.get_mut("en").unwrap().collapse =
+            vec!["a seed 1: collapsed: predicts `neutral` for 95%".into()];
+        assert_eq!(some.avg_collapse_mark(), " (collapsed)");
         let m = Scores::mean_of(&[one.clone(), two.clone()]).unwrap();
         assert_eq!(m.by_lang["de"].collapse_mark(), " (collapsed 1/2)");
         assert!(m.table().to_string().contains("35.0 (collapsed 1/2)"));
