@@ -1624,9 +1624,22 @@ fn plot_training(ctx: &Ctx, m: &crate::values::ModelValue, path: &str) -> RResul
             .map(|s| format!(", best dev at update {s} (circled)"))
             .unwrap_or_default()
     );
-    let p = PathBuf::from(path);
     let k = m.model.head.kind.labels().len();
-    let chance = (k >= 2).then(|| ((k as f64).ln(), k));
+    write_training(ctx, path, title, losses, dev, Some(k))
+}
+
+/// Draws a training figure into `path` (the ln K line for a head of
+/// `classes` ≥ 2 classes) and adds it to the report.
+fn write_training(
+    ctx: &Ctx,
+    path: &str,
+    title: String,
+    losses: Vec<f64>,
+    dev: Vec<(f64, f64)>,
+    classes: Option<usize>,
+) -> RResult<String> {
+    let chance = classes.filter(|&k| k >= 2).map(|k| ((k as f64).ln(), k));
+    let p = PathBuf::from(path);
     let text = render(
         &p,
         &Training {
@@ -1677,23 +1690,10 @@ fn plot_condition_training(ctx: &Ctx, which: &Dynamic, path: &str) -> RResult<St
     );
     // The target phase's classes (the line a classification head's loss
     // sits on while it has learned nothing).
-    let chance = stilts_protocol::summary::phases(&rec)
+    let classes = stilts_protocol::summary::phases(&rec)
         .last()
-        .and_then(|ph| ph.classes)
-        .filter(|&k| k >= 2)
-        .map(|k| ((k as f64).ln(), k));
-    let p = PathBuf::from(path);
-    let text = render(
-        &p,
-        &Training {
-            title,
-            losses,
-            dev,
-            chance,
-        },
-    )?;
-    record(ctx, &p, text);
-    Ok(path.to_string())
+        .and_then(|ph| ph.classes);
+    write_training(ctx, path, title, losses, dev, classes)
 }
 
 /// The documentation of what this file registers: what `:help`, tab
