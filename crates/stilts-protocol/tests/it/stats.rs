@@ -232,12 +232,8 @@ fn normal(rng: &mut ChaCha8Rng, sd: f64) -> f64 {
 /// STILTs seed of the same number by u/2 + w (seeds pair), u and w of sd 4
 /// points. The expected gain at a size, over new seeds and new examples,
 /// is exactly a + b·log10(params).
-fn sweep(rng: &mut ChaCha8Rng, log10_params: &[f64], a: f64, b: f64, k: usize) -> Vec<SizeGain> {
-    sweep_with(rng, log10_params, a, b, k, None)
-}
-
-/// [`sweep`], each gain held to `compare`'s interval (bootstrap of
-/// `held` resamples) where `held` is given, as `modulation` uses them.
+/// With `held`, each gain is held to `compare`'s interval (a bootstrap of
+/// `held` resamples), as `modulation` uses them.
 fn sweep_with(
     rng: &mut ChaCha8Rng,
     log10_params: &[f64],
@@ -302,6 +298,34 @@ fn sweep_with(
         .collect()
 }
 
+/// `trials` simulated sweeps over sizes at `x` (log10 parameters) with a
+/// slope of `b` points per 10× and `k` seeds (gains held to `compare`'s
+/// interval with `held` resamples where given): how many sweeps' slope
+/// interval and largest-minus-smallest difference covered the truth, and
+/// how many rejected "the gain does not depend on size" at 5%.
+fn simulate_sweeps(
+    rng: &mut ChaCha8Rng,
+    x: &[f64],
+    b: f64,
+    k: usize,
+    trials: usize,
+    held: Option<usize>,
+) -> (usize, usize, usize) {
+    let (mut slope_in, mut diff_in, mut rejected) = (0, 0, 0);
+    for _ in 0..trials {
+        let g = sweep_with(rng, x, -14.0, b, k, held);
+        let pts: Vec<(f64, &SizeGain)> = x.iter().map(|&l| 10f64.powf(l)).zip(g.iter()).collect();
+        let m = modulation(&pts);
+        let s = m.slope.clone().expect("a slope over 3 sizes");
+        slope_in += (s.ci.0 <= b && b <= s.ci.1) as usize;
+        let d = m.vs_smallest[x.len() - 2].1.clone().expect("a difference");
+        let truth = b * (x[x.len() - 1] - x[0]);
+        diff_in += (d.ci.0 <= truth && truth <= d.ci.1) as usize;
+        rejected += (m.test.expect("a test").p < 0.05) as usize;
+    }
+    (slope_in, diff_in, rejected)
+}
+
 /// What `modulation` really uses, each size's gain held to `compare`'s
 /// interval (t over the seeds for the whole variance): as conservative as
 /// `compare`, never less than nominal. Over 100 simulated sweeps at 3
@@ -313,19 +337,7 @@ fn held_modulation_intervals_cover_at_least_nominally() {
     for b in [0.0, 2.0] {
         let mut rng = ChaCha8Rng::seed_from_u64(900 + b as u64);
         let trials = 100;
-        let (mut slope_in, mut diff_in, mut rejected) = (0, 0, 0);
-        for _ in 0..trials {
-            let g = sweep_with(&mut rng, &x, -14.0, b, 3, Some(100));
-            let pts: Vec<(f64, &SizeGain)> =
-                x.iter().map(|&l| 10f64.powf(l)).zip(g.iter()).collect();
-            let m = modulation(&pts);
-            let s = m.slope.clone().expect("a slope over 3 sizes");
-            slope_in += (s.ci.0 <= b && b <= s.ci.1) as usize;
-            let d = m.vs_smallest[1].1.clone().expect("a difference");
-            let truth = b * (x[2] - x[0]);
-            diff_in += (d.ci.0 <= truth && truth <= d.ci.1) as usize;
-            rejected += (m.test.expect("a test").p < 0.05) as usize;
-        }
+        let (slope_in, diff_in, rejected) = simulate_sweeps(&mut rng, &x, b, 3, trials, Some(100));
         let rate = |c: usize| c as f64 / trials as f64;
         assert!(
             rate(slope_in) >= 0.90,
@@ -361,19 +373,7 @@ fn modulation_intervals_cover_the_true_slope_and_difference() {
         for b in [0.0, 2.0] {
             let mut rng = ChaCha8Rng::seed_from_u64(100 + k as u64 * 10 + b as u64);
             let trials = 200;
-            let (mut slope_in, mut diff_in, mut rejected) = (0, 0, 0);
-            for _ in 0..trials {
-                let g = sweep(&mut rng, &x, -14.0, b, k);
-                let pts: Vec<(f64, &SizeGain)> =
-                    x.iter().map(|&l| 10f64.powf(l)).zip(g.iter()).collect();
-                let m = modulation(&pts);
-                let s = m.slope.clone().expect("a slope over 3 sizes");
-                slope_in += (s.ci.0 <= b && b <= s.ci.1) as usize;
-                let d = m.vs_smallest[1].1.clone().expect("a difference");
-                let truth = b * (x[2] - x[0]);
-                diff_in += (d.ci.0 <= truth && truth <= d.ci.1) as usize;
-                rejected += (m.test.expect("a test").p < 0.05) as usize;
-            }
+            let (slope_in, diff_in, rejected) = simulate_sweeps(&mut rng, &x, b, k, trials, None);
             let rate = |c: usize| c as f64 / trials as f64;
             assert!(
                 (0.90..=0.99).contains(&rate(slope_in)),
